@@ -1,2 +1,18 @@
 //! Gatehouse records everything a site's turnstiles and cameras do and shows managers what happened.
+//!
+//! - `domain`: pure device aggregates (deciders). No I/O.
+//! - `codec`: the only user of bincode; event and snapshot bytes.
+//! - `config`: `config.toml` into typed settings.
+//! - `db`: opening SQLite files, migrations.
+//! - `journal`: the append-only event store (one writer thread, read-only readers).
+pub mod actors;
+pub mod app;
+pub mod cli;
+pub mod codec;
+pub mod config;
+pub mod db;
 pub mod domain;
+pub mod journal;
+pub mod projection;
+pub mod telemetry;
+pub mod web;

@@ -59,6 +59,7 @@ impl std::str::FromStr for DeviceId {
 
 /// Which kind of equipment a device is; each kind is its own aggregate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DeviceKind {
     Turnstile,
     Camera,

@@ -1,0 +1,221 @@
+//! The command line (SPEC §1): parsing with clap and one function per subcommand. Errors come back as
+//! [`Failure`], which `main` prints as `gatehouse: <subject>: <problem>` lines with exit status 1 or 2.
+
+use crate::app::Application;
+use crate::config::Config;
+use crate::db::StoragePaths;
+use crate::domain::{DeviceEvent, DeviceId, DeviceState};
+use crate::journal::JournalReader;
+use anyhow::{anyhow, Context};
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(name = "gatehouse", version, about = "Records everything a site's turnstiles and cameras do")]
+pub struct Cli {
+    /// The site's configuration file.
+    #[arg(short, long, global = true, default_value = "config.toml")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run everything: journal, device actors, projectors, web server.
+    Serve,
+    /// Validate the configuration and print a summary.
+    CheckConfig,
+    /// Rebuild read models from the journal (all when none is named); safe while `serve` runs.
+    Rebuild {
+        /// Projections to rebuild: device_status, traffic.
+        projections: Vec<String>,
+    },
+    /// Print journal events as JSON lines.
+    Events {
+        /// Only this device's events.
+        #[arg(long)]
+        stream: Option<String>,
+        /// Only events after this journal position.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Keep printing new events as they are committed.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Print a device's state folded from its events, now or as of a past instant.
+    State {
+        device: String,
+        /// RFC 3339 instant (2026-03-01T09:00:00Z), or a local date-time in the site's time zone
+        /// (2026-03-01T09:00): only events that occurred up to then are folded.
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+}
+
+/// A failed command: `Usage` exits with status 2 (bad configuration or arguments), `Runtime` with 1.
+#[derive(Debug)]
+pub enum Failure {
+    Usage(anyhow::Error),
+    Runtime(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure::Runtime(error)
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<Config, Failure> {
+    Config::load(&cli.config).map_err(|e| Failure::Usage(anyhow!(e.to_string())))
+}
+
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    let config = load_config(&cli)?;
+    match cli.command {
+        Command::Serve => serve(config),
+        Command::CheckConfig => {
+            print!("{}", config.summary());
+            Ok(())
+        }
+        Command::Rebuild { projections } => rebuild(&config, &projections),
+        Command::Events { stream, after, follow } => events(&config, stream, after, follow),
+        Command::State { device, as_of } => state(&config, &device, as_of.as_deref()),
+    }
+}
+
+fn serve(config: Config) -> Result<(), Failure> {
+    let system = actix_web::rt::System::new();
+    let writer_thread = system.block_on(async move {
+        let app = Application::build(config).await?;
+        println!("gatehouse: serving http://{}/ (Ctrl-C to stop)", app.http_addr());
+        // actix-web itself stops on SIGINT/SIGTERM; no other shutdown trigger for the command line.
+        app.run_until_stopped(std::future::pending()).await
+    })?;
+    // Dropping the system drops the actors and with them the last writer handles; the writer then finishes.
+    drop(system);
+    writer_thread.join();
+    Ok(())
+}
+
+fn rebuild(config: &Config, names: &[String]) -> Result<(), Failure> {
+    let known = crate::projection::names();
+    for name in names {
+        if !known.contains(&name.as_str()) {
+            return Err(Failure::Usage(anyhow!("rebuild: unknown projection {name:?}, expected one of: {}", known.join(", "))));
+        }
+    }
+    let paths = StoragePaths::new(&config.storage.dir);
+    paths.prepare()?;
+    let projections: Vec<_> = crate::projection::all(&config.site.timezone)
+        .into_iter()
+        .filter(|p| names.is_empty() || names.iter().any(|n| n == p.name()))
+        .collect();
+    let head = JournalReader::open(&paths.journal())?.head()?;
+    let bar = indicatif::ProgressBar::new(head.max(1));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} events ({per_sec}, {eta} left)")
+            .expect("the progress template is valid")
+            .progress_chars("=> "),
+    );
+    let started = std::time::Instant::now();
+    let built = crate::projection::rebuild::rebuild(projections, &paths.journal(), &paths.views(), |name, position| {
+        if bar.message() != name {
+            bar.set_message(name.to_owned());
+            bar.reset();
+        }
+        bar.set_position(position);
+    })?;
+    bar.finish_and_clear();
+    for (name, position) in built {
+        println!("rebuilt {name} up to position {position}");
+    }
+    println!("done in {:.1?}", started.elapsed());
+    Ok(())
+}
+
+fn events(config: &Config, stream: Option<String>, after: u64, follow: bool) -> Result<(), Failure> {
+    let paths = StoragePaths::new(&config.storage.dir);
+    let journal = JournalReader::open(&paths.journal())?;
+    let stream = stream
+        .map(|s| DeviceId::parse(&s).map_err(|e| Failure::Usage(anyhow!("--stream: {e}"))))
+        .transpose()?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut position = after;
+    loop {
+        let batch = journal.events_after(position, 1000)?;
+        for event in &batch {
+            position = event.position;
+            if stream.as_ref().is_none_or(|s| *s == event.stream_id) {
+                // A closed pipe (`| head`) ends the command quietly.
+                if writeln!(out, "{}", event.to_json()).is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        if batch.is_empty() {
+            if !follow {
+                break;
+            }
+            if out.flush().is_err() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    out.flush().ok();
+    Ok(())
+}
+
+/// Parses `--as-of`: an RFC 3339 instant, or a civil date-time (or date) in the site's time zone.
+pub fn parse_instant(text: &str, tz: &jiff::tz::TimeZone) -> anyhow::Result<jiff::Timestamp> {
+    if let Ok(ts) = text.parse::<jiff::Timestamp>() {
+        return Ok(ts);
+    }
+    if let Ok(dt) = text.parse::<jiff::civil::DateTime>() {
+        return Ok(dt.to_zoned_datetime(tz.clone())?.timestamp());
+    }
+    Err(anyhow!("{text:?} is not an instant: expected RFC 3339 like 2026-03-01T09:00:00Z or a local 2026-03-01T09:00"))
+}
+
+/// Folds a device's events up to `as_of` (all when `None`): the time-travel view.
+pub fn fold_device(
+    journal: &JournalReader,
+    device: &DeviceId,
+    as_of: Option<jiff::Timestamp>,
+) -> anyhow::Result<Option<(DeviceState, u64)>> {
+    let events = journal.stream_events(device, 0)?;
+    let Some(first) = events.first() else { return Ok(None) };
+    let DeviceEvent::Commissioned(c) = &first.event else {
+        return Err(anyhow!("device {device}: stream does not start with Commissioned"));
+    };
+    let mut state = DeviceState::initial(c.kind);
+    let mut version = 0;
+    for stored in events.iter().filter(|e| as_of.is_none_or(|t| e.occurred_at <= t)) {
+        state = state.evolve(&stored.event);
+        version = stored.version;
+    }
+    Ok(Some((state, version)))
+}
+
+fn state(config: &Config, device: &str, as_of: Option<&str>) -> Result<(), Failure> {
+    let id = DeviceId::parse(device).map_err(|e| Failure::Usage(anyhow!("{device}: {e}")))?;
+    let as_of = as_of
+        .map(|t| parse_instant(t, &config.site.timezone).map_err(|e| Failure::Usage(e.context("--as-of"))))
+        .transpose()?;
+    let paths = StoragePaths::new(&config.storage.dir);
+    let journal = JournalReader::open(&paths.journal())?;
+    let (state, version) = fold_device(&journal, &id, as_of)?
+        .with_context(|| format!("{device}: unknown device: the journal has no events for it"))?;
+    let output = serde_json::json!({
+        "device": id.as_str(),
+        "as_of": as_of.map(|t| t.to_string()),
+        "version": version,
+        "state": state,
+    });
+    println!("{}", serde_json::to_string_pretty(&output).context("state: cannot render JSON")?);
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! Opening the two SQLite files with the right pragmas and bringing their schemas up to date from the numbered
+//! SQL files in `migrations/`.
+
+use crate::config::Synchronous;
+use anyhow::Context;
+use rusqlite::Connection;
+use rusqlite_migration::{Migrations, M};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const JOURNAL_FILE: &str = "journal.db";
+pub const VIEWS_FILE: &str = "views.db";
+
+/// How long a connection waits for another's write lock before giving up. Writers here are short transactions,
+/// so a wait this long means something is stuck.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn journal_migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(include_str!("../migrations/journal/0001_events.sql"))])
+}
+
+fn views_migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(include_str!("../migrations/views/0001_read_models.sql"))])
+}
+
+/// Paths of the databases under `[storage].dir`.
+#[derive(Debug, Clone)]
+pub struct StoragePaths {
+    pub dir: PathBuf,
+}
+
+impl StoragePaths {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+    pub fn journal(&self) -> PathBuf {
+        self.dir.join(JOURNAL_FILE)
+    }
+    pub fn views(&self) -> PathBuf {
+        self.dir.join(VIEWS_FILE)
+    }
+    /// Creates the directory and both databases with their current schemas.
+    pub fn prepare(&self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("{}: cannot create the storage directory", self.dir.display()))?;
+        let mut journal = open(&self.journal(), Synchronous::Full)?;
+        migrate_journal(&mut journal)?;
+        let mut views = open(&self.views(), Synchronous::Normal)?;
+        migrate_views(&mut views)?;
+        Ok(())
+    }
+}
+
+/// Opens a read-write connection in WAL mode, so readers never block the writer and vice versa.
+pub fn open(path: &Path, synchronous: Synchronous) -> anyhow::Result<Connection> {
+    let conn = Connection::open(path).with_context(|| format!("{}: cannot open database", path.display()))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .with_context(|| format!("{}: cannot switch to WAL mode", path.display()))?;
+    let sync = match synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// Opens a connection that only reads: the CLI's `events` and `state`, projectors' journal reads, pages.
+pub fn open_readonly(path: &Path) -> anyhow::Result<Connection> {
+    use rusqlite::OpenFlags;
+    if !path.exists() {
+        anyhow::bail!("{}: no such database (has `gatehouse serve` run with this config?)", path.display());
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .with_context(|| format!("{}: cannot open database", path.display()))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+pub fn migrate_journal(conn: &mut Connection) -> anyhow::Result<()> {
+    journal_migrations().to_latest(conn).context("journal.db: cannot apply migrations")
+}
+
+pub fn migrate_views(conn: &mut Connection) -> anyhow::Result<()> {
+    views_migrations().to_latest(conn).context("views.db: cannot apply migrations")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrations_are_valid() {
+        super::journal_migrations().validate().unwrap();
+        super::views_migrations().validate().unwrap();
+    }
+}

@@ -1,0 +1,287 @@
+//! The single journal writer: one thread owns the write connection. Appends that arrive together are committed
+//! in one transaction (group commit); each caller learns its outcome only after the commit, and subscribers hear
+//! "committed up to position P". Assigning positions on this one thread, in commit order, is what lets projectors
+//! read "events after my checkpoint" without ever skipping a late-committing transaction.
+
+use super::{micros, Position};
+use crate::codec;
+use crate::config::Synchronous;
+use crate::domain::{DeviceEvent, DeviceId};
+use anyhow::Context;
+use jiff::Timestamp;
+use rusqlite::{params, Connection, ErrorCode};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::mpsc;
+use tokio::sync::{oneshot, watch};
+
+/// At most this many requests go into one transaction, so one commit never grows without bound under load.
+const MAX_BATCH: usize = 4096;
+
+/// Events for one stream that must land together, or not at all.
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    pub stream: DeviceId,
+    /// The stream's version these events were decided against; the append fails if the journal has moved on.
+    pub expected_version: u64,
+    pub events: Vec<DeviceEvent>,
+    /// The message id that caused these events. A second append with the same id for the same stream is a
+    /// redelivery: it is dropped (inside the same transaction) and answered with [`AppendOutcome::Duplicate`].
+    pub causation: Option<String>,
+}
+
+/// What a committed append did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// The events are durable; `last_position` is the position of the last one (or the head, for none).
+    Appended { last_position: Position, version: u64 },
+    /// The causation id was handled before; nothing was written.
+    Duplicate,
+}
+
+/// Why an append did not happen. Nothing of the request was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    #[error("stream {stream} is at version {actual}, not {expected}: decided on stale state")]
+    Conflict { stream: DeviceId, expected: u64, actual: u64 },
+    #[error("journal write failed: {0}")]
+    Storage(String),
+    #[error("journal writer has stopped")]
+    Closed,
+}
+
+/// A fold of one stream to save; fire and forget (a lost snapshot only costs replay time).
+#[derive(Debug, Clone)]
+pub struct SnapshotRequest {
+    pub stream: DeviceId,
+    pub version: u64,
+    pub state_schema: u32,
+    pub format: u8,
+    pub state: Vec<u8>,
+}
+
+enum WriterMessage {
+    Append(AppendRequest, oneshot::Sender<Result<AppendOutcome, AppendError>>),
+    Snapshot(SnapshotRequest),
+}
+
+/// A handle to the writer thread. Cheap to clone; the thread stops when every handle is dropped.
+#[derive(Clone)]
+pub struct JournalWriter {
+    // std mpsc: sending never blocks and happens at call time, so appends from one actor keep their order.
+    requests: mpsc::Sender<WriterMessage>,
+    committed: watch::Receiver<Position>,
+}
+
+/// Joins the writer thread on drop of the last handle; see [`JournalWriter::open`].
+pub struct WriterThread(Option<std::thread::JoinHandle<()>>);
+
+impl WriterThread {
+    /// Waits until the writer has committed everything it was sent and stopped. Call after dropping all handles.
+    pub fn join(mut self) {
+        if let Some(handle) = self.0.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl JournalWriter {
+    /// Opens `journal.db` for writing (migrating it) and starts the writer thread.
+    pub fn open(path: &Path, synchronous: Synchronous) -> anyhow::Result<(JournalWriter, WriterThread)> {
+        let mut conn = crate::db::open(path, synchronous)?;
+        crate::db::migrate_journal(&mut conn)?;
+        let head: i64 = conn.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| r.get(0))?;
+        let (committed_tx, committed) = watch::channel(head as Position);
+        let (requests, inbox) = mpsc::channel();
+        let mut writer = Writer { conn, next_position: head as Position + 1, versions: HashMap::new(), committed_tx };
+        let thread = std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || writer.run(inbox))
+            .context("cannot start the journal writer thread")?;
+        Ok((JournalWriter { requests, committed }, WriterThread(Some(thread))))
+    }
+
+    /// Queues an append now (so calls keep their order) and resolves once it is committed or refused.
+    pub fn append(
+        &self,
+        request: AppendRequest,
+    ) -> impl std::future::Future<Output = Result<AppendOutcome, AppendError>> + 'static {
+        let (reply, outcome) = oneshot::channel();
+        let sent = self.requests.send(WriterMessage::Append(request, reply));
+        async move {
+            sent.map_err(|_| AppendError::Closed)?;
+            outcome.await.unwrap_or(Err(AppendError::Closed))
+        }
+    }
+
+    /// Queues a snapshot to be saved with the next commit.
+    pub fn save_snapshot(&self, snapshot: SnapshotRequest) {
+        // A stopped writer means we are shutting down; the snapshot is only a cache.
+        let _ = self.requests.send(WriterMessage::Snapshot(snapshot));
+    }
+
+    /// The highest committed position, updated after every commit.
+    pub fn committed(&self) -> watch::Receiver<Position> {
+        self.committed.clone()
+    }
+}
+
+struct Writer {
+    conn: Connection,
+    next_position: Position,
+    /// Known stream versions, so the optimistic concurrency check costs no query. Filled lazily from the
+    /// database; cleared whenever a transaction fails, since it may then be ahead of the file.
+    versions: HashMap<DeviceId, u64>,
+    committed_tx: watch::Sender<Position>,
+}
+
+type Reply = oneshot::Sender<Result<AppendOutcome, AppendError>>;
+
+impl Writer {
+    fn run(&mut self, inbox: mpsc::Receiver<WriterMessage>) {
+        let mut appends: Vec<(AppendRequest, Reply)> = Vec::new();
+        let mut snapshots: Vec<SnapshotRequest> = Vec::new();
+        // Block for the first message, then take whatever else is already waiting: that is the group.
+        while let Ok(first) = inbox.recv() {
+            let mut next = Some(first);
+            while let Some(message) = next.take() {
+                match message {
+                    WriterMessage::Append(request, reply) => appends.push((request, reply)),
+                    WriterMessage::Snapshot(snapshot) => snapshots.push(snapshot),
+                }
+                if appends.len() + snapshots.len() < MAX_BATCH {
+                    next = inbox.try_recv().ok();
+                }
+            }
+            self.commit_group(&mut appends, &mut snapshots);
+        }
+        tracing::debug!("journal writer stopped: every handle was dropped");
+    }
+
+    fn commit_group(&mut self, appends: &mut Vec<(AppendRequest, Reply)>, snapshots: &mut Vec<SnapshotRequest>) {
+        let first_position = self.next_position;
+        let mut pending_versions: HashMap<DeviceId, u64> = HashMap::new();
+        let result = self.write_group(appends, snapshots, &mut pending_versions);
+        match result {
+            Ok(outcomes) => {
+                self.versions.extend(pending_versions);
+                let head = self.next_position - 1;
+                for ((_, reply), outcome) in appends.drain(..).zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+                if head >= first_position {
+                    self.committed_tx.send_replace(head);
+                }
+            }
+            Err(error) => {
+                // The transaction rolled back: nothing of the group is in the file.
+                self.next_position = first_position;
+                self.versions.clear();
+                let message = describe_storage_error(&error);
+                tracing::error!(error = %message, requests = appends.len(), "journal commit failed");
+                for (_, reply) in appends.drain(..) {
+                    let _ = reply.send(Err(AppendError::Storage(message.clone())));
+                }
+            }
+        }
+        snapshots.clear();
+    }
+
+    /// Writes one group in one transaction. Per-request refusals (conflict, duplicate) are decided before the
+    /// request writes anything, so they need no savepoint; any SQLite error aborts the whole group.
+    fn write_group(
+        &mut self,
+        appends: &[(AppendRequest, Reply)],
+        snapshots: &[SnapshotRequest],
+        pending_versions: &mut HashMap<DeviceId, u64>,
+    ) -> rusqlite::Result<Vec<Result<AppendOutcome, AppendError>>> {
+        let recorded_at = micros(Timestamp::now());
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut outcomes = Vec::with_capacity(appends.len());
+        {
+            let mut insert_event = tx.prepare_cached(
+                "INSERT INTO events (position, stream_id, version, event_type, schema, format, occurred_at,
+                                     recorded_at, causation, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            let mut insert_processed = tx.prepare_cached(
+                "INSERT OR IGNORE INTO processed_messages (stream_id, msg_id, position) VALUES (?1, ?2, ?3)",
+            )?;
+            let mut stream_version =
+                tx.prepare_cached("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?1")?;
+            for (request, _) in appends {
+                let current = match pending_versions.get(&request.stream).or(self.versions.get(&request.stream)) {
+                    Some(v) => *v,
+                    None => {
+                        let v: i64 = stream_version.query_row([request.stream.as_str()], |r| r.get(0))?;
+                        self.versions.insert(request.stream.clone(), v as u64);
+                        v as u64
+                    }
+                };
+                if current != request.expected_version {
+                    outcomes.push(Err(AppendError::Conflict {
+                        stream: request.stream.clone(),
+                        expected: request.expected_version,
+                        actual: current,
+                    }));
+                    continue;
+                }
+                if let Some(msg_id) = &request.causation {
+                    let head = self.next_position as i64 - 1 + request.events.len() as i64;
+                    if insert_processed.execute(params![request.stream.as_str(), msg_id, head])? == 0 {
+                        outcomes.push(Ok(AppendOutcome::Duplicate));
+                        continue;
+                    }
+                }
+                let mut version = current;
+                for event in &request.events {
+                    version += 1;
+                    let encoded = codec::encode_event(event);
+                    insert_event.execute(params![
+                        self.next_position as i64,
+                        request.stream.as_str(),
+                        version as i64,
+                        encoded.event_type,
+                        encoded.schema,
+                        encoded.format,
+                        micros(event.occurred_at()),
+                        recorded_at,
+                        request.causation.as_deref(),
+                        encoded.payload,
+                    ])?;
+                    self.next_position += 1;
+                }
+                pending_versions.insert(request.stream.clone(), version);
+                outcomes.push(Ok(AppendOutcome::Appended { last_position: self.next_position - 1, version }));
+            }
+            let mut save_snapshot = tx.prepare_cached(
+                "INSERT OR REPLACE INTO snapshots (stream_id, version, state_schema, format, state, taken_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for s in snapshots {
+                save_snapshot.execute(params![
+                    s.stream.as_str(),
+                    s.version as i64,
+                    s.state_schema,
+                    s.format,
+                    s.state,
+                    recorded_at
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(outcomes)
+    }
+}
+
+/// Turns SQLite's error into a sentence an operator can act on.
+fn describe_storage_error(error: &rusqlite::Error) -> String {
+    match error.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => "the disk is full: free space, then the device messages will be redelivered".into(),
+        Some(ErrorCode::ReadOnly) => "journal.db is read-only: check the file's permissions".into(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            "journal.db is locked by another program: is a second `gatehouse serve` running?".into()
+        }
+        _ => error.to_string(),
+    }
+}
