@@ -2,11 +2,11 @@
 //! projectors and the web server. `Application::build` binds every listener (port 0 works: tests read the real
 //! port back), `run_until_stopped` serves until the shutdown future resolves or a signal arrives.
 
-use crate::actors::{start_devices, DeviceRegistry};
+use crate::actors::{DeviceRegistry, start_devices};
 use crate::config::Config;
 use crate::db::StoragePaths;
 use crate::journal::{JournalWriter, Position, WriterThread};
-use crate::projection::runner::{start_projectors, ProjectorHandle};
+use crate::projection::runner::{ProjectorHandle, start_projectors};
 use anyhow::Context;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -35,7 +35,8 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let paths = StoragePaths::new(&config.storage.dir);
         paths.prepare()?;
-        let (writer, writer_thread) = JournalWriter::open(&paths.journal(), config.storage.synchronous)?;
+        let (writer, writer_thread) =
+            JournalWriter::open(&paths.journal(), config.storage.synchronous)?;
         let registry = start_devices(&config, writer.clone(), &paths.journal()).await?;
         let projectors = start_projectors(
             crate::projection::all(&config.site.timezone),
@@ -47,8 +48,19 @@ impl Application {
             .with_context(|| format!("http: cannot listen on {}", config.http.listen))?;
         let http_addr = http.local_addr()?;
         tracing::info!(devices = registry.len(), http = %http_addr, dir = %paths.dir.display(), "gatehouse started");
-        let state = AppState { config: Arc::new(config), paths, registry, projectors, committed: writer.committed() };
-        Ok(Application { state, http, http_addr, writer_thread })
+        let state = AppState {
+            config: Arc::new(config),
+            paths,
+            registry,
+            projectors,
+            committed: writer.committed(),
+        };
+        Ok(Application {
+            state,
+            http,
+            http_addr,
+            writer_thread,
+        })
     }
 
     /// The address the web server really listens on.
@@ -60,9 +72,18 @@ impl Application {
         &self.state
     }
 
+    /// Stops without serving (tests that drive the registry directly). The caller drops the actix system, which
+    /// drops the actors and their writer handles, then joins the returned writer thread.
+    pub fn stop(self) -> WriterThread {
+        self.writer_thread
+    }
+
     /// Serves until `shutdown` resolves (or SIGINT/SIGTERM arrive), then stops accepting work. Everything
     /// acknowledged is already committed, so stopping never loses an acknowledged message.
-    pub async fn run_until_stopped(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<WriterThread> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<WriterThread> {
         let server = crate::web::server(self.state.clone(), self.http)?;
         let handle = server.handle();
         tokio::select! {

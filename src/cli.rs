@@ -6,14 +6,18 @@ use crate::config::Config;
 use crate::db::StoragePaths;
 use crate::domain::{DeviceEvent, DeviceId, DeviceState};
 use crate::journal::JournalReader;
-use anyhow::{anyhow, Context};
+use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(name = "gatehouse", version, about = "Records everything a site's turnstiles and cameras do")]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "Records everything a site's turnstiles and cameras do"
+)]
 pub struct Cli {
     /// The site's configuration file.
     #[arg(short, long, global = true, default_value = "config.toml")]
@@ -81,7 +85,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Rebuild { projections } => rebuild(&config, &projections),
-        Command::Events { stream, after, follow } => events(&config, stream, after, follow),
+        Command::Events {
+            stream,
+            after,
+            follow,
+        } => events(&config, stream, after, follow),
         Command::State { device, as_of } => state(&config, &device, as_of.as_deref()),
     }
 }
@@ -90,7 +98,10 @@ fn serve(config: Config) -> Result<(), Failure> {
     let system = actix_web::rt::System::new();
     let writer_thread = system.block_on(async move {
         let app = Application::build(config).await?;
-        println!("gatehouse: serving http://{}/ (Ctrl-C to stop)", app.http_addr());
+        println!(
+            "gatehouse: serving http://{}/ (Ctrl-C to stop)",
+            app.http_addr()
+        );
         // actix-web itself stops on SIGINT/SIGTERM; no other shutdown trigger for the command line.
         app.run_until_stopped(std::future::pending()).await
     })?;
@@ -104,7 +115,10 @@ fn rebuild(config: &Config, names: &[String]) -> Result<(), Failure> {
     let known = crate::projection::names();
     for name in names {
         if !known.contains(&name.as_str()) {
-            return Err(Failure::Usage(anyhow!("rebuild: unknown projection {name:?}, expected one of: {}", known.join(", "))));
+            return Err(Failure::Usage(anyhow!(
+                "rebuild: unknown projection {name:?}, expected one of: {}",
+                known.join(", ")
+            )));
         }
     }
     let paths = StoragePaths::new(&config.storage.dir);
@@ -116,18 +130,25 @@ fn rebuild(config: &Config, names: &[String]) -> Result<(), Failure> {
     let head = JournalReader::open(&paths.journal())?.head()?;
     let bar = indicatif::ProgressBar::new(head.max(1));
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} events ({per_sec}, {eta} left)")
-            .expect("the progress template is valid")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{msg:>14} [{bar:40}] {pos}/{len} events ({per_sec}, {eta} left)",
+        )
+        .expect("the progress template is valid")
+        .progress_chars("=> "),
     );
     let started = std::time::Instant::now();
-    let built = crate::projection::rebuild::rebuild(projections, &paths.journal(), &paths.views(), |name, position| {
-        if bar.message() != name {
-            bar.set_message(name.to_owned());
-            bar.reset();
-        }
-        bar.set_position(position);
-    })?;
+    let built = crate::projection::rebuild::rebuild(
+        projections,
+        &paths.journal(),
+        &paths.views(),
+        |name, position| {
+            if bar.message() != name {
+                bar.set_message(name.to_owned());
+                bar.reset();
+            }
+            bar.set_position(position);
+        },
+    )?;
     bar.finish_and_clear();
     for (name, position) in built {
         println!("rebuilt {name} up to position {position}");
@@ -136,7 +157,12 @@ fn rebuild(config: &Config, names: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
-fn events(config: &Config, stream: Option<String>, after: u64, follow: bool) -> Result<(), Failure> {
+fn events(
+    config: &Config,
+    stream: Option<String>,
+    after: u64,
+    follow: bool,
+) -> Result<(), Failure> {
     let paths = StoragePaths::new(&config.storage.dir);
     let journal = JournalReader::open(&paths.journal())?;
     let stream = stream
@@ -178,7 +204,9 @@ pub fn parse_instant(text: &str, tz: &jiff::tz::TimeZone) -> anyhow::Result<jiff
     if let Ok(dt) = text.parse::<jiff::civil::DateTime>() {
         return Ok(dt.to_zoned_datetime(tz.clone())?.timestamp());
     }
-    Err(anyhow!("{text:?} is not an instant: expected RFC 3339 like 2026-03-01T09:00:00Z or a local 2026-03-01T09:00"))
+    Err(anyhow!(
+        "{text:?} is not an instant: expected RFC 3339 like 2026-03-01T09:00:00Z or a local 2026-03-01T09:00"
+    ))
 }
 
 /// Folds a device's events up to `as_of` (all when `None`): the time-travel view.
@@ -188,13 +216,20 @@ pub fn fold_device(
     as_of: Option<jiff::Timestamp>,
 ) -> anyhow::Result<Option<(DeviceState, u64)>> {
     let events = journal.stream_events(device, 0)?;
-    let Some(first) = events.first() else { return Ok(None) };
+    let Some(first) = events.first() else {
+        return Ok(None);
+    };
     let DeviceEvent::Commissioned(c) = &first.event else {
-        return Err(anyhow!("device {device}: stream does not start with Commissioned"));
+        return Err(anyhow!(
+            "device {device}: stream does not start with Commissioned"
+        ));
     };
     let mut state = DeviceState::initial(c.kind);
     let mut version = 0;
-    for stored in events.iter().filter(|e| as_of.is_none_or(|t| e.occurred_at <= t)) {
+    for stored in events
+        .iter()
+        .filter(|e| as_of.is_none_or(|t| e.occurred_at <= t))
+    {
         state = state.evolve(&stored.event);
         version = stored.version;
     }
@@ -204,7 +239,10 @@ pub fn fold_device(
 fn state(config: &Config, device: &str, as_of: Option<&str>) -> Result<(), Failure> {
     let id = DeviceId::parse(device).map_err(|e| Failure::Usage(anyhow!("{device}: {e}")))?;
     let as_of = as_of
-        .map(|t| parse_instant(t, &config.site.timezone).map_err(|e| Failure::Usage(e.context("--as-of"))))
+        .map(|t| {
+            parse_instant(t, &config.site.timezone)
+                .map_err(|e| Failure::Usage(e.context("--as-of")))
+        })
         .transpose()?;
     let paths = StoragePaths::new(&config.storage.dir);
     let journal = JournalReader::open(&paths.journal())?;
@@ -216,6 +254,9 @@ fn state(config: &Config, device: &str, as_of: Option<&str>) -> Result<(), Failu
         "version": version,
         "state": state,
     });
-    println!("{}", serde_json::to_string_pretty(&output).context("state: cannot render JSON")?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&output).context("state: cannot render JSON")?
+    );
     Ok(())
 }

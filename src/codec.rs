@@ -3,7 +3,7 @@
 //! rewriting the journal: old rows keep their format and are upcast when read.
 
 use crate::domain::*;
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{Serialize, de::DeserializeOwned};
 
 /// bincode 2.0.1 (pinned), standard configuration: varint integers, little endian.
 pub const FORMAT_BINCODE2: u8 = 1;
@@ -41,7 +41,10 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, DecodeError> {
     bincode::serde::decode_from_slice(bytes, config())
         .map(|(value, _read)| value)
-        .map_err(|source| DecodeError::Bincode { what: what.to_owned(), source })
+        .map_err(|source| DecodeError::Bincode {
+            what: what.to_owned(),
+            source,
+        })
 }
 
 /// An event ready to store: its type name, schema version, format and body bytes.
@@ -68,17 +71,30 @@ pub fn encode_event(event: &DeviceEvent) -> EncodedEvent {
         DeviceEvent::CameOnline(b) => encode(b),
         DeviceEvent::RecognitionRecorded(b) => encode(b),
     };
-    EncodedEvent { event_type: event.event_type(), schema: EVENT_SCHEMA, format: FORMAT_BINCODE2, payload }
+    EncodedEvent {
+        event_type: event.event_type(),
+        schema: EVENT_SCHEMA,
+        format: FORMAT_BINCODE2,
+        payload,
+    }
 }
 
 /// Decodes a stored event, upcasting older schema versions to the current shape. Every reader (recovery,
 /// projectors, rebuild, the event browser) goes through here, so they all see the same events.
-pub fn decode_event(event_type: &str, schema: u32, format: u8, payload: &[u8]) -> Result<DeviceEvent, DecodeError> {
+pub fn decode_event(
+    event_type: &str,
+    schema: u32,
+    format: u8,
+    payload: &[u8],
+) -> Result<DeviceEvent, DecodeError> {
     if format != FORMAT_BINCODE2 {
         return Err(DecodeError::UnknownFormat(format));
     }
     if schema > EVENT_SCHEMA {
-        return Err(DecodeError::UnknownSchema { event_type: event_type.to_owned(), schema });
+        return Err(DecodeError::UnknownSchema {
+            event_type: event_type.to_owned(),
+            schema,
+        });
     }
     // Schema 1 is the only one so far; an upcaster for an older schema would match on (event_type, schema) here.
     let event = match event_type {
@@ -155,8 +171,14 @@ mod tests {
                 watches: vec![id.clone()],
                 at: at(),
             }),
-            DeviceEvent::DetailsChanged(DetailsChanged { details: DeviceDetails::default(), at: at() }),
-            DeviceEvent::WatchesChanged(WatchesChanged { watches: vec![id], at: at() }),
+            DeviceEvent::DetailsChanged(DetailsChanged {
+                details: DeviceDetails::default(),
+                at: at(),
+            }),
+            DeviceEvent::WatchesChanged(WatchesChanged {
+                watches: vec![id],
+                at: at(),
+            }),
             DeviceEvent::Decommissioned(Decommissioned { at: at() }),
             DeviceEvent::PassageRecorded(PassageRecorded {
                 direction: Direction::Out,
@@ -169,8 +191,14 @@ mod tests {
                 detail: "arm".into(),
                 at: at(),
             }),
-            DeviceEvent::FaultCleared(FaultCleared { code: FaultCode::parse("JAM").unwrap(), at: at() }),
-            DeviceEvent::LockedOut(LockedOut { reason: "r".into(), at: at() }),
+            DeviceEvent::FaultCleared(FaultCleared {
+                code: FaultCode::parse("JAM").unwrap(),
+                at: at(),
+            }),
+            DeviceEvent::LockedOut(LockedOut {
+                reason: "r".into(),
+                at: at(),
+            }),
             DeviceEvent::Unlocked(Unlocked { at: at() }),
             DeviceEvent::WentOffline(WentOffline { at: at() }),
             DeviceEvent::CameOnline(CameOnline { at: at() }),
@@ -182,7 +210,13 @@ mod tests {
         ];
         for event in events {
             let stored = encode_event(&event);
-            let back = decode_event(stored.event_type, stored.schema, stored.format, &stored.payload).unwrap();
+            let back = decode_event(
+                stored.event_type,
+                stored.schema,
+                stored.format,
+                &stored.payload,
+            )
+            .unwrap();
             assert_eq!(back, event);
         }
     }
@@ -190,15 +224,30 @@ mod tests {
     #[test]
     fn json_shows_instants_as_rfc3339() {
         let event = DeviceEvent::CameOnline(CameOnline { at: at() });
-        assert_eq!(event_json(&event), serde_json::json!({"at": "2026-03-01T09:00:00.123456Z"}));
+        assert_eq!(
+            event_json(&event),
+            serde_json::json!({"at": "2026-03-01T09:00:00.123456Z"})
+        );
     }
 
     #[test]
     fn an_unknown_format_or_newer_schema_is_an_error_not_a_panic() {
         let stored = encode_event(&DeviceEvent::Unlocked(Unlocked { at: at() }));
-        assert!(matches!(decode_event("Unlocked", 1, 9, &stored.payload), Err(DecodeError::UnknownFormat(9))));
-        assert!(matches!(decode_event("Unlocked", 2, 1, &stored.payload), Err(DecodeError::UnknownSchema { .. })));
-        assert!(matches!(decode_event("Nope", 1, 1, &stored.payload), Err(DecodeError::UnknownType(_))));
-        assert!(matches!(decode_event("FaultReported", 1, 1, &[0xff]), Err(DecodeError::Bincode { .. })));
+        assert!(matches!(
+            decode_event("Unlocked", 1, 9, &stored.payload),
+            Err(DecodeError::UnknownFormat(9))
+        ));
+        assert!(matches!(
+            decode_event("Unlocked", 2, 1, &stored.payload),
+            Err(DecodeError::UnknownSchema { .. })
+        ));
+        assert!(matches!(
+            decode_event("Nope", 1, 1, &stored.payload),
+            Err(DecodeError::UnknownType(_))
+        ));
+        assert!(matches!(
+            decode_event("FaultReported", 1, 1, &[0xff]),
+            Err(DecodeError::Bincode { .. })
+        ));
     }
 }

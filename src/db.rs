@@ -4,7 +4,7 @@
 use crate::config::Synchronous;
 use anyhow::Context;
 use rusqlite::Connection;
-use rusqlite_migration::{Migrations, M};
+use rusqlite_migration::{M, Migrations};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,11 +16,15 @@ pub const VIEWS_FILE: &str = "views.db";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn journal_migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("../migrations/journal/0001_events.sql"))])
+    Migrations::new(vec![M::up(include_str!(
+        "../migrations/journal/0001_events.sql"
+    ))])
 }
 
 fn views_migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("../migrations/views/0001_read_models.sql"))])
+    Migrations::new(vec![M::up(include_str!(
+        "../migrations/views/0001_read_models.sql"
+    ))])
 }
 
 /// Paths of the databases under `[storage].dir`.
@@ -41,8 +45,12 @@ impl StoragePaths {
     }
     /// Creates the directory and both databases with their current schemas.
     pub fn prepare(&self) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&self.dir)
-            .with_context(|| format!("{}: cannot create the storage directory", self.dir.display()))?;
+        std::fs::create_dir_all(&self.dir).with_context(|| {
+            format!(
+                "{}: cannot create the storage directory",
+                self.dir.display()
+            )
+        })?;
         let mut journal = open(&self.journal(), Synchronous::Full)?;
         migrate_journal(&mut journal)?;
         let mut views = open(&self.views(), Synchronous::Normal)?;
@@ -53,7 +61,8 @@ impl StoragePaths {
 
 /// Opens a read-write connection in WAL mode, so readers never block the writer and vice versa.
 pub fn open(path: &Path, synchronous: Synchronous) -> anyhow::Result<Connection> {
-    let conn = Connection::open(path).with_context(|| format!("{}: cannot open database", path.display()))?;
+    let conn = Connection::open(path)
+        .with_context(|| format!("{}: cannot open database", path.display()))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .with_context(|| format!("{}: cannot switch to WAL mode", path.display()))?;
@@ -70,11 +79,16 @@ pub fn open(path: &Path, synchronous: Synchronous) -> anyhow::Result<Connection>
 pub fn open_readonly(path: &Path) -> anyhow::Result<Connection> {
     use rusqlite::OpenFlags;
     if !path.exists() {
-        anyhow::bail!("{}: no such database (has `gatehouse serve` run with this config?)", path.display());
+        anyhow::bail!(
+            "{}: no such database (has `gatehouse serve` run with this config?)",
+            path.display()
+        );
     }
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
     )
     .with_context(|| format!("{}: cannot open database", path.display()))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -82,11 +96,15 @@ pub fn open_readonly(path: &Path) -> anyhow::Result<Connection> {
 }
 
 pub fn migrate_journal(conn: &mut Connection) -> anyhow::Result<()> {
-    journal_migrations().to_latest(conn).context("journal.db: cannot apply migrations")
+    journal_migrations()
+        .to_latest(conn)
+        .context("journal.db: cannot apply migrations")
 }
 
 pub fn migrate_views(conn: &mut Connection) -> anyhow::Result<()> {
-    views_migrations().to_latest(conn).context("views.db: cannot apply migrations")
+    views_migrations()
+        .to_latest(conn)
+        .context("views.db: cannot apply migrations")
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The `gatehouse` binary: parses the command line and reports failures; everything else lives in the library.
 
 use clap::Parser;
-use gatehouse::cli::{run, Cli, Failure};
+use gatehouse::cli::{Cli, Failure, run};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -4,7 +4,10 @@
 
 use crate::codec;
 use crate::domain::{Decider, DeviceCommand, DeviceId, Rejection};
-use crate::journal::{AppendError, AppendOutcome, AppendRequest, JournalReader, JournalWriter, Position, SnapshotRequest};
+use crate::journal::{
+    AppendError, AppendOutcome, AppendRequest, JournalReader, JournalWriter, Position,
+    SnapshotRequest,
+};
 use actix::prelude::*;
 use std::collections::{HashSet, VecDeque};
 use std::marker::PhantomData;
@@ -30,7 +33,10 @@ pub struct Execute {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandOutcome {
     /// `events` new events are in the journal, the last at `position` (0 events: nothing changed).
-    Recorded { events: usize, position: Option<Position> },
+    Recorded {
+        events: usize,
+        position: Option<Position>,
+    },
     /// The message id was handled before; nothing new was recorded.
     Duplicate,
 }
@@ -58,7 +64,10 @@ pub struct Recovered<S> {
 /// Loads a device's state: the latest usable snapshot, then every later event. Blocking: call it off the
 /// async executor. A snapshot of another state schema, one that does not decode, or one ahead of the stream is
 /// logged and ignored, and the stream replayed from the start.
-pub fn recover<D: Decider>(journal: &JournalReader, id: &DeviceId) -> anyhow::Result<Recovered<D::State>> {
+pub fn recover<D: Decider>(
+    journal: &JournalReader,
+    id: &DeviceId,
+) -> anyhow::Result<Recovered<D::State>> {
     let stream_version = journal.stream_version(id)?;
     let mut state = D::State::default();
     let mut version = 0;
@@ -75,7 +84,9 @@ pub fn recover<D: Decider>(journal: &JournalReader, id: &DeviceId) -> anyhow::Re
                     state = decoded;
                     version = snapshot.version;
                 }
-                Err(error) => tracing::warn!(device = %id, %error, "snapshot does not decode; replaying the stream"),
+                Err(error) => {
+                    tracing::warn!(device = %id, %error, "snapshot does not decode; replaying the stream")
+                }
             }
         }
     }
@@ -84,7 +95,11 @@ pub fn recover<D: Decider>(journal: &JournalReader, id: &DeviceId) -> anyhow::Re
         version = stored.version;
     }
     let recent_msg_ids = journal.recent_msg_ids(id, RECENT_MESSAGE_IDS)?;
-    Ok(Recovered { state, version, recent_msg_ids })
+    Ok(Recovered {
+        state,
+        version,
+        recent_msg_ids,
+    })
 }
 
 /// Message ids seen lately, oldest first out.
@@ -223,7 +238,10 @@ impl<D: Decider + Unpin + 'static> Handler<Execute> for DeviceActor<D> {
             Err(rejection) => return ready(Err(rejection.into())),
         };
         if events.is_empty() && msg.causation.is_none() {
-            return ready(Ok(CommandOutcome::Recorded { events: 0, position: None }));
+            return ready(Ok(CommandOutcome::Recorded {
+                events: 0,
+                position: None,
+            }));
         }
         // Evolve now, before the commit, so the next command is decided on this one's outcome (pipelining).
         let expected_version = self.version;

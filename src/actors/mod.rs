@@ -4,4 +4,4 @@ pub mod device;
 pub mod registry;
 
 pub use device::{CommandError, CommandOutcome, DeviceActor, Execute};
-pub use registry::{start_devices, DeviceRegistry};
+pub use registry::{DeviceRegistry, start_devices};

@@ -2,9 +2,12 @@
 //! per device the journal knows but the configuration no longer lists (so it can be decommissioned and can
 //! answer "decommissioned" rather than "unknown").
 
-use super::device::{recover, CommandError, CommandOutcome, DeviceActor, Execute, Recovered};
+use super::device::{CommandError, CommandOutcome, DeviceActor, Execute, Recovered, recover};
 use crate::config::Config;
-use crate::domain::{Camera, CameraState, Decider, DeviceCommand, DeviceDetails, DeviceId, DeviceKind, Lifecycle, Turnstile, TurnstileState};
+use crate::domain::{
+    Camera, CameraState, Decider, DeviceCommand, DeviceDetails, DeviceId, DeviceKind, Lifecycle,
+    Turnstile, TurnstileState,
+};
 use crate::journal::{JournalReader, JournalWriter};
 use actix::prelude::*;
 use jiff::Timestamp;
@@ -26,10 +29,16 @@ impl DeviceRegistry {
         command: DeviceCommand,
         causation: Option<String>,
     ) -> Result<CommandOutcome, CommandError> {
-        let Some((_, recipient)) = DeviceId::parse(device).ok().and_then(|id| self.devices.get(&id)) else {
+        let Some((_, recipient)) = DeviceId::parse(device)
+            .ok()
+            .and_then(|id| self.devices.get(&id))
+        else {
             return Err(CommandError::UnknownDevice(device.to_owned()));
         };
-        recipient.send(Execute { command, causation }).await.map_err(|_| CommandError::Unavailable)?
+        recipient
+            .send(Execute { command, causation })
+            .await
+            .map_err(|_| CommandError::Unavailable)?
     }
 
     /// The kind of a known device.
@@ -61,10 +70,24 @@ struct Wanted {
 
 fn wanted_devices(config: &Config) -> BTreeMap<DeviceId, Wanted> {
     let turnstiles = config.turnstiles.iter().map(|t| {
-        (t.id.clone(), Wanted { kind: DeviceKind::Turnstile, details: t.details.clone(), watches: vec![] })
+        (
+            t.id.clone(),
+            Wanted {
+                kind: DeviceKind::Turnstile,
+                details: t.details.clone(),
+                watches: vec![],
+            },
+        )
     });
     let cameras = config.cameras.iter().map(|c| {
-        (c.id.clone(), Wanted { kind: DeviceKind::Camera, details: c.details.clone(), watches: c.watches.clone() })
+        (
+            c.id.clone(),
+            Wanted {
+                kind: DeviceKind::Camera,
+                details: c.details.clone(),
+                watches: c.watches.clone(),
+            },
+        )
     });
     turnstiles.chain(cameras).collect()
 }
@@ -78,24 +101,30 @@ pub async fn start_devices(
 ) -> anyhow::Result<DeviceRegistry> {
     let wanted = wanted_devices(config);
     let path: PathBuf = journal_path.to_owned();
-    let configured: Vec<(DeviceId, DeviceKind)> = wanted.iter().map(|(id, w)| (id.clone(), w.kind)).collect();
-    let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(DeviceId, DeviceKind, Loaded)>> {
-        let journal = JournalReader::open(&path)?;
-        let mut all: BTreeMap<DeviceId, DeviceKind> = journal.commissioned_streams()?.into_iter().collect();
-        // The configuration decides a device's kind; a journal stream of another kind under the same id keeps
-        // its history but is hosted as the configured kind from now on (`decide` then sees a commissioned state
-        // of its own kind only if the kinds agree).
-        all.extend(configured);
-        let mut out = Vec::with_capacity(all.len());
-        for (id, kind) in all {
-            let loaded = match kind {
-                DeviceKind::Turnstile => Loaded::Turnstile(recover::<Turnstile>(&journal, &id)?),
-                DeviceKind::Camera => Loaded::Camera(recover::<Camera>(&journal, &id)?),
-            };
-            out.push((id, kind, loaded));
-        }
-        Ok(out)
-    })
+    let configured: Vec<(DeviceId, DeviceKind)> =
+        wanted.iter().map(|(id, w)| (id.clone(), w.kind)).collect();
+    let loaded = tokio::task::spawn_blocking(
+        move || -> anyhow::Result<Vec<(DeviceId, DeviceKind, Loaded)>> {
+            let journal = JournalReader::open(&path)?;
+            let mut all: BTreeMap<DeviceId, DeviceKind> =
+                journal.commissioned_streams()?.into_iter().collect();
+            // The configuration decides a device's kind; a journal stream of another kind under the same id keeps
+            // its history but is hosted as the configured kind from now on (`decide` then sees a commissioned state
+            // of its own kind only if the kinds agree).
+            all.extend(configured);
+            let mut out = Vec::with_capacity(all.len());
+            for (id, kind) in all {
+                let loaded = match kind {
+                    DeviceKind::Turnstile => {
+                        Loaded::Turnstile(recover::<Turnstile>(&journal, &id)?)
+                    }
+                    DeviceKind::Camera => Loaded::Camera(recover::<Camera>(&journal, &id)?),
+                };
+                out.push((id, kind, loaded));
+            }
+            Ok(out)
+        },
+    )
     .await??;
 
     let snapshot_every = config.storage.snapshot_every;
@@ -105,19 +134,33 @@ pub async fn start_devices(
         let (recipient, lifecycle) = match loaded {
             Loaded::Turnstile(r) => {
                 let lifecycle = Turnstile::common(&r.state).lifecycle;
-                let actor = DeviceActor::<Turnstile>::new(id.clone(), r, writer.clone(), journal_path.into(), snapshot_every);
+                let actor = DeviceActor::<Turnstile>::new(
+                    id.clone(),
+                    r,
+                    writer.clone(),
+                    journal_path.into(),
+                    snapshot_every,
+                );
                 (actor.start().recipient(), lifecycle)
             }
             Loaded::Camera(r) => {
                 let lifecycle = Camera::common(&r.state).lifecycle;
-                let actor = DeviceActor::<Camera>::new(id.clone(), r, writer.clone(), journal_path.into(), snapshot_every);
+                let actor = DeviceActor::<Camera>::new(
+                    id.clone(),
+                    r,
+                    writer.clone(),
+                    journal_path.into(),
+                    snapshot_every,
+                );
                 (actor.start().recipient(), lifecycle)
             }
         };
         lifecycles.push((id.clone(), lifecycle));
         devices.insert(id, (kind, recipient));
     }
-    let registry = DeviceRegistry { devices: Arc::new(devices) };
+    let registry = DeviceRegistry {
+        devices: Arc::new(devices),
+    };
     reconcile(&registry, &wanted, &lifecycles).await?;
     Ok(registry)
 }
@@ -135,11 +178,17 @@ async fn reconcile(
         let command = match (wanted.get(id), lifecycle) {
             (Some(w), Lifecycle::Uncommissioned | Lifecycle::Decommissioned) => {
                 tracing::info!(device = %id, kind = %w.kind, "commissioning device from config.toml");
-                DeviceCommand::Commission { details: w.details.clone(), watches: w.watches.clone(), at: now }
+                DeviceCommand::Commission {
+                    details: w.details.clone(),
+                    watches: w.watches.clone(),
+                    at: now,
+                }
             }
-            (Some(w), Lifecycle::Active) => {
-                DeviceCommand::Reconfigure { details: w.details.clone(), watches: w.watches.clone(), at: now }
-            }
+            (Some(w), Lifecycle::Active) => DeviceCommand::Reconfigure {
+                details: w.details.clone(),
+                watches: w.watches.clone(),
+                at: now,
+            },
             (None, Lifecycle::Active) => {
                 tracing::info!(device = %id, "decommissioning device no longer in config.toml");
                 DeviceCommand::Decommission { at: now }

@@ -1,11 +1,11 @@
 //! The camera aggregate: records recognitions and knows which turnstiles it watches.
 
+use super::Decider;
 use super::command::{DeviceCommand, Rejection};
 use super::device::{Common, Decision};
 use super::event::*;
 use super::ids::{DeviceId, DeviceKind};
 use super::values::Confidence;
-use super::Decider;
 use serde::{Deserialize, Serialize};
 
 /// Everything a camera's decisions depend on, plus its lifetime counters.
@@ -33,9 +33,13 @@ impl Decider for Camera {
             Decision::KindSpecific { prefix } => prefix,
         };
         match command {
-            DeviceCommand::RecordRecognition { subject, confidence, at } => {
-                let confidence =
-                    Confidence::new(*confidence).ok_or(Rejection::ConfidenceOutOfRange(*confidence))?;
+            DeviceCommand::RecordRecognition {
+                subject,
+                confidence,
+                at,
+            } => {
+                let confidence = Confidence::new(*confidence)
+                    .ok_or(Rejection::ConfidenceOutOfRange(*confidence))?;
                 events.push(DeviceEvent::RecognitionRecorded(RecognitionRecorded {
                     subject: subject.clone(),
                     confidence,
@@ -43,7 +47,10 @@ impl Decider for Camera {
                 }));
             }
             other => {
-                return Err(Rejection::WrongKind { kind: Self::KIND, command: other.name() });
+                return Err(Rejection::WrongKind {
+                    kind: Self::KIND,
+                    command: other.name(),
+                });
             }
         }
         Ok(events)

@@ -92,39 +92,64 @@ impl Common {
     ) -> Decision {
         use DeviceCommand as C;
         match (self.lifecycle, command) {
-            (Lifecycle::Uncommissioned | Lifecycle::Decommissioned, C::Commission { details, watches, at }) => {
-                Decision::Events(vec![DeviceEvent::Commissioned(Commissioned {
-                    kind,
-                    details: details.clone(),
-                    watches: watches.clone(),
-                    at: *at,
-                })])
+            (
+                Lifecycle::Uncommissioned | Lifecycle::Decommissioned,
+                C::Commission {
+                    details,
+                    watches,
+                    at,
+                },
+            ) => Decision::Events(vec![DeviceEvent::Commissioned(Commissioned {
+                kind,
+                details: details.clone(),
+                watches: watches.clone(),
+                at: *at,
+            })]),
+            (Lifecycle::Active, C::Commission { .. }) => {
+                Decision::Reject(Rejection::AlreadyCommissioned)
             }
-            (Lifecycle::Active, C::Commission { .. }) => Decision::Reject(Rejection::AlreadyCommissioned),
             (Lifecycle::Uncommissioned, _) => Decision::Reject(Rejection::NotCommissioned),
             (Lifecycle::Decommissioned, _) => Decision::Reject(Rejection::Decommissioned),
             (Lifecycle::Active, command) => self.decide_active(watches_now, command),
         }
     }
 
-    fn decide_active(&self, watches_now: &[super::ids::DeviceId], command: &DeviceCommand) -> Decision {
+    fn decide_active(
+        &self,
+        watches_now: &[super::ids::DeviceId],
+        command: &DeviceCommand,
+    ) -> Decision {
         use DeviceCommand as C;
         let mut events = Vec::new();
         // Any message the device sent proves it is reachable: record that first, so the journal reads in order.
         if command.is_sign_of_life() && !self.availability.is_online() {
-            events.push(DeviceEvent::CameOnline(CameOnline { at: command_time(command) }));
+            events.push(DeviceEvent::CameOnline(CameOnline {
+                at: command_time(command),
+            }));
         }
         match command {
             C::Commission { .. } => unreachable!("handled in decide"),
-            C::Reconfigure { details, watches, at } => {
+            C::Reconfigure {
+                details,
+                watches,
+                at,
+            } => {
                 if *details != self.details {
-                    events.push(DeviceEvent::DetailsChanged(DetailsChanged { details: details.clone(), at: *at }));
+                    events.push(DeviceEvent::DetailsChanged(DetailsChanged {
+                        details: details.clone(),
+                        at: *at,
+                    }));
                 }
                 if watches.as_slice() != watches_now {
-                    events.push(DeviceEvent::WatchesChanged(WatchesChanged { watches: watches.clone(), at: *at }));
+                    events.push(DeviceEvent::WatchesChanged(WatchesChanged {
+                        watches: watches.clone(),
+                        at: *at,
+                    }));
                 }
             }
-            C::Decommission { at } => events.push(DeviceEvent::Decommissioned(Decommissioned { at: *at })),
+            C::Decommission { at } => {
+                events.push(DeviceEvent::Decommissioned(Decommissioned { at: *at }))
+            }
             C::ReportFault { code, detail, at } => {
                 // A unit repeats a fault until it is fixed; only the first report opens an episode.
                 if !self.open_faults.contains_key(code) {
@@ -137,7 +162,10 @@ impl Common {
             }
             C::ClearFault { code, at } => {
                 if self.open_faults.contains_key(code) {
-                    events.push(DeviceEvent::FaultCleared(FaultCleared { code: code.clone(), at: *at }));
+                    events.push(DeviceEvent::FaultCleared(FaultCleared {
+                        code: code.clone(),
+                        at: *at,
+                    }));
                 }
             }
             C::ReportAvailability { online, at } => match (online, self.availability) {
@@ -148,7 +176,10 @@ impl Common {
                 (false, _) => events.push(DeviceEvent::WentOffline(WentOffline { at: *at })),
             },
             C::RecordHeartbeat { .. } => {}
-            C::RecordPassage { .. } | C::LockOut { .. } | C::Unlock { .. } | C::RecordRecognition { .. } => {
+            C::RecordPassage { .. }
+            | C::LockOut { .. }
+            | C::Unlock { .. }
+            | C::RecordRecognition { .. } => {
                 return Decision::KindSpecific { prefix: events };
             }
         }
@@ -168,13 +199,18 @@ impl Common {
             DeviceEvent::FaultReported(e) => {
                 self.open_faults.insert(
                     e.code.clone(),
-                    OpenFault { detail: e.detail.clone(), since: e.at },
+                    OpenFault {
+                        detail: e.detail.clone(),
+                        since: e.at,
+                    },
                 );
             }
             DeviceEvent::FaultCleared(e) => {
                 self.open_faults.remove(&e.code);
             }
-            DeviceEvent::WentOffline(e) => self.availability = Availability::Offline { since: e.at },
+            DeviceEvent::WentOffline(e) => {
+                self.availability = Availability::Offline { since: e.at }
+            }
             DeviceEvent::CameOnline(e) => self.availability = Availability::Online { since: e.at },
             DeviceEvent::WatchesChanged(_)
             | DeviceEvent::PassageRecorded(_)

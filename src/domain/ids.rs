@@ -101,9 +101,18 @@ mod tests {
         assert!(DeviceId::parse("T1").is_ok());
         assert!(DeviceId::parse("gate_7-b").is_ok());
         assert_eq!(DeviceId::parse(""), Err(InvalidDeviceId::Empty));
-        assert!(matches!(DeviceId::parse("a b"), Err(InvalidDeviceId::BadCharacter(_))));
-        assert!(matches!(DeviceId::parse("T/1"), Err(InvalidDeviceId::BadCharacter(_))));
+        assert!(matches!(
+            DeviceId::parse("a b"),
+            Err(InvalidDeviceId::BadCharacter(_))
+        ));
+        assert!(matches!(
+            DeviceId::parse("T/1"),
+            Err(InvalidDeviceId::BadCharacter(_))
+        ));
         assert!(DeviceId::parse(&"x".repeat(32)).is_ok());
-        assert!(matches!(DeviceId::parse(&"x".repeat(33)), Err(InvalidDeviceId::TooLong(_))));
+        assert!(matches!(
+            DeviceId::parse(&"x".repeat(33)),
+            Err(InvalidDeviceId::TooLong(_))
+        ));
     }
 }

@@ -16,20 +16,27 @@ mod values;
 
 pub use camera::{Camera, CameraState};
 pub use command::{DeviceCommand, Rejection};
-pub use device::{command_time, Availability, Common, Lifecycle, OpenFault};
+pub use device::{Availability, Common, Lifecycle, OpenFault, command_time};
 pub use event::*;
 pub use ids::{DeviceDetails, DeviceId, DeviceKind, InvalidDeviceId};
 pub use turnstile::{LockOut, Turnstile, TurnstileState};
 pub use values::{Confidence, Direction, FaultCode, SubjectId};
 
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{Serialize, de::DeserializeOwned};
 
 /// An aggregate as a pure decider: every business rule in `decide`, none in `evolve`.
 pub trait Decider {
     const KIND: DeviceKind;
     /// Version of `State`'s stored shape; a snapshot with another version is ignored.
     const STATE_SCHEMA: u32;
-    type State: Clone + Default + std::fmt::Debug + Serialize + DeserializeOwned + Send + Unpin + 'static;
+    type State: Clone
+        + Default
+        + std::fmt::Debug
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Unpin
+        + 'static;
 
     /// Decides what a command means given the current state: the events to record, or why not.
     fn decide(state: &Self::State, command: &DeviceCommand) -> Result<Vec<DeviceEvent>, Rejection>;
@@ -39,7 +46,10 @@ pub trait Decider {
     fn common(state: &Self::State) -> &Common;
 
     /// Folds a sequence of events onto a state.
-    fn fold<'a>(state: Self::State, events: impl IntoIterator<Item = &'a DeviceEvent>) -> Self::State {
+    fn fold<'a>(
+        state: Self::State,
+        events: impl IntoIterator<Item = &'a DeviceEvent>,
+    ) -> Self::State {
         events.into_iter().fold(state, Self::evolve)
     }
 }

@@ -9,7 +9,11 @@ fn at(s: &str) -> Timestamp {
 }
 
 fn details(name: &str, zone: &str) -> DeviceDetails {
-    DeviceDetails { name: name.into(), zone: zone.into(), ..Default::default() }
+    DeviceDetails {
+        name: name.into(),
+        zone: zone.into(),
+        ..Default::default()
+    }
 }
 
 fn id(s: &str) -> DeviceId {
@@ -24,7 +28,11 @@ fn commissioned(kind: DeviceKind) -> DeviceEvent {
     DeviceEvent::Commissioned(Commissioned {
         kind,
         details: details("Hall A north", "Hall A"),
-        watches: if kind == DeviceKind::Camera { vec![id("T1")] } else { vec![] },
+        watches: if kind == DeviceKind::Camera {
+            vec![id("T1")]
+        } else {
+            vec![]
+        },
         at: at("08:00:00"),
     })
 }
@@ -34,24 +42,44 @@ fn online(t: &str) -> DeviceEvent {
 }
 
 /// Given `events`, when `command`, then what `decide` answers.
-fn given<D: Decider>(events: &[DeviceEvent], command: DeviceCommand) -> Result<Vec<DeviceEvent>, Rejection> {
+fn given<D: Decider>(
+    events: &[DeviceEvent],
+    command: DeviceCommand,
+) -> Result<Vec<DeviceEvent>, Rejection> {
     let state = D::fold(D::State::default(), events);
     D::decide(&state, &command)
 }
 
 fn passage(direction: Direction, t: &str) -> DeviceCommand {
-    DeviceCommand::RecordPassage { direction, at: at(t) }
+    DeviceCommand::RecordPassage {
+        direction,
+        at: at(t),
+    }
 }
 
-fn recorded_passage(direction: Direction, t: &str, during_fault: bool, during_lockout: bool) -> DeviceEvent {
-    DeviceEvent::PassageRecorded(PassageRecorded { direction, at: at(t), during_fault, during_lockout })
+fn recorded_passage(
+    direction: Direction,
+    t: &str,
+    during_fault: bool,
+    during_lockout: bool,
+) -> DeviceEvent {
+    DeviceEvent::PassageRecorded(PassageRecorded {
+        direction,
+        at: at(t),
+        during_fault,
+        during_lockout,
+    })
 }
 
 #[test]
 fn commissioning_a_new_turnstile_records_its_details() {
     let then = given::<Turnstile>(
         &[],
-        DeviceCommand::Commission { details: details("Hall A north", "Hall A"), watches: vec![], at: at("08:00:00") },
+        DeviceCommand::Commission {
+            details: details("Hall A north", "Hall A"),
+            watches: vec![],
+            at: at("08:00:00"),
+        },
     );
     assert_eq!(then, Ok(vec![commissioned(DeviceKind::Turnstile)]));
 }
@@ -60,14 +88,21 @@ fn commissioning_a_new_turnstile_records_its_details() {
 fn commissioning_twice_is_rejected() {
     let then = given::<Turnstile>(
         &[commissioned(DeviceKind::Turnstile)],
-        DeviceCommand::Commission { details: details("x", "y"), watches: vec![], at: at("09:00:00") },
+        DeviceCommand::Commission {
+            details: details("x", "y"),
+            watches: vec![],
+            at: at("09:00:00"),
+        },
     );
     assert_eq!(then, Err(Rejection::AlreadyCommissioned));
 }
 
 #[test]
 fn an_uncommissioned_device_accepts_nothing_but_commissioning() {
-    assert_eq!(given::<Turnstile>(&[], passage(Direction::In, "09:00:00")), Err(Rejection::NotCommissioned));
+    assert_eq!(
+        given::<Turnstile>(&[], passage(Direction::In, "09:00:00")),
+        Err(Rejection::NotCommissioned)
+    );
 }
 
 #[test]
@@ -79,10 +114,17 @@ fn a_decommissioned_device_accepts_nothing() {
     for command in [
         passage(Direction::In, "11:00:00"),
         DeviceCommand::RecordHeartbeat { at: at("11:00:00") },
-        DeviceCommand::ReportFault { code: jam(), detail: String::new(), at: at("11:00:00") },
+        DeviceCommand::ReportFault {
+            code: jam(),
+            detail: String::new(),
+            at: at("11:00:00"),
+        },
         DeviceCommand::Decommission { at: at("11:00:00") },
     ] {
-        assert_eq!(given::<Turnstile>(&history, command), Err(Rejection::Decommissioned));
+        assert_eq!(
+            given::<Turnstile>(&history, command),
+            Err(Rejection::Decommissioned)
+        );
     }
 }
 
@@ -94,22 +136,43 @@ fn a_decommissioned_device_added_back_to_the_config_is_commissioned_again() {
     ];
     let then = given::<Turnstile>(
         &history,
-        DeviceCommand::Commission { details: details("Hall A north", "Hall A"), watches: vec![], at: at("08:00:00") },
+        DeviceCommand::Commission {
+            details: details("Hall A north", "Hall A"),
+            watches: vec![],
+            at: at("08:00:00"),
+        },
     );
     assert_eq!(then, Ok(vec![commissioned(DeviceKind::Turnstile)]));
 }
 
 #[test]
 fn a_passage_from_a_device_never_heard_from_also_brings_it_online() {
-    let then = given::<Turnstile>(&[commissioned(DeviceKind::Turnstile)], passage(Direction::In, "09:00:00"));
-    assert_eq!(then, Ok(vec![online("09:00:00"), recorded_passage(Direction::In, "09:00:00", false, false)]));
+    let then = given::<Turnstile>(
+        &[commissioned(DeviceKind::Turnstile)],
+        passage(Direction::In, "09:00:00"),
+    );
+    assert_eq!(
+        then,
+        Ok(vec![
+            online("09:00:00"),
+            recorded_passage(Direction::In, "09:00:00", false, false)
+        ])
+    );
 }
 
 #[test]
 fn a_passage_from_an_online_turnstile_is_recorded_alone() {
     let history = [commissioned(DeviceKind::Turnstile), online("08:30:00")];
     let then = given::<Turnstile>(&history, passage(Direction::Out, "09:00:00"));
-    assert_eq!(then, Ok(vec![recorded_passage(Direction::Out, "09:00:00", false, false)]));
+    assert_eq!(
+        then,
+        Ok(vec![recorded_passage(
+            Direction::Out,
+            "09:00:00",
+            false,
+            false
+        )])
+    );
 }
 
 #[test]
@@ -117,10 +180,22 @@ fn a_passage_during_an_open_fault_is_recorded_and_marked() {
     let history = [
         commissioned(DeviceKind::Turnstile),
         online("08:30:00"),
-        DeviceEvent::FaultReported(FaultReported { code: jam(), detail: "arm stuck".into(), at: at("08:40:00") }),
+        DeviceEvent::FaultReported(FaultReported {
+            code: jam(),
+            detail: "arm stuck".into(),
+            at: at("08:40:00"),
+        }),
     ];
     let then = given::<Turnstile>(&history, passage(Direction::In, "09:00:00"));
-    assert_eq!(then, Ok(vec![recorded_passage(Direction::In, "09:00:00", true, false)]));
+    assert_eq!(
+        then,
+        Ok(vec![recorded_passage(
+            Direction::In,
+            "09:00:00",
+            true,
+            false
+        )])
+    );
 }
 
 #[test]
@@ -128,20 +203,39 @@ fn a_passage_during_a_lock_out_is_recorded_and_marked() {
     let history = [
         commissioned(DeviceKind::Turnstile),
         online("08:30:00"),
-        DeviceEvent::LockedOut(LockedOut { reason: "cleaning".into(), at: at("08:40:00") }),
+        DeviceEvent::LockedOut(LockedOut {
+            reason: "cleaning".into(),
+            at: at("08:40:00"),
+        }),
     ];
     let then = given::<Turnstile>(&history, passage(Direction::In, "09:00:00"));
-    assert_eq!(then, Ok(vec![recorded_passage(Direction::In, "09:00:00", false, true)]));
+    assert_eq!(
+        then,
+        Ok(vec![recorded_passage(
+            Direction::In,
+            "09:00:00",
+            false,
+            true
+        )])
+    );
 }
 
 #[test]
 fn a_repeated_fault_with_the_same_open_code_adds_no_event() {
-    let report = || DeviceCommand::ReportFault { code: jam(), detail: "arm stuck".into(), at: at("09:00:00") };
+    let report = || DeviceCommand::ReportFault {
+        code: jam(),
+        detail: "arm stuck".into(),
+        at: at("09:00:00"),
+    };
     let history = [commissioned(DeviceKind::Turnstile), online("08:30:00")];
     let first = given::<Turnstile>(&history, report()).unwrap();
     assert_eq!(
         first,
-        vec![DeviceEvent::FaultReported(FaultReported { code: jam(), detail: "arm stuck".into(), at: at("09:00:00") })]
+        vec![DeviceEvent::FaultReported(FaultReported {
+            code: jam(),
+            detail: "arm stuck".into(),
+            at: at("09:00:00")
+        })]
     );
     let history: Vec<_> = history.into_iter().chain(first).collect();
     assert_eq!(given::<Turnstile>(&history, report()), Ok(vec![]));
@@ -152,16 +246,28 @@ fn a_different_fault_code_opens_its_own_episode() {
     let history = [
         commissioned(DeviceKind::Turnstile),
         online("08:30:00"),
-        DeviceEvent::FaultReported(FaultReported { code: jam(), detail: String::new(), at: at("08:40:00") }),
+        DeviceEvent::FaultReported(FaultReported {
+            code: jam(),
+            detail: String::new(),
+            at: at("08:40:00"),
+        }),
     ];
     let power = FaultCode::parse("POWER").unwrap();
     let then = given::<Turnstile>(
         &history,
-        DeviceCommand::ReportFault { code: power.clone(), detail: "low voltage".into(), at: at("09:00:00") },
+        DeviceCommand::ReportFault {
+            code: power.clone(),
+            detail: "low voltage".into(),
+            at: at("09:00:00"),
+        },
     );
     assert_eq!(
         then,
-        Ok(vec![DeviceEvent::FaultReported(FaultReported { code: power, detail: "low voltage".into(), at: at("09:00:00") })])
+        Ok(vec![DeviceEvent::FaultReported(FaultReported {
+            code: power,
+            detail: "low voltage".into(),
+            at: at("09:00:00")
+        })])
     );
 }
 
@@ -170,33 +276,73 @@ fn clearing_an_open_fault_records_it() {
     let history = [
         commissioned(DeviceKind::Turnstile),
         online("08:30:00"),
-        DeviceEvent::FaultReported(FaultReported { code: jam(), detail: String::new(), at: at("08:40:00") }),
+        DeviceEvent::FaultReported(FaultReported {
+            code: jam(),
+            detail: String::new(),
+            at: at("08:40:00"),
+        }),
     ];
-    let then = given::<Turnstile>(&history, DeviceCommand::ClearFault { code: jam(), at: at("09:00:00") });
-    assert_eq!(then, Ok(vec![DeviceEvent::FaultCleared(FaultCleared { code: jam(), at: at("09:00:00") })]));
+    let then = given::<Turnstile>(
+        &history,
+        DeviceCommand::ClearFault {
+            code: jam(),
+            at: at("09:00:00"),
+        },
+    );
+    assert_eq!(
+        then,
+        Ok(vec![DeviceEvent::FaultCleared(FaultCleared {
+            code: jam(),
+            at: at("09:00:00")
+        })])
+    );
 }
 
 #[test]
 fn clearing_a_fault_that_is_not_open_adds_no_event() {
     let history = [commissioned(DeviceKind::Turnstile), online("08:30:00")];
-    let then = given::<Turnstile>(&history, DeviceCommand::ClearFault { code: jam(), at: at("09:00:00") });
+    let then = given::<Turnstile>(
+        &history,
+        DeviceCommand::ClearFault {
+            code: jam(),
+            at: at("09:00:00"),
+        },
+    );
     assert_eq!(then, Ok(vec![]));
 }
 
 #[test]
 fn a_status_message_only_records_a_change() {
     let history = [commissioned(DeviceKind::Turnstile), online("08:30:00")];
-    let still_online = DeviceCommand::ReportAvailability { online: true, at: at("09:00:00") };
+    let still_online = DeviceCommand::ReportAvailability {
+        online: true,
+        at: at("09:00:00"),
+    };
     assert_eq!(given::<Turnstile>(&history, still_online), Ok(vec![]));
-    let gone = DeviceCommand::ReportAvailability { online: false, at: at("09:00:00") };
+    let gone = DeviceCommand::ReportAvailability {
+        online: false,
+        at: at("09:00:00"),
+    };
     assert_eq!(
         given::<Turnstile>(&history, gone.clone()),
-        Ok(vec![DeviceEvent::WentOffline(WentOffline { at: at("09:00:00") })])
+        Ok(vec![DeviceEvent::WentOffline(WentOffline {
+            at: at("09:00:00")
+        })])
     );
-    let history = [history[0].clone(), history[1].clone(), DeviceEvent::WentOffline(WentOffline { at: at("09:00:00") })];
+    let history = [
+        history[0].clone(),
+        history[1].clone(),
+        DeviceEvent::WentOffline(WentOffline { at: at("09:00:00") }),
+    ];
     assert_eq!(given::<Turnstile>(&history, gone), Ok(vec![]));
-    let back = DeviceCommand::ReportAvailability { online: true, at: at("09:05:00") };
-    assert_eq!(given::<Turnstile>(&history, back), Ok(vec![online("09:05:00")]));
+    let back = DeviceCommand::ReportAvailability {
+        online: true,
+        at: at("09:05:00"),
+    };
+    assert_eq!(
+        given::<Turnstile>(&history, back),
+        Ok(vec![online("09:05:00")])
+    );
 }
 
 #[test]
@@ -207,17 +353,32 @@ fn a_heartbeat_brings_an_offline_device_back_and_is_otherwise_silent() {
         DeviceEvent::WentOffline(WentOffline { at: at("08:45:00") }),
     ];
     let beat = DeviceCommand::RecordHeartbeat { at: at("09:00:00") };
-    assert_eq!(given::<Camera>(&history, beat.clone()), Ok(vec![online("09:00:00")]));
+    assert_eq!(
+        given::<Camera>(&history, beat.clone()),
+        Ok(vec![online("09:00:00")])
+    );
     assert_eq!(given::<Camera>(&history[..2], beat), Ok(vec![]));
 }
 
 #[test]
 fn locking_out_and_unlocking_only_record_changes() {
     let history = [commissioned(DeviceKind::Turnstile), online("08:30:00")];
-    let lock = DeviceCommand::LockOut { reason: "vandalism".into(), at: at("09:00:00") };
-    let locked = DeviceEvent::LockedOut(LockedOut { reason: "vandalism".into(), at: at("09:00:00") });
-    assert_eq!(given::<Turnstile>(&history, lock.clone()), Ok(vec![locked.clone()]));
-    assert_eq!(given::<Turnstile>(&history, DeviceCommand::Unlock { at: at("09:30:00") }), Ok(vec![]));
+    let lock = DeviceCommand::LockOut {
+        reason: "vandalism".into(),
+        at: at("09:00:00"),
+    };
+    let locked = DeviceEvent::LockedOut(LockedOut {
+        reason: "vandalism".into(),
+        at: at("09:00:00"),
+    });
+    assert_eq!(
+        given::<Turnstile>(&history, lock.clone()),
+        Ok(vec![locked.clone()])
+    );
+    assert_eq!(
+        given::<Turnstile>(&history, DeviceCommand::Unlock { at: at("09:30:00") }),
+        Ok(vec![])
+    );
     let history = [history[0].clone(), history[1].clone(), locked];
     assert_eq!(given::<Turnstile>(&history, lock), Ok(vec![]));
     assert_eq!(
@@ -233,15 +394,21 @@ fn a_recognition_is_recorded_with_its_subject_or_as_unknown() {
     for subject in [subject, None] {
         let then = given::<Camera>(
             &history,
-            DeviceCommand::RecordRecognition { subject: subject.clone(), confidence: 0.93, at: at("09:00:00") },
+            DeviceCommand::RecordRecognition {
+                subject: subject.clone(),
+                confidence: 0.93,
+                at: at("09:00:00"),
+            },
         );
         assert_eq!(
             then,
-            Ok(vec![DeviceEvent::RecognitionRecorded(RecognitionRecorded {
-                subject,
-                confidence: Confidence::new(0.93).unwrap(),
-                at: at("09:00:00"),
-            })])
+            Ok(vec![DeviceEvent::RecognitionRecorded(
+                RecognitionRecorded {
+                    subject,
+                    confidence: Confidence::new(0.93).unwrap(),
+                    at: at("09:00:00"),
+                }
+            )])
         );
     }
 }
@@ -252,24 +419,41 @@ fn a_confidence_outside_zero_to_one_is_rejected() {
     for bad in [-0.01, 1.01, f64::NAN] {
         let then = given::<Camera>(
             &history,
-            DeviceCommand::RecordRecognition { subject: None, confidence: bad, at: at("09:00:00") },
+            DeviceCommand::RecordRecognition {
+                subject: None,
+                confidence: bad,
+                at: at("09:00:00"),
+            },
         );
-        assert!(matches!(then, Err(Rejection::ConfidenceOutOfRange(_))), "{bad}: {then:?}");
+        assert!(
+            matches!(then, Err(Rejection::ConfidenceOutOfRange(_))),
+            "{bad}: {then:?}"
+        );
     }
 }
 
 #[test]
 fn each_kind_rejects_the_other_kinds_commands() {
     let turnstile = [commissioned(DeviceKind::Turnstile), online("08:30:00")];
-    let recognition = DeviceCommand::RecordRecognition { subject: None, confidence: 0.5, at: at("09:00:00") };
+    let recognition = DeviceCommand::RecordRecognition {
+        subject: None,
+        confidence: 0.5,
+        at: at("09:00:00"),
+    };
     assert_eq!(
         given::<Turnstile>(&turnstile, recognition),
-        Err(Rejection::WrongKind { kind: DeviceKind::Turnstile, command: "record recognition" })
+        Err(Rejection::WrongKind {
+            kind: DeviceKind::Turnstile,
+            command: "record recognition"
+        })
     );
     let camera = [commissioned(DeviceKind::Camera), online("08:30:00")];
     assert_eq!(
         given::<Camera>(&camera, passage(Direction::In, "09:00:00")),
-        Err(Rejection::WrongKind { kind: DeviceKind::Camera, command: "record passage" })
+        Err(Rejection::WrongKind {
+            kind: DeviceKind::Camera,
+            command: "record passage"
+        })
     );
 }
 
@@ -290,8 +474,14 @@ fn reconfiguring_records_only_what_changed() {
     assert_eq!(
         given::<Camera>(&history, moved),
         Ok(vec![
-            DeviceEvent::DetailsChanged(DetailsChanged { details: details("Hall A north", "Hall B"), at: at("09:00:00") }),
-            DeviceEvent::WatchesChanged(WatchesChanged { watches: vec![id("T1"), id("T2")], at: at("09:00:00") }),
+            DeviceEvent::DetailsChanged(DetailsChanged {
+                details: details("Hall A north", "Hall B"),
+                at: at("09:00:00")
+            }),
+            DeviceEvent::WatchesChanged(WatchesChanged {
+                watches: vec![id("T1"), id("T2")],
+                at: at("09:00:00")
+            }),
         ])
     );
 }
@@ -304,11 +494,20 @@ fn evolve_keeps_counters_faults_and_availability() {
         recorded_passage(Direction::In, "08:31:00", false, false),
         recorded_passage(Direction::In, "08:32:00", false, false),
         recorded_passage(Direction::Out, "08:33:00", false, false),
-        DeviceEvent::FaultReported(FaultReported { code: jam(), detail: "arm".into(), at: at("08:40:00") }),
+        DeviceEvent::FaultReported(FaultReported {
+            code: jam(),
+            detail: "arm".into(),
+            at: at("08:40:00"),
+        }),
     ];
     let state = Turnstile::fold(TurnstileState::default(), &events);
     assert_eq!((state.passages_in, state.passages_out), (2, 1));
-    assert_eq!(state.common.availability, Availability::Online { since: at("08:30:00") });
+    assert_eq!(
+        state.common.availability,
+        Availability::Online {
+            since: at("08:30:00")
+        }
+    );
     assert_eq!(state.common.open_faults[&jam()].since, at("08:40:00"));
     assert_eq!(state.common.last_event_at, Some(at("08:40:00")));
     assert_eq!(state.common.lifecycle, Lifecycle::Active);

@@ -1,11 +1,11 @@
 //! The turnstile aggregate: counts passages, knows its faults and whether a manager locked it out.
 
+use super::Decider;
 use super::command::{DeviceCommand, Rejection};
 use super::device::{Common, Decision};
 use super::event::*;
 use super::ids::DeviceKind;
 use super::time::timestamp;
-use super::Decider;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +35,10 @@ impl Decider for Turnstile {
     const STATE_SCHEMA: u32 = 1;
     type State = TurnstileState;
 
-    fn decide(state: &TurnstileState, command: &DeviceCommand) -> Result<Vec<DeviceEvent>, Rejection> {
+    fn decide(
+        state: &TurnstileState,
+        command: &DeviceCommand,
+    ) -> Result<Vec<DeviceEvent>, Rejection> {
         let mut events = match state.common.decide(Self::KIND, &[], command) {
             Decision::Reject(rejection) => return Err(rejection),
             Decision::Events(events) => return Ok(events),
@@ -53,7 +56,10 @@ impl Decider for Turnstile {
             }
             DeviceCommand::LockOut { reason, at } => {
                 if state.locked_out.is_none() {
-                    events.push(DeviceEvent::LockedOut(LockedOut { reason: reason.clone(), at: *at }));
+                    events.push(DeviceEvent::LockedOut(LockedOut {
+                        reason: reason.clone(),
+                        at: *at,
+                    }));
                 }
             }
             DeviceCommand::Unlock { at } => {
@@ -62,7 +68,10 @@ impl Decider for Turnstile {
                 }
             }
             other => {
-                return Err(Rejection::WrongKind { kind: Self::KIND, command: other.name() });
+                return Err(Rejection::WrongKind {
+                    kind: Self::KIND,
+                    command: other.name(),
+                });
             }
         }
         Ok(events)
@@ -76,7 +85,10 @@ impl Decider for Turnstile {
                 super::Direction::Out => state.passages_out += 1,
             },
             DeviceEvent::LockedOut(e) => {
-                state.locked_out = Some(LockOut { reason: e.reason.clone(), since: e.at });
+                state.locked_out = Some(LockOut {
+                    reason: e.reason.clone(),
+                    since: e.at,
+                });
             }
             DeviceEvent::Unlocked(_) => state.locked_out = None,
             _ => {}

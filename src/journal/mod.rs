@@ -6,7 +6,10 @@ mod reader;
 mod writer;
 
 pub use reader::{JournalReader, Snapshot};
-pub use writer::{AppendError, AppendOutcome, AppendRequest, JournalWriter, SnapshotRequest, WriterThread};
+pub use writer::{
+    AppendError, AppendOutcome, AppendRequest, JournalWriter, SnapshotRequest, WriterStats,
+    WriterThread,
+};
 
 use crate::domain::{DeviceEvent, DeviceId};
 use jiff::Timestamp;

@@ -1,11 +1,11 @@
 //! Read-only queries on the journal: a stream's events, events after a position, snapshots, recent message ids.
 //! Every decoded event passes through `codec::decode_event`, the one upcasting path.
 
-use super::{from_micros, Position, StoredEvent};
+use super::{Position, StoredEvent, from_micros};
 use crate::codec;
 use crate::domain::{DeviceId, DeviceKind};
 use anyhow::Context;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::path::Path;
 
 /// A saved fold of one stream.
@@ -22,8 +22,7 @@ pub struct JournalReader {
     conn: Connection,
 }
 
-const EVENT_COLUMNS: &str =
-    "position, stream_id, version, event_type, schema, format, occurred_at, recorded_at, causation, payload";
+const EVENT_COLUMNS: &str = "position, stream_id, version, event_type, schema, format, occurred_at, recorded_at, causation, payload";
 
 fn stored_event(row: &Row<'_>) -> rusqlite::Result<anyhow::Result<StoredEvent>> {
     let position: i64 = row.get(0)?;
@@ -39,7 +38,8 @@ fn stored_event(row: &Row<'_>) -> rusqlite::Result<anyhow::Result<StoredEvent>> 
     Ok((|| {
         let event = codec::decode_event(&event_type, schema, format, payload)
             .with_context(|| format!("event at position {position}"))?;
-        let stream_id = DeviceId::parse(&stream_id).with_context(|| format!("event at position {position}"))?;
+        let stream_id =
+            DeviceId::parse(&stream_id).with_context(|| format!("event at position {position}"))?;
         Ok(StoredEvent {
             position: position as u64,
             stream_id,
@@ -56,7 +56,9 @@ fn stored_event(row: &Row<'_>) -> rusqlite::Result<anyhow::Result<StoredEvent>> 
 
 impl JournalReader {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        Ok(Self { conn: crate::db::open_readonly(path)? })
+        Ok(Self {
+            conn: crate::db::open_readonly(path)?,
+        })
     }
 
     /// Wraps an existing connection (tests, the writer's own checks).
@@ -66,7 +68,9 @@ impl JournalReader {
 
     /// The position of the newest event, 0 for an empty journal.
     pub fn head(&self) -> anyhow::Result<Position> {
-        let head: Option<i64> = self.conn.query_row("SELECT MAX(position) FROM events", [], |r| r.get(0))?;
+        let head: Option<i64> =
+            self.conn
+                .query_row("SELECT MAX(position) FROM events", [], |r| r.get(0))?;
         Ok(head.unwrap_or(0) as u64)
     }
 
@@ -85,8 +89,9 @@ impl JournalReader {
         after: Position,
         mut f: impl FnMut(StoredEvent) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        let mut stmt =
-            self.conn.prepare(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position"))?;
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position"
+        ))?;
         let mut rows = stmt.query(params![after as i64])?;
         while let Some(row) = rows.next()? {
             f(stored_event(row)??)?;
@@ -95,7 +100,11 @@ impl JournalReader {
     }
 
     /// A stream's events with a version above `after_version`, in order.
-    pub fn stream_events(&self, stream: &DeviceId, after_version: u64) -> anyhow::Result<Vec<StoredEvent>> {
+    pub fn stream_events(
+        &self,
+        stream: &DeviceId,
+        after_version: u64,
+    ) -> anyhow::Result<Vec<StoredEvent>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ?1 AND version > ?2 ORDER BY version"
         ))?;
@@ -117,15 +126,20 @@ impl JournalReader {
              ORDER BY position DESC LIMIT ?4"
         ))?;
         let before = before.map(|p| p as i64).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(params![stream, event_type, before, limit as i64], stored_event)?;
+        let rows = stmt.query_map(
+            params![stream, event_type, before, limit as i64],
+            stored_event,
+        )?;
         rows.map(|r| r?).collect()
     }
 
     /// The current version of a stream, 0 when it has no events.
     pub fn stream_version(&self, stream: &DeviceId) -> anyhow::Result<u64> {
-        let v: Option<i64> = self
-            .conn
-            .query_row("SELECT MAX(version) FROM events WHERE stream_id = ?1", [stream.as_str()], |r| r.get(0))?;
+        let v: Option<i64> = self.conn.query_row(
+            "SELECT MAX(version) FROM events WHERE stream_id = ?1",
+            [stream.as_str()],
+            |r| r.get(0),
+        )?;
         Ok(v.unwrap_or(0) as u64)
     }
 

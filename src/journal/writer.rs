@@ -3,16 +3,17 @@
 //! "committed up to position P". Assigning positions on this one thread, in commit order, is what lets projectors
 //! read "events after my checkpoint" without ever skipping a late-committing transaction.
 
-use super::{micros, Position};
+use super::{Position, micros};
 use crate::codec;
 use crate::config::Synchronous;
 use crate::domain::{DeviceEvent, DeviceId};
 use anyhow::Context;
 use jiff::Timestamp;
-use rusqlite::{params, Connection, ErrorCode};
+use rusqlite::{Connection, ErrorCode, params};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use tokio::sync::{oneshot, watch};
 
 /// At most this many requests go into one transaction, so one commit never grows without bound under load.
@@ -34,7 +35,10 @@ pub struct AppendRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppendOutcome {
     /// The events are durable; `last_position` is the position of the last one (or the head, for none).
-    Appended { last_position: Position, version: u64 },
+    Appended {
+        last_position: Position,
+        version: u64,
+    },
     /// The causation id was handled before; nothing was written.
     Duplicate,
 }
@@ -43,7 +47,11 @@ pub enum AppendOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AppendError {
     #[error("stream {stream} is at version {actual}, not {expected}: decided on stale state")]
-    Conflict { stream: DeviceId, expected: u64, actual: u64 },
+    Conflict {
+        stream: DeviceId,
+        expected: u64,
+        actual: u64,
+    },
     #[error("journal write failed: {0}")]
     Storage(String),
     #[error("journal writer has stopped")]
@@ -61,8 +69,31 @@ pub struct SnapshotRequest {
 }
 
 enum WriterMessage {
-    Append(AppendRequest, oneshot::Sender<Result<AppendOutcome, AppendError>>),
+    Append(
+        AppendRequest,
+        oneshot::Sender<Result<AppendOutcome, AppendError>>,
+    ),
     Snapshot(SnapshotRequest),
+    /// `PRAGMA max_page_count`: caps the file's size, which is how tests make the disk "full".
+    MaxPageCount(u64),
+}
+
+/// Counters the writer keeps for metrics and tests.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    commits: AtomicU64,
+    events: AtomicU64,
+}
+
+impl WriterStats {
+    /// Transactions committed so far.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+    /// Events appended so far.
+    pub fn events(&self) -> u64 {
+        self.events.load(Ordering::Relaxed)
+    }
 }
 
 /// A handle to the writer thread. Cheap to clone; the thread stops when every handle is dropped.
@@ -71,6 +102,7 @@ pub struct JournalWriter {
     // std mpsc: sending never blocks and happens at call time, so appends from one actor keep their order.
     requests: mpsc::Sender<WriterMessage>,
     committed: watch::Receiver<Position>,
+    stats: Arc<WriterStats>,
 }
 
 /// Joins the writer thread on drop of the last handle; see [`JournalWriter::open`].
@@ -87,18 +119,38 @@ impl WriterThread {
 
 impl JournalWriter {
     /// Opens `journal.db` for writing (migrating it) and starts the writer thread.
-    pub fn open(path: &Path, synchronous: Synchronous) -> anyhow::Result<(JournalWriter, WriterThread)> {
+    pub fn open(
+        path: &Path,
+        synchronous: Synchronous,
+    ) -> anyhow::Result<(JournalWriter, WriterThread)> {
         let mut conn = crate::db::open(path, synchronous)?;
         crate::db::migrate_journal(&mut conn)?;
-        let head: i64 = conn.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| r.get(0))?;
+        let head: i64 =
+            conn.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
+                r.get(0)
+            })?;
         let (committed_tx, committed) = watch::channel(head as Position);
         let (requests, inbox) = mpsc::channel();
-        let mut writer = Writer { conn, next_position: head as Position + 1, versions: HashMap::new(), committed_tx };
+        let stats = Arc::new(WriterStats::default());
+        let mut writer = Writer {
+            conn,
+            next_position: head as Position + 1,
+            versions: HashMap::new(),
+            committed_tx,
+            stats: stats.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || writer.run(inbox))
             .context("cannot start the journal writer thread")?;
-        Ok((JournalWriter { requests, committed }, WriterThread(Some(thread))))
+        Ok((
+            JournalWriter {
+                requests,
+                committed,
+                stats,
+            },
+            WriterThread(Some(thread)),
+        ))
     }
 
     /// Queues an append now (so calls keep their order) and resolves once it is committed or refused.
@@ -120,6 +172,16 @@ impl JournalWriter {
         let _ = self.requests.send(WriterMessage::Snapshot(snapshot));
     }
 
+    /// Caps the journal file at `pages` pages (`PRAGMA max_page_count`); appends that would grow it further
+    /// fail as on a full disk. Tests use it to prove a full disk loses nothing acknowledged.
+    pub fn set_max_page_count(&self, pages: u64) {
+        let _ = self.requests.send(WriterMessage::MaxPageCount(pages));
+    }
+
+    pub fn stats(&self) -> Arc<WriterStats> {
+        self.stats.clone()
+    }
+
     /// The highest committed position, updated after every commit.
     pub fn committed(&self) -> watch::Receiver<Position> {
         self.committed.clone()
@@ -133,6 +195,7 @@ struct Writer {
     /// database; cleared whenever a transaction fails, since it may then be ahead of the file.
     versions: HashMap<DeviceId, u64>,
     committed_tx: watch::Sender<Position>,
+    stats: Arc<WriterStats>,
 }
 
 type Reply = oneshot::Sender<Result<AppendOutcome, AppendError>>;
@@ -148,6 +211,14 @@ impl Writer {
                 match message {
                     WriterMessage::Append(request, reply) => appends.push((request, reply)),
                     WriterMessage::Snapshot(snapshot) => snapshots.push(snapshot),
+                    WriterMessage::MaxPageCount(pages) => {
+                        if let Err(error) =
+                            self.conn
+                                .pragma_update(None, "max_page_count", pages as i64)
+                        {
+                            tracing::warn!(%error, "cannot set max_page_count");
+                        }
+                    }
                 }
                 if appends.len() + snapshots.len() < MAX_BATCH {
                     next = inbox.try_recv().ok();
@@ -158,7 +229,11 @@ impl Writer {
         tracing::debug!("journal writer stopped: every handle was dropped");
     }
 
-    fn commit_group(&mut self, appends: &mut Vec<(AppendRequest, Reply)>, snapshots: &mut Vec<SnapshotRequest>) {
+    fn commit_group(
+        &mut self,
+        appends: &mut Vec<(AppendRequest, Reply)>,
+        snapshots: &mut Vec<SnapshotRequest>,
+    ) {
         let first_position = self.next_position;
         let mut pending_versions: HashMap<DeviceId, u64> = HashMap::new();
         let result = self.write_group(appends, snapshots, &mut pending_versions);
@@ -169,7 +244,11 @@ impl Writer {
                 for ((_, reply), outcome) in appends.drain(..).zip(outcomes) {
                     let _ = reply.send(outcome);
                 }
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
                 if head >= first_position {
+                    self.stats
+                        .events
+                        .fetch_add(head + 1 - first_position, Ordering::Relaxed);
                     self.committed_tx.send_replace(head);
                 }
             }
@@ -196,7 +275,9 @@ impl Writer {
         pending_versions: &mut HashMap<DeviceId, u64>,
     ) -> rusqlite::Result<Vec<Result<AppendOutcome, AppendError>>> {
         let recorded_at = micros(Timestamp::now());
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut outcomes = Vec::with_capacity(appends.len());
         {
             let mut insert_event = tx.prepare_cached(
@@ -207,13 +288,18 @@ impl Writer {
             let mut insert_processed = tx.prepare_cached(
                 "INSERT OR IGNORE INTO processed_messages (stream_id, msg_id, position) VALUES (?1, ?2, ?3)",
             )?;
-            let mut stream_version =
-                tx.prepare_cached("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?1")?;
+            let mut stream_version = tx.prepare_cached(
+                "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?1",
+            )?;
             for (request, _) in appends {
-                let current = match pending_versions.get(&request.stream).or(self.versions.get(&request.stream)) {
+                let current = match pending_versions
+                    .get(&request.stream)
+                    .or(self.versions.get(&request.stream))
+                {
                     Some(v) => *v,
                     None => {
-                        let v: i64 = stream_version.query_row([request.stream.as_str()], |r| r.get(0))?;
+                        let v: i64 =
+                            stream_version.query_row([request.stream.as_str()], |r| r.get(0))?;
                         self.versions.insert(request.stream.clone(), v as u64);
                         v as u64
                     }
@@ -228,7 +314,9 @@ impl Writer {
                 }
                 if let Some(msg_id) = &request.causation {
                     let head = self.next_position as i64 - 1 + request.events.len() as i64;
-                    if insert_processed.execute(params![request.stream.as_str(), msg_id, head])? == 0 {
+                    if insert_processed.execute(params![request.stream.as_str(), msg_id, head])?
+                        == 0
+                    {
                         outcomes.push(Ok(AppendOutcome::Duplicate));
                         continue;
                     }
@@ -252,7 +340,10 @@ impl Writer {
                     self.next_position += 1;
                 }
                 pending_versions.insert(request.stream.clone(), version);
-                outcomes.push(Ok(AppendOutcome::Appended { last_position: self.next_position - 1, version }));
+                outcomes.push(Ok(AppendOutcome::Appended {
+                    last_position: self.next_position - 1,
+                    version,
+                }));
             }
             let mut save_snapshot = tx.prepare_cached(
                 "INSERT OR REPLACE INTO snapshots (stream_id, version, state_schema, format, state, taken_at)
@@ -277,7 +368,9 @@ impl Writer {
 /// Turns SQLite's error into a sentence an operator can act on.
 fn describe_storage_error(error: &rusqlite::Error) -> String {
     match error.sqlite_error_code() {
-        Some(ErrorCode::DiskFull) => "the disk is full: free space, then the device messages will be redelivered".into(),
+        Some(ErrorCode::DiskFull) => {
+            "the disk is full: free space, then the device messages will be redelivered".into()
+        }
         Some(ErrorCode::ReadOnly) => "journal.db is read-only: check the file's permissions".into(),
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
             "journal.db is locked by another program: is a second `gatehouse serve` running?".into()

@@ -1,11 +1,11 @@
 //! `device_status`: one row per device with what the dashboard shows: kind, name, zone, availability, open
 //! faults, lock-out, last event time and today's passages (in the site's time zone).
 
-use super::{local, Projection};
+use super::{Projection, local};
 use crate::domain::DeviceEvent;
 use crate::journal::StoredEvent;
 use jiff::tz::TimeZone;
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{OptionalExtension, Transaction, params};
 
 pub struct DeviceStatusProjection {
     tz: TimeZone,
@@ -52,13 +52,16 @@ impl Projection for DeviceStatusProjection {
                 .execute(params![id, e.kind.as_str(), e.details.name, e.details.zone, at])?;
             }
             DeviceEvent::DetailsChanged(e) => {
-                tx.prepare_cached("UPDATE device_status SET name = ?2, zone = ?3 WHERE device_id = ?1")?.execute(
-                    params![id, e.details.name, e.details.zone],
-                )?;
+                tx.prepare_cached(
+                    "UPDATE device_status SET name = ?2, zone = ?3 WHERE device_id = ?1",
+                )?
+                .execute(params![id, e.details.name, e.details.zone])?;
             }
             DeviceEvent::Decommissioned(_) => {
-                tx.prepare_cached("UPDATE device_status SET lifecycle = 'decommissioned' WHERE device_id = ?1")?
-                    .execute([id])?;
+                tx.prepare_cached(
+                    "UPDATE device_status SET lifecycle = 'decommissioned' WHERE device_id = ?1",
+                )?
+                .execute([id])?;
             }
             DeviceEvent::PassageRecorded(e) => {
                 let day = local(&self.tz, e.at).date().to_string();
@@ -92,8 +95,10 @@ impl Projection for DeviceStatusProjection {
                     .query_row([id], |r| r.get(0))
                     .optional()?;
                 if let Some(open) = open {
-                    tx.prepare_cached("UPDATE device_status SET open_faults = ?2 WHERE device_id = ?1")?
-                        .execute(params![id, with_fault(&open, code, present)])?;
+                    tx.prepare_cached(
+                        "UPDATE device_status SET open_faults = ?2 WHERE device_id = ?1",
+                    )?
+                    .execute(params![id, with_fault(&open, code, present)])?;
                 }
             }
             DeviceEvent::LockedOut(_) | DeviceEvent::Unlocked(_) => {
@@ -102,9 +107,15 @@ impl Projection for DeviceStatusProjection {
                     .execute(params![id, locked])?;
             }
             DeviceEvent::WentOffline(_) | DeviceEvent::CameOnline(_) => {
-                let availability = if matches!(stored.event, DeviceEvent::CameOnline(_)) { "online" } else { "offline" };
-                tx.prepare_cached("UPDATE device_status SET availability = ?2 WHERE device_id = ?1")?
-                    .execute(params![id, availability])?;
+                let availability = if matches!(stored.event, DeviceEvent::CameOnline(_)) {
+                    "online"
+                } else {
+                    "offline"
+                };
+                tx.prepare_cached(
+                    "UPDATE device_status SET availability = ?2 WHERE device_id = ?1",
+                )?
+                .execute(params![id, availability])?;
             }
             DeviceEvent::WatchesChanged(_) | DeviceEvent::RecognitionRecorded(_) => {}
         }

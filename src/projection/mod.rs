@@ -13,7 +13,7 @@ pub use traffic::TrafficProjection;
 
 use crate::journal::{JournalReader, Position, StoredEvent};
 use jiff::tz::TimeZone;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 /// Events read and applied per transaction: large enough to amortize the commit, small enough that pages
 /// see progress during a long catch-up.
@@ -31,7 +31,10 @@ pub trait Projection: Send {
 
 /// Every projection this program has, in the order they are listed to people.
 pub fn all(tz: &TimeZone) -> Vec<Box<dyn Projection>> {
-    vec![Box::new(DeviceStatusProjection::new(tz.clone())), Box::new(TrafficProjection::new(tz.clone()))]
+    vec![
+        Box::new(DeviceStatusProjection::new(tz.clone())),
+        Box::new(TrafficProjection::new(tz.clone())),
+    ]
 }
 
 /// The names of every projection.
@@ -42,7 +45,11 @@ pub fn names() -> Vec<&'static str> {
 /// The position a projection has applied up to in this views database.
 pub fn checkpoint(conn: &Connection, name: &str) -> rusqlite::Result<Position> {
     let position: Option<i64> = conn
-        .query_row("SELECT position FROM projector_checkpoints WHERE projection = ?1", [name], |r| r.get(0))
+        .query_row(
+            "SELECT position FROM projector_checkpoints WHERE projection = ?1",
+            [name],
+            |r| r.get(0),
+        )
         .optional()?;
     Ok(position.unwrap_or(0) as Position)
 }
@@ -84,7 +91,11 @@ pub fn run_batch(
     };
     for event in &events {
         projection.apply(&tx, event).map_err(|error| {
-            anyhow::anyhow!("{}: cannot apply event at position {}: {error}", projection.name(), event.position)
+            anyhow::anyhow!(
+                "{}: cannot apply event at position {}: {error}",
+                projection.name(),
+                event.position
+            )
         })?;
     }
     set_checkpoint(&tx, projection.name(), last)?;

@@ -2,7 +2,7 @@
 //! their contents into `views.db` in one transaction. Pages keep reading the old tables until that commit, and
 //! a running server's projector simply continues from the swapped-in checkpoint.
 
-use super::{catch_up, Projection};
+use super::{Projection, catch_up};
 use crate::journal::{JournalReader, Position};
 use anyhow::Context;
 use std::path::Path;
@@ -18,7 +18,13 @@ pub fn rebuild(
     let side_path = views_path.with_file_name(format!("views.rebuild-{}.db", std::process::id()));
     // A left-over side file from a crashed rebuild is just stale: start clean.
     remove_db_files(&side_path);
-    let result = rebuild_via(projections, journal_path, views_path, &side_path, &mut progress);
+    let result = rebuild_via(
+        projections,
+        journal_path,
+        views_path,
+        &side_path,
+        &mut progress,
+    );
     remove_db_files(&side_path);
     result
 }
@@ -38,8 +44,10 @@ fn rebuild_via(
     let mut built = Vec::new();
     for projection in projections.iter_mut() {
         let name = projection.name();
-        let position = catch_up(projection.as_mut(), &journal, &mut side, |p| progress(name, p))
-            .with_context(|| format!("rebuild of {name}"))?;
+        let position = catch_up(projection.as_mut(), &journal, &mut side, |p| {
+            progress(name, p)
+        })
+        .with_context(|| format!("rebuild of {name}"))?;
         built.push((name, position));
     }
     drop(side);

@@ -2,7 +2,7 @@
 //! "committed up to P" notices, so read tables trail the journal by milliseconds. After a restart each projector
 //! simply continues from its checkpoint.
 
-use super::{catch_up, record_error, Projection};
+use super::{Projection, catch_up, record_error};
 use crate::journal::{JournalReader, Position};
 use actix::prelude::*;
 use rusqlite::Connection;
@@ -36,10 +36,18 @@ impl Handler<CatchUp> for ProjectorActor {
 
     fn handle(&mut self, _: CatchUp, _: &mut SyncContext<Self>) {
         let position = &self.position;
-        let result = catch_up(self.projection.as_mut(), &self.journal, &mut self.views, |p| {
-            position.send_replace(p);
-        });
-        let mut last_error = self.last_error.lock().expect("projector error lock is never poisoned");
+        let result = catch_up(
+            self.projection.as_mut(),
+            &self.journal,
+            &mut self.views,
+            |p| {
+                position.send_replace(p);
+            },
+        );
+        let mut last_error = self
+            .last_error
+            .lock()
+            .expect("projector error lock is never poisoned");
         match result {
             Ok(_) => *last_error = None,
             Err(error) => {
@@ -71,11 +79,16 @@ impl ProjectorHandle {
     /// read-your-writes for pages.
     pub async fn wait_for(&self, target: Position, timeout: Duration) -> bool {
         let mut position = self.position.clone();
-        tokio::time::timeout(timeout, position.wait_for(|p| *p >= target)).await.is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, position.wait_for(|p| *p >= target))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     pub fn error(&self) -> Option<String> {
-        self.last_error.lock().expect("projector error lock is never poisoned").clone()
+        self.last_error
+            .lock()
+            .expect("projector error lock is never poisoned")
+            .clone()
     }
 }
 
@@ -95,13 +108,26 @@ pub fn start_projectors(
         let start = super::checkpoint(&views, name)?;
         let (position_tx, position) = watch::channel(start);
         let last_error = Arc::new(Mutex::new(None));
-        let actor = ProjectorActor { projection, journal, views, position: position_tx, last_error: last_error.clone() };
+        let actor = ProjectorActor {
+            projection,
+            journal,
+            views,
+            position: position_tx,
+            last_error: last_error.clone(),
+        };
         // SyncArbiter wants a factory; the actor is built once, so hand it over through an Option.
         let slot = Mutex::new(Some(actor));
         let addr = SyncArbiter::start(1, move || {
-            slot.lock().expect("factory lock").take().expect("a projector actor is started exactly once")
+            slot.lock()
+                .expect("factory lock")
+                .take()
+                .expect("a projector actor is started exactly once")
         });
-        let handle = ProjectorHandle { name, position, last_error };
+        let handle = ProjectorHandle {
+            name,
+            position,
+            last_error,
+        };
         let mut committed = committed.clone();
         let watcher = handle.clone();
         actix::spawn(async move {

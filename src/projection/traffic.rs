@@ -1,12 +1,12 @@
 //! `traffic`: passages in and out per device per hour, bucketed in the site's time zone so reports line up
 //! with local clocks, daylight-saving days included (an hour bucket is a real hour; a day has 23 to 25 of them).
 
-use super::{local, Projection};
+use super::{Projection, local};
 use crate::domain::{DeviceEvent, Direction};
 use crate::journal::StoredEvent;
 use jiff::tz::TimeZone;
 use jiff::{RoundMode, Unit, ZonedDateTimeRound};
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{OptionalExtension, Transaction, params};
 
 pub struct TrafficProjection {
     tz: TimeZone,
@@ -47,7 +47,11 @@ impl Projection for TrafficProjection {
                     .optional()?
                     .unwrap_or_default();
                 let hour = local(&self.tz, e.at)
-                    .round(ZonedDateTimeRound::new().smallest(Unit::Hour).mode(RoundMode::Trunc))
+                    .round(
+                        ZonedDateTimeRound::new()
+                            .smallest(Unit::Hour)
+                            .mode(RoundMode::Trunc),
+                    )
                     .expect("truncating to the hour stays within jiff's range");
                 let (d_in, d_out) = match e.direction {
                     Direction::In => (1, 0),

@@ -1,7 +1,7 @@
 //! `/`: every device's live status from `device_status`, with today's passages and open faults.
 
 use crate::app::AppState;
-use actix_web::{web, HttpResponse};
+use actix_web::{HttpResponse, web};
 use askama::Template;
 
 /// One device tile.
@@ -49,7 +49,10 @@ fn load_tiles(state: &AppState, today: &str) -> anyhow::Result<Vec<Tile>> {
             availability: r.get(5)?,
             open_faults: r.get(6)?,
             locked_out: r.get(7)?,
-            last_seen: r.get::<_, Option<i64>>(8)?.map(|m| super::local_time(tz, m)).unwrap_or_else(|| "never".into()),
+            last_seen: r
+                .get::<_, Option<i64>>(8)?
+                .map(|m| super::local_time(tz, m))
+                .unwrap_or_else(|| "never".into()),
             passages_in: r.get(9)?,
             passages_out: r.get(10)?,
         })
@@ -58,7 +61,10 @@ fn load_tiles(state: &AppState, today: &str) -> anyhow::Result<Vec<Tile>> {
 }
 
 pub async fn page(state: web::Data<AppState>) -> actix_web::Result<HttpResponse> {
-    let today = jiff::Timestamp::now().to_zoned_datetime(state.config.site.timezone.clone()).date().to_string();
+    let today = jiff::Timestamp::now()
+        .to_zoned_datetime(state.config.site.timezone.clone())
+        .date()
+        .to_string();
     let state2 = state.clone();
     let today2 = today.clone();
     let tiles = web::block(move || load_tiles(&state2, &today2))
@@ -72,6 +78,10 @@ pub async fn page(state: web::Data<AppState>) -> actix_web::Result<HttpResponse>
         total_out: tiles.iter().map(|t| t.passages_out).sum(),
         tiles,
     };
-    let html = page.render().map_err(|e| super::internal_error("dashboard", e))?;
-    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html))
+    let html = page
+        .render()
+        .map_err(|e| super::internal_error("dashboard", e))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(html))
 }

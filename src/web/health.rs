@@ -1,7 +1,7 @@
 //! `/healthz`: 200 `ok` when the journal writer and every projector are healthy, else 503 naming the failing part.
 
 use crate::app::AppState;
-use actix_web::{web, HttpResponse};
+use actix_web::{HttpResponse, web};
 
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     let mut problems = Vec::new();
@@ -14,8 +14,12 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
         }
     }
     if problems.is_empty() {
-        HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ok\n")
+        HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .body("ok\n")
     } else {
-        HttpResponse::ServiceUnavailable().content_type("text/plain; charset=utf-8").body(problems.join("\n") + "\n")
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain; charset=utf-8")
+            .body(problems.join("\n") + "\n")
     }
 }

@@ -5,7 +5,7 @@ mod dashboard;
 mod health;
 
 use crate::app::AppState;
-use actix_web::{dev::Server, http::header, web, App, HttpResponse, HttpServer};
+use actix_web::{App, HttpResponse, HttpServer, dev::Server, http::header, web};
 use std::net::TcpListener;
 
 /// Builds the HTTP server on an already bound listener. actix-web stops it on SIGINT/SIGTERM.
@@ -42,7 +42,10 @@ pub(crate) fn internal_error(context: &str, error: impl std::fmt::Display) -> ac
 /// Formats an instant in the site's time zone for people: `2026-03-01 09:00:00`.
 pub(crate) fn local_time(tz: &jiff::tz::TimeZone, micros: i64) -> String {
     match jiff::Timestamp::from_microsecond(micros) {
-        Ok(ts) => ts.to_zoned_datetime(tz.clone()).strftime("%Y-%m-%d %H:%M:%S").to_string(),
+        Ok(ts) => ts
+            .to_zoned_datetime(tz.clone())
+            .strftime("%Y-%m-%d %H:%M:%S")
+            .to_string(),
         Err(_) => "-".into(),
     }
 }

@@ -1,0 +1,203 @@
+//! The command line as scripts use it: exit codes, error lines, JSON output, time travel.
+
+use crate::helpers::*;
+use gatehouse::domain::*;
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+#[test]
+fn check_config_prints_a_summary_of_the_site() {
+    let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
+    let output = site.gatehouse(&["check-config"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let summary = stdout(&output);
+    assert!(summary.contains("Test Station"), "{summary}");
+    assert!(summary.contains("2 turnstiles, 1 camera"), "{summary}");
+    assert!(summary.contains("watches T1"), "{summary}");
+}
+
+#[test]
+fn a_config_error_names_file_line_and_column_and_exits_with_status_2() {
+    let site = Site::new("");
+    std::fs::write(
+        site.config_path(),
+        "[http]\nlisten = \"127.0.0.1:8080\"\nlisen = \"x\"\n",
+    )
+    .unwrap();
+    for command in [&["check-config"][..], &["serve"], &["events"]] {
+        let output = site.gatehouse(command);
+        assert_eq!(output.status.code(), Some(2), "{command:?}");
+        assert_eq!(
+            stderr(&output),
+            "gatehouse: config.toml:3:1: unknown key \"lisen\" in [http], expected one of: listen\n"
+        );
+    }
+    let missing = site.gatehouse(&["-c", "nope.toml", "check-config"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        stderr(&missing).starts_with("gatehouse: nope.toml: cannot read: "),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[test]
+fn a_usage_error_exits_with_status_2() {
+    let site = Site::new("");
+    let output = site.gatehouse(&["frobnicate"]);
+    assert_eq!(output.status.code(), Some(2));
+    let output = site.gatehouse(&["state", "T 1"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output),
+        "gatehouse: T 1: device id \"T 1\" may only contain letters, digits, '_' and '-'\n"
+    );
+}
+
+fn seed_history(site: &Site) {
+    let jam = FaultCode::parse("JAM").unwrap();
+    seed(
+        &site.paths(),
+        &[
+            (
+                "T1",
+                vec![commissioned(
+                    DeviceKind::Turnstile,
+                    "North",
+                    "Hall A",
+                    "2026-03-01T08:00:00Z",
+                )],
+            ),
+            (
+                "T2",
+                vec![commissioned(
+                    DeviceKind::Turnstile,
+                    "South",
+                    "Hall B",
+                    "2026-03-01T08:00:00Z",
+                )],
+            ),
+            (
+                "T1",
+                vec![
+                    DeviceEvent::CameOnline(CameOnline {
+                        at: at("2026-03-01T09:00:00Z"),
+                    }),
+                    passage(Direction::In, "2026-03-01T09:00:00Z"),
+                    DeviceEvent::FaultReported(FaultReported {
+                        code: jam.clone(),
+                        detail: "arm".into(),
+                        at: at("2026-03-01T10:00:00Z"),
+                    }),
+                    passage(Direction::Out, "2026-03-01T10:30:00Z"),
+                    DeviceEvent::FaultCleared(FaultCleared {
+                        code: jam,
+                        at: at("2026-03-01T11:00:00Z"),
+                    }),
+                ],
+            ),
+        ],
+    );
+}
+
+#[test]
+fn events_prints_json_lines_filtered_by_stream_and_position() {
+    let site = Site::new("");
+    seed_history(&site);
+    let all = site.gatehouse(&["events"]);
+    assert_eq!(all.status.code(), Some(0), "{}", stderr(&all));
+    let lines: Vec<serde_json::Value> = stdout(&all)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 7);
+    let passage = &lines[3];
+    assert_eq!(passage["position"], 4);
+    assert_eq!(passage["stream"], "T1");
+    assert_eq!(passage["version"], 3);
+    assert_eq!(passage["type"], "PassageRecorded");
+    assert_eq!(passage["occurred_at"], "2026-03-01T09:00:00Z");
+    assert_eq!(passage["data"]["direction"], "in");
+    assert!(
+        passage["recorded_at"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .is_ok()
+    );
+
+    let t2 = stdout(&site.gatehouse(&["events", "--stream", "T2"]));
+    let t2: Vec<&str> = t2.lines().collect();
+    assert_eq!(t2.len(), 1);
+    assert!(t2[0].contains(r#""stream":"T2""#));
+
+    let after = site.gatehouse(&["events", "--after", "5"]);
+    let positions: Vec<u64> = stdout(&after)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["position"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(positions, [6, 7]);
+}
+
+#[test]
+fn state_as_of_a_past_instant_folds_only_what_had_happened_by_then() {
+    let site = Site::new("");
+    seed_history(&site);
+    let state = |args: &[&str]| -> serde_json::Value {
+        let output = site.gatehouse(args);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        serde_json::from_str(&stdout(&output)).unwrap()
+    };
+    let now = state(&["state", "T1"]);
+    assert_eq!(now["state"]["kind"], "turnstile");
+    assert_eq!(now["state"]["passages_in"], 1);
+    assert_eq!(now["state"]["passages_out"], 1);
+    assert_eq!(now["state"]["common"]["open_faults"], serde_json::json!({}));
+
+    let during_fault = state(&["state", "T1", "--as-of", "2026-03-01T10:15:00Z"]);
+    assert_eq!(during_fault["as_of"], "2026-03-01T10:15:00Z");
+    assert_eq!(during_fault["version"], 4);
+    assert_eq!(during_fault["state"]["passages_out"], 0);
+    assert_eq!(
+        during_fault["state"]["common"]["open_faults"]["JAM"]["since"],
+        "2026-03-01T10:00:00Z"
+    );
+    assert_eq!(
+        during_fault["state"]["common"]["availability"]["online"]["since"],
+        "2026-03-01T09:00:00Z"
+    );
+
+    // A local time in the site's zone (Europe/Berlin, UTC+1 in March): 10:15 local is 09:15Z.
+    let local = state(&["state", "T1", "--as-of", "2026-03-01T10:15"]);
+    assert_eq!(local["as_of"], "2026-03-01T09:15:00Z");
+    assert_eq!(local["state"]["passages_in"], 1);
+    assert_eq!(
+        local["state"]["common"]["open_faults"],
+        serde_json::json!({})
+    );
+
+    let unknown = site.gatehouse(&["state", "T9"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert_eq!(
+        stderr(&unknown),
+        "gatehouse: T9: unknown device: the journal has no events for it\n"
+    );
+    let bad_time = site.gatehouse(&["state", "T1", "--as-of", "yesterday"]);
+    assert_eq!(bad_time.status.code(), Some(2));
+    assert!(
+        stderr(&bad_time)
+            .starts_with("gatehouse: --as-of\ngatehouse: \"yesterday\" is not an instant"),
+        "{}",
+        stderr(&bad_time)
+    );
+}

@@ -1,0 +1,223 @@
+//! Test scaffolding: a temporary site (config + data dir), seeding the journal through the real writer, and a
+//! tiny HTTP client. Everything binds port 0 and lives in its own temporary directory.
+
+use gatehouse::app::Application;
+use gatehouse::config::{Config, Synchronous};
+use gatehouse::db::StoragePaths;
+use gatehouse::domain::*;
+use gatehouse::journal::{AppendOutcome, AppendRequest, JournalWriter};
+use jiff::Timestamp;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A site in a temporary directory.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+}
+
+pub const TWO_TURNSTILES_ONE_CAMERA: &str = r#"
+[[turnstile]]
+id = "T1"
+name = "Hall A north"
+zone = "Hall A"
+
+[[turnstile]]
+id = "T2"
+name = "Hall B south"
+zone = "Hall B"
+
+[[camera]]
+id = "C1"
+name = "Hall A entrance"
+zone = "Hall A"
+watches = ["T1"]
+"#;
+
+impl Site {
+    /// A site whose config has `devices` (TOML tables) after a header that listens on port 0.
+    pub fn new(devices: &str) -> Site {
+        let site = Site {
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        site.write_config(devices);
+        site
+    }
+
+    pub fn write_config(&self, devices: &str) {
+        let text = format!(
+            "[site]\nname = \"Test Station\"\ntimezone = \"Europe/Berlin\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n\
+             [storage]\ndir = \"data\"\nsnapshot_every = 3\n\n[mqtt]\nlisten = \"127.0.0.1:0\"\n{devices}"
+        );
+        std::fs::write(self.config_path(), text).expect("write config");
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    pub fn config(&self) -> Config {
+        Config::load(&self.config_path()).expect("test config is valid")
+    }
+
+    pub fn paths(&self) -> StoragePaths {
+        StoragePaths::new(self.dir.path().join("data"))
+    }
+
+    /// Runs the real binary with this site's config in the site's directory.
+    pub fn gatehouse(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .current_dir(self.dir.path())
+            .args(args)
+            .output()
+            .expect("run gatehouse")
+    }
+}
+
+pub fn at(s: &str) -> Timestamp {
+    s.parse().expect("valid RFC 3339 in test")
+}
+
+pub fn id(s: &str) -> DeviceId {
+    DeviceId::parse(s).unwrap()
+}
+
+pub fn commissioned(kind: DeviceKind, name: &str, zone: &str, when: &str) -> DeviceEvent {
+    DeviceEvent::Commissioned(Commissioned {
+        kind,
+        details: DeviceDetails {
+            name: name.into(),
+            zone: zone.into(),
+            ..Default::default()
+        },
+        watches: vec![],
+        at: at(when),
+    })
+}
+
+pub fn passage(direction: Direction, when: &str) -> DeviceEvent {
+    DeviceEvent::PassageRecorded(PassageRecorded {
+        direction,
+        at: at(when),
+        during_fault: false,
+        during_lockout: false,
+    })
+}
+
+/// Appends events through the real journal writer, stream by stream, in the given order.
+pub fn seed(paths: &StoragePaths, streams: &[(&str, Vec<DeviceEvent>)]) {
+    paths.prepare().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (writer, thread) = JournalWriter::open(&paths.journal(), Synchronous::Normal).unwrap();
+        let reader = gatehouse::journal::JournalReader::open(&paths.journal()).unwrap();
+        for (stream, events) in streams {
+            let stream = id(stream);
+            let expected_version = reader.stream_version(&stream).unwrap();
+            let outcome = writer
+                .append(AppendRequest {
+                    stream,
+                    expected_version,
+                    events: events.clone(),
+                    causation: None,
+                })
+                .await
+                .unwrap();
+            assert!(matches!(outcome, AppendOutcome::Appended { .. }));
+        }
+        drop(writer);
+        thread.join();
+    });
+}
+
+/// Runs a whole Gatehouse (journal writer, actors, projectors, web server on port 0) in its own actix system
+/// for the duration of `f`, then stops it completely, as a process exit would: the next `with_app` on the same
+/// site is a real restart.
+pub fn with_app<T>(config: Config, f: impl AsyncFnOnce(&Application) -> T) -> T {
+    let system = actix_web::rt::System::new();
+    let (result, writer_thread) = system.block_on(async move {
+        let app = Application::build(config).await.expect("the app starts");
+        let result = f(&app).await;
+        (result, app.stop())
+    });
+    drop(system);
+    writer_thread.join();
+    result
+}
+
+/// A minimal HTTP/1.1 GET, enough to check status lines and bodies without a client library.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect to the test server");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Reads one integer from a database, for assertions.
+pub fn query_i64(path: &Path, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// Like [`with_app`], with the web server running; `f` gets its address.
+pub fn with_server<T>(
+    config: Config,
+    f: impl AsyncFnOnce(&gatehouse::app::AppState, SocketAddr) -> T,
+) -> T {
+    let system = actix_web::rt::System::new();
+    let (result, writer_thread) = system.block_on(async move {
+        let app = Application::build(config).await.expect("the app starts");
+        let addr = app.http_addr();
+        let state = app.state().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = actix_web::rt::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        let result = f(&state, addr).await;
+        let _ = stop.send(());
+        let writer_thread = server.await.expect("server task").expect("server ran");
+        drop(state);
+        (result, writer_thread)
+    });
+    drop(system);
+    writer_thread.join();
+    result
+}
+
+/// [`http_get`] off the actix thread, so the app keeps running while the test waits for the answer.
+pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || http_get(addr, &path))
+        .await
+        .unwrap()
+}
+
+/// Polls `check` every 20 ms for up to 20 s: long enough for a loaded 2-core machine, and it returns as soon
+/// as the condition holds, so fast machines do not wait.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting until {what}");
+}

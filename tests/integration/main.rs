@@ -1,0 +1,9 @@
+//! Black-box tests of the event-sourced core: the real SQLite files, the real writer thread, real actors and
+//! projectors, and the real binary for the command line.
+
+mod cli;
+mod helpers;
+mod journal;
+mod projections;
+mod recovery;
+mod serve;

@@ -1,0 +1,323 @@
+//! Projectors: exactly-once effect across crashes, catch-up after restart, blue/green rebuild, and the traffic
+//! buckets in the site's time zone.
+
+use crate::helpers::*;
+use gatehouse::domain::*;
+use gatehouse::journal::{JournalReader, StoredEvent};
+use gatehouse::projection::{self, Projection};
+use rusqlite::Connection;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn views_conn(site: &Site) -> Connection {
+    let mut conn = gatehouse::db::open(
+        &site.paths().views(),
+        gatehouse::config::Synchronous::Normal,
+    )
+    .unwrap();
+    gatehouse::db::migrate_views(&mut conn).unwrap();
+    conn
+}
+
+/// `n` passages for T1, alternating in/out, one per second from 2026-03-01T00:00:00Z.
+fn passages(n: usize) -> Vec<DeviceEvent> {
+    let start = at("2026-03-01T00:00:00Z");
+    (0..n)
+        .map(|i| {
+            let direction = if i % 2 == 0 {
+                Direction::In
+            } else {
+                Direction::Out
+            };
+            let when = start + jiff::SignedDuration::from_secs(i as i64);
+            DeviceEvent::PassageRecorded(PassageRecorded {
+                direction,
+                at: when,
+                during_fault: false,
+                during_lockout: false,
+            })
+        })
+        .collect()
+}
+
+fn seed_passages(site: &Site, n: usize) {
+    let mut streams = vec![(
+        "T1",
+        vec![commissioned(
+            DeviceKind::Turnstile,
+            "North",
+            "Hall A",
+            "2026-02-28T00:00:00Z",
+        )],
+    )];
+    // Several appends, as real traffic would arrive.
+    for chunk in passages(n).chunks(5000) {
+        streams.push(("T1", chunk.to_vec()));
+    }
+    seed(&site.paths(), &streams);
+}
+
+/// Rows and checkpoint read in one transaction: the two must always agree.
+fn traffic_total_and_checkpoint(site: &Site) -> (i64, i64) {
+    try_traffic_total_and_checkpoint(site).expect("views.db has its tables")
+}
+
+/// The same, or `None` while the server has not yet created views.db's tables.
+fn try_traffic_total_and_checkpoint(site: &Site) -> Option<(i64, i64)> {
+    let mut conn = Connection::open_with_flags(
+        site.paths().views(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .ok()?;
+    conn.busy_timeout(Duration::from_secs(10)).ok()?;
+    let tx = conn.transaction().ok()?;
+    let total: i64 = tx
+        .query_row(
+            "SELECT COALESCE(SUM(passages_in + passages_out), 0) FROM traffic",
+            [],
+            |r| r.get(0),
+        )
+        .ok()?;
+    let checkpoint = projection::checkpoint(&tx, "traffic").ok()? as i64;
+    Some((total, checkpoint))
+}
+
+#[test]
+fn a_server_killed_mid_catch_up_resumes_without_losing_or_doubling_an_event() {
+    let site = Site::new("[[turnstile]]\nid = \"T1\"\nname = \"North\"\nzone = \"Hall A\"\n");
+    let n = 60_000;
+    seed_passages(&site, n);
+    let head = JournalReader::open(&site.paths().journal())
+        .unwrap()
+        .head()
+        .unwrap() as i64;
+    let mut kills = 0;
+    for _attempt in 0..5 {
+        let mut server = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .current_dir(site.dir.path())
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait for the first batch of this run, then SIGKILL: no chance to finish a transaction cleanly.
+        let before = try_traffic_total_and_checkpoint(&site).map_or(0, |(_, c)| c);
+        for _ in 0..2000 {
+            if try_traffic_total_and_checkpoint(&site).is_some_and(|(_, c)| c > before) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        server.kill().unwrap();
+        server.wait().unwrap();
+        kills += 1;
+        let (total, checkpoint) = traffic_total_and_checkpoint(&site);
+        // Every passage up to the checkpoint is counted once; the commission event (position 1) is not a passage.
+        assert_eq!(total, (checkpoint - 1).max(0), "after kill {kills}");
+        if checkpoint == head {
+            break;
+        }
+    }
+    // A last run catches up from wherever the kills left it.
+    with_app(site.config(), async |app| {
+        let traffic = app
+            .state()
+            .projectors
+            .iter()
+            .find(|p| p.name == "traffic")
+            .unwrap();
+        assert!(
+            traffic.wait_for(head as u64, Duration::from_secs(60)).await,
+            "traffic caught up"
+        );
+    });
+    assert_eq!(traffic_total_and_checkpoint(&site), (n as i64, head));
+}
+
+/// A projection that fails on one position, to prove a failed batch leaves nothing behind.
+struct FailsAt {
+    inner: Box<dyn Projection>,
+    position: u64,
+}
+
+impl Projection for FailsAt {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        self.inner.tables()
+    }
+    fn apply(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        event: &StoredEvent,
+    ) -> rusqlite::Result<()> {
+        if event.position == self.position {
+            return Err(rusqlite::Error::InvalidQuery);
+        }
+        self.inner.apply(tx, event)
+    }
+}
+
+#[test]
+fn a_batch_that_fails_midway_leaves_no_partial_rows_and_is_retried_whole() {
+    let site = Site::new("");
+    seed_passages(&site, 10);
+    let journal = JournalReader::open(&site.paths().journal()).unwrap();
+    let mut views = views_conn(&site);
+    let tz = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+    let mut failing = FailsAt {
+        inner: Box::new(projection::TrafficProjection::new(tz.clone())),
+        position: 6,
+    };
+    let error = projection::run_batch(&mut failing, &journal, &mut views, 100).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("traffic: cannot apply event at position 6"),
+        "{error}"
+    );
+    assert_eq!(traffic_total_and_checkpoint(&site), (0, 0));
+
+    let mut working = projection::TrafficProjection::new(tz);
+    assert_eq!(
+        projection::run_batch(&mut working, &journal, &mut views, 100).unwrap(),
+        (11, 11)
+    );
+    assert_eq!(traffic_total_and_checkpoint(&site), (10, 11));
+}
+
+fn dump(conn: &Connection, sql: &str) -> Vec<String> {
+    let mut stmt = conn.prepare(sql).unwrap();
+    let columns = stmt.column_count();
+    stmt.query_map([], |row| {
+        let cell = |i| match row.get_ref(i).unwrap() {
+            rusqlite::types::ValueRef::Null => "NULL".to_owned(),
+            rusqlite::types::ValueRef::Integer(n) => n.to_string(),
+            rusqlite::types::ValueRef::Real(x) => x.to_string(),
+            rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                String::from_utf8_lossy(t).into()
+            }
+        };
+        Ok((0..columns).map(cell).collect::<Vec<_>>().join("|"))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+#[test]
+fn rebuild_recreates_the_same_rows_beside_the_live_ones() {
+    let site = Site::new("");
+    seed_passages(&site, 3000);
+    seed(
+        &site.paths(),
+        &[
+            (
+                "C1",
+                vec![commissioned(
+                    DeviceKind::Camera,
+                    "Entrance",
+                    "Hall A",
+                    "2026-02-28T00:00:00Z",
+                )],
+            ),
+            (
+                "T1",
+                vec![DeviceEvent::FaultReported(FaultReported {
+                    code: FaultCode::parse("JAM").unwrap(),
+                    detail: String::new(),
+                    at: at("2026-03-01T02:00:00Z"),
+                })],
+            ),
+        ],
+    );
+    let journal = JournalReader::open(&site.paths().journal()).unwrap();
+    let mut views = views_conn(&site);
+    for mut p in projection::all(&jiff::tz::TimeZone::get("Europe/Berlin").unwrap()) {
+        projection::catch_up(p.as_mut(), &journal, &mut views, |_| {}).unwrap();
+    }
+    let queries = [
+        "SELECT * FROM device_status ORDER BY device_id",
+        "SELECT * FROM traffic ORDER BY bucket_start, device_id",
+        "SELECT * FROM traffic_device_zone ORDER BY device_id",
+        "SELECT projection, position FROM projector_checkpoints ORDER BY projection",
+    ];
+    let live: Vec<_> = queries.iter().map(|q| dump(&views, q)).collect();
+    // Vandalize the live tables: the rebuild must not depend on them.
+    views
+        .execute("UPDATE traffic SET passages_in = 999", [])
+        .unwrap();
+
+    let output = site.gatehouse(&["rebuild"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("rebuilt device_status up to position 3003"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("rebuilt traffic up to position 3003"),
+        "{stdout}"
+    );
+    let rebuilt: Vec<_> = queries.iter().map(|q| dump(&views, q)).collect();
+    assert_eq!(rebuilt, live);
+    assert!(
+        !std::fs::read_dir(site.paths().dir).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("views.rebuild-")
+        }),
+        "the side database is removed"
+    );
+
+    let unknown = site.gatehouse(&["rebuild", "trafic"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&unknown.stderr),
+        "gatehouse: rebuild: unknown projection \"trafic\", expected one of: device_status, traffic\n"
+    );
+}
+
+#[test]
+fn traffic_buckets_follow_the_site_clock_across_daylight_saving_changes() {
+    let site = Site::new("");
+    // Europe/Berlin springs forward on 2026-03-29: 02:00 local does not exist; 01:30Z is 03:30 CEST.
+    let when = [
+        "2026-03-29T00:30:00Z",
+        "2026-03-29T01:30:00Z",
+        "2026-03-28T23:10:00Z",
+        "2026-03-28T22:59:00Z",
+    ];
+    let mut events = vec![commissioned(
+        DeviceKind::Turnstile,
+        "North",
+        "Hall A",
+        "2026-03-01T00:00:00Z",
+    )];
+    events.extend(when.iter().map(|w| passage(Direction::In, w)));
+    seed(&site.paths(), &[("T1", events)]);
+    let journal = JournalReader::open(&site.paths().journal()).unwrap();
+    let mut views = views_conn(&site);
+    let mut traffic =
+        projection::TrafficProjection::new(jiff::tz::TimeZone::get("Europe/Berlin").unwrap());
+    projection::catch_up(&mut traffic, &journal, &mut views, |_| {}).unwrap();
+    let rows = dump(
+        &views,
+        "SELECT local_date, local_hour, zone, passages_in FROM traffic ORDER BY bucket_start",
+    );
+    assert_eq!(
+        rows,
+        [
+            "2026-03-28|23|Hall A|1",
+            "2026-03-29|0|Hall A|1",
+            "2026-03-29|1|Hall A|1",
+            "2026-03-29|3|Hall A|1",
+        ]
+    );
+}

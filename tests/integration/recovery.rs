@@ -1,0 +1,134 @@
+//! Device actors recover exactly the state they had: from snapshots when those are usable, from the events
+//! alone when they are not.
+
+use crate::helpers::*;
+use gatehouse::actors::CommandOutcome;
+use gatehouse::domain::*;
+use gatehouse::journal::JournalReader;
+
+fn fault(code: &str, when: &str) -> DeviceCommand {
+    DeviceCommand::ReportFault {
+        code: FaultCode::parse(code).unwrap(),
+        detail: "arm stuck".into(),
+        at: at(when),
+    }
+}
+
+/// The state folded from every event of the stream, ignoring snapshots.
+fn full_fold(reader: &JournalReader, device: &str) -> TurnstileState {
+    let events = reader.stream_events(&id(device), 0).unwrap();
+    Turnstile::fold(TurnstileState::default(), events.iter().map(|e| &e.event))
+}
+
+#[test]
+fn state_recovered_after_a_restart_equals_the_state_before() {
+    let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
+    with_app(site.config(), async |app| {
+        let registry = app.state().registry.clone();
+        for minute in 0..10 {
+            let direction = if minute % 3 == 0 {
+                Direction::Out
+            } else {
+                Direction::In
+            };
+            let command = DeviceCommand::RecordPassage {
+                direction,
+                at: at(&format!("2026-03-01T09:{minute:02}:00Z")),
+            };
+            registry
+                .execute("T1", command, Some(format!("p{minute}")))
+                .await
+                .unwrap();
+        }
+        registry
+            .execute(
+                "T1",
+                fault("JAM", "2026-03-01T09:30:00Z"),
+                Some("f1".into()),
+            )
+            .await
+            .unwrap();
+        let lock = DeviceCommand::LockOut {
+            reason: "cleaning".into(),
+            at: at("2026-03-01T09:31:00Z"),
+        };
+        registry.execute("T1", lock, None).await.unwrap();
+    });
+
+    let reader = JournalReader::open(&site.paths().journal()).unwrap();
+    let before = full_fold(&reader, "T1");
+    assert_eq!((before.passages_in, before.passages_out), (6, 4));
+    assert!(
+        reader.snapshot(&id("T1")).unwrap().is_some(),
+        "snapshot_every = 3 took snapshots"
+    );
+    let recovered = gatehouse::actors::device::recover::<Turnstile>(&reader, &id("T1")).unwrap();
+    assert_eq!(recovered.state, before);
+
+    // The restarted actor decides on the recovered state: the fault is still open, so a repeat adds nothing,
+    // and an old message id is still known.
+    with_app(site.config(), async |app| {
+        let registry = app.state().registry.clone();
+        let repeat = registry
+            .execute(
+                "T1",
+                fault("JAM", "2026-03-01T10:00:00Z"),
+                Some("f2".into()),
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(repeat, CommandOutcome::Recorded { events: 0, .. }),
+            "{repeat:?}"
+        );
+        let redelivered = DeviceCommand::RecordPassage {
+            direction: Direction::In,
+            at: at("2026-03-01T09:01:00Z"),
+        };
+        assert_eq!(
+            registry
+                .execute("T1", redelivered, Some("p1".into()))
+                .await
+                .unwrap(),
+            CommandOutcome::Duplicate
+        );
+    });
+    assert_eq!(full_fold(&reader, "T1"), before);
+}
+
+#[test]
+fn a_snapshot_of_another_schema_or_undecodable_is_ignored_and_the_stream_replayed() {
+    let site = Site::new("");
+    let events = vec![
+        commissioned(
+            DeviceKind::Turnstile,
+            "North",
+            "Hall A",
+            "2026-03-01T08:00:00Z",
+        ),
+        passage(Direction::In, "2026-03-01T09:00:00Z"),
+        passage(Direction::Out, "2026-03-01T09:01:00Z"),
+    ];
+    seed(&site.paths(), &[("T1", events)]);
+    let conn = rusqlite::Connection::open(site.paths().journal()).unwrap();
+    let reader = JournalReader::open(&site.paths().journal()).unwrap();
+    let truth = full_fold(&reader, "T1");
+    assert_eq!((truth.passages_in, truth.passages_out), (1, 1));
+
+    let cases: [(u32, &[u8]); 2] = [
+        (999, b"from a future version"),
+        (Turnstile::STATE_SCHEMA, b"\xff\xff\xff garbage"),
+    ];
+    for (schema, bytes) in cases {
+        conn.execute(
+            "INSERT OR REPLACE INTO snapshots (stream_id, version, state_schema, format, state, taken_at)
+             VALUES ('T1', 2, ?1, 1, ?2, 0)",
+            rusqlite::params![schema, bytes],
+        )
+        .unwrap();
+        let recovered =
+            gatehouse::actors::device::recover::<Turnstile>(&reader, &id("T1")).unwrap();
+        assert_eq!(recovered.state, truth, "snapshot schema {schema}");
+        assert_eq!(recovered.version, 3);
+    }
+}

@@ -1,0 +1,132 @@
+//! `gatehouse serve` in-process: the config is reconciled into commissioning events, commands flow through
+//! actors into the journal and out to the read tables, and the web server shows them.
+
+use crate::helpers::*;
+use gatehouse::domain::*;
+use gatehouse::journal::JournalReader;
+
+fn event_types(site: &Site, device: &str) -> Vec<String> {
+    let reader = JournalReader::open(&site.paths().journal()).unwrap();
+    reader
+        .stream_events(&id(device), 0)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect()
+}
+
+#[test]
+fn devices_in_the_config_are_commissioned_changed_and_decommissioned_as_the_config_changes() {
+    let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
+    with_app(site.config(), async |_| {});
+    assert_eq!(event_types(&site, "T1"), ["Commissioned"]);
+    assert_eq!(event_types(&site, "C1"), ["Commissioned"]);
+
+    // A restart with the same config records nothing new.
+    with_app(site.config(), async |_| {});
+    assert_eq!(event_types(&site, "T1"), ["Commissioned"]);
+
+    // T1 renamed, C1 watches another turnstile, T2 removed.
+    site.write_config(
+        r#"
+[[turnstile]]
+id = "T1"
+name = "Hall A north (main)"
+zone = "Hall A"
+
+[[turnstile]]
+id = "T3"
+name = "New gate"
+zone = "Hall C"
+
+[[camera]]
+id = "C1"
+name = "Hall A entrance"
+zone = "Hall A"
+watches = ["T3"]
+"#,
+    );
+    with_app(site.config(), async |app| {
+        let registry = &app.state().registry;
+        let gone = registry
+            .execute(
+                "T2",
+                DeviceCommand::RecordPassage {
+                    direction: Direction::In,
+                    at: at("2026-03-01T09:00:00Z"),
+                },
+                None,
+            )
+            .await;
+        assert_eq!(
+            gone.unwrap_err().to_string(),
+            "rejected: device is decommissioned and accepts nothing"
+        );
+        let unknown = registry
+            .execute(
+                "T9",
+                DeviceCommand::RecordHeartbeat {
+                    at: at("2026-03-01T09:00:00Z"),
+                },
+                None,
+            )
+            .await;
+        assert_eq!(unknown.unwrap_err().to_string(), "unknown device \"T9\"");
+    });
+    assert_eq!(event_types(&site, "T1"), ["Commissioned", "DetailsChanged"]);
+    assert_eq!(event_types(&site, "T2"), ["Commissioned", "Decommissioned"]);
+    assert_eq!(event_types(&site, "T3"), ["Commissioned"]);
+    assert_eq!(event_types(&site, "C1"), ["Commissioned", "WatchesChanged"]);
+}
+
+#[test]
+fn a_passage_shows_on_the_dashboard_and_healthz_says_ok() {
+    let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
+    let views = site.paths().views();
+    with_server(site.config(), async |state, addr| {
+        let (status, body) = get(addr, "/healthz").await;
+        assert_eq!((status, body.as_str()), (200, "ok\n"));
+
+        let now = jiff::Timestamp::now();
+        for direction in [Direction::In, Direction::In, Direction::Out] {
+            let command = DeviceCommand::RecordPassage { direction, at: now };
+            state.registry.execute("T1", command, None).await.unwrap();
+        }
+        let fault = DeviceCommand::ReportFault {
+            code: FaultCode::parse("JAM").unwrap(),
+            detail: "<script>alert(1)</script>".into(),
+            at: now,
+        };
+        state.registry.execute("T2", fault, None).await.unwrap();
+        eventually("the projector counted the passages", || {
+            query_i64(
+                &views,
+                "SELECT COALESCE(SUM(passages_today_in), 0) FROM device_status",
+            ) == 2
+        })
+        .await;
+
+        let (status, page) = get(addr, "/").await;
+        assert_eq!(status, 200);
+        assert!(
+            page.contains("<strong>2</strong> in, <strong>1</strong> out"),
+            "{page}"
+        );
+        assert!(page.contains("2 in · 1 out today"), "{page}");
+        assert!(
+            page.contains(r#"class="tile online" id="device-T1""#),
+            "{page}"
+        );
+        assert!(page.contains("fault: JAM"), "{page}");
+    });
+}
+
+#[test]
+fn an_empty_site_says_how_to_add_devices() {
+    let site = Site::new("");
+    with_server(site.config(), async |_, addr| {
+        let (status, page) = get(addr, "/").await;
+        assert_eq!(status, 200);
+        assert!(page.contains("No devices yet: add a"), "{page}");
+    });
+}
