@@ -112,6 +112,7 @@ fn a_server_killed_mid_catch_up_resumes_without_losing_or_doubling_an_event() {
         server.wait().unwrap();
         kills += 1;
         let (total, checkpoint) = traffic_total_and_checkpoint(&site);
+        eprintln!("kill {kills}: checkpoint {checkpoint} of {head}");
         // Every passage up to the checkpoint is counted once; the commission event (position 1) is not a passage.
         assert_eq!(total, (checkpoint - 1).max(0), "after kill {kills}");
         if checkpoint == head {
