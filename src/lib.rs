@@ -12,6 +12,7 @@ pub mod codec;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod ingest;
 pub mod journal;
 pub mod projection;
 pub mod telemetry;
