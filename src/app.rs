@@ -5,6 +5,7 @@
 use crate::actors::{DeviceRegistry, start_devices};
 use crate::config::Config;
 use crate::db::StoragePaths;
+use crate::ingest::Ingestor;
 use crate::journal::{JournalWriter, Position, WriterThread};
 use crate::projection::runner::{ProjectorHandle, start_projectors};
 use anyhow::Context;
@@ -18,6 +19,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub paths: StoragePaths,
     pub registry: DeviceRegistry,
+    /// Turns device messages into events or dead letters (used by MQTT ingestion).
+    pub ingestor: Ingestor,
     pub projectors: Vec<ProjectorHandle>,
     /// The journal head, as the writer announces it.
     pub committed: watch::Receiver<Position>,
@@ -35,8 +38,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let paths = StoragePaths::new(&config.storage.dir);
         paths.prepare()?;
-        let (writer, writer_thread) =
-            JournalWriter::open(&paths.journal(), config.storage.synchronous)?;
+        let (writer, writer_thread) = JournalWriter::open(&paths.journal(), config.storage.synchronous)?;
         let registry = start_devices(&config, writer.clone(), &paths.journal()).await?;
         let projectors = start_projectors(
             crate::projection::all(&config.site.timezone),
@@ -48,10 +50,12 @@ impl Application {
             .with_context(|| format!("http: cannot listen on {}", config.http.listen))?;
         let http_addr = http.local_addr()?;
         tracing::info!(devices = registry.len(), http = %http_addr, dir = %paths.dir.display(), "gatehouse started");
+        let ingestor = Ingestor::new(registry.clone(), writer.clone(), config.mqtt.topic_prefix.clone());
         let state = AppState {
             config: Arc::new(config),
             paths,
             registry,
+            ingestor,
             projectors,
             committed: writer.committed(),
         };

@@ -85,11 +85,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Rebuild { projections } => rebuild(&config, &projections),
-        Command::Events {
-            stream,
-            after,
-            follow,
-        } => events(&config, stream, after, follow),
+        Command::Events { stream, after, follow } => events(&config, stream, after, follow),
         Command::State { device, as_of } => state(&config, &device, as_of.as_deref()),
     }
 }
@@ -98,10 +94,7 @@ fn serve(config: Config) -> Result<(), Failure> {
     let system = actix_web::rt::System::new();
     let writer_thread = system.block_on(async move {
         let app = Application::build(config).await?;
-        println!(
-            "gatehouse: serving http://{}/ (Ctrl-C to stop)",
-            app.http_addr()
-        );
+        println!("gatehouse: serving http://{}/ (Ctrl-C to stop)", app.http_addr());
         // actix-web itself stops on SIGINT/SIGTERM; no other shutdown trigger for the command line.
         app.run_until_stopped(std::future::pending()).await
     })?;
@@ -130,25 +123,19 @@ fn rebuild(config: &Config, names: &[String]) -> Result<(), Failure> {
     let head = JournalReader::open(&paths.journal())?.head()?;
     let bar = indicatif::ProgressBar::new(head.max(1));
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg:>14} [{bar:40}] {pos}/{len} events ({per_sec}, {eta} left)",
-        )
-        .expect("the progress template is valid")
-        .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} events ({per_sec}, {eta} left)")
+            .expect("the progress template is valid")
+            .progress_chars("=> "),
     );
     let started = std::time::Instant::now();
-    let built = crate::projection::rebuild::rebuild(
-        projections,
-        &paths.journal(),
-        &paths.views(),
-        |name, position| {
+    let built =
+        crate::projection::rebuild::rebuild(projections, &paths.journal(), &paths.views(), |name, position| {
             if bar.message() != name {
                 bar.set_message(name.to_owned());
                 bar.reset();
             }
             bar.set_position(position);
-        },
-    )?;
+        })?;
     bar.finish_and_clear();
     for (name, position) in built {
         println!("rebuilt {name} up to position {position}");
@@ -157,12 +144,7 @@ fn rebuild(config: &Config, names: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
-fn events(
-    config: &Config,
-    stream: Option<String>,
-    after: u64,
-    follow: bool,
-) -> Result<(), Failure> {
+fn events(config: &Config, stream: Option<String>, after: u64, follow: bool) -> Result<(), Failure> {
     let paths = StoragePaths::new(&config.storage.dir);
     let journal = JournalReader::open(&paths.journal())?;
     let stream = stream
@@ -220,16 +202,11 @@ pub fn fold_device(
         return Ok(None);
     };
     let DeviceEvent::Commissioned(c) = &first.event else {
-        return Err(anyhow!(
-            "device {device}: stream does not start with Commissioned"
-        ));
+        return Err(anyhow!("device {device}: stream does not start with Commissioned"));
     };
     let mut state = DeviceState::initial(c.kind);
     let mut version = 0;
-    for stored in events
-        .iter()
-        .filter(|e| as_of.is_none_or(|t| e.occurred_at <= t))
-    {
+    for stored in events.iter().filter(|e| as_of.is_none_or(|t| e.occurred_at <= t)) {
         state = state.evolve(&stored.event);
         version = stored.version;
     }
@@ -239,10 +216,7 @@ pub fn fold_device(
 fn state(config: &Config, device: &str, as_of: Option<&str>) -> Result<(), Failure> {
     let id = DeviceId::parse(device).map_err(|e| Failure::Usage(anyhow!("{device}: {e}")))?;
     let as_of = as_of
-        .map(|t| {
-            parse_instant(t, &config.site.timezone)
-                .map_err(|e| Failure::Usage(e.context("--as-of")))
-        })
+        .map(|t| parse_instant(t, &config.site.timezone).map_err(|e| Failure::Usage(e.context("--as-of"))))
         .transpose()?;
     let paths = StoragePaths::new(&config.storage.dir);
     let journal = JournalReader::open(&paths.journal())?;

@@ -81,12 +81,7 @@ pub fn encode_event(event: &DeviceEvent) -> EncodedEvent {
 
 /// Decodes a stored event, upcasting older schema versions to the current shape. Every reader (recovery,
 /// projectors, rebuild, the event browser) goes through here, so they all see the same events.
-pub fn decode_event(
-    event_type: &str,
-    schema: u32,
-    format: u8,
-    payload: &[u8],
-) -> Result<DeviceEvent, DecodeError> {
+pub fn decode_event(event_type: &str, schema: u32, format: u8, payload: &[u8]) -> Result<DeviceEvent, DecodeError> {
     if format != FORMAT_BINCODE2 {
         return Err(DecodeError::UnknownFormat(format));
     }
@@ -210,13 +205,7 @@ mod tests {
         ];
         for event in events {
             let stored = encode_event(&event);
-            let back = decode_event(
-                stored.event_type,
-                stored.schema,
-                stored.format,
-                &stored.payload,
-            )
-            .unwrap();
+            let back = decode_event(stored.event_type, stored.schema, stored.format, &stored.payload).unwrap();
             assert_eq!(back, event);
         }
     }

@@ -128,8 +128,7 @@ impl Config {
     /// Parses text; `origin` is the file name used in messages (e.g. "config.toml"); `base_dir` resolves
     /// `storage.dir`.
     pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| toml_problem(text, &e).locate(origin, text))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_problem(text, &e).locate(origin, text))?;
         build(raw, text, base_dir).map_err(|p| p.locate(origin, text))
     }
 
@@ -220,11 +219,7 @@ impl Config {
         self.turnstiles
             .iter()
             .map(|t| (t.id.clone(), DeviceKind::Turnstile))
-            .chain(
-                self.cameras
-                    .iter()
-                    .map(|c| (c.id.clone(), DeviceKind::Camera)),
-            )
+            .chain(self.cameras.iter().map(|c| (c.id.clone(), DeviceKind::Camera)))
             .collect()
     }
 }
@@ -393,23 +388,12 @@ struct RawCamera {
 const TABLE_KEYS: &[(&str, &[&str])] = &[
     (
         "",
-        &[
-            "site",
-            "http",
-            "storage",
-            "mqtt",
-            "devices",
-            "turnstile",
-            "camera",
-        ],
+        &["site", "http", "storage", "mqtt", "devices", "turnstile", "camera"],
     ),
     ("[site]", &["name", "timezone"]),
     ("[http]", &["listen"]),
     ("[storage]", &["dir", "snapshot_every", "synchronous"]),
-    (
-        "[mqtt]",
-        &["broker", "listen", "topic_prefix", "username", "password"],
-    ),
+    ("[mqtt]", &["broker", "listen", "topic_prefix", "username", "password"]),
     ("[devices]", &["offline_after"]),
     (
         "[[turnstile]]",
@@ -417,15 +401,7 @@ const TABLE_KEYS: &[(&str, &[&str])] = &[
     ),
     (
         "[[camera]]",
-        &[
-            "id",
-            "name",
-            "zone",
-            "serial",
-            "model",
-            "manufacturer",
-            "watches",
-        ],
+        &["id", "name", "zone", "serial", "model", "manufacturer", "watches"],
     ),
 ];
 
@@ -433,11 +409,7 @@ const TABLE_KEYS: &[(&str, &[&str])] = &[
 /// unknown and missing keys reworded to name the table.
 fn toml_problem(text: &str, err: &toml::de::Error) -> Problem {
     let span = err.span();
-    let raw = err
-        .message()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let raw = err.message().split_whitespace().collect::<Vec<_>>().join(" ");
     let spanned_text = span.clone().and_then(|s| text.get(s)).unwrap_or("").trim();
     let message = reword_unknown_key(&raw)
         .or_else(|| reword_missing_key(&raw, text, spanned_text, span.clone()))
@@ -473,12 +445,7 @@ fn reword_unknown_key(raw: &str) -> Option<String> {
 }
 
 /// ``missing field `zone` `` → `missing key "zone" in [[turnstile]]`; toml spans the table's header.
-fn reword_missing_key(
-    raw: &str,
-    text: &str,
-    spanned_text: &str,
-    span: Option<Range<usize>>,
-) -> Option<String> {
+fn reword_missing_key(raw: &str, text: &str, spanned_text: &str, span: Option<Range<usize>>) -> Option<String> {
     let key = raw.strip_prefix("missing field `")?.strip_suffix('`')?;
     let header = if spanned_text.starts_with('[') {
         Some(normalize_header(spanned_text))
@@ -524,9 +491,7 @@ fn reword_wrong_table_kind(raw: &str, spanned_text: &str) -> Option<String> {
         if !matches!(name, "turnstile" | "camera") {
             return None;
         }
-        Some(format!(
-            "table [{name}] must be written [[{name}]], once per device"
-        ))
+        Some(format!("table [{name}] must be written [[{name}]], once per device"))
     }
 }
 
@@ -569,13 +534,8 @@ fn tidy(raw: &str) -> String {
     let raw = raw.trim().trim_end_matches('.');
     let mut chars = raw.chars();
     match (chars.next(), chars.next()) {
-        (Some(first), second)
-            if first.is_uppercase() && !second.is_some_and(char::is_uppercase) =>
-        {
-            first
-                .to_lowercase()
-                .chain(raw[first.len_utf8()..].chars())
-                .collect()
+        (Some(first), second) if first.is_uppercase() && !second.is_some_and(char::is_uppercase) => {
+            first.to_lowercase().chain(raw[first.len_utf8()..].chars()).collect()
         }
         _ => raw.to_owned(),
     }
@@ -613,12 +573,8 @@ fn build_site(raw: RawSite) -> Result<SiteConfig, Problem> {
     };
     let (timezone, timezone_name) = match raw.timezone {
         None => time_zone(DEFAULT_TIMEZONE).expect("the bundled time zone database knows UTC"),
-        Some(value) => time_zone(value.get_ref()).ok_or_else(|| {
-            Problem::at(
-                value.span(),
-                format!("unknown time zone {:?}", value.get_ref()),
-            )
-        })?,
+        Some(value) => time_zone(value.get_ref())
+            .ok_or_else(|| Problem::at(value.span(), format!("unknown time zone {:?}", value.get_ref())))?,
     };
     Ok(SiteConfig {
         name,
@@ -634,11 +590,7 @@ fn time_zone(name: &str) -> Option<(jiff::tz::TimeZone, String)> {
     Some((tz, canonical))
 }
 
-fn listen_address(
-    value: Option<Spanned<String>>,
-    default: &str,
-    table: &str,
-) -> Result<SocketAddr, Problem> {
+fn listen_address(value: Option<Spanned<String>>, default: &str, table: &str) -> Result<SocketAddr, Problem> {
     let Some(value) = value else {
         return Ok(default.parse().expect("default listen addresses are valid"));
     };
@@ -660,11 +612,7 @@ fn build_storage(raw: RawStorage, base_dir: &Path) -> Result<StorageConfig, Prob
     };
     // Relative to the config file, not the working directory, so `gatehouse -c /etc/site/config.toml`
     // finds the same databases from wherever it is started.
-    let dir = if dir.is_absolute() {
-        dir
-    } else {
-        base_dir.join(dir)
-    };
+    let dir = if dir.is_absolute() { dir } else { base_dir.join(dir) };
     let snapshot_every = match raw.snapshot_every {
         None => DEFAULT_SNAPSHOT_EVERY,
         Some(value) => value
@@ -808,9 +756,7 @@ fn duration(value: &Spanned<String>, key: &str) -> Result<Duration, Problem> {
     match parse_duration(text) {
         None => Err(Problem::at(
             value.span(),
-            format!(
-                "invalid duration {text:?} for {key}: expected a number and unit like \"90s\" or \"5m\""
-            ),
+            format!("invalid duration {text:?} for {key}: expected a number and unit like \"90s\" or \"5m\""),
         )),
         Some(d) if d.is_zero() => Err(Problem::at(
             value.span(),
@@ -875,10 +821,7 @@ fn plural(n: usize, word: &str) -> String {
 
 fn not_blank(value: Spanned<String>, what: &str) -> Result<String, Problem> {
     if value.get_ref().trim().is_empty() {
-        Err(Problem::at(
-            value.span(),
-            format!("{what} must not be empty"),
-        ))
+        Err(Problem::at(value.span(), format!("{what} must not be empty")))
     } else {
         Ok(value.into_inner())
     }
@@ -886,11 +829,7 @@ fn not_blank(value: Spanned<String>, what: &str) -> Result<String, Problem> {
 
 type Devices = (Vec<TurnstileConfig>, Vec<CameraConfig>);
 
-fn build_devices(
-    text: &str,
-    turnstiles: Vec<RawTurnstile>,
-    cameras: Vec<RawCamera>,
-) -> Result<Devices, Problem> {
+fn build_devices(text: &str, turnstiles: Vec<RawTurnstile>, cameras: Vec<RawCamera>) -> Result<Devices, Problem> {
     // Ids first, across both kinds and in file order, so "first defined" really is the earlier one even
     // when a camera comes before the turnstile that reuses its id.
     let mut raw_ids: Vec<&Spanned<String>> = turnstiles
@@ -905,10 +844,7 @@ fn build_devices(
         if let Some(line) = first_line.get(&id) {
             return Err(Problem::at(
                 raw_id.span(),
-                format!(
-                    "duplicate device id {:?} (first defined at line {line})",
-                    id.as_str()
-                ),
+                format!("duplicate device id {:?} (first defined at line {line})", id.as_str()),
             ));
         }
         first_line.insert(id, line_col(text, raw_id.span().start).0);
@@ -971,11 +907,7 @@ fn build_devices(
                 model: c.model,
                 manufacturer: c.manufacturer,
             };
-            Ok(CameraConfig {
-                id,
-                details,
-                watches,
-            })
+            Ok(CameraConfig { id, details, watches })
         })
         .collect::<Result<Vec<_>, Problem>>()?;
     Ok((turnstiles, cameras))
@@ -989,14 +921,9 @@ fn device_id(raw: &Spanned<String>) -> Result<DeviceId, Problem> {
             InvalidDeviceId::TooLong(_) => {
                 format!("must not be longer than {} characters", DeviceId::MAX_LEN)
             }
-            InvalidDeviceId::BadCharacter(_) => {
-                "may only contain letters, digits, '_' and '-'".to_owned()
-            }
+            InvalidDeviceId::BadCharacter(_) => "may only contain letters, digits, '_' and '-'".to_owned(),
         };
-        Problem::at(
-            raw.span(),
-            format!("invalid device id {:?}: {why}", raw.get_ref()),
-        )
+        Problem::at(raw.span(), format!("invalid device id {:?}: {why}", raw.get_ref()))
     })
 }
 
@@ -1032,10 +959,8 @@ mod tests {
         }
     }
 
-    const CAMERA_C1: &str =
-        "[[camera]]\nid = \"C1\"\nname = \"Hall A entrance\"\nzone = \"Hall A\"\n";
-    const TURNSTILE_T1: &str =
-        "[[turnstile]]\nid = \"T1\"\nname = \"Hall A north\"\nzone = \"Hall A\"\n";
+    const CAMERA_C1: &str = "[[camera]]\nid = \"C1\"\nname = \"Hall A entrance\"\nzone = \"Hall A\"\n";
+    const TURNSTILE_T1: &str = "[[turnstile]]\nid = \"T1\"\nname = \"Hall A north\"\nzone = \"Hall A\"\n";
 
     #[test]
     fn the_example_config_parses_into_the_documented_site() {
@@ -1052,12 +977,7 @@ mod tests {
             .collect();
         assert_eq!(
             turnstiles,
-            [
-                ("T1", "Hall A"),
-                ("T2", "Hall A"),
-                ("T3", "Hall B"),
-                ("T4", "Hall B")
-            ]
+            [("T1", "Hall A"), ("T2", "Hall A"), ("T3", "Hall B"), ("T4", "Hall B")]
         );
         let cameras: Vec<(&str, &str, Vec<&str>)> = config
             .cameras
@@ -1069,15 +989,9 @@ mod tests {
             .collect();
         assert_eq!(
             cameras,
-            [
-                ("C1", "Hall A", vec!["T1", "T2"]),
-                ("C2", "Hall B", vec!["T3", "T4"])
-            ]
+            [("C1", "Hall A", vec!["T1", "T2"]), ("C2", "Hall B", vec!["T3", "T4"])]
         );
-        assert_eq!(
-            config.turnstiles[0].details.serial.as_deref(),
-            Some("TS-0041")
-        );
+        assert_eq!(config.turnstiles[0].details.serial.as_deref(), Some("TS-0041"));
         assert_eq!(config.turnstiles[3].details.model, None);
     }
 
@@ -1109,18 +1023,12 @@ mod tests {
         let defaults = parse("").unwrap();
         assert_eq!(example.http.listen, defaults.http.listen);
         assert_eq!(example.storage.dir, defaults.storage.dir);
-        assert_eq!(
-            example.storage.snapshot_every,
-            defaults.storage.snapshot_every
-        );
+        assert_eq!(example.storage.snapshot_every, defaults.storage.snapshot_every);
         assert_eq!(example.storage.synchronous, defaults.storage.synchronous);
         assert_eq!(example.mqtt.broker, defaults.mqtt.broker);
         assert_eq!(example.mqtt.listen, defaults.mqtt.listen);
         assert_eq!(example.mqtt.topic_prefix, defaults.mqtt.topic_prefix);
-        assert_eq!(
-            example.devices.offline_after,
-            defaults.devices.offline_after
-        );
+        assert_eq!(example.devices.offline_after, defaults.devices.offline_after);
     }
 
     #[test]
@@ -1287,10 +1195,7 @@ mod tests {
 
     #[test]
     fn a_repeated_table_is_named() {
-        assert_eq!(
-            error("[http]\n\n[http]\n"),
-            "config.toml:3:2: duplicate table [http]"
-        );
+        assert_eq!(error("[http]\n\n[http]\n"), "config.toml:3:2: duplicate table [http]");
     }
 
     #[test]
@@ -1346,9 +1251,7 @@ mod tests {
     #[test]
     fn a_camera_watching_an_unknown_turnstile_is_rejected() {
         assert_eq!(
-            error(&format!(
-                "{TURNSTILE_T1}\n{CAMERA_C1}watches = [\"T1\", \"T9\"]\n"
-            )),
+            error(&format!("{TURNSTILE_T1}\n{CAMERA_C1}watches = [\"T1\", \"T9\"]\n")),
             "config.toml:10:18: camera \"C1\" watches unknown turnstile \"T9\""
         );
     }
@@ -1364,9 +1267,7 @@ mod tests {
     #[test]
     fn a_camera_watching_a_turnstile_twice_is_rejected() {
         assert_eq!(
-            error(&format!(
-                "{TURNSTILE_T1}{CAMERA_C1}watches = [\"T1\", \"T1\"]\n"
-            )),
+            error(&format!("{TURNSTILE_T1}{CAMERA_C1}watches = [\"T1\", \"T1\"]\n")),
             "config.toml:9:18: camera \"C1\" watches turnstile \"T1\" twice"
         );
     }
@@ -1467,32 +1368,18 @@ mod tests {
     #[test]
     fn broker_urls_default_the_port_by_scheme() {
         let external = |url: &str| match broker(url) {
-            Some(Broker::External {
-                host, port, tls, ..
-            }) => Some((host, port, tls)),
+            Some(Broker::External { host, port, tls, .. }) => Some((host, port, tls)),
             _ => None,
         };
         assert_eq!(broker("embedded"), Some(Broker::Embedded));
-        assert_eq!(
-            external("mqtt://broker"),
-            Some(("broker".into(), 1883, false))
-        );
+        assert_eq!(external("mqtt://broker"), Some(("broker".into(), 1883, false)));
         assert_eq!(
             external("mqtts://broker.example.com/"),
             Some(("broker.example.com".into(), 8883, true))
         );
-        assert_eq!(
-            external("mqtt://10.0.0.5:1884"),
-            Some(("10.0.0.5".into(), 1884, false))
-        );
-        assert_eq!(
-            external("mqtts://[::1]:8884"),
-            Some(("::1".into(), 8884, true))
-        );
-        assert_eq!(
-            external("mqtt://[fe80::1]"),
-            Some(("fe80::1".into(), 1883, false))
-        );
+        assert_eq!(external("mqtt://10.0.0.5:1884"), Some(("10.0.0.5".into(), 1884, false)));
+        assert_eq!(external("mqtts://[::1]:8884"), Some(("::1".into(), 8884, true)));
+        assert_eq!(external("mqtt://[fe80::1]"), Some(("fe80::1".into(), 1883, false)));
         for bad in [
             "Embedded",
             "",
@@ -1589,8 +1476,7 @@ mod tests {
 
     #[test]
     fn load_names_the_file_in_errors_and_resolves_storage_against_its_directory() {
-        let dir =
-            std::env::temp_dir().join(format!("gatehouse-config-test-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("gatehouse-config-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("site.toml");
         std::fs::write(&path, "[storage]\ndir = \"db\"\n").unwrap();
@@ -1639,9 +1525,11 @@ devices         4 turnstiles, 2 cameras
         )
         .unwrap();
         let summary = config.summary();
-        assert!(summary.contains(
-            "\nmqtt broker     mqtts://broker.example.com (external, tls, user \"gate\" with password)\n"
-        ));
+        assert!(
+            summary.contains(
+                "\nmqtt broker     mqtts://broker.example.com (external, tls, user \"gate\" with password)\n"
+            )
+        );
         assert!(summary.contains("\noffline after   5m\n"));
         assert!(summary.ends_with("\ndevices         0 turnstiles, 0 cameras\n"));
         assert!(!summary.contains("secret"));
@@ -1649,10 +1537,7 @@ devices         4 turnstiles, 2 cameras
 
     #[test]
     fn device_ids_lists_turnstiles_first_in_file_order() {
-        let text = format!(
-            "{CAMERA_C1}{TURNSTILE_T1}{}",
-            TURNSTILE_T1.replace("T1", "T0")
-        );
+        let text = format!("{CAMERA_C1}{TURNSTILE_T1}{}", TURNSTILE_T1.replace("T1", "T0"));
         let ids: Vec<(String, DeviceKind)> = parse(&text)
             .unwrap()
             .device_ids()

@@ -16,15 +16,14 @@ pub const VIEWS_FILE: &str = "views.db";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn journal_migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!(
-        "../migrations/journal/0001_events.sql"
-    ))])
+    Migrations::new(vec![
+        M::up(include_str!("../migrations/journal/0001_events.sql")),
+        M::up(include_str!("../migrations/journal/0002_dead_letters.sql")),
+    ])
 }
 
 fn views_migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!(
-        "../migrations/views/0001_read_models.sql"
-    ))])
+    Migrations::new(vec![M::up(include_str!("../migrations/views/0001_read_models.sql"))])
 }
 
 /// Paths of the databases under `[storage].dir`.
@@ -45,12 +44,8 @@ impl StoragePaths {
     }
     /// Creates the directory and both databases with their current schemas.
     pub fn prepare(&self) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&self.dir).with_context(|| {
-            format!(
-                "{}: cannot create the storage directory",
-                self.dir.display()
-            )
-        })?;
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("{}: cannot create the storage directory", self.dir.display()))?;
         let mut journal = open(&self.journal(), Synchronous::Full)?;
         migrate_journal(&mut journal)?;
         let mut views = open(&self.views(), Synchronous::Normal)?;
@@ -61,8 +56,7 @@ impl StoragePaths {
 
 /// Opens a read-write connection in WAL mode, so readers never block the writer and vice versa.
 pub fn open(path: &Path, synchronous: Synchronous) -> anyhow::Result<Connection> {
-    let conn = Connection::open(path)
-        .with_context(|| format!("{}: cannot open database", path.display()))?;
+    let conn = Connection::open(path).with_context(|| format!("{}: cannot open database", path.display()))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .with_context(|| format!("{}: cannot switch to WAL mode", path.display()))?;
@@ -86,9 +80,7 @@ pub fn open_readonly(path: &Path) -> anyhow::Result<Connection> {
     }
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
     )
     .with_context(|| format!("{}: cannot open database", path.display()))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;

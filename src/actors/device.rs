@@ -5,8 +5,7 @@
 use crate::codec;
 use crate::domain::{Decider, DeviceCommand, DeviceId, Rejection};
 use crate::journal::{
-    AppendError, AppendOutcome, AppendRequest, JournalReader, JournalWriter, Position,
-    SnapshotRequest,
+    AppendError, AppendOutcome, AppendRequest, JournalReader, JournalWriter, Position, SnapshotRequest,
 };
 use actix::prelude::*;
 use std::collections::{HashSet, VecDeque};
@@ -33,10 +32,7 @@ pub struct Execute {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandOutcome {
     /// `events` new events are in the journal, the last at `position` (0 events: nothing changed).
-    Recorded {
-        events: usize,
-        position: Option<Position>,
-    },
+    Recorded { events: usize, position: Option<Position> },
     /// The message id was handled before; nothing new was recorded.
     Duplicate,
 }
@@ -64,10 +60,7 @@ pub struct Recovered<S> {
 /// Loads a device's state: the latest usable snapshot, then every later event. Blocking: call it off the
 /// async executor. A snapshot of another state schema, one that does not decode, or one ahead of the stream is
 /// logged and ignored, and the stream replayed from the start.
-pub fn recover<D: Decider>(
-    journal: &JournalReader,
-    id: &DeviceId,
-) -> anyhow::Result<Recovered<D::State>> {
+pub fn recover<D: Decider>(journal: &JournalReader, id: &DeviceId) -> anyhow::Result<Recovered<D::State>> {
     let stream_version = journal.stream_version(id)?;
     let mut state = D::State::default();
     let mut version = 0;
@@ -269,7 +262,10 @@ impl<D: Decider + Unpin + 'static> Handler<Execute> for DeviceActor<D> {
                 if let Some(snapshot) = snapshot {
                     act.writer.save_snapshot(snapshot);
                 }
-                Ok(CommandOutcome::Recorded { events: count, position: Some(last_position) })
+                Ok(CommandOutcome::Recorded {
+                    events: count,
+                    position: Some(last_position),
+                })
             }
             Ok(AppendOutcome::Duplicate) => {
                 // An old redelivery the in-memory window had forgotten: the state we evolved is wrong.

@@ -5,8 +5,8 @@
 use super::device::{CommandError, CommandOutcome, DeviceActor, Execute, Recovered, recover};
 use crate::config::Config;
 use crate::domain::{
-    Camera, CameraState, Decider, DeviceCommand, DeviceDetails, DeviceId, DeviceKind, Lifecycle,
-    Turnstile, TurnstileState,
+    Camera, CameraState, Decider, DeviceCommand, DeviceDetails, DeviceId, DeviceKind, Lifecycle, Turnstile,
+    TurnstileState,
 };
 use crate::journal::{JournalReader, JournalWriter};
 use actix::prelude::*;
@@ -29,10 +29,7 @@ impl DeviceRegistry {
         command: DeviceCommand,
         causation: Option<String>,
     ) -> Result<CommandOutcome, CommandError> {
-        let Some((_, recipient)) = DeviceId::parse(device)
-            .ok()
-            .and_then(|id| self.devices.get(&id))
-        else {
+        let Some((_, recipient)) = DeviceId::parse(device).ok().and_then(|id| self.devices.get(&id)) else {
             return Err(CommandError::UnknownDevice(device.to_owned()));
         };
         recipient
@@ -101,30 +98,24 @@ pub async fn start_devices(
 ) -> anyhow::Result<DeviceRegistry> {
     let wanted = wanted_devices(config);
     let path: PathBuf = journal_path.to_owned();
-    let configured: Vec<(DeviceId, DeviceKind)> =
-        wanted.iter().map(|(id, w)| (id.clone(), w.kind)).collect();
-    let loaded = tokio::task::spawn_blocking(
-        move || -> anyhow::Result<Vec<(DeviceId, DeviceKind, Loaded)>> {
-            let journal = JournalReader::open(&path)?;
-            let mut all: BTreeMap<DeviceId, DeviceKind> =
-                journal.commissioned_streams()?.into_iter().collect();
-            // The configuration decides a device's kind; a journal stream of another kind under the same id keeps
-            // its history but is hosted as the configured kind from now on (`decide` then sees a commissioned state
-            // of its own kind only if the kinds agree).
-            all.extend(configured);
-            let mut out = Vec::with_capacity(all.len());
-            for (id, kind) in all {
-                let loaded = match kind {
-                    DeviceKind::Turnstile => {
-                        Loaded::Turnstile(recover::<Turnstile>(&journal, &id)?)
-                    }
-                    DeviceKind::Camera => Loaded::Camera(recover::<Camera>(&journal, &id)?),
-                };
-                out.push((id, kind, loaded));
-            }
-            Ok(out)
-        },
-    )
+    let configured: Vec<(DeviceId, DeviceKind)> = wanted.iter().map(|(id, w)| (id.clone(), w.kind)).collect();
+    let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(DeviceId, DeviceKind, Loaded)>> {
+        let journal = JournalReader::open(&path)?;
+        let mut all: BTreeMap<DeviceId, DeviceKind> = journal.commissioned_streams()?.into_iter().collect();
+        // The configuration decides a device's kind; a journal stream of another kind under the same id keeps
+        // its history but is hosted as the configured kind from now on (`decide` then sees a commissioned state
+        // of its own kind only if the kinds agree).
+        all.extend(configured);
+        let mut out = Vec::with_capacity(all.len());
+        for (id, kind) in all {
+            let loaded = match kind {
+                DeviceKind::Turnstile => Loaded::Turnstile(recover::<Turnstile>(&journal, &id)?),
+                DeviceKind::Camera => Loaded::Camera(recover::<Camera>(&journal, &id)?),
+            };
+            out.push((id, kind, loaded));
+        }
+        Ok(out)
+    })
     .await??;
 
     let snapshot_every = config.storage.snapshot_every;
@@ -134,24 +125,14 @@ pub async fn start_devices(
         let (recipient, lifecycle) = match loaded {
             Loaded::Turnstile(r) => {
                 let lifecycle = Turnstile::common(&r.state).lifecycle;
-                let actor = DeviceActor::<Turnstile>::new(
-                    id.clone(),
-                    r,
-                    writer.clone(),
-                    journal_path.into(),
-                    snapshot_every,
-                );
+                let actor =
+                    DeviceActor::<Turnstile>::new(id.clone(), r, writer.clone(), journal_path.into(), snapshot_every);
                 (actor.start().recipient(), lifecycle)
             }
             Loaded::Camera(r) => {
                 let lifecycle = Camera::common(&r.state).lifecycle;
-                let actor = DeviceActor::<Camera>::new(
-                    id.clone(),
-                    r,
-                    writer.clone(),
-                    journal_path.into(),
-                    snapshot_every,
-                );
+                let actor =
+                    DeviceActor::<Camera>::new(id.clone(), r, writer.clone(), journal_path.into(), snapshot_every);
                 (actor.start().recipient(), lifecycle)
             }
         };

@@ -38,8 +38,7 @@ impl Decider for Camera {
                 confidence,
                 at,
             } => {
-                let confidence = Confidence::new(*confidence)
-                    .ok_or(Rejection::ConfidenceOutOfRange(*confidence))?;
+                let confidence = Confidence::new(*confidence).ok_or(Rejection::ConfidenceOutOfRange(*confidence))?;
                 events.push(DeviceEvent::RecognitionRecorded(RecognitionRecorded {
                     subject: subject.clone(),
                     confidence,

@@ -100,10 +100,7 @@ pub enum Rejection {
     #[error("device is decommissioned and accepts nothing")]
     Decommissioned,
     #[error("a {kind} cannot {command}")]
-    WrongKind {
-        kind: DeviceKind,
-        command: &'static str,
-    },
+    WrongKind { kind: DeviceKind, command: &'static str },
     #[error("confidence {0} is outside 0..=1")]
     ConfidenceOutOfRange(f64),
 }

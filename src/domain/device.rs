@@ -92,33 +92,22 @@ impl Common {
     ) -> Decision {
         use DeviceCommand as C;
         match (self.lifecycle, command) {
-            (
-                Lifecycle::Uncommissioned | Lifecycle::Decommissioned,
-                C::Commission {
-                    details,
-                    watches,
-                    at,
-                },
-            ) => Decision::Events(vec![DeviceEvent::Commissioned(Commissioned {
-                kind,
-                details: details.clone(),
-                watches: watches.clone(),
-                at: *at,
-            })]),
-            (Lifecycle::Active, C::Commission { .. }) => {
-                Decision::Reject(Rejection::AlreadyCommissioned)
+            (Lifecycle::Uncommissioned | Lifecycle::Decommissioned, C::Commission { details, watches, at }) => {
+                Decision::Events(vec![DeviceEvent::Commissioned(Commissioned {
+                    kind,
+                    details: details.clone(),
+                    watches: watches.clone(),
+                    at: *at,
+                })])
             }
+            (Lifecycle::Active, C::Commission { .. }) => Decision::Reject(Rejection::AlreadyCommissioned),
             (Lifecycle::Uncommissioned, _) => Decision::Reject(Rejection::NotCommissioned),
             (Lifecycle::Decommissioned, _) => Decision::Reject(Rejection::Decommissioned),
             (Lifecycle::Active, command) => self.decide_active(watches_now, command),
         }
     }
 
-    fn decide_active(
-        &self,
-        watches_now: &[super::ids::DeviceId],
-        command: &DeviceCommand,
-    ) -> Decision {
+    fn decide_active(&self, watches_now: &[super::ids::DeviceId], command: &DeviceCommand) -> Decision {
         use DeviceCommand as C;
         let mut events = Vec::new();
         // Any message the device sent proves it is reachable: record that first, so the journal reads in order.
@@ -129,11 +118,7 @@ impl Common {
         }
         match command {
             C::Commission { .. } => unreachable!("handled in decide"),
-            C::Reconfigure {
-                details,
-                watches,
-                at,
-            } => {
+            C::Reconfigure { details, watches, at } => {
                 if *details != self.details {
                     events.push(DeviceEvent::DetailsChanged(DetailsChanged {
                         details: details.clone(),
@@ -147,9 +132,7 @@ impl Common {
                     }));
                 }
             }
-            C::Decommission { at } => {
-                events.push(DeviceEvent::Decommissioned(Decommissioned { at: *at }))
-            }
+            C::Decommission { at } => events.push(DeviceEvent::Decommissioned(Decommissioned { at: *at })),
             C::ReportFault { code, detail, at } => {
                 // A unit repeats a fault until it is fixed; only the first report opens an episode.
                 if !self.open_faults.contains_key(code) {
@@ -176,10 +159,7 @@ impl Common {
                 (false, _) => events.push(DeviceEvent::WentOffline(WentOffline { at: *at })),
             },
             C::RecordHeartbeat { .. } => {}
-            C::RecordPassage { .. }
-            | C::LockOut { .. }
-            | C::Unlock { .. }
-            | C::RecordRecognition { .. } => {
+            C::RecordPassage { .. } | C::LockOut { .. } | C::Unlock { .. } | C::RecordRecognition { .. } => {
                 return Decision::KindSpecific { prefix: events };
             }
         }
@@ -208,9 +188,7 @@ impl Common {
             DeviceEvent::FaultCleared(e) => {
                 self.open_faults.remove(&e.code);
             }
-            DeviceEvent::WentOffline(e) => {
-                self.availability = Availability::Offline { since: e.at }
-            }
+            DeviceEvent::WentOffline(e) => self.availability = Availability::Offline { since: e.at },
             DeviceEvent::CameOnline(e) => self.availability = Availability::Online { since: e.at },
             DeviceEvent::WatchesChanged(_)
             | DeviceEvent::PassageRecorded(_)

@@ -30,10 +30,7 @@ impl DeviceId {
         if s.len() > Self::MAX_LEN {
             return Err(InvalidDeviceId::TooLong(s.to_owned()));
         }
-        if !s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
+        if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
             return Err(InvalidDeviceId::BadCharacter(s.to_owned()));
         }
         Ok(Self(s.to_owned()))
@@ -101,14 +98,8 @@ mod tests {
         assert!(DeviceId::parse("T1").is_ok());
         assert!(DeviceId::parse("gate_7-b").is_ok());
         assert_eq!(DeviceId::parse(""), Err(InvalidDeviceId::Empty));
-        assert!(matches!(
-            DeviceId::parse("a b"),
-            Err(InvalidDeviceId::BadCharacter(_))
-        ));
-        assert!(matches!(
-            DeviceId::parse("T/1"),
-            Err(InvalidDeviceId::BadCharacter(_))
-        ));
+        assert!(matches!(DeviceId::parse("a b"), Err(InvalidDeviceId::BadCharacter(_))));
+        assert!(matches!(DeviceId::parse("T/1"), Err(InvalidDeviceId::BadCharacter(_))));
         assert!(DeviceId::parse(&"x".repeat(32)).is_ok());
         assert!(matches!(
             DeviceId::parse(&"x".repeat(33)),

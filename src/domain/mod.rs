@@ -29,14 +29,7 @@ pub trait Decider {
     const KIND: DeviceKind;
     /// Version of `State`'s stored shape; a snapshot with another version is ignored.
     const STATE_SCHEMA: u32;
-    type State: Clone
-        + Default
-        + std::fmt::Debug
-        + Serialize
-        + DeserializeOwned
-        + Send
-        + Unpin
-        + 'static;
+    type State: Clone + Default + std::fmt::Debug + Serialize + DeserializeOwned + Send + Unpin + 'static;
 
     /// Decides what a command means given the current state: the events to record, or why not.
     fn decide(state: &Self::State, command: &DeviceCommand) -> Result<Vec<DeviceEvent>, Rejection>;
@@ -46,10 +39,7 @@ pub trait Decider {
     fn common(state: &Self::State) -> &Common;
 
     /// Folds a sequence of events onto a state.
-    fn fold<'a>(
-        state: Self::State,
-        events: impl IntoIterator<Item = &'a DeviceEvent>,
-    ) -> Self::State {
+    fn fold<'a>(state: Self::State, events: impl IntoIterator<Item = &'a DeviceEvent>) -> Self::State {
         events.into_iter().fold(state, Self::evolve)
     }
 }

@@ -42,27 +42,16 @@ fn online(t: &str) -> DeviceEvent {
 }
 
 /// Given `events`, when `command`, then what `decide` answers.
-fn given<D: Decider>(
-    events: &[DeviceEvent],
-    command: DeviceCommand,
-) -> Result<Vec<DeviceEvent>, Rejection> {
+fn given<D: Decider>(events: &[DeviceEvent], command: DeviceCommand) -> Result<Vec<DeviceEvent>, Rejection> {
     let state = D::fold(D::State::default(), events);
     D::decide(&state, &command)
 }
 
 fn passage(direction: Direction, t: &str) -> DeviceCommand {
-    DeviceCommand::RecordPassage {
-        direction,
-        at: at(t),
-    }
+    DeviceCommand::RecordPassage { direction, at: at(t) }
 }
 
-fn recorded_passage(
-    direction: Direction,
-    t: &str,
-    during_fault: bool,
-    during_lockout: bool,
-) -> DeviceEvent {
+fn recorded_passage(direction: Direction, t: &str, during_fault: bool, during_lockout: bool) -> DeviceEvent {
     DeviceEvent::PassageRecorded(PassageRecorded {
         direction,
         at: at(t),
@@ -121,10 +110,7 @@ fn a_decommissioned_device_accepts_nothing() {
         },
         DeviceCommand::Decommission { at: at("11:00:00") },
     ] {
-        assert_eq!(
-            given::<Turnstile>(&history, command),
-            Err(Rejection::Decommissioned)
-        );
+        assert_eq!(given::<Turnstile>(&history, command), Err(Rejection::Decommissioned));
     }
 }
 
@@ -166,12 +152,7 @@ fn a_passage_from_an_online_turnstile_is_recorded_alone() {
     let then = given::<Turnstile>(&history, passage(Direction::Out, "09:00:00"));
     assert_eq!(
         then,
-        Ok(vec![recorded_passage(
-            Direction::Out,
-            "09:00:00",
-            false,
-            false
-        )])
+        Ok(vec![recorded_passage(Direction::Out, "09:00:00", false, false)])
     );
 }
 
@@ -187,15 +168,7 @@ fn a_passage_during_an_open_fault_is_recorded_and_marked() {
         }),
     ];
     let then = given::<Turnstile>(&history, passage(Direction::In, "09:00:00"));
-    assert_eq!(
-        then,
-        Ok(vec![recorded_passage(
-            Direction::In,
-            "09:00:00",
-            true,
-            false
-        )])
-    );
+    assert_eq!(then, Ok(vec![recorded_passage(Direction::In, "09:00:00", true, false)]));
 }
 
 #[test]
@@ -209,15 +182,7 @@ fn a_passage_during_a_lock_out_is_recorded_and_marked() {
         }),
     ];
     let then = given::<Turnstile>(&history, passage(Direction::In, "09:00:00"));
-    assert_eq!(
-        then,
-        Ok(vec![recorded_passage(
-            Direction::In,
-            "09:00:00",
-            false,
-            true
-        )])
-    );
+    assert_eq!(then, Ok(vec![recorded_passage(Direction::In, "09:00:00", false, true)]));
 }
 
 #[test]
@@ -325,9 +290,7 @@ fn a_status_message_only_records_a_change() {
     };
     assert_eq!(
         given::<Turnstile>(&history, gone.clone()),
-        Ok(vec![DeviceEvent::WentOffline(WentOffline {
-            at: at("09:00:00")
-        })])
+        Ok(vec![DeviceEvent::WentOffline(WentOffline { at: at("09:00:00") })])
     );
     let history = [
         history[0].clone(),
@@ -339,10 +302,7 @@ fn a_status_message_only_records_a_change() {
         online: true,
         at: at("09:05:00"),
     };
-    assert_eq!(
-        given::<Turnstile>(&history, back),
-        Ok(vec![online("09:05:00")])
-    );
+    assert_eq!(given::<Turnstile>(&history, back), Ok(vec![online("09:05:00")]));
 }
 
 #[test]
@@ -353,10 +313,7 @@ fn a_heartbeat_brings_an_offline_device_back_and_is_otherwise_silent() {
         DeviceEvent::WentOffline(WentOffline { at: at("08:45:00") }),
     ];
     let beat = DeviceCommand::RecordHeartbeat { at: at("09:00:00") };
-    assert_eq!(
-        given::<Camera>(&history, beat.clone()),
-        Ok(vec![online("09:00:00")])
-    );
+    assert_eq!(given::<Camera>(&history, beat.clone()), Ok(vec![online("09:00:00")]));
     assert_eq!(given::<Camera>(&history[..2], beat), Ok(vec![]));
 }
 
@@ -371,10 +328,7 @@ fn locking_out_and_unlocking_only_record_changes() {
         reason: "vandalism".into(),
         at: at("09:00:00"),
     });
-    assert_eq!(
-        given::<Turnstile>(&history, lock.clone()),
-        Ok(vec![locked.clone()])
-    );
+    assert_eq!(given::<Turnstile>(&history, lock.clone()), Ok(vec![locked.clone()]));
     assert_eq!(
         given::<Turnstile>(&history, DeviceCommand::Unlock { at: at("09:30:00") }),
         Ok(vec![])
@@ -402,13 +356,11 @@ fn a_recognition_is_recorded_with_its_subject_or_as_unknown() {
         );
         assert_eq!(
             then,
-            Ok(vec![DeviceEvent::RecognitionRecorded(
-                RecognitionRecorded {
-                    subject,
-                    confidence: Confidence::new(0.93).unwrap(),
-                    at: at("09:00:00"),
-                }
-            )])
+            Ok(vec![DeviceEvent::RecognitionRecorded(RecognitionRecorded {
+                subject,
+                confidence: Confidence::new(0.93).unwrap(),
+                at: at("09:00:00"),
+            })])
         );
     }
 }
@@ -504,9 +456,7 @@ fn evolve_keeps_counters_faults_and_availability() {
     assert_eq!((state.passages_in, state.passages_out), (2, 1));
     assert_eq!(
         state.common.availability,
-        Availability::Online {
-            since: at("08:30:00")
-        }
+        Availability::Online { since: at("08:30:00") }
     );
     assert_eq!(state.common.open_faults[&jam()].since, at("08:40:00"));
     assert_eq!(state.common.last_event_at, Some(at("08:40:00")));

@@ -35,10 +35,7 @@ impl Decider for Turnstile {
     const STATE_SCHEMA: u32 = 1;
     type State = TurnstileState;
 
-    fn decide(
-        state: &TurnstileState,
-        command: &DeviceCommand,
-    ) -> Result<Vec<DeviceEvent>, Rejection> {
+    fn decide(state: &TurnstileState, command: &DeviceCommand) -> Result<Vec<DeviceEvent>, Rejection> {
         let mut events = match state.common.decide(Self::KIND, &[], command) {
             Decision::Reject(rejection) => return Err(rejection),
             Decision::Events(events) => return Ok(events),

@@ -44,15 +44,10 @@ impl FaultCode {
             return Err("fault code is empty".into());
         }
         if s.chars().count() > Self::MAX_LEN {
-            return Err(format!(
-                "fault code is longer than {} characters",
-                Self::MAX_LEN
-            ));
+            return Err(format!("fault code is longer than {} characters", Self::MAX_LEN));
         }
         if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!(
-                "fault code {s:?} contains spaces or control characters"
-            ));
+            return Err(format!("fault code {s:?} contains spaces or control characters"));
         }
         Ok(Self(s.to_owned()))
     }
@@ -81,10 +76,7 @@ impl SubjectId {
             return Err("subject is empty".into());
         }
         if s.chars().count() > Self::MAX_LEN {
-            return Err(format!(
-                "subject is longer than {} characters",
-                Self::MAX_LEN
-            ));
+            return Err(format!("subject is longer than {} characters", Self::MAX_LEN));
         }
         if s.chars().any(char::is_control) {
             return Err("subject contains control characters".into());

@@ -48,10 +48,7 @@ pub enum Unacceptable {
     #[error("payload is not a JSON object")]
     NotAnObject,
     #[error("field {field:?}: {problem}")]
-    BadField {
-        field: &'static str,
-        problem: String,
-    },
+    BadField { field: &'static str, problem: String },
     #[error("status payload {0:?} is neither online nor offline")]
     BadStatus(String),
 }
@@ -80,10 +77,7 @@ fn string_field(
     match object.get(field) {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(bad(
-            field,
-            format!("expected a string, found {}", json_type(other)),
-        )),
+        Some(other) => Err(bad(field, format!("expected a string, found {}", json_type(other)))),
     }
 }
 
@@ -150,11 +144,7 @@ pub fn parse(
         let bytes = hash.finalize();
         format!(
             "sha256:{}",
-            bytes
-                .iter()
-                .take(16)
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
+            bytes.iter().take(16).map(|b| format!("{b:02x}")).collect::<String>()
         )
     };
 
@@ -186,8 +176,7 @@ pub fn parse(
         });
     }
 
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| Unacceptable::BadJson(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| Unacceptable::BadJson(e.to_string()))?;
     let serde_json::Value::Object(object) = value else {
         return Err(Unacceptable::NotAnObject);
     };
@@ -200,10 +189,7 @@ pub fn parse(
             return Err(bad("msg_id", "must be 1 to 128 characters"));
         }
         Some(other) => {
-            return Err(bad(
-                "msg_id",
-                format!("expected a string, found {}", json_type(&other)),
-            ));
+            return Err(bad("msg_id", format!("expected a string, found {}", json_type(&other))));
         }
     };
     let at = match envelope.at {
@@ -222,14 +208,11 @@ pub fn parse(
     let command = match (kind, message) {
         (DeviceKind::Turnstile, "passage") => {
             let direction = required_string(&object, "direction")?;
-            let direction = direction
-                .parse::<Direction>()
-                .map_err(|e| bad("direction", e))?;
+            let direction = direction.parse::<Direction>().map_err(|e| bad("direction", e))?;
             DeviceCommand::RecordPassage { direction, at }
         }
         (_, "fault") => {
-            let code =
-                FaultCode::parse(&required_string(&object, "code")?).map_err(|e| bad("code", e))?;
+            let code = FaultCode::parse(&required_string(&object, "code")?).map_err(|e| bad("code", e))?;
             let detail = string_field(&object, "detail")?.unwrap_or_default();
             if detail.chars().count() > 1000 {
                 return Err(bad("detail", "longer than 1000 characters"));
@@ -237,22 +220,16 @@ pub fn parse(
             DeviceCommand::ReportFault { code, detail, at }
         }
         (_, "fault_cleared") => {
-            let code =
-                FaultCode::parse(&required_string(&object, "code")?).map_err(|e| bad("code", e))?;
+            let code = FaultCode::parse(&required_string(&object, "code")?).map_err(|e| bad("code", e))?;
             DeviceCommand::ClearFault { code, at }
         }
         (DeviceKind::Camera, "recognition") => {
             let subject = match object.get("subject") {
                 None => {
-                    return Err(bad(
-                        "subject",
-                        "missing (use null when nobody was recognized)",
-                    ));
+                    return Err(bad("subject", "missing (use null when nobody was recognized)"));
                 }
                 Some(serde_json::Value::Null) => None,
-                Some(serde_json::Value::String(s)) => {
-                    Some(SubjectId::parse(s).map_err(|e| bad("subject", e))?)
-                }
+                Some(serde_json::Value::String(s)) => Some(SubjectId::parse(s).map_err(|e| bad("subject", e))?),
                 Some(other) => {
                     return Err(bad(
                         "subject",

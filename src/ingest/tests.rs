@@ -22,10 +22,7 @@ fn try_parse(topic: &str, payload: &[u8]) -> Result<DeviceMessage, String> {
 
 #[test]
 fn every_bad_message_gets_its_specific_reason() {
-    let huge = format!(
-        r#"{{"direction":"in","pad":"{}"}}"#,
-        "x".repeat(MAX_PAYLOAD)
-    );
+    let huge = format!(r#"{{"direction":"in","pad":"{}"}}"#, "x".repeat(MAX_PAYLOAD));
     let long_detail = format!(r#"{{"code":"JAM","detail":"{}"}}"#, "d".repeat(1001));
     let corpus: Vec<(&str, &[u8], &str)> = vec![
         (
@@ -93,11 +90,7 @@ fn every_bad_message_gets_its_specific_reason() {
             b"{}",
             "unknown message \"reboot\" for a turnstile",
         ),
-        (
-            "gatehouse/turnstile/T1/passage",
-            b"\xff\xfe",
-            "payload is not UTF-8",
-        ),
+        ("gatehouse/turnstile/T1/passage", b"\xff\xfe", "payload is not UTF-8"),
         (
             "gatehouse/turnstile/T1/passage",
             b"{\"direction\":",
@@ -118,11 +111,7 @@ fn every_bad_message_gets_its_specific_reason() {
             b"\"in\"",
             "payload is not a JSON object",
         ),
-        (
-            "gatehouse/turnstile/T1/passage",
-            b"{}",
-            "field \"direction\": missing",
-        ),
+        ("gatehouse/turnstile/T1/passage", b"{}", "field \"direction\": missing"),
         (
             "gatehouse/turnstile/T1/passage",
             br#"{"direction":"sideways"}"#,
@@ -280,10 +269,7 @@ fn valid_messages_become_commands() {
     );
     assert_eq!(status.msg_id, None);
     let heartbeat = try_parse("gatehouse/turnstile/T1/heartbeat", b"whatever").unwrap();
-    assert_eq!(
-        heartbeat.command,
-        DeviceCommand::RecordHeartbeat { at: received() }
-    );
+    assert_eq!(heartbeat.command, DeviceCommand::RecordHeartbeat { at: received() });
 
     let fault = try_parse("gatehouse/turnstile/T1/fault", br#"{"code":"JAM"}"#).unwrap();
     assert_eq!(

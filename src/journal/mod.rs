@@ -7,8 +7,7 @@ mod writer;
 
 pub use reader::{JournalReader, Snapshot};
 pub use writer::{
-    AppendError, AppendOutcome, AppendRequest, JournalWriter, SnapshotRequest, WriterStats,
-    WriterThread,
+    AppendError, AppendOutcome, AppendRequest, JournalWriter, NewDeadLetter, SnapshotRequest, WriterStats, WriterThread,
 };
 
 use crate::domain::{DeviceEvent, DeviceId};

@@ -22,7 +22,8 @@ pub struct JournalReader {
     conn: Connection,
 }
 
-const EVENT_COLUMNS: &str = "position, stream_id, version, event_type, schema, format, occurred_at, recorded_at, causation, payload";
+const EVENT_COLUMNS: &str =
+    "position, stream_id, version, event_type, schema, format, occurred_at, recorded_at, causation, payload";
 
 fn stored_event(row: &Row<'_>) -> rusqlite::Result<anyhow::Result<StoredEvent>> {
     let position: i64 = row.get(0)?;
@@ -38,8 +39,7 @@ fn stored_event(row: &Row<'_>) -> rusqlite::Result<anyhow::Result<StoredEvent>> 
     Ok((|| {
         let event = codec::decode_event(&event_type, schema, format, payload)
             .with_context(|| format!("event at position {position}"))?;
-        let stream_id =
-            DeviceId::parse(&stream_id).with_context(|| format!("event at position {position}"))?;
+        let stream_id = DeviceId::parse(&stream_id).with_context(|| format!("event at position {position}"))?;
         Ok(StoredEvent {
             position: position as u64,
             stream_id,
@@ -68,9 +68,9 @@ impl JournalReader {
 
     /// The position of the newest event, 0 for an empty journal.
     pub fn head(&self) -> anyhow::Result<Position> {
-        let head: Option<i64> =
-            self.conn
-                .query_row("SELECT MAX(position) FROM events", [], |r| r.get(0))?;
+        let head: Option<i64> = self
+            .conn
+            .query_row("SELECT MAX(position) FROM events", [], |r| r.get(0))?;
         Ok(head.unwrap_or(0) as u64)
     }
 
@@ -100,11 +100,7 @@ impl JournalReader {
     }
 
     /// A stream's events with a version above `after_version`, in order.
-    pub fn stream_events(
-        &self,
-        stream: &DeviceId,
-        after_version: u64,
-    ) -> anyhow::Result<Vec<StoredEvent>> {
+    pub fn stream_events(&self, stream: &DeviceId, after_version: u64) -> anyhow::Result<Vec<StoredEvent>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ?1 AND version > ?2 ORDER BY version"
         ))?;
@@ -126,10 +122,7 @@ impl JournalReader {
              ORDER BY position DESC LIMIT ?4"
         ))?;
         let before = before.map(|p| p as i64).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(
-            params![stream, event_type, before, limit as i64],
-            stored_event,
-        )?;
+        let rows = stmt.query_map(params![stream, event_type, before, limit as i64], stored_event)?;
         rows.map(|r| r?).collect()
     }
 

@@ -35,10 +35,7 @@ pub struct AppendRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppendOutcome {
     /// The events are durable; `last_position` is the position of the last one (or the head, for none).
-    Appended {
-        last_position: Position,
-        version: u64,
-    },
+    Appended { last_position: Position, version: u64 },
     /// The causation id was handled before; nothing was written.
     Duplicate,
 }
@@ -68,11 +65,20 @@ pub struct SnapshotRequest {
     pub state: Vec<u8>,
 }
 
+/// A device message that could not become events, to keep with its reason.
+#[derive(Debug, Clone)]
+pub struct NewDeadLetter {
+    pub received_at: Timestamp,
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub reason: String,
+}
+
 enum WriterMessage {
-    Append(
-        AppendRequest,
-        oneshot::Sender<Result<AppendOutcome, AppendError>>,
-    ),
+    Append(AppendRequest, Reply),
+    /// Stored in the same group commit as appends, so a dead letter is as durable as an event before its
+    /// message is acknowledged. The reply carries the dead letter's id.
+    DeadLetter(NewDeadLetter, LetterReply),
     Snapshot(SnapshotRequest),
     /// `PRAGMA max_page_count`: caps the file's size, which is how tests make the disk "full".
     MaxPageCount(u64),
@@ -119,16 +125,10 @@ impl WriterThread {
 
 impl JournalWriter {
     /// Opens `journal.db` for writing (migrating it) and starts the writer thread.
-    pub fn open(
-        path: &Path,
-        synchronous: Synchronous,
-    ) -> anyhow::Result<(JournalWriter, WriterThread)> {
+    pub fn open(path: &Path, synchronous: Synchronous) -> anyhow::Result<(JournalWriter, WriterThread)> {
         let mut conn = crate::db::open(path, synchronous)?;
         crate::db::migrate_journal(&mut conn)?;
-        let head: i64 =
-            conn.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
-                r.get(0)
-            })?;
+        let head: i64 = conn.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| r.get(0))?;
         let (committed_tx, committed) = watch::channel(head as Position);
         let (requests, inbox) = mpsc::channel();
         let stats = Arc::new(WriterStats::default());
@@ -160,6 +160,19 @@ impl JournalWriter {
     ) -> impl std::future::Future<Output = Result<AppendOutcome, AppendError>> + 'static {
         let (reply, outcome) = oneshot::channel();
         let sent = self.requests.send(WriterMessage::Append(request, reply));
+        async move {
+            sent.map_err(|_| AppendError::Closed)?;
+            outcome.await.unwrap_or(Err(AppendError::Closed))
+        }
+    }
+
+    /// Queues a dead letter and resolves with its id once it is committed.
+    pub fn dead_letter(
+        &self,
+        letter: NewDeadLetter,
+    ) -> impl std::future::Future<Output = Result<i64, AppendError>> + 'static {
+        let (reply, outcome) = oneshot::channel();
+        let sent = self.requests.send(WriterMessage::DeadLetter(letter, reply));
         async move {
             sent.map_err(|_| AppendError::Closed)?;
             outcome.await.unwrap_or(Err(AppendError::Closed))
@@ -199,32 +212,32 @@ struct Writer {
 }
 
 type Reply = oneshot::Sender<Result<AppendOutcome, AppendError>>;
+type LetterReply = oneshot::Sender<Result<i64, AppendError>>;
 
 impl Writer {
     fn run(&mut self, inbox: mpsc::Receiver<WriterMessage>) {
         let mut appends: Vec<(AppendRequest, Reply)> = Vec::new();
         let mut snapshots: Vec<SnapshotRequest> = Vec::new();
+        let mut letters: Vec<(NewDeadLetter, LetterReply)> = Vec::new();
         // Block for the first message, then take whatever else is already waiting: that is the group.
         while let Ok(first) = inbox.recv() {
             let mut next = Some(first);
             while let Some(message) = next.take() {
                 match message {
                     WriterMessage::Append(request, reply) => appends.push((request, reply)),
+                    WriterMessage::DeadLetter(letter, reply) => letters.push((letter, reply)),
                     WriterMessage::Snapshot(snapshot) => snapshots.push(snapshot),
                     WriterMessage::MaxPageCount(pages) => {
-                        if let Err(error) =
-                            self.conn
-                                .pragma_update(None, "max_page_count", pages as i64)
-                        {
+                        if let Err(error) = self.conn.pragma_update(None, "max_page_count", pages as i64) {
                             tracing::warn!(%error, "cannot set max_page_count");
                         }
                     }
                 }
-                if appends.len() + snapshots.len() < MAX_BATCH {
+                if appends.len() + snapshots.len() + letters.len() < MAX_BATCH {
                     next = inbox.try_recv().ok();
                 }
             }
-            self.commit_group(&mut appends, &mut snapshots);
+            self.commit_group(&mut appends, &mut snapshots, &mut letters);
         }
         tracing::debug!("journal writer stopped: every handle was dropped");
     }
@@ -233,12 +246,16 @@ impl Writer {
         &mut self,
         appends: &mut Vec<(AppendRequest, Reply)>,
         snapshots: &mut Vec<SnapshotRequest>,
+        letters: &mut Vec<(NewDeadLetter, LetterReply)>,
     ) {
         let first_position = self.next_position;
         let mut pending_versions: HashMap<DeviceId, u64> = HashMap::new();
-        let result = self.write_group(appends, snapshots, &mut pending_versions);
+        let result = self.write_group(appends, snapshots, letters, &mut pending_versions);
         match result {
-            Ok(outcomes) => {
+            Ok((outcomes, letter_ids)) => {
+                for ((_, reply), id) in letters.drain(..).zip(letter_ids) {
+                    let _ = reply.send(Ok(id));
+                }
                 self.versions.extend(pending_versions);
                 let head = self.next_position - 1;
                 for ((_, reply), outcome) in appends.drain(..).zip(outcomes) {
@@ -261,6 +278,9 @@ impl Writer {
                 for (_, reply) in appends.drain(..) {
                     let _ = reply.send(Err(AppendError::Storage(message.clone())));
                 }
+                for (_, reply) in letters.drain(..) {
+                    let _ = reply.send(Err(AppendError::Storage(message.clone())));
+                }
             }
         }
         snapshots.clear();
@@ -272,13 +292,15 @@ impl Writer {
         &mut self,
         appends: &[(AppendRequest, Reply)],
         snapshots: &[SnapshotRequest],
+        letters: &[(NewDeadLetter, LetterReply)],
         pending_versions: &mut HashMap<DeviceId, u64>,
-    ) -> rusqlite::Result<Vec<Result<AppendOutcome, AppendError>>> {
+    ) -> rusqlite::Result<(Vec<Result<AppendOutcome, AppendError>>, Vec<i64>)> {
         let recorded_at = micros(Timestamp::now());
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut outcomes = Vec::with_capacity(appends.len());
+        let mut letter_ids = Vec::with_capacity(letters.len());
         {
             let mut insert_event = tx.prepare_cached(
                 "INSERT INTO events (position, stream_id, version, event_type, schema, format, occurred_at,
@@ -288,9 +310,8 @@ impl Writer {
             let mut insert_processed = tx.prepare_cached(
                 "INSERT OR IGNORE INTO processed_messages (stream_id, msg_id, position) VALUES (?1, ?2, ?3)",
             )?;
-            let mut stream_version = tx.prepare_cached(
-                "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?1",
-            )?;
+            let mut stream_version =
+                tx.prepare_cached("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?1")?;
             for (request, _) in appends {
                 let current = match pending_versions
                     .get(&request.stream)
@@ -298,8 +319,7 @@ impl Writer {
                 {
                     Some(v) => *v,
                     None => {
-                        let v: i64 =
-                            stream_version.query_row([request.stream.as_str()], |r| r.get(0))?;
+                        let v: i64 = stream_version.query_row([request.stream.as_str()], |r| r.get(0))?;
                         self.versions.insert(request.stream.clone(), v as u64);
                         v as u64
                     }
@@ -314,9 +334,7 @@ impl Writer {
                 }
                 if let Some(msg_id) = &request.causation {
                     let head = self.next_position as i64 - 1 + request.events.len() as i64;
-                    if insert_processed.execute(params![request.stream.as_str(), msg_id, head])?
-                        == 0
-                    {
+                    if insert_processed.execute(params![request.stream.as_str(), msg_id, head])? == 0 {
                         outcomes.push(Ok(AppendOutcome::Duplicate));
                         continue;
                     }
@@ -349,6 +367,18 @@ impl Writer {
                 "INSERT OR REPLACE INTO snapshots (stream_id, version, state_schema, format, state, taken_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
+            let mut insert_letter = tx.prepare_cached(
+                "INSERT INTO dead_letters (received_at, topic, payload, reason) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (letter, _) in letters {
+                insert_letter.execute(params![
+                    micros(letter.received_at),
+                    letter.topic,
+                    letter.payload,
+                    letter.reason
+                ])?;
+                letter_ids.push(tx.last_insert_rowid());
+            }
             for s in snapshots {
                 save_snapshot.execute(params![
                     s.stream.as_str(),
@@ -361,7 +391,7 @@ impl Writer {
             }
         }
         tx.commit()?;
-        Ok(outcomes)
+        Ok((outcomes, letter_ids))
     }
 }
 

@@ -52,16 +52,12 @@ impl Projection for DeviceStatusProjection {
                 .execute(params![id, e.kind.as_str(), e.details.name, e.details.zone, at])?;
             }
             DeviceEvent::DetailsChanged(e) => {
-                tx.prepare_cached(
-                    "UPDATE device_status SET name = ?2, zone = ?3 WHERE device_id = ?1",
-                )?
-                .execute(params![id, e.details.name, e.details.zone])?;
+                tx.prepare_cached("UPDATE device_status SET name = ?2, zone = ?3 WHERE device_id = ?1")?
+                    .execute(params![id, e.details.name, e.details.zone])?;
             }
             DeviceEvent::Decommissioned(_) => {
-                tx.prepare_cached(
-                    "UPDATE device_status SET lifecycle = 'decommissioned' WHERE device_id = ?1",
-                )?
-                .execute([id])?;
+                tx.prepare_cached("UPDATE device_status SET lifecycle = 'decommissioned' WHERE device_id = ?1")?
+                    .execute([id])?;
             }
             DeviceEvent::PassageRecorded(e) => {
                 let day = local(&self.tz, e.at).date().to_string();
@@ -95,10 +91,8 @@ impl Projection for DeviceStatusProjection {
                     .query_row([id], |r| r.get(0))
                     .optional()?;
                 if let Some(open) = open {
-                    tx.prepare_cached(
-                        "UPDATE device_status SET open_faults = ?2 WHERE device_id = ?1",
-                    )?
-                    .execute(params![id, with_fault(&open, code, present)])?;
+                    tx.prepare_cached("UPDATE device_status SET open_faults = ?2 WHERE device_id = ?1")?
+                        .execute(params![id, with_fault(&open, code, present)])?;
                 }
             }
             DeviceEvent::LockedOut(_) | DeviceEvent::Unlocked(_) => {
@@ -112,10 +106,8 @@ impl Projection for DeviceStatusProjection {
                 } else {
                     "offline"
                 };
-                tx.prepare_cached(
-                    "UPDATE device_status SET availability = ?2 WHERE device_id = ?1",
-                )?
-                .execute(params![id, availability])?;
+                tx.prepare_cached("UPDATE device_status SET availability = ?2 WHERE device_id = ?1")?
+                    .execute(params![id, availability])?;
             }
             DeviceEvent::WatchesChanged(_) | DeviceEvent::RecognitionRecorded(_) => {}
         }

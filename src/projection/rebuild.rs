@@ -18,13 +18,7 @@ pub fn rebuild(
     let side_path = views_path.with_file_name(format!("views.rebuild-{}.db", std::process::id()));
     // A left-over side file from a crashed rebuild is just stale: start clean.
     remove_db_files(&side_path);
-    let result = rebuild_via(
-        projections,
-        journal_path,
-        views_path,
-        &side_path,
-        &mut progress,
-    );
+    let result = rebuild_via(projections, journal_path, views_path, &side_path, &mut progress);
     remove_db_files(&side_path);
     result
 }
@@ -44,10 +38,8 @@ fn rebuild_via(
     let mut built = Vec::new();
     for projection in projections.iter_mut() {
         let name = projection.name();
-        let position = catch_up(projection.as_mut(), &journal, &mut side, |p| {
-            progress(name, p)
-        })
-        .with_context(|| format!("rebuild of {name}"))?;
+        let position = catch_up(projection.as_mut(), &journal, &mut side, |p| progress(name, p))
+            .with_context(|| format!("rebuild of {name}"))?;
         built.push((name, position));
     }
     drop(side);
@@ -59,7 +51,9 @@ fn rebuild_via(
         let tx = views.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for projection in &projections {
             for table in projection.tables() {
-                tx.execute_batch(&format!("DELETE FROM main.{table}; INSERT INTO main.{table} SELECT * FROM fresh.{table};"))?;
+                tx.execute_batch(&format!(
+                    "DELETE FROM main.{table}; INSERT INTO main.{table} SELECT * FROM fresh.{table};"
+                ))?;
             }
             tx.execute(
                 "INSERT OR REPLACE INTO main.projector_checkpoints SELECT * FROM fresh.projector_checkpoints

@@ -36,18 +36,10 @@ impl Handler<CatchUp> for ProjectorActor {
 
     fn handle(&mut self, _: CatchUp, _: &mut SyncContext<Self>) {
         let position = &self.position;
-        let result = catch_up(
-            self.projection.as_mut(),
-            &self.journal,
-            &mut self.views,
-            |p| {
-                position.send_replace(p);
-            },
-        );
-        let mut last_error = self
-            .last_error
-            .lock()
-            .expect("projector error lock is never poisoned");
+        let result = catch_up(self.projection.as_mut(), &self.journal, &mut self.views, |p| {
+            position.send_replace(p);
+        });
+        let mut last_error = self.last_error.lock().expect("projector error lock is never poisoned");
         match result {
             Ok(_) => *last_error = None,
             Err(error) => {

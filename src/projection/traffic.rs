@@ -47,11 +47,7 @@ impl Projection for TrafficProjection {
                     .optional()?
                     .unwrap_or_default();
                 let hour = local(&self.tz, e.at)
-                    .round(
-                        ZonedDateTimeRound::new()
-                            .smallest(Unit::Hour)
-                            .mode(RoundMode::Trunc),
-                    )
+                    .round(ZonedDateTimeRound::new().smallest(Unit::Hour).mode(RoundMode::Trunc))
                     .expect("truncating to the hour stays within jiff's range");
                 let (d_in, d_out) = match e.direction {
                     Direction::In => (1, 0),

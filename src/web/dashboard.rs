@@ -78,10 +78,6 @@ pub async fn page(state: web::Data<AppState>) -> actix_web::Result<HttpResponse>
         total_out: tiles.iter().map(|t| t.passages_out).sum(),
         tiles,
     };
-    let html = page
-        .render()
-        .map_err(|e| super::internal_error("dashboard", e))?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(html))
+    let html = page.render().map_err(|e| super::internal_error("dashboard", e))?;
+    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html))
 }

@@ -112,10 +112,7 @@ fn events_prints_json_lines_filtered_by_stream_and_position() {
     seed_history(&site);
     let all = site.gatehouse(&["events"]);
     assert_eq!(all.status.code(), Some(0), "{}", stderr(&all));
-    let lines: Vec<serde_json::Value> = stdout(&all)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<serde_json::Value> = stdout(&all).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 7);
     let passage = &lines[3];
     assert_eq!(passage["position"], 4);
@@ -181,10 +178,7 @@ fn state_as_of_a_past_instant_folds_only_what_had_happened_by_then() {
     let local = state(&["state", "T1", "--as-of", "2026-03-01T10:15"]);
     assert_eq!(local["as_of"], "2026-03-01T09:15:00Z");
     assert_eq!(local["state"]["passages_in"], 1);
-    assert_eq!(
-        local["state"]["common"]["open_faults"],
-        serde_json::json!({})
-    );
+    assert_eq!(local["state"]["common"]["open_faults"], serde_json::json!({}));
 
     let unknown = site.gatehouse(&["state", "T9"]);
     assert_eq!(unknown.status.code(), Some(1));
@@ -195,8 +189,7 @@ fn state_as_of_a_past_instant_folds_only_what_had_happened_by_then() {
     let bad_time = site.gatehouse(&["state", "T1", "--as-of", "yesterday"]);
     assert_eq!(bad_time.status.code(), Some(2));
     assert!(
-        stderr(&bad_time)
-            .starts_with("gatehouse: --as-of\ngatehouse: \"yesterday\" is not an instant"),
+        stderr(&bad_time).starts_with("gatehouse: --as-of\ngatehouse: \"yesterday\" is not an instant"),
         "{}",
         stderr(&bad_time)
     );

@@ -178,10 +178,7 @@ pub fn query_i64(path: &Path, sql: &str) -> i64 {
 }
 
 /// Like [`with_app`], with the web server running; `f` gets its address.
-pub fn with_server<T>(
-    config: Config,
-    f: impl AsyncFnOnce(&gatehouse::app::AppState, SocketAddr) -> T,
-) -> T {
+pub fn with_server<T>(config: Config, f: impl AsyncFnOnce(&gatehouse::app::AppState, SocketAddr) -> T) -> T {
     let system = actix_web::rt::System::new();
     let (result, writer_thread) = system.block_on(async move {
         let app = Application::build(config).await.expect("the app starts");

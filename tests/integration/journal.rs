@@ -6,12 +6,7 @@ use gatehouse::config::Synchronous;
 use gatehouse::domain::*;
 use gatehouse::journal::{AppendError, AppendOutcome, AppendRequest, JournalReader, JournalWriter};
 
-fn request(
-    stream: &str,
-    expected_version: u64,
-    events: Vec<DeviceEvent>,
-    causation: Option<&str>,
-) -> AppendRequest {
+fn request(stream: &str, expected_version: u64, events: Vec<DeviceEvent>, causation: Option<&str>) -> AppendRequest {
     AppendRequest {
         stream: id(stream),
         expected_version,
@@ -21,20 +16,14 @@ fn request(
 }
 
 fn t1_commissioned() -> DeviceEvent {
-    commissioned(
-        DeviceKind::Turnstile,
-        "North",
-        "Hall A",
-        "2026-03-01T08:00:00Z",
-    )
+    commissioned(DeviceKind::Turnstile, "North", "Hall A", "2026-03-01T08:00:00Z")
 }
 
 #[tokio::test]
 async fn an_append_decided_on_a_stale_version_is_refused_and_writes_nothing() {
     let site = Site::new("");
     site.paths().prepare().unwrap();
-    let (writer, _thread) =
-        JournalWriter::open(&site.paths().journal(), Synchronous::Full).unwrap();
+    let (writer, _thread) = JournalWriter::open(&site.paths().journal(), Synchronous::Full).unwrap();
     let first = writer
         .append(request("T1", 0, vec![t1_commissioned()], None))
         .await
@@ -73,8 +62,7 @@ async fn an_append_decided_on_a_stale_version_is_refused_and_writes_nothing() {
 async fn a_redelivered_message_id_for_the_same_device_is_dropped() {
     let site = Site::new("");
     site.paths().prepare().unwrap();
-    let (writer, _thread) =
-        JournalWriter::open(&site.paths().journal(), Synchronous::Full).unwrap();
+    let (writer, _thread) = JournalWriter::open(&site.paths().journal(), Synchronous::Full).unwrap();
     writer
         .append(request("T1", 0, vec![t1_commissioned()], None))
         .await
@@ -85,10 +73,7 @@ async fn a_redelivered_message_id_for_the_same_device_is_dropped() {
         .unwrap();
     let pass = || vec![passage(Direction::In, "2026-03-01T09:00:00Z")];
 
-    let first = writer
-        .append(request("T1", 1, pass(), Some("m-1")))
-        .await
-        .unwrap();
+    let first = writer.append(request("T1", 1, pass(), Some("m-1"))).await.unwrap();
     assert_eq!(
         first,
         AppendOutcome::Appended {
@@ -97,16 +82,10 @@ async fn a_redelivered_message_id_for_the_same_device_is_dropped() {
         }
     );
     // Redelivered: same id, same device, decided on the state after the first (as a restarted actor would).
-    let again = writer
-        .append(request("T1", 2, pass(), Some("m-1")))
-        .await
-        .unwrap();
+    let again = writer.append(request("T1", 2, pass(), Some("m-1"))).await.unwrap();
     assert_eq!(again, AppendOutcome::Duplicate);
     // The same id from another device is another message.
-    let other = writer
-        .append(request("T2", 1, pass(), Some("m-1")))
-        .await
-        .unwrap();
+    let other = writer.append(request("T2", 1, pass(), Some("m-1"))).await.unwrap();
     assert_eq!(
         other,
         AppendOutcome::Appended {
@@ -127,9 +106,7 @@ fn events_cannot_be_updated_or_deleted() {
     let site = Site::new("");
     seed(&site.paths(), &[("T1", vec![t1_commissioned()])]);
     let conn = rusqlite::Connection::open(site.paths().journal()).unwrap();
-    let update = conn
-        .execute("UPDATE events SET event_type = 'Forged'", [])
-        .unwrap_err();
+    let update = conn.execute("UPDATE events SET event_type = 'Forged'", []).unwrap_err();
     assert!(
         update
             .to_string()
@@ -143,18 +120,14 @@ fn events_cannot_be_updated_or_deleted() {
             .contains("events are append-only: DELETE is not allowed"),
         "{delete}"
     );
-    assert_eq!(
-        query_i64(&site.paths().journal(), "SELECT COUNT(*) FROM events"),
-        1
-    );
+    assert_eq!(query_i64(&site.paths().journal(), "SELECT COUNT(*) FROM events"), 1);
 }
 
 #[tokio::test]
 async fn appends_that_arrive_together_are_committed_together_and_learn_their_positions() {
     let site = Site::new("");
     site.paths().prepare().unwrap();
-    let (writer, _thread) =
-        JournalWriter::open(&site.paths().journal(), Synchronous::Full).unwrap();
+    let (writer, _thread) = JournalWriter::open(&site.paths().journal(), Synchronous::Full).unwrap();
     let devices: Vec<String> = (0..200).map(|i| format!("T{i}")).collect();
     // Queue every append before awaiting any: they reach the writer together.
     let pending: Vec<_> = devices
@@ -177,23 +150,15 @@ async fn appends_that_arrive_together_are_committed_together_and_learn_their_pos
         "positions follow the order of the calls"
     );
     let commits = writer.stats().commits();
-    assert!(
-        commits < 50,
-        "200 appends queued together took {commits} commits"
-    );
-    assert_eq!(
-        *writer.committed().borrow(),
-        200,
-        "subscribers hear the committed head"
-    );
+    assert!(commits < 50, "200 appends queued together took {commits} commits");
+    assert_eq!(*writer.committed().borrow(), 200, "subscribers hear the committed head");
 }
 
 #[tokio::test]
 async fn a_full_disk_fails_the_append_cleanly_and_the_writer_keeps_going() {
     let site = Site::new("");
     site.paths().prepare().unwrap();
-    let (writer, _thread) =
-        JournalWriter::open(&site.paths().journal(), Synchronous::Full).unwrap();
+    let (writer, _thread) = JournalWriter::open(&site.paths().journal(), Synchronous::Full).unwrap();
     writer
         .append(request("T1", 0, vec![t1_commissioned()], None))
         .await

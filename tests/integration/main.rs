@@ -3,6 +3,7 @@
 
 mod cli;
 mod helpers;
+mod ingest;
 mod journal;
 mod projections;
 mod recovery;

@@ -10,11 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn views_conn(site: &Site) -> Connection {
-    let mut conn = gatehouse::db::open(
-        &site.paths().views(),
-        gatehouse::config::Synchronous::Normal,
-    )
-    .unwrap();
+    let mut conn = gatehouse::db::open(&site.paths().views(), gatehouse::config::Synchronous::Normal).unwrap();
     gatehouse::db::migrate_views(&mut conn).unwrap();
     conn
 }
@@ -24,11 +20,7 @@ fn passages(n: usize) -> Vec<DeviceEvent> {
     let start = at("2026-03-01T00:00:00Z");
     (0..n)
         .map(|i| {
-            let direction = if i % 2 == 0 {
-                Direction::In
-            } else {
-                Direction::Out
-            };
+            let direction = if i % 2 == 0 { Direction::In } else { Direction::Out };
             let when = start + jiff::SignedDuration::from_secs(i as i64);
             DeviceEvent::PassageRecorded(PassageRecorded {
                 direction,
@@ -64,11 +56,8 @@ fn traffic_total_and_checkpoint(site: &Site) -> (i64, i64) {
 
 /// The same, or `None` while the server has not yet created views.db's tables.
 fn try_traffic_total_and_checkpoint(site: &Site) -> Option<(i64, i64)> {
-    let mut conn = Connection::open_with_flags(
-        site.paths().views(),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .ok()?;
+    let mut conn =
+        Connection::open_with_flags(site.paths().views(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
     conn.busy_timeout(Duration::from_secs(10)).ok()?;
     let tx = conn.transaction().ok()?;
     let total: i64 = tx
@@ -87,10 +76,7 @@ fn a_server_killed_mid_catch_up_resumes_without_losing_or_doubling_an_event() {
     let site = Site::new("[[turnstile]]\nid = \"T1\"\nname = \"North\"\nzone = \"Hall A\"\n");
     let n = 60_000;
     seed_passages(&site, n);
-    let head = JournalReader::open(&site.paths().journal())
-        .unwrap()
-        .head()
-        .unwrap() as i64;
+    let head = JournalReader::open(&site.paths().journal()).unwrap().head().unwrap() as i64;
     let mut kills = 0;
     for _attempt in 0..5 {
         let mut server = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
@@ -121,12 +107,7 @@ fn a_server_killed_mid_catch_up_resumes_without_losing_or_doubling_an_event() {
     }
     // A last run catches up from wherever the kills left it.
     with_app(site.config(), async |app| {
-        let traffic = app
-            .state()
-            .projectors
-            .iter()
-            .find(|p| p.name == "traffic")
-            .unwrap();
+        let traffic = app.state().projectors.iter().find(|p| p.name == "traffic").unwrap();
         assert!(
             traffic.wait_for(head as u64, Duration::from_secs(60)).await,
             "traffic caught up"
@@ -148,11 +129,7 @@ impl Projection for FailsAt {
     fn tables(&self) -> &'static [&'static str] {
         self.inner.tables()
     }
-    fn apply(
-        &mut self,
-        tx: &rusqlite::Transaction<'_>,
-        event: &StoredEvent,
-    ) -> rusqlite::Result<()> {
+    fn apply(&mut self, tx: &rusqlite::Transaction<'_>, event: &StoredEvent) -> rusqlite::Result<()> {
         if event.position == self.position {
             return Err(rusqlite::Error::InvalidQuery);
         }
@@ -173,9 +150,7 @@ fn a_batch_that_fails_midway_leaves_no_partial_rows_and_is_retried_whole() {
     };
     let error = projection::run_batch(&mut failing, &journal, &mut views, 100).unwrap_err();
     assert!(
-        error
-            .to_string()
-            .contains("traffic: cannot apply event at position 6"),
+        error.to_string().contains("traffic: cannot apply event at position 6"),
         "{error}"
     );
     assert_eq!(traffic_total_and_checkpoint(&site), (0, 0));
@@ -246,34 +221,19 @@ fn rebuild_recreates_the_same_rows_beside_the_live_ones() {
     ];
     let live: Vec<_> = queries.iter().map(|q| dump(&views, q)).collect();
     // Vandalize the live tables: the rebuild must not depend on them.
-    views
-        .execute("UPDATE traffic SET passages_in = 999", [])
-        .unwrap();
+    views.execute("UPDATE traffic SET passages_in = 999", []).unwrap();
 
     let output = site.gatehouse(&["rebuild"]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        stdout.contains("rebuilt device_status up to position 3003"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("rebuilt traffic up to position 3003"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("rebuilt device_status up to position 3003"), "{stdout}");
+    assert!(stdout.contains("rebuilt traffic up to position 3003"), "{stdout}");
     let rebuilt: Vec<_> = queries.iter().map(|q| dump(&views, q)).collect();
     assert_eq!(rebuilt, live);
     assert!(
-        !std::fs::read_dir(site.paths().dir).unwrap().any(|e| {
-            e.unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with("views.rebuild-")
-        }),
+        !std::fs::read_dir(site.paths().dir)
+            .unwrap()
+            .any(|e| { e.unwrap().file_name().to_string_lossy().starts_with("views.rebuild-") }),
         "the side database is removed"
     );
 
@@ -305,8 +265,7 @@ fn traffic_buckets_follow_the_site_clock_across_daylight_saving_changes() {
     seed(&site.paths(), &[("T1", events)]);
     let journal = JournalReader::open(&site.paths().journal()).unwrap();
     let mut views = views_conn(&site);
-    let mut traffic =
-        projection::TrafficProjection::new(jiff::tz::TimeZone::get("Europe/Berlin").unwrap());
+    let mut traffic = projection::TrafficProjection::new(jiff::tz::TimeZone::get("Europe/Berlin").unwrap());
     projection::catch_up(&mut traffic, &journal, &mut views, |_| {}).unwrap();
     let rows = dump(
         &views,

@@ -26,11 +26,7 @@ fn state_recovered_after_a_restart_equals_the_state_before() {
     with_app(site.config(), async |app| {
         let registry = app.state().registry.clone();
         for minute in 0..10 {
-            let direction = if minute % 3 == 0 {
-                Direction::Out
-            } else {
-                Direction::In
-            };
+            let direction = if minute % 3 == 0 { Direction::Out } else { Direction::In };
             let command = DeviceCommand::RecordPassage {
                 direction,
                 at: at(&format!("2026-03-01T09:{minute:02}:00Z")),
@@ -41,11 +37,7 @@ fn state_recovered_after_a_restart_equals_the_state_before() {
                 .unwrap();
         }
         registry
-            .execute(
-                "T1",
-                fault("JAM", "2026-03-01T09:30:00Z"),
-                Some("f1".into()),
-            )
+            .execute("T1", fault("JAM", "2026-03-01T09:30:00Z"), Some("f1".into()))
             .await
             .unwrap();
         let lock = DeviceCommand::LockOut {
@@ -70,11 +62,7 @@ fn state_recovered_after_a_restart_equals_the_state_before() {
     with_app(site.config(), async |app| {
         let registry = app.state().registry.clone();
         let repeat = registry
-            .execute(
-                "T1",
-                fault("JAM", "2026-03-01T10:00:00Z"),
-                Some("f2".into()),
-            )
+            .execute("T1", fault("JAM", "2026-03-01T10:00:00Z"), Some("f2".into()))
             .await
             .unwrap();
         assert!(
@@ -86,10 +74,7 @@ fn state_recovered_after_a_restart_equals_the_state_before() {
             at: at("2026-03-01T09:01:00Z"),
         };
         assert_eq!(
-            registry
-                .execute("T1", redelivered, Some("p1".into()))
-                .await
-                .unwrap(),
+            registry.execute("T1", redelivered, Some("p1".into())).await.unwrap(),
             CommandOutcome::Duplicate
         );
     });
@@ -100,12 +85,7 @@ fn state_recovered_after_a_restart_equals_the_state_before() {
 fn a_snapshot_of_another_schema_or_undecodable_is_ignored_and_the_stream_replayed() {
     let site = Site::new("");
     let events = vec![
-        commissioned(
-            DeviceKind::Turnstile,
-            "North",
-            "Hall A",
-            "2026-03-01T08:00:00Z",
-        ),
+        commissioned(DeviceKind::Turnstile, "North", "Hall A", "2026-03-01T08:00:00Z"),
         passage(Direction::In, "2026-03-01T09:00:00Z"),
         passage(Direction::Out, "2026-03-01T09:01:00Z"),
     ];
@@ -126,8 +106,7 @@ fn a_snapshot_of_another_schema_or_undecodable_is_ignored_and_the_stream_replaye
             rusqlite::params![schema, bytes],
         )
         .unwrap();
-        let recovered =
-            gatehouse::actors::device::recover::<Turnstile>(&reader, &id("T1")).unwrap();
+        let recovered = gatehouse::actors::device::recover::<Turnstile>(&reader, &id("T1")).unwrap();
         assert_eq!(recovered.state, truth, "snapshot schema {schema}");
         assert_eq!(recovered.version, 3);
     }

@@ -99,24 +99,15 @@ fn a_passage_shows_on_the_dashboard_and_healthz_says_ok() {
         };
         state.registry.execute("T2", fault, None).await.unwrap();
         eventually("the projector counted the passages", || {
-            query_i64(
-                &views,
-                "SELECT COALESCE(SUM(passages_today_in), 0) FROM device_status",
-            ) == 2
+            query_i64(&views, "SELECT COALESCE(SUM(passages_today_in), 0) FROM device_status") == 2
         })
         .await;
 
         let (status, page) = get(addr, "/").await;
         assert_eq!(status, 200);
-        assert!(
-            page.contains("<strong>2</strong> in, <strong>1</strong> out"),
-            "{page}"
-        );
+        assert!(page.contains("<strong>2</strong> in, <strong>1</strong> out"), "{page}");
         assert!(page.contains("2 in · 1 out today"), "{page}");
-        assert!(
-            page.contains(r#"class="tile online" id="device-T1""#),
-            "{page}"
-        );
+        assert!(page.contains(r#"class="tile online" id="device-T1""#), "{page}");
         assert!(page.contains("fault: JAM"), "{page}");
     });
 }
