@@ -213,6 +213,8 @@ struct Writer {
 
 type Reply = oneshot::Sender<Result<AppendOutcome, AppendError>>;
 type LetterReply = oneshot::Sender<Result<i64, AppendError>>;
+/// Per append its outcome, per dead letter its id, in the order they were queued.
+type GroupOutcome = (Vec<Result<AppendOutcome, AppendError>>, Vec<i64>);
 
 impl Writer {
     fn run(&mut self, inbox: mpsc::Receiver<WriterMessage>) {
@@ -294,7 +296,7 @@ impl Writer {
         snapshots: &[SnapshotRequest],
         letters: &[(NewDeadLetter, LetterReply)],
         pending_versions: &mut HashMap<DeviceId, u64>,
-    ) -> rusqlite::Result<(Vec<Result<AppendOutcome, AppendError>>, Vec<i64>)> {
+    ) -> rusqlite::Result<GroupOutcome> {
         let recorded_at = micros(Timestamp::now());
         let tx = self
             .conn
