@@ -26,18 +26,57 @@ pub struct AppState {
     pub committed: watch::Receiver<Position>,
 }
 
-/// A started Gatehouse. Must be built and run inside an actix system (`actix_web::rt::System`).
-pub struct Application {
+/// Name of the lock file in `[storage].dir`: one running core per data directory.
+pub const LOCK_FILE: &str = "gatehouse.lock";
+
+/// Everything but the listeners: storage, journal writer, device actors, projectors and the ingestor. `serve`
+/// wraps it with the web server and MQTT; one-off commands (re-driving dead letters with no server running)
+/// start it alone. Must run inside an actix system.
+pub struct Core {
     state: AppState,
-    http: TcpListener,
-    http_addr: SocketAddr,
-    writer_thread: WriterThread,
+    stopped: Stopped,
 }
 
-impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Application> {
+/// What is left to wait for once the actix system is gone: the writer finishing, then the lock's release.
+pub struct Stopped {
+    writer_thread: WriterThread,
+    lock: std::fs::File,
+}
+
+impl Stopped {
+    /// Waits until the writer has committed everything it was sent, then releases the data directory. Call after
+    /// the actix system (and with it every writer handle) is dropped.
+    pub fn join(self) {
+        self.writer_thread.join();
+        drop(self.lock);
+    }
+}
+
+/// Takes the data directory's lock, so two servers (or a server and a one-off command) never write the same
+/// journal. The OS releases it when the process dies, even by SIGKILL.
+pub fn lock_data_dir(paths: &StoragePaths) -> anyhow::Result<std::fs::File> {
+    let path = paths.dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("{}: cannot open lock file", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow::anyhow!(
+            "{}: another gatehouse is running on this data directory",
+            paths.dir.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("{}: cannot lock", path.display())),
+    }
+}
+
+impl Core {
+    pub async fn start(config: Config) -> anyhow::Result<Core> {
         let paths = StoragePaths::new(&config.storage.dir);
         paths.prepare()?;
+        let lock = lock_data_dir(&paths)?;
         let (writer, writer_thread) = JournalWriter::open(&paths.journal(), config.storage.synchronous)?;
         let registry = start_devices(&config, writer.clone(), &paths.journal()).await?;
         let projectors = start_projectors(
@@ -46,10 +85,6 @@ impl Application {
             &paths.views(),
             writer.committed(),
         )?;
-        let http = TcpListener::bind(config.http.listen)
-            .with_context(|| format!("http: cannot listen on {}", config.http.listen))?;
-        let http_addr = http.local_addr()?;
-        tracing::info!(devices = registry.len(), http = %http_addr, dir = %paths.dir.display(), "gatehouse started");
         let ingestor = Ingestor::new(registry.clone(), writer.clone(), config.mqtt.topic_prefix.clone());
         let state = AppState {
             config: Arc::new(config),
@@ -59,12 +94,38 @@ impl Application {
             projectors,
             committed: writer.committed(),
         };
-        Ok(Application {
+        Ok(Core {
             state,
-            http,
-            http_addr,
-            writer_thread,
+            stopped: Stopped { writer_thread, lock },
         })
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stops taking work; see [`Stopped::join`].
+    pub fn stop(self) -> Stopped {
+        self.stopped
+    }
+}
+
+/// A started Gatehouse with its web listener bound. Must be built and run inside an actix system.
+pub struct Application {
+    core: Core,
+    http: TcpListener,
+    http_addr: SocketAddr,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let http = TcpListener::bind(config.http.listen)
+            .with_context(|| format!("http: cannot listen on {}", config.http.listen))?;
+        let http_addr = http.local_addr()?;
+        let core = Core::start(config).await?;
+        let state = core.state();
+        tracing::info!(devices = state.registry.len(), http = %http_addr, dir = %state.paths.dir.display(), "gatehouse started");
+        Ok(Application { core, http, http_addr })
     }
 
     /// The address the web server really listens on.
@@ -73,28 +134,25 @@ impl Application {
     }
 
     pub fn state(&self) -> &AppState {
-        &self.state
+        self.core.state()
     }
 
     /// Stops without serving (tests that drive the registry directly). The caller drops the actix system, which
     /// drops the actors and their writer handles, then joins the returned writer thread.
-    pub fn stop(self) -> WriterThread {
-        self.writer_thread
+    pub fn stop(self) -> Stopped {
+        self.core.stop()
     }
 
     /// Serves until `shutdown` resolves (or SIGINT/SIGTERM arrive), then stops accepting work. Everything
     /// acknowledged is already committed, so stopping never loses an acknowledged message.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) -> anyhow::Result<WriterThread> {
-        let server = crate::web::server(self.state.clone(), self.http)?;
+    pub async fn run_until_stopped(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<Stopped> {
+        let server = crate::web::server(self.core.state().clone(), self.http)?;
         let handle = server.handle();
         tokio::select! {
             result = server => result.context("http server failed")?,
             _ = shutdown => handle.stop(true).await,
         }
         tracing::info!("gatehouse stopped");
-        Ok(self.writer_thread)
+        Ok(self.core.stop())
     }
 }
