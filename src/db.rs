@@ -66,6 +66,13 @@ pub fn open(path: &Path, synchronous: Synchronous) -> anyhow::Result<Connection>
     };
     conn.pragma_update(None, "synchronous", sync)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // The journal's indexes are touched in stream order, not insert order: with SQLite's default 2 MiB page
+    // cache a large group commit spills dirty pages mid-transaction and re-reads them (measured: 13 GB read
+    // for 1M events). 64 MiB is allocated only as used.
+    conn.pragma_update(None, "cache_size", -65_536)?;
+    // Checkpoint the WAL less often (~40 MiB instead of 4 MiB): each checkpoint runs on the committing thread
+    // and costs an fsync, so fewer, larger ones keep group commits short.
+    conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
     Ok(conn)
 }
 

@@ -29,7 +29,8 @@ impl DeviceRegistry {
         command: DeviceCommand,
         causation: Option<String>,
     ) -> Result<CommandOutcome, CommandError> {
-        let Some((_, recipient)) = DeviceId::parse(device).ok().and_then(|id| self.devices.get(&id)) else {
+        // An invalid id cannot be a key, so a plain lookup by `&str` answers both cases.
+        let Some((_, recipient)) = self.devices.get(device) else {
             return Err(CommandError::UnknownDevice(device.to_owned()));
         };
         recipient

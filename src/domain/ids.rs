@@ -41,6 +41,13 @@ impl DeviceId {
     }
 }
 
+/// Lets maps keyed by `DeviceId` be searched with a plain `&str` (the registry's hot path) without allocating.
+impl std::borrow::Borrow<str> for DeviceId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for DeviceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
