@@ -3,10 +3,11 @@
 //! port back), `run_until_stopped` serves until the shutdown future resolves or a signal arrives.
 
 use crate::actors::{DeviceRegistry, start_devices};
-use crate::config::Config;
+use crate::config::{Broker, Config};
 use crate::db::StoragePaths;
 use crate::ingest::Ingestor;
 use crate::journal::{JournalWriter, Position, WriterThread};
+use crate::mqtt::embedded::EmbeddedEndpoint;
 use crate::projection::runner::{ProjectorHandle, start_projectors};
 use anyhow::Context;
 use std::net::{SocketAddr, TcpListener};
@@ -115,6 +116,8 @@ pub struct Application {
     core: Core,
     http: TcpListener,
     http_addr: SocketAddr,
+    /// The built-in MQTT endpoint, when `[mqtt] broker = "embedded"`.
+    mqtt: Option<EmbeddedEndpoint>,
 }
 
 impl Application {
@@ -124,8 +127,22 @@ impl Application {
         let http_addr = http.local_addr()?;
         let core = Core::start(config).await?;
         let state = core.state();
+        let mqtt = match state.config.mqtt.broker {
+            Broker::Embedded => Some(EmbeddedEndpoint::start(state.config.mqtt.listen, state.ingestor.clone()).await?),
+            Broker::External { .. } => None,
+        };
         tracing::info!(devices = state.registry.len(), http = %http_addr, dir = %state.paths.dir.display(), "gatehouse started");
-        Ok(Application { core, http, http_addr })
+        Ok(Application {
+            core,
+            http,
+            http_addr,
+            mqtt,
+        })
+    }
+
+    /// The address the embedded MQTT endpoint really listens on (`None` with an external broker).
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
+        self.mqtt.as_ref().map(|m| m.addr)
     }
 
     /// The address the web server really listens on.
@@ -140,6 +157,9 @@ impl Application {
     /// Stops without serving (tests that drive the registry directly). The caller drops the actix system, which
     /// drops the actors and their writer handles, then joins the returned writer thread.
     pub fn stop(self) -> Stopped {
+        if let Some(mqtt) = &self.mqtt {
+            mqtt.stop();
+        }
         self.core.stop()
     }
 
@@ -151,6 +171,10 @@ impl Application {
         tokio::select! {
             result = server => result.context("http server failed")?,
             _ = shutdown => handle.stop(true).await,
+        }
+        // Gateways re-send whatever was not yet acknowledged, so closing their connections loses nothing.
+        if let Some(mqtt) = &self.mqtt {
+            mqtt.stop();
         }
         tracing::info!("gatehouse stopped");
         Ok(self.core.stop())

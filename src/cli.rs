@@ -95,6 +95,9 @@ fn serve(config: Config) -> Result<(), Failure> {
     let writer_thread = system.block_on(async move {
         let app = Application::build(config).await?;
         println!("gatehouse: serving http://{}/ (Ctrl-C to stop)", app.http_addr());
+        if let Some(mqtt) = app.mqtt_addr() {
+            println!("gatehouse: gateways publish to mqtt://{mqtt} (embedded endpoint)");
+        }
         // actix-web itself stops on SIGINT/SIGTERM; no other shutdown trigger for the command line.
         app.run_until_stopped(std::future::pending()).await
     })?;

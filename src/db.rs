@@ -19,6 +19,7 @@ fn journal_migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("../migrations/journal/0001_events.sql")),
         M::up(include_str!("../migrations/journal/0002_dead_letters.sql")),
+        M::up(include_str!("../migrations/journal/0003_dead_letter_redrive.sql")),
     ])
 }
 

@@ -2,9 +2,11 @@
 //! projectors, and the real binary for the command line.
 
 mod cli;
+mod dead_letters;
 mod helpers;
 mod ingest;
 mod journal;
+mod mqtt_embedded;
 mod projections;
 mod recovery;
 mod serve;

@@ -1,0 +1,579 @@
+//! Dead letters (SPEC §3): listing, discarding and re-driving device messages that could not become events.
+//!
+//! Only the running core may append to the journal, yet `gatehouse dead-letters --redrive` may run while
+//! `gatehouse serve` runs in another process. So a re-drive is a request, not an action: the command marks
+//! letters `redrive_requested` in `journal.db` with an ordinary short transaction, and whichever core owns the
+//! data directory ([`spawn_redrive_loop`] in the server, or a core the command starts itself when no server
+//! runs) feeds them through the ingest pipeline and marks them `redriven` with the outcome.
+
+use crate::app::{Core, LOCK_FILE};
+use crate::config::{Config, Synchronous};
+use crate::db::StoragePaths;
+use crate::ingest::{Ingested, Ingestor};
+use crate::journal::{from_micros, micros};
+use anyhow::{Context, bail};
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How often the running server looks for re-drive requests: short enough that `--redrive` feels immediate,
+/// long enough that an idle server's query costs nothing noticeable.
+pub const REDRIVE_POLL: Duration = Duration::from_millis(500);
+
+/// How long `redrive` waits for a running server that makes no progress before giving up.
+pub const SERVER_WAIT: Duration = Duration::from_secs(10);
+
+/// What the listing prints when there is nothing to show.
+pub const EMPTY_LISTING: &str = "no dead letters: every message received so far became events";
+
+/// Payloads and topics longer than this many characters are cut in the listing, so one row stays one line.
+const SHOWN_CHARS: usize = 80;
+
+/// Where a dead letter stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Kept, waiting for an admin.
+    Open,
+    /// An admin asked for a re-drive; the core that owns the journal has not done it yet.
+    RedriveRequested,
+    /// Fed through the pipeline again; `outcome` says what became of it.
+    Redriven,
+    /// Dropped by an admin: never re-driven.
+    Discarded,
+}
+
+impl Status {
+    fn as_sql(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::RedriveRequested => "redrive_requested",
+            Status::Redriven => "redriven",
+            Status::Discarded => "discarded",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Open => "open",
+            Status::RedriveRequested => "waiting to be re-driven",
+            Status::Redriven => "redriven",
+            Status::Discarded => "discarded",
+        })
+    }
+}
+
+impl FromSql for Status {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        match value.as_str()? {
+            "open" => Ok(Status::Open),
+            "redrive_requested" => Ok(Status::RedriveRequested),
+            "redriven" => Ok(Status::Redriven),
+            "discarded" => Ok(Status::Discarded),
+            other => Err(FromSqlError::Other(
+                format!("unknown dead letter status {other:?}").into(),
+            )),
+        }
+    }
+}
+
+/// One kept message with its reason and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub received_at: Timestamp,
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub reason: String,
+    pub status: Status,
+    /// When it was re-driven or discarded.
+    pub resolved_at: Option<Timestamp>,
+    /// What the re-drive did ("recorded 2 events", "dead letter 17: <reason>", ...); set once redriven.
+    pub outcome: Option<String>,
+    /// The dead letter the re-drive produced when the message failed again.
+    pub redriven_to: Option<i64>,
+}
+
+/// Which letters to re-drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    One(i64),
+    AllOpen,
+}
+
+/// One letter the core has just re-driven.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redriven {
+    pub id: i64,
+    pub ingested: Ingested,
+    /// The sentence stored in the letter's `outcome`.
+    pub outcome: String,
+}
+
+const COLUMNS: &str = "id, received_at, topic, payload, reason, status, resolved_at, outcome, redriven_to";
+
+fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
+    Ok(DeadLetter {
+        id: row.get(0)?,
+        received_at: from_micros(row.get(1)?),
+        topic: row.get(2)?,
+        payload: row.get(3)?,
+        reason: row.get(4)?,
+        status: row.get(5)?,
+        resolved_at: row.get::<_, Option<i64>>(6)?.map(from_micros),
+        outcome: row.get(7)?,
+        redriven_to: row.get(8)?,
+    })
+}
+
+/// Opens `journal.db` for the short status updates this module makes. A missing file is an error rather than
+/// a new empty journal: it almost always means the wrong config or working directory. Migrating here lets the
+/// command line work on a journal no newer server has opened yet (it is a no-op when up to date).
+fn open_journal(path: &Path) -> anyhow::Result<Connection> {
+    if !path.exists() {
+        bail!(
+            "{}: no such database (has `gatehouse serve` run with this config?)",
+            path.display()
+        );
+    }
+    let mut conn = crate::db::open(path, Synchronous::Full)?;
+    crate::db::migrate_journal(&mut conn)?;
+    Ok(conn)
+}
+
+fn select(conn: &Connection, condition: &str) -> anyhow::Result<Vec<DeadLetter>> {
+    let sql = format!("SELECT {COLUMNS} FROM dead_letters WHERE {condition} ORDER BY id");
+    let mut statement = conn.prepare(&sql)?;
+    let letters = statement
+        .query_map([], from_row)?
+        .collect::<Result<Vec<_>, _>>()
+        .context("journal.db: cannot read dead letters")?;
+    Ok(letters)
+}
+
+/// The letters with `ids`, in that order; an id that does not exist is an error.
+fn select_ids(conn: &Connection, ids: &[i64]) -> anyhow::Result<Vec<DeadLetter>> {
+    let mut statement = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM dead_letters WHERE id = ?1"))?;
+    ids.iter()
+        .map(|&id| {
+            statement
+                .query_row([id], from_row)
+                .optional()
+                .context("journal.db: cannot read dead letters")?
+                .with_context(|| format!("dead letter {id} does not exist"))
+        })
+        .collect()
+}
+
+fn status_of(conn: &Connection, id: i64) -> anyhow::Result<Status> {
+    conn.query_row("SELECT status FROM dead_letters WHERE id = ?1", [id], |r| r.get(0))
+        .optional()
+        .context("journal.db: cannot read dead letters")?
+        .with_context(|| format!("dead letter {id} does not exist"))
+}
+
+/// The dead letters still waiting for an admin (open or waiting to be re-driven), oldest first; with
+/// `include_resolved` also the redriven and discarded ones.
+pub fn list(journal_path: &Path, include_resolved: bool) -> anyhow::Result<Vec<DeadLetter>> {
+    let conn = open_journal(journal_path)?;
+    if include_resolved {
+        select(&conn, "1")
+    } else {
+        select(&conn, "status IN ('open', 'redrive_requested')")
+    }
+}
+
+/// Asks for letters to be re-driven by the core that owns the journal, and returns the ids to wait for.
+///
+/// Asking again for a letter whose request is still pending is not an error: it returns the id, so a command
+/// that gave up waiting (the server was down) can simply be run again. `AllOpen` likewise includes requests
+/// still pending from earlier.
+pub fn request_redrive(journal_path: &Path, which: Which) -> anyhow::Result<Vec<i64>> {
+    let mut conn = open_journal(journal_path)?;
+    // IMMEDIATE: check and update under one write lock, so a concurrent discard cannot slip in between.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let ids = match which {
+        Which::One(id) => {
+            match status_of(&tx, id)? {
+                Status::Open => {
+                    tx.execute(
+                        "UPDATE dead_letters SET status = ?2 WHERE id = ?1",
+                        params![id, Status::RedriveRequested.as_sql()],
+                    )?;
+                }
+                Status::RedriveRequested => {}
+                status => bail!("dead letter {id} is already {status}"),
+            }
+            vec![id]
+        }
+        Which::AllOpen => {
+            tx.execute(
+                "UPDATE dead_letters SET status = ?1 WHERE status = ?2",
+                params![Status::RedriveRequested.as_sql(), Status::Open.as_sql()],
+            )?;
+            let mut statement = tx.prepare("SELECT id FROM dead_letters WHERE status = ?1 ORDER BY id")?;
+            statement
+                .query_map([Status::RedriveRequested.as_sql()], |r| r.get(0))?
+                .collect::<Result<Vec<i64>, _>>()?
+        }
+    };
+    tx.commit().context("journal.db: cannot request the re-drive")?;
+    Ok(ids)
+}
+
+/// Discards an open letter: it stays in the journal (hidden from the default listing) and is never re-driven.
+pub fn discard(journal_path: &Path, id: i64) -> anyhow::Result<()> {
+    let mut conn = open_journal(journal_path)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    match status_of(&tx, id)? {
+        Status::Open => {
+            tx.execute(
+                "UPDATE dead_letters SET status = ?2, resolved_at = ?3 WHERE id = ?1",
+                params![id, Status::Discarded.as_sql(), micros(Timestamp::now())],
+            )?;
+        }
+        // The core may be feeding it through the pipeline right now; discarding it then would hide events
+        // that were recorded.
+        Status::RedriveRequested => bail!("dead letter {id} is waiting to be re-driven and cannot be discarded"),
+        status => bail!("dead letter {id} is already {status}"),
+    }
+    tx.commit().context("journal.db: cannot discard the dead letter")?;
+    Ok(())
+}
+
+/// Polls until none of `ids` is waiting to be re-driven any more (the running server handled them) and returns
+/// them. Gives up when `timeout` passes without the server re-driving any of them: a long list takes as long
+/// as it takes, but a server that stopped working is reported.
+pub fn wait_for_redrive(journal_path: &Path, ids: &[i64], timeout: Duration) -> anyhow::Result<Vec<DeadLetter>> {
+    let conn = open_journal(journal_path)?;
+    let mut deadline = Instant::now() + timeout;
+    let mut waiting_before = usize::MAX;
+    loop {
+        let letters = select_ids(&conn, ids)?;
+        let waiting: Vec<i64> = letters
+            .iter()
+            .filter(|l| l.status == Status::RedriveRequested)
+            .map(|l| l.id)
+            .collect();
+        if waiting.is_empty() {
+            return Ok(letters);
+        }
+        let now = Instant::now();
+        if waiting.len() < waiting_before {
+            waiting_before = waiting.len();
+            deadline = now + timeout;
+        } else if now >= deadline {
+            bail!(
+                "the running server did not re-drive {} within {}: is it healthy? (see /healthz)",
+                name_letters(&waiting),
+                show_duration(timeout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50).min(deadline.saturating_duration_since(now)));
+    }
+}
+
+/// "dead letter 3", "dead letters 3, 4", at most ten ids then "and 5 more".
+fn name_letters(ids: &[i64]) -> String {
+    const SHOWN: usize = 10;
+    let mut text = if ids.len() == 1 {
+        "dead letter "
+    } else {
+        "dead letters "
+    }
+    .to_owned();
+    let shown: Vec<String> = ids.iter().take(SHOWN).map(i64::to_string).collect();
+    text.push_str(&shown.join(", "));
+    if ids.len() > SHOWN {
+        text.push_str(&format!(" and {} more", ids.len() - SHOWN));
+    }
+    text
+}
+
+/// "10s", "1.5s", "300ms": how an operator writes durations in config.toml.
+fn show_duration(duration: Duration) -> String {
+    if duration.subsec_millis() == 0 {
+        format!("{}s", duration.as_secs())
+    } else if duration < Duration::from_secs(1) {
+        format!("{}ms", duration.as_millis())
+    } else {
+        format!("{:.1}s", duration.as_secs_f64())
+    }
+}
+
+/// Runs blocking SQLite work off the async executor thread.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .context("dead letters: a blocking task failed")?
+}
+
+/// The sentence stored as a re-drive's outcome.
+fn describe(ingested: &Ingested) -> (String, Option<i64>) {
+    match ingested {
+        Ingested::Recorded { events: 1, .. } => ("recorded 1 event".into(), None),
+        Ingested::Recorded { events, .. } => (format!("recorded {events} events"), None),
+        Ingested::Duplicate => ("duplicate: the message was already recorded".into(), None),
+        Ingested::DeadLettered { id, reason } => (format!("dead letter {id}: {reason}"), Some(*id)),
+    }
+}
+
+/// Re-drives every requested letter, oldest first, through `ingestor` with its original receive time, and marks
+/// each `redriven` with the outcome. A journal error stops the run and leaves the letter requested, so the next
+/// run retries it. Call only from the core that owns the journal (the only one that may append).
+///
+/// At least once: a crash between the ingest and the mark re-drives the letter again on the next run; a message
+/// with a `msg_id` is then recognised as a duplicate.
+pub async fn process_redrive_requests(ingestor: &Ingestor, journal_path: &Path) -> anyhow::Result<Vec<Redriven>> {
+    // Two runs at once (the loop and, say, a page) would both ingest the same letter. One core per process, so
+    // a process-wide lock is enough.
+    static ONE_RUN_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _running = ONE_RUN_AT_A_TIME.lock().await;
+    let path = journal_path.to_owned();
+    let requested = blocking(move || select(&open_journal(&path)?, "status = 'redrive_requested'")).await?;
+    let mut done = Vec::with_capacity(requested.len());
+    for letter in requested {
+        let ingested = ingestor
+            .ingest(&letter.topic, &letter.payload, letter.received_at)
+            .await
+            .with_context(|| format!("dead letter {}: cannot re-drive it (will retry)", letter.id))?;
+        let (outcome, redriven_to) = describe(&ingested);
+        let path = journal_path.to_owned();
+        let stored = outcome.clone();
+        let id = letter.id;
+        blocking(move || {
+            let conn = open_journal(&path)?;
+            conn.execute(
+                "UPDATE dead_letters SET status = ?2, resolved_at = ?3, outcome = ?4, redriven_to = ?5
+                 WHERE id = ?1 AND status = ?6",
+                params![
+                    id,
+                    Status::Redriven.as_sql(),
+                    micros(Timestamp::now()),
+                    stored,
+                    redriven_to,
+                    Status::RedriveRequested.as_sql()
+                ],
+            )
+            .with_context(|| format!("dead letter {id}: re-driven, but cannot record that"))?;
+            Ok(())
+        })
+        .await?;
+        tracing::info!(id, %outcome, "dead letter re-driven");
+        done.push(Redriven { id, ingested, outcome });
+    }
+    Ok(done)
+}
+
+/// Starts the running server's re-drive loop on the current actix system: every [`REDRIVE_POLL`] it re-drives
+/// whatever was requested. It runs until the system stops; errors are logged (once until they change) and
+/// retried, never fatal.
+pub fn spawn_redrive_loop(ingestor: Ingestor, journal_path: PathBuf) {
+    actix_web::rt::spawn(async move {
+        let mut ticks = tokio::time::interval(REDRIVE_POLL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_error: Option<String> = None;
+        loop {
+            ticks.tick().await;
+            match process_redrive_requests(&ingestor, &journal_path).await {
+                Ok(_) => last_error = None,
+                Err(error) => {
+                    let text = format!("{error:#}");
+                    // A full disk would otherwise log the same line twice a second.
+                    if last_error.as_ref() != Some(&text) {
+                        tracing::error!(error = %text, "cannot re-drive dead letters; retrying");
+                    }
+                    last_error = Some(text);
+                }
+            }
+        }
+    });
+}
+
+/// What `gatehouse dead-letters --redrive` does: requests the re-drive, then lets the running server do it, or,
+/// when no server runs, starts a core of its own (which takes the data directory's lock, and, like a server's
+/// start, commissions devices newly added to `config.toml`), re-drives, and stops it. Returns the letters as
+/// they ended up.
+pub fn redrive(config: Config, which: Which) -> anyhow::Result<Vec<DeadLetter>> {
+    let paths = StoragePaths::new(&config.storage.dir);
+    let journal = paths.journal();
+    let ids = request_redrive(&journal, which)?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    if another_process_holds_the_lock(&paths)? {
+        return wait_for_redrive(&journal, &ids, SERVER_WAIT);
+    }
+    match redrive_with_own_core(config, &journal, &ids) {
+        Ok(letters) => Ok(letters),
+        // A server started between the check and our core taking the lock: the request is in the journal, the
+        // server's loop will handle it.
+        Err(_) if another_process_holds_the_lock(&paths).unwrap_or(false) => {
+            wait_for_redrive(&journal, &ids, SERVER_WAIT)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Whether a running server (or another command) holds the data directory's lock. Probing takes the lock for a
+/// moment and releases it at once.
+fn another_process_holds_the_lock(paths: &StoragePaths) -> anyhow::Result<bool> {
+    let path = paths.dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("{}: cannot open lock file", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(false),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(true),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("{}: cannot lock", path.display())),
+    }
+}
+
+/// Runs a core in a fresh actix system just long enough to re-drive the requested letters.
+fn redrive_with_own_core(config: Config, journal: &Path, ids: &[i64]) -> anyhow::Result<Vec<DeadLetter>> {
+    let system = actix_web::rt::System::new();
+    let journal_path = journal.to_owned();
+    let (result, stopped) = system.block_on(async move {
+        let core = Core::start(config).await?;
+        let result = process_redrive_requests(&core.state().ingestor, &journal_path).await;
+        anyhow::Ok((result, core.stop()))
+    })?;
+    // Dropping the system drops the actors and their writer handles, so the writer finishes and can be joined.
+    drop(system);
+    stopped.join();
+    result?;
+    select_ids(&open_journal(journal)?, ids)
+}
+
+/// Prints the letters as a table in the site's time zone, or a line saying there are none.
+pub fn print_table(letters: &[DeadLetter], tz: &TimeZone, out: &mut impl Write) -> std::io::Result<()> {
+    if letters.is_empty() {
+        return writeln!(out, "{EMPTY_LISTING}");
+    }
+    // The status column only when it says something: the default listing is nearly always all open.
+    let show_status = letters.iter().any(|l| l.status != Status::Open);
+    let mut header = vec![
+        "id".to_owned(),
+        format!("received ({})", tz.iana_name().unwrap_or("site time")),
+        "topic".to_owned(),
+        "reason".to_owned(),
+    ];
+    if show_status {
+        header.push("status".to_owned());
+    }
+    header.push("payload".to_owned());
+    let mut rows = vec![header];
+    for letter in letters {
+        let mut row = vec![
+            letter.id.to_string(),
+            letter
+                .received_at
+                .to_zoned_datetime(tz.clone())
+                .strftime("%Y-%m-%d %H:%M:%S")
+                .to_string(),
+            printable(&letter.topic, SHOWN_CHARS),
+            printable(&letter.reason, usize::MAX),
+        ];
+        if show_status {
+            row.push(match (&letter.status, &letter.outcome) {
+                (Status::Redriven, Some(outcome)) => format!("redriven: {}", printable(outcome, usize::MAX)),
+                (Status::RedriveRequested, _) => "re-drive requested".to_owned(),
+                (status, _) => status.to_string(),
+            });
+        }
+        row.push(if letter.payload.is_empty() {
+            "(empty)".to_owned()
+        } else {
+            printable(&String::from_utf8_lossy(&letter.payload), SHOWN_CHARS)
+        });
+        rows.push(row);
+    }
+    let columns = rows[0].len();
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == columns {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  ", width = widths[c]));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+/// Prints what a re-drive did, one line per letter.
+pub fn print_redriven(letters: &[DeadLetter], out: &mut impl Write) -> std::io::Result<()> {
+    if letters.is_empty() {
+        return writeln!(out, "no open dead letters to re-drive");
+    }
+    for letter in letters {
+        match (&letter.status, &letter.outcome) {
+            (Status::Redriven, Some(outcome)) => writeln!(out, "dead letter {} re-driven: {outcome}", letter.id)?,
+            (status, _) => writeln!(out, "dead letter {} is {status}", letter.id)?,
+        }
+    }
+    Ok(())
+}
+
+/// Message text as one printable line: control characters escaped (`\n`, `\u{1b}`) so a hostile or binary
+/// payload cannot garble the terminal, cut to `max_chars` with an ellipsis.
+fn printable(text: &str, max_chars: usize) -> String {
+    let mut shown = String::new();
+    let mut count = 0;
+    for c in text.chars() {
+        let escaped: String = if c.is_control() {
+            c.escape_default().collect()
+        } else {
+            c.to_string()
+        };
+        count += escaped.chars().count();
+        if count > max_chars {
+            // Leave room for the ellipsis.
+            let keep = max_chars.saturating_sub(1);
+            let mut cut: String = shown.chars().take(keep).collect();
+            cut.push('…');
+            return cut;
+        }
+        shown.push_str(&escaped);
+    }
+    shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_control_characters_and_cuts_long_text() {
+        assert_eq!(printable("a\nb\u{1b}[31m", 80), "a\\nb\\u{1b}[31m");
+        assert_eq!(printable("abcdef", 4), "abc…");
+        assert_eq!(printable("abcd", 4), "abcd");
+    }
+
+    #[test]
+    fn durations_and_id_lists_read_naturally() {
+        assert_eq!(show_duration(Duration::from_secs(10)), "10s");
+        assert_eq!(show_duration(Duration::from_millis(300)), "300ms");
+        assert_eq!(show_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(name_letters(&[3]), "dead letter 3");
+        assert_eq!(name_letters(&[3, 4]), "dead letters 3, 4");
+        assert_eq!(
+            name_letters(&(1..=12).collect::<Vec<_>>()),
+            "dead letters 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 and 2 more"
+        );
+    }
+}
