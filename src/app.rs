@@ -8,6 +8,7 @@ use crate::db::StoragePaths;
 use crate::ingest::Ingestor;
 use crate::journal::{JournalWriter, Position, WriterThread};
 use crate::mqtt::embedded::EmbeddedEndpoint;
+use crate::mqtt::external::ExternalSubscriber;
 use crate::projection::runner::{ProjectorHandle, start_projectors};
 use anyhow::Context;
 use std::net::{SocketAddr, TcpListener};
@@ -116,8 +117,24 @@ pub struct Application {
     core: Core,
     http: TcpListener,
     http_addr: SocketAddr,
-    /// The built-in MQTT endpoint, when `[mqtt] broker = "embedded"`.
-    mqtt: Option<EmbeddedEndpoint>,
+    mqtt: Mqtt,
+}
+
+/// How device messages arrive.
+enum Mqtt {
+    /// Gateways connect to us (`[mqtt] broker = "embedded"`).
+    Embedded(EmbeddedEndpoint),
+    /// We subscribe at a broker the gateways publish to.
+    External(ExternalSubscriber),
+}
+
+impl Mqtt {
+    fn stop(&self) {
+        match self {
+            Mqtt::Embedded(endpoint) => endpoint.stop(),
+            Mqtt::External(subscriber) => subscriber.stop(),
+        }
+    }
 }
 
 impl Application {
@@ -128,9 +145,15 @@ impl Application {
         let core = Core::start(config).await?;
         let state = core.state();
         let mqtt = match state.config.mqtt.broker {
-            Broker::Embedded => Some(EmbeddedEndpoint::start(state.config.mqtt.listen, state.ingestor.clone()).await?),
-            Broker::External { .. } => None,
+            Broker::Embedded => {
+                Mqtt::Embedded(EmbeddedEndpoint::start(state.config.mqtt.listen, state.ingestor.clone()).await?)
+            }
+            Broker::External { .. } => {
+                Mqtt::External(ExternalSubscriber::start(&state.config.mqtt, state.ingestor.clone())?)
+            }
         };
+        // Dead letters an admin asked to re-drive (from the command line, in another process) are picked up here.
+        crate::dead_letters::spawn_redrive_loop(state.ingestor.clone(), state.paths.journal());
         tracing::info!(devices = state.registry.len(), http = %http_addr, dir = %state.paths.dir.display(), "gatehouse started");
         Ok(Application {
             core,
@@ -142,7 +165,18 @@ impl Application {
 
     /// The address the embedded MQTT endpoint really listens on (`None` with an external broker).
     pub fn mqtt_addr(&self) -> Option<SocketAddr> {
-        self.mqtt.as_ref().map(|m| m.addr)
+        match &self.mqtt {
+            Mqtt::Embedded(endpoint) => Some(endpoint.addr),
+            Mqtt::External(_) => None,
+        }
+    }
+
+    /// The external subscriber's state (`None` in embedded mode).
+    pub fn external_status(&self) -> Option<Arc<crate::mqtt::external::ExternalStatus>> {
+        match &self.mqtt {
+            Mqtt::Embedded(_) => None,
+            Mqtt::External(subscriber) => Some(subscriber.status.clone()),
+        }
     }
 
     /// The address the web server really listens on.
@@ -157,9 +191,7 @@ impl Application {
     /// Stops without serving (tests that drive the registry directly). The caller drops the actix system, which
     /// drops the actors and their writer handles, then joins the returned writer thread.
     pub fn stop(self) -> Stopped {
-        if let Some(mqtt) = &self.mqtt {
-            mqtt.stop();
-        }
+        self.mqtt.stop();
         self.core.stop()
     }
 
@@ -173,9 +205,7 @@ impl Application {
             _ = shutdown => handle.stop(true).await,
         }
         // Gateways re-send whatever was not yet acknowledged, so closing their connections loses nothing.
-        if let Some(mqtt) = &self.mqtt {
-            mqtt.stop();
-        }
+        self.mqtt.stop();
         tracing::info!("gatehouse stopped");
         Ok(self.core.stop())
     }

@@ -57,6 +57,21 @@ pub enum Command {
         #[arg(long)]
         as_of: Option<String>,
     },
+    /// List messages that could not become events (with reasons), or re-drive / discard them.
+    DeadLetters {
+        /// Re-drive one dead letter (after fixing its cause, e.g. adding its device to config.toml).
+        #[arg(long, value_name = "ID", conflicts_with_all = ["redrive_all", "discard"])]
+        redrive: Option<i64>,
+        /// Re-drive every open dead letter.
+        #[arg(long, conflicts_with = "discard")]
+        redrive_all: bool,
+        /// Discard one dead letter: it is kept, but no longer listed.
+        #[arg(long, value_name = "ID")]
+        discard: Option<i64>,
+        /// Also list re-driven and discarded letters.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 /// A failed command: `Usage` exits with status 2 (bad configuration or arguments), `Runtime` with 1.
@@ -87,7 +102,42 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Rebuild { projections } => rebuild(&config, &projections),
         Command::Events { stream, after, follow } => events(&config, stream, after, follow),
         Command::State { device, as_of } => state(&config, &device, as_of.as_deref()),
+        Command::DeadLetters {
+            redrive,
+            redrive_all,
+            discard,
+            all,
+        } => dead_letters(config, redrive, redrive_all, discard, all),
     }
+}
+
+fn dead_letters(
+    config: Config,
+    redrive: Option<i64>,
+    redrive_all: bool,
+    discard: Option<i64>,
+    all: bool,
+) -> Result<(), Failure> {
+    use crate::dead_letters::{self as letters, Which};
+    let journal = StoragePaths::new(&config.storage.dir).journal();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let which = match (redrive, redrive_all) {
+        (Some(id), _) => Some(Which::One(id)),
+        (None, true) => Some(Which::AllOpen),
+        (None, false) => None,
+    };
+    if let Some(which) = which {
+        let done = letters::redrive(config, which)?;
+        letters::print_redriven(&done, &mut out).context("cannot write to stdout")?;
+    } else if let Some(id) = discard {
+        letters::discard(&journal, id)?;
+        writeln!(out, "dead letter {id} discarded").context("cannot write to stdout")?;
+    } else {
+        let list = letters::list(&journal, all)?;
+        letters::print_table(&list, &config.site.timezone, &mut out).context("cannot write to stdout")?;
+    }
+    Ok(())
 }
 
 fn serve(config: Config) -> Result<(), Failure> {

@@ -32,13 +32,13 @@ const RETRY_WINDOW: usize = 32;
 
 // Relative weights of the message kinds. Passages and recognitions follow the crowd, so they scale with the
 // hour's activity; heartbeats and faults are equipment behaviour that ignores the clock. At rush hour passages
-// are about 87% of the traffic, at night still about 60%.
+// are about 88% of the traffic, at night still about 70%, over a whole day about 80%.
 const PASSAGE_WEIGHT: f64 = 85.0;
 const RECOGNITION_WEIGHT: f64 = 9.0;
-const HEARTBEAT_WEIGHT: f64 = 3.0;
-const FAULT_WEIGHT: f64 = 1.0;
-/// Clears are weighted per open fault: with about half a fault open on average they balance new faults, and a
-/// fault stays open for some fifty messages, long enough to be seen on the dashboard.
+const HEARTBEAT_WEIGHT: f64 = 2.0;
+const FAULT_WEIGHT: f64 = 0.5;
+/// Clears are weighted per open fault, so they balance new faults: over a day about a quarter of a fault is open
+/// on average, and a fault stays open for some tens of messages, long enough to be seen on the dashboard.
 const CLEAR_WEIGHT_PER_OPEN_FAULT: f64 = 2.0;
 
 /// Fault codes a turnstile reports, each with the detail texts units send along.
@@ -56,7 +56,10 @@ const TURNSTILE_FAULTS: &[(&str, &[&str])] = &[
 const CAMERA_FAULTS: &[(&str, &[&str])] = &[
     ("POWER", &["PoE power lost", "supply voltage low"]),
     ("DOOR", &["housing opened"]),
-    ("SENSOR", &["lens obscured", "image sensor overheating", "video signal lost"]),
+    (
+        "SENSOR",
+        &["lens obscured", "image sensor overheating", "video signal lost"],
+    ),
 ];
 
 /// Recognized people are named `P-1000` to `P-1199`, as the site's recognition system would.
@@ -184,8 +187,16 @@ impl TrafficGenerator {
         let open_faults: usize = self.devices.iter().map(|d| d.open_faults.len()).sum();
         let can_fail = self.devices.iter().any(|d| d.free_faults().next().is_some());
         let weights = [
-            if has(DeviceKind::Turnstile) { PASSAGE_WEIGHT * activity } else { 0.0 },
-            if has(DeviceKind::Camera) { RECOGNITION_WEIGHT * activity } else { 0.0 },
+            if has(DeviceKind::Turnstile) {
+                PASSAGE_WEIGHT * activity
+            } else {
+                0.0
+            },
+            if has(DeviceKind::Camera) {
+                RECOGNITION_WEIGHT * activity
+            } else {
+                0.0
+            },
             HEARTBEAT_WEIGHT,
             if can_fail { FAULT_WEIGHT } else { 0.0 },
             CLEAR_WEIGHT_PER_OPEN_FAULT * open_faults as f64,
@@ -235,7 +246,11 @@ impl TrafficGenerator {
 
     fn passage(&mut self, now: Timestamp, hour: i8) -> SimulatedMessage {
         let device = self.pick_device(|d| d.kind == DeviceKind::Turnstile);
-        let direction = if self.rng.random_bool(inbound_share(hour)) { "in" } else { "out" };
+        let direction = if self.rng.random_bool(inbound_share(hour)) {
+            "in"
+        } else {
+            "out"
+        };
         let msg_id = self.msg_id();
         self.json(
             device,
@@ -520,7 +535,9 @@ pub async fn run(
     }
 
     // Every device announces itself at once; the rate paces the traffic after that.
-    let planned = options.duration.map(|d| announcements + (d.as_secs_f64() * rate).round() as u64);
+    let planned = options
+        .duration
+        .map(|d| announcements + (d.as_secs_f64() * rate).round() as u64);
     let progress = progress_bar(options.progress, planned);
     let started = Instant::now();
     let deadline = options.duration.map(|d| started + d);
@@ -582,7 +599,10 @@ pub async fn run(
         );
     }
     // Bounded: with the broker gone the request queue may be full and never drain.
-    if tokio::time::timeout(Duration::from_secs(1), client.disconnect()).await.is_ok() {
+    if tokio::time::timeout(Duration::from_secs(1), client.disconnect())
+        .await
+        .is_ok()
+    {
         let mut poller = poller;
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut poller.0).await;
     }
@@ -642,4 +662,368 @@ fn progress_bar(show: bool, planned: Option<u64>) -> ProgressBar {
     };
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{DeviceCommand, DeviceId, Direction, command_time};
+    use std::collections::{HashMap, HashSet};
+
+    const PREFIX: &str = "gatehouse";
+    const SITE: &str = r#"
+[site]
+timezone = "Europe/Berlin"
+
+[[turnstile]]
+id = "T1"
+name = "Hall A north"
+zone = "Hall A"
+
+[[turnstile]]
+id = "T2"
+name = "Hall B south"
+zone = "Hall B"
+
+[[camera]]
+id = "C1"
+name = "Hall A entrance"
+zone = "Hall A"
+watches = ["T1"]
+"#;
+
+    fn config() -> Config {
+        Config::parse(SITE, "config.toml", std::path::Path::new("")).expect("the test config is valid")
+    }
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().expect("RFC 3339 in a test")
+    }
+
+    fn json(message: &SimulatedMessage) -> serde_json::Value {
+        serde_json::from_slice(&message.payload).expect("a JSON payload")
+    }
+
+    /// `count` messages, one every `step`, starting at `start`.
+    fn generate(
+        seed: u64,
+        start: Timestamp,
+        step: jiff::SignedDuration,
+        count: usize,
+    ) -> Vec<(Timestamp, SimulatedMessage)> {
+        let mut generator = TrafficGenerator::new(&config(), PREFIX, seed);
+        let mut now = start;
+        (0..count)
+            .map(|_| {
+                let message = generator.next_message(now);
+                let item = (now, message);
+                now = now.checked_add(step).unwrap();
+                item
+            })
+            .collect()
+    }
+
+    /// Ten thousand messages spread over a bit more than a day, so every hour's mix is in.
+    fn a_day(seed: u64) -> Vec<(Timestamp, SimulatedMessage)> {
+        generate(
+            seed,
+            at("2025-03-12T00:00:00Z"),
+            jiff::SignedDuration::from_secs(9),
+            10_000,
+        )
+    }
+
+    /// Only the non-status messages at one local hour: the mix and the directions of that hour.
+    fn at_hour(seed: u64, start: &str) -> Vec<SimulatedMessage> {
+        generate(seed, at(start), jiff::SignedDuration::from_millis(100), 5_000)
+            .into_iter()
+            .map(|(_, message)| message)
+            .filter(|message| message.kind != "status")
+            .collect()
+    }
+
+    fn inbound_share_of(messages: &[SimulatedMessage]) -> f64 {
+        let directions: Vec<String> = messages
+            .iter()
+            .filter(|m| m.kind == "passage" && !m.duplicate)
+            .map(|m| json(m)["direction"].as_str().unwrap().to_owned())
+            .collect();
+        directions.iter().filter(|d| *d == "in").count() as f64 / directions.len() as f64
+    }
+
+    #[test]
+    fn every_generated_message_passes_the_ingest_parser() {
+        let config = config();
+        let devices: HashMap<DeviceId, DeviceKind> = config.device_ids().into_iter().collect();
+        for (now, message) in a_day(7) {
+            let parsed = crate::ingest::parse(PREFIX, &message.topic, &message.payload, now, |id| {
+                devices.get(id).copied()
+            })
+            .unwrap_or_else(|e| panic!("{} {:?}: {e}", message.topic, String::from_utf8_lossy(&message.payload)));
+            assert!(message.topic.ends_with(&format!("/{}", message.kind)), "{message:?}");
+            assert_eq!(message.retain, message.kind == "status", "{message:?}");
+            // Duplicates keep the instant of the message they repeat; everything else happens now.
+            if !message.duplicate {
+                assert_eq!(command_time(&parsed.command), now, "{message:?}");
+            }
+            match message.kind {
+                "status" | "heartbeat" => assert_eq!(parsed.msg_id, None),
+                _ => assert!(parsed.msg_id.unwrap().starts_with("sim-"), "{message:?}"),
+            }
+            let expected = match message.kind {
+                "passage" => matches!(parsed.command, DeviceCommand::RecordPassage { .. }),
+                "recognition" => matches!(parsed.command, DeviceCommand::RecordRecognition { .. }),
+                "fault" => matches!(parsed.command, DeviceCommand::ReportFault { .. }),
+                "fault_cleared" => matches!(parsed.command, DeviceCommand::ClearFault { .. }),
+                "heartbeat" => matches!(parsed.command, DeviceCommand::RecordHeartbeat { .. }),
+                "status" => matches!(parsed.command, DeviceCommand::ReportAvailability { online: true, .. }),
+                other => panic!("unexpected kind {other}"),
+            };
+            assert!(expected, "{message:?} became {:?}", parsed.command);
+        }
+    }
+
+    #[test]
+    fn every_device_first_announces_itself_online_retained() {
+        let messages: Vec<SimulatedMessage> = a_day(1).into_iter().take(3).map(|(_, m)| m).collect();
+        let topics: Vec<&str> = messages.iter().map(|m| m.topic.as_str()).collect();
+        assert_eq!(
+            topics,
+            [
+                "gatehouse/turnstile/T1/status",
+                "gatehouse/turnstile/T2/status",
+                "gatehouse/camera/C1/status"
+            ]
+        );
+        assert!(
+            messages
+                .iter()
+                .all(|m| m.retain && m.payload == b"online" && m.kind == "status")
+        );
+    }
+
+    #[test]
+    fn passages_dominate_the_mix_and_every_kind_occurs() {
+        let messages: Vec<SimulatedMessage> = a_day(11).into_iter().map(|(_, m)| m).collect();
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for message in &messages {
+            *counts.entry(message.kind).or_default() += 1;
+        }
+        let share = |kind: &str| counts.get(kind).copied().unwrap_or(0) as f64 / messages.len() as f64;
+        assert!(share("passage") > 0.7, "{counts:?}");
+        assert!(share("recognition") > 0.03, "{counts:?}");
+        assert!(share("heartbeat") > 0.01 && share("heartbeat") < 0.1, "{counts:?}");
+        for kind in ["fault", "fault_cleared"] {
+            assert!(share(kind) > 0.002 && share(kind) < 0.03, "{kind}: {counts:?}");
+        }
+        assert_eq!(counts["status"], 3);
+
+        // At rush hour passages are even more of the traffic, at night less, but still the majority.
+        let passages = |messages: &[SimulatedMessage]| {
+            messages.iter().filter(|m| m.kind == "passage").count() as f64 / messages.len() as f64
+        };
+        let rush = passages(&at_hour(3, "2025-03-12T07:00:00Z"));
+        let night = passages(&at_hour(3, "2025-03-12T02:00:00Z"));
+        assert!(rush > 0.8, "{rush}");
+        assert!(night > 0.5 && night < rush - 0.1, "{night}");
+
+        // Passages only come from turnstiles, recognitions only from cameras.
+        assert!(
+            messages
+                .iter()
+                .filter(|m| m.kind == "passage")
+                .all(|m| m.topic.contains("/turnstile/"))
+        );
+        assert!(
+            messages
+                .iter()
+                .filter(|m| m.kind == "recognition")
+                .all(|m| m.topic.contains("/camera/"))
+        );
+    }
+
+    #[test]
+    fn rush_hours_set_the_direction() {
+        // 08:00 and 17:30 in Berlin (CET, UTC+1 in March).
+        let morning = at("2025-03-12T07:00:00Z");
+        assert_eq!(morning.to_zoned_datetime(config().site.timezone).hour(), 8);
+        let morning = inbound_share_of(&at_hour(5, "2025-03-12T07:00:00Z"));
+        let evening = inbound_share_of(&at_hour(5, "2025-03-12T16:30:00Z"));
+        let noon = inbound_share_of(&at_hour(5, "2025-03-12T11:00:00Z"));
+        assert!(morning > 0.75, "morning in share {morning}");
+        assert!(evening < 0.25, "evening in share {evening}");
+        assert!((0.4..0.6).contains(&noon), "noon in share {noon}");
+    }
+
+    #[test]
+    fn faults_and_clears_pair_up_per_device() {
+        let mut open: HashSet<(String, String)> = HashSet::new();
+        let (mut faults, mut clears) = (0, 0);
+        for (_, message) in a_day(13) {
+            if message.duplicate || !message.kind.starts_with("fault") {
+                continue;
+            }
+            let device = message.topic.rsplit('/').nth(1).unwrap().to_owned();
+            let code = json(&message)["code"].as_str().unwrap().to_owned();
+            if message.kind == "fault" {
+                faults += 1;
+                assert!(["JAM", "POWER", "DOOR", "SENSOR"].contains(&code.as_str()));
+                assert!(!json(&message)["detail"].as_str().unwrap().is_empty());
+                assert!(device != "C1" || code != "JAM", "cameras do not jam");
+                assert!(
+                    open.insert((device, code)),
+                    "a fault already open reported again: {message:?}"
+                );
+            } else {
+                clears += 1;
+                assert!(
+                    open.remove(&(device, code)),
+                    "cleared a fault that is not open: {message:?}"
+                );
+            }
+        }
+        assert!(faults > 30, "{faults} faults");
+        assert_eq!(faults - clears, open.len());
+        assert!(open.len() <= 4, "faults pile up: {open:?}");
+    }
+
+    #[test]
+    fn recognitions_are_mostly_known_subjects_with_high_confidence() {
+        let recognitions: Vec<serde_json::Value> = a_day(17)
+            .into_iter()
+            .filter(|(_, m)| m.kind == "recognition" && !m.duplicate)
+            .map(|(_, m)| json(&m))
+            .collect();
+        let mut known = 0;
+        for recognition in &recognitions {
+            let confidence = recognition["confidence"].as_f64().unwrap();
+            match recognition["subject"].as_str() {
+                Some(subject) => {
+                    known += 1;
+                    let number: u32 = subject.strip_prefix("P-").unwrap().parse().unwrap();
+                    assert!((1000..=1199).contains(&number), "{subject}");
+                    assert!((0.75..=0.99).contains(&confidence), "{confidence}");
+                }
+                None => {
+                    assert!(recognition["subject"].is_null());
+                    assert!((0.2..=0.7).contains(&confidence), "{confidence}");
+                }
+            }
+        }
+        assert!(recognitions.len() > 100, "{} recognitions", recognitions.len());
+        let share = f64::from(known) / recognitions.len() as f64;
+        assert!((0.6..0.8).contains(&share), "known share {share}");
+    }
+
+    #[test]
+    fn about_one_percent_are_retries_of_an_earlier_message() {
+        let mut seen: HashMap<String, SimulatedMessage> = HashMap::new();
+        let mut duplicates = 0;
+        for (_, message) in a_day(19) {
+            if matches!(message.kind, "status" | "heartbeat") {
+                assert!(!message.duplicate, "{message:?}");
+                continue;
+            }
+            let msg_id = json(&message)["msg_id"].as_str().unwrap().to_owned();
+            if message.duplicate {
+                duplicates += 1;
+                let original = seen.get(&msg_id).expect("a duplicate repeats an earlier msg_id");
+                assert_eq!((&original.topic, &original.payload), (&message.topic, &message.payload));
+                assert_eq!(original.kind, message.kind);
+            } else {
+                assert!(seen.insert(msg_id, message).is_none(), "msg_ids are unique");
+            }
+        }
+        assert!((50..=160).contains(&duplicates), "{duplicates} duplicates in 10,000");
+    }
+
+    #[test]
+    fn the_seed_decides_the_traffic() {
+        let same = |seed| a_day(seed).into_iter().take(500).map(|(_, m)| m).collect::<Vec<_>>();
+        assert_eq!(same(23), same(23));
+        // Another seed is another run: its msg_ids never collide with the first one's.
+        let ids = |seed| {
+            same(seed)
+                .iter()
+                .filter(|m| m.kind == "passage")
+                .map(|m| json(m)["msg_id"].as_str().unwrap().to_owned())
+                .collect::<HashSet<_>>()
+        };
+        assert!(ids(23).is_disjoint(&ids(29)));
+    }
+
+    #[test]
+    fn the_report_reads_as_a_short_summary() {
+        let mut report = SimulationReport::default();
+        for _ in 0..3 {
+            report.record("passage", false);
+        }
+        report.record("passage", true);
+        report.record("status", false);
+        report.record("fault_cleared", false);
+        report.acked = 6;
+        assert_eq!(
+            report.to_string(),
+            "sent 6 messages (1 duplicate), 6 acknowledged\n  passage        4\n  fault_cleared  1\n  status         1"
+        );
+        assert_eq!(report.by_message["passage"], 4);
+    }
+
+    fn options(rate: f64) -> SimulateOptions {
+        SimulateOptions {
+            rate,
+            duration: Some(Duration::from_secs(1)),
+            host: "127.0.0.1".into(),
+            port: 1,
+            username: None,
+            password: None,
+            topic_prefix: PREFIX.into(),
+            seed: Some(1),
+            progress: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn run_refuses_a_rate_that_is_not_positive() {
+        for rate in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let error = run(&config(), options(rate), std::future::pending()).await.unwrap_err();
+            assert!(
+                error.to_string().starts_with("rate must be a positive number"),
+                "{error}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn run_refuses_a_site_without_devices() {
+        let empty = Config::parse("", "config.toml", std::path::Path::new("")).unwrap();
+        let error = run(&empty, options(10.0), std::future::pending()).await.unwrap_err();
+        assert!(error.to_string().starts_with("no devices to simulate"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn stopping_before_the_connection_is_up_reports_nothing_sent() {
+        // Port 1 on localhost refuses connections: `run` would retry for 10 s, but `stop` wins.
+        let report = run(&config(), options(10.0), std::future::ready(())).await.unwrap();
+        assert_eq!(report, SimulationReport::default());
+    }
+
+    #[test]
+    fn the_simulation_can_run_on_any_tokio_worker() {
+        // `serve --demo` spawns it: the future must be Send whenever `stop` is.
+        fn assert_send(_: impl Send) {}
+        let config = config();
+        assert_send(run(&config, options(1.0), std::future::pending::<()>()));
+    }
+
+    #[test]
+    fn directions_parse_as_the_domain_spells_them() {
+        for message in at_hour(31, "2025-03-12T07:00:00Z")
+            .iter()
+            .filter(|m| m.kind == "passage")
+        {
+            let direction = json(message)["direction"].as_str().unwrap().to_owned();
+            assert!(direction.parse::<Direction>().is_ok());
+        }
+    }
 }

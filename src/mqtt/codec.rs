@@ -115,7 +115,9 @@ pub fn read_connect(buf: &mut BytesMut) -> Result<Option<Inbound>, FrameError> {
     if buf.first().is_some_and(|b| b >> 4 != 1) {
         return Err(FrameError::NotConnect);
     }
-    let Some(level) = protocol_level(buf) else { return Ok(None) };
+    let Some(level) = protocol_level(buf) else {
+        return Ok(None);
+    };
     if level == 5 {
         return match v5::Packet::read(buf, Some(MAX_PACKET as u32)) {
             Ok(v5::Packet::Connect(c, will, _login)) => Ok(Some(Inbound::Connect {
@@ -140,7 +142,11 @@ pub fn read_connect(buf: &mut BytesMut) -> Result<Option<Inbound>, FrameError> {
             client_id: c.client_id,
             clean_session: c.clean_session,
             keep_alive: c.keep_alive,
-            will: c.last_will.map(|w| Will { topic: w.topic, payload: w.message, qos: w.qos as u8 }),
+            will: c.last_will.map(|w| Will {
+                topic: w.topic,
+                payload: w.message,
+                qos: w.qos as u8,
+            }),
         })),
         Ok(_) => Err(FrameError::NotConnect),
         Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => Ok(None),

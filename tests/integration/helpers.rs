@@ -46,9 +46,22 @@ impl Site {
     }
 
     pub fn write_config(&self, devices: &str) {
+        self.write_config_with_mqtt("listen = \"127.0.0.1:0\"", devices);
+    }
+
+    /// A site whose `[mqtt]` section is `mqtt` (e.g. an external broker URL or a fixed listen port).
+    pub fn with_mqtt(mqtt: &str, devices: &str) -> Site {
+        let site = Site {
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        site.write_config_with_mqtt(mqtt, devices);
+        site
+    }
+
+    pub fn write_config_with_mqtt(&self, mqtt: &str, devices: &str) {
         let text = format!(
             "[site]\nname = \"Test Station\"\ntimezone = \"Europe/Berlin\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n\
-             [storage]\ndir = \"data\"\nsnapshot_every = 3\n\n[mqtt]\nlisten = \"127.0.0.1:0\"\n{devices}"
+             [storage]\ndir = \"data\"\nsnapshot_every = 3\n\n[mqtt]\n{mqtt}\n{devices}"
         );
         std::fs::write(self.config_path(), text).expect("write config");
     }
@@ -217,4 +230,103 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     panic!("timed out waiting until {what}");
+}
+
+/// A free TCP port on the loopback interface (bound and released; fine for a test that binds it right away).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something accepts TCP connections on `port`.
+pub fn wait_for_port(port: u16) {
+    for _ in 0..500 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("nothing listens on port {port}");
+}
+
+/// A real Mosquitto broker on a free port, with persistence so its sessions survive a restart. Killed on drop.
+pub struct Mosquitto {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl Mosquitto {
+    pub fn start() -> Mosquitto {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        // max_queued_messages: Mosquitto's default (1000) drops QoS 1 messages for a disconnected persistent
+        // session during a long outage; operators must raise it, and so do the tests.
+        let conf = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
+             max_queued_messages 1000000\nmax_inflight_messages 0\n",
+            dir.path().display()
+        );
+        std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
+        let mut broker = Mosquitto { port, dir, child: None };
+        broker.spawn();
+        broker
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(self.dir.path().join("mosquitto.conf"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed (scripts/test installs it)");
+        self.child = Some(child);
+        wait_for_port(self.port);
+    }
+
+    /// Stops the broker gracefully (it saves its sessions) and starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Publishes `lines` (one payload each) to `topic` with QoS 1 through `mosquitto_pub -l`, as a gateway would.
+pub fn mosquitto_pub_lines(port: u16, topic: &str, lines: &[String]) {
+    use std::io::Write as _;
+    let mut child = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-t", topic, "-l"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("mosquitto_pub is installed (scripts/test installs it)");
+    let mut stdin = child.stdin.take().unwrap();
+    for line in lines {
+        writeln!(stdin, "{line}").unwrap();
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success(), "mosquitto_pub failed");
 }

@@ -7,6 +7,8 @@ mod helpers;
 mod ingest;
 mod journal;
 mod mqtt_embedded;
+mod mqtt_external;
 mod projections;
 mod recovery;
 mod serve;
+mod simulate;

@@ -133,7 +133,12 @@ fn a_gateway_that_vanishes_has_its_last_will_recorded() {
             use std::io::{Read, Write};
             let mut connect = rumqttc::Connect::new("cabinet-7");
             connect.keep_alive = 30;
-            connect.last_will = Some(LastWill::new("gatehouse/turnstile/T1/status", "offline", QoS::AtLeastOnce, true));
+            connect.last_will = Some(LastWill::new(
+                "gatehouse/turnstile/T1/status",
+                "offline",
+                QoS::AtLeastOnce,
+                true,
+            ));
             let mut online = rumqttc::Publish::new("gatehouse/turnstile/T1/status", QoS::AtLeastOnce, "online");
             online.pkid = 1;
             let mut bytes = bytes::BytesMut::new();

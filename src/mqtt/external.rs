@@ -1,0 +1,229 @@
+//! Ingestion from an external broker (`[mqtt] broker = "mqtt://host:port"` or `mqtts://`): gatehouse subscribes
+//! with QoS 1, a fixed client id and a persistent session, so the broker keeps what gateways send while gatehouse
+//! is down. Each message is acknowledged only after its effect is committed, in the order messages arrived. If the
+//! journal cannot commit, the connection is dropped and re-opened: a broker re-sends unacknowledged QoS 1
+//! messages only after a reconnect (MQTT 3.1.1 §4.4).
+
+use crate::config::{Broker, MqttConfig};
+use crate::ingest::{Ingested, Ingestor};
+use crate::journal::AppendError;
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, Transport};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Longest pause between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// QoS 1 messages the broker may have outstanding with us at once.
+const IN_FLIGHT: u16 = 1000;
+
+/// Connection state and counters, for `/healthz`, `/metrics` and tests.
+#[derive(Debug, Default)]
+pub struct ExternalStatus {
+    pub connected: AtomicBool,
+    pub messages: AtomicU64,
+    pub acked: AtomicU64,
+    pub reconnects: AtomicU64,
+}
+
+/// The running subscriber; stops when dropped.
+pub struct ExternalSubscriber {
+    pub status: Arc<ExternalStatus>,
+    stop: watch::Sender<bool>,
+}
+
+impl ExternalSubscriber {
+    /// Starts subscribing on the current actix/tokio runtime. Connection problems are retried with backoff and
+    /// logged; they never stop the server.
+    pub fn start(config: &MqttConfig, ingestor: Ingestor) -> anyhow::Result<ExternalSubscriber> {
+        let options = options(config)?;
+        let status = Arc::new(ExternalStatus::default());
+        let (stop, stopped) = watch::channel(false);
+        let filter = format!("{}/+/+/+", config.topic_prefix);
+        actix_web::rt::spawn(run(options, filter, ingestor, status.clone(), stopped));
+        Ok(ExternalSubscriber { status, stop })
+    }
+
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+}
+
+impl Drop for ExternalSubscriber {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The client id: fixed, so the broker recognises our persistent session across restarts.
+pub fn client_id(config: &MqttConfig) -> String {
+    format!("gatehouse-{}", config.topic_prefix.replace('/', "-"))
+}
+
+fn options(config: &MqttConfig) -> anyhow::Result<MqttOptions> {
+    let Broker::External { host, port, tls, .. } = &config.broker else {
+        anyhow::bail!("mqtt: the external subscriber needs a broker URL");
+    };
+    let mut options = MqttOptions::new(client_id(config), host.clone(), *port);
+    options.set_keep_alive(Duration::from_secs(30));
+    options.set_clean_session(false);
+    options.set_manual_acks(true);
+    options.set_inflight(IN_FLIGHT);
+    // Payloads over 64 KiB must still arrive to be dead-lettered with their reason.
+    options.set_max_packet_size(crate::mqtt::codec::MAX_PACKET, crate::mqtt::codec::MAX_PACKET);
+    if let (Some(user), Some(password)) = (&config.username, &config.password) {
+        options.set_credentials(user.clone(), password.clone());
+    } else if let Some(user) = &config.username {
+        options.set_credentials(user.clone(), "");
+    }
+    if *tls {
+        options.set_transport(Transport::tls_with_config(tls_config()?.into()));
+    }
+    Ok(options)
+}
+
+fn tls_config() -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        // A malformed system certificate is skipped, as every TLS client does.
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        anyhow::bail!("mqtt: no trusted CA certificates found on this system for mqtts://");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}
+
+async fn run(
+    options: MqttOptions,
+    filter: String,
+    ingestor: Ingestor,
+    status: Arc<ExternalStatus>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let outcome = session(options.clone(), &filter, &ingestor, &status, &mut stop, &mut backoff).await;
+        status.connected.store(false, Ordering::Relaxed);
+        match outcome {
+            Ok(()) => return,
+            Err(reason) => {
+                status.reconnects.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(broker = %format!("{}:{}", options.broker_address().0, options.broker_address().1),
+                    %reason, retry_in = ?backoff, "mqtt connection lost; reconnecting");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// One connection's life: `Ok` when asked to stop, `Err(reason)` when it must be re-opened.
+async fn session(
+    options: MqttOptions,
+    filter: &str,
+    ingestor: &Ingestor,
+    status: &Arc<ExternalStatus>,
+    stop: &mut watch::Receiver<bool>,
+    backoff: &mut Duration,
+) -> Result<(), String> {
+    let (client, mut eventloop) = AsyncClient::new(options, usize::from(IN_FLIGHT) + 10);
+    let (publishes, incoming) = mpsc::unbounded_channel();
+    let (failed_tx, mut failed) = oneshot::channel();
+    // Ingestion and acknowledgement live in their own task: awaiting the client inside the task that polls the
+    // event loop deadlocks once the request channel fills (rumqttc #263, #1025).
+    let acker = actix_web::rt::spawn(ingest_in_order(
+        client.clone(),
+        ingestor.clone(),
+        incoming,
+        failed_tx,
+        status.clone(),
+    ));
+    let result = loop {
+        tokio::select! {
+            event = eventloop.poll() => match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    tracing::info!(session_present = ack.session_present, "connected to mqtt broker");
+                    status.connected.store(true, Ordering::Relaxed);
+                    *backoff = Duration::from_millis(500);
+                    // Subscribing again when the session already has it is harmless and covers a lost session.
+                    if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
+                        break Err(format!("cannot subscribe: {e}"));
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
+                        break Err(format!("the broker refused the subscription to {filter}"));
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    status.messages.fetch_add(1, Ordering::Relaxed);
+                    if publishes.send(publish).is_err() {
+                        break Err("ingestion stopped".into());
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => break Err(e.to_string()),
+            },
+            journal_error = &mut failed => {
+                break Err(match journal_error {
+                    Ok(error) => format!("{error}; re-opening the connection so the broker re-sends"),
+                    Err(_) => "ingestion stopped".into(),
+                });
+            }
+            _ = stop.wait_for(|s| *s) => break Ok(()),
+        }
+    };
+    acker.abort();
+    result
+}
+
+/// Ingests messages concurrently but acknowledges them strictly in arrival order, each only once committed.
+/// On a journal failure it acknowledges nothing more and reports, so the session is re-opened.
+async fn ingest_in_order(
+    client: AsyncClient,
+    ingestor: Ingestor,
+    mut incoming: mpsc::UnboundedReceiver<Publish>,
+    failed: oneshot::Sender<AppendError>,
+    status: Arc<ExternalStatus>,
+) {
+    type Done = (Publish, Result<Ingested, AppendError>);
+    let mut pending: FuturesOrdered<std::pin::Pin<Box<dyn std::future::Future<Output = Done>>>> = FuturesOrdered::new();
+    loop {
+        tokio::select! {
+            publish = incoming.recv() => {
+                let Some(publish) = publish else { return };
+                let ingestor = ingestor.clone();
+                let received_at = jiff::Timestamp::now();
+                pending.push_back(Box::pin(async move {
+                    let result = ingestor.ingest(&publish.topic, &publish.payload, received_at).await;
+                    (publish, result)
+                }));
+            }
+            Some((publish, result)) = pending.next(), if !pending.is_empty() => match result {
+                Ok(_) => {
+                    if publish.qos != QoS::AtMostOnce {
+                        if client.ack(&publish).await.is_err() {
+                            return;
+                        }
+                        status.acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(error) => {
+                    let _ = failed.send(error);
+                    return;
+                }
+            },
+        }
+    }
+}
