@@ -264,9 +264,12 @@ impl Mosquitto {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         // max_queued_messages: Mosquitto's default (1000) drops QoS 1 messages for a disconnected persistent
-        // session during a long outage; operators must raise it, and so do the tests.
+        // session during a long outage; operators must raise it, and so do the tests. `user root`: started as root
+        // (CI), Mosquitto would otherwise switch to its own user, which cannot write the temporary directory, and
+        // lose every session on restart. Ignored when not started as root.
         let conf = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
+             user root\n\
              max_queued_messages 1000000\nmax_inflight_messages 0\n",
             dir.path().display()
         );

@@ -2,6 +2,7 @@
 //! projectors, and the real binary for the command line.
 
 mod cli;
+mod crash;
 mod dead_letters;
 mod helpers;
 mod ingest;

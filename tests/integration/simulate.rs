@@ -8,50 +8,9 @@ use gatehouse::domain::{DeviceId, DeviceKind};
 use gatehouse::simulate::{SimulateOptions, run};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::collections::{BTreeMap, HashMap};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use tokio::sync::mpsc;
-
-/// A mosquitto broker on a free localhost port, killed when dropped, so a failing test leaves no broker behind.
-struct Mosquitto {
-    child: Child,
-    port: u16,
-}
-
-impl Mosquitto {
-    fn start() -> Mosquitto {
-        let port = free_port();
-        // Without a config file mosquitto 2 listens on localhost only, which is all these tests need.
-        let child = Command::new("mosquitto")
-            .args(["-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto runs (install it: apt-get install -y mosquitto mosquitto-clients)");
-        let broker = Mosquitto { child, port };
-        for _ in 0..500 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return broker;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("mosquitto did not listen on port {port} within 10 s");
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port nothing listens on (for a moment: the listener is dropped at once).
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().unwrap().port()
-}
 
 fn options(port: u16, rate: f64, duration: Option<Duration>) -> SimulateOptions {
     SimulateOptions {
