@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::db::StoragePaths;
 use crate::domain::{DeviceEvent, DeviceId, DeviceState};
 use crate::journal::JournalReader;
+use crate::simulate::SimulateOptions;
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -28,8 +29,24 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run everything: journal, device actors, projectors, web server.
-    Serve,
+    /// Run everything: journal, device actors, projectors, MQTT ingestion, web server.
+    Serve {
+        /// Also feed simulated traffic for the configured devices, so the pages come alive at once.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Publish realistic device traffic for the configured devices to an MQTT broker.
+    Simulate {
+        /// Messages per second, all devices together.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// How long to publish, in seconds.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// Broker to publish to (mqtt://host:port); default: the configured embedded endpoint or broker.
+        #[arg(long)]
+        broker: Option<String>,
+    },
     /// Validate the configuration and print a summary.
     CheckConfig,
     /// Rebuild read models from the journal (all when none is named); safe while `serve` runs.
@@ -94,7 +111,8 @@ fn load_config(cli: &Cli) -> Result<Config, Failure> {
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let config = load_config(&cli)?;
     match cli.command {
-        Command::Serve => serve(config),
+        Command::Serve { demo } => serve(config, demo),
+        Command::Simulate { rate, duration, broker } => simulate(config, rate, duration, broker.as_deref()),
         Command::CheckConfig => {
             print!("{}", config.summary());
             Ok(())
@@ -140,7 +158,10 @@ fn dead_letters(
     Ok(())
 }
 
-fn serve(config: Config) -> Result<(), Failure> {
+/// Messages per second the `--demo` feed publishes: lively pages, a journal that grows slowly.
+const DEMO_RATE: f64 = 10.0;
+
+fn serve(config: Config, demo: bool) -> Result<(), Failure> {
     let system = actix_web::rt::System::new();
     let writer_thread = system.block_on(async move {
         let app = Application::build(config).await?;
@@ -148,12 +169,109 @@ fn serve(config: Config) -> Result<(), Failure> {
         if let Some(mqtt) = app.mqtt_addr() {
             println!("gatehouse: gateways publish to mqtt://{mqtt} (embedded endpoint)");
         }
+        if demo {
+            let config = app.state().config.clone();
+            let (host, port) = match app.mqtt_addr() {
+                Some(addr) => (loopback_for(addr.ip()), addr.port()),
+                None => broker_target(&config, None)?,
+            };
+            println!("gatehouse: demo: simulating {DEMO_RATE} device messages per second");
+            let options = SimulateOptions {
+                rate: DEMO_RATE,
+                duration: None,
+                host,
+                port,
+                username: config.mqtt.username.clone(),
+                password: config.mqtt.password.clone(),
+                topic_prefix: config.mqtt.topic_prefix.clone(),
+                seed: None,
+                progress: false,
+            };
+            actix_web::rt::spawn(async move {
+                if let Err(error) = crate::simulate::run(&config, options, std::future::pending()).await {
+                    tracing::error!(error = %format!("{error:#}"), "demo traffic stopped");
+                }
+            });
+        }
         // actix-web itself stops on SIGINT/SIGTERM; no other shutdown trigger for the command line.
         app.run_until_stopped(std::future::pending()).await
     })?;
     // Dropping the system drops the actors and with them the last writer handles; the writer then finishes.
     drop(system);
     writer_thread.join();
+    Ok(())
+}
+
+/// Where a client on this machine reaches a listener bound to `ip` (0.0.0.0 means every interface).
+fn loopback_for(ip: std::net::IpAddr) -> String {
+    if ip.is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        ip.to_string()
+    }
+}
+
+/// The broker `simulate` publishes to: `--broker URL`, else the configured one.
+fn broker_target(config: &Config, url: Option<&str>) -> anyhow::Result<(String, u16)> {
+    if let Some(url) = url {
+        let rest = url
+            .strip_prefix("mqtt://")
+            .ok_or_else(|| anyhow!("--broker {url:?}: expected mqtt://host:port (the simulator does not speak TLS)"))?;
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) => (
+                host,
+                port.parse::<u16>()
+                    .map_err(|_| anyhow!("--broker {url:?}: {port:?} is not a port number"))?,
+            ),
+            None => (rest, 1883),
+        };
+        if host.is_empty() {
+            return Err(anyhow!("--broker {url:?}: no host"));
+        }
+        return Ok((host.trim_start_matches('[').trim_end_matches(']').to_owned(), port));
+    }
+    match &config.mqtt.broker {
+        crate::config::Broker::Embedded => Ok((loopback_for(config.mqtt.listen.ip()), config.mqtt.listen.port())),
+        crate::config::Broker::External { tls: true, url, .. } => Err(anyhow!(
+            "simulate: the configured broker {url} uses TLS, which the simulator does not speak: pass --broker mqtt://host:port"
+        )),
+        crate::config::Broker::External { host, port, .. } => Ok((host.clone(), *port)),
+    }
+}
+
+fn simulate(config: Config, rate: f64, duration: u64, broker: Option<&str>) -> Result<(), Failure> {
+    let (host, port) = broker_target(&config, broker).map_err(Failure::Usage)?;
+    if !(rate.is_finite() && rate > 0.0) {
+        return Err(Failure::Usage(anyhow!(
+            "--rate {rate}: expected a positive number of messages per second"
+        )));
+    }
+    let options = SimulateOptions {
+        rate,
+        duration: Some(Duration::from_secs(duration)),
+        host,
+        port,
+        username: config.mqtt.username.clone(),
+        password: config.mqtt.password.clone(),
+        topic_prefix: config.mqtt.topic_prefix.clone(),
+        seed: None,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start tokio")?;
+    let report = runtime.block_on(crate::simulate::run(&config, options, async {
+        let _ = tokio::signal::ctrl_c().await;
+    }))?;
+    println!("{report}");
+    if report.acked < report.sent {
+        return Err(Failure::Runtime(anyhow!(
+            "simulate: {} of {} messages were not acknowledged by the broker",
+            report.sent - report.acked,
+            report.sent
+        )));
+    }
     Ok(())
 }
 

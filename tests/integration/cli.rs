@@ -194,3 +194,70 @@ fn state_as_of_a_past_instant_folds_only_what_had_happened_by_then() {
         stderr(&bad_time)
     );
 }
+
+#[test]
+fn simulate_publishes_to_the_running_server_and_reports_what_was_acknowledged() {
+    let port = free_port();
+    let site = Site::with_mqtt(&format!("listen = \"127.0.0.1:{port}\""), TWO_TURNSTILES_ONE_CAMERA);
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .current_dir(site.dir.path())
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(port);
+    let output = site.gatehouse(&["simulate", "--rate", "200", "--duration", "2"]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report = stdout(&output);
+    let sent: u64 = report.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(report.contains(&format!("{sent} acknowledged")), "{report}");
+    assert!(sent > 50, "{report}");
+    let journal = site.paths().journal();
+    assert!(
+        query_i64(
+            &journal,
+            "SELECT COUNT(*) FROM events WHERE event_type = 'PassageRecorded'"
+        ) > 0
+    );
+    // Simulated traffic is valid by construction: nothing became a dead letter.
+    assert_eq!(query_i64(&journal, "SELECT COUNT(*) FROM dead_letters"), 0);
+}
+
+#[test]
+fn dead_letters_lists_and_discards_from_the_command_line() {
+    let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
+    let never_ran = site.gatehouse(&["dead-letters"]);
+    assert_eq!(never_ran.status.code(), Some(1));
+    assert!(stderr(&never_ran).contains("no such database (has `gatehouse serve` run with this config?)"));
+    with_app(site.config(), async |_| {});
+    let empty = site.gatehouse(&["dead-letters"]);
+    assert_eq!(empty.status.code(), Some(0), "{}", stderr(&empty));
+    assert_eq!(
+        stdout(&empty),
+        "no dead letters: every message received so far became events\n"
+    );
+    with_app(site.config(), async |app| {
+        let ingestor = &app.state().ingestor;
+        ingestor
+            .ingest("gatehouse/turnstile/T1/passage", b"{oops", at("2026-03-01T12:00:00Z"))
+            .await
+            .unwrap();
+    });
+    let listed = stdout(&site.gatehouse(&["dead-letters"]));
+    assert!(listed.contains("gatehouse/turnstile/T1/passage"), "{listed}");
+    assert!(listed.contains("payload is not valid JSON"), "{listed}");
+    assert!(listed.contains("{oops"), "{listed}");
+    let discarded = site.gatehouse(&["dead-letters", "--discard", "1"]);
+    assert_eq!(
+        (discarded.status.code(), stdout(&discarded).as_str()),
+        (Some(0), "dead letter 1 discarded\n")
+    );
+    let again = site.gatehouse(&["dead-letters", "--discard", "1"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(stderr(&again), "gatehouse: dead letter 1 is already discarded\n");
+    let missing = site.gatehouse(&["dead-letters", "--redrive", "99"]);
+    assert_eq!(stderr(&missing), "gatehouse: dead letter 99 does not exist\n");
+}
