@@ -26,6 +26,8 @@ pub struct AppState {
     pub projectors: Vec<ProjectorHandle>,
     /// The journal head, as the writer announces it.
     pub committed: watch::Receiver<Position>,
+    /// The external broker connection, when messages come through one (`/healthz` reports it).
+    pub external_mqtt: Option<Arc<crate::mqtt::external::ExternalStatus>>,
 }
 
 /// Name of the lock file in `[storage].dir`: one running core per data directory.
@@ -95,6 +97,7 @@ impl Core {
             ingestor,
             projectors,
             committed: writer.committed(),
+            external_mqtt: None,
         };
         Ok(Core {
             state,
@@ -142,7 +145,7 @@ impl Application {
         let http = TcpListener::bind(config.http.listen)
             .with_context(|| format!("http: cannot listen on {}", config.http.listen))?;
         let http_addr = http.local_addr()?;
-        let core = Core::start(config).await?;
+        let mut core = Core::start(config).await?;
         let state = core.state();
         let mqtt = match state.config.mqtt.broker {
             Broker::Embedded => {
@@ -152,6 +155,10 @@ impl Application {
                 Mqtt::External(ExternalSubscriber::start(&state.config.mqtt, state.ingestor.clone())?)
             }
         };
+        if let Mqtt::External(subscriber) = &mqtt {
+            core.state.external_mqtt = Some(subscriber.status.clone());
+        }
+        let state = core.state();
         // Dead letters an admin asked to re-drive (from the command line, in another process) are picked up here.
         crate::dead_letters::spawn_redrive_loop(state.ingestor.clone(), state.paths.journal());
         tracing::info!(devices = state.registry.len(), http = %http_addr, dir = %state.paths.dir.display(), "gatehouse started");

@@ -1,4 +1,5 @@
-//! `/healthz`: 200 `ok` when the journal writer and every projector are healthy, else 503 naming the failing part.
+//! `/healthz`: 200 `ok` when the journal writer, every projector and the MQTT connection are healthy, else 503
+//! naming the failing part.
 
 use crate::app::AppState;
 use actix_web::{HttpResponse, web};
@@ -7,6 +8,11 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     let mut problems = Vec::new();
     if state.committed.has_changed().is_err() {
         problems.push("journal: writer has stopped".to_owned());
+    }
+    if let Some(mqtt) = &state.external_mqtt
+        && !mqtt.connected.load(std::sync::atomic::Ordering::Relaxed)
+    {
+        problems.push("mqtt: not connected to the broker (see the log for why; retrying)".to_owned());
     }
     for projector in &state.projectors {
         if let Some(error) = projector.error() {

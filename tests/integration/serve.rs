@@ -121,3 +121,25 @@ fn an_empty_site_says_how_to_add_devices() {
         assert!(page.contains("No devices yet: add a"), "{page}");
     });
 }
+
+#[test]
+fn healthz_names_the_mqtt_connection_when_the_broker_is_unreachable() {
+    let nobody = free_port();
+    let site = Site::with_mqtt(&format!("broker = \"mqtt://127.0.0.1:{nobody}\""), TWO_TURNSTILES_ONE_CAMERA);
+    with_server(site.config(), async |_, addr| {
+        let (status, body) = get(addr, "/healthz").await;
+        assert_eq!(status, 503);
+        assert_eq!(body, "mqtt: not connected to the broker (see the log for why; retrying)\n");
+    });
+}
+
+#[test]
+fn a_second_server_on_the_same_data_directory_is_refused() {
+    let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
+    with_app(site.config(), async |_| {
+        let second = site.gatehouse(&["serve"]);
+        assert_eq!(second.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&second.stderr);
+        assert!(stderr.ends_with("data: another gatehouse is running on this data directory\n"), "{stderr}");
+    });
+}
