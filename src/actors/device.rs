@@ -127,6 +127,15 @@ impl RecentIds {
     }
 }
 
+/// How device actors behave, from `config.toml`.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceSettings {
+    /// Save a snapshot after this many events (`[storage] snapshot_every`).
+    pub snapshot_every: u32,
+    /// A device heard nothing from for this long is marked offline (`[devices] offline_after`).
+    pub offline_after: std::time::Duration,
+}
+
 /// One device's actor.
 pub struct DeviceActor<D: Decider> {
     id: DeviceId,
@@ -138,6 +147,10 @@ pub struct DeviceActor<D: Decider> {
     journal_path: PathBuf,
     snapshot_every: u64,
     last_snapshot_version: u64,
+    offline_after: std::time::Duration,
+    /// When this process last heard from the device (receive time, not device time: gateway clocks drift).
+    /// Starts at the actor's start, so time the server itself was down never counts as the device's silence.
+    last_heard: std::time::Instant,
     /// Bumped by every recovery; a failure reported by an append sent before the last recovery needs no new one.
     generation: u64,
     _decider: PhantomData<D>,
@@ -149,7 +162,7 @@ impl<D: Decider + Unpin + 'static> DeviceActor<D> {
         recovered: Recovered<D::State>,
         writer: JournalWriter,
         journal_path: PathBuf,
-        snapshot_every: u32,
+        settings: DeviceSettings,
     ) -> Self {
         Self {
             id,
@@ -159,7 +172,9 @@ impl<D: Decider + Unpin + 'static> DeviceActor<D> {
             recent: RecentIds::from_newest_first(recovered.recent_msg_ids),
             writer,
             journal_path,
-            snapshot_every: u64::from(snapshot_every.max(1)),
+            snapshot_every: u64::from(settings.snapshot_every.max(1)),
+            offline_after: settings.offline_after,
+            last_heard: std::time::Instant::now(),
             generation: 0,
             _decider: PhantomData,
         }
@@ -213,6 +228,21 @@ impl<D: Decider + Unpin + 'static> Actor for DeviceActor<D> {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        // The offline policy: a device silent for `offline_after` is marked offline. Checked a few times per
+        // period, so the mark comes at most a third of the period late.
+        let check_every = (self.offline_after / 3).clamp(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(10),
+        );
+        ctx.run_interval(check_every, |act, ctx| {
+            let common = D::common(&act.state);
+            let watched = common.availability.is_online() && common.lifecycle == crate::domain::Lifecycle::Active;
+            if watched && act.last_heard.elapsed() >= act.offline_after {
+                tracing::info!(device = %act.id, silent_for = ?act.last_heard.elapsed(), "device is silent; marking it offline");
+                let at = jiff::Timestamp::now();
+                ctx.notify(Execute { command: DeviceCommand::ReportAvailability { online: false, at }, causation: None });
+            }
+        });
     }
 }
 
@@ -221,6 +251,11 @@ impl<D: Decider + Unpin + 'static> Handler<Execute> for DeviceActor<D> {
 
     fn handle(&mut self, msg: Execute, _ctx: &mut Context<Self>) -> Self::Result {
         let ready = |result| Box::pin(fut::ready(result)) as Self::Result;
+        if msg.command.is_sign_of_life()
+            || matches!(msg.command, DeviceCommand::ReportAvailability { online: true, .. })
+        {
+            self.last_heard = std::time::Instant::now();
+        }
         if let Some(msg_id) = &msg.causation
             && self.recent.contains(msg_id)
         {

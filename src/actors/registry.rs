@@ -2,7 +2,7 @@
 //! per device the journal knows but the configuration no longer lists (so it can be decommissioned and can
 //! answer "decommissioned" rather than "unknown").
 
-use super::device::{CommandError, CommandOutcome, DeviceActor, Execute, Recovered, recover};
+use super::device::{CommandError, CommandOutcome, DeviceActor, DeviceSettings, Execute, Recovered, recover};
 use crate::config::Config;
 use crate::domain::{
     Camera, CameraState, Decider, DeviceCommand, DeviceDetails, DeviceId, DeviceKind, Lifecycle, Turnstile,
@@ -119,21 +119,22 @@ pub async fn start_devices(
     })
     .await??;
 
-    let snapshot_every = config.storage.snapshot_every;
+    let settings = DeviceSettings {
+        snapshot_every: config.storage.snapshot_every,
+        offline_after: config.devices.offline_after,
+    };
     let mut devices = HashMap::with_capacity(loaded.len());
     let mut lifecycles = Vec::with_capacity(loaded.len());
     for (id, kind, loaded) in loaded {
         let (recipient, lifecycle) = match loaded {
             Loaded::Turnstile(r) => {
                 let lifecycle = Turnstile::common(&r.state).lifecycle;
-                let actor =
-                    DeviceActor::<Turnstile>::new(id.clone(), r, writer.clone(), journal_path.into(), snapshot_every);
+                let actor = DeviceActor::<Turnstile>::new(id.clone(), r, writer.clone(), journal_path.into(), settings);
                 (actor.start().recipient(), lifecycle)
             }
             Loaded::Camera(r) => {
                 let lifecycle = Camera::common(&r.state).lifecycle;
-                let actor =
-                    DeviceActor::<Camera>::new(id.clone(), r, writer.clone(), journal_path.into(), snapshot_every);
+                let actor = DeviceActor::<Camera>::new(id.clone(), r, writer.clone(), journal_path.into(), settings);
                 (actor.start().recipient(), lifecycle)
             }
         };

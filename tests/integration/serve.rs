@@ -125,11 +125,17 @@ fn an_empty_site_says_how_to_add_devices() {
 #[test]
 fn healthz_names_the_mqtt_connection_when_the_broker_is_unreachable() {
     let nobody = free_port();
-    let site = Site::with_mqtt(&format!("broker = \"mqtt://127.0.0.1:{nobody}\""), TWO_TURNSTILES_ONE_CAMERA);
+    let site = Site::with_mqtt(
+        &format!("broker = \"mqtt://127.0.0.1:{nobody}\""),
+        TWO_TURNSTILES_ONE_CAMERA,
+    );
     with_server(site.config(), async |_, addr| {
         let (status, body) = get(addr, "/healthz").await;
         assert_eq!(status, 503);
-        assert_eq!(body, "mqtt: not connected to the broker (see the log for why; retrying)\n");
+        assert_eq!(
+            body,
+            "mqtt: not connected to the broker (see the log for why; retrying)\n"
+        );
     });
 }
 
@@ -140,6 +146,41 @@ fn a_second_server_on_the_same_data_directory_is_refused() {
         let second = site.gatehouse(&["serve"]);
         assert_eq!(second.status.code(), Some(1));
         let stderr = String::from_utf8_lossy(&second.stderr);
-        assert!(stderr.ends_with("data: another gatehouse is running on this data directory\n"), "{stderr}");
+        assert!(
+            stderr.ends_with("data: another gatehouse is running on this data directory\n"),
+            "{stderr}"
+        );
     });
+}
+
+#[test]
+fn a_device_silent_for_offline_after_is_marked_offline_and_comes_back_with_its_next_message() {
+    let site = Site::new(&format!(
+        "[devices]\noffline_after = \"1s\"\n{TWO_TURNSTILES_ONE_CAMERA}"
+    ));
+    let journal = site.paths().journal();
+    let types = |device: &str| event_types(&site, device);
+    with_app(site.config(), async |app| {
+        let ingestor = &app.state().ingestor;
+        let now = jiff::Timestamp::now();
+        ingestor
+            .ingest("gatehouse/turnstile/T1/heartbeat", b"{}", now)
+            .await
+            .unwrap();
+        assert_eq!(types("T1"), ["Commissioned", "CameOnline"]);
+        eventually("T1 was marked offline after a second of silence", || {
+            query_i64(
+                &journal,
+                "SELECT COUNT(*) FROM events WHERE stream_id = 'T1' AND event_type = 'WentOffline'",
+            ) == 1
+        })
+        .await;
+        ingestor
+            .ingest("gatehouse/turnstile/T1/heartbeat", b"{}", jiff::Timestamp::now())
+            .await
+            .unwrap();
+    });
+    assert_eq!(types("T1"), ["Commissioned", "CameOnline", "WentOffline", "CameOnline"]);
+    // T2 was never heard from: "unknown", never "offline".
+    assert_eq!(types("T2"), ["Commissioned"]);
 }

@@ -1,0 +1,778 @@
+//! End-to-end durable ingestion over MQTT: QoS 1 passages from gateway-like publishers (rumqttc, one thread and
+//! current-thread runtime each) until they are durable in the journal (`synchronous = full`), in one run:
+//!
+//! 1. **embedded**: publishers connect to gatehouse's own endpoint, which acknowledges a message only after the
+//!    journal committed it, so the rate is PUBACKs received per second from the first publish to the last PUBACK;
+//! 2. **mosquitto alone**: the same publishers publish to a fresh `mosquitto`, a plain QoS 1 subscriber counts what
+//!    it receives; this is the ceiling an external broker puts on ingestion on this machine;
+//! 3. **external**: gatehouse subscribes at another fresh `mosquitto` and the same publishers publish there; the
+//!    rate is messages committed (and acknowledged to the broker) per second from the first publish;
+//! 4. **latency at 1,000 messages/s** (embedded): one paced publisher; per message the time from publish to its
+//!    PUBACK (durable) and to the moment every projector has applied its journal position (visible in the read
+//!    models, `device_status` and `traffic`).
+//!
+//! Every run checks the journal holds exactly the passages sent. Needs `mosquitto` and `mosquitto_pub` on PATH.
+//!
+//! Run with `cargo bench --bench ingest`; `GATEHOUSE_BENCH_MESSAGES` (default 200,000),
+//! `GATEHOUSE_BENCH_PUBLISHERS` (default 4) and `GATEHOUSE_BENCH_LATENCY_SECS` (default 10) change the size.
+
+use anyhow::{Context, anyhow, ensure};
+use gatehouse::app::Application;
+use gatehouse::config::Config;
+use gatehouse::db::StoragePaths;
+use gatehouse::journal::Position;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::{Barrier, watch};
+
+/// Turnstiles in the site; message `g` goes to `T{g % DEVICES}`, so every device actor has work.
+const DEVICES: usize = 100;
+/// QoS 1 messages each publisher keeps unacknowledged: just under the embedded endpoint's `MAX_IN_FLIGHT` (1024),
+/// so the endpoint never stops reading a connection, and deep enough to fill the writer's commit groups.
+const PUBLISHER_INFLIGHT: u16 = 1000;
+/// Targets: embedded ingestion durable at 40k events/s on 2 cores; through Mosquitto at least 60% of what
+/// Mosquitto alone delivers to one subscriber.
+const TARGET_EMBEDDED: f64 = 40_000.0;
+const TARGET_EXTERNAL_RATIO: f64 = 0.6;
+/// The latency run's pace.
+const LATENCY_RATE: u64 = 1000;
+/// Upper bound on any single wait, so a stuck run fails with a message instead of hanging.
+const DEADLINE: Duration = Duration::from_secs(300);
+
+fn main() -> anyhow::Result<()> {
+    let n = env_count("GATEHOUSE_BENCH_MESSAGES", 200_000)?;
+    let k = env_count("GATEHOUSE_BENCH_PUBLISHERS", 4)?;
+    let latency_secs = env_count("GATEHOUSE_BENCH_LATENCY_SECS", 10)?;
+    ensure!(
+        n >= DEVICES && k > 0 && latency_secs > 0,
+        "GATEHOUSE_BENCH_MESSAGES must be at least {DEVICES}, the other sizes at least 1"
+    );
+
+    println!(
+        "gatehouse ingest benchmark: {n} QoS 1 passages from {k} publishers over {DEVICES} turnstiles, \
+         synchronous = full"
+    );
+    let embedded = embedded(n, k)?;
+    println!("  embedded done in {}", secs(embedded.wall));
+    let ceiling = mosquitto_alone(n, k)?;
+    println!("  mosquitto alone done in {}", secs(ceiling.wall));
+    let external = external(n, k)?;
+    println!("  external done in {}", secs(external.durable.wall));
+    let latency = latency(latency_secs as u64 * LATENCY_RATE)?;
+    println!("  latency done");
+
+    let ratio = external.durable.rate() / ceiling.rate();
+    let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
+    println!();
+    println!("N (messages)          {n:>12}");
+    println!("K (publishers)        {k:>12}");
+    println!("publisher in-flight   {PUBLISHER_INFLIGHT:>12}");
+    println!();
+    row(["measurement", "messages", "wall", "events/s", "target", ""]);
+    row([
+        "embedded (PUBACK = durable)",
+        &embedded.messages.to_string(),
+        &secs(embedded.wall),
+        &rate(embedded.rate()),
+        &format!(">= {}", rate(TARGET_EMBEDDED)),
+        verdict(embedded.rate() >= TARGET_EMBEDDED),
+    ]);
+    for (name, m) in [
+        ("mosquitto alone (received)", &ceiling),
+        ("external (durable)", &external.durable),
+        ("  publishers' PUBACKs", &external.handed_off),
+    ] {
+        row([name, &m.messages.to_string(), &secs(m.wall), &rate(m.rate()), "", ""]);
+    }
+    row([
+        "ratio external / mosquitto",
+        "",
+        "",
+        &format!("{ratio:.3}"),
+        &format!(">= {TARGET_EXTERNAL_RATIO}"),
+        verdict(ratio >= TARGET_EXTERNAL_RATIO),
+    ]);
+    println!();
+    println!(
+        "latency at {} messages/s, embedded, {} messages:",
+        rate(LATENCY_RATE as f64),
+        latency.messages
+    );
+    row(["", "", "p50", "p99", "max", ""]);
+    for (name, sample) in [
+        ("publish -> PUBACK (durable)", &latency.acked),
+        ("publish -> visible in views", &latency.visible),
+    ] {
+        row([name, "", &ms(sample.p50), &ms(sample.p99), &ms(sample.max), ""]);
+    }
+    println!();
+    println!(
+        "peak RSS (gatehouse and publishers; mosquitto not included): {}",
+        peak_rss()
+    );
+    Ok(())
+}
+
+struct Measured {
+    messages: usize,
+    wall: Duration,
+}
+
+impl Measured {
+    fn rate(&self) -> f64 {
+        self.messages as f64 / self.wall.as_secs_f64()
+    }
+}
+
+/// Embedded endpoint: every PUBACK a publisher receives means the passage is committed to the journal.
+fn embedded(n: usize, k: usize) -> anyhow::Result<Measured> {
+    let site = Site::new()?;
+    let config = site.config("listen = \"127.0.0.1:0\"")?;
+    let measured = with_app(config, async |app| {
+        let port = app.mqtt_addr().context("embedded mode has an MQTT address")?.port();
+        let bursts = join_async(spawn_publishers(port, k, n, "emb")).await;
+        let (started, finished) = span(&bursts);
+        anyhow::Ok(Measured {
+            messages: n,
+            wall: finished - started,
+        })
+    })?;
+    site.check_journal(n, 0)?;
+    Ok(measured)
+}
+
+/// Mosquitto's own QoS 1 throughput from the same publishers to one subscriber: the ceiling for external mode.
+fn mosquitto_alone(n: usize, k: usize) -> anyhow::Result<Measured> {
+    let broker = Mosquitto::start()?;
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let port = broker.port;
+    let subscriber = std::thread::Builder::new()
+        .name("subscriber".into())
+        .spawn(move || subscriber(port, n, ready_tx))?;
+    ready
+        .recv_timeout(Duration::from_secs(30))
+        .map_err(|_| anyhow!("the subscriber did not subscribe at mosquitto within 30 s"))?;
+    let bursts = join_all(spawn_publishers(broker.port, k, n, "alone"));
+    let last_received = join_all(vec![subscriber]).remove(0);
+    let (started, _) = span(&bursts);
+    Ok(Measured {
+        messages: n,
+        wall: last_received - started,
+    })
+}
+
+/// A plain QoS 1 subscriber to `gatehouse/#` with automatic acknowledgements; returns when the n-th message came.
+fn subscriber(port: u16, n: usize, ready: std::sync::mpsc::Sender<()>) -> Instant {
+    let runtime = current_thread_runtime();
+    runtime.block_on(async move {
+        let mut options = MqttOptions::new("bench-subscriber", "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(60));
+        let (client, mut eventloop) = AsyncClient::new(options, 10);
+        client
+            .subscribe("gatehouse/#", QoS::AtLeastOnce)
+            .await
+            .expect("the subscribe request is queued");
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let mut received = 0;
+        let mut ready = Some(ready);
+        loop {
+            match tokio::time::timeout_at(deadline, eventloop.poll()).await {
+                Err(_) => panic!("subscriber: received only {received} of {n} messages in {DEADLINE:?}"),
+                Ok(Err(error)) => panic!("subscriber: connection failed after {received} of {n} messages: {error}"),
+                Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => {
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(());
+                    }
+                }
+                Ok(Ok(Event::Incoming(Packet::Publish(_)))) => {
+                    received += 1;
+                    if received == n {
+                        return Instant::now();
+                    }
+                }
+                Ok(Ok(_)) => {}
+            }
+        }
+    })
+}
+
+struct External {
+    /// Committed in the journal (and acknowledged to Mosquitto).
+    durable: Measured,
+    /// What the publishers saw: Mosquitto's PUBACKs, sent before gatehouse has the message.
+    handed_off: Measured,
+}
+
+/// Gatehouse subscribed at Mosquitto; the publishers publish to Mosquitto. Rate: messages committed per second.
+fn external(n: usize, k: usize) -> anyhow::Result<External> {
+    let broker = Mosquitto::start()?;
+    let site = Site::new()?;
+    let config = site.config(&format!("broker = \"mqtt://127.0.0.1:{}\"", broker.port))?;
+    let port = broker.port;
+    let external = with_app(config, async |app| {
+        let status = app.external_status().context("external mode has a status")?;
+        // Messages published before gatehouse's subscription exists are not queued for it: probe (to an unknown
+        // device, so it becomes a dead letter, not a passage) until one has been committed and acknowledged.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while status.acked.load(Ordering::SeqCst) == 0 {
+            ensure!(Instant::now() < deadline, "gatehouse never subscribed at mosquitto");
+            tokio::task::spawn_blocking(move || probe(port)).await??;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let acked_before = status.acked.load(Ordering::SeqCst);
+        let publishers = spawn_publishers(port, k, n, "ext");
+        // The subscriber counts a message as acked right after its commit; polling that counter every
+        // millisecond costs nothing, unlike counting journal rows.
+        let deadline = Instant::now() + DEADLINE;
+        let target = acked_before + n as u64;
+        while status.acked.load(Ordering::SeqCst) < target {
+            ensure!(
+                Instant::now() < deadline,
+                "gatehouse committed only {} of {n} messages in {DEADLINE:?}",
+                status.acked.load(Ordering::SeqCst) - acked_before
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let committed = Instant::now();
+        let bursts = join_async(publishers).await;
+        let (started, handed_off) = span(&bursts);
+        anyhow::Ok(External {
+            durable: Measured {
+                messages: n,
+                wall: committed - started,
+            },
+            handed_off: Measured {
+                messages: n,
+                wall: handed_off - started,
+            },
+        })
+    })?;
+    site.check_journal(n, 1)?;
+    Ok(external)
+}
+
+/// One QoS 1 message to an unknown device, through `mosquitto_pub`.
+fn probe(port: u16) -> anyhow::Result<()> {
+    let status = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
+        .args(["-t", "gatehouse/turnstile/PROBE/passage", "-m", r#"{"direction":"in"}"#])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("mosquitto_pub is installed (apt-get install mosquitto-clients)")?;
+    ensure!(status.success(), "mosquitto_pub failed: {status}");
+    Ok(())
+}
+
+/// Percentiles of one latency sample.
+struct Sample {
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+impl Sample {
+    fn of(mut values: Vec<Duration>) -> Sample {
+        values.sort_unstable();
+        // Nearest rank: the smallest value at least p% of the sample does not exceed.
+        let rank = |p: usize| values[(values.len() * p).div_ceil(100).max(1) - 1];
+        Sample {
+            p50: rank(50),
+            p99: rank(99),
+            max: values[values.len() - 1],
+        }
+    }
+}
+
+struct Latency {
+    messages: usize,
+    acked: Sample,
+    visible: Sample,
+}
+
+/// One publisher paced at `LATENCY_RATE` for `m` messages to the embedded endpoint. For each message: when it was
+/// published, when its PUBACK came, and when every projector had applied its journal position. Positions come from
+/// the journal afterwards (by msg_id), and each projector's progress is recorded as it happens, on a thread of its
+/// own, so the visibility time of each message is read off those timelines.
+fn latency(m: u64) -> anyhow::Result<Latency> {
+    let m = m as usize;
+    let site = Site::new()?;
+    let config = site.config("listen = \"127.0.0.1:0\"")?;
+    let journal = site.paths().journal();
+    let latency = with_app(config, async |app| {
+        let port = app.mqtt_addr().context("embedded mode has an MQTT address")?.port();
+        let projectors: Vec<_> = app.state().projectors.iter().map(|h| h.position.clone()).collect();
+        ensure!(!projectors.is_empty(), "the app runs no projectors");
+        let (target_tx, target) = watch::channel(Position::MAX);
+        let (ready_tx, ready) = tokio::sync::oneshot::channel();
+        let follower = std::thread::Builder::new()
+            .name("projector-follower".into())
+            .spawn(move || follow_projectors(projectors, target, ready_tx))?;
+        ready.await.context("the projector follower started")?;
+
+        let publisher = std::thread::Builder::new()
+            .name("paced-publisher".into())
+            .spawn(move || paced_publisher(port, m))?;
+        let sent = join_async(vec![publisher]).await.remove(0);
+
+        let positions = tokio::task::spawn_blocking(move || message_positions(&journal, m)).await??;
+        let last = positions.iter().copied().max().context("at least one message")?;
+        target_tx.send_replace(last);
+        let timelines = join_async(vec![follower]).await.remove(0);
+
+        let mut acked = Vec::with_capacity(m);
+        let mut visible = Vec::with_capacity(m);
+        for ((published, puback), position) in sent.into_iter().zip(positions) {
+            acked.push(puback - published);
+            // Visible once the slowest projector got there: the first recorded instant at or past the position.
+            let mut seen = published;
+            for timeline in &timelines {
+                let i = timeline.partition_point(|&(_, p)| p < position);
+                let (at, _) = timeline
+                    .get(i)
+                    .with_context(|| format!("a projector never reached position {position}"))?;
+                seen = seen.max(*at);
+            }
+            visible.push(seen - published);
+        }
+        anyhow::Ok(Latency {
+            messages: m,
+            acked: Sample::of(acked),
+            visible: Sample::of(visible),
+        })
+    })?;
+    site.check_journal(m, 0)?;
+    Ok(latency)
+}
+
+/// Records every projector's position as it moves, until all reach the target (sent once the run is over).
+/// Says `ready` once the starting positions are recorded, so no message can be applied before the first entry.
+fn follow_projectors(
+    projectors: Vec<watch::Receiver<Position>>,
+    target: watch::Receiver<Position>,
+    ready: tokio::sync::oneshot::Sender<()>,
+) -> Vec<Vec<(Instant, Position)>> {
+    current_thread_runtime().block_on(async move {
+        let followers: Vec<_> = projectors
+            .into_iter()
+            .map(|position| {
+                let mut timeline = Vec::with_capacity(16 * 1024);
+                timeline.push((Instant::now(), *position.borrow()));
+                (timeline, position)
+            })
+            .collect();
+        let _ = ready.send(());
+        let tasks: Vec<_> = followers
+            .into_iter()
+            .map(|(timeline, position)| tokio::spawn(follow(timeline, position, target.clone())))
+            .collect();
+        let mut timelines = Vec::new();
+        for task in tasks {
+            timelines.push(task.await.expect("a projector follower panicked"));
+        }
+        timelines
+    })
+}
+
+async fn follow(
+    mut timeline: Vec<(Instant, Position)>,
+    mut position: watch::Receiver<Position>,
+    mut target: watch::Receiver<Position>,
+) -> Vec<(Instant, Position)> {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let now = *position.borrow_and_update();
+        if timeline.last().is_none_or(|&(_, last)| now > last) {
+            timeline.push((Instant::now(), now));
+        }
+        if now >= *target.borrow_and_update() {
+            return timeline;
+        }
+        tokio::select! {
+            changed = position.changed() => if changed.is_err() {
+                panic!("a projector stopped at position {now}")
+            },
+            changed = target.changed() => if changed.is_err() {
+                // The run was abandoned; what was recorded is all there will be.
+                return timeline;
+            },
+            _ = tokio::time::sleep_until(deadline) => panic!("a projector stayed at position {now} for {DEADLINE:?}"),
+        }
+    }
+}
+
+/// Publishes `m` passages at `LATENCY_RATE`; per message the instant it was published and the instant of its PUBACK.
+fn paced_publisher(port: u16, m: usize) -> Vec<(Instant, Instant)> {
+    current_thread_runtime().block_on(async move {
+        let (client, mut eventloop) = connect(port, "bench-paced".into()).await;
+        let (sent_tx, mut sent) = tokio::sync::mpsc::unbounded_channel();
+        let publishing = client.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / LATENCY_RATE));
+            for seq in 0..m {
+                tick.tick().await;
+                let payload = format!(r#"{{"msg_id":"lat-{seq}","direction":"in"}}"#);
+                let _ = sent_tx.send(Instant::now());
+                if client
+                    .publish(topic(seq), QoS::AtLeastOnce, false, payload)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        // The endpoint acknowledges in arrival order, so the k-th PUBACK belongs to the k-th publish; the packet ids
+        // the event loop reports for outgoing publishes prove it.
+        let mut pkids = VecDeque::new();
+        let mut times = Vec::with_capacity(m);
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while times.len() < m {
+            match tokio::time::timeout_at(deadline, eventloop.poll()).await {
+                Err(_) => panic!("paced publisher: only {} of {m} PUBACKs in {DEADLINE:?}", times.len()),
+                Ok(Err(error)) => panic!(
+                    "paced publisher: connection failed after {} PUBACKs: {error}",
+                    times.len()
+                ),
+                Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => pkids.push_back(pkid),
+                Ok(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
+                    let acked = Instant::now();
+                    assert_eq!(pkids.pop_front(), Some(ack.pkid), "PUBACKs arrive in publish order");
+                    let published = sent.try_recv().expect("a PUBACK follows its publish");
+                    times.push((published, acked));
+                }
+                Ok(Ok(_)) => {}
+            }
+        }
+        disconnect(&client, &mut eventloop).await;
+        times
+    })
+}
+
+/// Each latency message's journal position (of its `PassageRecorded`), indexed by its sequence number.
+fn message_positions(journal: &std::path::Path, m: usize) -> anyhow::Result<Vec<Position>> {
+    let conn = read_only(journal)?;
+    let mut positions = vec![0; m];
+    let mut statement = conn.prepare(
+        "SELECT causation, position FROM events WHERE event_type = 'PassageRecorded' AND causation LIKE 'lat-%'",
+    )?;
+    let mut rows = statement.query([])?;
+    let mut found = 0;
+    while let Some(row) = rows.next()? {
+        let causation: String = row.get(0)?;
+        let seq: usize = causation["lat-".len()..].parse()?;
+        positions[seq] = row.get::<_, i64>(1)? as Position;
+        found += 1;
+    }
+    ensure!(found == m, "the journal holds {found} of the {m} latency messages");
+    Ok(positions)
+}
+
+/// What every publisher reports: when it sent its first message and when its last PUBACK came.
+struct Burst {
+    started: Instant,
+    finished: Instant,
+}
+
+/// The earliest start and the latest finish.
+fn span(bursts: &[Burst]) -> (Instant, Instant) {
+    let started = bursts.iter().map(|b| b.started).min().expect("at least one publisher");
+    let finished = bursts.iter().map(|b| b.finished).max().expect("at least one publisher");
+    (started, finished)
+}
+
+/// `k` publishers on their own threads sharing `n` passages; message `g` goes to `T{g % DEVICES}` with msg_id
+/// `{run}-{g}`. All connect first, then start together.
+fn spawn_publishers(port: u16, k: usize, n: usize, run: &'static str) -> Vec<JoinHandle<Burst>> {
+    let start = Arc::new(Barrier::new(k));
+    (0..k)
+        .map(|p| {
+            let start = start.clone();
+            // Publisher p sends messages p, p + k, p + 2k, ...
+            let messages: Vec<usize> = (p..n).step_by(k).collect();
+            std::thread::Builder::new()
+                .name(format!("{run}-publisher-{p}"))
+                .spawn(move || publisher(port, format!("bench-{run}-{p}"), run, messages, &start))
+                .expect("a publisher thread starts")
+        })
+        .collect()
+}
+
+fn publisher(port: u16, client_id: String, run: &'static str, messages: Vec<usize>, start: &Barrier) -> Burst {
+    current_thread_runtime().block_on(async move {
+        let count = messages.len();
+        let (client, mut eventloop) = connect(port, client_id.clone()).await;
+        tokio::time::timeout(Duration::from_secs(30), start.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{client_id}: the other publishers did not connect within 30 s"));
+        let started = Instant::now();
+        // Publishing and polling in separate tasks: awaiting a publish in the task that polls the event loop
+        // deadlocks once the request channel is full (rumqttc #263).
+        let publishing = client.clone();
+        tokio::spawn(async move {
+            for g in messages {
+                let payload = format!(r#"{{"msg_id":"{run}-{g}","direction":"in"}}"#);
+                if client
+                    .publish(topic(g), QoS::AtLeastOnce, false, payload)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let mut acked = 0;
+        while acked < count {
+            match tokio::time::timeout_at(deadline, eventloop.poll()).await {
+                Err(_) => panic!("{client_id}: only {acked} of {count} PUBACKs in {DEADLINE:?}"),
+                Ok(Err(error)) => panic!("{client_id}: connection failed after {acked} of {count} PUBACKs: {error}"),
+                Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acked += 1,
+                Ok(Ok(_)) => {}
+            }
+        }
+        let finished = Instant::now();
+        disconnect(&client, &mut eventloop).await;
+        Burst { started, finished }
+    })
+}
+
+fn topic(g: usize) -> String {
+    format!("gatehouse/turnstile/T{}/passage", g % DEVICES)
+}
+
+/// A clean-session QoS 1 client, connected (CONNACK received) within 30 s.
+async fn connect(port: u16, client_id: String) -> (AsyncClient, EventLoop) {
+    let mut options = MqttOptions::new(client_id.clone(), "127.0.0.1", port);
+    options.set_keep_alive(Duration::from_secs(60));
+    options.set_inflight(PUBLISHER_INFLIGHT);
+    let (client, mut eventloop) = AsyncClient::new(options, usize::from(PUBLISHER_INFLIGHT));
+    let connected = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(error) => return Err(error),
+            }
+        }
+    })
+    .await;
+    match connected {
+        Ok(Ok(())) => (client, eventloop),
+        Ok(Err(error)) => panic!("{client_id}: cannot connect to 127.0.0.1:{port}: {error}"),
+        Err(_) => panic!("{client_id}: no CONNACK from 127.0.0.1:{port} within 30 s"),
+    }
+}
+
+/// Leaves with a DISCONNECT, so the embedded endpoint sees a clean goodbye rather than a lost gateway.
+async fn disconnect(client: &AsyncClient, eventloop: &mut EventLoop) {
+    if client.try_disconnect().is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+}
+
+fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// Runs a whole Gatehouse in its own actix system for the duration of `f`, then stops it and waits until the
+/// journal writer has finished.
+fn with_app<T>(config: Config, f: impl AsyncFnOnce(&Application) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let system = actix_web::rt::System::new();
+    let outcome = system.block_on(async move {
+        let app = Application::build(config).await?;
+        let result = f(&app).await;
+        anyhow::Ok((result, app.stop()))
+    });
+    // Dropping the system drops the actors and their writer handles; then the writer thread can finish.
+    drop(system);
+    let (result, stopped) = outcome?;
+    stopped.join();
+    result
+}
+
+/// Waits for threads off the actix thread, which must keep running gatehouse meanwhile. A thread's panic is
+/// passed on.
+async fn join_async<T: Send + 'static>(threads: Vec<JoinHandle<T>>) -> Vec<T> {
+    tokio::task::spawn_blocking(move || join_all(threads))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+fn join_all<T>(threads: Vec<JoinHandle<T>>) -> Vec<T> {
+    threads
+        .into_iter()
+        .map(|t| t.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+        .collect()
+}
+
+/// A site in a temporary directory: `DEVICES` turnstiles, HTTP on port 0, the journal at `synchronous = full`.
+struct Site {
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    fn new() -> anyhow::Result<Site> {
+        Ok(Site {
+            dir: tempfile::tempdir()?,
+        })
+    }
+
+    /// The config with `mqtt` as its `[mqtt]` section.
+    fn config(&self, mqtt: &str) -> anyhow::Result<Config> {
+        // `dir` is relative, so it resolves against the temp dir passed to `Config::parse`: no path quoting.
+        let mut text = format!("[http]\nlisten = \"127.0.0.1:0\"\n\n[storage]\ndir = \"data\"\n\n[mqtt]\n{mqtt}\n");
+        for i in 0..DEVICES {
+            let _ = write!(
+                text,
+                "\n[[turnstile]]\nid = \"T{i}\"\nname = \"Turnstile {i}\"\nzone = \"Zone {}\"\n",
+                i % 10
+            );
+        }
+        Config::parse(&text, "config.toml", self.dir.path()).map_err(|e| anyhow!("{e}"))
+    }
+
+    fn paths(&self) -> StoragePaths {
+        StoragePaths::new(self.dir.path().join("data"))
+    }
+
+    /// The journal holds exactly `passages` passages, and at least `min_dead_letters` dead letters (probes).
+    fn check_journal(&self, passages: usize, min_dead_letters: i64) -> anyhow::Result<()> {
+        let conn = read_only(&self.paths().journal())?;
+        let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0));
+        let recorded = count("SELECT COUNT(*) FROM events WHERE event_type = 'PassageRecorded'")?;
+        let distinct = count("SELECT COUNT(DISTINCT causation) FROM events WHERE event_type = 'PassageRecorded'")?;
+        ensure!(
+            recorded == passages as i64 && distinct == recorded,
+            "the journal holds {recorded} passages ({distinct} distinct msg_ids), expected {passages}"
+        );
+        let letters = count("SELECT COUNT(*) FROM dead_letters")?;
+        ensure!(
+            letters >= min_dead_letters && (min_dead_letters > 0 || letters == 0),
+            "the journal holds {letters} dead letters, expected {}",
+            if min_dead_letters > 0 { "only probes" } else { "none" }
+        );
+        Ok(())
+    }
+}
+
+fn read_only(path: &std::path::Path) -> anyhow::Result<rusqlite::Connection> {
+    rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("{}: cannot open", path.display()))
+}
+
+/// A real Mosquitto on a free port, killed on drop. No persistence (nothing here outlives the run); no limits on
+/// queued or in-flight QoS 1 messages, so Mosquitto neither drops nor throttles anything. `user root`: started as
+/// root, Mosquitto would otherwise switch to its own user; ignored otherwise.
+struct Mosquitto {
+    port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    fn start() -> anyhow::Result<Mosquitto> {
+        let dir = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let conf = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nuser root\n\
+             max_queued_messages 0\nmax_inflight_messages 0\n"
+        );
+        let conf_path = dir.path().join("mosquitto.conf");
+        std::fs::write(&conf_path, conf)?;
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("mosquitto is installed (apt-get install mosquitto)")?;
+        let broker = Mosquitto { port, child, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            ensure!(Instant::now() < deadline, "mosquitto does not listen on port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(broker)
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn env_count(name: &str, default: usize) -> anyhow::Result<usize> {
+    match std::env::var(name) {
+        Ok(text) => text
+            .replace('_', "")
+            .parse()
+            .with_context(|| format!("{name}={text:?} is not a whole number")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// The process's high-water resident set, as the kernel counts it.
+fn peak_rss() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// One line of the results table; empty trailing cells leave no trailing spaces.
+fn row(cells: [&str; 6]) {
+    let line = format!(
+        "{:<30}{:>10}{:>10}{:>12}{:>14}{:>8}",
+        cells[0], cells[1], cells[2], cells[3], cells[4], cells[5]
+    );
+    println!("{}", line.trim_end());
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// 1234567.8 → "1,234,568"
+fn rate(per_second: f64) -> String {
+    let digits = format!("{:.0}", per_second);
+    let mut out = String::new();
+    for (k, c) in digits.chars().enumerate() {
+        if k > 0 && (digits.len() - k).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
