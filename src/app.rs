@@ -59,6 +59,16 @@ impl Stopped {
 /// Takes the data directory's lock, so two servers (or a server and a one-off command) never write the same
 /// journal. The OS releases it when the process dies, even by SIGKILL.
 pub fn lock_data_dir(paths: &StoragePaths) -> anyhow::Result<std::fs::File> {
+    try_lock_data_dir(paths)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: another gatehouse is running on this data directory",
+            paths.dir.display()
+        )
+    })
+}
+
+/// The data directory's lock, or `None` when another process (a running server) holds it.
+pub fn try_lock_data_dir(paths: &StoragePaths) -> anyhow::Result<Option<std::fs::File>> {
     let path = paths.dir.join(LOCK_FILE);
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -67,11 +77,8 @@ pub fn lock_data_dir(paths: &StoragePaths) -> anyhow::Result<std::fs::File> {
         .open(&path)
         .with_context(|| format!("{}: cannot open lock file", path.display()))?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow::anyhow!(
-            "{}: another gatehouse is running on this data directory",
-            paths.dir.display()
-        )),
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("{}: cannot lock", path.display())),
     }
 }

@@ -176,17 +176,7 @@ fn serve(config: Config, demo: bool) -> Result<(), Failure> {
                 None => broker_target(&config, None)?,
             };
             println!("gatehouse: demo: simulating {DEMO_RATE} device messages per second");
-            let options = SimulateOptions {
-                rate: DEMO_RATE,
-                duration: None,
-                host,
-                port,
-                username: config.mqtt.username.clone(),
-                password: config.mqtt.password.clone(),
-                topic_prefix: config.mqtt.topic_prefix.clone(),
-                seed: None,
-                progress: false,
-            };
+            let options = SimulateOptions::for_site(&config, host, port, DEMO_RATE, None);
             actix_web::rt::spawn(async move {
                 if let Err(error) = crate::simulate::run(&config, options, std::future::pending()).await {
                     tracing::error!(error = %format!("{error:#}"), "demo traffic stopped");
@@ -247,15 +237,8 @@ fn simulate(config: Config, rate: f64, duration: u64, broker: Option<&str>) -> R
         )));
     }
     let options = SimulateOptions {
-        rate,
-        duration: Some(Duration::from_secs(duration)),
-        host,
-        port,
-        username: config.mqtt.username.clone(),
-        password: config.mqtt.password.clone(),
-        topic_prefix: config.mqtt.topic_prefix.clone(),
-        seed: None,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ..SimulateOptions::for_site(&config, host, port, rate, Some(Duration::from_secs(duration)))
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -6,7 +6,7 @@
 //! data directory ([`spawn_redrive_loop`] in the server, or a core the command starts itself when no server
 //! runs) feeds them through the ingest pipeline and marks them `redriven` with the outcome.
 
-use crate::app::{Core, LOCK_FILE};
+use crate::app::Core;
 use crate::config::{Config, Synchronous};
 use crate::db::StoragePaths;
 use crate::ingest::{Ingested, Ingestor};
@@ -424,18 +424,7 @@ pub fn redrive(config: Config, which: Which) -> anyhow::Result<Vec<DeadLetter>> 
 /// Whether a running server (or another command) holds the data directory's lock. Probing takes the lock for a
 /// moment and releases it at once.
 fn another_process_holds_the_lock(paths: &StoragePaths) -> anyhow::Result<bool> {
-    let path = paths.dir.join(LOCK_FILE);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("{}: cannot open lock file", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(false),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(true),
-        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("{}: cannot lock", path.display())),
-    }
+    Ok(crate::app::try_lock_data_dir(paths)?.is_none())
 }
 
 /// Runs a core in a fresh actix system just long enough to re-drive the requested letters.

@@ -404,6 +404,24 @@ pub struct SimulateOptions {
     pub progress: bool,
 }
 
+impl SimulateOptions {
+    /// Options for publishing to `host:port` with the site's credentials and topic prefix, a random seed and no
+    /// progress bar.
+    pub fn for_site(config: &Config, host: String, port: u16, rate: f64, duration: Option<Duration>) -> Self {
+        SimulateOptions {
+            rate,
+            duration,
+            host,
+            port,
+            username: config.mqtt.username.clone(),
+            password: config.mqtt.password.clone(),
+            topic_prefix: config.mqtt.topic_prefix.clone(),
+            seed: None,
+            progress: false,
+        }
+    }
+}
+
 impl fmt::Debug for SimulateOptions {
     /// Like the derived one, without the password: options end up in logs.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
