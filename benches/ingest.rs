@@ -25,7 +25,6 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS}
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -421,7 +420,7 @@ fn paced_publisher(port: u16, m: usize) -> Vec<(Instant, Instant)> {
                 tick.tick().await;
                 let payload = format!(r#"{{"msg_id":"lat-{seq}","direction":"in"}}"#);
                 let _ = sent_tx.send(Instant::now());
-                if client
+                if publishing
                     .publish(topic(seq), QoS::AtLeastOnce, false, payload)
                     .await
                     .is_err()
@@ -520,7 +519,7 @@ fn publisher(port: u16, client_id: String, run: &'static str, messages: Vec<usiz
         tokio::spawn(async move {
             for g in messages {
                 let payload = format!(r#"{{"msg_id":"{run}-{g}","direction":"in"}}"#);
-                if client
+                if publishing
                     .publish(topic(g), QoS::AtLeastOnce, false, payload)
                     .await
                     .is_err()

@@ -30,15 +30,13 @@ struct Dashboard {
 }
 
 /// Reads the tiles; passages count only when they belong to today in the site's time zone.
-fn load_tiles(state: &AppState, today: &str) -> anyhow::Result<Vec<Tile>> {
-    let conn = crate::db::open_readonly(&state.paths.views())?;
+fn load_tiles(conn: &rusqlite::Connection, tz: &jiff::tz::TimeZone, today: &str) -> anyhow::Result<Vec<Tile>> {
     let mut stmt = conn.prepare(
         "SELECT device_id, kind, name, zone, lifecycle, availability, open_faults, locked_out, last_event_at,
                 CASE WHEN passages_day = ?1 THEN passages_today_in ELSE 0 END,
                 CASE WHEN passages_day = ?1 THEN passages_today_out ELSE 0 END
          FROM device_status ORDER BY zone, device_id",
     )?;
-    let tz = &state.config.site.timezone;
     let rows = stmt.query_map([today], |r| {
         Ok(Tile {
             id: r.get(0)?,
@@ -65,12 +63,9 @@ pub async fn page(state: web::Data<AppState>) -> actix_web::Result<HttpResponse>
         .to_zoned_datetime(state.config.site.timezone.clone())
         .date()
         .to_string();
-    let state2 = state.clone();
-    let today2 = today.clone();
-    let tiles = web::block(move || load_tiles(&state2, &today2))
-        .await
-        .map_err(|e| super::internal_error("dashboard", e))?
-        .map_err(|e| super::internal_error("dashboard", e))?;
+    let tz = state.config.site.timezone.clone();
+    let day = today.clone();
+    let tiles = super::read_views(&state, move |conn| load_tiles(conn, &tz, &day)).await?;
     let page = Dashboard {
         site: state.config.site.name.clone(),
         today,
@@ -78,6 +73,5 @@ pub async fn page(state: web::Data<AppState>) -> actix_web::Result<HttpResponse>
         total_out: tiles.iter().map(|t| t.passages_out).sum(),
         tiles,
     };
-    let html = page.render().map_err(|e| super::internal_error("dashboard", e))?;
-    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html))
+    super::render(&page)
 }

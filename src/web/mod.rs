@@ -1,5 +1,8 @@
 //! The web server: routes and shared plumbing. Handlers read only read tables in `views.db`, opened read-only
 //! per request on the blocking pool, so a slow page never holds up ingestion.
+//!
+//! Each page family lives in its own module and registers its routes with a `routes(cfg)` function; this file
+//! only wires them together and holds what every page shares (`render`, `read_views`, errors, time formatting).
 
 mod dashboard;
 mod health;
@@ -31,6 +34,36 @@ async fn style_css() -> HttpResponse {
         .insert_header((header::CONTENT_TYPE, "text/css; charset=utf-8"))
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .body(include_str!("../../static/style.css"))
+}
+
+/// Renders an askama template as an HTML 200 response.
+pub(crate) fn render(page: &impl askama::Template) -> actix_web::Result<HttpResponse> {
+    let html = page.render().map_err(|e| internal_error("cannot render page", e))?;
+    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html))
+}
+
+/// Runs `query` on a read-only connection to `views.db`, on the blocking pool (never on an executor thread).
+pub(crate) async fn read_views<T: Send + 'static>(
+    state: &AppState,
+    query: impl FnOnce(&rusqlite::Connection) -> anyhow::Result<T> + Send + 'static,
+) -> actix_web::Result<T> {
+    let path = state.paths.views();
+    web::block(move || query(&crate::db::open_readonly(&path)?))
+        .await
+        .map_err(|e| internal_error("page", e))?
+        .map_err(|e| internal_error("page", e))
+}
+
+/// Runs `query` on a read-only connection to `journal.db` (the event browser and a device's as-of view only).
+pub(crate) async fn read_journal<T: Send + 'static>(
+    state: &AppState,
+    query: impl FnOnce(&crate::journal::JournalReader) -> anyhow::Result<T> + Send + 'static,
+) -> actix_web::Result<T> {
+    let path = state.paths.journal();
+    web::block(move || query(&crate::journal::JournalReader::open(&path)?))
+        .await
+        .map_err(|e| internal_error("page", e))?
+        .map_err(|e| internal_error("page", e))
 }
 
 /// An error page with a plain reason; details go to the log, never a Debug dump to the browser.
