@@ -317,6 +317,20 @@ fn latency(m: u64) -> anyhow::Result<Latency> {
             .spawn(move || follow_projectors(projectors, target, ready_tx))?;
         ready.await.context("the projector follower started")?;
 
+        if std::env::var("EXP_CKPT").is_ok() {
+            let j = journal.clone();
+            std::thread::spawn(move || {
+                let c = rusqlite::Connection::open(&j).unwrap();
+                loop {
+                    std::thread::sleep(Duration::from_millis(200));
+                    let _: (i64, i64, i64) = c
+                        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                        })
+                        .unwrap();
+                }
+            });
+        }
         let publisher = std::thread::Builder::new()
             .name("paced-publisher".into())
             .spawn(move || paced_publisher(port, m))?;

@@ -4,7 +4,8 @@
 use crate::app::Application;
 use crate::config::Config;
 use crate::db::StoragePaths;
-use crate::domain::{DeviceEvent, DeviceId, DeviceState};
+use crate::domain::DeviceId;
+use crate::history::{fold_device, parse_instant};
 use crate::journal::JournalReader;
 use crate::simulate::SimulateOptions;
 use anyhow::{Context, anyhow};
@@ -74,6 +75,16 @@ pub enum Command {
         #[arg(long)]
         as_of: Option<String>,
     },
+    /// Manage web users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage API tokens for scripts and BI tools.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// List messages that could not become events (with reasons), or re-drive / discard them.
     DeadLetters {
         /// Re-drive one dead letter (after fixing its cause, e.g. adding its device to config.toml).
@@ -88,6 +99,27 @@ pub enum Command {
         /// Also list re-driven and discarded letters.
         #[arg(long)]
         all: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user, or update an existing user's role and password; the password is read from stdin (one line).
+    Add {
+        name: String,
+        #[arg(long, value_parser = ["manager", "admin"])]
+        role: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Print a new API token (shown once; only its hash is kept). Send it as `Authorization: Bearer TOKEN`.
+    Create {
+        /// What the token is for, e.g. grafana.
+        name: String,
+        #[arg(long, value_parser = ["manager", "admin"])]
+        role: String,
     },
 }
 
@@ -120,6 +152,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Rebuild { projections } => rebuild(&config, &projections),
         Command::Events { stream, after, follow } => events(&config, stream, after, follow),
         Command::State { device, as_of } => state(&config, &device, as_of.as_deref()),
+        Command::User {
+            command: UserCommand::Add { name, role },
+        } => user_add(&config, &name, &role),
+        Command::Token {
+            command: TokenCommand::Create { name, role },
+        } => token_create(&config, &name, &role),
         Command::DeadLetters {
             redrive,
             redrive_all,
@@ -127,6 +165,34 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             all,
         } => dead_letters(config, redrive, redrive_all, discard, all),
     }
+}
+
+fn user_add(config: &Config, name: &str, role: &str) -> Result<(), Failure> {
+    let role: crate::auth::Role = role.parse().map_err(|e: String| Failure::Usage(anyhow!(e)))?;
+    crate::auth::validate_user_name(name).map_err(Failure::Usage)?;
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("cannot read the password from stdin")?;
+    let password = password.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err(Failure::Usage(anyhow!(
+            "user add: no password on stdin (pipe it in: echo 'secret' | gatehouse user add {name} --role {role})"
+        )));
+    }
+    let conn = crate::auth::open(&StoragePaths::new(&config.storage.dir).journal())?;
+    let created = crate::auth::add_user(&conn, name, role, password).map_err(Failure::Usage)?;
+    println!("{} user {name} ({role})", if created { "created" } else { "updated" });
+    Ok(())
+}
+
+fn token_create(config: &Config, name: &str, role: &str) -> Result<(), Failure> {
+    let role: crate::auth::Role = role.parse().map_err(|e: String| Failure::Usage(anyhow!(e)))?;
+    let conn = crate::auth::open(&StoragePaths::new(&config.storage.dir).journal())?;
+    let token = crate::auth::create_token(&conn, name, role).map_err(Failure::Usage)?;
+    println!("{token}");
+    eprintln!("gatehouse: token {name:?} ({role}) created; it is shown only this once");
+    Ok(())
 }
 
 fn dead_letters(
@@ -330,41 +396,6 @@ fn events(config: &Config, stream: Option<String>, after: u64, follow: bool) -> 
     }
     out.flush().ok();
     Ok(())
-}
-
-/// Parses `--as-of`: an RFC 3339 instant, or a civil date-time (or date) in the site's time zone.
-pub fn parse_instant(text: &str, tz: &jiff::tz::TimeZone) -> anyhow::Result<jiff::Timestamp> {
-    if let Ok(ts) = text.parse::<jiff::Timestamp>() {
-        return Ok(ts);
-    }
-    if let Ok(dt) = text.parse::<jiff::civil::DateTime>() {
-        return Ok(dt.to_zoned_datetime(tz.clone())?.timestamp());
-    }
-    Err(anyhow!(
-        "{text:?} is not an instant: expected RFC 3339 like 2026-03-01T09:00:00Z or a local 2026-03-01T09:00"
-    ))
-}
-
-/// Folds a device's events up to `as_of` (all when `None`): the time-travel view.
-pub fn fold_device(
-    journal: &JournalReader,
-    device: &DeviceId,
-    as_of: Option<jiff::Timestamp>,
-) -> anyhow::Result<Option<(DeviceState, u64)>> {
-    let events = journal.stream_events(device, 0)?;
-    let Some(first) = events.first() else {
-        return Ok(None);
-    };
-    let DeviceEvent::Commissioned(c) = &first.event else {
-        return Err(anyhow!("device {device}: stream does not start with Commissioned"));
-    };
-    let mut state = DeviceState::initial(c.kind);
-    let mut version = 0;
-    for stored in events.iter().filter(|e| as_of.is_none_or(|t| e.occurred_at <= t)) {
-        state = state.evolve(&stored.event);
-        version = stored.version;
-    }
-    Ok(Some((state, version)))
 }
 
 fn state(config: &Config, device: &str, as_of: Option<&str>) -> Result<(), Failure> {

@@ -20,11 +20,15 @@ fn journal_migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/journal/0001_events.sql")),
         M::up(include_str!("../migrations/journal/0002_dead_letters.sql")),
         M::up(include_str!("../migrations/journal/0003_dead_letter_redrive.sql")),
+        M::up(include_str!("../migrations/journal/0004_auth.sql")),
     ])
 }
 
 fn views_migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("../migrations/views/0001_read_models.sql"))])
+    Migrations::new(vec![
+        M::up(include_str!("../migrations/views/0001_read_models.sql")),
+        M::up(include_str!("../migrations/views/0002_reports.sql")),
+    ])
 }
 
 /// Paths of the databases under `[storage].dir`.

@@ -7,12 +7,14 @@
 //! - `journal`: the append-only event store (one writer thread, read-only readers).
 pub mod actors;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod db;
 pub mod dead_letters;
 pub mod domain;
+pub mod history;
 pub mod ingest;
 pub mod journal;
 pub mod mqtt;

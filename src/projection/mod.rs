@@ -4,11 +4,15 @@
 //! `rebuild` recreates them beside the live tables and swaps them in (blue/green).
 
 mod device_status;
+mod equipment;
 pub mod rebuild;
+mod recognitions;
 pub mod runner;
 mod traffic;
 
 pub use device_status::DeviceStatusProjection;
+pub use equipment::EquipmentProjection;
+pub use recognitions::RecognitionsProjection;
 pub use traffic::TrafficProjection;
 
 use crate::journal::{JournalReader, Position, StoredEvent};
@@ -34,6 +38,8 @@ pub fn all(tz: &TimeZone) -> Vec<Box<dyn Projection>> {
     vec![
         Box::new(DeviceStatusProjection::new(tz.clone())),
         Box::new(TrafficProjection::new(tz.clone())),
+        Box::new(EquipmentProjection::new()),
+        Box::new(RecognitionsProjection::new(tz.clone())),
     ]
 }
 

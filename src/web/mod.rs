@@ -4,6 +4,7 @@
 //! Each page family lives in its own module and registers its routes with a `routes(cfg)` function; this file
 //! only wires them together and holds what every page shares (`render`, `read_views`, errors, time formatting).
 
+pub mod auth;
 mod dashboard;
 mod health;
 
@@ -14,10 +15,15 @@ use std::net::TcpListener;
 /// Builds the HTTP server on an already bound listener. actix-web stops it on SIGINT/SIGTERM.
 pub fn server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> {
     let data = web::Data::new(state);
+    // Shared by both workers, so a brute-force attempt cannot dodge it by landing on the other one.
+    let throttle = web::Data::new(auth::LoginThrottle::default());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(throttle.clone())
+            .wrap(actix_web::middleware::from_fn(auth::guard))
             .wrap(actix_web::middleware::Compress::default())
+            .configure(auth::routes)
             .route("/", web::get().to(dashboard::page))
             .route("/healthz", web::get().to(health::healthz))
             .route("/static/style.css", web::get().to(style_css))

@@ -162,26 +162,86 @@ pub fn with_app<T>(config: Config, f: impl AsyncFnOnce(&Application) -> T) -> T 
     result
 }
 
-/// A minimal HTTP/1.1 GET, enough to check status lines and bodies without a client library.
-pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+/// An HTTP response as tests look at it.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    /// The first value of a header (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A minimal HTTP/1.1 client, enough to check status lines, headers and bodies without a client library.
+pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
     let mut stream = TcpStream::connect(addr).expect("connect to the test server");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect::<Vec<_>>();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_owned() };
+    Response { status, headers, body }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The admin API token `with_server` created for each running test server.
+static TOKENS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<SocketAddr, String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The API token of the test server at `addr`.
+pub fn token_for(addr: SocketAddr) -> String {
+    TOKENS
+        .lock()
+        .unwrap()
+        .get(&addr)
+        .cloned()
+        .expect("a server started by with_server")
+}
+
+/// A GET as a signed-in admin (with the server's API token), as most page tests want.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let bearer = format!("Bearer {}", token_for(addr));
+    let response = http(addr, "GET", path, &[("Authorization", &bearer)], "");
+    (response.status, response.body)
 }
 
 /// Reads one integer from a database, for assertions.
@@ -193,9 +253,17 @@ pub fn query_i64(path: &Path, sql: &str) -> i64 {
 /// Like [`with_app`], with the web server running; `f` gets its address.
 pub fn with_server<T>(config: Config, f: impl AsyncFnOnce(&gatehouse::app::AppState, SocketAddr) -> T) -> T {
     let system = actix_web::rt::System::new();
+    let journal = config.storage.dir.join(gatehouse::db::JOURNAL_FILE);
+    let token = gatehouse::auth::create_token(
+        &gatehouse::auth::open(&journal).unwrap(),
+        "tests",
+        gatehouse::auth::Role::Admin,
+    )
+    .unwrap();
     let (result, writer_thread) = system.block_on(async move {
         let app = Application::build(config).await.expect("the app starts");
         let addr = app.http_addr();
+        TOKENS.lock().unwrap().insert(addr, token);
         let state = app.state().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = actix_web::rt::spawn(app.run_until_stopped(async move {
@@ -204,6 +272,7 @@ pub fn with_server<T>(config: Config, f: impl AsyncFnOnce(&gatehouse::app::AppSt
         let result = f(&state, addr).await;
         let _ = stop.send(());
         let writer_thread = server.await.expect("server task").expect("server ran");
+        TOKENS.lock().unwrap().remove(&addr);
         drop(state);
         (result, writer_thread)
     });
@@ -212,7 +281,7 @@ pub fn with_server<T>(config: Config, f: impl AsyncFnOnce(&gatehouse::app::AppSt
     result
 }
 
-/// [`http_get`] off the actix thread, so the app keeps running while the test waits for the answer.
+/// [`http_get`] (as an admin) off the actix thread, so the app keeps running while the test waits for the answer.
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || http_get(addr, &path))

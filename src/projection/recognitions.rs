@@ -1,0 +1,64 @@
+//! `recognitions`: faces each camera saw per local hour (site time zone), known subjects vs unknown faces, and
+//! which subjects it saw per local day, for the recognitions report.
+
+use super::{Projection, local};
+use crate::domain::DeviceEvent;
+use crate::journal::StoredEvent;
+use jiff::tz::TimeZone;
+use jiff::{RoundMode, Unit, ZonedDateTimeRound};
+use rusqlite::{Transaction, params};
+
+pub struct RecognitionsProjection {
+    tz: TimeZone,
+}
+
+impl RecognitionsProjection {
+    pub fn new(tz: TimeZone) -> Self {
+        Self { tz }
+    }
+}
+
+impl Projection for RecognitionsProjection {
+    fn name(&self) -> &'static str {
+        "recognitions"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["recognitions", "recognition_subjects"]
+    }
+
+    fn apply(&mut self, tx: &Transaction<'_>, stored: &StoredEvent) -> rusqlite::Result<()> {
+        let DeviceEvent::RecognitionRecorded(e) = &stored.event else {
+            return Ok(());
+        };
+        let camera = stored.stream_id.as_str();
+        // Truncating in the zone (not in UTC) is what makes a bucket a local clock hour, DST days included.
+        let hour = local(&self.tz, e.at)
+            .round(ZonedDateTimeRound::new().smallest(Unit::Hour).mode(RoundMode::Trunc))
+            .expect("truncating to the hour stays within jiff's range");
+        let local_date = hour.date().to_string();
+        let (known, unknown) = if e.subject.is_some() { (1, 0) } else { (0, 1) };
+        tx.prepare_cached(
+            "INSERT INTO recognitions (bucket_start, local_date, local_hour, camera_id, known, unknown)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (bucket_start, camera_id) DO UPDATE SET known = known + excluded.known,
+                                                                 unknown = unknown + excluded.unknown",
+        )?
+        .execute(params![
+            hour.timestamp().as_microsecond(),
+            local_date,
+            hour.hour(),
+            camera,
+            known,
+            unknown
+        ])?;
+        if let Some(subject) = &e.subject {
+            tx.prepare_cached(
+                "INSERT INTO recognition_subjects (local_date, camera_id, subject, sightings) VALUES (?1, ?2, ?3, 1)
+                 ON CONFLICT (local_date, camera_id, subject) DO UPDATE SET sightings = sightings + 1",
+            )?
+            .execute(params![local_date, camera, subject.as_str()])?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,367 @@
+//! Signing in and the guard in front of every page. Browsers sign in with a name and password and carry a session
+//! cookie (HttpOnly, SameSite=Strict, Secure behind TLS); scripts send `Authorization: Bearer TOKEN`, which may
+//! only read (GET). Everything but `/login`, `/healthz` and `/static/*` needs one or the other. State-changing
+//! forms carry the session's CSRF token; repeated failed sign-ins for a name are slowed down.
+
+use crate::app::AppState;
+use crate::auth::{self, Identity, Role};
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, header};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub const SESSION_COOKIE: &str = "gatehouse_session";
+
+/// Failed sign-ins allowed for a name before it is locked for a while.
+const FREE_FAILURES: u32 = 5;
+/// The longest lock after repeated failures.
+const MAX_LOCK: Duration = Duration::from_secs(15 * 60);
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/login", web::get().to(login_form))
+        .route("/login", web::post().to(login))
+        .route("/logout", web::get().to(logout_form))
+        .route("/logout", web::post().to(logout));
+}
+
+fn is_public(path: &str) -> bool {
+    path == "/login" || path == "/healthz" || path.starts_with("/static/")
+}
+
+/// Looks up who is calling; blocking SQLite work runs on the blocking pool.
+async fn identify(state: &AppState, req: &ServiceRequest) -> actix_web::Result<Option<(Identity, bool)>> {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned());
+    let session = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
+    if bearer.is_none() && session.is_none() {
+        return Ok(None);
+    }
+    let journal = state.paths.journal();
+    web::block(move || -> anyhow::Result<Option<(Identity, bool)>> {
+        let conn = crate::db::open(&journal, crate::config::Synchronous::Full)?;
+        if let Some(token) = bearer {
+            return Ok(auth::check_token(&conn, &token)?.map(|i| (i, true)));
+        }
+        Ok(match session {
+            Some(id) => auth::check_session(&conn, &id)?.map(|i| (i, false)),
+            None => None,
+        })
+    })
+    .await
+    .map_err(|e| super::internal_error("sign-in check", e))?
+    .map_err(|e| super::internal_error("sign-in check", e))
+}
+
+/// The guard: lets public paths through, attaches the caller's [`Identity`] to the request, and otherwise sends
+/// browsers to the sign-in form and scripts a 401.
+pub async fn guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> actix_web::Result<ServiceResponse<EitherBody<impl MessageBody>>> {
+    if is_public(req.path()) {
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .expect("AppState is registered")
+        .clone();
+    match identify(&state, &req).await? {
+        Some((_, true)) if !matches!(*req.method(), Method::GET | Method::HEAD) => {
+            let response = HttpResponse::Forbidden()
+                .content_type("text/plain; charset=utf-8")
+                .body("API tokens may only read: sign in to change anything\n");
+            Ok(req.into_response(response).map_into_right_body())
+        }
+        Some((identity, _)) => {
+            req.extensions_mut().insert(identity);
+            Ok(next.call(req).await?.map_into_left_body())
+        }
+        None => {
+            let wants_html = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|accept| accept.contains("text/html"));
+            let response = if wants_html && req.method() == Method::GET {
+                let next_path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_owned();
+                let location = format!("/login?next={}", urlencode(&next_path));
+                HttpResponse::SeeOther()
+                    .insert_header((header::LOCATION, location))
+                    .finish()
+            } else {
+                HttpResponse::Unauthorized()
+                    .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+                    .content_type("text/plain; charset=utf-8")
+                    .body("sign in, or send Authorization: Bearer TOKEN (see `gatehouse token create`)\n")
+            };
+            Ok(req.into_response(response).map_into_right_body())
+        }
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+impl FromRequest for Identity {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(
+            req.extensions()
+                .get::<Identity>()
+                .cloned()
+                .ok_or_else(|| actix_web::error::ErrorUnauthorized("sign in first")),
+        )
+    }
+}
+
+/// An identity with the admin role; anyone else gets 403.
+pub struct Admin(pub Identity);
+
+impl FromRequest for Admin {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(match req.extensions().get::<Identity>() {
+            Some(identity) if identity.role == Role::Admin => Ok(Admin(identity.clone())),
+            Some(_) => Err(actix_web::error::ErrorForbidden("only admins may do this\n")),
+            None => Err(actix_web::error::ErrorUnauthorized("sign in first\n")),
+        })
+    }
+}
+
+/// Refuses a state-changing form whose CSRF token is not the session's.
+pub fn check_csrf(identity: &Identity, submitted: &str) -> actix_web::Result<()> {
+    if auth::csrf_matches(identity, submitted) {
+        Ok(())
+    } else {
+        Err(actix_web::error::ErrorForbidden(
+            "this form has expired or did not come from this site: reload the page and try again\n",
+        ))
+    }
+}
+
+/// Failed sign-ins per name (lower-cased), kept in memory: a restart forgives, which is acceptable.
+#[derive(Default)]
+pub struct LoginThrottle {
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl LoginThrottle {
+    /// How long `name` must wait before another attempt, if it must.
+    fn locked_for(&self, name: &str) -> Option<Duration> {
+        let failures = self.failures.lock().expect("throttle lock is never poisoned");
+        let (count, last) = failures.get(&name.to_lowercase())?;
+        let lock = lock_duration(*count)?;
+        lock.checked_sub(last.elapsed())
+    }
+
+    fn failed(&self, name: &str) {
+        let mut failures = self.failures.lock().expect("throttle lock is never poisoned");
+        let entry = failures.entry(name.to_lowercase()).or_insert((0, Instant::now()));
+        *entry = (entry.0 + 1, Instant::now());
+    }
+
+    fn succeeded(&self, name: &str) {
+        self.failures
+            .lock()
+            .expect("throttle lock is never poisoned")
+            .remove(&name.to_lowercase());
+    }
+}
+
+/// After the free failures, each further one doubles the wait: 1 s, 2 s, 4 s ... up to 15 minutes.
+fn lock_duration(failures: u32) -> Option<Duration> {
+    let over = failures.checked_sub(FREE_FAILURES)?;
+    Some(Duration::from_secs(1u64 << over.min(20)).min(MAX_LOCK))
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    site: String,
+    next: String,
+    name: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+/// Only a path on this site may be a redirect target (no `//evil.example`).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => path.to_owned(),
+        _ => "/".to_owned(),
+    }
+}
+
+async fn login_form(state: web::Data<AppState>, query: web::Query<NextQuery>) -> actix_web::Result<HttpResponse> {
+    super::render(&LoginPage {
+        site: state.config.site.name.clone(),
+        next: safe_next(query.next.as_deref()),
+        name: String::new(),
+        error: None,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    name: String,
+    password: String,
+    next: Option<String>,
+}
+
+async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    throttle: web::Data<LoginThrottle>,
+    form: web::Form<LoginForm>,
+) -> actix_web::Result<HttpResponse> {
+    let LoginForm { name, password, next } = form.into_inner();
+    let next = safe_next(next.as_deref());
+    let page = |error: String, status: actix_web::http::StatusCode| -> actix_web::Result<HttpResponse> {
+        let html = LoginPage {
+            site: state.config.site.name.clone(),
+            next: next.clone(),
+            name: name.clone(),
+            error: Some(error),
+        }
+        .render()
+        .map_err(|e| super::internal_error("sign-in page", e))?;
+        Ok(HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .body(html))
+    };
+    if let Some(wait) = throttle.locked_for(&name) {
+        let seconds = wait.as_secs().max(1);
+        let mut response = page(
+            format!("Too many failed sign-ins for this name: try again in {seconds} s."),
+            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+        )?;
+        response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
+        return Ok(response);
+    }
+    let journal = state.paths.journal();
+    let (user, secret) = (name.clone(), password);
+    let session = web::block(move || -> anyhow::Result<Option<String>> {
+        let conn = crate::db::open(&journal, crate::config::Synchronous::Full)?;
+        match auth::verify_password(&conn, &user, &secret)? {
+            Some(_) => Ok(Some(auth::create_session(&conn, &user)?)),
+            None => Ok(None),
+        }
+    })
+    .await
+    .map_err(|e| super::internal_error("sign-in", e))?
+    .map_err(|e| super::internal_error("sign-in", e))?;
+    let Some(session) = session else {
+        throttle.failed(&name);
+        tracing::warn!(user = %name, peer = ?req.peer_addr(), "failed sign-in");
+        return page("Wrong name or password.".into(), actix_web::http::StatusCode::OK);
+    };
+    throttle.succeeded(&name);
+    let secure = req.connection_info().scheme() == "https";
+    let cookie = Cookie::build(SESSION_COOKIE, session)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure)
+        .max_age(actix_web::cookie::time::Duration::seconds(
+            auth::SESSION_LIFETIME.as_secs() as i64,
+        ))
+        .finish();
+    Ok(HttpResponse::SeeOther()
+        .cookie(cookie)
+        .insert_header((header::LOCATION, next))
+        .finish())
+}
+
+#[derive(Template)]
+#[template(path = "logout.html")]
+struct LogoutPage {
+    site: String,
+    name: String,
+    csrf: String,
+}
+
+async fn logout_form(state: web::Data<AppState>, identity: Identity) -> actix_web::Result<HttpResponse> {
+    super::render(&LogoutPage {
+        site: state.config.site.name.clone(),
+        name: identity.name.clone(),
+        csrf: identity.csrf.clone().unwrap_or_default(),
+    })
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    identity: Identity,
+    form: web::Form<CsrfForm>,
+) -> actix_web::Result<HttpResponse> {
+    check_csrf(&identity, &form.csrf)?;
+    if let Some(cookie) = req.cookie(SESSION_COOKIE) {
+        let journal = state.paths.journal();
+        let id = cookie.value().to_owned();
+        web::block(move || auth::end_session(&crate::db::open(&journal, crate::config::Synchronous::Full)?, &id))
+            .await
+            .map_err(|e| super::internal_error("sign-out", e))?
+            .map_err(|e| super::internal_error("sign-out", e))?;
+    }
+    let mut gone = Cookie::build(SESSION_COOKIE, "").path("/").finish();
+    gone.make_removal();
+    Ok(HttpResponse::SeeOther()
+        .cookie(gone)
+        .insert_header((header::LOCATION, "/login"))
+        .finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_sign_ins_lock_a_name_for_longer_and_longer() {
+        assert_eq!(lock_duration(4), None);
+        assert_eq!(lock_duration(5), Some(Duration::from_secs(1)));
+        assert_eq!(lock_duration(7), Some(Duration::from_secs(4)));
+        assert_eq!(lock_duration(40), Some(MAX_LOCK));
+    }
+
+    #[test]
+    fn only_local_paths_are_redirect_targets() {
+        assert_eq!(
+            safe_next(Some("/reports/traffic?from=2026-03-01")),
+            "/reports/traffic?from=2026-03-01"
+        );
+        assert_eq!(safe_next(Some("//evil.example/")), "/");
+        assert_eq!(safe_next(Some("https://evil.example/")), "/");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(None), "/");
+    }
+}

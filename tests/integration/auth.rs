@@ -1,0 +1,192 @@
+//! Sign-in and the guard: every page but /login, /healthz and /static/* needs a session or an API token; forms
+//! that change state need the session's CSRF token; failed sign-ins are slowed down.
+
+use crate::helpers::*;
+use std::io::Write;
+use std::net::SocketAddr;
+
+/// Every page behind the guard (GET).
+const PAGES: &[&str] = &["/", "/logout"];
+
+fn anonymous(addr: SocketAddr, path: &str, accept_html: bool) -> Response {
+    let headers: &[(&str, &str)] = if accept_html {
+        &[("Accept", "text/html,application/xhtml+xml")]
+    } else {
+        &[]
+    };
+    http(addr, "GET", path, headers, "")
+}
+
+fn add_user(site: &Site, name: &str, role: &str, password: &str) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .current_dir(site.dir.path())
+        .args(["user", "add", name, "--role", role])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("created user {name} ({role})\n")
+    );
+}
+
+fn sign_in(addr: SocketAddr, name: &str, password: &str) -> Response {
+    let body = format!("name={name}&password={}&next=%2Fevents", password.replace(' ', "+"));
+    http(
+        addr,
+        "POST",
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &body,
+    )
+}
+
+fn session_cookie(response: &Response) -> String {
+    let set = response.header("set-cookie").expect("a session cookie");
+    set.split(';').next().unwrap().to_owned()
+}
+
+#[test]
+fn every_page_needs_a_sign_in_or_a_token_and_public_ones_do_not() {
+    let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
+    with_server(site.config(), async |_, addr| {
+        tokio::task::spawn_blocking(move || {
+            for page in PAGES {
+                let browser = anonymous(addr, page, true);
+                assert_eq!(browser.status, 303, "{page}");
+                assert_eq!(
+                    browser.header("location"),
+                    Some(format!("/login?next={page}").as_str()),
+                    "{page}"
+                );
+                let script = anonymous(addr, page, false);
+                assert_eq!(script.status, 401, "{page}");
+                assert_eq!(script.header("www-authenticate"), Some("Bearer"));
+                assert_eq!(http_get(addr, page).0, 200, "{page} with a token");
+            }
+            for public in ["/login", "/healthz", "/static/style.css"] {
+                assert_eq!(anonymous(addr, public, true).status, 200, "{public}");
+            }
+            let forged = http(addr, "GET", "/", &[("Authorization", "Bearer gh_forged")], "");
+            assert_eq!(forged.status, 401);
+        })
+        .await
+        .unwrap();
+    });
+}
+
+#[test]
+fn a_user_added_on_the_command_line_signs_in_and_out() {
+    let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
+    with_app(site.config(), async |_| {});
+    add_user(&site, "ana", "manager", "correct horse battery");
+    with_server(site.config(), async |_, addr| {
+        tokio::task::spawn_blocking(move || {
+            let wrong = sign_in(addr, "ana", "wrong horse battery");
+            assert_eq!(wrong.status, 200);
+            assert!(wrong.body.contains("Wrong name or password."), "{}", wrong.body);
+            assert!(wrong.header("set-cookie").is_none());
+
+            let right = sign_in(addr, "ana", "correct horse battery");
+            assert_eq!(right.status, 303);
+            assert_eq!(right.header("location"), Some("/events"));
+            let set = right.header("set-cookie").unwrap();
+            assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+            let cookie = session_cookie(&right);
+            let home = http(addr, "GET", "/", &[("Cookie", &cookie)], "");
+            assert_eq!(home.status, 200);
+
+            let form = http(addr, "GET", "/logout", &[("Cookie", &cookie)], "");
+            let csrf = form
+                .body
+                .split("name=\"csrf\" value=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_owned();
+            let form_headers = [
+                ("Cookie", cookie.as_str()),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ];
+            let forged = http(addr, "POST", "/logout", &form_headers, "csrf=forged");
+            assert_eq!(forged.status, 403);
+            assert!(
+                forged
+                    .body
+                    .contains("this form has expired or did not come from this site"),
+                "{}",
+                forged.body
+            );
+            let out = http(addr, "POST", "/logout", &form_headers, &format!("csrf={csrf}"));
+            assert_eq!(out.status, 303);
+            assert_eq!(out.header("location"), Some("/login"));
+            let after = http(addr, "GET", "/", &[("Cookie", &cookie), ("Accept", "text/html")], "");
+            assert_eq!(after.status, 303, "the old cookie no longer works");
+        })
+        .await
+        .unwrap();
+    });
+}
+
+#[test]
+fn repeated_failed_sign_ins_are_slowed_down() {
+    let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
+    with_app(site.config(), async |_| {});
+    add_user(&site, "ana", "admin", "correct horse battery");
+    with_server(site.config(), async |_, addr| {
+        tokio::task::spawn_blocking(move || {
+            for _ in 0..5 {
+                assert_eq!(sign_in(addr, "ana", "guess guess").status, 200);
+            }
+            let locked = sign_in(addr, "ana", "correct horse battery");
+            assert_eq!(locked.status, 429);
+            assert!(locked.header("retry-after").is_some());
+            assert!(
+                locked.body.contains("Too many failed sign-ins for this name"),
+                "{}",
+                locked.body
+            );
+        })
+        .await
+        .unwrap();
+    });
+}
+
+#[test]
+fn an_api_token_created_on_the_command_line_reads_but_never_changes_anything() {
+    let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
+    with_app(site.config(), async |_| {});
+    let output = site.gatehouse(&["token", "create", "grafana", "--role", "manager"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("gh_"), "{token}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("shown only this once"));
+    with_server(site.config(), async |_, addr| {
+        tokio::task::spawn_blocking(move || {
+            let bearer = format!("Bearer {token}");
+            assert_eq!(http(addr, "GET", "/", &[("Authorization", &bearer)], "").status, 200);
+            let post = http(addr, "POST", "/logout", &[("Authorization", &bearer)], "csrf=x");
+            assert_eq!(post.status, 403);
+            assert_eq!(post.body, "API tokens may only read: sign in to change anything\n");
+        })
+        .await
+        .unwrap();
+    });
+}
+
+#[test]
+fn user_add_refuses_a_missing_or_short_password() {
+    let site = Site::new("");
+    let empty = site.gatehouse(&["user", "add", "ana", "--role", "admin"]);
+    assert_eq!(empty.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&empty.stderr).starts_with("gatehouse: user add: no password on stdin"));
+    let bad_role = site.gatehouse(&["user", "add", "ana", "--role", "king"]);
+    assert_eq!(bad_role.status.code(), Some(2));
+}
