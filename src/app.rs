@@ -28,6 +28,12 @@ pub struct AppState {
     pub committed: watch::Receiver<Position>,
     /// The external broker connection, when messages come through one (`/healthz` reports it).
     pub external_mqtt: Option<Arc<crate::mqtt::external::ExternalStatus>>,
+    /// The embedded endpoint's counters, when gateways connect to us (`/metrics` reports them).
+    pub embedded_mqtt: Option<Arc<crate::mqtt::embedded::EndpointStats>>,
+    /// The journal writer's counters (`/metrics`).
+    pub writer_stats: Arc<crate::journal::WriterStats>,
+    /// HTTP request durations, recorded by the `web::metrics` middleware.
+    pub http_metrics: crate::web::metrics::HttpMetrics,
 }
 
 /// Name of the lock file in `[storage].dir`: one running core per data directory.
@@ -105,6 +111,9 @@ impl Core {
             projectors,
             committed: writer.committed(),
             external_mqtt: None,
+            embedded_mqtt: None,
+            writer_stats: writer.stats(),
+            http_metrics: Default::default(),
         };
         Ok(Core {
             state,
@@ -162,8 +171,9 @@ impl Application {
                 Mqtt::External(ExternalSubscriber::start(&state.config.mqtt, state.ingestor.clone())?)
             }
         };
-        if let Mqtt::External(subscriber) = &mqtt {
-            core.state.external_mqtt = Some(subscriber.status.clone());
+        match &mqtt {
+            Mqtt::External(subscriber) => core.state.external_mqtt = Some(subscriber.status.clone()),
+            Mqtt::Embedded(endpoint) => core.state.embedded_mqtt = Some(endpoint.stats.clone()),
         }
         let state = core.state();
         // Dead letters an admin asked to re-drive (from the command line, in another process) are picked up here.

@@ -520,7 +520,7 @@ pub fn print_redriven(letters: &[DeadLetter], out: &mut impl Write) -> std::io::
 
 /// Message text as one printable line: control characters escaped (`\n`, `\u{1b}`) so a hostile or binary
 /// payload cannot garble the terminal, cut to `max_chars` with an ellipsis.
-fn printable(text: &str, max_chars: usize) -> String {
+pub fn printable(text: &str, max_chars: usize) -> String {
     let mut shown = String::new();
     let mut count = 0;
     for c in text.chars() {

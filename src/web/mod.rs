@@ -4,9 +4,13 @@
 //! Each page family lives in its own module and registers its routes with a `routes(cfg)` function; this file
 //! only wires them together and holds what every page shares (`render`, `read_views`, errors, time formatting).
 
+mod admin;
 pub mod auth;
 mod dashboard;
+mod devices;
+mod events;
 mod health;
+pub mod metrics;
 
 use crate::app::AppState;
 use actix_web::{App, HttpResponse, HttpServer, dev::Server, http::header, web};
@@ -17,15 +21,23 @@ pub fn server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> 
     let data = web::Data::new(state);
     // Shared by both workers, so a brute-force attempt cannot dodge it by landing on the other one.
     let throttle = web::Data::new(auth::LoginThrottle::default());
+    let rebuilds = web::Data::new(admin::RebuildState::default());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
             .app_data(throttle.clone())
+            .app_data(rebuilds.clone())
             .wrap(actix_web::middleware::from_fn(auth::guard))
             .wrap(actix_web::middleware::Compress::default())
+            // Outermost, so refused and failed requests are timed too.
+            .wrap(actix_web::middleware::from_fn(metrics::record_duration))
             .configure(auth::routes)
+            .configure(admin::routes)
             .route("/", web::get().to(dashboard::page))
             .route("/healthz", web::get().to(health::healthz))
+            .configure(devices::routes)
+            .configure(events::routes)
+            .configure(metrics::routes)
             .route("/static/style.css", web::get().to(style_css))
     })
     // Two cores: two workers serve pages; SQLite work runs on the blocking pool anyway.

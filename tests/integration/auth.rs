@@ -6,7 +6,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 
 /// Every page behind the guard (GET).
-const PAGES: &[&str] = &["/", "/logout"];
+const PAGES: &[&str] = &["/", "/logout", "/admin/projections", "/admin/dead-letters"];
 
 fn anonymous(addr: SocketAddr, path: &str, accept_html: bool) -> Response {
     let headers: &[(&str, &str)] = if accept_html {

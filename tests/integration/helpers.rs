@@ -402,3 +402,63 @@ pub fn mosquitto_pub_lines(port: u16, topic: &str, lines: &[String]) {
     drop(stdin);
     assert!(child.wait().unwrap().success(), "mosquitto_pub failed");
 }
+
+/// A browser session: its cookie and the CSRF token its forms carry.
+pub struct Session {
+    pub cookie: String,
+    pub csrf: String,
+}
+
+impl Session {
+    /// Creates user `name` with `role` in `journal` and signs in through the real form. Blocking: call it off
+    /// the actix thread (`spawn_blocking`), which must stay free to wake the projectors.
+    pub fn sign_in(journal: &Path, addr: SocketAddr, name: &str, role: gatehouse::auth::Role) -> Session {
+        let conn = gatehouse::auth::open(journal).unwrap();
+        gatehouse::auth::add_user(&conn, name, role, "long enough password").unwrap();
+        let body = format!("name={name}&password=long+enough+password&next=%2F");
+        let response = http(
+            addr,
+            "POST",
+            "/login",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            &body,
+        );
+        assert_eq!(response.status, 303, "sign-in of {name}: {}", response.body);
+        let cookie = response
+            .header("set-cookie")
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let form = http(addr, "GET", "/logout", &[("Cookie", &cookie)], "");
+        let csrf = form
+            .body
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned();
+        Session { cookie, csrf }
+    }
+
+    pub fn get(&self, addr: SocketAddr, path: &str) -> Response {
+        http(addr, "GET", path, &[("Cookie", &self.cookie)], "")
+    }
+
+    /// Submits a form (urlencoded `fields`) with this session's cookie and CSRF token.
+    pub fn post(&self, addr: SocketAddr, path: &str, fields: &str) -> Response {
+        let body = if fields.is_empty() {
+            format!("csrf={}", self.csrf)
+        } else {
+            format!("csrf={}&{fields}", self.csrf)
+        };
+        let headers = [
+            ("Cookie", self.cookie.as_str()),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ];
+        http(addr, "POST", path, &headers, &body)
+    }
+}

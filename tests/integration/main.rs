@@ -1,6 +1,7 @@
 //! Black-box tests of the event-sourced core: the real SQLite files, the real writer thread, real actors and
 //! projectors, and the real binary for the command line.
 
+mod admin;
 mod auth;
 mod bad_input;
 mod cli;

@@ -1,0 +1,187 @@
+//! `/metrics`: the journal, MQTT ingestion, projectors and HTTP requests in the Prometheus text format (0.0.4),
+//! plus the middleware that times every request.
+//!
+//! The counters already live where the work happens (the writer's `WriterStats`, the MQTT endpoint's or
+//! subscriber's counters, the projectors' position watches), so a scrape reads them into a fresh registry
+//! instead of mirroring them into long-lived metric objects; only the HTTP histogram is kept here.
+
+use crate::app::AppState;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, web};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use std::sync::atomic::Ordering;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(metrics));
+}
+
+/// Request durations by route pattern, method and status, for one running server (shared by its workers).
+#[derive(Clone)]
+pub struct HttpMetrics {
+    durations: HistogramVec,
+}
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        let durations = HistogramVec::new(
+            HistogramOpts::new(
+                "gatehouse_http_request_duration_seconds",
+                "Time to answer an HTTP request, by matched route pattern, method and status.",
+            ),
+            &["route", "method", "status"],
+        )
+        .expect("the histogram's name and labels are valid");
+        Self { durations }
+    }
+}
+
+impl HttpMetrics {
+    fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.durations
+            .with_label_values(&[route, method, status.to_string().as_str()])
+            .observe(seconds);
+    }
+}
+
+/// Times each request (`.wrap(from_fn(record_duration))`). The route label is the matched pattern
+/// (`/devices/{id}`), never the raw path: one series per page, however many devices or bad URLs there are.
+pub async fn record_duration(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    // The pattern comes from the app's resource map and the path, so it is known before routing runs.
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().clone();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let result = next.call(req).await;
+    let status = match &result {
+        Ok(response) => response.status(),
+        Err(error) => error.as_response_error().status_code(),
+    };
+    if let Some(state) = state {
+        let seconds = started.elapsed().as_secs_f64();
+        state
+            .http_metrics
+            .observe(&route, method.as_str(), status.as_u16(), seconds);
+    }
+    result
+}
+
+async fn metrics(state: web::Data<AppState>) -> actix_web::Result<HttpResponse> {
+    let dead_letters_open = super::read_journal(&state, |journal| {
+        Ok(journal.connection().query_row(
+            "SELECT COUNT(*) FROM dead_letters WHERE status IN ('open', 'redrive_requested')",
+            [],
+            |r| r.get::<_, i64>(0),
+        )?)
+    })
+    .await?;
+    let text = encode(&state, dead_letters_open).map_err(|e| super::internal_error("metrics", e))?;
+    Ok(HttpResponse::Ok().content_type(prometheus::TEXT_FORMAT).body(text))
+}
+
+/// Reads every value into a registry made for this scrape and encodes it.
+fn encode(state: &AppState, dead_letters_open: i64) -> anyhow::Result<String> {
+    let registry = prometheus::Registry::new();
+    let counter = |name: &str, help: &str, value: u64| -> anyhow::Result<()> {
+        let counter = IntCounter::new(name, help)?;
+        counter.inc_by(value);
+        registry.register(Box::new(counter))?;
+        Ok(())
+    };
+    let gauge = |name: &str, help: &str, value: i64| -> anyhow::Result<()> {
+        let gauge = IntGauge::new(name, help)?;
+        gauge.set(value);
+        registry.register(Box::new(gauge))?;
+        Ok(())
+    };
+
+    // Projector positions first, the head after: the head only grows, so the lag is never understated.
+    let positions: Vec<(&str, u64, bool)> = state
+        .projectors
+        .iter()
+        .map(|p| (p.name, *p.position.borrow(), p.error().is_some()))
+        .collect();
+    let head = *state.committed.borrow();
+
+    counter(
+        "gatehouse_events_appended_total",
+        "Events the journal writer has committed since this process started.",
+        state.writer_stats.events(),
+    )?;
+    counter(
+        "gatehouse_journal_commits_total",
+        "Journal transactions committed since this process started (group commit: one per batch).",
+        state.writer_stats.commits(),
+    )?;
+    gauge(
+        "gatehouse_journal_head_position",
+        "Position of the newest committed journal event.",
+        head as i64,
+    )?;
+    gauge(
+        "gatehouse_dead_letters_open",
+        "Device messages that could not become events and still await a re-drive or discard.",
+        dead_letters_open,
+    )?;
+
+    let messages = IntCounterVec::new(
+        Opts::new("gatehouse_mqtt_messages_total", "QoS 1 device messages received."),
+        &["mode"],
+    )?;
+    let acked = IntCounterVec::new(
+        Opts::new(
+            "gatehouse_mqtt_acked_total",
+            "Device messages acknowledged, each after its event or dead letter was committed.",
+        ),
+        &["mode"],
+    )?;
+    if let Some(embedded) = &state.embedded_mqtt {
+        let received = embedded.messages.load(Ordering::Relaxed);
+        messages.with_label_values(&["embedded"]).inc_by(received);
+        acked
+            .with_label_values(&["embedded"])
+            .inc_by(embedded.acked.load(Ordering::Relaxed));
+    }
+    if let Some(external) = &state.external_mqtt {
+        let received = external.messages.load(Ordering::Relaxed);
+        messages.with_label_values(&["external"]).inc_by(received);
+        acked
+            .with_label_values(&["external"])
+            .inc_by(external.acked.load(Ordering::Relaxed));
+    }
+    registry.register(Box::new(messages))?;
+    registry.register(Box::new(acked))?;
+
+    let projector_gauge = |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), &["projection"]);
+    let position = projector_gauge(
+        "gatehouse_projector_position",
+        "The last journal position a projector has applied (its checkpoint).",
+    )?;
+    let lag = projector_gauge(
+        "gatehouse_projector_lag_events",
+        "Committed events a projector has not applied yet.",
+    )?;
+    let errors = projector_gauge(
+        "gatehouse_projector_errors",
+        "1 while a projector is stuck on an error (see /admin/projections), else 0.",
+    )?;
+    for (name, applied, stuck) in positions {
+        position.with_label_values(&[name]).set(applied as i64);
+        lag.with_label_values(&[name]).set(head.saturating_sub(applied) as i64);
+        errors.with_label_values(&[name]).set(i64::from(stuck));
+    }
+    registry.register(Box::new(position))?;
+    registry.register(Box::new(lag))?;
+    registry.register(Box::new(errors))?;
+
+    // The histogram is shared, not copied: registering it here only lets this scrape read it.
+    registry.register(Box::new(state.http_metrics.durations.clone()))?;
+
+    let mut buffer = Vec::new();
+    prometheus::TextEncoder::new().encode(&registry.gather(), &mut buffer)?;
+    Ok(String::from_utf8(buffer)?)
+}

@@ -1,0 +1,1313 @@
+//! The managers' reports: `/reports/traffic`, `/reports/equipment` and `/reports/recognitions`. Each reads only
+//! its read tables, shows its rows as an HTML page (with a bar chart drawn here as inline SVG: no script, no
+//! CDN) and, with `?format=csv`, returns the very same rows as CSV for scripts and BI tools.
+//!
+//! Query parameters are parsed at the edge into typed values ([`Period`], [`Bucket`], [`DeviceId`]); anything
+//! unusable is a 400 with one line saying what is wrong. Periods are whole local days in the site's time zone,
+//! and every time shown or written is in that zone.
+
+use super::csv::Csv;
+use crate::app::AppState;
+use crate::domain::DeviceId;
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use askama::Template;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use jiff::{RoundMode, Timestamp, ToSpan, Unit, ZonedDateTime, ZonedDateTimeRound};
+use rusqlite::params;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/reports/traffic", web::get().to(traffic))
+        .route("/reports/equipment", web::get().to(equipment))
+        .route("/reports/recognitions", web::get().to(recognitions));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Query parameters
+
+/// A query the report cannot answer; the text is the whole (one-line) 400 response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadQuery(String);
+
+impl fmt::Display for BadQuery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl ResponseError for BadQuery {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::BAD_REQUEST
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::BadRequest()
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("{}\n", self.0))
+    }
+}
+
+fn bad(message: impl Into<String>) -> BadQuery {
+    BadQuery(message.into())
+}
+
+/// The raw parameters of one request, checked against the names a report takes.
+struct Params(HashMap<String, String>);
+
+impl Params {
+    /// Rejects unknown names (a typo such as `form=` must not silently fall back to a default) and repeated ones.
+    /// An empty value counts as absent: that is what a form's "all devices" choice or a cleared date sends.
+    fn parse(query: &str, allowed: &[&str]) -> Result<Params, BadQuery> {
+        let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
+            .map_err(|_| bad("the query string is not valid URL encoding"))?
+            .into_inner();
+        let mut values = HashMap::new();
+        for (name, value) in pairs {
+            if !allowed.contains(&name.as_str()) {
+                return Err(bad(format!(
+                    "unknown parameter {name:?}: this report takes {}",
+                    allowed.join(", ")
+                )));
+            }
+            let value = value.trim();
+            if value.is_empty() {
+                continue;
+            }
+            if values.insert(name.clone(), value.to_owned()).is_some() {
+                return Err(bad(format!("parameter {name} is given more than once")));
+            }
+        }
+        Ok(Params(values))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    fn device(&self, name: &str) -> Result<Option<DeviceId>, BadQuery> {
+        self.get(name)
+            .map(|s| DeviceId::parse(s).map_err(|e| bad(format!("{name}: {e}"))))
+            .transpose()
+    }
+}
+
+/// How many days a period covers when the request does not say: the last week, today included.
+const DEFAULT_DAYS: i64 = 7;
+/// The longest period a report covers, so one request cannot ask for centuries of buckets.
+const MAX_DAYS: i64 = 366;
+/// The longest period hour buckets cover (744 bars is as many as a chart can still show).
+const MAX_HOUR_BUCKET_DAYS: i64 = 31;
+
+/// Whole local days, `from` to `to` inclusive, with the instants they begin and end at in the site's time zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    pub from: Date,
+    pub to: Date,
+    /// The first instant of `from`.
+    pub start: Timestamp,
+    /// The first instant after `to`.
+    pub end: Timestamp,
+}
+
+fn parse_date(name: &str, value: &str) -> Result<Date, BadQuery> {
+    Date::strptime("%Y-%m-%d", value).map_err(|_| bad(format!("{name}: {value:?} is not a date (expected YYYY-MM-DD)")))
+}
+
+/// The first instant of a local date (midnight, or the first time after a gap when a zone skips midnight).
+fn day_start(date: Date, tz: &TimeZone) -> Option<ZonedDateTime> {
+    date.to_zoned_datetime(tz.clone()).and_then(|z| z.start_of_day()).ok()
+}
+
+impl Period {
+    /// `to` defaults to today, `from` to six days before `to`.
+    fn parse(params: &Params, today: Date, tz: &TimeZone) -> Result<Period, BadQuery> {
+        let to = params.get("to").map(|s| parse_date("to", s)).transpose()?.unwrap_or(today);
+        let from = match params.get("from") {
+            Some(s) => parse_date("from", s)?,
+            None => to
+                .checked_sub((DEFAULT_DAYS - 1).days())
+                .map_err(|_| bad(format!("to: {to} is out of range")))?,
+        };
+        if from > to {
+            return Err(bad(format!("from ({from}) is after to ({to})")));
+        }
+        let period = Period::new(from, to, tz).ok_or_else(|| bad(format!("the period {from} to {to} is out of range")))?;
+        if period.days() > MAX_DAYS {
+            return Err(bad(format!(
+                "the period {from} to {to} has {} days; a report covers at most {MAX_DAYS}",
+                period.days()
+            )));
+        }
+        Ok(period)
+    }
+
+    fn new(from: Date, to: Date, tz: &TimeZone) -> Option<Period> {
+        Some(Period {
+            from,
+            to,
+            start: day_start(from, tz)?.timestamp(),
+            end: day_start(to.tomorrow().ok()?, tz)?.timestamp(),
+        })
+    }
+
+    /// How many days the period has, both ends included.
+    fn days(&self) -> i64 {
+        self.from.until(self.to).map_or(0, |span| i64::from(span.get_days())) + 1
+    }
+
+    fn dates(&self) -> impl Iterator<Item = Date> {
+        let to = self.to;
+        self.from.series(1.day()).take_while(move |d| *d <= to)
+    }
+}
+
+/// How a report groups its rows in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    /// Local clock hours (a daylight-saving day has 23 or 25 of them).
+    Hour,
+    /// Local calendar days.
+    Day,
+}
+
+impl Bucket {
+    /// Hours when the period is a single day, days otherwise.
+    fn parse(params: &Params, period: &Period) -> Result<Bucket, BadQuery> {
+        let bucket = match params.get("bucket") {
+            None if period.from == period.to => Bucket::Hour,
+            None => Bucket::Day,
+            Some("hour") => Bucket::Hour,
+            Some("day") => Bucket::Day,
+            Some(other) => return Err(bad(format!("bucket: {other:?} is not hour or day"))),
+        };
+        if bucket == Bucket::Hour && period.days() > MAX_HOUR_BUCKET_DAYS {
+            return Err(bad(format!(
+                "bucket: hour buckets cover at most {MAX_HOUR_BUCKET_DAYS} days and this period has {}; use bucket=day",
+                period.days()
+            )));
+        }
+        Ok(bucket)
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Bucket::Hour => "hour",
+            Bucket::Day => "day",
+        }
+    }
+}
+
+/// What the response is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Html,
+    Csv,
+}
+
+impl Format {
+    fn parse(params: &Params) -> Result<Format, BadQuery> {
+        match params.get("format") {
+            None | Some("html") => Ok(Format::Html),
+            Some("csv") => Ok(Format::Csv),
+            Some(other) => Err(bad(format!("format: {other:?} is not html or csv"))),
+        }
+    }
+}
+
+/// `/reports/traffic` parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrafficQuery {
+    pub period: Period,
+    pub bucket: Bucket,
+    pub device: Option<DeviceId>,
+    pub zone: Option<String>,
+    pub format: Format,
+}
+
+/// Zones are the installer's free text, so only their length is checked.
+const MAX_ZONE_LEN: usize = 200;
+
+impl TrafficQuery {
+    fn parse(query: &str, today: Date, tz: &TimeZone) -> Result<Self, BadQuery> {
+        let params = Params::parse(query, &["from", "to", "bucket", "device", "zone", "format"])?;
+        let period = Period::parse(&params, today, tz)?;
+        let zone = params.get("zone").map(str::to_owned);
+        if zone.as_ref().is_some_and(|z| z.chars().count() > MAX_ZONE_LEN) {
+            return Err(bad(format!("zone: longer than {MAX_ZONE_LEN} characters")));
+        }
+        Ok(TrafficQuery {
+            bucket: Bucket::parse(&params, &period)?,
+            device: params.device("device")?,
+            zone,
+            format: Format::parse(&params)?,
+            period,
+        })
+    }
+}
+
+/// `/reports/equipment` parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EquipmentQuery {
+    pub period: Period,
+    pub format: Format,
+}
+
+impl EquipmentQuery {
+    fn parse(query: &str, today: Date, tz: &TimeZone) -> Result<Self, BadQuery> {
+        let params = Params::parse(query, &["from", "to", "format"])?;
+        Ok(EquipmentQuery {
+            period: Period::parse(&params, today, tz)?,
+            format: Format::parse(&params)?,
+        })
+    }
+}
+
+/// `/reports/recognitions` parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecognitionsQuery {
+    pub period: Period,
+    pub bucket: Bucket,
+    pub camera: Option<DeviceId>,
+    pub format: Format,
+}
+
+impl RecognitionsQuery {
+    fn parse(query: &str, today: Date, tz: &TimeZone) -> Result<Self, BadQuery> {
+        let params = Params::parse(query, &["from", "to", "bucket", "camera", "format"])?;
+        let period = Period::parse(&params, today, tz)?;
+        Ok(RecognitionsQuery {
+            bucket: Bucket::parse(&params, &period)?,
+            camera: params.device("camera")?,
+            format: Format::parse(&params)?,
+            period,
+        })
+    }
+}
+
+/// Percent-encodes a query value (everything but RFC 3986's unreserved characters).
+fn urlencode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// A link to the same report as CSV, built from the typed query so it always parses back to the same rows.
+fn csv_href(path: &str, period: &Period, extra: &[(&str, Option<&str>)]) -> String {
+    let mut href = format!("{path}?from={}&to={}", period.from, period.to);
+    for (name, value) in extra {
+        if let Some(value) = value {
+            href.push_str(&format!("&{name}={}", urlencode(value)));
+        }
+    }
+    href.push_str("&format=csv");
+    href
+}
+
+fn csv_response(report: &str, period: &Period, csv: Csv) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{report}-{}-{}.csv\"", period.from, period.to),
+        ))
+        .body(csv.into_string())
+}
+
+fn today(tz: &TimeZone) -> Date {
+    Timestamp::now().to_zoned_datetime(tz.clone()).date()
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Buckets in time
+
+/// Where a row's bucket starts: an hour's first instant (as the read tables store it) or a local date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum BucketKey {
+    Hour(i64),
+    Day(Date),
+}
+
+impl BucketKey {
+    fn start(self, tz: &TimeZone) -> Option<ZonedDateTime> {
+        match self {
+            BucketKey::Hour(micros) => Timestamp::from_microsecond(micros)
+                .ok()
+                .map(|t| t.to_zoned_datetime(tz.clone())),
+            BucketKey::Day(date) => day_start(date, tz),
+        }
+    }
+
+    /// RFC 3339 with the site's offset at that instant, as the CSV contract says: `2026-03-29T03:00:00+02:00`.
+    fn rfc3339(self, tz: &TimeZone) -> String {
+        self.start(tz)
+            .map(|z| z.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string())
+            .unwrap_or_default()
+    }
+
+    /// For people: `2026-03-29 03:00 CEST` (the zone's abbreviation tells apart the hour that repeats when
+    /// clocks go back) or `2026-03-29`.
+    fn label(self, tz: &TimeZone) -> String {
+        match self {
+            BucketKey::Hour(_) => self
+                .start(tz)
+                .map(|z| z.strftime("%Y-%m-%d %H:%M %Z").to_string())
+                .unwrap_or_default(),
+            BucketKey::Day(date) => date.to_string(),
+        }
+    }
+}
+
+/// The local hour an instant falls in, truncated in the zone exactly as the projections do.
+fn hour_of(at: Timestamp, tz: &TimeZone) -> ZonedDateTime {
+    at.to_zoned_datetime(tz.clone())
+        .round(ZonedDateTimeRound::new().smallest(Unit::Hour).mode(RoundMode::Trunc))
+        .expect("truncating to the hour stays within jiff's range")
+}
+
+/// Every bucket of the period, so a chart shows quiet hours as empty bars instead of closing the gap.
+fn period_buckets(bucket: Bucket, period: &Period, tz: &TimeZone) -> Vec<BucketKey> {
+    match bucket {
+        Bucket::Day => period.dates().map(BucketKey::Day).collect(),
+        Bucket::Hour => {
+            let mut keys = Vec::new();
+            let mut at = period.start;
+            while at < period.end {
+                let key = BucketKey::Hour(hour_of(at, tz).timestamp().as_microsecond());
+                if keys.last() != Some(&key) {
+                    keys.push(key);
+                }
+                at += 1.hour();
+            }
+            keys
+        }
+    }
+}
+
+/// Chart buckets for per-bucket totals: the period's buckets plus any the data has (belt and braces for zones
+/// whose offsets change by half hours), each with its axis label.
+fn chart_buckets(
+    bucket: Bucket,
+    period: &Period,
+    tz: &TimeZone,
+    totals: &BTreeMap<BucketKey, [i64; 2]>,
+) -> Vec<ChartBucket> {
+    let keys: BTreeSet<BucketKey> = period_buckets(bucket, period, tz)
+        .into_iter()
+        .chain(totals.keys().copied())
+        .collect();
+    let single_day = period.from == period.to;
+    keys.into_iter()
+        .map(|key| {
+            let axis_label = match key {
+                BucketKey::Day(date) => Some(date.strftime("%m-%d").to_string()),
+                BucketKey::Hour(_) => key.start(tz).and_then(|z| {
+                    if single_day {
+                        Some(z.strftime("%H:%M").to_string())
+                    } else {
+                        // Over several days, label each day where it begins.
+                        (z.hour() == 0 || z.start_of_day().ok()? == z).then(|| z.strftime("%m-%d").to_string())
+                    }
+                }),
+            };
+            ChartBucket {
+                label: key.label(tz),
+                axis_label,
+                values: totals.get(&key).copied().unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Bar chart (inline SVG, rendered by `templates/reports_chart.html`)
+
+/// A length in SVG user units, printed with one decimal.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Px(pub f64);
+
+impl fmt::Display for Px {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.1}", self.0)
+    }
+}
+
+/// One bucket's values for a two-series bar chart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChartBucket {
+    /// Names the bucket in tooltips: `2026-03-29 03:00 CEST`.
+    pub label: String,
+    /// Shown under the axis when present (thinned out when there are many).
+    pub axis_label: Option<String>,
+    pub values: [i64; 2],
+}
+
+/// A data series: its CSS class (colour) and its name in the legend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Series {
+    pub class: &'static str,
+    pub name: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bar {
+    pub class: &'static str,
+    pub x: Px,
+    pub y: Px,
+    pub width: Px,
+    pub height: Px,
+    pub tooltip: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tick {
+    pub x: Px,
+    pub y: Px,
+    pub label: String,
+}
+
+/// A grouped bar chart with its geometry worked out, so the template only places elements.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chart {
+    /// Prefix of the element ids that tie the `<svg>` to its title and description.
+    pub id: &'static str,
+    pub title: String,
+    pub description: String,
+    pub width: u32,
+    pub height: u32,
+    pub plot_left: Px,
+    pub plot_right: Px,
+    pub baseline: Px,
+    pub bars: Vec<Bar>,
+    pub y_ticks: Vec<Tick>,
+    pub x_labels: Vec<Tick>,
+    pub series: [Series; 2],
+}
+
+const CHART_WIDTH: u32 = 800;
+const CHART_HEIGHT: u32 = 260;
+const MARGIN_LEFT: f64 = 48.0;
+const MARGIN_RIGHT: f64 = 8.0;
+const MARGIN_TOP: f64 = 12.0;
+const MARGIN_BOTTOM: f64 = 28.0;
+/// More labels than this under the axis overlap on a phone.
+const MAX_AXIS_LABELS: usize = 16;
+/// Grid lines above the baseline.
+const Y_TICKS: i64 = 4;
+
+/// The smallest "round" step (1, 2, 2.5 or 5 times a power of ten, never a fraction) such that `Y_TICKS` steps
+/// reach `max`: axis labels then read 0, 250, 500, 750, 1000 rather than 0, 233, 466.
+fn nice_step(max: i64) -> i64 {
+    let raw = (max.max(1) + Y_TICKS - 1) / Y_TICKS;
+    let mut magnitude = 1;
+    while magnitude * 10 <= raw {
+        magnitude *= 10;
+    }
+    let mut candidates = vec![magnitude, 2 * magnitude];
+    if magnitude >= 10 {
+        candidates.push(5 * magnitude / 2);
+    }
+    candidates.extend([5 * magnitude, 10 * magnitude]);
+    candidates.into_iter().find(|c| *c >= raw).unwrap_or(10 * magnitude)
+}
+
+impl Chart {
+    /// Two bars per bucket, side by side, scaled to the largest value.
+    pub fn bars(
+        id: &'static str,
+        title: String,
+        description: String,
+        series: [Series; 2],
+        buckets: &[ChartBucket],
+    ) -> Chart {
+        let (width, height) = (f64::from(CHART_WIDTH), f64::from(CHART_HEIGHT));
+        let plot_width = width - MARGIN_LEFT - MARGIN_RIGHT;
+        let plot_height = height - MARGIN_TOP - MARGIN_BOTTOM;
+        let baseline = MARGIN_TOP + plot_height;
+        let max = buckets.iter().flat_map(|b| b.values).max().unwrap_or(0);
+        let step = nice_step(max);
+        let top = (step * Y_TICKS) as f64;
+        let slot = plot_width / buckets.len().max(1) as f64;
+        let bar_width = slot * 0.4;
+
+        let mut bars = Vec::with_capacity(buckets.len() * 2);
+        for (i, bucket) in buckets.iter().enumerate() {
+            let left = MARGIN_LEFT + i as f64 * slot + slot * 0.1;
+            for (k, (value, series)) in bucket.values.iter().zip(series).enumerate() {
+                let bar_height = *value as f64 / top * plot_height;
+                bars.push(Bar {
+                    class: series.class,
+                    x: Px(left + k as f64 * bar_width),
+                    y: Px(baseline - bar_height),
+                    width: Px(bar_width),
+                    height: Px(bar_height),
+                    tooltip: format!("{}: {value} {}", bucket.label, series.name),
+                });
+            }
+        }
+        let y_ticks = (0..=Y_TICKS)
+            .map(|k| Tick {
+                x: Px(MARGIN_LEFT - 6.0),
+                y: Px(baseline - k as f64 / Y_TICKS as f64 * plot_height),
+                label: (k * step).to_string(),
+            })
+            .collect();
+        let labelled: Vec<(usize, &str)> = buckets
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| b.axis_label.as_deref().map(|l| (i, l)))
+            .collect();
+        let every = labelled.len().div_ceil(MAX_AXIS_LABELS).max(1);
+        let x_labels = labelled
+            .into_iter()
+            .step_by(every)
+            .map(|(i, label)| Tick {
+                x: Px(MARGIN_LEFT + (i as f64 + 0.5) * slot),
+                y: Px(baseline + 18.0),
+                label: label.to_owned(),
+            })
+            .collect();
+        Chart {
+            id,
+            title,
+            description,
+            width: CHART_WIDTH,
+            height: CHART_HEIGHT,
+            plot_left: Px(MARGIN_LEFT),
+            plot_right: Px(width - MARGIN_RIGHT),
+            baseline: Px(baseline),
+            bars,
+            y_ticks,
+            x_labels,
+            series,
+        }
+    }
+}
+
+/// Sums rows' two values per bucket, for the chart.
+fn totals_per_bucket(rows: impl Iterator<Item = (BucketKey, [i64; 2])>) -> BTreeMap<BucketKey, [i64; 2]> {
+    let mut totals = BTreeMap::new();
+    for (key, [a, b]) in rows {
+        let total: &mut [i64; 2] = totals.entry(key).or_default();
+        total[0] += a;
+        total[1] += b;
+    }
+    totals
+}
+
+fn period_words(period: &Period) -> String {
+    if period.from == period.to {
+        period.from.to_string()
+    } else {
+        format!("{} to {}", period.from, period.to)
+    }
+}
+
+/// An option of a filter's select box.
+pub struct Choice {
+    pub value: String,
+    pub selected: bool,
+}
+
+fn choices(values: Vec<String>, selected: Option<&str>) -> Vec<Choice> {
+    let mut values = values;
+    // A filter value no row has any more (a renamed zone, a link from elsewhere) stays visible as selected.
+    if let Some(selected) = selected
+        && !values.iter().any(|v| v == selected)
+    {
+        values.push(selected.to_owned());
+        values.sort();
+    }
+    values
+        .into_iter()
+        .map(|value| Choice {
+            selected: Some(value.as_str()) == selected,
+            value,
+        })
+        .collect()
+}
+
+fn strings(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// The form's current values.
+pub struct Filters {
+    pub from: String,
+    pub to: String,
+    pub bucket: &'static str,
+}
+
+impl Filters {
+    fn new(period: &Period, bucket: Bucket) -> Self {
+        Filters {
+            from: period.from.to_string(),
+            to: period.to.to_string(),
+            bucket: bucket.as_str(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Traffic
+
+struct TrafficRow {
+    bucket: BucketKey,
+    device: String,
+    zone: String,
+    passages_in: i64,
+    passages_out: i64,
+}
+
+/// One row of the page's table.
+pub struct TrafficLine {
+    pub bucket: String,
+    pub device: String,
+    pub zone: String,
+    pub passages_in: i64,
+    pub passages_out: i64,
+}
+
+#[derive(Template)]
+#[template(path = "reports_traffic.html")]
+struct TrafficPage {
+    site: String,
+    timezone: String,
+    period: String,
+    filters: Filters,
+    devices: Vec<Choice>,
+    zones: Vec<Choice>,
+    rows: Vec<TrafficLine>,
+    total_in: i64,
+    total_out: i64,
+    chart: Chart,
+    csv_href: String,
+}
+
+fn load_traffic(conn: &rusqlite::Connection, query: &TrafficQuery) -> rusqlite::Result<Vec<TrafficRow>> {
+    // Day buckets group by the stored local date, so a daylight-saving day sums its 23 or 25 hours.
+    let sql = match query.bucket {
+        Bucket::Hour => {
+            "SELECT bucket_start, NULL, device_id, zone, passages_in, passages_out FROM traffic
+             WHERE local_date BETWEEN ?1 AND ?2 AND (?3 IS NULL OR device_id = ?3) AND (?4 IS NULL OR zone = ?4)
+             ORDER BY bucket_start, device_id, zone"
+        }
+        Bucket::Day => {
+            "SELECT NULL, local_date, device_id, zone, SUM(passages_in), SUM(passages_out) FROM traffic
+             WHERE local_date BETWEEN ?1 AND ?2 AND (?3 IS NULL OR device_id = ?3) AND (?4 IS NULL OR zone = ?4)
+             GROUP BY local_date, device_id, zone
+             ORDER BY local_date, device_id, zone"
+        }
+    };
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map(
+        params![
+            query.period.from.to_string(),
+            query.period.to.to_string(),
+            query.device.as_ref().map(DeviceId::as_str),
+            query.zone
+        ],
+        |r| {
+            Ok(TrafficRow {
+                bucket: bucket_key(r.get(0)?, r.get(1)?)?,
+                device: r.get(2)?,
+                zone: r.get(3)?,
+                passages_in: r.get(4)?,
+                passages_out: r.get(5)?,
+            })
+        },
+    )?;
+    rows.collect()
+}
+
+/// A bucket from a row: the hour's start (µs) or a `YYYY-MM-DD` local date.
+fn bucket_key(hour: Option<i64>, date: Option<String>) -> rusqlite::Result<BucketKey> {
+    match (hour, date) {
+        (Some(micros), _) => Ok(BucketKey::Hour(micros)),
+        (None, Some(date)) => date
+            .parse()
+            .map(BucketKey::Day)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))),
+        (None, None) => Err(rusqlite::Error::InvalidColumnType(
+            0,
+            "bucket".into(),
+            rusqlite::types::Type::Null,
+        )),
+    }
+}
+
+async fn traffic(state: web::Data<AppState>, req: HttpRequest) -> actix_web::Result<HttpResponse> {
+    let tz = state.config.site.timezone.clone();
+    let query = TrafficQuery::parse(req.query_string(), today(&tz), &tz)?;
+    let q = query.clone();
+    let (rows, devices, zones) = super::read_views(&state, move |conn| {
+        let rows = load_traffic(conn, &q)?;
+        // Only the HTML form needs the choices.
+        let (devices, zones) = match q.format {
+            Format::Csv => (vec![], vec![]),
+            Format::Html => (
+                strings(conn, "SELECT DISTINCT device_id FROM traffic ORDER BY device_id")?,
+                strings(conn, "SELECT DISTINCT zone FROM traffic ORDER BY zone")?,
+            ),
+        };
+        Ok((rows, devices, zones))
+    })
+    .await?;
+
+    if query.format == Format::Csv {
+        let mut csv = Csv::with_header(&["bucket_start", "device", "zone", "in", "out"]);
+        for row in &rows {
+            csv.row(&[
+                row.bucket.rfc3339(&tz),
+                row.device.clone(),
+                row.zone.clone(),
+                row.passages_in.to_string(),
+                row.passages_out.to_string(),
+            ]);
+        }
+        return Ok(csv_response("traffic", &query.period, csv));
+    }
+
+    let totals = totals_per_bucket(rows.iter().map(|r| (r.bucket, [r.passages_in, r.passages_out])));
+    let buckets = chart_buckets(query.bucket, &query.period, &tz, &totals);
+    let (total_in, total_out) = rows
+        .iter()
+        .fold((0, 0), |(i, o), r| (i + r.passages_in, o + r.passages_out));
+    let mut scope = String::new();
+    if let Some(device) = &query.device {
+        scope.push_str(&format!(", device {device}"));
+    }
+    if let Some(zone) = &query.zone {
+        scope.push_str(&format!(", zone {zone}"));
+    }
+    let chart = Chart::bars(
+        "traffic-chart",
+        format!(
+            "Passages in and out per {}, {}{scope}",
+            query.bucket.as_str(),
+            period_words(&query.period)
+        ),
+        format!(
+            "{} buckets; {total_in} in and {total_out} out in total; the busiest bucket has {} passages one way.",
+            buckets.len(),
+            buckets.iter().flat_map(|b| b.values).max().unwrap_or(0)
+        ),
+        [
+            Series {
+                class: "bar-a",
+                name: "in",
+            },
+            Series {
+                class: "bar-b",
+                name: "out",
+            },
+        ],
+        &buckets,
+    );
+    let page = TrafficPage {
+        site: state.config.site.name.clone(),
+        timezone: state.config.site.timezone_name.clone(),
+        period: period_words(&query.period),
+        filters: Filters::new(&query.period, query.bucket),
+        devices: choices(devices, query.device.as_ref().map(DeviceId::as_str)),
+        zones: choices(zones, query.zone.as_deref()),
+        csv_href: csv_href(
+            "/reports/traffic",
+            &query.period,
+            &[
+                ("bucket", Some(query.bucket.as_str())),
+                ("device", query.device.as_ref().map(DeviceId::as_str)),
+                ("zone", query.zone.as_deref()),
+            ],
+        ),
+        rows: rows
+            .into_iter()
+            .map(|r| TrafficLine {
+                bucket: r.bucket.label(&tz),
+                device: r.device,
+                zone: r.zone,
+                passages_in: r.passages_in,
+                passages_out: r.passages_out,
+            })
+            .collect(),
+        total_in,
+        total_out,
+        chart,
+    };
+    super::render(&page)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Equipment
+
+/// A span of known availability; `end` is `None` while it lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval {
+    pub online: bool,
+    pub start: i64,
+    pub end: Option<i64>,
+}
+
+/// An uptime in hundredths of a percent, rounded down so that a device down for a moment never shows 100.00.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Uptime(u32);
+
+impl fmt::Display for Uptime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:02}", self.0 / 100, self.0 % 100)
+    }
+}
+
+/// Time online over time known (online + offline) within `[from, until)`; intervals still open count up to
+/// `until` (the caller passes the period's end or now, whichever is earlier). `None` when nothing is known.
+pub fn uptime(intervals: &[Interval], from: i64, until: i64) -> Option<Uptime> {
+    let (mut online, mut known) = (0i128, 0i128);
+    for interval in intervals {
+        let start = interval.start.max(from);
+        let end = interval.end.unwrap_or(until).min(until);
+        if end > start {
+            let length = i128::from(end - start);
+            known += length;
+            if interval.online {
+                online += length;
+            }
+        }
+    }
+    (known > 0).then(|| Uptime((online * 10_000 / known) as u32))
+}
+
+/// A fault from its report to its all-clear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Episode {
+    pub device: String,
+    pub code: String,
+    pub detail: String,
+    pub opened_at: i64,
+    pub cleared_at: Option<i64>,
+}
+
+/// Faults opened within `[from, until)` and the mean time to repair, in whole seconds (rounded), of the episodes
+/// cleared within it (`None` when none was).
+pub fn fault_stats<'a>(episodes: impl IntoIterator<Item = &'a Episode>, from: i64, until: i64) -> (usize, Option<i64>) {
+    let within = |t: i64| from <= t && t < until;
+    let (mut opened, mut repaired, mut repair_micros) = (0, 0i128, 0i128);
+    for episode in episodes {
+        if within(episode.opened_at) {
+            opened += 1;
+        }
+        if let Some(cleared) = episode.cleared_at.filter(|t| within(*t)) {
+            repaired += 1;
+            repair_micros += i128::from(cleared - episode.opened_at);
+        }
+    }
+    let mttr = (repaired > 0).then(|| ((repair_micros / repaired + 500_000) / 1_000_000) as i64);
+    (opened, mttr)
+}
+
+/// A duration for people: `12h 30m`, `4m 05s`, `9s`, `3d 2h`.
+fn human_duration(seconds: i64) -> String {
+    let (d, h, m, s) = (seconds / 86_400, seconds / 3600 % 24, seconds / 60 % 60, seconds % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s:02}s"),
+        (0, _, _) => format!("{h}h {m:02}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+struct EquipmentDevice {
+    id: String,
+    kind: String,
+    name: String,
+    zone: String,
+    decommissioned: bool,
+}
+
+struct EquipmentData {
+    devices: Vec<EquipmentDevice>,
+    intervals: HashMap<String, Vec<Interval>>,
+    episodes: Vec<Episode>,
+}
+
+fn load_equipment(conn: &rusqlite::Connection, period: &Period) -> rusqlite::Result<EquipmentData> {
+    let (start, end) = (period.start.as_microsecond(), period.end.as_microsecond());
+    // Devices in service at some point of the period (or still in service).
+    let devices = conn
+        .prepare(
+            "SELECT device_id, kind, name, zone, decommissioned_at IS NOT NULL FROM equipment_devices
+             WHERE decommissioned_at IS NULL OR decommissioned_at >= ?1 ORDER BY device_id",
+        )?
+        .query_map([start], |r| {
+            Ok(EquipmentDevice {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                name: r.get(2)?,
+                zone: r.get(3)?,
+                decommissioned: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut intervals: HashMap<String, Vec<Interval>> = HashMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT device_id, state, started_at, ended_at FROM equipment_availability
+         WHERE started_at < ?2 AND (ended_at IS NULL OR ended_at > ?1)",
+    )?;
+    let rows = stmt.query_map([start, end], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            Interval {
+                online: r.get::<_, String>(1)? == "online",
+                start: r.get(2)?,
+                end: r.get(3)?,
+            },
+        ))
+    })?;
+    for row in rows {
+        let (device, interval) = row?;
+        intervals.entry(device).or_default().push(interval);
+    }
+    // Every episode the period saw a part of: opened in it, cleared in it, or open across it.
+    let episodes = conn
+        .prepare(
+            "SELECT device_id, code, detail, opened_at, cleared_at FROM equipment_faults
+             WHERE opened_at < ?2 AND (cleared_at IS NULL OR cleared_at >= ?1)
+             ORDER BY opened_at, device_id, code",
+        )?
+        .query_map([start, end], |r| {
+            Ok(Episode {
+                device: r.get(0)?,
+                code: r.get(1)?,
+                detail: r.get(2)?,
+                opened_at: r.get(3)?,
+                cleared_at: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(EquipmentData {
+        devices,
+        intervals,
+        episodes,
+    })
+}
+
+/// One device's line in the report.
+pub struct HealthLine {
+    pub device: String,
+    pub kind: String,
+    pub name: String,
+    pub zone: String,
+    pub decommissioned: bool,
+    pub uptime: Option<Uptime>,
+    pub faults: usize,
+    pub mttr_seconds: Option<i64>,
+    pub mttr: String,
+}
+
+/// One fault episode's line in the report.
+pub struct EpisodeLine {
+    pub device: String,
+    pub code: String,
+    pub detail: String,
+    pub opened: String,
+    pub cleared: Option<String>,
+    pub repair: String,
+}
+
+#[derive(Template)]
+#[template(path = "reports_equipment.html")]
+struct EquipmentPage {
+    site: String,
+    timezone: String,
+    period: String,
+    filters: Filters,
+    devices: Vec<HealthLine>,
+    episodes: Vec<EpisodeLine>,
+    csv_href: String,
+}
+
+async fn equipment(state: web::Data<AppState>, req: HttpRequest) -> actix_web::Result<HttpResponse> {
+    let tz = state.config.site.timezone.clone();
+    let query = EquipmentQuery::parse(req.query_string(), today(&tz), &tz)?;
+    let period = query.period;
+    let data = super::read_views(&state, move |conn| Ok(load_equipment(conn, &period)?)).await?;
+
+    let (start, end) = (period.start.as_microsecond(), period.end.as_microsecond());
+    // Nothing is known about the future: an interval still open counts only up to now.
+    let known_until = end.min(Timestamp::now().as_microsecond());
+    let lines: Vec<HealthLine> = data
+        .devices
+        .into_iter()
+        .map(|device| {
+            let intervals = data.intervals.get(&device.id).map(Vec::as_slice).unwrap_or_default();
+            let (faults, mttr_seconds) =
+                fault_stats(data.episodes.iter().filter(|e| e.device == device.id), start, end);
+            HealthLine {
+                uptime: uptime(intervals, start, known_until),
+                faults,
+                mttr: mttr_seconds.map(human_duration).unwrap_or_default(),
+                mttr_seconds,
+                device: device.id,
+                kind: device.kind,
+                name: device.name,
+                zone: device.zone,
+                decommissioned: device.decommissioned,
+            }
+        })
+        .collect();
+
+    if query.format == Format::Csv {
+        let mut csv = Csv::with_header(&["device", "kind", "uptime_pct", "faults", "mttr_seconds"]);
+        for line in &lines {
+            csv.row(&[
+                line.device.clone(),
+                line.kind.clone(),
+                line.uptime.map(|u| u.to_string()).unwrap_or_default(),
+                line.faults.to_string(),
+                line.mttr_seconds.map(|s| s.to_string()).unwrap_or_default(),
+            ]);
+        }
+        return Ok(csv_response("equipment", &period, csv));
+    }
+
+    let page = EquipmentPage {
+        site: state.config.site.name.clone(),
+        timezone: state.config.site.timezone_name.clone(),
+        period: period_words(&period),
+        filters: Filters::new(&period, Bucket::Day),
+        csv_href: csv_href("/reports/equipment", &period, &[]),
+        devices: lines,
+        episodes: data
+            .episodes
+            .into_iter()
+            .map(|e| EpisodeLine {
+                opened: super::local_time(&tz, e.opened_at),
+                cleared: e.cleared_at.map(|c| super::local_time(&tz, c)),
+                repair: e
+                    .cleared_at
+                    .map(|c| human_duration((c - e.opened_at) / 1_000_000))
+                    .unwrap_or_default(),
+                device: e.device,
+                code: e.code,
+                detail: e.detail,
+            })
+            .collect(),
+    };
+    super::render(&page)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Recognitions
+
+struct RecognitionRow {
+    bucket: BucketKey,
+    camera: String,
+    known: i64,
+    unknown: i64,
+}
+
+/// One row of the page's table.
+pub struct RecognitionLine {
+    pub bucket: String,
+    pub camera: String,
+    pub known: i64,
+    pub unknown: i64,
+}
+
+/// A subject seen in the period, with how often and by which cameras.
+pub struct SubjectLine {
+    pub subject: String,
+    pub sightings: i64,
+    pub cameras: String,
+}
+
+/// The subjects list shows the most seen ones; a busy site can have thousands.
+const MAX_SUBJECTS: usize = 200;
+
+#[derive(Template)]
+#[template(path = "reports_recognitions.html")]
+struct RecognitionsPage {
+    site: String,
+    timezone: String,
+    period: String,
+    filters: Filters,
+    cameras: Vec<Choice>,
+    rows: Vec<RecognitionLine>,
+    total_known: i64,
+    total_unknown: i64,
+    chart: Chart,
+    subjects: Vec<SubjectLine>,
+    more_subjects: usize,
+    csv_href: String,
+}
+
+fn load_recognitions(conn: &rusqlite::Connection, query: &RecognitionsQuery) -> rusqlite::Result<Vec<RecognitionRow>> {
+    let sql = match query.bucket {
+        Bucket::Hour => {
+            "SELECT bucket_start, NULL, camera_id, known, unknown FROM recognitions
+             WHERE local_date BETWEEN ?1 AND ?2 AND (?3 IS NULL OR camera_id = ?3)
+             ORDER BY bucket_start, camera_id"
+        }
+        Bucket::Day => {
+            "SELECT NULL, local_date, camera_id, SUM(known), SUM(unknown) FROM recognitions
+             WHERE local_date BETWEEN ?1 AND ?2 AND (?3 IS NULL OR camera_id = ?3)
+             GROUP BY local_date, camera_id
+             ORDER BY local_date, camera_id"
+        }
+    };
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map(
+        params![
+            query.period.from.to_string(),
+            query.period.to.to_string(),
+            query.camera.as_ref().map(DeviceId::as_str)
+        ],
+        |r| {
+            Ok(RecognitionRow {
+                bucket: bucket_key(r.get(0)?, r.get(1)?)?,
+                camera: r.get(2)?,
+                known: r.get(3)?,
+                unknown: r.get(4)?,
+            })
+        },
+    )?;
+    rows.collect()
+}
+
+/// Subjects seen in the period, most seen first, each with the cameras that saw them.
+fn load_subjects(conn: &rusqlite::Connection, query: &RecognitionsQuery) -> rusqlite::Result<Vec<SubjectLine>> {
+    let mut stmt = conn.prepare(
+        "SELECT subject, camera_id, SUM(sightings) FROM recognition_subjects
+         WHERE local_date BETWEEN ?1 AND ?2 AND (?3 IS NULL OR camera_id = ?3)
+         GROUP BY subject, camera_id ORDER BY subject, camera_id",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            query.period.from.to_string(),
+            query.period.to.to_string(),
+            query.camera.as_ref().map(DeviceId::as_str)
+        ],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
+    )?;
+    let mut subjects: Vec<SubjectLine> = Vec::new();
+    for row in rows {
+        let (subject, camera, sightings) = row?;
+        match subjects.last_mut() {
+            Some(last) if last.subject == subject => {
+                last.sightings += sightings;
+                last.cameras.push_str(", ");
+                last.cameras.push_str(&camera);
+            }
+            _ => subjects.push(SubjectLine {
+                subject,
+                sightings,
+                cameras: camera,
+            }),
+        }
+    }
+    subjects.sort_by(|a, b| b.sightings.cmp(&a.sightings).then_with(|| a.subject.cmp(&b.subject)));
+    Ok(subjects)
+}
+
+async fn recognitions(state: web::Data<AppState>, req: HttpRequest) -> actix_web::Result<HttpResponse> {
+    let tz = state.config.site.timezone.clone();
+    let query = RecognitionsQuery::parse(req.query_string(), today(&tz), &tz)?;
+    let q = query.clone();
+    let (rows, subjects, cameras) = super::read_views(&state, move |conn| {
+        let rows = load_recognitions(conn, &q)?;
+        let (subjects, cameras) = match q.format {
+            Format::Csv => (vec![], vec![]),
+            Format::Html => (
+                load_subjects(conn, &q)?,
+                strings(conn, "SELECT DISTINCT camera_id FROM recognitions ORDER BY camera_id")?,
+            ),
+        };
+        Ok((rows, subjects, cameras))
+    })
+    .await?;
+
+    if query.format == Format::Csv {
+        let mut csv = Csv::with_header(&["bucket_start", "camera", "known", "unknown"]);
+        for row in &rows {
+            csv.row(&[
+                row.bucket.rfc3339(&tz),
+                row.camera.clone(),
+                row.known.to_string(),
+                row.unknown.to_string(),
+            ]);
+        }
+        return Ok(csv_response("recognitions", &query.period, csv));
+    }
+
+    let totals = totals_per_bucket(rows.iter().map(|r| (r.bucket, [r.known, r.unknown])));
+    let buckets = chart_buckets(query.bucket, &query.period, &tz, &totals);
+    let (total_known, total_unknown) = rows.iter().fold((0, 0), |(k, u), r| (k + r.known, u + r.unknown));
+    let scope = query
+        .camera
+        .as_ref()
+        .map(|c| format!(", camera {c}"))
+        .unwrap_or_default();
+    let chart = Chart::bars(
+        "recognitions-chart",
+        format!(
+            "Recognitions per {}, known and unknown, {}{scope}",
+            query.bucket.as_str(),
+            period_words(&query.period)
+        ),
+        format!(
+            "{} buckets; {total_known} known and {total_unknown} unknown in total.",
+            buckets.len()
+        ),
+        [
+            Series {
+                class: "bar-a",
+                name: "known",
+            },
+            Series {
+                class: "bar-b",
+                name: "unknown",
+            },
+        ],
+        &buckets,
+    );
+    let more_subjects = subjects.len().saturating_sub(MAX_SUBJECTS);
+    let page = RecognitionsPage {
+        site: state.config.site.name.clone(),
+        timezone: state.config.site.timezone_name.clone(),
+        period: period_words(&query.period),
+        filters: Filters::new(&query.period, query.bucket),
+        cameras: choices(cameras, query.camera.as_ref().map(DeviceId::as_str)),
+        csv_href: csv_href(
+            "/reports/recognitions",
+            &query.period,
+            &[
+                ("bucket", Some(query.bucket.as_str())),
+                ("camera", query.camera.as_ref().map(DeviceId::as_str)),
+            ],
+        ),
+        rows: rows
+            .into_iter()
+            .map(|r| RecognitionLine {
+                bucket: r.bucket.label(&tz),
+                camera: r.camera,
+                known: r.known,
+                unknown: r.unknown,
+            })
+            .collect(),
+        total_known,
+        total_unknown,
+        chart,
+        subjects: subjects.into_iter().take(MAX_SUBJECTS).collect(),
+        more_subjects,
+    };
+    super::render(&page)
+}
