@@ -1,4 +1,6 @@
-//! `/`: every device's live status from `device_status`, with today's passages and open faults.
+//! `/`: every device's live status from `device_status`, today's passages per zone and the open faults.
+//! `/live/dashboard` serves the same content as a fragment with an ETag (the projector's checkpoint), which the
+//! page's small script polls to update itself; without JavaScript the page is a plain, complete page.
 
 use crate::app::AppState;
 use actix_web::{HttpResponse, web};
@@ -19,14 +21,33 @@ pub struct Tile {
     pub passages_out: i64,
 }
 
+/// Today's passages in one zone.
+pub struct ZoneTotal {
+    pub zone: String,
+    pub passages_in: i64,
+    pub passages_out: i64,
+}
+
+/// What both the page and the live fragment show.
+pub struct Live {
+    today: String,
+    tiles: Vec<Tile>,
+    zones: Vec<ZoneTotal>,
+    total_in: i64,
+    total_out: i64,
+}
+
 #[derive(Template)]
 #[template(path = "dashboard.html")]
 struct Dashboard {
     site: String,
-    today: String,
-    tiles: Vec<Tile>,
-    total_in: i64,
-    total_out: i64,
+    live: Live,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard_live.html")]
+struct LiveFragment {
+    live: Live,
 }
 
 /// Reads the tiles; passages count only when they belong to today in the site's time zone.
@@ -58,20 +79,74 @@ fn load_tiles(conn: &rusqlite::Connection, tz: &jiff::tz::TimeZone, today: &str)
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub async fn page(state: web::Data<AppState>) -> actix_web::Result<HttpResponse> {
-    let today = jiff::Timestamp::now()
-        .to_zoned_datetime(state.config.site.timezone.clone())
-        .date()
-        .to_string();
+/// Reads everything the dashboard shows, as of now in the site's time zone.
+async fn load(state: &AppState) -> actix_web::Result<Live> {
     let tz = state.config.site.timezone.clone();
+    let today = jiff::Timestamp::now().to_zoned_datetime(tz.clone()).date().to_string();
     let day = today.clone();
-    let tiles = super::read_views(&state, move |conn| load_tiles(conn, &tz, &day)).await?;
-    let page = Dashboard {
-        site: state.config.site.name.clone(),
+    let tiles = super::read_views(state, move |conn| load_tiles(conn, &tz, &day)).await?;
+    let mut zones: Vec<ZoneTotal> = Vec::new();
+    for tile in tiles.iter().filter(|t| t.kind == "turnstile") {
+        match zones.iter_mut().find(|z| z.zone == tile.zone) {
+            Some(zone) => {
+                zone.passages_in += tile.passages_in;
+                zone.passages_out += tile.passages_out;
+            }
+            None => zones.push(ZoneTotal {
+                zone: tile.zone.clone(),
+                passages_in: tile.passages_in,
+                passages_out: tile.passages_out,
+            }),
+        }
+    }
+    Ok(Live {
         today,
         total_in: tiles.iter().map(|t| t.passages_in).sum(),
         total_out: tiles.iter().map(|t| t.passages_out).sum(),
+        zones,
         tiles,
-    };
-    super::render(&page)
+    })
+}
+
+pub async fn page(state: web::Data<AppState>) -> actix_web::Result<HttpResponse> {
+    let live = load(&state).await?;
+    super::render(&Dashboard {
+        site: state.config.site.name.clone(),
+        live,
+    })
+}
+
+/// The live part of the dashboard. Its ETag is the `device_status` projector's checkpoint: while nothing new
+/// was projected, polling costs a 304 and no query.
+pub async fn live(state: web::Data<AppState>, req: actix_web::HttpRequest) -> actix_web::Result<HttpResponse> {
+    let position = state
+        .projectors
+        .iter()
+        .find(|p| p.name == "device_status")
+        .map(|p| *p.position.borrow());
+    // The date is part of the tag: at midnight "today" changes without any new event.
+    let today = jiff::Timestamp::now()
+        .to_zoned_datetime(state.config.site.timezone.clone())
+        .date();
+    let etag = format!("\"{}-{today}\"", position.unwrap_or(0));
+    let unchanged = req
+        .headers()
+        .get(actix_web::http::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == etag);
+    if unchanged {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((actix_web::http::header::ETAG, etag))
+            .finish());
+    }
+    let html = LiveFragment {
+        live: load(&state).await?,
+    }
+    .render()
+    .map_err(|e| super::internal_error("dashboard", e))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((actix_web::http::header::ETAG, etag))
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-cache"))
+        .body(html))
 }

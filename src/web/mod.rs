@@ -6,11 +6,13 @@
 
 mod admin;
 pub mod auth;
+mod csv;
 mod dashboard;
 mod devices;
 mod events;
 mod health;
 pub mod metrics;
+mod reports;
 
 use crate::app::AppState;
 use actix_web::{App, HttpResponse, HttpServer, dev::Server, http::header, web};
@@ -34,10 +36,13 @@ pub fn server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> 
             .configure(auth::routes)
             .configure(admin::routes)
             .route("/", web::get().to(dashboard::page))
+            .route("/live/dashboard", web::get().to(dashboard::live))
+            .route("/static/live.js", web::get().to(live_js))
             .route("/healthz", web::get().to(health::healthz))
             .configure(devices::routes)
             .configure(events::routes)
             .configure(metrics::routes)
+            .configure(reports::routes)
             .route("/static/style.css", web::get().to(style_css))
     })
     // Two cores: two workers serve pages; SQLite work runs on the blocking pool anyway.
@@ -52,6 +57,13 @@ async fn style_css() -> HttpResponse {
         .insert_header((header::CONTENT_TYPE, "text/css; charset=utf-8"))
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .body(include_str!("../../static/style.css"))
+}
+
+async fn live_js() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/javascript; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(include_str!("../../static/live.js"))
 }
 
 /// Renders an askama template as an HTML 200 response.

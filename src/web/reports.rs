@@ -124,7 +124,11 @@ fn day_start(date: Date, tz: &TimeZone) -> Option<ZonedDateTime> {
 impl Period {
     /// `to` defaults to today, `from` to six days before `to`.
     fn parse(params: &Params, today: Date, tz: &TimeZone) -> Result<Period, BadQuery> {
-        let to = params.get("to").map(|s| parse_date("to", s)).transpose()?.unwrap_or(today);
+        let to = params
+            .get("to")
+            .map(|s| parse_date("to", s))
+            .transpose()?
+            .unwrap_or(today);
         let from = match params.get("from") {
             Some(s) => parse_date("from", s)?,
             None => to
@@ -134,7 +138,8 @@ impl Period {
         if from > to {
             return Err(bad(format!("from ({from}) is after to ({to})")));
         }
-        let period = Period::new(from, to, tz).ok_or_else(|| bad(format!("the period {from} to {to} is out of range")))?;
+        let period =
+            Period::new(from, to, tz).ok_or_else(|| bad(format!("the period {from} to {to} is out of range")))?;
         if period.days() > MAX_DAYS {
             return Err(bad(format!(
                 "the period {from} to {to} has {} days; a report covers at most {MAX_DAYS}",

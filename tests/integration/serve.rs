@@ -184,3 +184,48 @@ fn a_device_silent_for_offline_after_is_marked_offline_and_comes_back_with_its_n
     // T2 was never heard from: "unknown", never "offline".
     assert_eq!(types("T2"), ["Commissioned"]);
 }
+
+#[test]
+fn the_live_fragment_answers_304_until_something_new_is_projected() {
+    let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
+    let views = site.paths().views();
+    with_server(site.config(), async |state, addr| {
+        let bearer = format!("Bearer {}", token_for(addr));
+        let fetch = move |etag: Option<String>| {
+            let bearer = bearer.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut headers = vec![("Authorization", bearer.as_str())];
+                let tag;
+                if let Some(etag) = etag {
+                    tag = etag;
+                    headers.push(("If-None-Match", tag.as_str()));
+                }
+                http(addr, "GET", "/live/dashboard", &headers, "")
+            })
+        };
+        let first = fetch(None).await.unwrap();
+        assert_eq!(first.status, 200);
+        let etag = first.header("etag").unwrap().to_owned();
+        assert!(first.body.contains("<strong>0</strong> in"), "{}", first.body);
+        assert_eq!(fetch(Some(etag.clone())).await.unwrap().status, 304);
+
+        let now = jiff::Timestamp::now();
+        state
+            .ingestor
+            .ingest("gatehouse/turnstile/T2/passage", br#"{"direction":"in"}"#, now)
+            .await
+            .unwrap();
+        eventually("the passage was projected", || {
+            query_i64(&views, "SELECT COALESCE(SUM(passages_today_in), 0) FROM device_status") == 1
+        })
+        .await;
+        let changed = fetch(Some(etag.clone())).await.unwrap();
+        assert_eq!(changed.status, 200);
+        assert_ne!(changed.header("etag").unwrap(), etag);
+        assert!(
+            changed.body.contains("<td>Hall B</td><td class=\"num\">1</td>"),
+            "{}",
+            changed.body
+        );
+    });
+}
