@@ -1,0 +1,47 @@
+//! The browser walkthrough: the real server (the binary), a real MQTT publisher and Debian's Chromium driven by
+//! playwright-core (`tests/browser/walkthrough.mjs`). Screenshots land in `target/screenshots/`.
+
+use crate::helpers::*;
+use std::process::{Command, Stdio};
+
+#[test]
+fn a_manager_signs_in_sees_a_tile_change_and_downloads_the_traffic_csv() {
+    let mqtt_port = free_port();
+    let site = Site::with_mqtt(&format!("listen = \"127.0.0.1:{mqtt_port}\""), TWO_TURNSTILES_ONE_CAMERA);
+    let http_port = free_port();
+    let config = std::fs::read_to_string(site.config_path()).unwrap();
+    std::fs::write(site.config_path(), config.replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{http_port}\""))).unwrap();
+    let conn = gatehouse::auth::open(&site.paths().journal()).unwrap();
+    gatehouse::auth::add_user(&conn, "mia", gatehouse::auth::Role::Manager, "long enough password").unwrap();
+    drop(conn);
+    let mut server = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .current_dir(site.dir.path())
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(http_port);
+    wait_for_port(mqtt_port);
+    let browser_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let screenshots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    let output = Command::new("node")
+        .arg(browser_dir.join("walkthrough.mjs"))
+        .current_dir(&browser_dir)
+        .env("GATEHOUSE_URL", format!("http://127.0.0.1:{http_port}"))
+        .env("GATEHOUSE_MQTT_PORT", mqtt_port.to_string())
+        .env("GATEHOUSE_USER", "mia")
+        .env("GATEHOUSE_PASSWORD", "long enough password")
+        .env("GATEHOUSE_SCREENSHOTS", &screenshots)
+        .output()
+        .expect("node is installed (scripts/test installs it and the browser test's packages)");
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        output.status.success(),
+        "walkthrough failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(screenshots.join("2-dashboard-after-passage.png").exists());
+}
