@@ -59,14 +59,23 @@ fn main() -> anyhow::Result<()> {
         "gatehouse ingest benchmark: {n} QoS 1 passages from {k} publishers over {DEVICES} turnstiles, \
          synchronous = full"
     );
+    // Peak RSS after each phase shows which one grew the process.
     let embedded = embedded(n, k)?;
-    println!("  embedded done in {}", secs(embedded.wall));
+    println!("  embedded done in {} (peak RSS {})", secs(embedded.wall), peak_rss());
     let ceiling = mosquitto_alone(n, k)?;
-    println!("  mosquitto alone done in {}", secs(ceiling.wall));
+    println!(
+        "  mosquitto alone done in {} (peak RSS {})",
+        secs(ceiling.wall),
+        peak_rss()
+    );
     let external = external(n, k)?;
-    println!("  external done in {}", secs(external.durable.wall));
-    let latency = latency(latency_secs as u64 * LATENCY_RATE)?;
-    println!("  latency done");
+    println!(
+        "  external done in {} (peak RSS {})",
+        secs(external.durable.wall),
+        peak_rss()
+    );
+    let latency = latency(latency_secs * LATENCY_RATE as usize)?;
+    println!("  latency done (peak RSS {})", peak_rss());
 
     let ratio = external.durable.rate() / ceiling.rate();
     let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
@@ -301,8 +310,7 @@ struct Latency {
 /// published, when its PUBACK came, and when every projector had applied its journal position. Positions come from
 /// the journal afterwards (by msg_id), and each projector's progress is recorded as it happens, on a thread of its
 /// own, so the visibility time of each message is read off those timelines.
-fn latency(m: u64) -> anyhow::Result<Latency> {
-    let m = m as usize;
+fn latency(m: usize) -> anyhow::Result<Latency> {
     let site = Site::new()?;
     let config = site.config("listen = \"127.0.0.1:0\"")?;
     let journal = site.paths().journal();
@@ -317,20 +325,6 @@ fn latency(m: u64) -> anyhow::Result<Latency> {
             .spawn(move || follow_projectors(projectors, target, ready_tx))?;
         ready.await.context("the projector follower started")?;
 
-        if std::env::var("EXP_CKPT").is_ok() {
-            let j = journal.clone();
-            std::thread::spawn(move || {
-                let c = rusqlite::Connection::open(&j).unwrap();
-                loop {
-                    std::thread::sleep(Duration::from_millis(200));
-                    let _: (i64, i64, i64) = c
-                        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                        })
-                        .unwrap();
-                }
-            });
-        }
         let publisher = std::thread::Builder::new()
             .name("paced-publisher".into())
             .spawn(move || paced_publisher(port, m))?;
@@ -709,7 +703,8 @@ impl Mosquitto {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let conf = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nuser root\n\
-             max_queued_messages 0\nmax_inflight_messages 0\n"
+             max_queued_messages 0\nmax_inflight_messages {}\n",
+            std::env::var("EXP_INFLIGHT").unwrap_or("0".into())
         );
         let conf_path = dir.path().join("mosquitto.conf");
         std::fs::write(&conf_path, conf)?;

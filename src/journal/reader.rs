@@ -116,11 +116,22 @@ impl JournalReader {
         before: Option<Position>,
         limit: usize,
     ) -> anyhow::Result<Vec<StoredEvent>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events
-             WHERE (?1 IS NULL OR stream_id = ?1) AND (?2 IS NULL OR event_type = ?2) AND position < ?3
-             ORDER BY position DESC LIMIT ?4"
-        ))?;
+        // With a stream, walk its (stream_id, version) index backwards: within a stream versions rise with
+        // positions, so this is the same order, and a quiet device's page does not scan the whole journal.
+        let sql = if stream.is_some() {
+            format!(
+                "SELECT {EVENT_COLUMNS} FROM events
+                 WHERE stream_id = ?1 AND (?2 IS NULL OR event_type = ?2) AND position < ?3
+                 ORDER BY version DESC LIMIT ?4"
+            )
+        } else {
+            format!(
+                "SELECT {EVENT_COLUMNS} FROM events
+                 WHERE ?1 IS NULL AND (?2 IS NULL OR event_type = ?2) AND position < ?3
+                 ORDER BY position DESC LIMIT ?4"
+            )
+        };
+        let mut stmt = self.conn.prepare_cached(&sql)?;
         let before = before.map(|p| p as i64).unwrap_or(i64::MAX);
         let rows = stmt.query_map(params![stream, event_type, before, limit as i64], stored_event)?;
         rows.map(|r| r?).collect()

@@ -1316,3 +1316,335 @@ async fn recognitions(state: web::Data<AppState>, req: HttpRequest) -> actix_web
     };
     super::render(&page)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::civil::date;
+
+    fn berlin() -> TimeZone {
+        TimeZone::get("Europe/Berlin").unwrap()
+    }
+
+    fn traffic_query(query: &str) -> Result<TrafficQuery, BadQuery> {
+        TrafficQuery::parse(query, date(2026, 3, 10), &berlin())
+    }
+
+    #[test]
+    fn a_report_without_parameters_covers_the_last_seven_days_per_day() {
+        let q = traffic_query("").unwrap();
+        assert_eq!((q.period.from, q.period.to), (date(2026, 3, 4), date(2026, 3, 10)));
+        assert_eq!(q.bucket, Bucket::Day);
+        assert_eq!(q.format, Format::Html);
+        assert_eq!((q.device, q.zone), (None, None));
+    }
+
+    #[test]
+    fn a_single_day_is_shown_per_hour_unless_asked_otherwise() {
+        assert_eq!(
+            traffic_query("from=2026-03-01&to=2026-03-01").unwrap().bucket,
+            Bucket::Hour
+        );
+        assert_eq!(
+            traffic_query("from=2026-03-01&to=2026-03-01&bucket=day")
+                .unwrap()
+                .bucket,
+            Bucket::Day
+        );
+    }
+
+    #[test]
+    fn a_period_spans_whole_local_days_in_the_site_time_zone() {
+        let q = traffic_query("from=2026-03-29&to=2026-03-29").unwrap();
+        assert_eq!(q.period.start, "2026-03-28T23:00:00Z".parse::<Timestamp>().unwrap());
+        assert_eq!(q.period.end, "2026-03-29T22:00:00Z".parse::<Timestamp>().unwrap());
+    }
+
+    #[test]
+    fn filters_and_format_are_typed_and_empty_values_mean_all() {
+        let q = traffic_query("device=T1&zone=Hall%20A&format=csv&from=").unwrap();
+        assert_eq!(q.device, Some(DeviceId::parse("T1").unwrap()));
+        assert_eq!(q.zone.as_deref(), Some("Hall A"));
+        assert_eq!(q.format, Format::Csv);
+        assert_eq!(traffic_query("device=&zone=").unwrap().device, None);
+    }
+
+    #[test]
+    fn bad_parameters_are_refused_with_a_one_line_reason() {
+        let refused = |q: &str| traffic_query(q).unwrap_err().to_string();
+        assert_eq!(
+            refused("from=2026-13-01"),
+            "from: \"2026-13-01\" is not a date (expected YYYY-MM-DD)"
+        );
+        assert_eq!(
+            refused("from=2026-03-08&to=2026-03-01"),
+            "from (2026-03-08) is after to (2026-03-01)"
+        );
+        assert_eq!(refused("bucket=week"), "bucket: \"week\" is not hour or day");
+        assert_eq!(refused("format=xml"), "format: \"xml\" is not html or csv");
+        assert_eq!(
+            refused("form=2026-03-01"),
+            "unknown parameter \"form\": this report takes from, to, bucket, device, zone, format"
+        );
+        assert_eq!(
+            refused("device=T1&device=T2"),
+            "parameter device is given more than once"
+        );
+        assert!(refused("device=T%201").starts_with("device: device id \"T 1\""));
+        assert_eq!(
+            refused("from=2026-01-01&to=2026-03-01&bucket=hour"),
+            "bucket: hour buckets cover at most 31 days and this period has 60; use bucket=day"
+        );
+        assert_eq!(
+            refused("from=2024-01-01&to=2026-03-01"),
+            "the period 2024-01-01 to 2026-03-01 has 791 days; a report covers at most 366"
+        );
+        assert!(!refused("to=9999-12-31").contains('\n'));
+    }
+
+    #[test]
+    fn each_report_takes_only_its_own_parameters() {
+        let today = date(2026, 3, 10);
+        assert!(EquipmentQuery::parse("bucket=day", today, &berlin()).is_err());
+        assert!(RecognitionsQuery::parse("device=C1", today, &berlin()).is_err());
+        let q = RecognitionsQuery::parse("camera=C1&from=2026-03-10", today, &berlin()).unwrap();
+        assert_eq!(q.camera, Some(DeviceId::parse("C1").unwrap()));
+        assert_eq!(q.bucket, Bucket::Hour);
+    }
+
+    #[test]
+    fn a_spring_forward_day_has_23_hour_buckets_and_a_fall_back_day_25() {
+        let tz = berlin();
+        let spring = Period::new(date(2026, 3, 29), date(2026, 3, 29), &tz).unwrap();
+        let autumn = Period::new(date(2026, 10, 25), date(2026, 10, 25), &tz).unwrap();
+        assert_eq!(period_buckets(Bucket::Hour, &spring, &tz).len(), 23);
+        assert_eq!(period_buckets(Bucket::Hour, &autumn, &tz).len(), 25);
+        let week = Period::new(date(2026, 3, 1), date(2026, 3, 7), &tz).unwrap();
+        assert_eq!(period_buckets(Bucket::Day, &week, &tz).len(), 7);
+    }
+
+    #[test]
+    fn bucket_starts_are_written_with_the_offset_in_force_at_that_instant() {
+        let tz = berlin();
+        let three_am = "2026-03-29T01:00:00Z".parse::<Timestamp>().unwrap().as_microsecond();
+        assert_eq!(BucketKey::Hour(three_am).rfc3339(&tz), "2026-03-29T03:00:00+02:00");
+        assert_eq!(BucketKey::Hour(three_am).label(&tz), "2026-03-29 03:00 CEST");
+        assert_eq!(
+            BucketKey::Day(date(2026, 3, 29)).rfc3339(&tz),
+            "2026-03-29T00:00:00+01:00"
+        );
+    }
+
+    fn bucket(values: [i64; 2], axis_label: Option<&str>) -> ChartBucket {
+        ChartBucket {
+            label: "2026-03-01".into(),
+            axis_label: axis_label.map(str::to_owned),
+            values,
+        }
+    }
+
+    const SERIES: [Series; 2] = [
+        Series {
+            class: "bar-a",
+            name: "in",
+        },
+        Series {
+            class: "bar-b",
+            name: "out",
+        },
+    ];
+
+    #[test]
+    fn axis_steps_are_round_numbers_that_reach_the_largest_value() {
+        assert_eq!(nice_step(0), 1);
+        assert_eq!(nice_step(4), 1);
+        assert_eq!(nice_step(7), 2);
+        assert_eq!(nice_step(17), 5);
+        assert_eq!(nice_step(40), 10);
+        assert_eq!(nice_step(1000), 250);
+        assert_eq!(nice_step(1001), 500);
+    }
+
+    #[test]
+    fn bars_are_as_tall_as_their_share_of_the_axis_and_stand_on_the_baseline() {
+        let chart = Chart::bars(
+            "c",
+            "t".into(),
+            "d".into(),
+            SERIES,
+            &[bucket([8, 2], Some("a")), bucket([0, 4], Some("b"))],
+        );
+        let plot_height = f64::from(CHART_HEIGHT) - MARGIN_TOP - MARGIN_BOTTOM;
+        assert_eq!(chart.bars.len(), 4);
+        // The axis reaches 8 (four steps of 2): the 8 fills the plot, the 2 a quarter, the 0 nothing.
+        assert_eq!(chart.bars[0].height, Px(plot_height));
+        assert_eq!(chart.bars[1].height, Px(plot_height / 4.0));
+        assert_eq!(chart.bars[2].height, Px(0.0));
+        for bar in &chart.bars {
+            assert!((bar.y.0 + bar.height.0 - chart.baseline.0).abs() < 1e-9);
+        }
+        assert_eq!(chart.bars[1].class, "bar-b");
+        assert_eq!(chart.bars[1].tooltip, "2026-03-01: 2 out");
+        let ticks: Vec<_> = chart.y_ticks.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(ticks, ["0", "2", "4", "6", "8"]);
+        assert!(chart.bars[2].x > chart.bars[1].x, "buckets run left to right");
+    }
+
+    #[test]
+    fn a_chart_of_nothing_still_has_an_axis_and_flat_bars() {
+        let chart = Chart::bars("c", "t".into(), "d".into(), SERIES, &[bucket([0, 0], None)]);
+        assert!(chart.bars.iter().all(|b| b.height == Px(0.0)));
+        assert_eq!(chart.y_ticks.last().unwrap().label, "4");
+        assert!(chart.x_labels.is_empty());
+    }
+
+    #[test]
+    fn many_axis_labels_are_thinned_so_they_do_not_overlap() {
+        let buckets: Vec<_> = (0..48).map(|i| bucket([i, 0], Some("x"))).collect();
+        let chart = Chart::bars("c", "t".into(), "d".into(), SERIES, &buckets);
+        assert_eq!(chart.x_labels.len(), 16);
+    }
+
+    #[test]
+    fn a_chart_renders_as_accessible_svg_with_its_texts_escaped() {
+        #[derive(Template)]
+        #[template(path = "reports_chart.html")]
+        struct Only {
+            chart: Chart,
+        }
+        let chart = Chart::bars(
+            "c",
+            "zone <b>".into(),
+            "d".into(),
+            SERIES,
+            &[bucket([1, 2], Some("01"))],
+        );
+        let svg = Only { chart }.render().unwrap();
+        assert!(svg.contains("<svg viewBox=\"0 0 800 260\" role=\"img\""), "{svg}");
+        assert!(svg.contains("<title id=\"c-title\">zone &#60;b&#62;</title>"), "{svg}");
+        assert!(svg.contains("<rect class=\"bar-a\""), "{svg}");
+    }
+
+    fn online(start: i64, end: Option<i64>) -> Interval {
+        Interval {
+            online: true,
+            start,
+            end,
+        }
+    }
+
+    fn offline(start: i64, end: Option<i64>) -> Interval {
+        Interval {
+            online: false,
+            start,
+            end,
+        }
+    }
+
+    #[test]
+    fn uptime_is_online_time_over_known_time_within_the_period() {
+        // Online 0..30 (20 of it inside 10..100), offline 30..40, online from 40 on (open, clipped to 100).
+        let intervals = [online(0, Some(30)), offline(30, Some(40)), online(40, None)];
+        assert_eq!(uptime(&intervals, 10, 100), Some(Uptime(8_888)));
+        assert_eq!(uptime(&intervals, 10, 100).unwrap().to_string(), "88.88");
+    }
+
+    #[test]
+    fn time_before_the_first_report_is_not_counted_as_down() {
+        assert_eq!(uptime(&[online(50, None)], 0, 100).unwrap().to_string(), "100.00");
+        assert_eq!(uptime(&[offline(75, None)], 0, 100).unwrap().to_string(), "0.00");
+    }
+
+    #[test]
+    fn uptime_is_unknown_when_no_interval_touches_the_period() {
+        assert_eq!(uptime(&[], 0, 100), None);
+        assert_eq!(uptime(&[online(0, Some(10))], 10, 100), None);
+        // A period that has not begun yet (its start is after now) knows nothing either.
+        assert_eq!(uptime(&[online(0, None)], 100, 50), None);
+    }
+
+    #[test]
+    fn uptime_rounds_down_so_a_short_outage_never_shows_a_full_hundred() {
+        let intervals = [online(0, Some(999_999)), offline(999_999, None)];
+        assert_eq!(uptime(&intervals, 0, 1_000_000).unwrap().to_string(), "99.99");
+    }
+
+    fn episode(opened_at: i64, cleared_at: Option<i64>) -> Episode {
+        Episode {
+            device: "T1".into(),
+            code: "JAM".into(),
+            detail: String::new(),
+            opened_at,
+            cleared_at,
+        }
+    }
+
+    #[test]
+    fn faults_count_those_opened_in_the_period_and_repair_time_those_cleared_in_it() {
+        const S: i64 = 1_000_000;
+        let episodes = [
+            episode(-100 * S, Some(20 * S)), // opened before, cleared inside: 120 s to repair
+            episode(10 * S, Some(70 * S)),   // opened and cleared inside: 60 s
+            episode(50 * S, None),           // opened inside, still open
+            episode(90 * S, Some(200 * S)),  // opened inside, cleared after
+        ];
+        assert_eq!(fault_stats(&episodes, 0, 100 * S), (3, Some(90)));
+        assert_eq!(fault_stats(&episodes[2..3], 0, 100 * S), (1, None));
+        assert_eq!(fault_stats(&[], 0, 100 * S), (0, None));
+    }
+
+    #[test]
+    fn repair_times_round_to_the_nearest_second() {
+        let episodes = [episode(0, Some(1_499_999)), episode(0, Some(1_600_000))];
+        assert_eq!(fault_stats(&episodes, 0, 10_000_000), (2, Some(2)));
+    }
+
+    #[test]
+    fn durations_read_in_the_two_largest_units() {
+        assert_eq!(human_duration(9), "9s");
+        assert_eq!(human_duration(245), "4m 05s");
+        assert_eq!(human_duration(45_000), "12h 30m");
+        assert_eq!(human_duration(3 * 86_400 + 7_200), "3d 2h");
+    }
+
+    #[test]
+    fn csv_downloads_are_named_after_the_report_and_period() {
+        let tz = berlin();
+        let period = Period::new(date(2026, 3, 1), date(2026, 3, 7), &tz).unwrap();
+        let response = csv_response("traffic", &period, Csv::with_header(&["a"]));
+        assert_eq!(response.status(), StatusCode::OK);
+        let header = |name| response.headers().get(name).unwrap().to_str().unwrap().to_owned();
+        assert_eq!(header(header::CONTENT_TYPE), "text/csv; charset=utf-8");
+        assert_eq!(
+            header(header::CONTENT_DISPOSITION),
+            "attachment; filename=\"traffic-2026-03-01-2026-03-07.csv\""
+        );
+    }
+
+    #[test]
+    fn the_csv_link_repeats_the_filters_url_encoded() {
+        let tz = berlin();
+        let period = Period::new(date(2026, 3, 1), date(2026, 3, 7), &tz).unwrap();
+        let href = csv_href(
+            "/reports/traffic",
+            &period,
+            &[("bucket", Some("day")), ("device", None), ("zone", Some("Hall A&B"))],
+        );
+        assert_eq!(
+            href,
+            "/reports/traffic?from=2026-03-01&to=2026-03-07&bucket=day&zone=Hall%20A%26B&format=csv"
+        );
+        let back = TrafficQuery::parse(href.split_once('?').unwrap().1, date(2026, 3, 10), &tz).unwrap();
+        assert_eq!(back.zone.as_deref(), Some("Hall A&B"));
+    }
+
+    #[test]
+    fn a_bad_query_answers_400_with_its_reason_as_plain_text() {
+        let response = bad("from (2026-03-08) is after to (2026-03-01)").error_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            response.headers().get(header::CONTENT_TYPE).unwrap(),
+            "text/plain; charset=utf-8"
+        );
+    }
+}

@@ -6,7 +6,16 @@ use std::io::Write;
 use std::net::SocketAddr;
 
 /// Every page behind the guard (GET).
-const PAGES: &[&str] = &["/", "/logout", "/admin/projections", "/admin/dead-letters"];
+const PAGES: &[&str] = &[
+    "/",
+    "/logout",
+    "/admin/projections",
+    "/admin/dead-letters",
+    "/devices/T1",
+    "/events",
+    "/metrics",
+    "/live/dashboard",
+];
 
 fn anonymous(addr: SocketAddr, path: &str, accept_html: bool) -> Response {
     let headers: &[(&str, &str)] = if accept_html {
