@@ -703,8 +703,7 @@ impl Mosquitto {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let conf = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nuser root\n\
-             max_queued_messages 0\nmax_inflight_messages {}\n",
-            std::env::var("EXP_INFLIGHT").unwrap_or("0".into())
+             max_queued_messages 0\nmax_inflight_messages 0\n"
         );
         let conf_path = dir.path().join("mosquitto.conf");
         std::fs::write(&conf_path, conf)?;

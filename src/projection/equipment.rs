@@ -224,6 +224,107 @@ mod tests {
         assert_eq!(intervals(&conn), [("online".into(), 10, None)]);
     }
 
+    fn stored(position: u64, event: DeviceEvent) -> StoredEvent {
+        StoredEvent {
+            position,
+            stream_id: crate::domain::DeviceId::parse("T1").unwrap(),
+            version: position,
+            event_type: event.event_type().into(),
+            schema: 1,
+            occurred_at: event.occurred_at(),
+            recorded_at: event.occurred_at(),
+            causation: None,
+            event,
+        }
+    }
+
+    fn at(seconds: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(seconds).unwrap()
+    }
+
+    fn apply_all(conn: &mut Connection, events: Vec<DeviceEvent>) {
+        let tx = conn.transaction().unwrap();
+        let mut projection = EquipmentProjection::new();
+        for (i, event) in events.into_iter().enumerate() {
+            projection.apply(&tx, &stored(i as u64 + 1, event)).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn a_recommissioned_device_resumes_the_availability_it_had_when_it_was_retired() {
+        use crate::domain::*;
+        let commissioned = |s| {
+            DeviceEvent::Commissioned(Commissioned {
+                kind: DeviceKind::Turnstile,
+                details: DeviceDetails::default(),
+                watches: vec![],
+                at: at(s),
+            })
+        };
+        let mut conn = views();
+        apply_all(
+            &mut conn,
+            vec![
+                commissioned(0),
+                DeviceEvent::CameOnline(CameOnline { at: at(10) }),
+                DeviceEvent::Decommissioned(Decommissioned { at: at(20) }),
+                commissioned(30),
+            ],
+        );
+        let s = 1_000_000;
+        assert_eq!(
+            intervals(&conn),
+            [("online".into(), 10 * s, Some(20 * s)), ("online".into(), 30 * s, None)]
+        );
+        let decommissioned: Option<i64> = conn
+            .query_row("SELECT decommissioned_at FROM equipment_devices", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(decommissioned, None);
+    }
+
+    #[test]
+    fn a_fault_episode_runs_from_its_report_to_its_all_clear_and_never_ends_before_it_began() {
+        use crate::domain::*;
+        let jam = || FaultCode::parse("JAM").unwrap();
+        let mut conn = views();
+        apply_all(
+            &mut conn,
+            vec![
+                DeviceEvent::FaultReported(FaultReported {
+                    code: jam(),
+                    detail: "stuck".into(),
+                    at: at(100),
+                }),
+                DeviceEvent::FaultCleared(FaultCleared {
+                    code: jam(),
+                    at: at(90),
+                }),
+                DeviceEvent::FaultReported(FaultReported {
+                    code: jam(),
+                    detail: "again".into(),
+                    at: at(200),
+                }),
+            ],
+        );
+        let mut stmt = conn
+            .prepare("SELECT detail, opened_at, cleared_at FROM equipment_faults ORDER BY opened_at")
+            .unwrap();
+        let episodes: Vec<(String, i64, Option<i64>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let s = 1_000_000;
+        assert_eq!(
+            episodes,
+            [
+                ("stuck".into(), 100 * s, Some(100 * s)),
+                ("again".into(), 200 * s, None)
+            ]
+        );
+    }
+
     #[test]
     fn decommissioning_ends_the_interval_and_leaves_the_time_after_it_unknown() {
         let mut conn = views();

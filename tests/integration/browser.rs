@@ -7,10 +7,20 @@ use std::process::{Command, Stdio};
 #[test]
 fn a_manager_signs_in_sees_a_tile_change_and_downloads_the_traffic_csv() {
     let mqtt_port = free_port();
-    let site = Site::with_mqtt(&format!("listen = \"127.0.0.1:{mqtt_port}\""), TWO_TURNSTILES_ONE_CAMERA);
+    let site = Site::with_mqtt(
+        &format!("listen = \"127.0.0.1:{mqtt_port}\""),
+        TWO_TURNSTILES_ONE_CAMERA,
+    );
     let http_port = free_port();
     let config = std::fs::read_to_string(site.config_path()).unwrap();
-    std::fs::write(site.config_path(), config.replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{http_port}\""))).unwrap();
+    std::fs::write(
+        site.config_path(),
+        config.replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{http_port}\""),
+        ),
+    )
+    .unwrap();
     let conn = gatehouse::auth::open(&site.paths().journal()).unwrap();
     gatehouse::auth::add_user(&conn, "mia", gatehouse::auth::Role::Manager, "long enough password").unwrap();
     drop(conn);

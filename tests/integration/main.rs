@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 mod bad_input;
+mod browser;
 mod cli;
 mod crash;
 mod dead_letters;

@@ -203,6 +203,10 @@ fn the_live_fragment_answers_304_until_something_new_is_projected() {
                 http(addr, "GET", "/live/dashboard", &headers, "")
             })
         };
+        // Start from a settled page: the projector has applied the start-up (commissioning) events.
+        let head = *state.committed.borrow();
+        let device_status = state.projectors.iter().find(|p| p.name == "device_status").unwrap();
+        assert!(device_status.wait_for(head, std::time::Duration::from_secs(20)).await);
         let first = fetch(None).await.unwrap();
         assert_eq!(first.status, 200);
         let etag = first.header("etag").unwrap().to_owned();
