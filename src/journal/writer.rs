@@ -131,6 +131,9 @@ impl JournalWriter {
         let head: i64 = conn.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| r.get(0))?;
         let (committed_tx, committed) = watch::channel(head as Position);
         let (requests, inbox) = mpsc::channel();
+        // The checkpointer thread does this work instead (see `spawn_checkpointer`).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = spawn_checkpointer(path)?;
         let stats = Arc::new(WriterStats::default());
         let mut writer = Writer {
             conn,
@@ -138,6 +141,7 @@ impl JournalWriter {
             versions: HashMap::new(),
             committed_tx,
             stats: stats.clone(),
+            _checkpointer: checkpointer,
         };
         let thread = std::thread::Builder::new()
             .name("journal-writer".into())
@@ -209,6 +213,30 @@ struct Writer {
     versions: HashMap<DeviceId, u64>,
     committed_tx: watch::Sender<Position>,
     stats: Arc<WriterStats>,
+    /// Dropped with the writer, which tells the checkpointer thread to stop.
+    _checkpointer: mpsc::Sender<()>,
+}
+
+/// How often the WAL is copied back into `journal.db`.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Checkpoints the WAL from its own connection and thread. With SQLite's automatic checkpoint the copy (and its
+/// fsync) runs inside whichever commit crosses the threshold, stalling every message in that group for tens of
+/// milliseconds; a PASSIVE checkpoint here runs beside the writer instead and never blocks it.
+fn spawn_checkpointer(path: &Path) -> anyhow::Result<mpsc::Sender<()>> {
+    let conn = crate::db::open(path, Synchronous::Full)?;
+    let (stop, stopped) = mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("journal-checkpointer".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+                if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(%error, "journal checkpoint failed; retrying");
+                }
+            }
+        })
+        .context("cannot start the journal checkpointer thread")?;
+    Ok(stop)
 }
 
 type Reply = oneshot::Sender<Result<AppendOutcome, AppendError>>;
@@ -255,20 +283,22 @@ impl Writer {
         let result = self.write_group(appends, snapshots, letters, &mut pending_versions);
         match result {
             Ok((outcomes, letter_ids)) => {
-                for ((_, reply), id) in letters.drain(..).zip(letter_ids) {
-                    let _ = reply.send(Ok(id));
-                }
                 self.versions.extend(pending_versions);
                 let head = self.next_position - 1;
-                for ((_, reply), outcome) in appends.drain(..).zip(outcomes) {
-                    let _ = reply.send(outcome);
-                }
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                // Announce the new head before answering anyone: a caller that hears "done" and then waits for
+                // the projectors to pass the head must never see an older head.
                 if head >= first_position {
                     self.stats
                         .events
                         .fetch_add(head + 1 - first_position, Ordering::Relaxed);
                     self.committed_tx.send_replace(head);
+                }
+                for ((_, reply), id) in letters.drain(..).zip(letter_ids) {
+                    let _ = reply.send(Ok(id));
+                }
+                for ((_, reply), outcome) in appends.drain(..).zip(outcomes) {
+                    let _ = reply.send(outcome);
                 }
             }
             Err(error) => {
