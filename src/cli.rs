@@ -75,6 +75,8 @@ pub enum Command {
         #[arg(long)]
         as_of: Option<String>,
     },
+    /// Write a consistent copy of all databases into the directory PATH while `serve` runs.
+    Backup { path: PathBuf },
     /// Manage web users.
     User {
         #[command(subcommand)]
@@ -152,6 +154,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Rebuild { projections } => rebuild(&config, &projections),
         Command::Events { stream, after, follow } => events(&config, stream, after, follow),
         Command::State { device, as_of } => state(&config, &device, as_of.as_deref()),
+        Command::Backup { path } => backup(&config, &path),
         Command::User {
             command: UserCommand::Add { name, role },
         } => user_add(&config, &name, &role),
@@ -165,6 +168,25 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             all,
         } => dead_letters(config, redrive, redrive_all, discard, all),
     }
+}
+
+fn backup(config: &Config, target: &std::path::Path) -> Result<(), Failure> {
+    let bar = indicatif::ProgressBar::new(1);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} pages")
+            .expect("the progress template is valid")
+            .progress_chars("=> "),
+    );
+    let copied = crate::backup::backup(&config.storage.dir, target, |file, remaining, total| {
+        bar.set_message(file.to_owned());
+        bar.set_length(total.max(1) as u64);
+        bar.set_position((total - remaining).max(0) as u64);
+    })?;
+    bar.finish_and_clear();
+    for (file, size) in copied {
+        println!("backed up {file} ({size} bytes) to {}", target.join(&file).display());
+    }
+    Ok(())
 }
 
 fn user_add(config: &Config, name: &str, role: &str) -> Result<(), Failure> {

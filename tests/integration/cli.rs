@@ -261,3 +261,45 @@ fn dead_letters_lists_and_discards_from_the_command_line() {
     let missing = site.gatehouse(&["dead-letters", "--redrive", "99"]);
     assert_eq!(stderr(&missing), "gatehouse: dead letter 99 does not exist\n");
 }
+
+#[test]
+fn backup_copies_both_databases_consistently_while_the_server_runs() {
+    let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
+    let target = site.dir.path().join("backup");
+    let site_dir = site.dir.path().to_owned();
+    with_app(site.config(), async |app| {
+        for n in 0..50 {
+            let payload = format!(r#"{{"msg_id":"b{n}","direction":"in"}}"#);
+            let at = jiff::Timestamp::now();
+            app.state()
+                .ingestor
+                .ingest("gatehouse/turnstile/T1/passage", payload.as_bytes(), at)
+                .await
+                .unwrap();
+        }
+        let output = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+                .current_dir(site_dir)
+                .args(["backup", "backup"])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        assert!(stdout(&output).contains("backed up journal.db"), "{}", stdout(&output));
+    });
+    let copy = target.join("journal.db");
+    assert_eq!(
+        query_i64(
+            &copy,
+            "SELECT COUNT(*) FROM events WHERE event_type = 'PassageRecorded'"
+        ),
+        50
+    );
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+    assert!(target.join("views.db").exists());
+    assert!(!target.join("journal.db.partial").exists());
+}
