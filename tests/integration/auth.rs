@@ -5,17 +5,40 @@ use crate::helpers::*;
 use std::io::Write;
 use std::net::SocketAddr;
 
-/// Every page behind the guard (GET).
-const PAGES: &[&str] = &[
-    "/",
-    "/logout",
-    "/admin/projections",
-    "/admin/dead-letters",
-    "/devices/T1",
-    "/events",
-    "/metrics",
-    "/live/dashboard",
-];
+/// Pages no link leads to (scripts and the live fragment), checked besides the ones the crawl finds.
+const UNLINKED: &[&str] = &["/metrics", "/live/dashboard", "/reports/traffic?format=csv"];
+
+/// Every same-site link (`href="/..."`) on a page, with HTML escapes undone.
+fn links(html: &str) -> Vec<String> {
+    html.split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|href| href.starts_with('/') && !href.starts_with("//") && !href.starts_with("/static/"))
+        .map(|href| href.replace("&amp;", "&").replace("&#38;", "&"))
+        .collect()
+}
+
+/// Walks the site as a signed-in admin from `/`, following every link, and returns every page reached.
+fn crawl(addr: SocketAddr) -> Vec<String> {
+    let mut seen: Vec<String> = UNLINKED.iter().map(|p| p.to_string()).collect();
+    let mut queue = vec!["/".to_owned()];
+    while let Some(path) = queue.pop() {
+        if seen.contains(&path) && path != "/" || seen.len() > 300 {
+            continue;
+        }
+        if !seen.contains(&path) {
+            seen.push(path.clone());
+        }
+        let (status, body) = http_get(addr, &path);
+        assert_eq!(status, 200, "{path} with a token");
+        for link in links(&body) {
+            if !seen.contains(&link) && !queue.contains(&link) {
+                queue.push(link);
+            }
+        }
+    }
+    seen
+}
 
 fn anonymous(addr: SocketAddr, path: &str, accept_html: bool) -> Response {
     let headers: &[(&str, &str)] = if accept_html {
@@ -63,14 +86,52 @@ fn session_cookie(response: &Response) -> String {
 #[test]
 fn every_page_needs_a_sign_in_or_a_token_and_public_ones_do_not() {
     let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
-    with_server(site.config(), async |_, addr| {
+    with_server(site.config(), async |state, addr| {
+        // Some history, so devices, events and reports have links to follow.
+        for (topic, payload) in [
+            ("gatehouse/turnstile/T1/passage", r#"{"direction":"in"}"#),
+            ("gatehouse/turnstile/T1/fault", r#"{"code":"JAM"}"#),
+            (
+                "gatehouse/camera/C1/recognition",
+                r#"{"subject":"P-1","confidence":0.9}"#,
+            ),
+            ("gatehouse/turnstile/T9/passage", r#"{"direction":"in"}"#),
+        ] {
+            state
+                .ingestor
+                .ingest(topic, payload.as_bytes(), jiff::Timestamp::now())
+                .await
+                .unwrap();
+        }
         tokio::task::spawn_blocking(move || {
-            for page in PAGES {
+            let pages = crawl(addr);
+            for must in [
+                "/reports/traffic",
+                "/reports/equipment",
+                "/reports/recognitions",
+                "/events",
+                "/devices/T1",
+                "/admin/projections",
+                "/admin/dead-letters",
+                "/logout",
+            ] {
+                assert!(pages.iter().any(|p| p == must), "the crawl reached {must}: {pages:?}");
+            }
+            for page in &pages {
                 let browser = anonymous(addr, page, true);
                 assert_eq!(browser.status, 303, "{page}");
+                let encoded: String = page
+                    .bytes()
+                    .map(|b| match b {
+                        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                            (b as char).to_string()
+                        }
+                        other => format!("%{other:02X}"),
+                    })
+                    .collect();
                 assert_eq!(
                     browser.header("location"),
-                    Some(format!("/login?next={page}").as_str()),
+                    Some(format!("/login?next={encoded}").as_str()),
                     "{page}"
                 );
                 let script = anonymous(addr, page, false);
@@ -78,6 +139,7 @@ fn every_page_needs_a_sign_in_or_a_token_and_public_ones_do_not() {
                 assert_eq!(script.header("www-authenticate"), Some("Bearer"));
                 assert_eq!(http_get(addr, page).0, 200, "{page} with a token");
             }
+            assert!(pages.len() > 15, "the crawl walked {} pages", pages.len());
             for public in ["/login", "/healthz", "/static/style.css"] {
                 assert_eq!(anonymous(addr, public, true).status, 200, "{public}");
             }
