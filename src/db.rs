@@ -28,6 +28,7 @@ fn views_migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("../migrations/views/0001_read_models.sql")),
         M::up(include_str!("../migrations/views/0002_reports.sql")),
+        M::up(include_str!("../migrations/views/0003_traffic_daily.sql")),
     ])
 }
 

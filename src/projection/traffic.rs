@@ -24,7 +24,7 @@ impl Projection for TrafficProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["traffic", "traffic_device_zone"]
+        &["traffic", "traffic_daily", "traffic_device_zone"]
     }
 
     fn apply(&mut self, tx: &Transaction<'_>, stored: &StoredEvent) -> rusqlite::Result<()> {
@@ -49,6 +49,7 @@ impl Projection for TrafficProjection {
                 let hour = local(&self.tz, e.at)
                     .round(ZonedDateTimeRound::new().smallest(Unit::Hour).mode(RoundMode::Trunc))
                     .expect("truncating to the hour stays within jiff's range");
+                let local_date = hour.date().to_string();
                 let (d_in, d_out) = match e.direction {
                     Direction::In => (1, 0),
                     Direction::Out => (0, 1),
@@ -63,13 +64,22 @@ impl Projection for TrafficProjection {
                 )?
                 .execute(params![
                     hour.timestamp().as_microsecond(),
-                    hour.date().to_string(),
+                    local_date,
                     hour.hour(),
                     id,
                     zone,
                     d_in,
                     d_out
                 ])?;
+                // The same passage in its local day, so day reports read one row per device and day.
+                tx.prepare_cached(
+                    "INSERT INTO traffic_daily (local_date, device_id, zone, passages_in, passages_out)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (local_date, device_id, zone) DO UPDATE SET
+                         passages_in = passages_in + excluded.passages_in,
+                         passages_out = passages_out + excluded.passages_out",
+                )?
+                .execute(params![local_date, id, zone, d_in, d_out])?;
             }
             _ => {}
         }

@@ -700,39 +700,61 @@ struct TrafficPage {
 }
 
 fn load_traffic(conn: &rusqlite::Connection, query: &TrafficQuery) -> rusqlite::Result<Vec<TrafficRow>> {
-    // Day buckets group by the stored local date, so a daylight-saving day sums its 23 or 25 hours.
-    let sql = match query.bucket {
-        Bucket::Hour => {
-            "SELECT bucket_start, NULL, device_id, zone, passages_in, passages_out FROM traffic
-             WHERE local_date BETWEEN ?1 AND ?2 AND (?3 IS NULL OR device_id = ?3) AND (?4 IS NULL OR zone = ?4)
-             ORDER BY bucket_start, device_id, zone"
-        }
-        Bucket::Day => {
-            "SELECT NULL, local_date, device_id, zone, SUM(passages_in), SUM(passages_out) FROM traffic
-             WHERE local_date BETWEEN ?1 AND ?2 AND (?3 IS NULL OR device_id = ?3) AND (?4 IS NULL OR zone = ?4)
-             GROUP BY local_date, device_id, zone
-             ORDER BY local_date, device_id, zone"
-        }
+    // Day buckets read the per-day rollup (its local date is the stored one, so a daylight-saving day sums its
+    // 23 or 25 hours); hour buckets the hourly rows.
+    let (columns, table) = match query.bucket {
+        Bucket::Hour => ("bucket_start, NULL", "traffic"),
+        Bucket::Day => ("NULL, local_date", "traffic_daily"),
     };
-    let mut stmt = conn.prepare(sql)?;
-    let rows = stmt.query_map(
-        params![
-            query.period.from.to_string(),
-            query.period.to.to_string(),
-            query.device.as_ref().map(DeviceId::as_str),
-            query.zone
-        ],
-        |r| {
-            Ok(TrafficRow {
-                bucket: bucket_key(r.get(0)?, r.get(1)?)?,
-                device: r.get(2)?,
-                zone: r.get(3)?,
-                passages_in: r.get(4)?,
-                passages_out: r.get(5)?,
-            })
-        },
-    )?;
+    let order = match query.bucket {
+        Bucket::Hour => "bucket_start, device_id, zone",
+        Bucket::Day => "local_date, device_id, zone",
+    };
+    // A filter is written into the statement only when given (never `?3 IS NULL OR ...`), so SQLite can use the
+    // device or zone index instead of reading every row of the period.
+    let (from, to) = (query.period.from.to_string(), query.period.to.to_string());
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&from, &to];
+    let mut filters = String::new();
+    let device = query.device.as_ref().map(DeviceId::as_str);
+    if let Some(device) = &device {
+        values.push(device);
+        filters.push_str(&format!(" AND device_id = ?{}", values.len()));
+    }
+    if let Some(zone) = &query.zone {
+        values.push(zone);
+        filters.push_str(&format!(" AND zone = ?{}", values.len()));
+    }
+    let sql = format!(
+        "SELECT {columns}, device_id, zone, passages_in, passages_out FROM {table}
+         WHERE local_date BETWEEN ?1 AND ?2{filters} ORDER BY {order}"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(values.as_slice(), |r| {
+        Ok(TrafficRow {
+            bucket: bucket_key(r.get(0)?, r.get(1)?)?,
+            device: r.get(2)?,
+            zone: r.get(3)?,
+            passages_in: r.get(4)?,
+            passages_out: r.get(5)?,
+        })
+    })?;
     rows.collect()
+}
+
+/// The distinct values of an indexed column, smallest first, found by stepping through the index (one seek per
+/// value) instead of reading every row.
+fn distinct_indexed(conn: &rusqlite::Connection, table: &str, column: &str) -> rusqlite::Result<Vec<String>> {
+    strings(
+        conn,
+        &format!(
+            "WITH RECURSIVE v(x) AS (
+                 SELECT MIN({column}) FROM {table}
+                 UNION ALL
+                 SELECT (SELECT MIN({column}) FROM {table} WHERE {column} > x) FROM v WHERE x IS NOT NULL
+             )
+             SELECT x FROM v WHERE x IS NOT NULL"
+        ),
+    )
 }
 
 /// A bucket from a row: the hour's start (µs) or a `YYYY-MM-DD` local date.
@@ -761,8 +783,8 @@ async fn traffic(state: web::Data<AppState>, req: HttpRequest) -> actix_web::Res
         let (devices, zones) = match q.format {
             Format::Csv => (vec![], vec![]),
             Format::Html => (
-                strings(conn, "SELECT DISTINCT device_id FROM traffic ORDER BY device_id")?,
-                strings(conn, "SELECT DISTINCT zone FROM traffic ORDER BY zone")?,
+                distinct_indexed(conn, "traffic_daily", "device_id")?,
+                distinct_indexed(conn, "traffic_daily", "zone")?,
             ),
         };
         Ok((rows, devices, zones))
