@@ -16,6 +16,10 @@
 //! Run with `cargo bench --bench ingest`; `GATEHOUSE_BENCH_MESSAGES` (default 200,000),
 //! `GATEHOUSE_BENCH_PUBLISHERS` (default 4) and `GATEHOUSE_BENCH_LATENCY_SECS` (default 10) change the size.
 
+mod support;
+
+use support::{env_count, ms, peak_rss, rate, secs};
+
 use anyhow::{Context, anyhow, ensure};
 use gatehouse::app::Application;
 use gatehouse::config::Config;
@@ -731,29 +735,6 @@ impl Drop for Mosquitto {
     }
 }
 
-fn env_count(name: &str, default: usize) -> anyhow::Result<usize> {
-    match std::env::var(name) {
-        Ok(text) => text
-            .replace('_', "")
-            .parse()
-            .with_context(|| format!("{name}={text:?} is not a whole number")),
-        Err(_) => Ok(default),
-    }
-}
-
-/// The process's high-water resident set, as the kernel counts it.
-fn peak_rss() -> String {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .map(|v| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
 /// One line of the results table; empty trailing cells leave no trailing spaces.
 fn row(cells: [&str; 6]) {
     let line = format!(
@@ -761,25 +742,4 @@ fn row(cells: [&str; 6]) {
         cells[0], cells[1], cells[2], cells[3], cells[4], cells[5]
     );
     println!("{}", line.trim_end());
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-/// 1234567.8 → "1,234,568"
-fn rate(per_second: f64) -> String {
-    let digits = format!("{:.0}", per_second);
-    let mut out = String::new();
-    for (k, c) in digits.chars().enumerate() {
-        if k > 0 && (digits.len() - k).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }

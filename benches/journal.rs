@@ -5,7 +5,11 @@
 //! Run with `cargo bench --bench journal`; `GATEHOUSE_BENCH_EVENTS` (default 1,000,000) and
 //! `GATEHOUSE_BENCH_DEVICES` (default 1000) change the size.
 
-use anyhow::{Context, ensure};
+mod support;
+
+use support::{env_count, peak_rss, rate, secs};
+
+use anyhow::ensure;
 use futures_util::StreamExt;
 use gatehouse::actors::CommandOutcome;
 use gatehouse::codec;
@@ -422,29 +426,6 @@ fn replay(workload: &Workload, journal: &Path) -> anyhow::Result<Measured> {
     Ok(Measured { events, wall })
 }
 
-fn env_count(name: &str, default: usize) -> anyhow::Result<usize> {
-    match std::env::var(name) {
-        Ok(text) => text
-            .replace('_', "")
-            .parse()
-            .with_context(|| format!("{name}={text:?} is not a whole number")),
-        Err(_) => Ok(default),
-    }
-}
-
-/// The process's high-water resident set, as the kernel counts it.
-fn peak_rss() -> String {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .map(|v| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
 /// One line of the results table; empty trailing cells leave no trailing spaces.
 fn row(cells: [&str; 6]) {
     let line = format!(
@@ -452,21 +433,4 @@ fn row(cells: [&str; 6]) {
         cells[0], cells[1], cells[2], cells[3], cells[4], cells[5]
     );
     println!("{}", line.trim_end());
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
-}
-
-/// 1234567.8 → "1,234,568"
-fn rate(per_second: f64) -> String {
-    let digits = format!("{:.0}", per_second);
-    let mut out = String::new();
-    for (k, c) in digits.chars().enumerate() {
-        if k > 0 && (digits.len() - k).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }

@@ -21,6 +21,10 @@
 //! Needs `wrk` on PATH (`apt-get install wrk`). Run with `cargo bench --bench pages`; `GATEHOUSE_BENCH_EVENTS`
 //! (default 10,000,000) and `GATEHOUSE_BENCH_SECS` (seconds of load per URL, default 10) change the size.
 
+mod support;
+
+use support::{env_count, ms, rate, secs};
+
 use anyhow::{Context, anyhow, bail, ensure};
 use gatehouse::codec;
 use gatehouse::config::Synchronous;
@@ -953,16 +957,6 @@ fn wrk_duration(text: &str) -> anyhow::Result<Duration> {
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers
 
-fn env_count(name: &str, default: usize) -> anyhow::Result<usize> {
-    match std::env::var(name) {
-        Ok(text) => text
-            .replace('_', "")
-            .parse()
-            .with_context(|| format!("{name}={text:?} is not a whole number")),
-        Err(_) => Ok(default),
-    }
-}
-
 /// One line of the results table; empty trailing cells leave no trailing spaces.
 fn table_row(cells: [&str; 8]) {
     let line = format!(
@@ -970,25 +964,4 @@ fn table_row(cells: [&str; 8]) {
         cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6], cells[7]
     );
     println!("{}", line.trim_end());
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-/// 1234567.8 → "1,234,568"
-fn rate(per_second: f64) -> String {
-    let digits = format!("{:.0}", per_second);
-    let mut out = String::new();
-    for (k, c) in digits.chars().enumerate() {
-        if k > 0 && (digits.len() - k).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
