@@ -140,6 +140,22 @@ pub fn add_user(conn: &Connection, name: &str, role: Role, password: &str) -> an
     Ok(!existed)
 }
 
+/// Whether anyone can sign in yet.
+pub fn has_users(conn: &Connection) -> anyhow::Result<bool> {
+    Ok(conn.query_row("SELECT EXISTS (SELECT 1 FROM users)", [], |r| r.get(0))?)
+}
+
+/// A fresh password people can type: 16 lowercase letters and digits.
+pub fn random_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
+}
+
 /// Checks a password; `Ok(None)` for an unknown user or a wrong password (callers must not tell which).
 pub fn verify_password(conn: &Connection, name: &str, password: &str) -> anyhow::Result<Option<Role>> {
     let row: Option<(String, String)> = conn

@@ -258,6 +258,14 @@ fn serve(config: Config, demo: bool) -> Result<(), Failure> {
             println!("gatehouse: gateways publish to mqtt://{mqtt} (embedded endpoint)");
         }
         if demo {
+            // A newcomer should see the pages at once: with nobody to sign in as, make a demo admin.
+            let conn = crate::auth::open(&app.state().paths.journal())?;
+            if !crate::auth::has_users(&conn)? {
+                let password = crate::auth::random_password();
+                crate::auth::add_user(&conn, "demo", crate::auth::Role::Admin, &password)?;
+                println!("gatehouse: demo: sign in as \"demo\" with password \"{password}\"");
+            }
+            drop(conn);
             let config = app.state().config.clone();
             let (host, port) = match app.mqtt_addr() {
                 Some(addr) => (loopback_for(addr.ip()), addr.port()),

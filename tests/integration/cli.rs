@@ -303,3 +303,48 @@ fn backup_copies_both_databases_consistently_while_the_server_runs() {
     assert!(target.join("views.db").exists());
     assert!(!target.join("journal.db.partial").exists());
 }
+
+#[test]
+fn serve_demo_makes_a_demo_admin_and_feeds_traffic_a_newcomer_can_see() {
+    use std::io::BufRead;
+    let mqtt_port = free_port();
+    let site = Site::with_mqtt(
+        &format!("listen = \"127.0.0.1:{mqtt_port}\""),
+        TWO_TURNSTILES_ONE_CAMERA,
+    );
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .current_dir(site.dir.path())
+        .args(["serve", "--demo"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let password = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.strip_prefix("gatehouse: demo: sign in as \"demo\" with password \"")
+                .map(str::to_owned)
+        })
+        .expect("the demo prints how to sign in")
+        .trim_end_matches('"')
+        .to_owned();
+    let journal = site.paths().journal();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while query_i64(
+        &journal,
+        "SELECT COUNT(*) FROM events WHERE event_type = 'PassageRecorded'",
+    ) == 0
+    {
+        assert!(std::time::Instant::now() < deadline, "the demo fed no passages");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    let conn = gatehouse::auth::open(&journal).unwrap();
+    assert_eq!(
+        gatehouse::auth::verify_password(&conn, "demo", &password).unwrap(),
+        Some(gatehouse::auth::Role::Admin)
+    );
+}
