@@ -693,22 +693,53 @@ struct TrafficPage {
     devices: Vec<Choice>,
     zones: Vec<Choice>,
     rows: Vec<TrafficLine>,
+    /// The rows are totals per bucket (too many per-device rows for a page; the CSV has them).
+    totals_only: bool,
     total_in: i64,
     total_out: i64,
     chart: Chart,
     csv_href: String,
 }
 
+/// Rows listed on the traffic page before it switches to totals per bucket: a year of a whole site per device
+/// would be tens of thousands of rows (megabytes of HTML); the CSV always has them all.
+const MAX_TRAFFIC_ROWS: usize = 500;
+
+/// How `load_traffic` shapes its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TrafficShape {
+    /// One row per bucket, device and zone; at most this many rows, if given.
+    PerDevice(Option<usize>),
+    /// One row per bucket, summed over the devices (device empty; zone the filter's, or empty).
+    Totals,
+}
+
 fn load_traffic(conn: &rusqlite::Connection, query: &TrafficQuery) -> rusqlite::Result<Vec<TrafficRow>> {
+    load_traffic_shaped(conn, query, TrafficShape::PerDevice(None))
+}
+
+/// The page's rows: per device while that stays short, else totals per bucket (`true` when totals).
+fn load_traffic_for_page(
+    conn: &rusqlite::Connection,
+    query: &TrafficQuery,
+) -> rusqlite::Result<(Vec<TrafficRow>, bool)> {
+    let rows = load_traffic_shaped(conn, query, TrafficShape::PerDevice(Some(MAX_TRAFFIC_ROWS + 1)))?;
+    if rows.len() <= MAX_TRAFFIC_ROWS {
+        return Ok((rows, false));
+    }
+    Ok((load_traffic_shaped(conn, query, TrafficShape::Totals)?, true))
+}
+
+fn load_traffic_shaped(
+    conn: &rusqlite::Connection,
+    query: &TrafficQuery,
+    shape: TrafficShape,
+) -> rusqlite::Result<Vec<TrafficRow>> {
     // Day buckets read the per-day rollup (its local date is the stored one, so a daylight-saving day sums its
     // 23 or 25 hours); hour buckets the hourly rows.
-    let (columns, table) = match query.bucket {
-        Bucket::Hour => ("bucket_start, NULL", "traffic"),
-        Bucket::Day => ("NULL, local_date", "traffic_daily"),
-    };
-    let order = match query.bucket {
-        Bucket::Hour => "bucket_start, device_id, zone",
-        Bucket::Day => "local_date, device_id, zone",
+    let (columns, table, bucket) = match query.bucket {
+        Bucket::Hour => ("bucket_start, NULL", "traffic", "bucket_start"),
+        Bucket::Day => ("NULL, local_date", "traffic_daily", "local_date"),
     };
     // A filter is written into the statement only when given (never `?3 IS NULL OR ...`), so SQLite can use the
     // device or zone index instead of reading every row of the period.
@@ -724,10 +755,18 @@ fn load_traffic(conn: &rusqlite::Connection, query: &TrafficQuery) -> rusqlite::
         values.push(zone);
         filters.push_str(&format!(" AND zone = ?{}", values.len()));
     }
-    let sql = format!(
-        "SELECT {columns}, device_id, zone, passages_in, passages_out FROM {table}
-         WHERE local_date BETWEEN ?1 AND ?2{filters} ORDER BY {order}"
-    );
+    let sql = match shape {
+        TrafficShape::PerDevice(limit) => format!(
+            "SELECT {columns}, device_id, zone, passages_in, passages_out FROM {table}
+             WHERE local_date BETWEEN ?1 AND ?2{filters} ORDER BY {bucket}, device_id, zone{}",
+            limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default()
+        ),
+        TrafficShape::Totals => format!(
+            "SELECT {columns}, '', {}, SUM(passages_in), SUM(passages_out) FROM {table}
+             WHERE local_date BETWEEN ?1 AND ?2{filters} GROUP BY {bucket} ORDER BY {bucket}",
+            if query.zone.is_some() { "MIN(zone)" } else { "''" }
+        ),
+    };
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(values.as_slice(), |r| {
         Ok(TrafficRow {
@@ -777,17 +816,18 @@ async fn traffic(state: web::Data<AppState>, req: HttpRequest) -> actix_web::Res
     let tz = state.config.site.timezone.clone();
     let query = TrafficQuery::parse(req.query_string(), today(&tz), &tz)?;
     let q = query.clone();
-    let (rows, devices, zones) = super::read_views(&state, move |conn| {
-        let rows = load_traffic(conn, &q)?;
-        // Only the HTML form needs the choices.
-        let (devices, zones) = match q.format {
-            Format::Csv => (vec![], vec![]),
-            Format::Html => (
-                distinct_indexed(conn, "traffic_daily", "device_id")?,
-                distinct_indexed(conn, "traffic_daily", "zone")?,
-            ),
-        };
-        Ok((rows, devices, zones))
+    let (rows, totals_only, devices, zones) = super::read_views(&state, move |conn| {
+        // The CSV has every row; the page lists per-device rows only while they stay few. Only the page needs
+        // the form's choices.
+        Ok(match q.format {
+            Format::Csv => (load_traffic(conn, &q)?, false, vec![], vec![]),
+            Format::Html => {
+                let (rows, totals_only) = load_traffic_for_page(conn, &q)?;
+                let devices = distinct_indexed(conn, "traffic_daily", "device_id")?;
+                let zones = distinct_indexed(conn, "traffic_daily", "zone")?;
+                (rows, totals_only, devices, zones)
+            }
+        })
     })
     .await?;
 
@@ -867,6 +907,7 @@ async fn traffic(state: web::Data<AppState>, req: HttpRequest) -> actix_web::Res
                 passages_out: r.passages_out,
             })
             .collect(),
+        totals_only,
         total_in,
         total_out,
         chart,
@@ -1059,8 +1100,13 @@ struct EquipmentPage {
     filters: Filters,
     devices: Vec<HealthLine>,
     episodes: Vec<EpisodeLine>,
+    /// How many episodes the period has; `episodes` holds at most [`MAX_EPISODES_SHOWN`] of them.
+    episodes_total: usize,
     csv_href: String,
 }
+
+/// Fault episodes listed on the equipment page, newest first.
+const MAX_EPISODES_SHOWN: usize = 200;
 
 async fn equipment(state: web::Data<AppState>, req: HttpRequest) -> actix_web::Result<HttpResponse> {
     let tz = state.config.site.timezone.clone();
@@ -1113,9 +1159,14 @@ async fn equipment(state: web::Data<AppState>, req: HttpRequest) -> actix_web::R
         filters: Filters::new(&period, Bucket::Day),
         csv_href: csv_href("/reports/equipment", &period, &[]),
         devices: lines,
+        episodes_total: data.episodes.len(),
+        // Newest first, and only so many: a year of a busy site has thousands of episodes, and a page of them all
+        // is megabytes nobody reads (the full list is a shorter period away).
         episodes: data
             .episodes
             .into_iter()
+            .rev()
+            .take(MAX_EPISODES_SHOWN)
             .map(|e| EpisodeLine {
                 opened: super::local_time(&tz, e.opened_at),
                 cleared: e.cleared_at.map(|c| super::local_time(&tz, c)),

@@ -523,3 +523,41 @@ fn rebuilding_the_report_projections_recreates_the_same_rows() {
 fn micros(when: &str) -> i64 {
     at(when).as_microsecond()
 }
+
+#[test]
+fn a_long_busy_period_lists_totals_per_day_on_the_page_and_every_row_in_the_csv() {
+    let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
+    with_server(site.config(), async |state, addr| {
+        // 2 turnstiles x 260 days = 520 per-device rows: more than a page lists.
+        let start = at("2025-06-01T10:00:00Z");
+        for day in 0..260 {
+            let when = (start + jiff::SignedDuration::from_hours(24 * day)).to_string();
+            passage_at(state, "T1", "in", &when).await;
+            passage_at(state, "T2", "out", &when).await;
+        }
+        settle(state).await;
+        let path = "/reports/traffic?from=2025-06-01&to=2026-02-15&bucket=day";
+        let (status, page) = get(addr, path).await;
+        assert_eq!(status, 200);
+        assert!(page.contains("Totals per day across devices"), "{page}");
+        assert!(
+            page.contains("<td>all devices</td><td>all zones</td><td class=\"num\">1</td><td class=\"num\">1</td>"),
+            "{page}"
+        );
+        assert!(
+            !page.contains("<a href=\"/devices/T1\">T1</a></td>"),
+            "no per-device rows"
+        );
+        assert_eq!(page.matches("<td>all devices</td>").count(), 260);
+        let rows = csv(addr, &format!("{path}&format=csv")).await;
+        assert_eq!(rows.len(), 1 + 520, "the CSV keeps one row per day and device");
+        // With a device chosen the page lists that device's rows again.
+        let (_, t1) = get(
+            addr,
+            "/reports/traffic?from=2025-06-01&to=2026-02-15&bucket=day&device=T1",
+        )
+        .await;
+        assert!(!t1.contains("Totals per day across devices"));
+        assert_eq!(t1.matches("<a href=\"/devices/T1\">T1</a>").count(), 260);
+    });
+}
