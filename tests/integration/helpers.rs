@@ -462,3 +462,23 @@ impl Session {
         http(addr, "POST", path, &headers, &body)
     }
 }
+
+/// Every row of `sql` as `a|b|c` text, for comparing whole tables.
+pub fn dump(conn: &rusqlite::Connection, sql: &str) -> Vec<String> {
+    let mut stmt = conn.prepare(sql).unwrap();
+    let columns = stmt.column_count();
+    stmt.query_map([], |row| {
+        let cell = |i| match row.get_ref(i).unwrap() {
+            rusqlite::types::ValueRef::Null => "NULL".to_owned(),
+            rusqlite::types::ValueRef::Integer(n) => n.to_string(),
+            rusqlite::types::ValueRef::Real(x) => x.to_string(),
+            rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                String::from_utf8_lossy(t).into()
+            }
+        };
+        Ok((0..columns).map(cell).collect::<Vec<_>>().join("|"))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}

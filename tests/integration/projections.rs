@@ -163,25 +163,6 @@ fn a_batch_that_fails_midway_leaves_no_partial_rows_and_is_retried_whole() {
     assert_eq!(traffic_total_and_checkpoint(&site), (10, 11));
 }
 
-fn dump(conn: &Connection, sql: &str) -> Vec<String> {
-    let mut stmt = conn.prepare(sql).unwrap();
-    let columns = stmt.column_count();
-    stmt.query_map([], |row| {
-        let cell = |i| match row.get_ref(i).unwrap() {
-            rusqlite::types::ValueRef::Null => "NULL".to_owned(),
-            rusqlite::types::ValueRef::Integer(n) => n.to_string(),
-            rusqlite::types::ValueRef::Real(x) => x.to_string(),
-            rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
-                String::from_utf8_lossy(t).into()
-            }
-        };
-        Ok((0..columns).map(cell).collect::<Vec<_>>().join("|"))
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
-}
-
 #[test]
 fn rebuild_recreates_the_same_rows_beside_the_live_ones() {
     let site = Site::new("");

@@ -9,7 +9,6 @@ use gatehouse::domain::*;
 use gatehouse::ingest::Ingested;
 use gatehouse::journal::JournalReader;
 use gatehouse::projection;
-use rusqlite::Connection;
 use std::time::Duration;
 
 /// Hands one device message to the ingestor, as the MQTT endpoint would, `received` being the receive time (the
@@ -420,25 +419,6 @@ fn an_empty_period_says_what_to_check() {
             ["bucket_start,device,zone,in,out"]
         );
     });
-}
-
-fn dump(conn: &Connection, sql: &str) -> Vec<String> {
-    let mut stmt = conn.prepare(sql).unwrap();
-    let columns = stmt.column_count();
-    stmt.query_map([], |row| {
-        let cell = |i| match row.get_ref(i).unwrap() {
-            rusqlite::types::ValueRef::Null => "NULL".to_owned(),
-            rusqlite::types::ValueRef::Integer(n) => n.to_string(),
-            rusqlite::types::ValueRef::Real(x) => x.to_string(),
-            rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
-                String::from_utf8_lossy(t).into()
-            }
-        };
-        Ok((0..columns).map(cell).collect::<Vec<_>>().join("|"))
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
 }
 
 #[test]
