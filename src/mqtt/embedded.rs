@@ -225,26 +225,19 @@ impl Connection {
                 };
                 match packet {
                     Inbound::Publish {
-                        qos: 0, topic, payload, ..
-                    } => {
-                        self.stats.messages.fetch_add(1, Ordering::Relaxed);
-                        // QoS 0 promises nothing; still, every message ends as an event or a dead letter.
-                        let ingestor = self.ingestor.clone();
-                        pending.push_back(Box::pin(async move {
-                            (0, ingestor.ingest(&topic, &payload, jiff::Timestamp::now()).await)
-                        }));
-                    }
-                    Inbound::Publish {
-                        qos: 1,
+                        qos: qos @ (0 | 1),
                         pkid,
                         topic,
                         payload,
                     } => {
                         self.stats.messages.fetch_add(1, Ordering::Relaxed);
+                        // QoS 0 promises nothing and gets no PUBACK (id 0); still, every message ends as an event
+                        // or a dead letter.
+                        let ack_id = if qos == 0 { 0 } else { pkid };
                         let ingestor = self.ingestor.clone();
                         let received_at = jiff::Timestamp::now();
                         pending.push_back(Box::pin(async move {
-                            (pkid, ingestor.ingest(&topic, &payload, received_at).await)
+                            (ack_id, ingestor.ingest(&topic, &payload, received_at).await)
                         }));
                     }
                     Inbound::Publish { .. } => {

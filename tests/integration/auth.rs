@@ -78,11 +78,6 @@ fn sign_in(addr: SocketAddr, name: &str, password: &str) -> Response {
     )
 }
 
-fn session_cookie(response: &Response) -> String {
-    let set = response.header("set-cookie").expect("a session cookie");
-    set.split(';').next().unwrap().to_owned()
-}
-
 #[test]
 fn every_page_needs_a_sign_in_or_a_token_and_public_ones_do_not() {
     let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
@@ -173,15 +168,7 @@ fn a_user_added_on_the_command_line_signs_in_and_out() {
             assert_eq!(home.status, 200);
 
             let form = http(addr, "GET", "/logout", &[("Cookie", &cookie)], "");
-            let csrf = form
-                .body
-                .split("name=\"csrf\" value=\"")
-                .nth(1)
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap()
-                .to_owned();
+            let csrf = csrf_in(&form.body);
             let form_headers = [
                 ("Cookie", cookie.as_str()),
                 ("Content-Type", "application/x-www-form-urlencoded"),

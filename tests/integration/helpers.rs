@@ -403,6 +403,23 @@ pub fn mosquitto_pub_lines(port: u16, topic: &str, lines: &[String]) {
     assert!(child.wait().unwrap().success(), "mosquitto_pub failed");
 }
 
+/// The `name=value` of the session cookie a sign-in set.
+pub fn session_cookie(response: &Response) -> String {
+    let set = response.header("set-cookie").expect("a session cookie");
+    set.split(';').next().unwrap().to_owned()
+}
+
+/// The CSRF token a page's form carries.
+pub fn csrf_in(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .expect("a form with a CSRF token")
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 /// A browser session: its cookie and the CSRF token its forms carry.
 pub struct Session {
     pub cookie: String,
@@ -424,23 +441,9 @@ impl Session {
             &body,
         );
         assert_eq!(response.status, 303, "sign-in of {name}: {}", response.body);
-        let cookie = response
-            .header("set-cookie")
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
+        let cookie = session_cookie(&response);
         let form = http(addr, "GET", "/logout", &[("Cookie", &cookie)], "");
-        let csrf = form
-            .body
-            .split("name=\"csrf\" value=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap()
-            .to_owned();
+        let csrf = csrf_in(&form.body);
         Session { cookie, csrf }
     }
 
