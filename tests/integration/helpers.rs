@@ -301,13 +301,28 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     panic!("timed out waiting until {what}");
 }
 
-/// A free TCP port on the loopback interface (bound and released; fine for a test that binds it right away).
+/// A free TCP port on the loopback interface, for a server the test starts later (a separate process or a
+/// restart on the same port).
+///
+/// It comes from below the kernel's ephemeral range (32768–60999 here), never from `bind(0)`: a port handed out
+/// by `bind(0)` and released can be handed out again at once to another test's `listen = "127.0.0.1:0"`, and
+/// then one test's gateway publishes into another test's server. Ports below that range are never given to
+/// `bind(0)`; a per-process counter keeps this process's tests apart, the process id keeps parallel test
+/// processes apart, and a bind check skips ports something else holds.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = std::process::id().wrapping_mul(997);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < SPAN, "no free port left below the ephemeral range");
+        let port = (FIRST + offset.wrapping_add(n) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Waits until something accepts TCP connections on `port`.
