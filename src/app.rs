@@ -10,6 +10,7 @@ use crate::journal::{JournalWriter, Position, WriterThread};
 use crate::mqtt::embedded::EmbeddedEndpoint;
 use crate::mqtt::external::ExternalSubscriber;
 use crate::projection::runner::{ProjectorHandle, start_projectors};
+use crate::web::pool::ReadPool;
 use anyhow::Context;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -34,6 +35,11 @@ pub struct AppState {
     pub writer_stats: Arc<crate::journal::WriterStats>,
     /// HTTP request durations, recorded by the `web::metrics` middleware.
     pub http_metrics: crate::web::metrics::HttpMetrics,
+    /// Kept read-only connections to views.db (pages) and journal.db (sign-in checks).
+    pub views_reader: ReadPool,
+    pub journal_reader: ReadPool,
+    /// The recognitions report's subject lists, kept until their days change.
+    pub subject_lists: crate::web::subjects::SubjectLists,
 }
 
 /// Name of the lock file in `[storage].dir`: one running core per data directory.
@@ -103,6 +109,7 @@ impl Core {
             writer.committed(),
         )?;
         let ingestor = Ingestor::new(registry.clone(), writer.clone(), config.mqtt.topic_prefix.clone());
+        let (views_reader, journal_reader) = (ReadPool::new(paths.views()), ReadPool::new(paths.journal()));
         let state = AppState {
             config: Arc::new(config),
             paths,
@@ -114,6 +121,9 @@ impl Core {
             embedded_mqtt: None,
             writer_stats: writer.stats(),
             http_metrics: Default::default(),
+            views_reader,
+            journal_reader,
+            subject_lists: Default::default(),
         };
         Ok(Core {
             state,

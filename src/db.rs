@@ -29,6 +29,7 @@ fn views_migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/views/0001_read_models.sql")),
         M::up(include_str!("../migrations/views/0002_reports.sql")),
         M::up(include_str!("../migrations/views/0003_traffic_daily.sql")),
+        M::up(include_str!("../migrations/views/0004_report_rollups.sql")),
     ])
 }
 

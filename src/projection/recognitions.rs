@@ -1,5 +1,6 @@
 //! `recognitions`: faces each camera saw per local hour (site time zone), known subjects vs unknown faces, and
-//! which subjects it saw per local day, for the recognitions report.
+//! which subjects it saw per local day, for the recognitions report; plus day totals per camera and, per day, the
+//! position that last changed its subjects (the report's subject list is kept until a day in its period changes).
 
 use super::{Projection, local};
 use crate::domain::DeviceEvent;
@@ -24,7 +25,12 @@ impl Projection for RecognitionsProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["recognitions", "recognition_subjects"]
+        &[
+            "recognitions",
+            "recognitions_daily",
+            "recognition_subjects",
+            "recognition_subject_days",
+        ]
     }
 
     fn apply(&mut self, tx: &Transaction<'_>, stored: &StoredEvent) -> rusqlite::Result<()> {
@@ -52,12 +58,23 @@ impl Projection for RecognitionsProjection {
             known,
             unknown
         ])?;
+        tx.prepare_cached(
+            "INSERT INTO recognitions_daily (local_date, camera_id, known, unknown) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (local_date, camera_id) DO UPDATE SET known = known + excluded.known,
+                                                               unknown = unknown + excluded.unknown",
+        )?
+        .execute(params![local_date, camera, known, unknown])?;
         if let Some(subject) = &e.subject {
             tx.prepare_cached(
                 "INSERT INTO recognition_subjects (local_date, camera_id, subject, sightings) VALUES (?1, ?2, ?3, 1)
                  ON CONFLICT (local_date, camera_id, subject) DO UPDATE SET sightings = sightings + 1",
             )?
             .execute(params![local_date, camera, subject.as_str()])?;
+            tx.prepare_cached(
+                "INSERT INTO recognition_subject_days (local_date, changed_at) VALUES (?1, ?2)
+                 ON CONFLICT (local_date) DO UPDATE SET changed_at = excluded.changed_at",
+            )?
+            .execute(params![local_date, stored.position as i64])?;
         }
         Ok(())
     }

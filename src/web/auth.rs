@@ -47,15 +47,16 @@ async fn identify(state: &AppState, req: &ServiceRequest) -> actix_web::Result<O
     if bearer.is_none() && session.is_none() {
         return Ok(None);
     }
-    let journal = state.paths.journal();
-    web::block(move || -> anyhow::Result<Option<(Identity, bool)>> {
-        let conn = crate::db::open(&journal, crate::config::Synchronous::Full)?;
-        if let Some(token) = bearer {
-            return Ok(auth::check_token(&conn, &token)?.map(|i| (i, true)));
-        }
-        Ok(match session {
-            Some(id) => auth::check_session(&conn, &id)?.map(|i| (i, false)),
-            None => None,
+    let journal = state.journal_reader.clone();
+    web::block(move || {
+        journal.with(|conn| {
+            if let Some(token) = bearer {
+                return Ok(auth::check_token(conn, &token)?.map(|i| (i, true)));
+            }
+            Ok(match session {
+                Some(id) => auth::check_session(conn, &id)?.map(|i| (i, false)),
+                None => None,
+            })
         })
     })
     .await

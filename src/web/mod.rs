@@ -12,7 +12,9 @@ mod devices;
 mod events;
 mod health;
 pub mod metrics;
+pub mod pool;
 mod reports;
+pub mod subjects;
 
 use crate::app::AppState;
 use actix_web::{App, HttpResponse, HttpServer, dev::Server, http::header, web};
@@ -72,13 +74,13 @@ pub(crate) fn render(page: &impl askama::Template) -> actix_web::Result<HttpResp
     Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html))
 }
 
-/// Runs `query` on a read-only connection to `views.db`, on the blocking pool (never on an executor thread).
+/// Runs `query` on a kept read-only connection to `views.db`, on the blocking pool (never on an executor thread).
 pub(crate) async fn read_views<T: Send + 'static>(
     state: &AppState,
     query: impl FnOnce(&rusqlite::Connection) -> anyhow::Result<T> + Send + 'static,
 ) -> actix_web::Result<T> {
-    let path = state.paths.views();
-    web::block(move || query(&crate::db::open_readonly(&path)?))
+    let views = state.views_reader.clone();
+    web::block(move || views.with(query))
         .await
         .map_err(|e| internal_error("page", e))?
         .map_err(|e| internal_error("page", e))

@@ -7,6 +7,7 @@
 //! and every time shown or written is in that zone.
 
 use super::csv::Csv;
+use super::subjects::SubjectLine;
 use crate::app::AppState;
 use crate::domain::DeviceId;
 use actix_web::http::{StatusCode, header};
@@ -15,7 +16,6 @@ use askama::Template;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::{RoundMode, Timestamp, ToSpan, Unit, ZonedDateTime, ZonedDateTimeRound};
-use rusqlite::params;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
@@ -762,9 +762,15 @@ fn load_traffic_shaped(
             limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default()
         ),
         TrafficShape::Totals => format!(
-            "SELECT {columns}, '', {}, SUM(passages_in), SUM(passages_out) FROM {table}
+            "SELECT {columns}, '', {}, SUM(passages_in), SUM(passages_out) FROM {}
              WHERE local_date BETWEEN ?1 AND ?2{filters} GROUP BY {bucket} ORDER BY {bucket}",
-            if query.zone.is_some() { "MIN(zone)" } else { "''" }
+            if query.zone.is_some() { "MIN(zone)" } else { "''" },
+            // Day totals over every device read the per-zone rollup: a row per zone and day, not per device.
+            if query.bucket == Bucket::Day && device.is_none() {
+                "traffic_zone_daily"
+            } else {
+                table
+            }
         ),
     };
     let mut stmt = conn.prepare(&sql)?;
@@ -824,7 +830,7 @@ async fn traffic(state: web::Data<AppState>, req: HttpRequest) -> actix_web::Res
             Format::Html => {
                 let (rows, totals_only) = load_traffic_for_page(conn, &q)?;
                 let devices = distinct_indexed(conn, "traffic_daily", "device_id")?;
-                let zones = distinct_indexed(conn, "traffic_daily", "zone")?;
+                let zones = distinct_indexed(conn, "traffic_zone_daily", "zone")?;
                 (rows, totals_only, devices, zones)
             }
         })
@@ -1112,31 +1118,43 @@ async fn equipment(state: web::Data<AppState>, req: HttpRequest) -> actix_web::R
     let tz = state.config.site.timezone.clone();
     let query = EquipmentQuery::parse(req.query_string(), today(&tz), &tz)?;
     let period = query.period;
-    let data = super::read_views(&state, move |conn| Ok(load_equipment(conn, &period)?)).await?;
-
-    let (start, end) = (period.start.as_microsecond(), period.end.as_microsecond());
     // Nothing is known about the future: an interval still open counts only up to now.
+    let (start, end) = (period.start.as_microsecond(), period.end.as_microsecond());
     let known_until = end.min(Timestamp::now().as_microsecond());
-    let lines: Vec<HealthLine> = data
-        .devices
-        .into_iter()
-        .map(|device| {
-            let intervals = data.intervals.get(&device.id).map(Vec::as_slice).unwrap_or_default();
-            let (faults, mttr_seconds) =
-                fault_stats(data.episodes.iter().filter(|e| e.device == device.id), start, end);
-            HealthLine {
-                uptime: uptime(intervals, start, known_until),
-                faults,
-                mttr: mttr_seconds.map(human_duration).unwrap_or_default(),
-                mttr_seconds,
-                device: device.id,
-                kind: device.kind,
-                name: device.name,
-                zone: device.zone,
-                decommissioned: device.decommissioned,
-            }
-        })
-        .collect();
+    // The per-device figures are worked out on the blocking pool with the query: a year of a busy site is
+    // thousands of intervals and episodes, too much for an executor thread that also serves other requests.
+    let (lines, episodes) = super::read_views(&state, move |conn| {
+        let data = load_equipment(conn, &period)?;
+        let mut episodes_by_device: HashMap<&str, Vec<&Episode>> = HashMap::new();
+        for episode in &data.episodes {
+            episodes_by_device.entry(&episode.device).or_default().push(episode);
+        }
+        let lines: Vec<HealthLine> = data
+            .devices
+            .into_iter()
+            .map(|device| {
+                let intervals = data.intervals.get(&device.id).map(Vec::as_slice).unwrap_or_default();
+                let episodes = episodes_by_device
+                    .get(device.id.as_str())
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                let (faults, mttr_seconds) = fault_stats(episodes.iter().copied(), start, end);
+                HealthLine {
+                    uptime: uptime(intervals, start, known_until),
+                    faults,
+                    mttr: mttr_seconds.map(human_duration).unwrap_or_default(),
+                    mttr_seconds,
+                    device: device.id,
+                    kind: device.kind,
+                    name: device.name,
+                    zone: device.zone,
+                    decommissioned: device.decommissioned,
+                }
+            })
+            .collect();
+        Ok((lines, data.episodes))
+    })
+    .await?;
 
     if query.format == Format::Csv {
         let mut csv = Csv::with_header(&["device", "kind", "uptime_pct", "faults", "mttr_seconds"]);
@@ -1159,11 +1177,10 @@ async fn equipment(state: web::Data<AppState>, req: HttpRequest) -> actix_web::R
         filters: Filters::new(&period, Bucket::Day),
         csv_href: csv_href("/reports/equipment", &period, &[]),
         devices: lines,
-        episodes_total: data.episodes.len(),
+        episodes_total: episodes.len(),
         // Newest first, and only so many: a year of a busy site has thousands of episodes, and a page of them all
         // is megabytes nobody reads (the full list is a shorter period away).
-        episodes: data
-            .episodes
+        episodes: episodes
             .into_iter()
             .rev()
             .take(MAX_EPISODES_SHOWN)
@@ -1201,16 +1218,6 @@ pub struct RecognitionLine {
     pub unknown: i64,
 }
 
-/// A subject seen in the period, with how often and by which cameras.
-pub struct SubjectLine {
-    pub subject: String,
-    pub sightings: i64,
-    pub cameras: String,
-}
-
-/// The subjects list shows the most seen ones; a busy site can have thousands.
-const MAX_SUBJECTS: usize = 200;
-
 #[derive(Template)]
 #[template(path = "reports_recognitions.html")]
 struct RecognitionsPage {
@@ -1220,6 +1227,8 @@ struct RecognitionsPage {
     filters: Filters,
     cameras: Vec<Choice>,
     rows: Vec<RecognitionLine>,
+    /// The rows are totals per bucket (too many per-camera rows for a page; the CSV has them).
+    totals_only: bool,
     total_known: i64,
     total_unknown: i64,
     chart: Chart,
@@ -1228,88 +1237,83 @@ struct RecognitionsPage {
     csv_href: String,
 }
 
-fn load_recognitions(conn: &rusqlite::Connection, query: &RecognitionsQuery) -> rusqlite::Result<Vec<RecognitionRow>> {
-    let sql = match query.bucket {
-        Bucket::Hour => {
-            "SELECT bucket_start, NULL, camera_id, known, unknown FROM recognitions
-             WHERE local_date BETWEEN ?1 AND ?2 AND (?3 IS NULL OR camera_id = ?3)
-             ORDER BY bucket_start, camera_id"
-        }
-        Bucket::Day => {
-            "SELECT NULL, local_date, camera_id, SUM(known), SUM(unknown) FROM recognitions
-             WHERE local_date BETWEEN ?1 AND ?2 AND (?3 IS NULL OR camera_id = ?3)
-             GROUP BY local_date, camera_id
-             ORDER BY local_date, camera_id"
-        }
+/// Rows listed on the recognitions page before it switches to totals per bucket (as the traffic page does).
+const MAX_RECOGNITION_ROWS: usize = 500;
+
+/// One row per bucket and camera (at most `limit`, if given), or with `totals` one per bucket summed over the
+/// cameras (camera empty).
+fn load_recognitions(
+    conn: &rusqlite::Connection,
+    query: &RecognitionsQuery,
+    limit: Option<usize>,
+    totals: bool,
+) -> rusqlite::Result<Vec<RecognitionRow>> {
+    // Day buckets read the per-day rollup (its local date is the stored one, so a daylight-saving day sums its
+    // 23 or 25 hours); hour buckets the hourly rows.
+    let (columns, table, bucket) = match query.bucket {
+        Bucket::Hour => ("bucket_start, NULL", "recognitions", "bucket_start"),
+        Bucket::Day => ("NULL, local_date", "recognitions_daily", "local_date"),
     };
-    let mut stmt = conn.prepare(sql)?;
-    let rows = stmt.query_map(
-        params![
-            query.period.from.to_string(),
-            query.period.to.to_string(),
-            query.camera.as_ref().map(DeviceId::as_str)
-        ],
-        |r| {
-            Ok(RecognitionRow {
-                bucket: bucket_key(r.get(0)?, r.get(1)?)?,
-                camera: r.get(2)?,
-                known: r.get(3)?,
-                unknown: r.get(4)?,
-            })
-        },
-    )?;
+    // The camera filter is written into the statement only when given, so SQLite can use the camera index.
+    let camera = query.camera.as_ref().map(DeviceId::as_str);
+    let filter = if camera.is_some() { " AND camera_id = ?3" } else { "" };
+    let sql = if totals {
+        format!(
+            "SELECT {columns}, '', SUM(known), SUM(unknown) FROM {table}
+             WHERE local_date BETWEEN ?1 AND ?2{filter} GROUP BY {bucket} ORDER BY {bucket}"
+        )
+    } else {
+        format!(
+            "SELECT {columns}, camera_id, known, unknown FROM {table}
+             WHERE local_date BETWEEN ?1 AND ?2{filter} ORDER BY {bucket}, camera_id{}",
+            limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default()
+        )
+    };
+    let (from, to) = (query.period.from.to_string(), query.period.to.to_string());
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&from, &to];
+    if let Some(camera) = &camera {
+        values.push(camera);
+    }
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(values.as_slice(), |r| {
+        Ok(RecognitionRow {
+            bucket: bucket_key(r.get(0)?, r.get(1)?)?,
+            camera: r.get(2)?,
+            known: r.get(3)?,
+            unknown: r.get(4)?,
+        })
+    })?;
     rows.collect()
 }
 
-/// Subjects seen in the period, most seen first, each with the cameras that saw them.
-fn load_subjects(conn: &rusqlite::Connection, query: &RecognitionsQuery) -> rusqlite::Result<Vec<SubjectLine>> {
-    let mut stmt = conn.prepare(
-        "SELECT subject, camera_id, SUM(sightings) FROM recognition_subjects
-         WHERE local_date BETWEEN ?1 AND ?2 AND (?3 IS NULL OR camera_id = ?3)
-         GROUP BY subject, camera_id ORDER BY subject, camera_id",
-    )?;
-    let rows = stmt.query_map(
-        params![
-            query.period.from.to_string(),
-            query.period.to.to_string(),
-            query.camera.as_ref().map(DeviceId::as_str)
-        ],
-        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
-    )?;
-    let mut subjects: Vec<SubjectLine> = Vec::new();
-    for row in rows {
-        let (subject, camera, sightings) = row?;
-        match subjects.last_mut() {
-            Some(last) if last.subject == subject => {
-                last.sightings += sightings;
-                last.cameras.push_str(", ");
-                last.cameras.push_str(&camera);
-            }
-            _ => subjects.push(SubjectLine {
-                subject,
-                sightings,
-                cameras: camera,
-            }),
-        }
+/// The page's rows: per camera while that stays short, else totals per bucket (`true` when totals).
+fn load_recognitions_for_page(
+    conn: &rusqlite::Connection,
+    query: &RecognitionsQuery,
+) -> rusqlite::Result<(Vec<RecognitionRow>, bool)> {
+    let rows = load_recognitions(conn, query, Some(MAX_RECOGNITION_ROWS + 1), false)?;
+    if rows.len() <= MAX_RECOGNITION_ROWS {
+        return Ok((rows, false));
     }
-    subjects.sort_by(|a, b| b.sightings.cmp(&a.sightings).then_with(|| a.subject.cmp(&b.subject)));
-    Ok(subjects)
+    Ok((load_recognitions(conn, query, None, true)?, true))
 }
 
 async fn recognitions(state: web::Data<AppState>, req: HttpRequest) -> actix_web::Result<HttpResponse> {
     let tz = state.config.site.timezone.clone();
     let query = RecognitionsQuery::parse(req.query_string(), today(&tz), &tz)?;
     let q = query.clone();
-    let (rows, subjects, cameras) = super::read_views(&state, move |conn| {
-        let rows = load_recognitions(conn, &q)?;
-        let (subjects, cameras) = match q.format {
-            Format::Csv => (vec![], vec![]),
-            Format::Html => (
-                load_subjects(conn, &q)?,
-                strings(conn, "SELECT DISTINCT camera_id FROM recognitions ORDER BY camera_id")?,
-            ),
-        };
-        Ok((rows, subjects, cameras))
+    let subject_lists = state.subject_lists.clone();
+    let (rows, totals_only, subjects, cameras) = super::read_views(&state, move |conn| {
+        // The CSV has every row; the page lists per-camera rows only while they stay few, and adds the subjects.
+        Ok(match q.format {
+            Format::Csv => (load_recognitions(conn, &q, None, false)?, false, None, vec![]),
+            Format::Html => {
+                let (rows, totals_only) = load_recognitions_for_page(conn, &q)?;
+                let subjects = subject_lists.get(conn, q.period.from, q.period.to, q.camera.as_ref())?;
+                let cameras = distinct_indexed(conn, "recognitions_daily", "camera_id")?;
+                (rows, totals_only, Some(subjects), cameras)
+            }
+        })
     })
     .await?;
 
@@ -1357,7 +1361,7 @@ async fn recognitions(state: web::Data<AppState>, req: HttpRequest) -> actix_web
         ],
         &buckets,
     );
-    let more_subjects = subjects.len().saturating_sub(MAX_SUBJECTS);
+    let subjects = subjects.expect("the page's subjects are loaded");
     let page = RecognitionsPage {
         site: state.config.site.name.clone(),
         timezone: state.config.site.timezone_name.clone(),
@@ -1381,11 +1385,12 @@ async fn recognitions(state: web::Data<AppState>, req: HttpRequest) -> actix_web
                 unknown: r.unknown,
             })
             .collect(),
+        totals_only,
         total_known,
         total_unknown,
         chart,
-        subjects: subjects.into_iter().take(MAX_SUBJECTS).collect(),
-        more_subjects,
+        subjects: subjects.shown.clone(),
+        more_subjects: subjects.more,
     };
     super::render(&page)
 }

@@ -197,6 +197,8 @@ fn rebuild_recreates_the_same_rows_beside_the_live_ones() {
     let queries = [
         "SELECT * FROM device_status ORDER BY device_id",
         "SELECT * FROM traffic ORDER BY bucket_start, device_id",
+        "SELECT * FROM traffic_daily ORDER BY local_date, device_id",
+        "SELECT * FROM traffic_zone_daily ORDER BY local_date, zone",
         "SELECT * FROM traffic_device_zone ORDER BY device_id",
         "SELECT projection, position FROM projector_checkpoints ORDER BY projection",
     ];
@@ -260,5 +262,55 @@ fn traffic_buckets_follow_the_site_clock_across_daylight_saving_changes() {
             "2026-03-29|1|Hall A|1",
             "2026-03-29|3|Hall A|1",
         ]
+    );
+}
+
+#[test]
+fn an_upgrade_fills_the_report_rollups_from_the_rows_already_projected() {
+    let site = Site::new("");
+    let paths = site.paths();
+    std::fs::create_dir_all(&paths.dir).unwrap();
+    // views.db as the release before the rollups left it: migrations 1 to 3 and some projected rows.
+    let conn = Connection::open(paths.views()).unwrap();
+    for sql in [
+        include_str!("../../migrations/views/0001_read_models.sql"),
+        include_str!("../../migrations/views/0002_reports.sql"),
+        include_str!("../../migrations/views/0003_traffic_daily.sql"),
+    ] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.execute_batch(
+        "PRAGMA user_version = 3;
+         INSERT INTO projector_checkpoints VALUES ('recognitions', 41, 0, NULL);
+         INSERT INTO traffic_daily VALUES ('2026-03-01', 'T1', 'Hall A', 3, 1), ('2026-03-01', 'T2', 'Hall A', 2, 2),
+                                          ('2026-03-01', 'T3', 'Hall B', 1, 0), ('2026-03-02', 'T1', 'Hall A', 5, 5);
+         INSERT INTO recognitions VALUES (1, '2026-03-01', 9, 'C1', 2, 1), (2, '2026-03-01', 10, 'C1', 1, 0),
+                                         (3, '2026-03-02', 9, 'C1', 0, 4);
+         INSERT INTO recognition_subjects VALUES ('2026-03-01', 'C1', 'P-1', 3);",
+    )
+    .unwrap();
+    drop(conn);
+
+    let views = views_conn(&site);
+
+    assert_eq!(
+        dump(&views, "SELECT * FROM traffic_zone_daily ORDER BY local_date, zone"),
+        [
+            "2026-03-01|Hall A|5|3",
+            "2026-03-01|Hall B|1|0",
+            "2026-03-02|Hall A|5|5"
+        ]
+    );
+    assert_eq!(
+        dump(
+            &views,
+            "SELECT * FROM recognitions_daily ORDER BY local_date, camera_id"
+        ),
+        ["2026-03-01|C1|3|1", "2026-03-02|C1|0|4"]
+    );
+    // Days with subjects count as changed up to the checkpoint: no kept subject list can predate the upgrade.
+    assert_eq!(
+        dump(&views, "SELECT * FROM recognition_subject_days"),
+        ["2026-03-01|41"]
     );
 }

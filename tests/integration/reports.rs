@@ -359,6 +359,63 @@ fn recognitions_count_known_and_unknown_faces_per_camera_and_hour_and_list_the_s
             ),
             "{page}"
         );
+        // Sightings landing in the period are in the list the next time it is shown.
+        recognition(6, "2026-03-03T10:00:00Z", r#""P-7""#).await;
+        recognition(7, "2026-03-03T10:05:00Z", r#""P-7""#).await;
+        settle(state).await;
+        let (_, page) = get(addr, "/reports/recognitions?from=2026-03-02&to=2026-03-03").await;
+        assert!(
+            page.contains(
+                "<tr><td>P-7</td><td class=\"num\">3</td><td>C1</td></tr>\n<tr><td>P-1042</td><td class=\"num\">2</td>"
+            ),
+            "{page}"
+        );
+    });
+}
+
+#[test]
+fn a_long_period_of_many_cameras_lists_recognition_totals_per_day_and_every_row_in_the_csv() {
+    let site = Site::new(&format!(
+        "{TWO_TURNSTILES_ONE_CAMERA}
+[[camera]]
+id = \"C2\"
+name = \"Hall B entrance\"
+zone = \"Hall B\"
+watches = [\"T2\"]
+"
+    ));
+    with_server(site.config(), async |state, addr| {
+        // 2 cameras x 260 days = 520 per-camera rows: more than a page lists.
+        let start = at("2025-06-01T10:00:00Z");
+        for day in 0..260 {
+            let when = (start + jiff::SignedDuration::from_hours(24 * day)).to_string();
+            for (camera, subject) in [("C1", r#""P-1""#), ("C2", "null")] {
+                let payload =
+                    format!(r#"{{"msg_id":"{camera}-{day}","at":"{when}","subject":{subject},"confidence":0.8}}"#);
+                send(state, &format!("camera/{camera}/recognition"), &payload, &when).await;
+            }
+        }
+        settle(state).await;
+        let path = "/reports/recognitions?from=2025-06-01&to=2026-02-15&bucket=day";
+        let (status, page) = get(addr, path).await;
+        assert_eq!(status, 200);
+        assert!(page.contains("Totals per day across cameras"), "{page}");
+        assert_eq!(
+            page.matches("<td>all cameras</td><td class=\"num\">1</td><td class=\"num\">1</td>")
+                .count(),
+            260,
+            "{page}"
+        );
+        assert!(
+            page.contains("<tr><td>P-1</td><td class=\"num\">260</td><td>C1</td></tr>"),
+            "{page}"
+        );
+        let rows = csv(addr, &format!("{path}&format=csv")).await;
+        assert_eq!(rows.len(), 1 + 520, "the CSV keeps one row per day and camera");
+        let (_, c2) = get(addr, &format!("{path}&camera=C2")).await;
+        assert!(!c2.contains("Totals per day across cameras"));
+        assert_eq!(c2.matches("<a href=\"/devices/C2\">C2</a>").count(), 260);
+        assert!(c2.contains("Nobody was recognized in this period"), "{c2}");
     });
 }
 
@@ -477,6 +534,8 @@ fn rebuilding_the_report_projections_recreates_the_same_rows() {
         "SELECT * FROM equipment_availability ORDER BY device_id, started_at",
         "SELECT * FROM recognitions ORDER BY bucket_start, camera_id",
         "SELECT * FROM recognition_subjects ORDER BY local_date, camera_id, subject",
+        "SELECT * FROM recognitions_daily ORDER BY local_date, camera_id",
+        "SELECT * FROM recognition_subject_days ORDER BY local_date",
     ];
     let live: Vec<_> = queries.iter().map(|q| dump(&views, q)).collect();
     assert_eq!(
@@ -491,7 +550,9 @@ fn rebuilding_the_report_projections_recreates_the_same_rows() {
         ]
     );
     views
-        .execute_batch("DELETE FROM equipment_faults; UPDATE recognitions SET known = 99;")
+        .execute_batch(
+            "DELETE FROM equipment_faults; UPDATE recognitions SET known = 99; DELETE FROM recognitions_daily;",
+        )
         .unwrap();
 
     let output = site.gatehouse(&["rebuild", "equipment", "recognitions"]);

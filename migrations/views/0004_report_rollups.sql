@@ -1,0 +1,41 @@
+-- Day rollups for year-long reports, kept by the projectors beside the rows they sum and filled here from the
+-- rows already projected. Like every read table, rebuilt from the journal.
+
+-- Passages per zone per local day: the whole site's or one zone's day buckets read one row per zone and day
+-- instead of one per device and day.
+CREATE TABLE traffic_zone_daily (
+    local_date    TEXT    NOT NULL,            -- YYYY-MM-DD in the site time zone
+    zone          TEXT    NOT NULL,            -- the device's zone when the passages happened
+    passages_in   INTEGER NOT NULL,
+    passages_out  INTEGER NOT NULL,
+    PRIMARY KEY (local_date, zone)
+) WITHOUT ROWID;
+CREATE INDEX traffic_zone_daily_by_zone ON traffic_zone_daily (zone, local_date);
+
+INSERT INTO traffic_zone_daily (local_date, zone, passages_in, passages_out)
+SELECT local_date, zone, SUM(passages_in), SUM(passages_out) FROM traffic_daily GROUP BY local_date, zone;
+
+-- Recognitions per camera per local day: the day buckets of the recognitions report.
+CREATE TABLE recognitions_daily (
+    local_date  TEXT    NOT NULL,              -- YYYY-MM-DD in the site time zone
+    camera_id   TEXT    NOT NULL,
+    known       INTEGER NOT NULL,
+    unknown     INTEGER NOT NULL,
+    PRIMARY KEY (local_date, camera_id)
+) WITHOUT ROWID;
+CREATE INDEX recognitions_daily_by_camera ON recognitions_daily (camera_id, local_date);
+
+INSERT INTO recognitions_daily (local_date, camera_id, known, unknown)
+SELECT local_date, camera_id, SUM(known), SUM(unknown) FROM recognitions GROUP BY local_date, camera_id;
+
+-- The journal position that last changed each local day's subjects: the report keeps the subject list it worked
+-- out for a period until a day in it changes (a year's list groups hundreds of thousands of rows).
+CREATE TABLE recognition_subject_days (
+    local_date  TEXT    PRIMARY KEY,           -- YYYY-MM-DD in the site time zone
+    changed_at  INTEGER NOT NULL               -- journal position
+) WITHOUT ROWID;
+
+INSERT INTO recognition_subject_days (local_date, changed_at)
+SELECT DISTINCT local_date,
+       COALESCE((SELECT position FROM projector_checkpoints WHERE projection = 'recognitions'), 0)
+FROM recognition_subjects;
