@@ -9,6 +9,7 @@ pub mod auth;
 mod csv;
 mod dashboard;
 mod devices;
+mod equipment_figures;
 mod events;
 mod health;
 pub mod metrics;

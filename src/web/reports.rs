@@ -7,6 +7,7 @@
 //! and every time shown or written is in that zone.
 
 use super::csv::Csv;
+use super::equipment_figures::{self, Figures, Span, Uptime};
 use super::subjects::SubjectLine;
 use crate::app::AppState;
 use crate::domain::DeviceId;
@@ -924,70 +925,6 @@ async fn traffic(state: web::Data<AppState>, req: HttpRequest) -> actix_web::Res
 // ---------------------------------------------------------------------------------------------------------------
 // Equipment
 
-/// A span of known availability; `end` is `None` while it lasts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Interval {
-    pub online: bool,
-    pub start: i64,
-    pub end: Option<i64>,
-}
-
-/// An uptime in hundredths of a percent, rounded down so that a device down for a moment never shows 100.00.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Uptime(u32);
-
-impl fmt::Display for Uptime {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:02}", self.0 / 100, self.0 % 100)
-    }
-}
-
-/// Time online over time known (online + offline) within `[from, until)`; intervals still open count up to
-/// `until` (the caller passes the period's end or now, whichever is earlier). `None` when nothing is known.
-pub fn uptime(intervals: &[Interval], from: i64, until: i64) -> Option<Uptime> {
-    let (mut online, mut known) = (0i128, 0i128);
-    for interval in intervals {
-        let start = interval.start.max(from);
-        let end = interval.end.unwrap_or(until).min(until);
-        if end > start {
-            let length = i128::from(end - start);
-            known += length;
-            if interval.online {
-                online += length;
-            }
-        }
-    }
-    (known > 0).then(|| Uptime((online * 10_000 / known) as u32))
-}
-
-/// A fault from its report to its all-clear.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Episode {
-    pub device: String,
-    pub code: String,
-    pub detail: String,
-    pub opened_at: i64,
-    pub cleared_at: Option<i64>,
-}
-
-/// Faults opened within `[from, until)` and the mean time to repair, in whole seconds (rounded), of the episodes
-/// cleared within it (`None` when none was).
-pub fn fault_stats<'a>(episodes: impl IntoIterator<Item = &'a Episode>, from: i64, until: i64) -> (usize, Option<i64>) {
-    let within = |t: i64| from <= t && t < until;
-    let (mut opened, mut repaired, mut repair_micros) = (0, 0i128, 0i128);
-    for episode in episodes {
-        if within(episode.opened_at) {
-            opened += 1;
-        }
-        if let Some(cleared) = episode.cleared_at.filter(|t| within(*t)) {
-            repaired += 1;
-            repair_micros += i128::from(cleared - episode.opened_at);
-        }
-    }
-    let mttr = (repaired > 0).then(|| ((repair_micros / repaired + 500_000) / 1_000_000) as i64);
-    (opened, mttr)
-}
-
 /// A duration for people: `12h 30m`, `4m 05s`, `9s`, `3d 2h`.
 fn human_duration(seconds: i64) -> String {
     let (d, h, m, s) = (seconds / 86_400, seconds / 3600 % 24, seconds / 60 % 60, seconds % 60);
@@ -999,81 +936,6 @@ fn human_duration(seconds: i64) -> String {
     }
 }
 
-struct EquipmentDevice {
-    id: String,
-    kind: String,
-    name: String,
-    zone: String,
-    decommissioned: bool,
-}
-
-struct EquipmentData {
-    devices: Vec<EquipmentDevice>,
-    intervals: HashMap<String, Vec<Interval>>,
-    episodes: Vec<Episode>,
-}
-
-fn load_equipment(conn: &rusqlite::Connection, period: &Period) -> rusqlite::Result<EquipmentData> {
-    let (start, end) = (period.start.as_microsecond(), period.end.as_microsecond());
-    // Devices in service at some point of the period (or still in service).
-    let devices = conn
-        .prepare(
-            "SELECT device_id, kind, name, zone, decommissioned_at IS NOT NULL FROM equipment_devices
-             WHERE decommissioned_at IS NULL OR decommissioned_at >= ?1 ORDER BY device_id",
-        )?
-        .query_map([start], |r| {
-            Ok(EquipmentDevice {
-                id: r.get(0)?,
-                kind: r.get(1)?,
-                name: r.get(2)?,
-                zone: r.get(3)?,
-                decommissioned: r.get(4)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut intervals: HashMap<String, Vec<Interval>> = HashMap::new();
-    let mut stmt = conn.prepare(
-        "SELECT device_id, state, started_at, ended_at FROM equipment_availability
-         WHERE started_at < ?2 AND (ended_at IS NULL OR ended_at > ?1)",
-    )?;
-    let rows = stmt.query_map([start, end], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            Interval {
-                online: r.get::<_, String>(1)? == "online",
-                start: r.get(2)?,
-                end: r.get(3)?,
-            },
-        ))
-    })?;
-    for row in rows {
-        let (device, interval) = row?;
-        intervals.entry(device).or_default().push(interval);
-    }
-    // Every episode the period saw a part of: opened in it, cleared in it, or open across it.
-    let episodes = conn
-        .prepare(
-            "SELECT device_id, code, detail, opened_at, cleared_at FROM equipment_faults
-             WHERE opened_at < ?2 AND (cleared_at IS NULL OR cleared_at >= ?1)
-             ORDER BY opened_at, device_id, code",
-        )?
-        .query_map([start, end], |r| {
-            Ok(Episode {
-                device: r.get(0)?,
-                code: r.get(1)?,
-                detail: r.get(2)?,
-                opened_at: r.get(3)?,
-                cleared_at: r.get(4)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(EquipmentData {
-        devices,
-        intervals,
-        episodes,
-    })
-}
-
 /// One device's line in the report.
 pub struct HealthLine {
     pub device: String,
@@ -1082,7 +944,7 @@ pub struct HealthLine {
     pub zone: String,
     pub decommissioned: bool,
     pub uptime: Option<Uptime>,
-    pub faults: usize,
+    pub faults: i64,
     pub mttr_seconds: Option<i64>,
     pub mttr: String,
 }
@@ -1118,41 +980,49 @@ async fn equipment(state: web::Data<AppState>, req: HttpRequest) -> actix_web::R
     let tz = state.config.site.timezone.clone();
     let query = EquipmentQuery::parse(req.query_string(), today(&tz), &tz)?;
     let period = query.period;
-    // Nothing is known about the future: an interval still open counts only up to now.
     let (start, end) = (period.start.as_microsecond(), period.end.as_microsecond());
-    let known_until = end.min(Timestamp::now().as_microsecond());
-    // The per-device figures are worked out on the blocking pool with the query: a year of a busy site is
-    // thousands of intervals and episodes, too much for an executor thread that also serves other requests.
-    let (lines, episodes) = super::read_views(&state, move |conn| {
-        let data = load_equipment(conn, &period)?;
-        let mut episodes_by_device: HashMap<&str, Vec<&Episode>> = HashMap::new();
-        for episode in &data.episodes {
-            episodes_by_device.entry(&episode.device).or_default().push(episode);
-        }
-        let lines: Vec<HealthLine> = data
-            .devices
-            .into_iter()
-            .map(|device| {
-                let intervals = data.intervals.get(&device.id).map(Vec::as_slice).unwrap_or_default();
-                let episodes = episodes_by_device
-                    .get(device.id.as_str())
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
-                let (faults, mttr_seconds) = fault_stats(episodes.iter().copied(), start, end);
-                HealthLine {
-                    uptime: uptime(intervals, start, known_until),
+    let span = Span {
+        start,
+        end,
+        // Nothing is known about the future: an interval still open counts only up to now.
+        known_until: end.min(Timestamp::now().as_microsecond()),
+    };
+    let format = query.format;
+    let (lines, (episodes, episodes_total)) = super::read_views(&state, move |conn| {
+        let mut figures = equipment_figures::figures(conn, span)?;
+        // Devices in service at some point of the period (or still in service).
+        let lines = conn
+            .prepare_cached(
+                "SELECT device_id, kind, name, zone, decommissioned_at IS NOT NULL FROM equipment_devices
+                 WHERE decommissioned_at IS NULL OR decommissioned_at >= ?1 ORDER BY device_id",
+            )?
+            .query_map([start], |r| {
+                let device: String = r.get(0)?;
+                let Figures {
+                    uptime,
+                    faults,
+                    mttr_seconds,
+                } = figures.remove(&device).unwrap_or_default();
+                Ok(HealthLine {
+                    device,
+                    kind: r.get(1)?,
+                    name: r.get(2)?,
+                    zone: r.get(3)?,
+                    decommissioned: r.get(4)?,
+                    uptime,
                     faults,
                     mttr: mttr_seconds.map(human_duration).unwrap_or_default(),
                     mttr_seconds,
-                    device: device.id,
-                    kind: device.kind,
-                    name: device.name,
-                    zone: device.zone,
-                    decommissioned: device.decommissioned,
-                }
-            })
-            .collect();
-        Ok((lines, data.episodes))
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        // Only the page lists episodes: the latest ones (a year of a busy site has thousands, and a page of them
+        // all is megabytes nobody reads; the full list is a shorter period away).
+        let episodes = match format {
+            Format::Csv => (vec![], 0),
+            Format::Html => equipment_figures::latest_episodes(conn, span, MAX_EPISODES_SHOWN)?,
+        };
+        Ok((lines, episodes))
     })
     .await?;
 
@@ -1177,13 +1047,9 @@ async fn equipment(state: web::Data<AppState>, req: HttpRequest) -> actix_web::R
         filters: Filters::new(&period, Bucket::Day),
         csv_href: csv_href("/reports/equipment", &period, &[]),
         devices: lines,
-        episodes_total: episodes.len(),
-        // Newest first, and only so many: a year of a busy site has thousands of episodes, and a page of them all
-        // is megabytes nobody reads (the full list is a shorter period away).
+        episodes_total,
         episodes: episodes
             .into_iter()
-            .rev()
-            .take(MAX_EPISODES_SHOWN)
             .map(|e| EpisodeLine {
                 opened: super::local_time(&tz, e.opened_at),
                 cleared: e.cleared_at.map(|c| super::local_time(&tz, c)),
@@ -1601,80 +1467,6 @@ mod tests {
         assert!(svg.contains("<svg viewBox=\"0 0 800 260\" role=\"img\""), "{svg}");
         assert!(svg.contains("<title id=\"c-title\">zone &#60;b&#62;</title>"), "{svg}");
         assert!(svg.contains("<rect class=\"bar-a\""), "{svg}");
-    }
-
-    fn online(start: i64, end: Option<i64>) -> Interval {
-        Interval {
-            online: true,
-            start,
-            end,
-        }
-    }
-
-    fn offline(start: i64, end: Option<i64>) -> Interval {
-        Interval {
-            online: false,
-            start,
-            end,
-        }
-    }
-
-    #[test]
-    fn uptime_is_online_time_over_known_time_within_the_period() {
-        // Online 0..30 (20 of it inside 10..100), offline 30..40, online from 40 on (open, clipped to 100).
-        let intervals = [online(0, Some(30)), offline(30, Some(40)), online(40, None)];
-        assert_eq!(uptime(&intervals, 10, 100), Some(Uptime(8_888)));
-        assert_eq!(uptime(&intervals, 10, 100).unwrap().to_string(), "88.88");
-    }
-
-    #[test]
-    fn time_before_the_first_report_is_not_counted_as_down() {
-        assert_eq!(uptime(&[online(50, None)], 0, 100).unwrap().to_string(), "100.00");
-        assert_eq!(uptime(&[offline(75, None)], 0, 100).unwrap().to_string(), "0.00");
-    }
-
-    #[test]
-    fn uptime_is_unknown_when_no_interval_touches_the_period() {
-        assert_eq!(uptime(&[], 0, 100), None);
-        assert_eq!(uptime(&[online(0, Some(10))], 10, 100), None);
-        // A period that has not begun yet (its start is after now) knows nothing either.
-        assert_eq!(uptime(&[online(0, None)], 100, 50), None);
-    }
-
-    #[test]
-    fn uptime_rounds_down_so_a_short_outage_never_shows_a_full_hundred() {
-        let intervals = [online(0, Some(999_999)), offline(999_999, None)];
-        assert_eq!(uptime(&intervals, 0, 1_000_000).unwrap().to_string(), "99.99");
-    }
-
-    fn episode(opened_at: i64, cleared_at: Option<i64>) -> Episode {
-        Episode {
-            device: "T1".into(),
-            code: "JAM".into(),
-            detail: String::new(),
-            opened_at,
-            cleared_at,
-        }
-    }
-
-    #[test]
-    fn faults_count_those_opened_in_the_period_and_repair_time_those_cleared_in_it() {
-        const S: i64 = 1_000_000;
-        let episodes = [
-            episode(-100 * S, Some(20 * S)), // opened before, cleared inside: 120 s to repair
-            episode(10 * S, Some(70 * S)),   // opened and cleared inside: 60 s
-            episode(50 * S, None),           // opened inside, still open
-            episode(90 * S, Some(200 * S)),  // opened inside, cleared after
-        ];
-        assert_eq!(fault_stats(&episodes, 0, 100 * S), (3, Some(90)));
-        assert_eq!(fault_stats(&episodes[2..3], 0, 100 * S), (1, None));
-        assert_eq!(fault_stats(&[], 0, 100 * S), (0, None));
-    }
-
-    #[test]
-    fn repair_times_round_to_the_nearest_second() {
-        let episodes = [episode(0, Some(1_499_999)), episode(0, Some(1_600_000))];
-        assert_eq!(fault_stats(&episodes, 0, 10_000_000), (2, Some(2)));
     }
 
     #[test]

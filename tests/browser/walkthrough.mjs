@@ -49,7 +49,13 @@ try {
   );
   await page.screenshot({ path: `${shots}/2-dashboard-after-passage.png`, fullPage: true });
 
-  // The traffic report, and its CSV.
+  // The traffic report, and its CSV. The tile proves the dashboard's projector has the passage; the report's
+  // own projector may be a moment behind it, so wait until its CSV has the row (as a person would reload).
+  for (let i = 0; i < 100; i++) {
+    const body = await (await page.request.get(base + "/reports/traffic?format=csv")).text();
+    if (body.includes(",T1,Hall A,1,0")) break;
+    await page.waitForTimeout(200);
+  }
   await page.goto(base + "/reports/traffic");
   await page.screenshot({ path: `${shots}/3-traffic-report.png`, fullPage: true });
   const [download] = await Promise.all([page.waitForEvent("download"), page.click("a[href*='format=csv']")]);

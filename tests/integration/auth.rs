@@ -200,11 +200,17 @@ fn repeated_failed_sign_ins_are_slowed_down() {
     add_user(&site, "ana", "admin", "correct horse battery");
     with_server(site.config(), async |_, addr| {
         tokio::task::spawn_blocking(move || {
-            for _ in 0..5 {
-                assert_eq!(sign_in(addr, "ana", "guess guess").status, 200);
-            }
-            let locked = sign_in(addr, "ana", "correct horse battery");
-            assert_eq!(locked.status, 429);
+            // The lock after the fifth failure lasts a second; on a machine that stalls longer the right password
+            // gets through (and clears the count), so that round is tried again.
+            let locked = (0..3)
+                .find_map(|_| {
+                    for _ in 0..5 {
+                        assert_eq!(sign_in(addr, "ana", "guess guess").status, 200);
+                    }
+                    let attempt = sign_in(addr, "ana", "correct horse battery");
+                    (attempt.status == 429).then_some(attempt)
+                })
+                .expect("the right password is refused right after five failures");
             assert!(locked.header("retry-after").is_some());
             assert!(
                 locked.body.contains("Too many failed sign-ins for this name"),

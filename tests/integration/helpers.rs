@@ -244,10 +244,28 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (response.status, response.body)
 }
 
+/// Waits until every projector has applied the journal head, so read tables answer for everything so far.
+pub async fn settle(state: &gatehouse::app::AppState) {
+    let head = *state.committed.borrow();
+    for projector in &state.projectors {
+        assert!(
+            projector.wait_for(head, std::time::Duration::from_secs(60)).await,
+            "projector {} reached {head}",
+            projector.name
+        );
+    }
+}
+
 /// Reads one integer from a database, for assertions.
 pub fn query_i64(path: &Path, sql: &str) -> i64 {
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// The same for a database another process is still creating: `None` until the file and its tables exist.
+pub fn try_query_i64(path: &Path, sql: &str) -> Option<i64> {
+    let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    conn.query_row(sql, [], |r| r.get(0)).ok()
 }
 
 /// Like [`with_app`], with the web server running; `f` gets its address.
@@ -327,7 +345,8 @@ pub fn free_port() -> u16 {
 
 /// Waits until something accepts TCP connections on `port`.
 pub fn wait_for_port(port: u16) {
-    for _ in 0..500 {
+    // A debug build recovering its devices on a busy 2-core machine can take a while to bind.
+    for _ in 0..3000 {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return;
         }

@@ -109,7 +109,7 @@ fn a_server_killed_mid_catch_up_resumes_without_losing_or_doubling_an_event() {
     with_app(site.config(), async |app| {
         let traffic = app.state().projectors.iter().find(|p| p.name == "traffic").unwrap();
         assert!(
-            traffic.wait_for(head as u64, Duration::from_secs(60)).await,
+            traffic.wait_for(head as u64, Duration::from_secs(300)).await,
             "traffic caught up"
         );
     });

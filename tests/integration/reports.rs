@@ -9,7 +9,6 @@ use gatehouse::domain::*;
 use gatehouse::ingest::Ingested;
 use gatehouse::journal::JournalReader;
 use gatehouse::projection;
-use std::time::Duration;
 
 /// Hands one device message to the ingestor, as the MQTT endpoint would, `received` being the receive time (the
 /// time of `status` messages, which carry none of their own).
@@ -29,18 +28,6 @@ async fn send(state: &AppState, topic: &str, payload: &str, received: &str) {
 async fn passage_at(state: &AppState, device: &str, direction: &str, when: &str) {
     let payload = format!(r#"{{"msg_id":"{device}-{when}-{direction}","at":"{when}","direction":"{direction}"}}"#);
     send(state, &format!("turnstile/{device}/passage"), &payload, when).await;
-}
-
-/// Waits until every projector has applied the journal head, so read tables answer for everything so far.
-async fn settle(state: &AppState) {
-    let head = *state.committed.borrow();
-    for projector in &state.projectors {
-        assert!(
-            projector.wait_for(head, Duration::from_secs(20)).await,
-            "projector {} reached {head}",
-            projector.name
-        );
-    }
 }
 
 /// GETs a CSV report and returns its lines (header first), after checking the status.

@@ -82,7 +82,6 @@ watches = ["T3"]
 #[test]
 fn a_passage_shows_on_the_dashboard_and_healthz_says_ok() {
     let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
-    let views = site.paths().views();
     with_server(site.config(), async |state, addr| {
         let (status, body) = get(addr, "/healthz").await;
         assert_eq!((status, body.as_str()), (200, "ok\n"));
@@ -98,10 +97,7 @@ fn a_passage_shows_on_the_dashboard_and_healthz_says_ok() {
             at: now,
         };
         state.registry.execute("T2", fault, None).await.unwrap();
-        eventually("the projector counted the passages", || {
-            query_i64(&views, "SELECT COALESCE(SUM(passages_today_in), 0) FROM device_status") == 2
-        })
-        .await;
+        settle(state).await;
 
         let (status, page) = get(addr, "/").await;
         assert_eq!(status, 200);
@@ -156,7 +152,7 @@ fn a_second_server_on_the_same_data_directory_is_refused() {
 #[test]
 fn a_device_silent_for_offline_after_is_marked_offline_and_comes_back_with_its_next_message() {
     let site = Site::new(&format!(
-        "[devices]\noffline_after = \"1s\"\n{TWO_TURNSTILES_ONE_CAMERA}"
+        "[devices]\noffline_after = \"3s\"\n{TWO_TURNSTILES_ONE_CAMERA}"
     ));
     let journal = site.paths().journal();
     let types = |device: &str| event_types(&site, device);
@@ -168,7 +164,7 @@ fn a_device_silent_for_offline_after_is_marked_offline_and_comes_back_with_its_n
             .await
             .unwrap();
         assert_eq!(types("T1"), ["Commissioned", "CameOnline"]);
-        eventually("T1 was marked offline after a second of silence", || {
+        eventually("T1 was marked offline after three seconds of silence", || {
             query_i64(
                 &journal,
                 "SELECT COUNT(*) FROM events WHERE stream_id = 'T1' AND event_type = 'WentOffline'",
@@ -188,7 +184,6 @@ fn a_device_silent_for_offline_after_is_marked_offline_and_comes_back_with_its_n
 #[test]
 fn the_live_fragment_answers_304_until_something_new_is_projected() {
     let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
-    let views = site.paths().views();
     with_server(site.config(), async |state, addr| {
         let bearer = format!("Bearer {}", token_for(addr));
         let fetch = move |etag: Option<String>| {
@@ -219,10 +214,9 @@ fn the_live_fragment_answers_304_until_something_new_is_projected() {
             .ingest("gatehouse/turnstile/T2/passage", br#"{"direction":"in"}"#, now)
             .await
             .unwrap();
-        eventually("the passage was projected", || {
-            query_i64(&views, "SELECT COALESCE(SUM(passages_today_in), 0) FROM device_status") == 1
-        })
-        .await;
+        // The ETag follows the projector's announced position, so wait for that rather than for the row.
+        let head = *state.committed.borrow();
+        assert!(device_status.wait_for(head, std::time::Duration::from_secs(20)).await);
         let changed = fetch(Some(etag.clone())).await.unwrap();
         assert_eq!(changed.status, 200);
         assert_ne!(changed.header("etag").unwrap(), etag);

@@ -149,7 +149,8 @@ async fn simulated_traffic_reaches_a_real_broker_acknowledged() {
 async fn the_demo_feed_publishes_until_stopped() {
     let broker = Mosquitto::start();
     let config = Site::new(TWO_TURNSTILES_ONE_CAMERA).config();
-    let stop = tokio::time::sleep(Duration::from_secs(1));
+    // Long enough that a slow connect still leaves time to publish.
+    let stop = tokio::time::sleep(Duration::from_secs(3));
 
     let report = tokio::time::timeout(
         Duration::from_secs(30),
