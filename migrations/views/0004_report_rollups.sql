@@ -44,3 +44,15 @@ FROM recognition_subjects;
 -- in every index of a WITHOUT ROWID table): the index covers the sums, which then never visit the table.
 DROP INDEX equipment_faults_by_opened;
 CREATE INDEX equipment_faults_by_opened ON equipment_faults (opened_at, cleared_at);
+
+-- Each availability interval carries its device's time online and time known (microseconds) in all its earlier
+-- intervals, so a device's uptime over a period comes from the intervals at the period's two ends.
+ALTER TABLE equipment_availability ADD COLUMN online_before INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE equipment_availability ADD COLUMN known_before INTEGER NOT NULL DEFAULT 0;
+UPDATE equipment_availability AS a SET
+    online_before = (SELECT COALESCE(SUM(CASE WHEN b.state = 'online' THEN b.ended_at - b.started_at ELSE 0 END), 0)
+                     FROM equipment_availability b
+                     WHERE b.device_id = a.device_id AND b.started_at < a.started_at AND b.ended_at IS NOT NULL),
+    known_before = (SELECT COALESCE(SUM(b.ended_at - b.started_at), 0)
+                    FROM equipment_availability b
+                    WHERE b.device_id = a.device_id AND b.started_at < a.started_at AND b.ended_at IS NOT NULL);

@@ -70,14 +70,24 @@ fn switch_interval(tx: &Transaction<'_>, id: &str, next: Option<Availability>, a
     tx.prepare_cached("UPDATE equipment_availability SET ended_at = ?2 WHERE device_id = ?1 AND ended_at IS NULL")?
         .execute(params![id, at])?;
     if let Some(next) = next {
-        tx.prepare_cached(
-            "INSERT INTO equipment_availability (device_id, state, started_at, ended_at) VALUES (?1, ?2, ?3, NULL)
-             ON CONFLICT (device_id, started_at) DO UPDATE SET state = excluded.state, ended_at = NULL",
-        )?
-        .execute(params![id, next.as_str(), at])?;
+        tx.prepare_cached(OPEN_INTERVAL)?
+            .execute(params![id, next.as_str(), at])?;
     }
     Ok(())
 }
+
+/// Opens device `?1`'s interval in state `?2` at `?3`, with the device's time online and time known in all its
+/// earlier (closed) intervals: the equipment report then gets a device's uptime over any period from the two
+/// intervals at the period's ends instead of summing every interval in between. Intervals only ever open after
+/// the latest one, so these sums never change once written.
+pub(crate) const OPEN_INTERVAL: &str =
+    "INSERT INTO equipment_availability (device_id, state, started_at, ended_at, online_before, known_before)
+     SELECT ?1, ?2, ?3, NULL,
+            COALESCE(SUM(CASE WHEN state = 'online' THEN ended_at - started_at ELSE 0 END), 0),
+            COALESCE(SUM(ended_at - started_at), 0)
+     FROM equipment_availability WHERE device_id = ?1 AND started_at < ?3 AND ended_at IS NOT NULL
+     ON CONFLICT (device_id, started_at) DO UPDATE SET state = excluded.state, ended_at = NULL,
+         online_before = excluded.online_before, known_before = excluded.known_before";
 
 fn remembered_availability(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<Availability>> {
     let stored: Option<String> = tx

@@ -12,6 +12,8 @@ mod traffic;
 
 pub use device_status::DeviceStatusProjection;
 pub use equipment::EquipmentProjection;
+#[cfg(test)]
+pub(crate) use equipment::OPEN_INTERVAL;
 pub use recognitions::RecognitionsProjection;
 pub use traffic::TrafficProjection;
 

@@ -47,26 +47,58 @@ pub struct Span {
     pub known_until: i64,
 }
 
-/// Every device's figures that the period has anything on; a device missing from the map has none.
-pub fn figures(conn: &Connection, span: Span) -> rusqlite::Result<HashMap<String, Figures>> {
+/// Every device's figures that the period has anything on (a device missing from the map has none), and how
+/// many fault episodes the period saw (opened in it, cleared in it or open across it).
+pub fn figures(conn: &Connection, span: Span) -> rusqlite::Result<(HashMap<String, Figures>, usize)> {
     let mut figures: HashMap<String, Figures> = HashMap::new();
-    // Each interval clipped to [start, known_until); time before a device's first report is unknown, not down.
+    // Uptime over [start, known_until) is the difference of a device's time online (and known) before each end.
+    // Each interval carries the sums of the device's earlier ones, so the time before an instant is the sums of
+    // the last interval started by then plus that interval's part before it: two index seeks per device, however
+    // long the period. Time before a device's first report is unknown, not down.
     let mut stmt = conn.prepare_cached(
-        "SELECT device_id, SUM(CASE WHEN state = 'online' THEN length ELSE 0 END), SUM(length) FROM (
-             SELECT device_id, state, MAX(MIN(COALESCE(ended_at, ?2), ?2) - MAX(started_at, ?1), 0) AS length
-             FROM equipment_availability WHERE started_at < ?2 AND (ended_at IS NULL OR ended_at > ?1)
-         ) GROUP BY device_id",
+        "WITH ends AS (
+             SELECT device_id,
+                    (SELECT started_at FROM equipment_availability a
+                     WHERE a.device_id = d.device_id AND a.started_at <= ?1 ORDER BY a.started_at DESC LIMIT 1)
+                        AS at_start,
+                    (SELECT started_at FROM equipment_availability a
+                     WHERE a.device_id = d.device_id AND a.started_at <= ?2 ORDER BY a.started_at DESC LIMIT 1)
+                        AS at_until
+             FROM equipment_devices d
+         )
+         SELECT e.device_id,
+                u.state = 'online', u.started_at, u.ended_at, u.online_before, u.known_before,
+                s.state = 'online', s.started_at, s.ended_at, s.online_before, s.known_before
+         FROM ends e
+         JOIN equipment_availability u ON u.device_id = e.device_id AND u.started_at = e.at_until
+         LEFT JOIN equipment_availability s ON s.device_id = e.device_id AND s.started_at = e.at_start",
     )?;
+    let point = |r: &rusqlite::Row<'_>, first: usize| -> rusqlite::Result<Option<Point>> {
+        let Some(started_at) = r.get::<_, Option<i64>>(first + 1)? else {
+            return Ok(None);
+        };
+        Ok(Some(Point {
+            online: r.get(first)?,
+            started_at,
+            ended_at: r.get(first + 2)?,
+            online_before: r.get(first + 3)?,
+            known_before: r.get(first + 4)?,
+        }))
+    };
     let rows = stmt.query_map(params![span.start, span.known_until], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        Ok((r.get::<_, String>(0)?, point(r, 1)?, point(r, 6)?))
     })?;
     for row in rows {
-        let (device, online, known) = row?;
-        figures.entry(device).or_default().uptime =
-            (known > 0).then(|| Uptime((i128::from(online) * 10_000 / i128::from(known)) as u32));
+        let (device, at_until, at_start) = row?;
+        let (online_until, known_until) = time_before(at_until, span.known_until);
+        let (online_start, known_start) = time_before(at_start, span.start);
+        let (online, known) = (online_until - online_start, known_until - known_start);
+        figures.entry(device).or_default().uptime = (known > 0).then(|| Uptime((online * 10_000 / known) as u32));
     }
+    let mut seen = 0;
     let mut stmt = conn.prepare_cached(
         "SELECT device_id,
+                COUNT(*),
                 COALESCE(SUM(opened_at >= ?1), 0),
                 COALESCE(SUM(cleared_at < ?2), 0),
                 COALESCE(SUM(CASE WHEN cleared_at < ?2 THEN cleared_at - opened_at END), 0)
@@ -80,40 +112,58 @@ pub fn figures(conn: &Connection, span: Span) -> rusqlite::Result<HashMap<String
             r.get::<_, i64>(1)?,
             r.get::<_, i64>(2)?,
             r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
         ))
     })?;
     for row in rows {
-        let (device, opened, repaired, repair_micros) = row?;
+        let (device, episodes, opened, repaired, repair_micros) = row?;
+        seen += episodes as usize;
         let entry = figures.entry(device).or_default();
         entry.faults = opened;
         entry.mttr_seconds = (repaired > 0).then(|| (repair_micros / repaired + 500_000) / 1_000_000);
     }
-    Ok(figures)
+    Ok((figures, seen))
+}
+
+/// An availability interval with its device's time online and time known in all earlier intervals.
+struct Point {
+    online: bool,
+    started_at: i64,
+    ended_at: Option<i64>,
+    online_before: i64,
+    known_before: i64,
+}
+
+/// A device's time online and time known before instant `t`, from the last interval that started by `t`.
+fn time_before(last: Option<Point>, t: i64) -> (i128, i128) {
+    let Some(p) = last else {
+        return (0, 0);
+    };
+    let part = i128::from((p.ended_at.unwrap_or(t).min(t) - p.started_at).max(0));
+    let online = i128::from(p.online_before) + if p.online { part } else { 0 };
+    (online, i128::from(p.known_before) + part)
 }
 
 /// The period's latest fault episodes (every one it saw a part of: opened in it, cleared in it or open across
-/// it), newest first, at most `limit`; and how many it saw in all.
-pub fn latest_episodes(conn: &Connection, span: Span, limit: usize) -> rusqlite::Result<(Vec<Episode>, usize)> {
-    const WITHIN: &str = "opened_at < ?2 AND (cleared_at IS NULL OR cleared_at >= ?1)";
-    let total: i64 = conn
-        .prepare_cached(&format!("SELECT COUNT(*) FROM equipment_faults WHERE {WITHIN}"))?
-        .query_row(params![span.start, span.end], |r| r.get(0))?;
-    let episodes = conn
-        .prepare_cached(&format!(
-            "SELECT device_id, code, detail, opened_at, cleared_at FROM equipment_faults WHERE {WITHIN}
-             ORDER BY opened_at DESC, device_id DESC, code DESC LIMIT ?3"
-        ))?
-        .query_map(params![span.start, span.end, limit as i64], |r| {
-            Ok(Episode {
-                device: r.get(0)?,
-                code: r.get(1)?,
-                detail: r.get(2)?,
-                opened_at: r.get(3)?,
-                cleared_at: r.get(4)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok((episodes, total as usize))
+/// it), newest first, at most `limit`.
+pub fn latest_episodes(conn: &Connection, span: Span, limit: usize) -> rusqlite::Result<Vec<Episode>> {
+    // The order is the index's own (opened_at, cleared_at, then the key), read backwards: SQLite stops after
+    // `limit` rows instead of sorting every episode of the period and fetching each one's detail.
+    conn.prepare_cached(
+        "SELECT device_id, code, detail, opened_at, cleared_at FROM equipment_faults
+         WHERE opened_at < ?2 AND (cleared_at IS NULL OR cleared_at >= ?1)
+         ORDER BY opened_at DESC, cleared_at DESC, device_id DESC, code DESC LIMIT ?3",
+    )?
+    .query_map(params![span.start, span.end, limit as i64], |r| {
+        Ok(Episode {
+            device: r.get(0)?,
+            code: r.get(1)?,
+            detail: r.get(2)?,
+            opened_at: r.get(3)?,
+            cleared_at: r.get(4)?,
+        })
+    })?
+    .collect()
 }
 
 #[cfg(test)]
@@ -126,13 +176,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = crate::db::open(&dir.path().join("views.db"), crate::config::Synchronous::Normal).unwrap();
         crate::db::migrate_views(&mut conn).unwrap();
+        conn.execute(
+            "INSERT INTO equipment_devices (device_id, kind, name, zone, availability) VALUES ('T1', 'turnstile', 'North', 'Hall A', 'online')",
+            [],
+        )
+        .unwrap();
         (dir, conn)
     }
 
+    /// An interval as the equipment projector writes it: opened (with the sums of the earlier ones), then closed.
     fn interval(conn: &Connection, state: &str, started_at: i64, ended_at: Option<i64>) {
+        conn.execute(crate::projection::OPEN_INTERVAL, params!["T1", state, started_at])
+            .unwrap();
         conn.execute(
-            "INSERT INTO equipment_availability (device_id, state, started_at, ended_at) VALUES ('T1', ?1, ?2, ?3)",
-            params![state, started_at, ended_at],
+            "UPDATE equipment_availability SET ended_at = ?1 WHERE device_id = 'T1' AND started_at = ?2",
+            params![ended_at, started_at],
         )
         .unwrap();
     }
@@ -154,7 +212,8 @@ mod tests {
                 known_until,
             },
         )
-        .unwrap();
+        .unwrap()
+        .0;
         all.get("T1").copied().unwrap_or_default()
     }
 
@@ -213,17 +272,13 @@ mod tests {
         episode(&conn, "E", -200 * S, Some(-150 * S)); // over before the period
         let figures = t1(&conn, 0, 100 * S, 100 * S);
         assert_eq!((figures.faults, figures.mttr_seconds), (3, Some(90)));
-        let (latest, total) = latest_episodes(
-            &conn,
-            Span {
-                start: 0,
-                end: 100 * S,
-                known_until: 100 * S,
-            },
-            2,
-        )
-        .unwrap();
-        assert_eq!(total, 4);
+        let span = Span {
+            start: 0,
+            end: 100 * S,
+            known_until: 100 * S,
+        };
+        assert_eq!(super::figures(&conn, span).unwrap().1, 4, "episodes the period saw");
+        let latest = latest_episodes(&conn, span, 2).unwrap();
         let codes: Vec<_> = latest.iter().map(|e| e.code.as_str()).collect();
         assert_eq!(codes, ["D", "C"], "newest first, at most the limit");
     }

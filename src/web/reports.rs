@@ -702,40 +702,31 @@ struct TrafficPage {
     csv_href: String,
 }
 
-/// Rows listed on the traffic page before it switches to totals per bucket: a year of a whole site per device
-/// would be tens of thousands of rows (megabytes of HTML); the CSV always has them all.
-const MAX_TRAFFIC_ROWS: usize = 500;
+/// Rows a report page lists before it switches to totals per bucket: a year of a whole site per device would be
+/// tens of thousands of rows (megabytes of HTML); the CSV always has them all.
+const MAX_PAGE_ROWS: usize = 500;
 
-/// How `load_traffic` shapes its rows.
+/// How a report's loader shapes its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TrafficShape {
-    /// One row per bucket, device and zone; at most this many rows, if given.
-    PerDevice(Option<usize>),
-    /// One row per bucket, summed over the devices (device empty; zone the filter's, or empty).
+enum Shape {
+    /// One row per bucket and device (camera); at most this many rows, if given.
+    Each(Option<usize>),
+    /// One row per bucket, summed over the devices (device empty).
     Totals,
 }
 
-fn load_traffic(conn: &rusqlite::Connection, query: &TrafficQuery) -> rusqlite::Result<Vec<TrafficRow>> {
-    load_traffic_shaped(conn, query, TrafficShape::PerDevice(None))
-}
-
-/// The page's rows: per device while that stays short, else totals per bucket (`true` when totals).
-fn load_traffic_for_page(
-    conn: &rusqlite::Connection,
-    query: &TrafficQuery,
-) -> rusqlite::Result<(Vec<TrafficRow>, bool)> {
-    let rows = load_traffic_shaped(conn, query, TrafficShape::PerDevice(Some(MAX_TRAFFIC_ROWS + 1)))?;
-    if rows.len() <= MAX_TRAFFIC_ROWS {
+/// The page's rows: one per bucket and device while that stays short, else totals per bucket (`true` when
+/// totals).
+fn rows_for_page<R>(load: impl Fn(Shape) -> rusqlite::Result<Vec<R>>) -> rusqlite::Result<(Vec<R>, bool)> {
+    let rows = load(Shape::Each(Some(MAX_PAGE_ROWS + 1)))?;
+    if rows.len() <= MAX_PAGE_ROWS {
         return Ok((rows, false));
     }
-    Ok((load_traffic_shaped(conn, query, TrafficShape::Totals)?, true))
+    Ok((load(Shape::Totals)?, true))
 }
 
-fn load_traffic_shaped(
-    conn: &rusqlite::Connection,
-    query: &TrafficQuery,
-    shape: TrafficShape,
-) -> rusqlite::Result<Vec<TrafficRow>> {
+/// Traffic rows; with [`Shape::Totals`] the zone is the filter's, or empty.
+fn load_traffic(conn: &rusqlite::Connection, query: &TrafficQuery, shape: Shape) -> rusqlite::Result<Vec<TrafficRow>> {
     // Day buckets read the per-day rollup (its local date is the stored one, so a daylight-saving day sums its
     // 23 or 25 hours); hour buckets the hourly rows.
     let (columns, table, bucket) = match query.bucket {
@@ -757,12 +748,12 @@ fn load_traffic_shaped(
         filters.push_str(&format!(" AND zone = ?{}", values.len()));
     }
     let sql = match shape {
-        TrafficShape::PerDevice(limit) => format!(
+        Shape::Each(limit) => format!(
             "SELECT {columns}, device_id, zone, passages_in, passages_out FROM {table}
              WHERE local_date BETWEEN ?1 AND ?2{filters} ORDER BY {bucket}, device_id, zone{}",
             limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default()
         ),
-        TrafficShape::Totals => format!(
+        Shape::Totals => format!(
             "SELECT {columns}, '', {}, SUM(passages_in), SUM(passages_out) FROM {}
              WHERE local_date BETWEEN ?1 AND ?2{filters} GROUP BY {bucket} ORDER BY {bucket}",
             if query.zone.is_some() { "MIN(zone)" } else { "''" },
@@ -827,9 +818,9 @@ async fn traffic(state: web::Data<AppState>, req: HttpRequest) -> actix_web::Res
         // The CSV has every row; the page lists per-device rows only while they stay few. Only the page needs
         // the form's choices.
         Ok(match q.format {
-            Format::Csv => (load_traffic(conn, &q)?, false, vec![], vec![]),
+            Format::Csv => (load_traffic(conn, &q, Shape::Each(None))?, false, vec![], vec![]),
             Format::Html => {
-                let (rows, totals_only) = load_traffic_for_page(conn, &q)?;
+                let (rows, totals_only) = rows_for_page(|shape| load_traffic(conn, &q, shape))?;
                 let devices = distinct_indexed(conn, "traffic_daily", "device_id")?;
                 let zones = distinct_indexed(conn, "traffic_zone_daily", "zone")?;
                 (rows, totals_only, devices, zones)
@@ -989,7 +980,7 @@ async fn equipment(state: web::Data<AppState>, req: HttpRequest) -> actix_web::R
     };
     let format = query.format;
     let (lines, (episodes, episodes_total)) = super::read_views(&state, move |conn| {
-        let mut figures = equipment_figures::figures(conn, span)?;
+        let (mut figures, episodes_total) = equipment_figures::figures(conn, span)?;
         // Devices in service at some point of the period (or still in service).
         let lines = conn
             .prepare_cached(
@@ -1019,10 +1010,10 @@ async fn equipment(state: web::Data<AppState>, req: HttpRequest) -> actix_web::R
         // Only the page lists episodes: the latest ones (a year of a busy site has thousands, and a page of them
         // all is megabytes nobody reads; the full list is a shorter period away).
         let episodes = match format {
-            Format::Csv => (vec![], 0),
+            Format::Csv => vec![],
             Format::Html => equipment_figures::latest_episodes(conn, span, MAX_EPISODES_SHOWN)?,
         };
-        Ok((lines, episodes))
+        Ok((lines, (episodes, episodes_total)))
     })
     .await?;
 
@@ -1103,16 +1094,11 @@ struct RecognitionsPage {
     csv_href: String,
 }
 
-/// Rows listed on the recognitions page before it switches to totals per bucket (as the traffic page does).
-const MAX_RECOGNITION_ROWS: usize = 500;
-
-/// One row per bucket and camera (at most `limit`, if given), or with `totals` one per bucket summed over the
-/// cameras (camera empty).
+/// Recognition rows per bucket and camera, or per bucket (camera empty).
 fn load_recognitions(
     conn: &rusqlite::Connection,
     query: &RecognitionsQuery,
-    limit: Option<usize>,
-    totals: bool,
+    shape: Shape,
 ) -> rusqlite::Result<Vec<RecognitionRow>> {
     // Day buckets read the per-day rollup (its local date is the stored one, so a daylight-saving day sums its
     // 23 or 25 hours); hour buckets the hourly rows.
@@ -1123,17 +1109,16 @@ fn load_recognitions(
     // The camera filter is written into the statement only when given, so SQLite can use the camera index.
     let camera = query.camera.as_ref().map(DeviceId::as_str);
     let filter = if camera.is_some() { " AND camera_id = ?3" } else { "" };
-    let sql = if totals {
-        format!(
-            "SELECT {columns}, '', SUM(known), SUM(unknown) FROM {table}
-             WHERE local_date BETWEEN ?1 AND ?2{filter} GROUP BY {bucket} ORDER BY {bucket}"
-        )
-    } else {
-        format!(
+    let sql = match shape {
+        Shape::Each(limit) => format!(
             "SELECT {columns}, camera_id, known, unknown FROM {table}
              WHERE local_date BETWEEN ?1 AND ?2{filter} ORDER BY {bucket}, camera_id{}",
             limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default()
-        )
+        ),
+        Shape::Totals => format!(
+            "SELECT {columns}, '', SUM(known), SUM(unknown) FROM {table}
+             WHERE local_date BETWEEN ?1 AND ?2{filter} GROUP BY {bucket} ORDER BY {bucket}"
+        ),
     };
     let (from, to) = (query.period.from.to_string(), query.period.to.to_string());
     let mut values: Vec<&dyn rusqlite::ToSql> = vec![&from, &to];
@@ -1152,18 +1137,6 @@ fn load_recognitions(
     rows.collect()
 }
 
-/// The page's rows: per camera while that stays short, else totals per bucket (`true` when totals).
-fn load_recognitions_for_page(
-    conn: &rusqlite::Connection,
-    query: &RecognitionsQuery,
-) -> rusqlite::Result<(Vec<RecognitionRow>, bool)> {
-    let rows = load_recognitions(conn, query, Some(MAX_RECOGNITION_ROWS + 1), false)?;
-    if rows.len() <= MAX_RECOGNITION_ROWS {
-        return Ok((rows, false));
-    }
-    Ok((load_recognitions(conn, query, None, true)?, true))
-}
-
 async fn recognitions(state: web::Data<AppState>, req: HttpRequest) -> actix_web::Result<HttpResponse> {
     let tz = state.config.site.timezone.clone();
     let query = RecognitionsQuery::parse(req.query_string(), today(&tz), &tz)?;
@@ -1172,9 +1145,9 @@ async fn recognitions(state: web::Data<AppState>, req: HttpRequest) -> actix_web
     let (rows, totals_only, subjects, cameras) = super::read_views(&state, move |conn| {
         // The CSV has every row; the page lists per-camera rows only while they stay few, and adds the subjects.
         Ok(match q.format {
-            Format::Csv => (load_recognitions(conn, &q, None, false)?, false, None, vec![]),
+            Format::Csv => (load_recognitions(conn, &q, Shape::Each(None))?, false, None, vec![]),
             Format::Html => {
-                let (rows, totals_only) = load_recognitions_for_page(conn, &q)?;
+                let (rows, totals_only) = rows_for_page(|shape| load_recognitions(conn, &q, shape))?;
                 let subjects = subject_lists.get(conn, q.period.from, q.period.to, q.camera.as_ref())?;
                 let cameras = distinct_indexed(conn, "recognitions_daily", "camera_id")?;
                 (rows, totals_only, Some(subjects), cameras)

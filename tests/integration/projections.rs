@@ -286,7 +286,9 @@ fn an_upgrade_fills_the_report_rollups_from_the_rows_already_projected() {
                                           ('2026-03-01', 'T3', 'Hall B', 1, 0), ('2026-03-02', 'T1', 'Hall A', 5, 5);
          INSERT INTO recognitions VALUES (1, '2026-03-01', 9, 'C1', 2, 1), (2, '2026-03-01', 10, 'C1', 1, 0),
                                          (3, '2026-03-02', 9, 'C1', 0, 4);
-         INSERT INTO recognition_subjects VALUES ('2026-03-01', 'C1', 'P-1', 3);",
+         INSERT INTO recognition_subjects VALUES ('2026-03-01', 'C1', 'P-1', 3);
+         INSERT INTO equipment_availability VALUES ('T1', 'online', 0, 10), ('T1', 'offline', 10, 15),
+                                                   ('T1', 'online', 20, NULL), ('T2', 'offline', 5, NULL);",
     )
     .unwrap();
     drop(conn);
@@ -307,6 +309,19 @@ fn an_upgrade_fills_the_report_rollups_from_the_rows_already_projected() {
             "SELECT * FROM recognitions_daily ORDER BY local_date, camera_id"
         ),
         ["2026-03-01|C1|3|1", "2026-03-02|C1|0|4"]
+    );
+    // Each interval gets the time online and known in its device's earlier ones (the gap 15..20 is unknown).
+    assert_eq!(
+        dump(
+            &views,
+            "SELECT * FROM equipment_availability ORDER BY device_id, started_at"
+        ),
+        [
+            "T1|online|0|10|0|0",
+            "T1|offline|10|15|10|10",
+            "T1|online|20|NULL|10|15",
+            "T2|offline|5|NULL|0|0"
+        ]
     );
     // Days with subjects count as changed up to the checkpoint: no kept subject list can predate the upgrade.
     assert_eq!(

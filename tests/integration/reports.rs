@@ -528,17 +528,22 @@ fn rebuilding_the_report_projections_recreates_the_same_rows() {
     assert_eq!(
         live[2],
         [
+            // Each interval with the time online and known (µs) in the device's earlier ones: 2 h online.
             format!(
-                "T1|online|{}|{}",
+                "T1|online|{}|{}|0|0",
                 micros("2026-03-01T01:00:00Z"),
                 micros("2026-03-01T03:00:00Z")
             ),
-            format!("T1|offline|{}|NULL", micros("2026-03-01T03:00:00Z")),
+            format!(
+                "T1|offline|{}|NULL|7200000000|7200000000",
+                micros("2026-03-01T03:00:00Z")
+            ),
         ]
     );
     views
         .execute_batch(
-            "DELETE FROM equipment_faults; UPDATE recognitions SET known = 99; DELETE FROM recognitions_daily;",
+            "DELETE FROM equipment_faults; UPDATE recognitions SET known = 99; DELETE FROM recognitions_daily;
+             UPDATE equipment_availability SET known_before = 0;",
         )
         .unwrap();
 
