@@ -14,7 +14,8 @@
 //! 3. **serve**: the release binary `gatehouse serve` with that data directory and an API token, and per URL: one
 //!    plain request that must answer 200 (timed as "first": nothing is kept from an earlier request yet), then `wrk` (2 threads, 8 connections, `--latency`) for a few seconds.
 //!    `/healthz` (public, trivial) is the baseline: ratios are p99 / its p99 from the same run. Target: every
-//!    report page and the dashboard answer within 20 ms at p99;
+//!    report page and the dashboard answer within 20 ms at p99 (a CSV export, a 1.6 MB download, is shown for
+//!    reference with its throughput);
 //!
 //! 4. the server's peak RSS (VmHWM) before it is stopped.
 //!
@@ -154,8 +155,11 @@ fn main() -> anyhow::Result<()> {
     println!("wrk                    {WRK_THREADS} threads, {WRK_CONNECTIONS} connections, {load_secs} s per URL");
     println!();
     table_row(["URL", "bytes", "first", "req/s", "p50", "p99", "p99/base", "target", ""]);
+    let mut export_rate = 0.0;
     for (i, (url, bytes, first, m)) in results.iter().enumerate() {
         let is_baseline = i == 0;
+        // A CSV export is a download, not a page: measured and shown (with its throughput), held to no page target.
+        let is_export = url.ends_with("format=csv");
         // A page that completed no request at all within the run has no p99 worth the name: missed.
         let ok = m.requests > 0 && m.errors == 0 && m.p99 < TARGET_P99;
         let short = url.replace(&span, "Y");
@@ -171,8 +175,17 @@ fn main() -> anyhow::Result<()> {
             } else {
                 format!("{:.1}", m.p99.as_secs_f64() / baseline_p99.as_secs_f64())
             },
-            if is_baseline { "baseline" } else { "< 20 ms" },
             if is_baseline {
+                "baseline"
+            } else if is_export {
+                "export"
+            } else {
+                "< 20 ms"
+            },
+            if is_baseline {
+                ""
+            } else if is_export {
+                export_rate = m.requests_per_sec * *bytes as f64 / 1e6;
                 ""
             } else if ok {
                 "ok"
@@ -188,6 +201,9 @@ fn main() -> anyhow::Result<()> {
         }
     }
     println!("(Y = {span}; first = the URL's first request, before anything was kept)");
+    if export_rate > 0.0 {
+        println!("CSV export under the same load: {export_rate:.0} MB/s");
+    }
     println!();
     println!("server peak RSS: {rss}");
     Ok(())

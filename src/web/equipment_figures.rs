@@ -56,7 +56,9 @@ pub fn figures(conn: &Connection, span: Span) -> rusqlite::Result<(HashMap<Strin
     // the last interval started by then plus that interval's part before it: two index seeks per device, however
     // long the period. Time before a device's first report is unknown, not down.
     let mut stmt = conn.prepare_cached(
-        "WITH ends AS (
+        // MATERIALIZED: otherwise SQLite flattens `ends` into the join and scans every interval, running the
+        // subqueries per interval instead of per device (measured: 1.9 ms instead of 0.24 ms for a year).
+        "WITH ends AS MATERIALIZED (
              SELECT device_id,
                     (SELECT started_at FROM equipment_availability a
                      WHERE a.device_id = d.device_id AND a.started_at <= ?1 ORDER BY a.started_at DESC LIMIT 1)
