@@ -15,6 +15,21 @@ CREATE INDEX traffic_zone_daily_by_zone ON traffic_zone_daily (zone, local_date)
 INSERT INTO traffic_zone_daily (local_date, zone, passages_in, passages_out)
 SELECT local_date, zone, SUM(passages_in), SUM(passages_out) FROM traffic_daily GROUP BY local_date, zone;
 
+-- Passages per zone per local hour: the whole site's or one zone's hour buckets (up to 31 days of them) read one
+-- row per zone and hour instead of one per device and hour.
+CREATE TABLE traffic_zone_hourly (
+    local_date    TEXT    NOT NULL,            -- YYYY-MM-DD in the site time zone
+    bucket_start  INTEGER NOT NULL,            -- the hour's start, microseconds since the Unix epoch
+    zone          TEXT    NOT NULL,            -- the device's zone when the passages happened
+    passages_in   INTEGER NOT NULL,
+    passages_out  INTEGER NOT NULL,
+    PRIMARY KEY (local_date, bucket_start, zone)
+) WITHOUT ROWID;
+
+INSERT INTO traffic_zone_hourly (local_date, bucket_start, zone, passages_in, passages_out)
+SELECT local_date, bucket_start, zone, SUM(passages_in), SUM(passages_out) FROM traffic
+GROUP BY local_date, bucket_start, zone;
+
 -- Recognitions per camera per local day: the day buckets of the recognitions report.
 CREATE TABLE recognitions_daily (
     local_date  TEXT    NOT NULL,              -- YYYY-MM-DD in the site time zone

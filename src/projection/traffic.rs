@@ -24,7 +24,13 @@ impl Projection for TrafficProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["traffic", "traffic_daily", "traffic_zone_daily", "traffic_device_zone"]
+        &[
+            "traffic",
+            "traffic_daily",
+            "traffic_zone_hourly",
+            "traffic_zone_daily",
+            "traffic_device_zone",
+        ]
     }
 
     fn apply(&mut self, tx: &Transaction<'_>, stored: &StoredEvent) -> rusqlite::Result<()> {
@@ -80,7 +86,21 @@ impl Projection for TrafficProjection {
                          passages_out = passages_out + excluded.passages_out",
                 )?
                 .execute(params![local_date, id, zone, d_in, d_out])?;
-                // And in its zone's day, so site-wide and per-zone day reports read one row per zone and day.
+                // And in its zone's hour and day, so site-wide and per-zone reports read one row per zone and bucket.
+                tx.prepare_cached(
+                    "INSERT INTO traffic_zone_hourly (local_date, bucket_start, zone, passages_in, passages_out)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (local_date, bucket_start, zone) DO UPDATE SET
+                         passages_in = passages_in + excluded.passages_in,
+                         passages_out = passages_out + excluded.passages_out",
+                )?
+                .execute(params![
+                    local_date,
+                    hour.timestamp().as_microsecond(),
+                    zone,
+                    d_in,
+                    d_out
+                ])?;
                 tx.prepare_cached(
                     "INSERT INTO traffic_zone_daily (local_date, zone, passages_in, passages_out)
                      VALUES (?1, ?2, ?3, ?4)

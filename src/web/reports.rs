@@ -777,11 +777,11 @@ fn load_traffic(conn: &rusqlite::Connection, query: &TrafficQuery, shape: Shape)
             "SELECT {columns}, '', {}, SUM(passages_in), SUM(passages_out) FROM {}
              WHERE local_date BETWEEN ?1 AND ?2{filters} GROUP BY {bucket} ORDER BY {bucket}",
             if query.zone.is_some() { "MIN(zone)" } else { "''" },
-            // Day totals over every device read the per-zone rollup: a row per zone and day, not per device.
-            if query.bucket == Bucket::Day && device.is_none() {
-                "traffic_zone_daily"
-            } else {
-                table
+            // Totals over every device read the per-zone rollups: a row per zone and bucket, not per device.
+            match (device, query.bucket) {
+                (Some(_), _) => table,
+                (None, Bucket::Hour) => "traffic_zone_hourly",
+                (None, Bucket::Day) => "traffic_zone_daily",
             }
         ),
     };

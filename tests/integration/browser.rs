@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 
 #[test]
 fn a_manager_signs_in_sees_a_tile_change_and_downloads_the_traffic_csv() {
+    clear_of_local_midnight();
     let mqtt_port = free_port();
     let site = Site::with_mqtt(
         &format!("listen = \"127.0.0.1:{mqtt_port}\""),

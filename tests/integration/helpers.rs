@@ -244,6 +244,22 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (response.status, response.body)
 }
 
+/// For tests that count "today's" passages: waits out the last minute before local midnight in the test site's
+/// zone, so events stamped "now" and the page that counts them fall on the same day.
+pub fn clear_of_local_midnight() {
+    let now = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::get("Europe/Berlin").unwrap());
+    let midnight = now
+        .date()
+        .tomorrow()
+        .unwrap()
+        .to_zoned_datetime(now.time_zone().clone())
+        .unwrap();
+    let left = now.duration_until(&midnight);
+    if left < jiff::SignedDuration::from_secs(60) {
+        std::thread::sleep((left + jiff::SignedDuration::from_secs(1)).unsigned_abs());
+    }
+}
+
 /// Waits until every projector has applied the journal head, so read tables answer for everything so far.
 pub async fn settle(state: &gatehouse::app::AppState) {
     let head = *state.committed.borrow();

@@ -85,6 +85,7 @@ fn t1_morning() -> Vec<DeviceEvent> {
 
 #[test]
 fn the_device_page_shows_the_live_state_and_pages_through_the_timeline() {
+    clear_of_local_midnight();
     let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
     let mut history = vec![commissioned(
         DeviceKind::Turnstile,

@@ -198,6 +198,7 @@ fn rebuild_recreates_the_same_rows_beside_the_live_ones() {
         "SELECT * FROM device_status ORDER BY device_id",
         "SELECT * FROM traffic ORDER BY bucket_start, device_id",
         "SELECT * FROM traffic_daily ORDER BY local_date, device_id",
+        "SELECT * FROM traffic_zone_hourly ORDER BY bucket_start, zone",
         "SELECT * FROM traffic_zone_daily ORDER BY local_date, zone",
         "SELECT * FROM traffic_device_zone ORDER BY device_id",
         "SELECT projection, position FROM projector_checkpoints ORDER BY projection",
@@ -284,6 +285,8 @@ fn an_upgrade_fills_the_report_rollups_from_the_rows_already_projected() {
          INSERT INTO projector_checkpoints VALUES ('recognitions', 41, 0, NULL);
          INSERT INTO traffic_daily VALUES ('2026-03-01', 'T1', 'Hall A', 3, 1), ('2026-03-01', 'T2', 'Hall A', 2, 2),
                                           ('2026-03-01', 'T3', 'Hall B', 1, 0), ('2026-03-02', 'T1', 'Hall A', 5, 5);
+         INSERT INTO traffic VALUES (10, '2026-03-01', 9, 'T1', 'Hall A', 3, 1), (10, '2026-03-01', 9, 'T2', 'Hall A', 2, 2),
+                                    (20, '2026-03-01', 10, 'T1', 'Hall A', 1, 0);
          INSERT INTO recognitions VALUES (1, '2026-03-01', 9, 'C1', 2, 1), (2, '2026-03-01', 10, 'C1', 1, 0),
                                          (3, '2026-03-02', 9, 'C1', 0, 4);
          INSERT INTO recognition_subjects VALUES ('2026-03-01', 'C1', 'P-1', 3);
@@ -302,6 +305,10 @@ fn an_upgrade_fills_the_report_rollups_from_the_rows_already_projected() {
             "2026-03-01|Hall B|1|0",
             "2026-03-02|Hall A|5|5"
         ]
+    );
+    assert_eq!(
+        dump(&views, "SELECT * FROM traffic_zone_hourly ORDER BY bucket_start, zone"),
+        ["2026-03-01|10|Hall A|5|3", "2026-03-01|20|Hall A|1|0"]
     );
     assert_eq!(
         dump(

@@ -361,6 +361,34 @@ fn recognitions_count_known_and_unknown_faces_per_camera_and_hour_and_list_the_s
 }
 
 #[test]
+fn eleven_busy_days_per_hour_list_totals_per_hour_on_the_page_and_every_row_in_the_csv() {
+    let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
+    with_server(site.config(), async |state, addr| {
+        // 2 turnstiles x 264 local hours (2026-03-02 00:30 to 03-12 23:30 CET) = 528 per-device rows.
+        let start = at("2026-03-01T23:30:00Z");
+        for hour in 0..264 {
+            let when = (start + jiff::SignedDuration::from_hours(hour)).to_string();
+            passage_at(state, "T1", "in", &when).await;
+            passage_at(state, "T2", "out", &when).await;
+        }
+        settle(state).await;
+        let path = "/reports/traffic?from=2026-03-02&to=2026-03-12&bucket=hour";
+        let (status, page) = get(addr, path).await;
+        assert_eq!(status, 200);
+        assert!(page.contains("Totals per hour across devices"), "{page}");
+        assert_eq!(
+            page.matches("<td>all devices</td><td>all zones</td><td class=\"num\">1</td><td class=\"num\">1</td>")
+                .count(),
+            264,
+            "{page}"
+        );
+        assert!(page.contains("<td>2026-03-12 23:00 CET</td>"), "{page}");
+        let rows = csv(addr, &format!("{path}&format=csv")).await;
+        assert_eq!(rows.len(), 1 + 528, "the CSV keeps one row per hour and device");
+    });
+}
+
+#[test]
 fn a_long_period_of_many_cameras_lists_recognition_totals_per_day_and_every_row_in_the_csv() {
     let site = Site::new(&format!(
         "{TWO_TURNSTILES_ONE_CAMERA}

@@ -81,6 +81,7 @@ watches = ["T3"]
 
 #[test]
 fn a_passage_shows_on_the_dashboard_and_healthz_says_ok() {
+    clear_of_local_midnight();
     let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
     with_server(site.config(), async |state, addr| {
         let (status, body) = get(addr, "/healthz").await;
@@ -183,6 +184,7 @@ fn a_device_silent_for_offline_after_is_marked_offline_and_comes_back_with_its_n
 
 #[test]
 fn the_live_fragment_answers_304_until_something_new_is_projected() {
+    clear_of_local_midnight();
     let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
     with_server(site.config(), async |state, addr| {
         let bearer = format!("Bearer {}", token_for(addr));
