@@ -851,15 +851,7 @@ impl Server {
     }
 
     fn peak_rss(&self) -> String {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|status| {
-                status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmHWM:"))
-                    .map(|v| v.trim().to_owned())
-            })
-            .unwrap_or_else(|| "unknown".into())
+        support::peak_rss_of(&self.child.id().to_string())
     }
 
     /// SIGTERM (actix-web stops gracefully), then waits; killed if it takes over 30 s.

@@ -17,7 +17,12 @@ pub fn env_count(name: &str, default: usize) -> anyhow::Result<usize> {
 
 /// The process's high-water resident set, as the kernel counts it.
 pub fn peak_rss() -> String {
-    std::fs::read_to_string("/proc/self/status")
+    peak_rss_of("self")
+}
+
+/// The same for process `pid` (a number, or `self`).
+pub fn peak_rss_of(pid: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
             status
