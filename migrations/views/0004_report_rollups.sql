@@ -43,6 +43,14 @@ CREATE INDEX recognitions_daily_by_camera ON recognitions_daily (camera_id, loca
 INSERT INTO recognitions_daily (local_date, camera_id, known, unknown)
 SELECT local_date, camera_id, SUM(known), SUM(unknown) FROM recognitions GROUP BY local_date, camera_id;
 
+-- How many times each projection's tables were swapped for rebuilt ones. A rebuild can change rows without
+-- changing the journal positions they came from (a new time zone, a fixed projector), so what a page keeps
+-- between requests is keyed on this as well.
+CREATE TABLE rebuilds (
+    projection  TEXT    PRIMARY KEY,
+    generation  INTEGER NOT NULL
+) WITHOUT ROWID;
+
 -- The journal position that last changed each local day's subjects: the report keeps the subject list it worked
 -- out for a period until a day in it changes (a year's list groups hundreds of thousands of rows).
 CREATE TABLE recognition_subject_days (
@@ -64,10 +72,14 @@ CREATE INDEX equipment_faults_by_opened ON equipment_faults (opened_at, cleared_
 -- intervals, so a device's uptime over a period comes from the intervals at the period's two ends.
 ALTER TABLE equipment_availability ADD COLUMN online_before INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE equipment_availability ADD COLUMN known_before INTEGER NOT NULL DEFAULT 0;
-UPDATE equipment_availability AS a SET
-    online_before = (SELECT COALESCE(SUM(CASE WHEN b.state = 'online' THEN b.ended_at - b.started_at ELSE 0 END), 0)
-                     FROM equipment_availability b
-                     WHERE b.device_id = a.device_id AND b.started_at < a.started_at AND b.ended_at IS NOT NULL),
-    known_before = (SELECT COALESCE(SUM(b.ended_at - b.started_at), 0)
-                    FROM equipment_availability b
-                    WHERE b.device_id = a.device_id AND b.started_at < a.started_at AND b.ended_at IS NOT NULL);
+-- One pass per device (a window over its earlier intervals, all closed: only the latest can be open).
+UPDATE equipment_availability AS a SET online_before = sums.online_before, known_before = sums.known_before
+FROM (
+    SELECT device_id, started_at,
+           COALESCE(SUM(CASE WHEN state = 'online' THEN ended_at - started_at ELSE 0 END) OVER earlier, 0)
+               AS online_before,
+           COALESCE(SUM(ended_at - started_at) OVER earlier, 0) AS known_before
+    FROM equipment_availability
+    WINDOW earlier AS (PARTITION BY device_id ORDER BY started_at ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+) AS sums
+WHERE a.device_id = sums.device_id AND a.started_at = sums.started_at;

@@ -60,6 +60,11 @@ fn rebuild_via(
                  WHERE projection = ?1",
                 [projection.name()],
             )?;
+            tx.execute(
+                "INSERT INTO main.rebuilds (projection, generation) VALUES (?1, 1)
+                 ON CONFLICT (projection) DO UPDATE SET generation = generation + 1",
+                [projection.name()],
+            )?;
         }
         tx.commit()?;
         Ok(())

@@ -1,7 +1,8 @@
 //! The recognitions report's subject list: who was recognized in a period, how often, by which cameras. A year of
 //! a busy site groups hundreds of thousands of per-day rows (a third of a second), so a list, once worked out, is
-//! kept until the recognitions projector changes a day of its period (`recognition_subject_days`): pages over
-//! past periods, the ones people open again and again, then cost one short lookup, and a list is never stale.
+//! kept until the recognitions projector changes a day of its period (`recognition_subject_days`) or its tables
+//! are swapped for rebuilt ones (`rebuilds`): pages over past periods, the ones people open again and again,
+//! then cost one short lookup, and a list is never stale.
 
 use crate::domain::DeviceId;
 use jiff::civil::Date;
@@ -33,8 +34,12 @@ pub struct SubjectList {
 /// Which list: the period's local days and the camera filter.
 type Key = (Date, Date, Option<DeviceId>);
 
-/// Each list with the journal position its days had changed up to when it was worked out.
-type Kept = HashMap<Key, (i64, Arc<SubjectList>)>;
+/// When a list's rows last changed: the recognitions tables' rebuild generation and the journal position its days
+/// had changed up to.
+type Version = (i64, i64);
+
+/// Each list with the version of the rows it was worked out from.
+type Kept = HashMap<Key, (Version, Arc<SubjectList>)>;
 
 /// Subject lists worked out so far.
 #[derive(Clone, Default)]
@@ -52,12 +57,17 @@ impl SubjectLists {
         camera: Option<&DeviceId>,
     ) -> rusqlite::Result<Arc<SubjectList>> {
         // Read before the list itself: a change landing in between is then in the list but not in the version,
-        // so the next request works the list out again rather than keep a list older than its version says.
-        let version: i64 = conn
+        // so the next request works the list out again rather than keep a list older than its version says. A
+        // rebuild can change rows under the same positions (a new time zone), hence its generation too.
+        let version: Version = conn
             .prepare_cached(
-                "SELECT COALESCE(MAX(changed_at), 0) FROM recognition_subject_days WHERE local_date BETWEEN ?1 AND ?2",
+                "SELECT (SELECT COALESCE(MAX(generation), 0) FROM rebuilds WHERE projection = 'recognitions'),
+                        COALESCE(MAX(changed_at), 0)
+                 FROM recognition_subject_days WHERE local_date BETWEEN ?1 AND ?2",
             )?
-            .query_row(params![from.to_string(), to.to_string()], |r| r.get(0))?;
+            .query_row(params![from.to_string(), to.to_string()], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
         let key = (from, to, camera.cloned());
         if let Some((kept_version, list)) = self.kept().get(&key)
             && *kept_version == version
@@ -181,6 +191,24 @@ mod tests {
         sighting(&conn, "2026-03-02", "C1", "dan", 4);
         let fresh = lists.get(&conn, from, to, None).unwrap();
         assert_eq!(names(&fresh), [("ann", 1, "C1"), ("dan", 1, "C1")]);
+    }
+
+    #[test]
+    fn a_rebuild_that_changes_rows_under_the_same_positions_drops_the_kept_list() {
+        let (_dir, conn) = views();
+        sighting(&conn, "2026-03-01", "C1", "ann", 1);
+        let lists = SubjectLists::default();
+        let (from, to) = (date(2026, 3, 1), date(2026, 3, 1));
+        let first = lists.get(&conn, from, to, None).unwrap();
+        // As a swap of rebuilt tables leaves them: other rows (say, bucketed in a new time zone), same positions.
+        conn.execute_batch(
+            "UPDATE recognition_subjects SET subject = 'bea';
+             INSERT INTO rebuilds (projection, generation) VALUES ('recognitions', 1);",
+        )
+        .unwrap();
+        let rebuilt = lists.get(&conn, from, to, None).unwrap();
+        assert!(!Arc::ptr_eq(&first, &rebuilt));
+        assert_eq!(names(&rebuilt), [("bea", 1, "C1")]);
     }
 
     #[test]
