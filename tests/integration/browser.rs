@@ -2,7 +2,7 @@
 //! playwright-core (`tests/browser/walkthrough.mjs`). Screenshots land in `target/screenshots/`.
 
 use crate::helpers::*;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 #[test]
 fn a_manager_signs_in_sees_a_tile_change_and_downloads_the_traffic_csv() {
@@ -25,13 +25,7 @@ fn a_manager_signs_in_sees_a_tile_change_and_downloads_the_traffic_csv() {
     let conn = gatehouse::auth::open(&site.paths().journal()).unwrap();
     gatehouse::auth::add_user(&conn, "mia", gatehouse::auth::Role::Manager, "long enough password").unwrap();
     drop(conn);
-    let mut server = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .current_dir(site.dir.path())
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = site.spawn_serve();
     wait_for_port(http_port);
     wait_for_port(mqtt_port);
     let browser_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");

@@ -199,13 +199,7 @@ fn state_as_of_a_past_instant_folds_only_what_had_happened_by_then() {
 fn simulate_publishes_to_the_running_server_and_reports_what_was_acknowledged() {
     let port = free_port();
     let site = Site::with_mqtt(&format!("listen = \"127.0.0.1:{port}\""), TWO_TURNSTILES_ONE_CAMERA);
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .current_dir(site.dir.path())
-        .arg("serve")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = site.spawn_serve();
     wait_for_port(port);
     let output = site.gatehouse(&["simulate", "--rate", "200", "--duration", "2"]);
     let _ = server.kill();

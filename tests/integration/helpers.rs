@@ -86,6 +86,17 @@ impl Site {
             .output()
             .expect("run gatehouse")
     }
+
+    /// Starts `gatehouse serve` on this site in the background, its output discarded; the caller stops it.
+    pub fn spawn_serve(&self) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .current_dir(self.dir.path())
+            .arg("serve")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start gatehouse serve")
+    }
 }
 
 pub fn at(s: &str) -> Timestamp {

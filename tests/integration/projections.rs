@@ -6,7 +6,6 @@ use gatehouse::domain::*;
 use gatehouse::journal::{JournalReader, StoredEvent};
 use gatehouse::projection::{self, Projection};
 use rusqlite::Connection;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn views_conn(site: &Site) -> Connection {
@@ -79,13 +78,7 @@ fn a_server_killed_mid_catch_up_resumes_without_losing_or_doubling_an_event() {
     let head = JournalReader::open(&site.paths().journal()).unwrap().head().unwrap() as i64;
     let mut kills = 0;
     for _attempt in 0..5 {
-        let mut server = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-            .current_dir(site.dir.path())
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut server = site.spawn_serve();
         // Wait for the first batch of this run, then SIGKILL: no chance to finish a transaction cleanly.
         let before = try_traffic_total_and_checkpoint(&site).map_or(0, |(_, c)| c);
         for _ in 0..2000 {
