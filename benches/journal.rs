@@ -16,7 +16,7 @@ use gatehouse::codec;
 use gatehouse::config::{Config, Synchronous};
 use gatehouse::db::StoragePaths;
 use gatehouse::domain::{
-    CameOnline, Commissioned, Decider, DeviceCommand, DeviceDetails, DeviceEvent, DeviceId, DeviceKind, Direction,
+    Aggregate, CameOnline, Commissioned, DeviceCommand, DeviceDetails, DeviceEvent, DeviceId, DeviceKind, Direction,
     PassageRecorded, Turnstile, TurnstileState,
 };
 use gatehouse::journal::{JournalReader, JournalWriter};
@@ -202,9 +202,16 @@ fn actor_path(workload: &Workload, dir: &Path) -> anyhow::Result<ActorRun> {
                 let command = DeviceCommand::RecordPassage {
                     direction: workload.direction(i),
                     at: workload.at(i),
+                    seq: None,
                 };
-                let causation = Some(Workload::msg_id(i));
-                let outcome = registry.execute(workload.device(i).as_str(), command, causation).await;
+                let meta = gatehouse::actors::Meta {
+                    causation: Some(Workload::msg_id(i)),
+                    actor: gatehouse::journal::Actor::gateway("bench"),
+                    delivery: None,
+                };
+                let outcome = registry
+                    .execute_device(workload.device(i).as_str(), command, meta)
+                    .await;
                 (i, outcome)
             })
             .buffer_unordered(WINDOW)
@@ -285,8 +292,8 @@ fn baseline(workload: &Workload, dir: &Path) -> anyhow::Result<Measured> {
     let mut conn = gatehouse::db::open(&dir.join("journal.db"), Synchronous::Full)?;
     gatehouse::db::migrate_journal(&mut conn)?;
     const INSERT_EVENT: &str = "INSERT INTO events (position, stream_id, version, event_type, schema, format, \
-                                occurred_at, recorded_at, causation, payload) \
-                                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+                                occurred_at, recorded_at, causation, payload, actor) \
+                                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
     const INSERT_PROCESSED: &str = "INSERT OR IGNORE INTO processed_messages (stream_id, msg_id, position) \
                                     VALUES (?1, ?2, ?3)";
 
@@ -341,6 +348,7 @@ fn baseline(workload: &Workload, dir: &Path) -> anyhow::Result<Measured> {
                     at,
                     during_fault: false,
                     during_lockout: false,
+                    seq: None,
                 }));
                 let head = position + events.len() as i64;
                 insert_processed.execute(params![id.as_str(), msg_id, head])?;
@@ -389,10 +397,11 @@ fn insert_row(
         encoded.event_type,
         encoded.schema,
         encoded.format,
-        event.occurred_at().as_microsecond(),
+        encoded.occurred_at.as_microsecond(),
         recorded_at,
         causation,
         encoded.payload,
+        "gateway:bench",
     ])?;
     Ok(())
 }
@@ -405,8 +414,11 @@ fn replay(workload: &Workload, journal: &Path) -> anyhow::Result<Measured> {
     let started = Instant::now();
     reader.for_each_after(0, |stored| {
         events += 1;
-        let state = states.entry(stored.stream_id).or_default();
-        *state = Turnstile::evolve(std::mem::take(state), &stored.event);
+        let Some((id, event)) = stored.device() else {
+            return Ok(());
+        };
+        let state = states.entry(DeviceId::parse(id)?).or_default();
+        *state = Turnstile::evolve(std::mem::take(state), event);
         Ok(())
     })?;
     let wall = started.elapsed();

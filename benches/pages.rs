@@ -562,6 +562,7 @@ fn build_journal(paths: &StoragePaths, site: &Site, n: usize, tz: &TimeZone) -> 
                         at,
                         during_fault: open_fault[dev].is_some(),
                         during_lockout: false,
+                        seq: None,
                     })
                 }
                 What::Recognition(subject, confidence) => {
@@ -572,6 +573,7 @@ fn build_journal(paths: &StoragePaths, site: &Site, n: usize, tz: &TimeZone) -> 
                         subject: subject.map(|s| subjects[s].clone()),
                         confidence: Confidence::new(*confidence).expect("within 0..=1"),
                         at,
+                        seq: None,
                     })
                 }
                 What::Fault(c) => {
@@ -588,6 +590,7 @@ fn build_journal(paths: &StoragePaths, site: &Site, n: usize, tz: &TimeZone) -> 
                         code,
                         detail: detail.to_owned(),
                         at,
+                        seq: None,
                     })
                 }
                 What::Clear(c) => {
@@ -600,7 +603,7 @@ fn build_journal(paths: &StoragePaths, site: &Site, n: usize, tz: &TimeZone) -> 
                     } else {
                         camera_codes[*c].clone()
                     };
-                    DeviceEvent::FaultCleared(FaultCleared { code, at })
+                    DeviceEvent::FaultCleared(FaultCleared { code, at, seq: None })
                 }
                 What::Offline => {
                     if !online[dev] {
@@ -645,7 +648,7 @@ impl RowWriter<'_> {
         self.position += 1;
         self.versions[dev] += 1;
         let encoded = codec::encode_event(event);
-        let occurred_at = event.occurred_at().as_microsecond();
+        let occurred_at = gatehouse::domain::DomainEvent::occurred_at(event).as_microsecond();
         self.conn
             .prepare_cached(
                 "INSERT INTO events (position, stream_id, version, event_type, schema, format, occurred_at,
@@ -707,7 +710,13 @@ fn project(root: &Path, paths: &StoragePaths, tz: &TimeZone) -> anyhow::Result<(
     let head = reader.head()?;
     for mut projection in gatehouse::projection::all(tz) {
         let started = Instant::now();
-        let position = gatehouse::projection::catch_up(projection.as_mut(), &reader, &mut views, |_| {})?;
+        let position = gatehouse::projection::catch_up(
+            projection.as_mut(),
+            &reader,
+            &mut views,
+            gatehouse::config::OnError::Park,
+            |_| {},
+        )?;
         let wall = started.elapsed();
         ensure!(
             position == head,

@@ -2,7 +2,7 @@
 //! projectors and the web server. `Application::build` binds every listener (port 0 works: tests read the real
 //! port back), `run_until_stopped` serves until the shutdown future resolves or a signal arrives.
 
-use crate::actors::{DeviceRegistry, start_devices};
+use crate::actors::{Registry, start_devices};
 use crate::config::{Broker, Config};
 use crate::db::StoragePaths;
 use crate::ingest::Ingestor;
@@ -21,7 +21,7 @@ use tokio::sync::watch;
 pub struct AppState {
     pub config: Arc<Config>,
     pub paths: StoragePaths,
-    pub registry: DeviceRegistry,
+    pub registry: Registry,
     /// Turns device messages into events or dead letters (used by MQTT ingestion).
     pub ingestor: Ingestor,
     pub projectors: Vec<ProjectorHandle>,
@@ -107,8 +107,18 @@ impl Core {
             &paths.journal(),
             &paths.views(),
             writer.committed(),
+            config.followers.on_error,
         )?;
-        let ingestor = Ingestor::new(registry.clone(), writer.clone(), config.mqtt.topic_prefix.clone());
+        let bounds = crate::ingest::ClockBounds {
+            max_ahead: config.devices.max_clock_skew,
+            max_behind: config.devices.max_backdate,
+        };
+        let ingestor = Ingestor::new(
+            registry.clone(),
+            writer.clone(),
+            config.mqtt.topic_prefix.clone(),
+            bounds,
+        );
         let (views_reader, journal_reader) = (ReadPool::new(paths.views()), ReadPool::new(paths.journal()));
         let state = AppState {
             config: Arc::new(config),

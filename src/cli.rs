@@ -4,7 +4,7 @@
 use crate::app::Application;
 use crate::config::Config;
 use crate::db::StoragePaths;
-use crate::domain::DeviceId;
+use crate::domain::{DeviceId, StreamName};
 use crate::history::{fold_device, parse_instant};
 use crate::journal::JournalReader;
 use crate::simulate::SimulateOptions;
@@ -234,7 +234,7 @@ fn dead_letters(
         (None, false) => None,
     };
     if let Some(which) = which {
-        let done = letters::redrive(config, which)?;
+        let done = letters::redrive(config, which, &crate::journal::Actor::cli())?;
         letters::print_redriven(&done, &mut out).context("cannot write to stdout")?;
     } else if let Some(id) = discard {
         letters::discard(&journal, id)?;
@@ -378,14 +378,19 @@ fn rebuild(config: &Config, names: &[String]) -> Result<(), Failure> {
             .progress_chars("=> "),
     );
     let started = std::time::Instant::now();
-    let built =
-        crate::projection::rebuild::rebuild(projections, &paths.journal(), &paths.views(), |name, position| {
+    let built = crate::projection::rebuild::rebuild(
+        projections,
+        &paths.journal(),
+        &paths.views(),
+        config.followers.on_error,
+        |name, position| {
             if bar.message() != name {
                 bar.set_message(name.to_owned());
                 bar.reset();
             }
             bar.set_position(position);
-        })?;
+        },
+    )?;
     bar.finish_and_clear();
     for (name, position) in built {
         println!("rebuilt {name} up to position {position}");
@@ -398,20 +403,39 @@ fn events(config: &Config, stream: Option<String>, after: u64, follow: bool) -> 
     let paths = StoragePaths::new(&config.storage.dir);
     let journal = JournalReader::open(&paths.journal())?;
     let stream = stream
-        .map(|s| DeviceId::parse(&s).map_err(|e| Failure::Usage(anyhow!("--stream: {e}"))))
+        .map(|s| StreamName::parse(&s).map_err(|e| Failure::Usage(anyhow!("--stream: {e}"))))
         .transpose()?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut position = after;
     loop {
-        let batch = journal.events_after(position, 1000)?;
+        let batch = journal.events_after_lenient(position, 1000)?;
         for event in &batch {
-            position = event.position;
-            if stream.as_ref().is_none_or(|s| *s == event.stream_id) {
-                // A closed pipe (`| head`) ends the command quietly.
-                if writeln!(out, "{}", event.to_json()).is_err() {
-                    return Ok(());
+            let line = match event {
+                Ok(event) => {
+                    position = event.position;
+                    if stream.as_ref().is_some_and(|s| *s != event.stream_id) {
+                        continue;
+                    }
+                    event.to_json()
                 }
+                // An event this program cannot read is shown with why, never skipped silently.
+                Err(unreadable) => {
+                    position = unreadable.position;
+                    if stream.as_ref().is_some_and(|s| s.as_str() != unreadable.stream_id) {
+                        continue;
+                    }
+                    serde_json::json!({
+                        "position": unreadable.position,
+                        "stream": unreadable.stream_id,
+                        "type": unreadable.event_type,
+                        "error": unreadable.error,
+                    })
+                }
+            };
+            // A closed pipe (`| head`) ends the command quietly.
+            if writeln!(out, "{line}").is_err() {
+                return Ok(());
             }
         }
         if batch.is_empty() {

@@ -22,6 +22,8 @@ const DEFAULT_SNAPSHOT_EVERY: u32 = 500;
 const DEFAULT_MQTT_LISTEN: &str = "127.0.0.1:1883";
 const DEFAULT_TOPIC_PREFIX: &str = "gatehouse";
 const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(90);
+const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_MAX_BACKDATE: Duration = Duration::from_secs(30 * 86400);
 const MQTT_PORT: u16 = 1883;
 const MQTTS_PORT: u16 = 8883;
 
@@ -33,6 +35,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub mqtt: MqttConfig,
     pub devices: DevicesConfig,
+    pub followers: FollowersConfig,
     pub turnstiles: Vec<TurnstileConfig>,
     pub cameras: Vec<CameraConfig>,
 }
@@ -95,6 +98,25 @@ pub enum Broker {
 pub struct DevicesConfig {
     /// A device silent (no message, no heartbeat) for this long is marked offline.
     pub offline_after: Duration,
+    /// Device time further ahead of the receive time than this makes the message a dead letter.
+    pub max_clock_skew: Duration,
+    /// Device time further behind the receive time than this makes the message a dead letter.
+    pub max_backdate: Duration,
+}
+
+/// What a follower (projector, policy) does with an event it cannot handle (`[followers] on_error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// Park it (kept, shown on /admin/projections and /healthz, re-driven later) and go on with the next.
+    #[default]
+    Park,
+    /// Stop at it and retry until it succeeds (nothing is skipped, nothing after it is applied).
+    Stop,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FollowersConfig {
+    pub on_error: OnError,
 }
 
 #[derive(Debug, Clone)]
@@ -168,6 +190,18 @@ impl Config {
         lines.push(format!(
             "offline after   {}",
             format_duration(self.devices.offline_after)
+        ));
+        lines.push(format!(
+            "device clocks   at most {} ahead, {} behind",
+            format_duration(self.devices.max_clock_skew),
+            format_duration(self.devices.max_backdate)
+        ));
+        lines.push(format!(
+            "follower errors {}",
+            match self.followers.on_error {
+                OnError::Park => "park the event and go on",
+                OnError::Stop => "stop and retry",
+            }
         ));
         lines.push(format!(
             "devices         {}, {}",
@@ -314,6 +348,7 @@ struct RawConfig {
     storage: RawStorage,
     mqtt: RawMqtt,
     devices: RawDevices,
+    followers: RawFollowers,
     turnstile: Vec<RawTurnstile>,
     camera: Vec<RawCamera>,
 }
@@ -355,6 +390,14 @@ struct RawMqtt {
 #[serde(default, deny_unknown_fields, expecting = "a table")]
 struct RawDevices {
     offline_after: Option<Spanned<String>>,
+    max_clock_skew: Option<Spanned<String>>,
+    max_backdate: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+struct RawFollowers {
+    on_error: Option<Spanned<String>>,
 }
 
 // Turnstile and camera are separate structs (not one flattened into the other) because
@@ -388,13 +431,23 @@ struct RawCamera {
 const TABLE_KEYS: &[(&str, &[&str])] = &[
     (
         "",
-        &["site", "http", "storage", "mqtt", "devices", "turnstile", "camera"],
+        &[
+            "site",
+            "http",
+            "storage",
+            "mqtt",
+            "devices",
+            "followers",
+            "turnstile",
+            "camera",
+        ],
     ),
     ("[site]", &["name", "timezone"]),
     ("[http]", &["listen"]),
     ("[storage]", &["dir", "snapshot_every", "synchronous"]),
     ("[mqtt]", &["broker", "listen", "topic_prefix", "username", "password"]),
-    ("[devices]", &["offline_after"]),
+    ("[devices]", &["offline_after", "max_clock_skew", "max_backdate"]),
+    ("[followers]", &["on_error"]),
     (
         "[[turnstile]]",
         &["id", "name", "zone", "serial", "model", "manufacturer"],
@@ -550,9 +603,29 @@ fn build(raw: RawConfig, text: &str, base_dir: &Path) -> Result<Config, Problem>
     };
     let storage = build_storage(raw.storage, base_dir)?;
     let mqtt = build_mqtt(raw.mqtt)?;
-    let offline_after = match raw.devices.offline_after {
-        None => DEFAULT_OFFLINE_AFTER,
-        Some(value) => duration(&value, "offline_after")?,
+    let optional_duration = |value: Option<Spanned<String>>, default, key| match value {
+        None => Ok(default),
+        Some(value) => duration(&value, key),
+    };
+    let devices = DevicesConfig {
+        offline_after: optional_duration(raw.devices.offline_after, DEFAULT_OFFLINE_AFTER, "offline_after")?,
+        max_clock_skew: optional_duration(raw.devices.max_clock_skew, DEFAULT_MAX_CLOCK_SKEW, "max_clock_skew")?,
+        max_backdate: optional_duration(raw.devices.max_backdate, DEFAULT_MAX_BACKDATE, "max_backdate")?,
+    };
+    let followers = FollowersConfig {
+        on_error: match raw.followers.on_error {
+            None => OnError::default(),
+            Some(value) => match value.get_ref().as_str() {
+                "park" => OnError::Park,
+                "stop" => OnError::Stop,
+                other => {
+                    return Err(Problem::at(
+                        value.span(),
+                        format!("invalid on_error {other:?}: expected \"park\" or \"stop\""),
+                    ));
+                }
+            },
+        },
     };
     let (turnstiles, cameras) = build_devices(text, raw.turnstile, raw.camera)?;
     Ok(Config {
@@ -560,7 +633,8 @@ fn build(raw: RawConfig, text: &str, base_dir: &Path) -> Result<Config, Problem>
         http,
         storage,
         mqtt,
-        devices: DevicesConfig { offline_after },
+        devices,
+        followers,
         turnstiles,
         cameras,
     })
@@ -766,7 +840,7 @@ fn duration(value: &Spanned<String>, key: &str) -> Result<Duration, Problem> {
     }
 }
 
-/// Whole numbers with `h`, `m` or `s`, largest unit first, each at most once: `90s`, `5m`, `1h30m`.
+/// Whole numbers with `d`, `h`, `m` or `s`, largest unit first, each at most once: `90s`, `5m`, `1h30m`.
 /// Deliberately narrower than jiff's friendly format (which also takes `90 sec`, `1.5h`, `PT5M`): the config
 /// contract may only grow, so it starts with the one spelling the docs show.
 fn parse_duration(text: &str) -> Option<Duration> {
@@ -783,6 +857,7 @@ fn parse_duration(text: &str) -> Option<Duration> {
         }
         let number: u64 = rest[..digits].parse().ok()?;
         let unit = match rest.as_bytes().get(digits)? {
+            b'd' => 86400,
             b'h' => 3600,
             b'm' => 60,
             b's' => 1,
@@ -802,7 +877,9 @@ fn parse_duration(text: &str) -> Option<Duration> {
 /// `90s` stays `90s`, `300s` prints as `5m`.
 fn format_duration(d: Duration) -> String {
     let secs = d.as_secs();
-    if secs > 0 && secs.is_multiple_of(3600) {
+    if secs > 0 && secs.is_multiple_of(86400) {
+        format!("{}d", secs / 86400)
+    } else if secs > 0 && secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
     } else if secs > 0 && secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
@@ -1123,7 +1200,7 @@ mod tests {
         assert_eq!(
             error("[site]\nname = \"x\"\n[turnstiles]\n"),
             "config.toml:3:2: unknown key \"turnstiles\" at the top level, expected one of: \
-             site, http, storage, mqtt, devices, turnstile, camera"
+             site, http, storage, mqtt, devices, followers, turnstile, camera"
         );
     }
 
@@ -1308,13 +1385,15 @@ mod tests {
     }
 
     #[test]
-    fn durations_are_whole_hours_minutes_and_seconds_largest_first() {
+    fn durations_are_whole_days_hours_minutes_and_seconds_largest_first() {
         let secs = |text: &str| parse_duration(text).map(|d| d.as_secs());
         assert_eq!(secs("90s"), Some(90));
         assert_eq!(secs("5m"), Some(300));
         assert_eq!(secs("2h"), Some(7200));
         assert_eq!(secs("1h30m"), Some(5400));
         assert_eq!(secs("1h0m5s"), Some(3605));
+        assert_eq!(secs("30d"), Some(30 * 86400));
+        assert_eq!(secs("1d12h"), Some(129_600));
         for bad in [
             "",
             "90",
@@ -1325,7 +1404,7 @@ mod tests {
             "30m1h",
             "5m5m",
             "90S",
-            "1d",
+            "1w",
             "PT5M",
             "-5s",
             "99999999999999999999s",
@@ -1506,6 +1585,8 @@ storage dir     /srv/gatehouse/data (snapshot every 500 events, synchronous full
 mqtt broker     embedded, listening on 127.0.0.1:1883
 mqtt prefix     gatehouse
 offline after   90s
+device clocks   at most 5m ahead, 30d behind
+follower errors park the event and go on
 devices         4 turnstiles, 2 cameras
   turnstile  T1  Hall A north     zone Hall A
   turnstile  T2  Hall A south     zone Hall A

@@ -21,6 +21,7 @@ fn journal_migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/journal/0002_dead_letters.sql")),
         M::up(include_str!("../migrations/journal/0003_dead_letter_redrive.sql")),
         M::up(include_str!("../migrations/journal/0004_auth.sql")),
+        M::up(include_str!("../migrations/journal/0005_event_core.sql")),
     ])
 }
 
@@ -30,6 +31,7 @@ fn views_migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/views/0002_reports.sql")),
         M::up(include_str!("../migrations/views/0003_traffic_daily.sql")),
         M::up(include_str!("../migrations/views/0004_report_rollups.sql")),
+        M::up(include_str!("../migrations/views/0005_parked_events.sql")),
     ])
 }
 

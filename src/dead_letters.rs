@@ -9,7 +9,8 @@
 use crate::app::Core;
 use crate::config::{Config, Synchronous};
 use crate::db::StoragePaths;
-use crate::ingest::{Ingested, Ingestor};
+use crate::ingest::{Arrival, Ingested, Ingestor, Received};
+use crate::journal::Actor;
 use crate::journal::{from_micros, micros};
 use anyhow::{Context, bail};
 use jiff::Timestamp;
@@ -98,6 +99,10 @@ pub struct DeadLetter {
     pub outcome: Option<String>,
     /// The dead letter the re-drive produced when the message failed again.
     pub redriven_to: Option<i64>,
+    /// Who sent it (`None` for letters kept before senders were recorded).
+    pub actor: Option<Actor>,
+    /// Who asked for its re-drive.
+    pub redrive_by: Option<Actor>,
 }
 
 /// Which letters to re-drive.
@@ -116,7 +121,8 @@ pub struct Redriven {
     pub outcome: String,
 }
 
-const COLUMNS: &str = "id, received_at, topic, payload, reason, status, resolved_at, outcome, redriven_to";
+const COLUMNS: &str =
+    "id, received_at, topic, payload, reason, status, resolved_at, outcome, redriven_to, actor, redrive_by";
 
 fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
     Ok(DeadLetter {
@@ -129,6 +135,8 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
         resolved_at: row.get::<_, Option<i64>>(6)?.map(from_micros),
         outcome: row.get(7)?,
         redriven_to: row.get(8)?,
+        actor: row.get::<_, Option<String>>(9)?.map(Actor::from_stored),
+        redrive_by: row.get::<_, Option<String>>(10)?.map(Actor::from_stored),
     })
 }
 
@@ -194,7 +202,7 @@ pub fn list(journal_path: &Path, include_resolved: bool) -> anyhow::Result<Vec<D
 /// Asking again for a letter whose request is still pending is not an error: it returns the id, so a command
 /// that gave up waiting (the server was down) can simply be run again. `AllOpen` likewise includes requests
 /// still pending from earlier.
-pub fn request_redrive(journal_path: &Path, which: Which) -> anyhow::Result<Vec<i64>> {
+pub fn request_redrive(journal_path: &Path, which: Which, by: &Actor) -> anyhow::Result<Vec<i64>> {
     let mut conn = open_journal(journal_path)?;
     // IMMEDIATE: check and update under one write lock, so a concurrent discard cannot slip in between.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -203,8 +211,8 @@ pub fn request_redrive(journal_path: &Path, which: Which) -> anyhow::Result<Vec<
             match status_of(&tx, id)? {
                 Status::Open => {
                     tx.execute(
-                        "UPDATE dead_letters SET status = ?2 WHERE id = ?1",
-                        params![id, Status::RedriveRequested.as_sql()],
+                        "UPDATE dead_letters SET status = ?2, redrive_by = ?3 WHERE id = ?1",
+                        params![id, Status::RedriveRequested.as_sql(), by.as_str()],
                     )?;
                 }
                 Status::RedriveRequested => {}
@@ -214,8 +222,8 @@ pub fn request_redrive(journal_path: &Path, which: Which) -> anyhow::Result<Vec<
         }
         Which::AllOpen => {
             tx.execute(
-                "UPDATE dead_letters SET status = ?1 WHERE status = ?2",
-                params![Status::RedriveRequested.as_sql(), Status::Open.as_sql()],
+                "UPDATE dead_letters SET status = ?1, redrive_by = ?3 WHERE status = ?2",
+                params![Status::RedriveRequested.as_sql(), Status::Open.as_sql(), by.as_str()],
             )?;
             let mut statement = tx.prepare("SELECT id FROM dead_letters WHERE status = ?1 ORDER BY id")?;
             statement
@@ -340,7 +348,13 @@ pub async fn process_redrive_requests(ingestor: &Ingestor, journal_path: &Path) 
     let mut done = Vec::with_capacity(requested.len());
     for letter in requested {
         let ingested = ingestor
-            .ingest(&letter.topic, &letter.payload, letter.received_at)
+            .ingest(Received {
+                topic: &letter.topic,
+                payload: &letter.payload,
+                received_at: letter.received_at,
+                actor: letter.redrive_by.clone().unwrap_or_else(Actor::cli),
+                arrival: Arrival::Redrive { dead_letter: letter.id },
+            })
             .await
             .with_context(|| format!("dead letter {}: cannot re-drive it (will retry)", letter.id))?;
         let (outcome, redriven_to) = describe(&ingested);
@@ -400,10 +414,10 @@ pub fn spawn_redrive_loop(ingestor: Ingestor, journal_path: PathBuf) {
 /// when no server runs, starts a core of its own (which takes the data directory's lock, and, like a server's
 /// start, commissions devices newly added to `config.toml`), re-drives, and stops it. Returns the letters as
 /// they ended up.
-pub fn redrive(config: Config, which: Which) -> anyhow::Result<Vec<DeadLetter>> {
+pub fn redrive(config: Config, which: Which, by: &Actor) -> anyhow::Result<Vec<DeadLetter>> {
     let paths = StoragePaths::new(&config.storage.dir);
     let journal = paths.journal();
-    let ids = request_redrive(&journal, which)?;
+    let ids = request_redrive(&journal, which, by)?;
     if ids.is_empty() {
         return Ok(Vec::new());
     }

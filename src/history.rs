@@ -42,13 +42,15 @@ pub fn fold_events(
     let Some(first) = events.first() else {
         return Ok(None);
     };
-    let DeviceEvent::Commissioned(c) = &first.event else {
+    let Some((_, DeviceEvent::Commissioned(c))) = first.device() else {
         return Err(anyhow!("device {device}: stream does not start with Commissioned"));
     };
     let mut state = DeviceState::initial(c.kind);
     let mut version = 0;
     for stored in events.iter().filter(|e| as_of.is_none_or(|t| e.occurred_at <= t)) {
-        state = state.evolve(&stored.event);
+        if let Some((_, event)) = stored.device() {
+            state = state.evolve(event);
+        }
         version = stored.version;
     }
     Ok(Some((state, version)))

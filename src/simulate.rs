@@ -804,9 +804,14 @@ watches = ["T1"]
         let config = config();
         let devices: HashMap<DeviceId, DeviceKind> = config.device_ids().into_iter().collect();
         for (now, message) in a_day(7) {
-            let parsed = crate::ingest::parse(PREFIX, &message.topic, &message.payload, now, |id| {
-                devices.get(id).copied()
-            })
+            let parsed = crate::ingest::parse(
+                PREFIX,
+                &message.topic,
+                &message.payload,
+                now,
+                Default::default(),
+                |id| devices.get(id).copied(),
+            )
             .unwrap_or_else(|e| panic!("{} {:?}: {e}", message.topic, String::from_utf8_lossy(&message.payload)));
             assert!(message.topic.ends_with(&format!("/{}", message.kind)), "{message:?}");
             assert_eq!(message.retain, message.kind == "status", "{message:?}");

@@ -1,7 +1,9 @@
-//! The actix side: one actor per device hosting its pure decider, and the registry that routes to them.
+//! The actix side: one generic host for every aggregate kind (`host`), what devices add to it (`device`), and
+//! the one registry that routes commands to instances of every kind (`registry`).
 
 pub mod device;
+pub mod host;
 pub mod registry;
 
-pub use device::{CommandError, CommandOutcome, DeviceActor, Execute};
-pub use registry::{DeviceRegistry, start_devices};
+pub use host::{AggregateActor, CommandError, CommandOutcome, Execute, HostSettings, Hosted, Meta, Recovered, recover};
+pub use registry::{Registry, start_devices};

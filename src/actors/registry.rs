@@ -1,55 +1,140 @@
-//! Routes commands to device actors by id, and starts those actors at boot: one per configured device and one
-//! per device the journal knows but the configuration no longer lists (so it can be decommissioned and can
-//! answer "decommissioned" rather than "unknown").
+//! The one registry of aggregate instances of every kind: routes commands by stream name, starts instances of
+//! created-on-demand kinds on first use, and starts the devices at boot: one per configured device and one per
+//! device the journal knows but the configuration no longer lists (so it can be decommissioned and can answer
+//! "decommissioned" rather than "unknown").
 
-use super::device::{CommandError, CommandOutcome, DeviceActor, DeviceSettings, Execute, Recovered, recover};
+use super::host::{
+    AggregateActor, CommandError, CommandOutcome, Execute, HostSettings, Hosted, Meta, Recovered, recover,
+};
 use crate::config::Config;
 use crate::domain::{
-    Camera, CameraState, Decider, DeviceCommand, DeviceDetails, DeviceId, DeviceKind, Lifecycle, Turnstile,
-    TurnstileState,
+    Camera, CameraState, Device, DeviceCommand, DeviceDetails, DeviceId, DeviceKind, Lifecycle, Rejection, StreamName,
+    Turnstile, TurnstileState,
 };
 use crate::journal::{JournalReader, JournalWriter};
 use actix::prelude::*;
 use jiff::Timestamp;
+use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-/// The addresses of every device actor. Built once at boot and shared read-only.
+/// The address of one instance: a `Recipient<Execute<C, R>>` for its kind's command and rejection types.
+type Address = Arc<dyn Any + Send + Sync>;
+
+/// The addresses of every running aggregate instance, of every kind, by stream name. Devices are started at
+/// boot; instances of kinds created as they are needed (a work order, an alarm) are started on first use by
+/// [`Registry::execute_or_start`]. Cheap to clone.
 #[derive(Clone)]
-pub struct DeviceRegistry {
-    devices: Arc<HashMap<DeviceId, (DeviceKind, Recipient<Execute>)>>,
+pub struct Registry {
+    instances: Arc<RwLock<HashMap<StreamName, Address>>>,
+    /// The kind of every device, fixed at boot (the configuration and the journal decide it).
+    device_kinds: Arc<HashMap<DeviceId, DeviceKind>>,
+    writer: JournalWriter,
+    journal_path: PathBuf,
+    settings: HostSettings,
+    /// Starts of on-demand instances, one at a time, so two first commands cannot start two actors.
+    starting: Arc<tokio::sync::Mutex<()>>,
 }
 
-impl DeviceRegistry {
-    /// Sends a command to the device's actor and waits until its effect is durable.
-    pub async fn execute(
+impl Registry {
+    fn address<C: Send + 'static, R: Send + 'static>(&self, stream: &str) -> Option<Recipient<Execute<C, R>>> {
+        // A poisoned lock only means a panic elsewhere while inserting: the map itself is still whole.
+        let instances = self.instances.read().unwrap_or_else(|p| p.into_inner());
+        instances
+            .get(stream)
+            .and_then(|address| address.downcast_ref::<Recipient<Execute<C, R>>>())
+            .cloned()
+    }
+
+    fn insert<C: Send + 'static, R: Send + 'static>(&self, stream: StreamName, recipient: Recipient<Execute<C, R>>) {
+        let mut instances = self.instances.write().unwrap_or_else(|p| p.into_inner());
+        instances.insert(stream, Arc::new(recipient));
+    }
+
+    /// Sends a command to a running instance and waits until its effect is durable.
+    pub async fn execute<C: Send + 'static, R: Send + 'static>(
         &self,
-        device: &str,
-        command: DeviceCommand,
-        causation: Option<String>,
-    ) -> Result<CommandOutcome, CommandError> {
-        // An invalid id cannot be a key, so a plain lookup by `&str` answers both cases.
-        let Some((_, recipient)) = self.devices.get(device) else {
-            return Err(CommandError::UnknownDevice(device.to_owned()));
+        stream: &str,
+        command: C,
+        meta: Meta,
+    ) -> Result<CommandOutcome, CommandError<R>> {
+        let Some(recipient) = self.address::<C, R>(stream) else {
+            return Err(CommandError::UnknownStream(stream.to_owned()));
         };
         recipient
-            .send(Execute { command, causation })
+            .send(Execute::new(command, meta))
             .await
             .map_err(|_| CommandError::Unavailable)?
     }
 
-    /// The kind of a known device.
-    pub fn kind(&self, device: &DeviceId) -> Option<DeviceKind> {
-        self.devices.get(device).map(|(kind, _)| *kind)
+    /// Sends a command to a device's actor and waits until its effect is durable.
+    pub async fn execute_device(
+        &self,
+        device: &str,
+        command: DeviceCommand,
+        meta: Meta,
+    ) -> Result<CommandOutcome, CommandError<Rejection>> {
+        match self.execute(device, command, meta).await {
+            Err(CommandError::UnknownStream(_)) => Err(CommandError::UnknownDevice(device.to_owned())),
+            other => other,
+        }
     }
 
+    /// Sends a command to the instance `id` of kind `A`, recovering and starting its actor first when it is
+    /// not running yet (kinds whose instances are created by commands: work orders, alarms, presence).
+    pub async fn execute_or_start<A: Hosted>(
+        &self,
+        id: &str,
+        command: A::Command,
+        meta: Meta,
+    ) -> Result<CommandOutcome, CommandError<A::Rejection>>
+    where
+        A::Command: Send,
+        A::Rejection: Send,
+    {
+        let stream = StreamName::of(A::KIND, id).map_err(|e| CommandError::UnknownStream(e.to_string()))?;
+        if self.address::<A::Command, A::Rejection>(stream.as_str()).is_none() {
+            let _one_at_a_time = self.starting.lock().await;
+            if self.address::<A::Command, A::Rejection>(stream.as_str()).is_none() {
+                let path = self.journal_path.clone();
+                let recovering = stream.clone();
+                let recovered =
+                    tokio::task::spawn_blocking(move || recover::<A>(&JournalReader::open(&path)?, &recovering))
+                        .await
+                        .map_err(|e| CommandError::Journal(crate::journal::AppendError::Storage(e.to_string())))?
+                        .map_err(|e| CommandError::Journal(crate::journal::AppendError::Storage(format!("{e:#}"))))?;
+                let actor = AggregateActor::<A>::new(
+                    stream.clone(),
+                    recovered,
+                    self.writer.clone(),
+                    self.journal_path.clone(),
+                    HostSettings {
+                        silence_after: None,
+                        ..self.settings
+                    },
+                );
+                self.insert(
+                    stream.clone(),
+                    actor.start().recipient::<Execute<A::Command, A::Rejection>>(),
+                );
+            }
+        }
+        self.execute(stream.as_str(), command, meta).await
+    }
+
+    /// The kind of a known device.
+    pub fn kind(&self, device: &DeviceId) -> Option<DeviceKind> {
+        self.device_kinds.get(device).copied()
+    }
+
+    /// How many devices there are.
     pub fn len(&self) -> usize {
-        self.devices.len()
+        self.device_kinds.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.devices.is_empty()
+        self.device_kinds.is_empty()
     }
 }
 
@@ -92,11 +177,7 @@ fn wanted_devices(config: &Config) -> BTreeMap<DeviceId, Wanted> {
 
 /// Recovers every device (blocking; run off the executor), starts its actor, then brings the journal in line
 /// with `config.toml`: new devices are commissioned, changed ones reconfigured, removed ones decommissioned.
-pub async fn start_devices(
-    config: &Config,
-    writer: JournalWriter,
-    journal_path: &Path,
-) -> anyhow::Result<DeviceRegistry> {
+pub async fn start_devices(config: &Config, writer: JournalWriter, journal_path: &Path) -> anyhow::Result<Registry> {
     let wanted = wanted_devices(config);
     let path: PathBuf = journal_path.to_owned();
     let configured: Vec<(DeviceId, DeviceKind)> = wanted.iter().map(|(id, w)| (id.clone(), w.kind)).collect();
@@ -109,9 +190,10 @@ pub async fn start_devices(
         all.extend(configured);
         let mut out = Vec::with_capacity(all.len());
         for (id, kind) in all {
+            let stream = StreamName::device(&id);
             let loaded = match kind {
-                DeviceKind::Turnstile => Loaded::Turnstile(recover::<Turnstile>(&journal, &id)?),
-                DeviceKind::Camera => Loaded::Camera(recover::<Camera>(&journal, &id)?),
+                DeviceKind::Turnstile => Loaded::Turnstile(recover::<Turnstile>(&journal, &stream)?),
+                DeviceKind::Camera => Loaded::Camera(recover::<Camera>(&journal, &stream)?),
             };
             out.push((id, kind, loaded));
         }
@@ -119,39 +201,54 @@ pub async fn start_devices(
     })
     .await??;
 
-    let settings = DeviceSettings {
+    let settings = HostSettings {
         snapshot_every: config.storage.snapshot_every,
-        offline_after: config.devices.offline_after,
+        silence_after: Some(config.devices.offline_after),
     };
-    let mut devices = HashMap::with_capacity(loaded.len());
+    let mut device_kinds = HashMap::with_capacity(loaded.len());
+    let mut recipients = Vec::with_capacity(loaded.len());
     let mut lifecycles = Vec::with_capacity(loaded.len());
     for (id, kind, loaded) in loaded {
+        let stream = StreamName::device(&id);
         let (recipient, lifecycle) = match loaded {
-            Loaded::Turnstile(r) => {
-                let lifecycle = Turnstile::common(&r.state).lifecycle;
-                let actor = DeviceActor::<Turnstile>::new(id.clone(), r, writer.clone(), journal_path.into(), settings);
-                (actor.start().recipient(), lifecycle)
-            }
-            Loaded::Camera(r) => {
-                let lifecycle = Camera::common(&r.state).lifecycle;
-                let actor = DeviceActor::<Camera>::new(id.clone(), r, writer.clone(), journal_path.into(), settings);
-                (actor.start().recipient(), lifecycle)
-            }
+            Loaded::Turnstile(r) => start_device::<Turnstile>(stream.clone(), r, &writer, journal_path, settings),
+            Loaded::Camera(r) => start_device::<Camera>(stream.clone(), r, &writer, journal_path, settings),
         };
         lifecycles.push((id.clone(), lifecycle));
-        devices.insert(id, (kind, recipient));
+        recipients.push((stream, recipient));
+        device_kinds.insert(id, kind);
     }
-    let registry = DeviceRegistry {
-        devices: Arc::new(devices),
+    let registry = Registry {
+        instances: Default::default(),
+        device_kinds: Arc::new(device_kinds),
+        writer,
+        journal_path: journal_path.to_owned(),
+        settings,
+        starting: Default::default(),
     };
+    for (stream, recipient) in recipients {
+        registry.insert(stream, recipient);
+    }
     reconcile(&registry, &wanted, &lifecycles).await?;
     Ok(registry)
+}
+
+fn start_device<D: Device + Hosted>(
+    stream: StreamName,
+    recovered: Recovered<D::State>,
+    writer: &JournalWriter,
+    journal_path: &Path,
+    settings: HostSettings,
+) -> (Recipient<Execute<DeviceCommand, Rejection>>, Lifecycle) {
+    let lifecycle = D::common(&recovered.state).lifecycle;
+    let actor = AggregateActor::<D>::new(stream, recovered, writer.clone(), journal_path.into(), settings);
+    (actor.start().recipient(), lifecycle)
 }
 
 /// Turns the difference between the configuration and the journal into commands, sent to all devices at once
 /// so a site with many devices starts with a few group commits rather than one commit per device.
 async fn reconcile(
-    registry: &DeviceRegistry,
+    registry: &Registry,
     wanted: &BTreeMap<DeviceId, Wanted>,
     lifecycles: &[(DeviceId, Lifecycle)],
 ) -> anyhow::Result<()> {
@@ -180,7 +277,7 @@ async fn reconcile(
         };
         pending.push(async move {
             registry
-                .execute(id.as_str(), command, None)
+                .execute_device(id.as_str(), command, Meta::by(crate::journal::Actor::config()))
                 .await
                 .map_err(|error| anyhow::anyhow!("device {id}: cannot apply config.toml: {error}"))
         });

@@ -1,8 +1,9 @@
 //! The camera aggregate: records recognitions and knows which turnstiles it watches.
 
-use super::Decider;
+use super::Device;
+use super::aggregate::{Aggregate, DEVICE_KIND};
 use super::command::{DeviceCommand, Rejection};
-use super::device::{Common, Decision};
+use super::device::{Common, Decision, count_message};
 use super::event::*;
 use super::ids::{DeviceId, DeviceKind};
 use super::values::Confidence;
@@ -20,39 +21,17 @@ pub struct CameraState {
 /// The camera decider.
 pub struct Camera;
 
-impl Decider for Camera {
-    const KIND: DeviceKind = DeviceKind::Camera;
+impl Aggregate for Camera {
+    const KIND: &'static str = DEVICE_KIND;
     /// Bump when `CameraState` changes shape: older snapshots are then ignored and streams replayed.
-    const STATE_SCHEMA: u32 = 1;
+    const STATE_SCHEMA: u32 = 2;
+    type Command = DeviceCommand;
+    type Event = DeviceEvent;
     type State = CameraState;
+    type Rejection = Rejection;
 
     fn decide(state: &CameraState, command: &DeviceCommand) -> Result<Vec<DeviceEvent>, Rejection> {
-        let mut events = match state.common.decide(Self::KIND, &state.watches, command) {
-            Decision::Reject(rejection) => return Err(rejection),
-            Decision::Events(events) => return Ok(events),
-            Decision::KindSpecific { prefix } => prefix,
-        };
-        match command {
-            DeviceCommand::RecordRecognition {
-                subject,
-                confidence,
-                at,
-            } => {
-                let confidence = Confidence::new(*confidence).ok_or(Rejection::ConfidenceOutOfRange(*confidence))?;
-                events.push(DeviceEvent::RecognitionRecorded(RecognitionRecorded {
-                    subject: subject.clone(),
-                    confidence,
-                    at: *at,
-                }));
-            }
-            other => {
-                return Err(Rejection::WrongKind {
-                    kind: Self::KIND,
-                    command: other.name(),
-                });
-            }
-        }
-        Ok(events)
+        decide_camera(state, command).map(|events| count_message(command, events))
     }
 
     fn evolve(mut state: CameraState, event: &DeviceEvent) -> CameraState {
@@ -68,6 +47,42 @@ impl Decider for Camera {
         }
         state
     }
+}
+
+/// The rules of a camera's own commands, before the message counter is accounted for.
+fn decide_camera(state: &CameraState, command: &DeviceCommand) -> Result<Vec<DeviceEvent>, Rejection> {
+    let mut events = match state.common.decide(DeviceKind::Camera, &state.watches, command) {
+        Decision::Reject(rejection) => return Err(rejection),
+        Decision::Events(events) => return Ok(events),
+        Decision::KindSpecific { prefix } => prefix,
+    };
+    match command {
+        DeviceCommand::RecordRecognition {
+            subject,
+            confidence,
+            at,
+            seq,
+        } => {
+            let confidence = Confidence::new(*confidence).ok_or(Rejection::ConfidenceOutOfRange(*confidence))?;
+            events.push(DeviceEvent::RecognitionRecorded(RecognitionRecorded {
+                subject: subject.clone(),
+                confidence,
+                at: *at,
+                seq: *seq,
+            }));
+        }
+        other => {
+            return Err(Rejection::WrongKind {
+                kind: DeviceKind::Camera,
+                command: other.name(),
+            });
+        }
+    }
+    Ok(events)
+}
+
+impl Device for Camera {
+    const DEVICE_KIND: DeviceKind = DeviceKind::Camera;
 
     fn common(state: &CameraState) -> &Common {
         &state.common

@@ -26,15 +26,21 @@ pub enum DeviceCommand {
     RecordPassage {
         direction: Direction,
         at: Timestamp,
+        /// The gateway's message counter (`seq`), when it sends one.
+        seq: Option<u64>,
     },
     ReportFault {
         code: FaultCode,
         detail: String,
         at: Timestamp,
+        /// The gateway's message counter (`seq`), when it sends one.
+        seq: Option<u64>,
     },
     ClearFault {
         code: FaultCode,
         at: Timestamp,
+        /// The gateway's message counter (`seq`), when it sends one.
+        seq: Option<u64>,
     },
     LockOut {
         reason: String,
@@ -56,6 +62,7 @@ pub enum DeviceCommand {
         /// Raw as received: the range rule lives in `decide`.
         confidence: f64,
         at: Timestamp,
+        seq: Option<u64>,
     },
 }
 
@@ -74,6 +81,17 @@ impl DeviceCommand {
             DeviceCommand::ReportAvailability { .. } => "report availability",
             DeviceCommand::RecordHeartbeat { .. } => "record heartbeat",
             DeviceCommand::RecordRecognition { .. } => "record recognition",
+        }
+    }
+
+    /// The gateway's message counter, for the device messages that carry one.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            DeviceCommand::RecordPassage { seq, .. }
+            | DeviceCommand::ReportFault { seq, .. }
+            | DeviceCommand::ClearFault { seq, .. }
+            | DeviceCommand::RecordRecognition { seq, .. } => *seq,
+            _ => None,
         }
     }
 

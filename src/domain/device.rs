@@ -1,6 +1,7 @@
 //! What turnstiles and cameras have in common: lifecycle, details, availability and open faults, with the rules
 //! for the commands that concern them. Each kind's aggregate embeds [`Common`] and delegates to it.
 
+use super::aggregate::DomainEvent;
 use super::command::{DeviceCommand, Rejection};
 use super::event::*;
 use super::ids::{DeviceDetails, DeviceKind};
@@ -70,7 +71,14 @@ pub struct Common {
     pub open_faults: BTreeMap<FaultCode, OpenFault>,
     #[serde(with = "option_timestamp")]
     pub last_event_at: Option<Timestamp>,
+    /// The highest message counter (`seq`) the device's gateway has sent so far.
+    pub last_seq: Option<u64>,
+    /// Messages the counter says were sent but never arrived (jumps in `seq`, less late arrivals).
+    pub lost_messages: u64,
 }
+
+/// A counter that falls back by more than this is a gateway that restarted its count, not a late message.
+const SEQ_RESTART_GAP: u64 = 1000;
 
 /// What [`Common::decide`] concluded about a command.
 pub(super) enum Decision {
@@ -133,21 +141,23 @@ impl Common {
                 }
             }
             C::Decommission { at } => events.push(DeviceEvent::Decommissioned(Decommissioned { at: *at })),
-            C::ReportFault { code, detail, at } => {
+            C::ReportFault { code, detail, at, seq } => {
                 // A unit repeats a fault until it is fixed; only the first report opens an episode.
                 if !self.open_faults.contains_key(code) {
                     events.push(DeviceEvent::FaultReported(FaultReported {
                         code: code.clone(),
                         detail: detail.clone(),
                         at: *at,
+                        seq: *seq,
                     }));
                 }
             }
-            C::ClearFault { code, at } => {
+            C::ClearFault { code, at, seq } => {
                 if self.open_faults.contains_key(code) {
                     events.push(DeviceEvent::FaultCleared(FaultCleared {
                         code: code.clone(),
                         at: *at,
+                        seq: *seq,
                     }));
                 }
             }
@@ -169,6 +179,9 @@ impl Common {
     /// Applies the shared part of an event. Never fails: events are facts.
     pub(super) fn evolve(&mut self, event: &DeviceEvent) {
         self.last_event_at = Some(event.occurred_at());
+        if let Some(seq) = event.seq() {
+            self.count_seq(seq);
+        }
         match event {
             DeviceEvent::Commissioned(e) => {
                 self.lifecycle = Lifecycle::Active;
@@ -194,9 +207,42 @@ impl Common {
             | DeviceEvent::PassageRecorded(_)
             | DeviceEvent::LockedOut(_)
             | DeviceEvent::Unlocked(_)
-            | DeviceEvent::RecognitionRecorded(_) => {}
+            | DeviceEvent::RecognitionRecorded(_)
+            | DeviceEvent::MessageCounted(_) => {}
         }
     }
+}
+
+impl Common {
+    /// Follows the gateway's message counter: a jump past the next number counts the skipped ones as lost; a
+    /// late one arriving after the jump takes one back; a counter far below the last one restarted.
+    fn count_seq(&mut self, seq: u64) {
+        match self.last_seq {
+            None => self.last_seq = Some(seq),
+            Some(last) if seq > last => {
+                self.lost_messages += seq - last - 1;
+                self.last_seq = Some(seq);
+            }
+            Some(last) if last - seq > SEQ_RESTART_GAP => self.last_seq = Some(seq),
+            // The same number again is a repeat (no msg_id), not a loss; an older one is a late arrival.
+            Some(last) if seq < last => self.lost_messages = self.lost_messages.saturating_sub(1),
+            Some(_) => {}
+        }
+    }
+}
+
+/// Completes a decision on a device message that carries a `seq`: when none of its events carries the counter,
+/// a [`MessageCounted`] does, so the next message is not taken for a jump.
+pub(super) fn count_message(command: &DeviceCommand, mut events: Vec<DeviceEvent>) -> Vec<DeviceEvent> {
+    if let Some(seq) = command.seq()
+        && !events.iter().any(|e| e.seq().is_some())
+    {
+        events.push(DeviceEvent::MessageCounted(MessageCounted {
+            seq,
+            at: command_time(command),
+        }));
+    }
+    events
 }
 
 /// The instant a command speaks of.

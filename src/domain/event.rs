@@ -1,6 +1,7 @@
 //! Device events: the facts the journal keeps forever. Past tense; each variant's body is its own struct so the
 //! journal can store the body under a stable type name and a schema version (see `codec`).
 
+use super::aggregate::DomainEvent;
 use super::ids::{DeviceDetails, DeviceId, DeviceKind};
 use super::time::timestamp;
 use super::values::{Confidence, Direction, FaultCode, SubjectId};
@@ -25,6 +26,7 @@ pub enum DeviceEvent {
     WentOffline(WentOffline),
     CameOnline(CameOnline),
     RecognitionRecorded(RecognitionRecorded),
+    MessageCounted(MessageCounted),
 }
 
 /// The device was added to `config.toml` (or added back after a removal).
@@ -72,6 +74,8 @@ pub struct PassageRecorded {
     pub during_fault: bool,
     /// The turnstile was locked out by a manager: somebody got through a unit taken out of service.
     pub during_lockout: bool,
+    /// The gateway's message counter for this device, when it sends one (schema 2; older events: `None`).
+    pub seq: Option<u64>,
 }
 
 /// The unit reported a malfunction.
@@ -81,6 +85,8 @@ pub struct FaultReported {
     pub detail: String,
     #[serde(with = "timestamp")]
     pub at: Timestamp,
+    /// The gateway's message counter for this device, when it sends one (schema 2; older events: `None`).
+    pub seq: Option<u64>,
 }
 
 /// The unit reported a fault gone.
@@ -89,6 +95,8 @@ pub struct FaultCleared {
     pub code: FaultCode,
     #[serde(with = "timestamp")]
     pub at: Timestamp,
+    /// The gateway's message counter for this device, when it sends one (schema 2; older events: `None`).
+    pub seq: Option<u64>,
 }
 
 /// A manager took the turnstile out of service.
@@ -127,11 +135,21 @@ pub struct RecognitionRecorded {
     pub confidence: Confidence,
     #[serde(with = "timestamp")]
     pub at: Timestamp,
+    /// The gateway's message counter for this device, when it sends one (schema 2; older events: `None`).
+    pub seq: Option<u64>,
 }
 
-impl DeviceEvent {
-    /// The stable name stored in the journal's `event_type` column and shown to people.
-    pub fn event_type(&self) -> &'static str {
+/// A device message with a `seq` that changed nothing else (a repeated fault report, a stray clear): kept so the
+/// counter has no false gaps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageCounted {
+    pub seq: u64,
+    #[serde(with = "timestamp")]
+    pub at: Timestamp,
+}
+
+impl DomainEvent for DeviceEvent {
+    fn event_type(&self) -> &'static str {
         match self {
             DeviceEvent::Commissioned(_) => "Commissioned",
             DeviceEvent::DetailsChanged(_) => "DetailsChanged",
@@ -145,11 +163,11 @@ impl DeviceEvent {
             DeviceEvent::WentOffline(_) => "WentOffline",
             DeviceEvent::CameOnline(_) => "CameOnline",
             DeviceEvent::RecognitionRecorded(_) => "RecognitionRecorded",
+            DeviceEvent::MessageCounted(_) => "MessageCounted",
         }
     }
 
-    /// When the fact happened (device time for device messages, decision time otherwise).
-    pub fn occurred_at(&self) -> Timestamp {
+    fn occurred_at(&self) -> Timestamp {
         match self {
             DeviceEvent::Commissioned(e) => e.at,
             DeviceEvent::DetailsChanged(e) => e.at,
@@ -163,6 +181,21 @@ impl DeviceEvent {
             DeviceEvent::WentOffline(e) => e.at,
             DeviceEvent::CameOnline(e) => e.at,
             DeviceEvent::RecognitionRecorded(e) => e.at,
+            DeviceEvent::MessageCounted(e) => e.at,
+        }
+    }
+}
+
+impl DeviceEvent {
+    /// The gateway's message counter the event carries, for the device messages that have one.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            DeviceEvent::PassageRecorded(e) => e.seq,
+            DeviceEvent::FaultReported(e) => e.seq,
+            DeviceEvent::FaultCleared(e) => e.seq,
+            DeviceEvent::RecognitionRecorded(e) => e.seq,
+            DeviceEvent::MessageCounted(e) => Some(e.seq),
+            _ => None,
         }
     }
 }

@@ -1,10 +1,12 @@
-//! The pure domain: device aggregates as deciders. Knows nothing about actix, SQLite, MQTT, HTTP or the clock;
-//! every instant it uses arrives inside a command.
+//! The pure domain: aggregates as deciders. Knows nothing about actix, SQLite, MQTT, HTTP or the clock; every
+//! instant it uses arrives inside a command.
 //!
+//! - `aggregate`: the `Aggregate` trait every kind implements, `StreamName`.
 //! - `ids`, `values`: validated identifiers and values (parse, don't validate).
 //! - `command`, `event`: what aggregates are asked and what they record.
 //! - `device`: the rules turnstiles and cameras share; `turnstile`, `camera`: each kind's own.
 
+pub mod aggregate;
 mod camera;
 mod command;
 mod device;
@@ -14,6 +16,7 @@ pub mod time;
 mod turnstile;
 mod values;
 
+pub use aggregate::{Aggregate, DEVICE_KIND, DomainEvent, InvalidStreamName, StreamName};
 pub use camera::{Camera, CameraState};
 pub use command::{DeviceCommand, Rejection};
 pub use device::{Availability, Common, Lifecycle, OpenFault, command_time};
@@ -22,26 +25,14 @@ pub use ids::{DeviceDetails, DeviceId, DeviceKind, InvalidDeviceId};
 pub use turnstile::{LockOut, Turnstile, TurnstileState};
 pub use values::{Confidence, Direction, FaultCode, SubjectId};
 
-use serde::{Serialize, de::DeserializeOwned};
+use serde::Serialize;
 
-/// An aggregate as a pure decider: every business rule in `decide`, none in `evolve`.
-pub trait Decider {
-    const KIND: DeviceKind;
-    /// Version of `State`'s stored shape; a snapshot with another version is ignored.
-    const STATE_SCHEMA: u32;
-    type State: Clone + Default + std::fmt::Debug + Serialize + DeserializeOwned + Send + Unpin + 'static;
-
-    /// Decides what a command means given the current state: the events to record, or why not.
-    fn decide(state: &Self::State, command: &DeviceCommand) -> Result<Vec<DeviceEvent>, Rejection>;
-    /// Applies one recorded event. Infallible: the journal only holds facts.
-    fn evolve(state: Self::State, event: &DeviceEvent) -> Self::State;
+/// What turnstiles and cameras add to [`Aggregate`]: one command, event and rejection type for both kinds, and
+/// the shared part of their state.
+pub trait Device: Aggregate<Command = DeviceCommand, Event = DeviceEvent, Rejection = Rejection> {
+    const DEVICE_KIND: DeviceKind;
     /// The part of the state every kind shares.
     fn common(state: &Self::State) -> &Common;
-
-    /// Folds a sequence of events onto a state.
-    fn fold<'a>(state: Self::State, events: impl IntoIterator<Item = &'a DeviceEvent>) -> Self::State {
-        events.into_iter().fold(state, Self::evolve)
-    }
 }
 
 /// Either kind's state, for code that serves both (the `state` command, the device page).

@@ -42,13 +42,17 @@ fn online(t: &str) -> DeviceEvent {
 }
 
 /// Given `events`, when `command`, then what `decide` answers.
-fn given<D: Decider>(events: &[DeviceEvent], command: DeviceCommand) -> Result<Vec<DeviceEvent>, Rejection> {
+fn given<D: Device>(events: &[DeviceEvent], command: DeviceCommand) -> Result<Vec<DeviceEvent>, Rejection> {
     let state = D::fold(D::State::default(), events);
     D::decide(&state, &command)
 }
 
 fn passage(direction: Direction, t: &str) -> DeviceCommand {
-    DeviceCommand::RecordPassage { direction, at: at(t) }
+    DeviceCommand::RecordPassage {
+        direction,
+        at: at(t),
+        seq: None,
+    }
 }
 
 fn recorded_passage(direction: Direction, t: &str, during_fault: bool, during_lockout: bool) -> DeviceEvent {
@@ -57,6 +61,7 @@ fn recorded_passage(direction: Direction, t: &str, during_fault: bool, during_lo
         at: at(t),
         during_fault,
         during_lockout,
+        seq: None,
     })
 }
 
@@ -107,6 +112,7 @@ fn a_decommissioned_device_accepts_nothing() {
             code: jam(),
             detail: String::new(),
             at: at("11:00:00"),
+            seq: None,
         },
         DeviceCommand::Decommission { at: at("11:00:00") },
     ] {
@@ -165,6 +171,7 @@ fn a_passage_during_an_open_fault_is_recorded_and_marked() {
             code: jam(),
             detail: "arm stuck".into(),
             at: at("08:40:00"),
+            seq: None,
         }),
     ];
     let then = given::<Turnstile>(&history, passage(Direction::In, "09:00:00"));
@@ -191,6 +198,7 @@ fn a_repeated_fault_with_the_same_open_code_adds_no_event() {
         code: jam(),
         detail: "arm stuck".into(),
         at: at("09:00:00"),
+        seq: None,
     };
     let history = [commissioned(DeviceKind::Turnstile), online("08:30:00")];
     let first = given::<Turnstile>(&history, report()).unwrap();
@@ -199,7 +207,8 @@ fn a_repeated_fault_with_the_same_open_code_adds_no_event() {
         vec![DeviceEvent::FaultReported(FaultReported {
             code: jam(),
             detail: "arm stuck".into(),
-            at: at("09:00:00")
+            at: at("09:00:00"),
+            seq: None,
         })]
     );
     let history: Vec<_> = history.into_iter().chain(first).collect();
@@ -215,6 +224,7 @@ fn a_different_fault_code_opens_its_own_episode() {
             code: jam(),
             detail: String::new(),
             at: at("08:40:00"),
+            seq: None,
         }),
     ];
     let power = FaultCode::parse("POWER").unwrap();
@@ -224,6 +234,7 @@ fn a_different_fault_code_opens_its_own_episode() {
             code: power.clone(),
             detail: "low voltage".into(),
             at: at("09:00:00"),
+            seq: None,
         },
     );
     assert_eq!(
@@ -231,7 +242,8 @@ fn a_different_fault_code_opens_its_own_episode() {
         Ok(vec![DeviceEvent::FaultReported(FaultReported {
             code: power,
             detail: "low voltage".into(),
-            at: at("09:00:00")
+            at: at("09:00:00"),
+            seq: None,
         })])
     );
 }
@@ -245,6 +257,7 @@ fn clearing_an_open_fault_records_it() {
             code: jam(),
             detail: String::new(),
             at: at("08:40:00"),
+            seq: None,
         }),
     ];
     let then = given::<Turnstile>(
@@ -252,13 +265,15 @@ fn clearing_an_open_fault_records_it() {
         DeviceCommand::ClearFault {
             code: jam(),
             at: at("09:00:00"),
+            seq: None,
         },
     );
     assert_eq!(
         then,
         Ok(vec![DeviceEvent::FaultCleared(FaultCleared {
             code: jam(),
-            at: at("09:00:00")
+            at: at("09:00:00"),
+            seq: None,
         })])
     );
 }
@@ -271,6 +286,7 @@ fn clearing_a_fault_that_is_not_open_adds_no_event() {
         DeviceCommand::ClearFault {
             code: jam(),
             at: at("09:00:00"),
+            seq: None,
         },
     );
     assert_eq!(then, Ok(vec![]));
@@ -352,6 +368,7 @@ fn a_recognition_is_recorded_with_its_subject_or_as_unknown() {
                 subject: subject.clone(),
                 confidence: 0.93,
                 at: at("09:00:00"),
+                seq: None,
             },
         );
         assert_eq!(
@@ -360,6 +377,7 @@ fn a_recognition_is_recorded_with_its_subject_or_as_unknown() {
                 subject,
                 confidence: Confidence::new(0.93).unwrap(),
                 at: at("09:00:00"),
+                seq: None,
             })])
         );
     }
@@ -375,6 +393,7 @@ fn a_confidence_outside_zero_to_one_is_rejected() {
                 subject: None,
                 confidence: bad,
                 at: at("09:00:00"),
+                seq: None,
             },
         );
         assert!(
@@ -391,6 +410,7 @@ fn each_kind_rejects_the_other_kinds_commands() {
         subject: None,
         confidence: 0.5,
         at: at("09:00:00"),
+        seq: None,
     };
     assert_eq!(
         given::<Turnstile>(&turnstile, recognition),
@@ -450,6 +470,7 @@ fn evolve_keeps_counters_faults_and_availability() {
             code: jam(),
             detail: "arm".into(),
             at: at("08:40:00"),
+            seq: None,
         }),
     ];
     let state = Turnstile::fold(TurnstileState::default(), &events);

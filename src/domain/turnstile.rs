@@ -1,8 +1,9 @@
 //! The turnstile aggregate: counts passages, knows its faults and whether a manager locked it out.
 
-use super::Decider;
+use super::Device;
+use super::aggregate::{Aggregate, DEVICE_KIND};
 use super::command::{DeviceCommand, Rejection};
-use super::device::{Common, Decision};
+use super::device::{Common, Decision, count_message};
 use super::event::*;
 use super::ids::DeviceKind;
 use super::time::timestamp;
@@ -29,49 +30,17 @@ pub struct TurnstileState {
 /// The turnstile decider.
 pub struct Turnstile;
 
-impl Decider for Turnstile {
-    const KIND: DeviceKind = DeviceKind::Turnstile;
+impl Aggregate for Turnstile {
+    const KIND: &'static str = DEVICE_KIND;
     /// Bump when `TurnstileState` changes shape: older snapshots are then ignored and streams replayed.
-    const STATE_SCHEMA: u32 = 1;
+    const STATE_SCHEMA: u32 = 2;
+    type Command = DeviceCommand;
+    type Event = DeviceEvent;
     type State = TurnstileState;
+    type Rejection = Rejection;
 
     fn decide(state: &TurnstileState, command: &DeviceCommand) -> Result<Vec<DeviceEvent>, Rejection> {
-        let mut events = match state.common.decide(Self::KIND, &[], command) {
-            Decision::Reject(rejection) => return Err(rejection),
-            Decision::Events(events) => return Ok(events),
-            Decision::KindSpecific { prefix } => prefix,
-        };
-        match command {
-            DeviceCommand::RecordPassage { direction, at } => {
-                // Facts are never dropped: a rotation during a fault or a lock-out still happened.
-                events.push(DeviceEvent::PassageRecorded(PassageRecorded {
-                    direction: *direction,
-                    at: *at,
-                    during_fault: !state.common.open_faults.is_empty(),
-                    during_lockout: state.locked_out.is_some(),
-                }));
-            }
-            DeviceCommand::LockOut { reason, at } => {
-                if state.locked_out.is_none() {
-                    events.push(DeviceEvent::LockedOut(LockedOut {
-                        reason: reason.clone(),
-                        at: *at,
-                    }));
-                }
-            }
-            DeviceCommand::Unlock { at } => {
-                if state.locked_out.is_some() {
-                    events.push(DeviceEvent::Unlocked(Unlocked { at: *at }));
-                }
-            }
-            other => {
-                return Err(Rejection::WrongKind {
-                    kind: Self::KIND,
-                    command: other.name(),
-                });
-            }
-        }
-        Ok(events)
+        decide_turnstile(state, command).map(|events| count_message(command, events))
     }
 
     fn evolve(mut state: TurnstileState, event: &DeviceEvent) -> TurnstileState {
@@ -92,6 +61,51 @@ impl Decider for Turnstile {
         }
         state
     }
+}
+
+/// The rules of a turnstile's own commands, before the message counter is accounted for.
+fn decide_turnstile(state: &TurnstileState, command: &DeviceCommand) -> Result<Vec<DeviceEvent>, Rejection> {
+    let mut events = match state.common.decide(DeviceKind::Turnstile, &[], command) {
+        Decision::Reject(rejection) => return Err(rejection),
+        Decision::Events(events) => return Ok(events),
+        Decision::KindSpecific { prefix } => prefix,
+    };
+    match command {
+        DeviceCommand::RecordPassage { direction, at, seq } => {
+            // Facts are never dropped: a rotation during a fault or a lock-out still happened.
+            events.push(DeviceEvent::PassageRecorded(PassageRecorded {
+                direction: *direction,
+                at: *at,
+                during_fault: !state.common.open_faults.is_empty(),
+                during_lockout: state.locked_out.is_some(),
+                seq: *seq,
+            }));
+        }
+        DeviceCommand::LockOut { reason, at } => {
+            if state.locked_out.is_none() {
+                events.push(DeviceEvent::LockedOut(LockedOut {
+                    reason: reason.clone(),
+                    at: *at,
+                }));
+            }
+        }
+        DeviceCommand::Unlock { at } => {
+            if state.locked_out.is_some() {
+                events.push(DeviceEvent::Unlocked(Unlocked { at: *at }));
+            }
+        }
+        other => {
+            return Err(Rejection::WrongKind {
+                kind: DeviceKind::Turnstile,
+                command: other.name(),
+            });
+        }
+    }
+    Ok(events)
+}
+
+impl Device for Turnstile {
+    const DEVICE_KIND: DeviceKind = DeviceKind::Turnstile;
 
     fn common(state: &TurnstileState) -> &Common {
         &state.common

@@ -14,10 +14,36 @@ pub const MAX_PAYLOAD: usize = 64 * 1024;
 pub struct DeviceMessage {
     pub kind: DeviceKind,
     pub device: DeviceId,
-    /// The gateway's `msg_id`, or a digest of topic and payload when it sent none, so redeliveries are dropped.
-    /// `None` for `status` and `heartbeat`: they repeat the same bytes on purpose and only record changes.
+    /// The gateway's `msg_id`, so redeliveries are dropped. Without one, every message is a fact (only a
+    /// protocol redelivery of the same packet is dropped, see `Delivery`).
     pub msg_id: Option<String>,
     pub command: DeviceCommand,
+}
+
+/// How far device time may stray from the receive time (`[devices] max_clock_skew` / `max_backdate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockBounds {
+    pub max_ahead: std::time::Duration,
+    pub max_behind: std::time::Duration,
+}
+
+impl Default for ClockBounds {
+    fn default() -> Self {
+        Self {
+            max_ahead: std::time::Duration::from_secs(5 * 60),
+            max_behind: std::time::Duration::from_secs(30 * 86400),
+        }
+    }
+}
+
+/// A digest of topic and payload: with the client id and packet id, what identifies one protocol delivery.
+pub fn payload_digest(topic: &str, payload: &[u8]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(topic.as_bytes());
+    hash.update([0]);
+    hash.update(payload);
+    let bytes = hash.finalize();
+    bytes.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Why a message cannot become a command; the text is what the dead letter shows.
@@ -51,6 +77,65 @@ pub enum Unacceptable {
     BadField { field: &'static str, problem: String },
     #[error("status payload {0:?} is neither online nor offline")]
     BadStatus(String),
+    #[error("device time {at} is {by} ahead of the receive time {received}, over [devices] max_clock_skew {limit}")]
+    TooFarAhead {
+        at: String,
+        received: Timestamp,
+        by: String,
+        limit: String,
+    },
+    #[error("device time {at} is {by} behind the receive time {received}, over [devices] max_backdate {limit}")]
+    TooFarBehind {
+        at: String,
+        received: Timestamp,
+        by: String,
+        limit: String,
+    },
+}
+
+/// A duration as people read it in a reason: `7m 12s`, `3d 4h`, `19999y 2d`.
+fn human(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    let (years, rest) = (secs / (365 * 86400), secs % (365 * 86400));
+    let (days, rest) = (rest / 86400, rest % 86400);
+    let (hours, rest) = (rest / 3600, rest % 3600);
+    let (minutes, seconds) = (rest / 60, rest % 60);
+    let parts = [(years, "y"), (days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")];
+    let shown: Vec<String> = parts
+        .iter()
+        .skip_while(|(n, _)| *n == 0)
+        .take(2)
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    if shown.is_empty() {
+        format!("{}ms", d.as_millis())
+    } else {
+        shown.join(" ")
+    }
+}
+
+/// Checks device time against the receive time.
+fn within_bounds(at: Timestamp, received_at: Timestamp, bounds: ClockBounds) -> Result<(), Unacceptable> {
+    let ahead = at.as_microsecond().saturating_sub(received_at.as_microsecond());
+    let to_duration = |micros: i64| std::time::Duration::from_micros(micros.unsigned_abs());
+    if ahead > 0 && to_duration(ahead) > bounds.max_ahead {
+        return Err(Unacceptable::TooFarAhead {
+            at: at.to_string(),
+            received: received_at,
+            by: human(to_duration(ahead)),
+            limit: human(bounds.max_ahead),
+        });
+    }
+    if ahead < 0 && to_duration(ahead) > bounds.max_behind {
+        return Err(Unacceptable::TooFarBehind {
+            at: at.to_string(),
+            received: received_at,
+            by: human(to_duration(ahead)),
+            limit: human(bounds.max_behind),
+        });
+    }
+    Ok(())
 }
 
 fn bad(field: &'static str, problem: impl Into<String>) -> Unacceptable {
@@ -67,6 +152,8 @@ struct Envelope {
     msg_id: Option<serde_json::Value>,
     #[serde(default)]
     at: Option<serde_json::Value>,
+    #[serde(default)]
+    seq: Option<serde_json::Value>,
 }
 
 /// Reads an optional string field with a type check, so `"code": 7` is reported as such.
@@ -99,12 +186,14 @@ fn json_type(value: &serde_json::Value) -> &'static str {
     }
 }
 
-/// Parses one MQTT message. `lookup` tells the kind of a configured device (None: unknown).
+/// Parses one MQTT message. `lookup` tells the kind of a configured device (None: unknown); device time is
+/// judged against `received_at` (for a re-driven dead letter: when it was first received).
 pub fn parse(
     topic_prefix: &str,
     topic: &str,
     payload: &[u8],
     received_at: Timestamp,
+    bounds: ClockBounds,
     lookup: impl Fn(&DeviceId) -> Option<DeviceKind>,
 ) -> Result<DeviceMessage, Unacceptable> {
     if payload.len() > MAX_PAYLOAD {
@@ -136,17 +225,6 @@ pub fn parse(
         Some(_) => {}
     }
     let text = std::str::from_utf8(payload).map_err(|_| Unacceptable::NotUtf8)?;
-    let digest = || {
-        let mut hash = Sha256::new();
-        hash.update(topic.as_bytes());
-        hash.update([0]);
-        hash.update(payload);
-        let bytes = hash.finalize();
-        format!(
-            "sha256:{}",
-            bytes.iter().take(16).map(|b| format!("{b:02x}")).collect::<String>()
-        )
-    };
 
     // `status` is plain text (gateways set it retained and as their Last Will); `heartbeat` takes anything.
     if message == "status" {
@@ -183,8 +261,8 @@ pub fn parse(
     let envelope: Envelope = serde_json::from_value(serde_json::Value::Object(object.clone()))
         .map_err(|e| Unacceptable::BadJson(e.to_string()))?;
     let msg_id = match envelope.msg_id {
-        None | Some(serde_json::Value::Null) => digest(),
-        Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= 128 => s,
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= 128 => Some(s),
         Some(serde_json::Value::String(_)) => {
             return Err(bad("msg_id", "must be 1 to 128 characters"));
         }
@@ -204,12 +282,26 @@ pub fn parse(
             ));
         }
     };
+    within_bounds(at, received_at, bounds)?;
+    let seq = match envelope.seq {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Number(n)) => match n.as_u64() {
+            Some(seq) => Some(seq),
+            None => return Err(bad("seq", format!("{n} is not a whole number from 0 up"))),
+        },
+        Some(other) => {
+            return Err(bad(
+                "seq",
+                format!("expected a whole number, found {}", json_type(&other)),
+            ));
+        }
+    };
 
     let command = match (kind, message) {
         (DeviceKind::Turnstile, "passage") => {
             let direction = required_string(&object, "direction")?;
             let direction = direction.parse::<Direction>().map_err(|e| bad("direction", e))?;
-            DeviceCommand::RecordPassage { direction, at }
+            DeviceCommand::RecordPassage { direction, at, seq }
         }
         (_, "fault") => {
             let code = FaultCode::parse(&required_string(&object, "code")?).map_err(|e| bad("code", e))?;
@@ -217,11 +309,11 @@ pub fn parse(
             if detail.chars().count() > 1000 {
                 return Err(bad("detail", "longer than 1000 characters"));
             }
-            DeviceCommand::ReportFault { code, detail, at }
+            DeviceCommand::ReportFault { code, detail, at, seq }
         }
         (_, "fault_cleared") => {
             let code = FaultCode::parse(&required_string(&object, "code")?).map_err(|e| bad("code", e))?;
-            DeviceCommand::ClearFault { code, at }
+            DeviceCommand::ClearFault { code, at, seq }
         }
         (DeviceKind::Camera, "recognition") => {
             let subject = match object.get("subject") {
@@ -254,6 +346,7 @@ pub fn parse(
                 subject,
                 confidence,
                 at,
+                seq,
             }
         }
         (kind, other) => {
@@ -266,7 +359,7 @@ pub fn parse(
     Ok(DeviceMessage {
         kind,
         device,
-        msg_id: Some(msg_id),
+        msg_id,
         command,
     })
 }

@@ -4,8 +4,8 @@
 pub mod message;
 pub mod pipeline;
 
-pub use message::{DeviceMessage, MAX_PAYLOAD, Unacceptable, parse};
-pub use pipeline::{Ingested, Ingestor};
+pub use message::{ClockBounds, DeviceMessage, MAX_PAYLOAD, Unacceptable, parse};
+pub use pipeline::{Arrival, Ingested, Ingestor, Received};
 
 #[cfg(test)]
 mod tests;

@@ -17,7 +17,7 @@ fn lookup(id: &DeviceId) -> Option<DeviceKind> {
 }
 
 fn try_parse(topic: &str, payload: &[u8]) -> Result<DeviceMessage, String> {
-    parse("gatehouse", topic, payload, received(), lookup).map_err(|e| e.to_string())
+    parse("gatehouse", topic, payload, received(), ClockBounds::default(), lookup).map_err(|e| e.to_string())
 }
 
 #[test]
@@ -33,7 +33,8 @@ fn valid_messages_become_commands() {
         passage.command,
         DeviceCommand::RecordPassage {
             direction: Direction::Out,
-            at: "2026-03-01T10:59:58Z".parse().unwrap()
+            at: "2026-03-01T10:59:58Z".parse().unwrap(),
+            seq: None,
         }
     );
 
@@ -47,13 +48,11 @@ fn valid_messages_become_commands() {
         DeviceCommand::RecordRecognition {
             subject: None,
             confidence: 0.2,
-            at: received()
+            at: received(),
+            seq: None,
         }
     );
-    assert!(
-        unknown_face.msg_id.unwrap().starts_with("sha256:"),
-        "a digest stands in for a missing msg_id"
-    );
+    assert_eq!(unknown_face.msg_id, None, "without msg_id every message is a fact");
 
     let status = try_parse("gatehouse/camera/C1/status", b"offline").unwrap();
     assert_eq!(
@@ -73,16 +72,71 @@ fn valid_messages_become_commands() {
         DeviceCommand::ReportFault {
             code: FaultCode::parse("JAM").unwrap(),
             detail: String::new(),
-            at: received()
+            at: received(),
+            seq: None,
         }
     );
 }
 
 #[test]
-fn the_same_payload_on_the_same_topic_gets_the_same_digest() {
+fn messages_without_msg_id_are_each_a_fact_and_seq_is_read() {
     let a = try_parse("gatehouse/turnstile/T1/passage", br#"{"direction":"in"}"#).unwrap();
     let b = try_parse("gatehouse/turnstile/T1/passage", br#"{"direction":"in"}"#).unwrap();
-    let c = try_parse("gatehouse/turnstile/T1/passage", br#"{"direction":"out"}"#).unwrap();
-    assert_eq!(a.msg_id, b.msg_id);
-    assert_ne!(a.msg_id, c.msg_id);
+    assert_eq!((a.msg_id, b.msg_id), (None, None));
+    assert_eq!(payload_digest("t", b"x"), payload_digest("t", b"x"));
+    assert_ne!(payload_digest("t", b"x"), payload_digest("t", b"y"));
+    let counted = try_parse("gatehouse/turnstile/T1/passage", br#"{"direction":"in","seq":41}"#).unwrap();
+    assert_eq!(counted.command.seq(), Some(41));
+    for bad in [
+        br#"{"direction":"in","seq":-1}"#.as_slice(),
+        br#"{"direction":"in","seq":"7"}"#,
+        br#"{"direction":"in","seq":1.5}"#,
+    ] {
+        let error = try_parse("gatehouse/turnstile/T1/passage", bad).unwrap_err();
+        assert!(error.contains("field \"seq\""), "{error}");
+    }
+}
+
+#[test]
+fn device_time_out_of_bounds_is_refused_with_which_bound_and_by_how_much() {
+    let ahead = try_parse(
+        "gatehouse/turnstile/T1/passage",
+        br#"{"direction":"in","at":"2026-03-01T12:07:30Z"}"#,
+    )
+    .unwrap_err();
+    assert_eq!(
+        ahead,
+        "device time 2026-03-01T12:07:30Z is 7m 30s ahead of the receive time 2026-03-01T12:00:00Z, over \
+         [devices] max_clock_skew 5m"
+    );
+    let far_past = try_parse(
+        "gatehouse/turnstile/T1/passage",
+        br#"{"direction":"in","at":"-009999-01-02T01:59:59Z"}"#,
+    )
+    .unwrap_err();
+    assert!(
+        far_past.contains("behind the receive time") && far_past.contains("max_backdate 30d"),
+        "{far_past}"
+    );
+    let far_future = try_parse(
+        "gatehouse/turnstile/T1/passage",
+        br#"{"direction":"in","at":"9000-01-01T00:00:00Z"}"#,
+    )
+    .unwrap_err();
+    assert!(far_future.contains("ahead of the receive time"), "{far_future}");
+    // Within bounds: a little ahead, a week behind.
+    assert!(
+        try_parse(
+            "gatehouse/turnstile/T1/passage",
+            br#"{"direction":"in","at":"2026-03-01T12:04:00Z"}"#
+        )
+        .is_ok()
+    );
+    assert!(
+        try_parse(
+            "gatehouse/turnstile/T1/passage",
+            br#"{"direction":"in","at":"2026-02-22T12:00:00Z"}"#
+        )
+        .is_ok()
+    );
 }

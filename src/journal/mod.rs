@@ -1,33 +1,101 @@
-//! The journal in `journal.db`: the append-only record of every device event. `writer` owns the only write
+//! The journal in `journal.db`: the append-only record of every aggregate's events. `writer` owns the only write
 //! connection (group commit, optimistic concurrency, dedupe, "committed up to P" notices); `reader` answers
 //! queries on separate read-only connections.
 
 mod reader;
 mod writer;
 
-pub use reader::{JournalReader, Snapshot};
+pub use reader::{JournalReader, Snapshot, UnreadableEvent};
 pub use writer::{
-    AppendError, AppendOutcome, AppendRequest, JournalWriter, NewDeadLetter, SnapshotRequest, WriterStats, WriterThread,
+    AppendError, AppendOutcome, AppendRequest, Delivery, JournalWriter, NewDeadLetter, SnapshotRequest, WriterStats,
+    WriterThread,
 };
 
-use crate::domain::{DeviceEvent, DeviceId};
+use crate::codec::AnyEvent;
+use crate::domain::{DeviceEvent, StreamName};
 use jiff::Timestamp;
+use std::fmt;
 
 /// A journal position: 1, 2, 3 ... in commit order across all streams. 0 means "before the first event".
 pub type Position = u64;
+
+/// Who or what caused an event, as the journal's `actor` column records it: `user:NAME`, `cli:OSUSER`,
+/// `gateway:NAME` (the MQTT client id until gateways have identities), `broker:HOST`, `policy:NAME`, `config`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Actor(String);
+
+impl Actor {
+    /// A signed-in web user.
+    pub fn user(name: &str) -> Self {
+        Self(format!("user:{name}"))
+    }
+    /// Someone at the command line, by their operating-system user name.
+    pub fn cli() -> Self {
+        let name = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".into());
+        Self(format!("cli:{name}"))
+    }
+    /// A gateway connected to the embedded endpoint (its client id until gateways sign in).
+    pub fn gateway(name: &str) -> Self {
+        Self(format!("gateway:{name}"))
+    }
+    /// Messages that came through an external broker.
+    pub fn broker(host: &str) -> Self {
+        Self(format!("broker:{host}"))
+    }
+    /// A policy that turned an event into a command.
+    pub fn policy(name: &str) -> Self {
+        Self(format!("policy:{name}"))
+    }
+    /// The difference between `config.toml` and the journal (commission, reconfigure, decommission).
+    pub fn config() -> Self {
+        Self("config".into())
+    }
+    /// Reads a stored actor back.
+    pub fn from_stored(text: String) -> Self {
+        Self(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// An event as stored, with its metadata.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
     pub position: Position,
-    pub stream_id: DeviceId,
+    pub stream_id: StreamName,
     pub version: u64,
     pub event_type: String,
     pub schema: u32,
     pub occurred_at: Timestamp,
     pub recorded_at: Timestamp,
     pub causation: Option<String>,
-    pub event: DeviceEvent,
+    /// `None` for events written before the journal recorded actors.
+    pub actor: Option<Actor>,
+    pub event: AnyEvent,
+}
+
+impl StoredEvent {
+    /// The device event this is, with the device's id, when it is one.
+    pub fn device(&self) -> Option<(&str, &DeviceEvent)> {
+        match &self.event {
+            AnyEvent::Device(event) => Some((self.stream_id.id(), event)),
+        }
+    }
+
+    /// Who or what caused it, as people read it.
+    pub fn actor_text(&self) -> &str {
+        self.actor.as_ref().map_or("unrecorded", Actor::as_str)
+    }
 }
 
 impl StoredEvent {
@@ -42,7 +110,8 @@ impl StoredEvent {
             "occurred_at": self.occurred_at.to_string(),
             "recorded_at": self.recorded_at.to_string(),
             "causation": self.causation,
-            "data": crate::codec::event_json(&self.event),
+            "actor": self.actor.as_ref().map(Actor::as_str),
+            "data": self.event.to_json(),
         })
     }
 }

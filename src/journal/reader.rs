@@ -1,9 +1,11 @@
 //! Read-only queries on the journal: a stream's events, events after a position, snapshots, recent message ids.
-//! Every decoded event passes through `codec::decode_event`, the one upcasting path.
+//! Every decoded event passes through `codec`'s decoders, the one upcasting path. Followers read with
+//! [`JournalReader::events_after_lenient`], which hands back an event that cannot be read as an
+//! [`UnreadableEvent`] instead of failing the batch, so one bad row is parked rather than stopping them.
 
-use super::{Position, StoredEvent, from_micros};
-use crate::codec;
-use crate::domain::{DeviceId, DeviceKind};
+use super::{Actor, Position, StoredEvent, from_micros};
+use crate::codec::{self, EventCodec};
+use crate::domain::{DeviceEvent, DeviceId, DeviceKind, StreamName};
 use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::path::Path;
@@ -23,35 +25,99 @@ pub struct JournalReader {
 }
 
 const EVENT_COLUMNS: &str =
-    "position, stream_id, version, event_type, schema, format, occurred_at, recorded_at, causation, payload";
+    "position, stream_id, version, event_type, schema, format, occurred_at, recorded_at, causation, payload, actor";
+
+/// A journal row that could not be read as an event: a payload that does not decode, a kind or schema this
+/// program does not know, a malformed stream name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnreadableEvent {
+    pub position: Position,
+    pub stream_id: String,
+    pub event_type: String,
+    pub error: String,
+}
+
+impl std::fmt::Display for UnreadableEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "event at position {} ({} of stream {}) cannot be read: {}",
+            self.position, self.event_type, self.stream_id, self.error
+        )
+    }
+}
+
+impl std::error::Error for UnreadableEvent {}
+
+/// The columns of one row, before decoding.
+struct Row0<'a> {
+    position: i64,
+    stream_id: String,
+    version: i64,
+    event_type: String,
+    schema: u32,
+    format: u8,
+    occurred_at: i64,
+    recorded_at: i64,
+    causation: Option<String>,
+    payload: &'a [u8],
+    actor: Option<String>,
+}
+
+fn columns<'a>(row: &'a Row<'_>) -> rusqlite::Result<Row0<'a>> {
+    Ok(Row0 {
+        position: row.get(0)?,
+        stream_id: row.get(1)?,
+        version: row.get(2)?,
+        event_type: row.get(3)?,
+        schema: row.get(4)?,
+        format: row.get(5)?,
+        occurred_at: row.get(6)?,
+        recorded_at: row.get(7)?,
+        causation: row.get(8)?,
+        payload: row.get_ref(9)?.as_blob()?,
+        actor: row.get(10)?,
+    })
+}
+
+fn stored_event_lenient(row: &Row<'_>) -> rusqlite::Result<Result<StoredEvent, UnreadableEvent>> {
+    let c = columns(row)?;
+    let unreadable = |error: String| UnreadableEvent {
+        position: c.position as Position,
+        stream_id: c.stream_id.clone(),
+        event_type: c.event_type.clone(),
+        error,
+    };
+    let stream = match StreamName::parse(&c.stream_id) {
+        Ok(stream) => stream,
+        Err(error) => return Ok(Err(unreadable(error.to_string()))),
+    };
+    let event = match codec::decode_any(&stream, &c.event_type, c.schema, c.format, c.payload) {
+        Ok(event) => event,
+        Err(error) => return Ok(Err(unreadable(error.to_string()))),
+    };
+    Ok(Ok(StoredEvent {
+        position: c.position as u64,
+        stream_id: stream,
+        version: c.version as u64,
+        event_type: c.event_type,
+        schema: c.schema,
+        occurred_at: from_micros(c.occurred_at),
+        recorded_at: from_micros(c.recorded_at),
+        causation: c.causation,
+        actor: c.actor.map(Actor::from_stored),
+        event,
+    }))
+}
 
 fn stored_event(row: &Row<'_>) -> rusqlite::Result<anyhow::Result<StoredEvent>> {
-    let position: i64 = row.get(0)?;
-    let stream_id: String = row.get(1)?;
-    let version: i64 = row.get(2)?;
-    let event_type: String = row.get(3)?;
-    let schema: u32 = row.get(4)?;
-    let format: u8 = row.get(5)?;
-    let occurred_at: i64 = row.get(6)?;
-    let recorded_at: i64 = row.get(7)?;
-    let causation: Option<String> = row.get(8)?;
-    let payload = row.get_ref(9)?.as_blob()?;
-    Ok((|| {
-        let event = codec::decode_event(&event_type, schema, format, payload)
-            .with_context(|| format!("event at position {position}"))?;
-        let stream_id = DeviceId::parse(&stream_id).with_context(|| format!("event at position {position}"))?;
-        Ok(StoredEvent {
-            position: position as u64,
-            stream_id,
-            version: version as u64,
-            event_type,
-            schema,
-            occurred_at: from_micros(occurred_at),
-            recorded_at: from_micros(recorded_at),
-            causation,
-            event,
-        })
-    })())
+    Ok(stored_event_lenient(row)?.map_err(anyhow::Error::from))
+}
+
+/// One event of a stream, decoded as its own kind's event type (recovery of an aggregate).
+pub struct StreamEvent<E> {
+    pub version: u64,
+    pub event: E,
 }
 
 impl JournalReader {
@@ -74,13 +140,34 @@ impl JournalReader {
         Ok(head.unwrap_or(0) as u64)
     }
 
-    /// Up to `limit` events after `after`, oldest first.
+    /// Up to `limit` events after `after`, oldest first; fails on the first that cannot be read.
     pub fn events_after(&self, after: Position, limit: usize) -> anyhow::Result<Vec<StoredEvent>> {
+        self.events_after_lenient(after, limit)?
+            .into_iter()
+            .map(|e| e.map_err(anyhow::Error::from))
+            .collect()
+    }
+
+    /// Up to `limit` rows after `after`, oldest first, each an event or why it cannot be read: what followers
+    /// read, so one unreadable row is parked instead of stopping them. `Err` only when SQLite fails.
+    pub fn events_after_lenient(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> anyhow::Result<Vec<Result<StoredEvent, UnreadableEvent>>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
         ))?;
-        let rows = stmt.query_map(params![after as i64, limit as i64], stored_event)?;
-        rows.map(|r| r?).collect()
+        let rows = stmt.query_map(params![after as i64, limit as i64], stored_event_lenient)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One event by position, or why it cannot be read (`None`: no such position).
+    pub fn event_at(&self, position: Position) -> anyhow::Result<Option<Result<StoredEvent, UnreadableEvent>>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE position = ?1"))?;
+        Ok(stmt.query_row([position as i64], stored_event_lenient).optional()?)
     }
 
     /// Calls `f` for every event after `after`, oldest first, without holding them all in memory.
@@ -100,12 +187,41 @@ impl JournalReader {
     }
 
     /// A stream's events with a version above `after_version`, in order.
-    pub fn stream_events(&self, stream: &DeviceId, after_version: u64) -> anyhow::Result<Vec<StoredEvent>> {
+    pub fn stream_events(
+        &self,
+        stream: &(impl AsRef<str> + ?Sized),
+        after_version: u64,
+    ) -> anyhow::Result<Vec<StoredEvent>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ?1 AND version > ?2 ORDER BY version"
         ))?;
-        let rows = stmt.query_map(params![stream.as_str(), after_version as i64], stored_event)?;
+        let rows = stmt.query_map(params![stream.as_ref(), after_version as i64], stored_event)?;
         rows.map(|r| r?).collect()
+    }
+
+    /// A stream's events above `after_version` decoded as its own kind's events: how an aggregate recovers.
+    pub fn stream_events_as<E: EventCodec>(
+        &self,
+        stream: &StreamName,
+        after_version: u64,
+    ) -> anyhow::Result<Vec<StreamEvent<E>>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT position, version, event_type, schema, format, payload FROM events
+             WHERE stream_id = ?1 AND version > ?2 ORDER BY version",
+        )?;
+        let mut rows = stmt.query(params![stream.as_str(), after_version as i64])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let position: i64 = row.get(0)?;
+            let event_type: String = row.get(2)?;
+            let event = codec::decode_event::<E>(&event_type, row.get(3)?, row.get(4)?, row.get_ref(5)?.as_blob()?)
+                .with_context(|| format!("event at position {position} of stream {stream}"))?;
+            out.push(StreamEvent {
+                version: row.get::<_, i64>(1)? as u64,
+                event,
+            });
+        }
+        Ok(out)
     }
 
     /// Newest first, with optional filters: the event browser's page.
@@ -138,10 +254,10 @@ impl JournalReader {
     }
 
     /// The current version of a stream, 0 when it has no events.
-    pub fn stream_version(&self, stream: &DeviceId) -> anyhow::Result<u64> {
+    pub fn stream_version(&self, stream: &(impl AsRef<str> + ?Sized)) -> anyhow::Result<u64> {
         let v: Option<i64> = self.conn.query_row(
             "SELECT MAX(version) FROM events WHERE stream_id = ?1",
-            [stream.as_str()],
+            [stream.as_ref()],
             |r| r.get(0),
         )?;
         Ok(v.unwrap_or(0) as u64)
@@ -156,15 +272,17 @@ impl JournalReader {
         let mut out = Vec::new();
         for row in rows {
             let stored = row??;
-            if let crate::domain::DeviceEvent::Commissioned(c) = stored.event {
-                out.push((stored.stream_id, c.kind));
+            if let Some((id, DeviceEvent::Commissioned(c))) = stored.device()
+                && let Ok(id) = DeviceId::parse(id)
+            {
+                out.push((id, c.kind));
             }
         }
         Ok(out)
     }
 
     /// The latest snapshot of a stream, if any was taken.
-    pub fn snapshot(&self, stream: &DeviceId) -> anyhow::Result<Option<Snapshot>> {
+    pub fn snapshot(&self, stream: &StreamName) -> anyhow::Result<Option<Snapshot>> {
         let snapshot = self
             .conn
             .query_row(
@@ -184,7 +302,7 @@ impl JournalReader {
     }
 
     /// The newest `limit` message ids handled for a stream: the actor's fast duplicate check.
-    pub fn recent_msg_ids(&self, stream: &DeviceId, limit: usize) -> anyhow::Result<Vec<String>> {
+    pub fn recent_msg_ids(&self, stream: &StreamName, limit: usize) -> anyhow::Result<Vec<String>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT msg_id FROM processed_messages WHERE stream_id = ?1 ORDER BY position DESC LIMIT ?2",
         )?;

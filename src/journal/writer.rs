@@ -3,10 +3,10 @@
 //! "committed up to position P". Assigning positions on this one thread, in commit order, is what lets projectors
 //! read "events after my checkpoint" without ever skipping a late-committing transaction.
 
-use super::{Position, micros};
-use crate::codec;
+use super::{Actor, Position, micros};
+use crate::codec::EncodedEvent;
 use crate::config::Synchronous;
-use crate::domain::{DeviceEvent, DeviceId};
+use crate::domain::StreamName;
 use anyhow::Context;
 use jiff::Timestamp;
 use rusqlite::{Connection, ErrorCode, params};
@@ -19,16 +19,34 @@ use tokio::sync::{oneshot, watch};
 /// At most this many requests go into one transaction, so one commit never grows without bound under load.
 const MAX_BATCH: usize = 4096;
 
+/// How long a protocol delivery of a message without `msg_id` is remembered: a PUBLISH with DUP set repeats
+/// one within seconds (a reconnect), never hours later.
+pub const REDELIVERY_WINDOW: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
 /// Events for one stream that must land together, or not at all.
 #[derive(Debug, Clone)]
 pub struct AppendRequest {
-    pub stream: DeviceId,
+    pub stream: StreamName,
     /// The stream's version these events were decided against; the append fails if the journal has moved on.
     pub expected_version: u64,
-    pub events: Vec<DeviceEvent>,
-    /// The message id that caused these events. A second append with the same id for the same stream is a
-    /// redelivery: it is dropped (inside the same transaction) and answered with [`AppendOutcome::Duplicate`].
+    pub events: Vec<EncodedEvent>,
+    /// What caused these events: the message id, `policy:NAME:POSITION`, `dead_letter:ID`. A second append with
+    /// the same causation for the same stream is a redelivery: it is dropped (inside the same transaction) and
+    /// answered with [`AppendOutcome::Duplicate`].
     pub causation: Option<String>,
+    /// Who or what asked for it.
+    pub actor: Actor,
+    /// For a message without `msg_id`: the protocol delivery it came in, so a redelivery of that very packet is
+    /// dropped while an identical new message is recorded.
+    pub delivery: Option<Delivery>,
+}
+
+/// One MQTT delivery of a message that has no `msg_id`: client id, packet id and a digest of the payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub key: String,
+    /// The PUBLISH had DUP set: it may repeat a delivery recorded within [`REDELIVERY_WINDOW`].
+    pub redelivery: bool,
 }
 
 /// What a committed append did.
@@ -45,7 +63,7 @@ pub enum AppendOutcome {
 pub enum AppendError {
     #[error("stream {stream} is at version {actual}, not {expected}: decided on stale state")]
     Conflict {
-        stream: DeviceId,
+        stream: StreamName,
         expected: u64,
         actual: u64,
     },
@@ -58,7 +76,7 @@ pub enum AppendError {
 /// A fold of one stream to save; fire and forget (a lost snapshot only costs replay time).
 #[derive(Debug, Clone)]
 pub struct SnapshotRequest {
-    pub stream: DeviceId,
+    pub stream: StreamName,
     pub version: u64,
     pub state_schema: u32,
     pub format: u8,
@@ -72,6 +90,8 @@ pub struct NewDeadLetter {
     pub topic: String,
     pub payload: Vec<u8>,
     pub reason: String,
+    /// Who sent or re-drove the message.
+    pub actor: Option<Actor>,
 }
 
 enum WriterMessage {
@@ -139,6 +159,7 @@ impl JournalWriter {
             conn,
             next_position: head as Position + 1,
             versions: HashMap::new(),
+            last_prune: std::time::Instant::now(),
             committed_tx,
             stats: stats.clone(),
             _checkpointer: checkpointer,
@@ -210,7 +231,9 @@ struct Writer {
     next_position: Position,
     /// Known stream versions, so the optimistic concurrency check costs no query. Filled lazily from the
     /// database; cleared whenever a transaction fails, since it may then be ahead of the file.
-    versions: HashMap<DeviceId, u64>,
+    versions: HashMap<StreamName, u64>,
+    /// When protocol deliveries older than the redelivery window were last pruned.
+    last_prune: std::time::Instant,
     committed_tx: watch::Sender<Position>,
     stats: Arc<WriterStats>,
     /// Dropped with the writer, which tells the checkpointer thread to stop.
@@ -279,7 +302,7 @@ impl Writer {
         letters: &mut Vec<(NewDeadLetter, LetterReply)>,
     ) {
         let first_position = self.next_position;
-        let mut pending_versions: HashMap<DeviceId, u64> = HashMap::new();
+        let mut pending_versions: HashMap<StreamName, u64> = HashMap::new();
         let result = self.write_group(appends, snapshots, letters, &mut pending_versions);
         match result {
             Ok((outcomes, letter_ids)) => {
@@ -325,9 +348,10 @@ impl Writer {
         appends: &[(AppendRequest, Reply)],
         snapshots: &[SnapshotRequest],
         letters: &[(NewDeadLetter, LetterReply)],
-        pending_versions: &mut HashMap<DeviceId, u64>,
+        pending_versions: &mut HashMap<StreamName, u64>,
     ) -> rusqlite::Result<GroupOutcome> {
         let recorded_at = micros(Timestamp::now());
+        let window_start = recorded_at - REDELIVERY_WINDOW.as_micros() as i64;
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -336,11 +360,17 @@ impl Writer {
         {
             let mut insert_event = tx.prepare_cached(
                 "INSERT INTO events (position, stream_id, version, event_type, schema, format, occurred_at,
-                                     recorded_at, causation, payload)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                     recorded_at, causation, payload, actor)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
             let mut insert_processed = tx.prepare_cached(
                 "INSERT OR IGNORE INTO processed_messages (stream_id, msg_id, position) VALUES (?1, ?2, ?3)",
+            )?;
+            let mut seen_delivery = tx.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM protocol_deliveries WHERE delivery = ?1 AND recorded_at >= ?2)",
+            )?;
+            let mut insert_delivery = tx.prepare_cached(
+                "INSERT INTO protocol_deliveries (delivery, stream_id, recorded_at, position) VALUES (?1, ?2, ?3, ?4)",
             )?;
             let mut stream_version =
                 tx.prepare_cached("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?1")?;
@@ -364,17 +394,25 @@ impl Writer {
                     }));
                     continue;
                 }
-                if let Some(msg_id) = &request.causation {
-                    let head = self.next_position as i64 - 1 + request.events.len() as i64;
-                    if insert_processed.execute(params![request.stream.as_str(), msg_id, head])? == 0 {
+                let head = self.next_position as i64 - 1 + request.events.len() as i64;
+                if let Some(msg_id) = &request.causation
+                    && insert_processed.execute(params![request.stream.as_str(), msg_id, head])? == 0
+                {
+                    outcomes.push(Ok(AppendOutcome::Duplicate));
+                    continue;
+                }
+                if let Some(delivery) = &request.delivery {
+                    if delivery.redelivery
+                        && seen_delivery.query_row(params![delivery.key, window_start], |r| r.get(0))?
+                    {
                         outcomes.push(Ok(AppendOutcome::Duplicate));
                         continue;
                     }
+                    insert_delivery.execute(params![delivery.key, request.stream.as_str(), recorded_at, head])?;
                 }
                 let mut version = current;
-                for event in &request.events {
+                for encoded in &request.events {
                     version += 1;
-                    let encoded = codec::encode_event(event);
                     insert_event.execute(params![
                         self.next_position as i64,
                         request.stream.as_str(),
@@ -382,10 +420,11 @@ impl Writer {
                         encoded.event_type,
                         encoded.schema,
                         encoded.format,
-                        micros(event.occurred_at()),
+                        micros(encoded.occurred_at),
                         recorded_at,
                         request.causation.as_deref(),
                         encoded.payload,
+                        request.actor.as_str(),
                     ])?;
                     self.next_position += 1;
                 }
@@ -400,14 +439,15 @@ impl Writer {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             let mut insert_letter = tx.prepare_cached(
-                "INSERT INTO dead_letters (received_at, topic, payload, reason) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO dead_letters (received_at, topic, payload, reason, actor) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for (letter, _) in letters {
                 insert_letter.execute(params![
                     micros(letter.received_at),
                     letter.topic,
                     letter.payload,
-                    letter.reason
+                    letter.reason,
+                    letter.actor.as_ref().map(Actor::as_str),
                 ])?;
                 letter_ids.push(tx.last_insert_rowid());
             }
@@ -421,6 +461,11 @@ impl Writer {
                     recorded_at
                 ])?;
             }
+        }
+        if self.last_prune.elapsed() >= REDELIVERY_WINDOW {
+            // Only a filter, not facts: deliveries past the window can no longer be repeated with DUP.
+            tx.execute("DELETE FROM protocol_deliveries WHERE recorded_at < ?1", [window_start])?;
+            self.last_prune = std::time::Instant::now();
         }
         tx.commit()?;
         Ok((outcomes, letter_ids))

@@ -38,6 +38,8 @@ pub enum Inbound {
     Publish {
         qos: u8,
         pkid: u16,
+        /// DUP: the client may have sent this very packet before (a re-send after a reconnect).
+        dup: bool,
         topic: String,
         payload: Bytes,
     },
@@ -175,6 +177,7 @@ fn from_v4(packet: v4::Packet) -> Inbound {
         v4::Packet::Publish(p) => Inbound::Publish {
             qos: p.qos as u8,
             pkid: p.pkid,
+            dup: p.dup,
             topic: p.topic,
             payload: p.payload,
         },
@@ -199,6 +202,7 @@ fn from_v5(packet: v5::Packet) -> Inbound {
         v5::Packet::Publish(p) => Inbound::Publish {
             qos: p.qos as u8,
             pkid: p.pkid,
+            dup: p.dup,
             topic: String::from_utf8_lossy(&p.topic).into_owned(),
             payload: p.payload,
         },

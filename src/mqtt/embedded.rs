@@ -5,7 +5,8 @@
 //! Gateways only publish, so subscriptions are refused.
 
 use super::codec::{self, Inbound, Outbound, Version, Will};
-use crate::ingest::{Ingested, Ingestor};
+use crate::ingest::{Arrival, Ingested, Ingestor, Received};
+use crate::journal::Actor;
 use crate::journal::AppendError;
 use bytes::BytesMut;
 use futures_util::stream::{FuturesOrdered, StreamExt};
@@ -163,7 +164,9 @@ impl Connection {
         out.clear();
         tracing::debug!(peer = %self.peer, client = %client_id, ?version, keep_alive, "mqtt client connected");
 
-        let ending = self.serve(&mut stream, version, keep_alive, &mut buf, &mut stop).await;
+        let ending = self
+            .serve(&mut stream, &client_id, version, keep_alive, &mut buf, &mut stop)
+            .await;
         match &ending {
             Ending::Disconnected { .. } | Ending::ShuttingDown => {
                 tracing::debug!(peer = %self.peer, client = %client_id, ?ending, "mqtt client left")
@@ -190,7 +193,13 @@ impl Connection {
         self.stats.wills.fetch_add(1, Ordering::Relaxed);
         match self
             .ingestor
-            .ingest(&will.topic, &will.payload, jiff::Timestamp::now())
+            .ingest(Received {
+                topic: &will.topic,
+                payload: &will.payload,
+                received_at: jiff::Timestamp::now(),
+                actor: Actor::gateway(client_id),
+                arrival: Arrival::Once,
+            })
             .await
         {
             Ok(outcome) => tracing::info!(client = %client_id, topic = %will.topic, ?outcome, "published last will"),
@@ -201,6 +210,7 @@ impl Connection {
     async fn serve(
         &self,
         stream: &mut TcpStream,
+        client_id: &str,
         version: Version,
         keep_alive: u16,
         buf: &mut BytesMut,
@@ -227,6 +237,7 @@ impl Connection {
                     Inbound::Publish {
                         qos: qos @ (0 | 1),
                         pkid,
+                        dup,
                         topic,
                         payload,
                     } => {
@@ -236,8 +247,20 @@ impl Connection {
                         let ack_id = if qos == 0 { 0 } else { pkid };
                         let ingestor = self.ingestor.clone();
                         let received_at = jiff::Timestamp::now();
+                        let (actor, session) = (Actor::gateway(client_id), client_id.to_owned());
                         pending.push_back(Box::pin(async move {
-                            (ack_id, ingestor.ingest(&topic, &payload, received_at).await)
+                            let received = Received {
+                                topic: &topic,
+                                payload: &payload,
+                                received_at,
+                                actor,
+                                arrival: Arrival::Mqtt {
+                                    session,
+                                    packet_id: ack_id,
+                                    dup,
+                                },
+                            };
+                            (ack_id, ingestor.ingest(received).await)
                         }));
                     }
                     Inbound::Publish { .. } => {

@@ -5,8 +5,8 @@
 //! messages only after a reconnect (MQTT 3.1.1 §4.4).
 
 use crate::config::{Broker, MqttConfig};
-use crate::ingest::{Ingested, Ingestor};
-use crate::journal::AppendError;
+use crate::ingest::{Arrival, Ingested, Ingestor, Received};
+use crate::journal::{Actor, AppendError};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, Transport};
 use std::sync::Arc;
@@ -31,6 +31,8 @@ pub struct ExternalStatus {
     pub messages: AtomicU64,
     pub acked: AtomicU64,
     pub reconnects: AtomicU64,
+    /// The broker's host, which events from it record as their actor (`broker:HOST`).
+    pub host: String,
 }
 
 /// The running subscriber; stops when dropped.
@@ -44,7 +46,14 @@ impl ExternalSubscriber {
     /// logged; they never stop the server.
     pub fn start(config: &MqttConfig, ingestor: Ingestor) -> anyhow::Result<ExternalSubscriber> {
         let options = options(config)?;
-        let status = Arc::new(ExternalStatus::default());
+        let host = match &config.broker {
+            Broker::External { host, .. } => host.clone(),
+            Broker::Embedded => String::new(),
+        };
+        let status = Arc::new(ExternalStatus {
+            host,
+            ..Default::default()
+        });
         let (stop, stopped) = watch::channel(false);
         let filter = format!("{}/+/+/+", config.topic_prefix);
         actix_web::rt::spawn(run(options, filter, ingestor, status.clone(), stopped));
@@ -210,8 +219,16 @@ async fn ingest_in_order(
                 let Some(publish) = publish else { return };
                 let ingestor = ingestor.clone();
                 let received_at = jiff::Timestamp::now();
+                let actor = Actor::broker(&status.host);
                 pending.push_back(Box::pin(async move {
-                    let result = ingestor.ingest(&publish.topic, &publish.payload, received_at).await;
+                    let received = Received {
+                        topic: &publish.topic,
+                        payload: &publish.payload,
+                        received_at,
+                        actor,
+                        arrival: Arrival::Mqtt { session: "broker".into(), packet_id: publish.pkid, dup: publish.dup },
+                    };
+                    let result = ingestor.ingest(received).await;
                     (publish, result)
                 }));
             }

@@ -1,11 +1,11 @@
 //! `device_status`: one row per device with what the dashboard shows: kind, name, zone, availability, open
 //! faults, lock-out, last event time and today's passages (in the site's time zone).
 
-use super::{Projection, local};
+use super::{ApplyError, Projection, local};
 use crate::domain::DeviceEvent;
 use crate::journal::StoredEvent;
 use jiff::tz::TimeZone;
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 pub struct DeviceStatusProjection {
     tz: TimeZone,
@@ -36,10 +36,12 @@ impl Projection for DeviceStatusProjection {
         &["device_status"]
     }
 
-    fn apply(&mut self, tx: &Transaction<'_>, stored: &StoredEvent) -> rusqlite::Result<()> {
-        let id = stored.stream_id.as_str();
+    fn apply(&mut self, tx: &Connection, stored: &StoredEvent) -> Result<(), ApplyError> {
+        let Some((id, event)) = stored.device() else {
+            return Ok(());
+        };
         let at = stored.occurred_at.as_microsecond();
-        match &stored.event {
+        match event {
             DeviceEvent::Commissioned(e) => {
                 tx.prepare_cached(
                     "INSERT INTO device_status (device_id, kind, name, zone, lifecycle, availability, open_faults,
@@ -81,7 +83,7 @@ impl Projection for DeviceStatusProjection {
                 .execute(params![id, day, d_in, d_out])?;
             }
             DeviceEvent::FaultReported(_) | DeviceEvent::FaultCleared(_) => {
-                let (code, present) = match &stored.event {
+                let (code, present) = match event {
                     DeviceEvent::FaultReported(e) => (e.code.as_str(), true),
                     DeviceEvent::FaultCleared(e) => (e.code.as_str(), false),
                     _ => unreachable!(),
@@ -96,12 +98,12 @@ impl Projection for DeviceStatusProjection {
                 }
             }
             DeviceEvent::LockedOut(_) | DeviceEvent::Unlocked(_) => {
-                let locked = matches!(stored.event, DeviceEvent::LockedOut(_));
+                let locked = matches!(event, DeviceEvent::LockedOut(_));
                 tx.prepare_cached("UPDATE device_status SET locked_out = ?2 WHERE device_id = ?1")?
                     .execute(params![id, locked])?;
             }
             DeviceEvent::WentOffline(_) | DeviceEvent::CameOnline(_) => {
-                let availability = if matches!(stored.event, DeviceEvent::CameOnline(_)) {
+                let availability = if matches!(event, DeviceEvent::CameOnline(_)) {
                     "online"
                 } else {
                     "offline"
@@ -109,7 +111,7 @@ impl Projection for DeviceStatusProjection {
                 tx.prepare_cached("UPDATE device_status SET availability = ?2 WHERE device_id = ?1")?
                     .execute(params![id, availability])?;
             }
-            DeviceEvent::WatchesChanged(_) | DeviceEvent::RecognitionRecorded(_) => {}
+            DeviceEvent::WatchesChanged(_) | DeviceEvent::RecognitionRecorded(_) | DeviceEvent::MessageCounted(_) => {}
         }
         tx.prepare_cached(
             "UPDATE device_status SET last_event_at = MAX(COALESCE(last_event_at, 0), ?2) WHERE device_id = ?1",

@@ -5,10 +5,10 @@
 //! message stamped earlier by the device), so every new boundary is clamped to the latest one already recorded:
 //! intervals stay back to back and never overlap, and an episode never clears before it opened.
 
-use super::Projection;
-use crate::domain::DeviceEvent;
+use super::{ApplyError, Projection};
+use crate::domain::{DeviceEvent, DomainEvent};
 use crate::journal::StoredEvent;
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 pub struct EquipmentProjection;
 
@@ -49,7 +49,7 @@ impl Availability {
 }
 
 /// Ends the device's current interval at `at` and, when `next` is known, opens the next one there.
-fn switch_interval(tx: &Transaction<'_>, id: &str, next: Option<Availability>, at: i64) -> rusqlite::Result<()> {
+fn switch_interval(tx: &Connection, id: &str, next: Option<Availability>, at: i64) -> rusqlite::Result<()> {
     let current: Option<String> = tx
         .prepare_cached("SELECT state FROM equipment_availability WHERE device_id = ?1 AND ended_at IS NULL")?
         .query_row([id], |r| r.get(0))
@@ -89,7 +89,7 @@ pub(crate) const OPEN_INTERVAL: &str =
      ON CONFLICT (device_id, started_at) DO UPDATE SET state = excluded.state, ended_at = NULL,
          online_before = excluded.online_before, known_before = excluded.known_before";
 
-fn remembered_availability(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<Option<Availability>> {
+fn remembered_availability(tx: &Connection, id: &str) -> rusqlite::Result<Option<Availability>> {
     let stored: Option<String> = tx
         .prepare_cached("SELECT availability FROM equipment_devices WHERE device_id = ?1")?
         .query_row([id], |r| r.get(0))
@@ -106,9 +106,11 @@ impl Projection for EquipmentProjection {
         &["equipment_devices", "equipment_faults", "equipment_availability"]
     }
 
-    fn apply(&mut self, tx: &Transaction<'_>, stored: &StoredEvent) -> rusqlite::Result<()> {
-        let id = stored.stream_id.as_str();
-        match &stored.event {
+    fn apply(&mut self, tx: &Connection, stored: &StoredEvent) -> Result<(), ApplyError> {
+        let Some((id, event)) = stored.device() else {
+            return Ok(());
+        };
+        match event {
             DeviceEvent::Commissioned(e) => {
                 tx.prepare_cached(
                     "INSERT INTO equipment_devices (device_id, kind, name, zone, availability, decommissioned_at)
@@ -134,12 +136,12 @@ impl Projection for EquipmentProjection {
                     .execute(params![id, e.at.as_microsecond()])?;
             }
             DeviceEvent::CameOnline(_) | DeviceEvent::WentOffline(_) => {
-                let state = if matches!(stored.event, DeviceEvent::CameOnline(_)) {
+                let state = if matches!(event, DeviceEvent::CameOnline(_)) {
                     Availability::Online
                 } else {
                     Availability::Offline
                 };
-                switch_interval(tx, id, Some(state), stored.event.occurred_at().as_microsecond())?;
+                switch_interval(tx, id, Some(state), event.occurred_at().as_microsecond())?;
                 tx.prepare_cached("UPDATE equipment_devices SET availability = ?2 WHERE device_id = ?1")?
                     .execute(params![id, state.as_str()])?;
             }
@@ -164,7 +166,8 @@ impl Projection for EquipmentProjection {
             | DeviceEvent::PassageRecorded(_)
             | DeviceEvent::LockedOut(_)
             | DeviceEvent::Unlocked(_)
-            | DeviceEvent::RecognitionRecorded(_) => {}
+            | DeviceEvent::RecognitionRecorded(_)
+            | DeviceEvent::MessageCounted(_) => {}
         }
         Ok(())
     }
@@ -237,14 +240,15 @@ mod tests {
     fn stored(position: u64, event: DeviceEvent) -> StoredEvent {
         StoredEvent {
             position,
-            stream_id: crate::domain::DeviceId::parse("T1").unwrap(),
+            stream_id: crate::domain::StreamName::parse("T1").unwrap(),
             version: position,
             event_type: event.event_type().into(),
             schema: 1,
             occurred_at: event.occurred_at(),
             recorded_at: event.occurred_at(),
             causation: None,
-            event,
+            actor: None,
+            event: crate::codec::AnyEvent::Device(event),
         }
     }
 
@@ -305,15 +309,18 @@ mod tests {
                     code: jam(),
                     detail: "stuck".into(),
                     at: at(100),
+                    seq: None,
                 }),
                 DeviceEvent::FaultCleared(FaultCleared {
                     code: jam(),
                     at: at(90),
+                    seq: None,
                 }),
                 DeviceEvent::FaultReported(FaultReported {
                     code: jam(),
                     detail: "again".into(),
                     at: at(200),
+                    seq: None,
                 }),
             ],
         );

@@ -1,10 +1,12 @@
 //! Projections turn the journal into read tables in `views.db`. Each reads events after its checkpoint in
 //! batches and writes its rows and its new checkpoint in one transaction, so a crash between batches neither
-//! loses nor doubles an event's effect. `runner` hosts them as actors woken by the writer's commit notices;
+//! loses nor doubles an event's effect. An event a projection cannot handle is parked (`parked`) in the same
+//! transaction and the projection goes on. `runner` hosts them as actors woken by the writer's commit notices;
 //! `rebuild` recreates them beside the live tables and swaps them in (blue/green).
 
 mod device_status;
 mod equipment;
+pub mod parked;
 pub mod rebuild;
 mod recognitions;
 pub mod runner;
@@ -17,13 +19,35 @@ pub(crate) use equipment::OPEN_INTERVAL;
 pub use recognitions::RecognitionsProjection;
 pub use traffic::TrafficProjection;
 
+use crate::config::OnError;
 use crate::journal::{JournalReader, Position, StoredEvent};
 use jiff::tz::TimeZone;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
 
 /// Events read and applied per transaction: large enough to amortize the commit, small enough that pages
 /// see progress during a long catch-up.
 pub const BATCH_SIZE: usize = 2000;
+
+/// Why a projection could not apply an event.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The event itself cannot be applied (an instant out of range, a value the tables refuse): parked.
+    #[error("{0}")]
+    Event(String),
+    /// views.db failed (full disk, locked): the batch is retried, nothing is parked.
+    #[error("views.db: {0}")]
+    Storage(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for ApplyError {
+    fn from(error: rusqlite::Error) -> Self {
+        match error.sqlite_error_code() {
+            // A constraint the row breaks is about this event's data; anything else is about the database.
+            Some(ErrorCode::ConstraintViolation) => ApplyError::Event(error.to_string()),
+            _ => ApplyError::Storage(error),
+        }
+    }
+}
 
 /// A read model fed from the journal.
 pub trait Projection: Send {
@@ -32,7 +56,7 @@ pub trait Projection: Send {
     /// The tables it owns, copied as a whole by a rebuild swap.
     fn tables(&self) -> &'static [&'static str];
     /// Applies one event inside the batch's transaction.
-    fn apply(&mut self, tx: &Transaction<'_>, event: &StoredEvent) -> rusqlite::Result<()>;
+    fn apply(&mut self, tx: &Connection, event: &StoredEvent) -> Result<(), ApplyError>;
 }
 
 /// Every projection this program has, in the order they are listed to people.
@@ -84,31 +108,78 @@ pub fn record_error(conn: &Connection, name: &str, error: &str) -> rusqlite::Res
 
 /// Applies one batch: reads the checkpoint, the events after it and writes rows plus the new checkpoint, all in
 /// one transaction. The checkpoint is read inside the transaction so two runners (the server and a `rebuild`
-/// swap) can never apply the same event twice. Returns the new checkpoint and how many events were applied.
+/// swap) can never apply the same event twice. Each event runs in a savepoint: one that cannot be read or
+/// applied is rolled back alone and, with `on_error = park`, parked in the same transaction while the batch
+/// goes on. Returns the new checkpoint and how many events were read.
 pub fn run_batch(
     projection: &mut dyn Projection,
     journal: &JournalReader,
     views: &mut Connection,
     batch_size: usize,
+    on_error: OnError,
 ) -> anyhow::Result<(Position, usize)> {
-    let tx = views.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut tx = views.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let from = checkpoint(&tx, projection.name())?;
-    let events = journal.events_after(from, batch_size)?;
-    let Some(last) = events.last().map(|e| e.position) else {
-        return Ok((from, 0));
-    };
-    for event in &events {
-        projection.apply(&tx, event).map_err(|error| {
-            anyhow::anyhow!(
-                "{}: cannot apply event at position {}: {error}",
-                projection.name(),
-                event.position
-            )
-        })?;
+    let events = journal.events_after_lenient(from, batch_size)?;
+    let read = events.len();
+    let mut last = from;
+    for event in events {
+        let failure = match event {
+            Ok(event) => match apply_one(projection, &mut tx, &event)? {
+                None => {
+                    last = event.position;
+                    continue;
+                }
+                Some(error) => parked::Unhandled::of(&event, error),
+            },
+            Err(unreadable) => parked::Unhandled::unreadable(&unreadable),
+        };
+        let context = format!(
+            "{}: cannot apply event at position {}: {}",
+            projection.name(),
+            failure.position,
+            failure.error
+        );
+        if on_error == OnError::Stop {
+            // Keep what came before it; stop in front of it.
+            if last > from {
+                set_checkpoint(&tx, projection.name(), last)?;
+                tx.commit()?;
+            }
+            anyhow::bail!(context);
+        }
+        tracing::error!(projection = projection.name(), position = failure.position, error = %failure.error, "event parked");
+        parked::park(&tx, projection.name(), &failure)?;
+        last = failure.position;
     }
-    set_checkpoint(&tx, projection.name(), last)?;
+    if last > from {
+        set_checkpoint(&tx, projection.name(), last)?;
+    }
     tx.commit()?;
-    Ok((last, events.len()))
+    Ok((last, read))
+}
+
+/// Applies one event in a savepoint. `Ok(Some)` is the event's own failure (rolled back, to park); `Err` is a
+/// failure of views.db (the whole batch is retried).
+pub(crate) fn apply_one(
+    projection: &mut dyn Projection,
+    tx: &mut Transaction<'_>,
+    event: &StoredEvent,
+) -> anyhow::Result<Option<String>> {
+    let savepoint = tx.savepoint()?;
+    match projection.apply(&savepoint, event) {
+        Ok(()) => {
+            savepoint.commit()?;
+            Ok(None)
+        }
+        // Dropping the savepoint rolls back whatever the event half-wrote.
+        Err(ApplyError::Event(error)) => Ok(Some(error)),
+        Err(ApplyError::Storage(error)) => Err(anyhow::anyhow!(
+            "{}: views.db failed at position {}: {error}",
+            projection.name(),
+            event.position
+        )),
+    }
 }
 
 /// Runs batches until the projection has applied everything in the journal; `progress` hears each checkpoint.
@@ -116,10 +187,11 @@ pub fn catch_up(
     projection: &mut dyn Projection,
     journal: &JournalReader,
     views: &mut Connection,
+    on_error: OnError,
     mut progress: impl FnMut(Position),
 ) -> anyhow::Result<Position> {
     loop {
-        let (position, applied) = run_batch(projection, journal, views, BATCH_SIZE)?;
+        let (position, applied) = run_batch(projection, journal, views, BATCH_SIZE, on_error)?;
         progress(position);
         if applied < BATCH_SIZE {
             return Ok(position);
@@ -130,4 +202,16 @@ pub fn catch_up(
 /// The site-local calendar date and hour of an instant.
 pub(crate) fn local(tz: &TimeZone, at: jiff::Timestamp) -> jiff::ZonedDateTime {
     at.to_zoned_datetime(tz.clone())
+}
+
+/// The start of the site-local clock hour an instant falls in. Truncating in the zone (not in UTC) is what makes
+/// a bucket a local clock hour, DST days included. Fails (for parking) at the very ends of jiff's range.
+pub(crate) fn local_hour(tz: &TimeZone, at: jiff::Timestamp) -> Result<jiff::ZonedDateTime, ApplyError> {
+    use jiff::{RoundMode, Unit, ZonedDateTimeRound};
+    local(tz, at)
+        .round(ZonedDateTimeRound::new().smallest(Unit::Hour).mode(RoundMode::Trunc))
+        .map_err(|error| {
+            let zone = tz.iana_name().unwrap_or("the site's time zone");
+            ApplyError::Event(format!("instant {at} has no local hour in {zone}: {error}"))
+        })
 }

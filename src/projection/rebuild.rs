@@ -3,6 +3,7 @@
 //! a running server's projector simply continues from the swapped-in checkpoint.
 
 use super::{Projection, catch_up};
+use crate::config::OnError;
 use crate::journal::{JournalReader, Position};
 use anyhow::Context;
 use std::path::Path;
@@ -13,12 +14,20 @@ pub fn rebuild(
     projections: Vec<Box<dyn Projection>>,
     journal_path: &Path,
     views_path: &Path,
+    on_error: OnError,
     mut progress: impl FnMut(&str, Position),
 ) -> anyhow::Result<Vec<(&'static str, Position)>> {
     let side_path = views_path.with_file_name(format!("views.rebuild-{}.db", std::process::id()));
     // A left-over side file from a crashed rebuild is just stale: start clean.
     remove_db_files(&side_path);
-    let result = rebuild_via(projections, journal_path, views_path, &side_path, &mut progress);
+    let result = rebuild_via(
+        projections,
+        journal_path,
+        views_path,
+        &side_path,
+        on_error,
+        &mut progress,
+    );
     remove_db_files(&side_path);
     result
 }
@@ -28,6 +37,7 @@ fn rebuild_via(
     journal_path: &Path,
     views_path: &Path,
     side_path: &Path,
+    on_error: OnError,
     progress: &mut impl FnMut(&str, Position),
 ) -> anyhow::Result<Vec<(&'static str, Position)>> {
     let journal = JournalReader::open(journal_path)?;
@@ -38,8 +48,10 @@ fn rebuild_via(
     let mut built = Vec::new();
     for projection in projections.iter_mut() {
         let name = projection.name();
-        let position = catch_up(projection.as_mut(), &journal, &mut side, |p| progress(name, p))
-            .with_context(|| format!("rebuild of {name}"))?;
+        let position = catch_up(projection.as_mut(), &journal, &mut side, on_error, |p| {
+            progress(name, p)
+        })
+        .with_context(|| format!("rebuild of {name}"))?;
         built.push((name, position));
     }
     drop(side);
@@ -58,6 +70,15 @@ fn rebuild_via(
             tx.execute(
                 "INSERT OR REPLACE INTO main.projector_checkpoints SELECT * FROM fresh.projector_checkpoints
                  WHERE projection = ?1",
+                [projection.name()],
+            )?;
+            // What the fresh tables parked replaces what the old ones had parked.
+            tx.execute(
+                "DELETE FROM main.parked_events WHERE follower = ?1",
+                [projection.name()],
+            )?;
+            tx.execute(
+                "INSERT INTO main.parked_events SELECT * FROM fresh.parked_events WHERE follower = ?1",
                 [projection.name()],
             )?;
             tx.execute(

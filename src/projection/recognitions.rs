@@ -2,12 +2,11 @@
 //! which subjects it saw per local day, for the recognitions report; plus day totals per camera and, per day, the
 //! position that last changed its subjects (the report's subject list is kept until a day in its period changes).
 
-use super::{Projection, local};
+use super::{ApplyError, Projection, local_hour};
 use crate::domain::DeviceEvent;
 use crate::journal::StoredEvent;
 use jiff::tz::TimeZone;
-use jiff::{RoundMode, Unit, ZonedDateTimeRound};
-use rusqlite::{Transaction, params};
+use rusqlite::{Connection, params};
 
 pub struct RecognitionsProjection {
     tz: TimeZone,
@@ -33,15 +32,12 @@ impl Projection for RecognitionsProjection {
         ]
     }
 
-    fn apply(&mut self, tx: &Transaction<'_>, stored: &StoredEvent) -> rusqlite::Result<()> {
-        let DeviceEvent::RecognitionRecorded(e) = &stored.event else {
+    fn apply(&mut self, tx: &Connection, stored: &StoredEvent) -> Result<(), ApplyError> {
+        let Some((camera, DeviceEvent::RecognitionRecorded(e))) = stored.device() else {
             return Ok(());
         };
-        let camera = stored.stream_id.as_str();
         // Truncating in the zone (not in UTC) is what makes a bucket a local clock hour, DST days included.
-        let hour = local(&self.tz, e.at)
-            .round(ZonedDateTimeRound::new().smallest(Unit::Hour).mode(RoundMode::Trunc))
-            .expect("truncating to the hour stays within jiff's range");
+        let hour = local_hour(&self.tz, e.at)?;
         let local_date = hour.date().to_string();
         let (known, unknown) = if e.subject.is_some() { (1, 0) } else { (0, 1) };
         tx.prepare_cached(

@@ -3,6 +3,7 @@
 //! simply continues from its checkpoint.
 
 use super::{Projection, catch_up, record_error};
+use crate::config::OnError;
 use crate::journal::{JournalReader, Position};
 use actix::prelude::*;
 use rusqlite::Connection;
@@ -25,6 +26,7 @@ struct ProjectorActor {
     views: Connection,
     position: watch::Sender<Position>,
     last_error: Arc<Mutex<Option<String>>>,
+    on_error: OnError,
 }
 
 impl Actor for ProjectorActor {
@@ -36,10 +38,16 @@ impl Handler<CatchUp> for ProjectorActor {
 
     fn handle(&mut self, _: CatchUp, _: &mut SyncContext<Self>) {
         let position = &self.position;
-        let result = catch_up(self.projection.as_mut(), &self.journal, &mut self.views, |p| {
-            position.send_replace(p);
-        });
-        let mut last_error = self.last_error.lock().expect("projector error lock is never poisoned");
+        let result = catch_up(
+            self.projection.as_mut(),
+            &self.journal,
+            &mut self.views,
+            self.on_error,
+            |p| {
+                position.send_replace(p);
+            },
+        );
+        let mut last_error = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok(_) => *last_error = None,
             Err(error) => {
@@ -77,10 +85,7 @@ impl ProjectorHandle {
     }
 
     pub fn error(&self) -> Option<String> {
-        self.last_error
-            .lock()
-            .expect("projector error lock is never poisoned")
-            .clone()
+        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -91,6 +96,7 @@ pub fn start_projectors(
     journal_path: &Path,
     views_path: &Path,
     committed: watch::Receiver<Position>,
+    on_error: OnError,
 ) -> anyhow::Result<Vec<ProjectorHandle>> {
     let mut handles = Vec::new();
     for projection in projections {
@@ -106,6 +112,7 @@ pub fn start_projectors(
             views,
             position: position_tx,
             last_error: last_error.clone(),
+            on_error,
         };
         // SyncArbiter wants a factory; the actor is built once, so hand it over through an Option.
         let slot = Mutex::new(Some(actor));

@@ -1,12 +1,11 @@
 //! `traffic`: passages in and out per device per hour, bucketed in the site's time zone so reports line up
 //! with local clocks, daylight-saving days included (an hour bucket is a real hour; a day has 23 to 25 of them).
 
-use super::{Projection, local};
+use super::{ApplyError, Projection, local_hour};
 use crate::domain::{DeviceEvent, Direction};
 use crate::journal::StoredEvent;
 use jiff::tz::TimeZone;
-use jiff::{RoundMode, Unit, ZonedDateTimeRound};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 pub struct TrafficProjection {
     tz: TimeZone,
@@ -33,8 +32,10 @@ impl Projection for TrafficProjection {
         ]
     }
 
-    fn apply(&mut self, tx: &Transaction<'_>, stored: &StoredEvent) -> rusqlite::Result<()> {
-        let id = stored.stream_id.as_str();
+    fn apply(&mut self, tx: &Connection, stored: &StoredEvent) -> Result<(), ApplyError> {
+        let Some((id, event)) = stored.device() else {
+            return Ok(());
+        };
         let zone_now = |zone: &str| -> rusqlite::Result<()> {
             tx.prepare_cached(
                 "INSERT INTO traffic_device_zone (device_id, zone) VALUES (?1, ?2)
@@ -43,7 +44,7 @@ impl Projection for TrafficProjection {
             .execute(params![id, zone])?;
             Ok(())
         };
-        match &stored.event {
+        match event {
             DeviceEvent::Commissioned(e) => zone_now(&e.details.zone)?,
             DeviceEvent::DetailsChanged(e) => zone_now(&e.details.zone)?,
             DeviceEvent::PassageRecorded(e) => {
@@ -52,9 +53,7 @@ impl Projection for TrafficProjection {
                     .query_row([id], |r| r.get(0))
                     .optional()?
                     .unwrap_or_default();
-                let hour = local(&self.tz, e.at)
-                    .round(ZonedDateTimeRound::new().smallest(Unit::Hour).mode(RoundMode::Trunc))
-                    .expect("truncating to the hour stays within jiff's range");
+                let hour = local_hour(&self.tz, e.at)?;
                 let local_date = hour.date().to_string();
                 let (d_in, d_out) = match e.direction {
                     Direction::In => (1, 0),

@@ -98,7 +98,7 @@ async fn projections_page(
         Ok((head, rows))
     })
     .await?;
-    let run = rebuilds.inner.lock().expect("rebuild lock is never poisoned").clone();
+    let run = rebuilds.inner.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let rebuild = run.as_ref().map(|run| match (&run.outcome, &run.progress) {
         (Some(Ok(done)), _) => done.clone(),
         (Some(Err(error)), _) => format!("rebuild failed: {error}"),
@@ -136,7 +136,7 @@ async fn rebuild(
 ) -> actix_web::Result<HttpResponse> {
     check_csrf(&identity, &form.csrf)?;
     {
-        let mut run = rebuilds.inner.lock().expect("rebuild lock is never poisoned");
+        let mut run = rebuilds.inner.lock().unwrap_or_else(|p| p.into_inner());
         if run.as_ref().is_some_and(|r| r.outcome.is_none()) {
             return Ok(HttpResponse::Conflict()
                 .content_type("text/plain; charset=utf-8")
@@ -150,19 +150,34 @@ async fn rebuild(
     }
     tracing::info!(user = %identity.name, "rebuild of all projections started from the admin page");
     let shared: Arc<RebuildState> = rebuilds.into_inner();
-    let (journal, views, tz) = (
+    let (journal, views, tz, on_error) = (
         state.paths.journal(),
         state.paths.views(),
         state.config.site.timezone.clone(),
+        state.config.followers.on_error,
     );
     std::thread::spawn(move || {
         let started = Instant::now();
-        let result =
-            crate::projection::rebuild::rebuild(crate::projection::all(&tz), &journal, &views, |name, position| {
-                if let Some(run) = shared.inner.lock().expect("rebuild lock is never poisoned").as_mut() {
-                    run.progress = Some((name.to_owned(), position));
-                }
-            });
+        // Whatever happens in there, the run must end with an outcome, or the page would wait forever and refuse
+        // every later rebuild.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crate::projection::rebuild::rebuild(
+                crate::projection::all(&tz),
+                &journal,
+                &views,
+                on_error,
+                |name, position| {
+                    if let Some(run) = shared.inner.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                        run.progress = Some((name.to_owned(), position));
+                    }
+                },
+            )
+        }))
+        .unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "the rebuild stopped on an internal error (see the log); the live tables are unchanged"
+            ))
+        });
         let outcome = match result {
             Ok(built) => Ok(format!(
                 "rebuilt {} in {:.1} s",
@@ -178,7 +193,7 @@ async fn rebuild(
         if let Err(error) = &outcome {
             tracing::error!(%error, "rebuild failed");
         }
-        if let Some(run) = shared.inner.lock().expect("rebuild lock is never poisoned").as_mut() {
+        if let Some(run) = shared.inner.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             run.outcome = Some(outcome);
         }
     });
@@ -283,7 +298,8 @@ async fn redrive(
     check_csrf(&identity, &form.csrf)?;
     let which = form.id.map_or(Which::AllOpen, Which::One);
     let journal = state.paths.journal();
-    let requested = web::block(move || dead_letters::request_redrive(&journal, which))
+    let by = crate::journal::Actor::user(&identity.name);
+    let requested = web::block(move || dead_letters::request_redrive(&journal, which, &by))
         .await
         .map_err(|e| super::internal_error("re-drive", e))?;
     let ids = match requested {

@@ -4,6 +4,8 @@
 
 use crate::helpers::*;
 use gatehouse::auth::Role;
+use gatehouse::ingest::Received;
+use gatehouse::journal::Actor;
 
 #[test]
 fn managers_see_projector_lag_and_admins_rebuild_while_pages_keep_serving() {
@@ -15,11 +17,12 @@ fn managers_see_projector_lag_and_admins_rebuild_while_pages_keep_serving() {
             let payload = format!(r#"{{"msg_id":"p{n}","direction":"in"}}"#);
             state
                 .ingestor
-                .ingest(
+                .ingest(Received::once(
                     "gatehouse/turnstile/T1/passage",
                     payload.as_bytes(),
                     jiff::Timestamp::now(),
-                )
+                    Actor::gateway("test"),
+                ))
                 .await
                 .unwrap();
         }
@@ -80,12 +83,22 @@ fn an_admin_redrives_a_dead_letter_and_sees_its_effect_at_once() {
         let payload = br#"{"msg_id":"late","direction":"in","note":"<script>alert(1)</script>"}"#;
         app.state()
             .ingestor
-            .ingest("gatehouse/turnstile/T9/passage", payload, jiff::Timestamp::now())
+            .ingest(Received::once(
+                "gatehouse/turnstile/T9/passage",
+                payload,
+                jiff::Timestamp::now(),
+                Actor::gateway("test"),
+            ))
             .await
             .unwrap();
         app.state()
             .ingestor
-            .ingest("gatehouse/turnstile/T1/passage", b"{garbage", jiff::Timestamp::now())
+            .ingest(Received::once(
+                "gatehouse/turnstile/T1/passage",
+                b"{garbage",
+                jiff::Timestamp::now(),
+                Actor::gateway("test"),
+            ))
             .await
             .unwrap();
     });

@@ -2,6 +2,8 @@
 //! that change state need the session's CSRF token; failed sign-ins are slowed down.
 
 use crate::helpers::*;
+use gatehouse::ingest::Received;
+use gatehouse::journal::Actor;
 use std::io::Write;
 use std::net::SocketAddr;
 
@@ -94,7 +96,12 @@ fn every_page_needs_a_sign_in_or_a_token_and_public_ones_do_not() {
         ] {
             state
                 .ingestor
-                .ingest(topic, payload.as_bytes(), jiff::Timestamp::now())
+                .ingest(Received::once(
+                    topic,
+                    payload.as_bytes(),
+                    jiff::Timestamp::now(),
+                    Actor::gateway("test"),
+                ))
                 .await
                 .unwrap();
         }

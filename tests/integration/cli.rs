@@ -2,6 +2,8 @@
 
 use crate::helpers::*;
 use gatehouse::domain::*;
+use gatehouse::ingest::Received;
+use gatehouse::journal::Actor;
 
 fn stdout(output: &std::process::Output) -> String {
     String::from_utf8(output.stdout.clone()).unwrap()
@@ -94,11 +96,13 @@ fn seed_history(site: &Site) {
                         code: jam.clone(),
                         detail: "arm".into(),
                         at: at("2026-03-01T10:00:00Z"),
+                        seq: None,
                     }),
                     passage(Direction::Out, "2026-03-01T10:30:00Z"),
                     DeviceEvent::FaultCleared(FaultCleared {
                         code: jam,
                         at: at("2026-03-01T11:00:00Z"),
+                        seq: None,
                     }),
                 ],
             ),
@@ -236,7 +240,12 @@ fn dead_letters_lists_and_discards_from_the_command_line() {
     with_app(site.config(), async |app| {
         let ingestor = &app.state().ingestor;
         ingestor
-            .ingest("gatehouse/turnstile/T1/passage", b"{oops", at("2026-03-01T12:00:00Z"))
+            .ingest(Received::once(
+                "gatehouse/turnstile/T1/passage",
+                b"{oops",
+                at("2026-03-01T12:00:00Z"),
+                Actor::gateway("test"),
+            ))
             .await
             .unwrap();
     });
@@ -267,7 +276,12 @@ fn backup_copies_both_databases_consistently_while_the_server_runs() {
             let at = jiff::Timestamp::now();
             app.state()
                 .ingestor
-                .ingest("gatehouse/turnstile/T1/passage", payload.as_bytes(), at)
+                .ingest(Received::once(
+                    "gatehouse/turnstile/T1/passage",
+                    payload.as_bytes(),
+                    at,
+                    Actor::gateway("test"),
+                ))
                 .await
                 .unwrap();
         }

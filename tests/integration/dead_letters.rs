@@ -4,6 +4,8 @@
 use crate::helpers::*;
 use gatehouse::dead_letters::{self, DeadLetter, EMPTY_LISTING, Status, Which};
 use gatehouse::ingest::Ingested;
+use gatehouse::ingest::Received;
+use gatehouse::journal::Actor;
 use std::time::Duration;
 
 const T9_PASSAGE: (&str, &[u8]) = ("gatehouse/turnstile/T9/passage", br#"{"msg_id":"n1","direction":"in"}"#);
@@ -24,7 +26,13 @@ fn dead_letters_from(site: &Site, messages: &[(&str, &[u8])]) -> Vec<i64> {
     let outcomes = with_app(site.config(), async |app| {
         let mut outcomes = Vec::new();
         for (topic, payload) in messages {
-            outcomes.push(app.state().ingestor.ingest(topic, payload, received).await.unwrap());
+            outcomes.push(
+                app.state()
+                    .ingestor
+                    .ingest(Received::once(topic, payload, received, Actor::gateway("test")))
+                    .await
+                    .unwrap(),
+            );
         }
         outcomes
     });
@@ -116,7 +124,7 @@ fn a_letter_for_an_unknown_device_redrives_into_events_once_the_device_is_config
     assert_eq!(letter(&site, id).reason, UNKNOWN_T9);
 
     site.write_config(&with_t9());
-    let redriven = dead_letters::redrive(site.config(), Which::One(id)).unwrap();
+    let redriven = dead_letters::redrive(site.config(), Which::One(id), &Actor::cli()).unwrap();
 
     assert_eq!(passages_of(&site, "T9"), 1);
     assert_eq!(redriven.len(), 1);
@@ -131,9 +139,9 @@ fn a_letter_for_an_unknown_device_redrives_into_events_once_the_device_is_config
         table(&dead_letters::list(&site.paths().journal(), false).unwrap()),
         format!("{EMPTY_LISTING}\n")
     );
-    let error = dead_letters::redrive(site.config(), Which::One(id)).unwrap_err();
+    let error = dead_letters::redrive(site.config(), Which::One(id), &Actor::cli()).unwrap_err();
     assert_eq!(error.to_string(), format!("dead letter {id} is already redriven"));
-    let error = dead_letters::redrive(site.config(), Which::One(99)).unwrap_err();
+    let error = dead_letters::redrive(site.config(), Which::One(99), &Actor::cli()).unwrap_err();
     assert_eq!(error.to_string(), "dead letter 99 does not exist");
     assert_eq!(passages_of(&site, "T9"), 1, "nothing was re-driven twice");
 }
@@ -145,7 +153,7 @@ fn a_letter_that_is_still_bad_gets_a_new_dead_letter_linked_to_the_old() {
         unreachable!()
     };
 
-    let redriven = dead_letters::redrive(site.config(), Which::AllOpen).unwrap();
+    let redriven = dead_letters::redrive(site.config(), Which::AllOpen, &Actor::cli()).unwrap();
 
     let new = old + 1;
     assert_eq!(
@@ -211,10 +219,10 @@ fn discarding_hides_a_letter_from_the_default_listing() {
     assert_eq!(error.to_string(), format!("dead letter {dropped} is already discarded"));
     let error = dead_letters::discard(&journal, 42).unwrap_err();
     assert_eq!(error.to_string(), "dead letter 42 does not exist");
-    let error = dead_letters::request_redrive(&journal, Which::One(dropped)).unwrap_err();
+    let error = dead_letters::request_redrive(&journal, Which::One(dropped), &Actor::cli()).unwrap_err();
     assert_eq!(error.to_string(), format!("dead letter {dropped} is already discarded"));
     assert_eq!(
-        dead_letters::request_redrive(&journal, Which::AllOpen).unwrap(),
+        dead_letters::request_redrive(&journal, Which::AllOpen, &Actor::cli()).unwrap(),
         [kept],
         "discarded stays out"
     );
@@ -234,10 +242,10 @@ fn a_running_server_redrives_requested_letters() {
         dead_letters::spawn_redrive_loop(app.state().ingestor.clone(), journal.clone());
         let journal = journal.clone();
         tokio::task::spawn_blocking(move || {
-            let ids = dead_letters::request_redrive(&journal, Which::One(first)).unwrap();
+            let ids = dead_letters::request_redrive(&journal, Which::One(first), &Actor::cli()).unwrap();
             let by_request = dead_letters::wait_for_redrive(&journal, &ids, Duration::from_secs(20)).unwrap();
             // The command line's path: the server holds the data directory, so the command only asks and waits.
-            let by_command = dead_letters::redrive(config, Which::One(second)).unwrap();
+            let by_command = dead_letters::redrive(config, Which::One(second), &Actor::cli()).unwrap();
             (by_request, by_command)
         })
         .await
@@ -269,7 +277,7 @@ fn a_request_no_server_handles_times_out_and_running_the_command_again_finishes_
     site.write_config(&with_t9());
     let journal = site.paths().journal();
 
-    let ids = dead_letters::request_redrive(&journal, Which::AllOpen).unwrap();
+    let ids = dead_letters::request_redrive(&journal, Which::AllOpen, &Actor::cli()).unwrap();
     let error = dead_letters::wait_for_redrive(&journal, &ids, Duration::from_millis(300)).unwrap_err();
     assert_eq!(
         error.to_string(),
@@ -281,7 +289,7 @@ fn a_request_no_server_handles_times_out_and_running_the_command_again_finishes_
         format!("dead letter {id} is waiting to be re-driven and cannot be discarded")
     );
 
-    let redriven = dead_letters::redrive(site.config(), Which::One(id)).unwrap();
+    let redriven = dead_letters::redrive(site.config(), Which::One(id), &Actor::cli()).unwrap();
     assert_eq!(redriven[0].outcome.as_deref(), Some("recorded 2 events"));
     assert_eq!(passages_of(&site, "T9"), 1);
 }
@@ -319,6 +327,8 @@ fn letters_kept_before_redrive_requests_existed_survive_the_schema_change() {
             resolved_at: Some(jiff::Timestamp::from_microsecond(1).unwrap()),
             outcome: None,
             redriven_to: None,
+            actor: None,
+            redrive_by: None,
         }]
     );
     assert_eq!(

@@ -126,7 +126,22 @@ pub fn passage(direction: Direction, when: &str) -> DeviceEvent {
         at: at(when),
         during_fault: false,
         during_lockout: false,
+        seq: None,
     })
+}
+
+/// A stream name (a bare id is a device).
+pub fn sid(s: &str) -> StreamName {
+    StreamName::parse(s).unwrap()
+}
+
+/// Who tests say sent their commands.
+pub fn test_meta(causation: Option<&str>) -> gatehouse::actors::Meta {
+    gatehouse::actors::Meta {
+        causation: causation.map(str::to_owned),
+        actor: gatehouse::journal::Actor::gateway("test"),
+        delivery: None,
+    }
 }
 
 /// Appends events through the real journal writer, stream by stream, in the given order.
@@ -140,14 +155,16 @@ pub fn seed(paths: &StoragePaths, streams: &[(&str, Vec<DeviceEvent>)]) {
         let (writer, thread) = JournalWriter::open(&paths.journal(), Synchronous::Normal).unwrap();
         let reader = gatehouse::journal::JournalReader::open(&paths.journal()).unwrap();
         for (stream, events) in streams {
-            let stream = id(stream);
+            let stream = sid(stream);
             let expected_version = reader.stream_version(&stream).unwrap();
             let outcome = writer
                 .append(AppendRequest {
                     stream,
                     expected_version,
-                    events: events.clone(),
+                    events: events.iter().map(gatehouse::codec::encode_event).collect(),
                     causation: None,
+                    actor: gatehouse::journal::Actor::config(),
+                    delivery: None,
                 })
                 .await
                 .unwrap();

@@ -3,6 +3,8 @@
 
 use crate::helpers::*;
 use gatehouse::ingest::Ingested;
+use gatehouse::ingest::Received;
+use gatehouse::journal::Actor;
 use gatehouse::journal::JournalReader;
 
 #[test]
@@ -36,7 +38,12 @@ fn bad_messages_become_dead_letters_while_valid_traffic_between_them_is_counted(
         ];
         let mut outcomes = Vec::new();
         for (topic, payload) in messages {
-            outcomes.push(ingestor.ingest(topic, payload, received).await.unwrap());
+            outcomes.push(
+                ingestor
+                    .ingest(Received::once(topic, payload, received, Actor::gateway("test")))
+                    .await
+                    .unwrap(),
+            );
         }
         outcomes
     });
@@ -104,11 +111,12 @@ fn a_message_the_device_refuses_is_kept_with_the_devices_reason() {
     let outcome = with_app(site.config(), async |app| {
         app.state()
             .ingestor
-            .ingest(
+            .ingest(Received::once(
                 "gatehouse/turnstile/T2/passage",
                 br#"{"direction":"in"}"#,
                 at("2026-03-01T12:00:00Z"),
-            )
+                Actor::gateway("test"),
+            ))
             .await
     });
     assert!(

@@ -8,10 +8,12 @@ use gatehouse::journal::{AppendError, AppendOutcome, AppendRequest, JournalReade
 
 fn request(stream: &str, expected_version: u64, events: Vec<DeviceEvent>, causation: Option<&str>) -> AppendRequest {
     AppendRequest {
-        stream: id(stream),
+        stream: sid(stream),
         expected_version,
-        events,
+        events: events.iter().map(gatehouse::codec::encode_event).collect(),
         causation: causation.map(str::to_owned),
+        actor: gatehouse::journal::Actor::gateway("test"),
+        delivery: None,
     }
 }
 
@@ -47,7 +49,7 @@ async fn an_append_decided_on_a_stale_version_is_refused_and_writes_nothing() {
     assert_eq!(
         stale,
         Err(AppendError::Conflict {
-            stream: id("T1"),
+            stream: sid("T1"),
             expected: 0,
             actual: 1
         })
@@ -170,6 +172,7 @@ async fn a_full_disk_fails_the_append_cleanly_and_the_writer_keeps_going() {
         code: FaultCode::parse("JAM").unwrap(),
         detail: "x".repeat(200_000),
         at: at("2026-03-01T09:00:00Z"),
+        seq: None,
     });
     let full = writer.append(request("T1", 1, vec![big], None)).await;
     assert!(

@@ -4,6 +4,8 @@
 
 use crate::helpers::*;
 use gatehouse::domain::*;
+use gatehouse::ingest::Received;
+use gatehouse::journal::Actor;
 use gatehouse::journal::JournalReader;
 use std::time::Duration;
 
@@ -57,6 +59,7 @@ fn fault(code: &str, detail: &str, when: &str) -> DeviceEvent {
         code: FaultCode::parse(code).unwrap(),
         detail: detail.into(),
         at: at(when),
+        seq: None,
     })
 }
 
@@ -74,6 +77,7 @@ fn t1_morning() -> Vec<DeviceEvent> {
         DeviceEvent::FaultCleared(FaultCleared {
             code: FaultCode::parse("JAM").unwrap(),
             at: at("2026-03-01T10:00:00Z"),
+            seq: None,
         }),
         DeviceEvent::LockedOut(LockedOut {
             reason: "cleaning".into(),
@@ -102,11 +106,12 @@ fn the_device_page_shows_the_live_state_and_pages_through_the_timeline() {
         // Now, with no "at": the passage counts for today, and the unit comes online first (versions 62, 63).
         state
             .ingestor
-            .ingest(
+            .ingest(Received::once(
                 "gatehouse/turnstile/T1/passage",
                 br#"{"msg_id":"p-now","direction":"in"}"#,
                 jiff::Timestamp::now(),
-            )
+                Actor::gateway("test"),
+            ))
             .await
             .unwrap();
         settle(state).await;
@@ -288,7 +293,12 @@ fn the_event_browser_lists_newest_first_filters_pages_and_escapes_what_devices_s
             br#"{"msg_id":"f-1","at":"2026-03-01T12:00:00Z","code":"<b>JAM</b>","detail":"<script>alert(1)</script>"}"#;
         state
             .ingestor
-            .ingest("gatehouse/turnstile/T2/fault", fault, jiff::Timestamp::now())
+            .ingest(Received::once(
+                "gatehouse/turnstile/T2/fault",
+                fault,
+                at("2026-03-01T12:00:05Z"),
+                Actor::gateway("test"),
+            ))
             .await
             .unwrap();
         settle(state).await;

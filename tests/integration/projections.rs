@@ -26,6 +26,7 @@ fn passages(n: usize) -> Vec<DeviceEvent> {
                 at: when,
                 during_fault: false,
                 during_lockout: false,
+                seq: None,
             })
         })
         .collect()
@@ -122,9 +123,9 @@ impl Projection for FailsAt {
     fn tables(&self) -> &'static [&'static str] {
         self.inner.tables()
     }
-    fn apply(&mut self, tx: &rusqlite::Transaction<'_>, event: &StoredEvent) -> rusqlite::Result<()> {
+    fn apply(&mut self, tx: &rusqlite::Connection, event: &StoredEvent) -> Result<(), projection::ApplyError> {
         if event.position == self.position {
-            return Err(rusqlite::Error::InvalidQuery);
+            return Err(projection::ApplyError::Storage(rusqlite::Error::InvalidQuery));
         }
         self.inner.apply(tx, event)
     }
@@ -141,16 +142,30 @@ fn a_batch_that_fails_midway_leaves_no_partial_rows_and_is_retried_whole() {
         inner: Box::new(projection::TrafficProjection::new(tz.clone())),
         position: 6,
     };
-    let error = projection::run_batch(&mut failing, &journal, &mut views, 100).unwrap_err();
+    let error = projection::run_batch(
+        &mut failing,
+        &journal,
+        &mut views,
+        100,
+        gatehouse::config::OnError::Park,
+    )
+    .unwrap_err();
     assert!(
-        error.to_string().contains("traffic: cannot apply event at position 6"),
+        error.to_string().contains("traffic: views.db failed at position 6"),
         "{error}"
     );
     assert_eq!(traffic_total_and_checkpoint(&site), (0, 0));
 
     let mut working = projection::TrafficProjection::new(tz);
     assert_eq!(
-        projection::run_batch(&mut working, &journal, &mut views, 100).unwrap(),
+        projection::run_batch(
+            &mut working,
+            &journal,
+            &mut views,
+            100,
+            gatehouse::config::OnError::Park
+        )
+        .unwrap(),
         (11, 11)
     );
     assert_eq!(traffic_total_and_checkpoint(&site), (10, 11));
@@ -178,6 +193,7 @@ fn rebuild_recreates_the_same_rows_beside_the_live_ones() {
                     code: FaultCode::parse("JAM").unwrap(),
                     detail: String::new(),
                     at: at("2026-03-01T02:00:00Z"),
+                    seq: None,
                 })],
             ),
         ],
@@ -185,7 +201,14 @@ fn rebuild_recreates_the_same_rows_beside_the_live_ones() {
     let journal = JournalReader::open(&site.paths().journal()).unwrap();
     let mut views = views_conn(&site);
     for mut p in projection::all(&jiff::tz::TimeZone::get("Europe/Berlin").unwrap()) {
-        projection::catch_up(p.as_mut(), &journal, &mut views, |_| {}).unwrap();
+        projection::catch_up(
+            p.as_mut(),
+            &journal,
+            &mut views,
+            gatehouse::config::OnError::Park,
+            |_| {},
+        )
+        .unwrap();
     }
     let queries = [
         "SELECT * FROM device_status ORDER BY device_id",
@@ -243,7 +266,14 @@ fn traffic_buckets_follow_the_site_clock_across_daylight_saving_changes() {
     let journal = JournalReader::open(&site.paths().journal()).unwrap();
     let mut views = views_conn(&site);
     let mut traffic = projection::TrafficProjection::new(jiff::tz::TimeZone::get("Europe/Berlin").unwrap());
-    projection::catch_up(&mut traffic, &journal, &mut views, |_| {}).unwrap();
+    projection::catch_up(
+        &mut traffic,
+        &journal,
+        &mut views,
+        gatehouse::config::OnError::Park,
+        |_| {},
+    )
+    .unwrap();
     let rows = dump(
         &views,
         "SELECT local_date, local_hour, zone, passages_in FROM traffic ORDER BY bucket_start",

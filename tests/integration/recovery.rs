@@ -11,13 +11,17 @@ fn fault(code: &str, when: &str) -> DeviceCommand {
         code: FaultCode::parse(code).unwrap(),
         detail: "arm stuck".into(),
         at: at(when),
+        seq: None,
     }
 }
 
 /// The state folded from every event of the stream, ignoring snapshots.
 fn full_fold(reader: &JournalReader, device: &str) -> TurnstileState {
     let events = reader.stream_events(&id(device), 0).unwrap();
-    Turnstile::fold(TurnstileState::default(), events.iter().map(|e| &e.event))
+    Turnstile::fold(
+        TurnstileState::default(),
+        events.iter().filter_map(|e| e.device().map(|(_, event)| event)),
+    )
 }
 
 #[test]
@@ -30,31 +34,32 @@ fn state_recovered_after_a_restart_equals_the_state_before() {
             let command = DeviceCommand::RecordPassage {
                 direction,
                 at: at(&format!("2026-03-01T09:{minute:02}:00Z")),
+                seq: None,
             };
             registry
-                .execute("T1", command, Some(format!("p{minute}")))
+                .execute_device("T1", command, test_meta(Some(&format!("p{minute}"))))
                 .await
                 .unwrap();
         }
         registry
-            .execute("T1", fault("JAM", "2026-03-01T09:30:00Z"), Some("f1".into()))
+            .execute_device("T1", fault("JAM", "2026-03-01T09:30:00Z"), test_meta(Some("f1")))
             .await
             .unwrap();
         let lock = DeviceCommand::LockOut {
             reason: "cleaning".into(),
             at: at("2026-03-01T09:31:00Z"),
         };
-        registry.execute("T1", lock, None).await.unwrap();
+        registry.execute_device("T1", lock, test_meta(None)).await.unwrap();
     });
 
     let reader = JournalReader::open(&site.paths().journal()).unwrap();
     let before = full_fold(&reader, "T1");
     assert_eq!((before.passages_in, before.passages_out), (6, 4));
     assert!(
-        reader.snapshot(&id("T1")).unwrap().is_some(),
+        reader.snapshot(&sid("T1")).unwrap().is_some(),
         "snapshot_every = 3 took snapshots"
     );
-    let recovered = gatehouse::actors::device::recover::<Turnstile>(&reader, &id("T1")).unwrap();
+    let recovered = gatehouse::actors::recover::<Turnstile>(&reader, &sid("T1")).unwrap();
     assert_eq!(recovered.state, before);
 
     // The restarted actor decides on the recovered state: the fault is still open, so a repeat adds nothing,
@@ -62,7 +67,7 @@ fn state_recovered_after_a_restart_equals_the_state_before() {
     with_app(site.config(), async |app| {
         let registry = app.state().registry.clone();
         let repeat = registry
-            .execute("T1", fault("JAM", "2026-03-01T10:00:00Z"), Some("f2".into()))
+            .execute_device("T1", fault("JAM", "2026-03-01T10:00:00Z"), test_meta(Some("f2")))
             .await
             .unwrap();
         assert!(
@@ -72,9 +77,13 @@ fn state_recovered_after_a_restart_equals_the_state_before() {
         let redelivered = DeviceCommand::RecordPassage {
             direction: Direction::In,
             at: at("2026-03-01T09:01:00Z"),
+            seq: None,
         };
         assert_eq!(
-            registry.execute("T1", redelivered, Some("p1".into())).await.unwrap(),
+            registry
+                .execute_device("T1", redelivered, test_meta(Some("p1")))
+                .await
+                .unwrap(),
             CommandOutcome::Duplicate
         );
     });
@@ -106,7 +115,7 @@ fn a_snapshot_of_another_schema_or_undecodable_is_ignored_and_the_stream_replaye
             rusqlite::params![schema, bytes],
         )
         .unwrap();
-        let recovered = gatehouse::actors::device::recover::<Turnstile>(&reader, &id("T1")).unwrap();
+        let recovered = gatehouse::actors::recover::<Turnstile>(&reader, &sid("T1")).unwrap();
         assert_eq!(recovered.state, truth, "snapshot schema {schema}");
         assert_eq!(recovered.version, 3);
     }

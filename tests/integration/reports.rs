@@ -7,6 +7,8 @@ use crate::helpers::*;
 use gatehouse::app::AppState;
 use gatehouse::domain::*;
 use gatehouse::ingest::Ingested;
+use gatehouse::ingest::Received;
+use gatehouse::journal::Actor;
 use gatehouse::journal::JournalReader;
 use gatehouse::projection;
 
@@ -15,7 +17,12 @@ use gatehouse::projection;
 async fn send(state: &AppState, topic: &str, payload: &str, received: &str) {
     let outcome = state
         .ingestor
-        .ingest(&format!("gatehouse/{topic}"), payload.as_bytes(), at(received))
+        .ingest(Received::once(
+            &format!("gatehouse/{topic}"),
+            payload.as_bytes(),
+            at(received),
+            Actor::gateway("test"),
+        ))
         .await
         .expect("the journal accepts it");
     assert!(
@@ -501,6 +508,7 @@ fn rebuilding_the_report_projections_recreates_the_same_rows() {
             subject: subject.map(|s| SubjectId::parse(s).unwrap()),
             confidence: Confidence::new(0.9).unwrap(),
             at: at(when),
+            seq: None,
         })
     };
     seed(
@@ -517,6 +525,7 @@ fn rebuilding_the_report_projections_recreates_the_same_rows() {
                         code: FaultCode::parse("JAM").unwrap(),
                         detail: "stuck".into(),
                         at: at("2026-03-01T02:00:00Z"),
+                        seq: None,
                     }),
                     DeviceEvent::WentOffline(WentOffline {
                         at: at("2026-03-01T03:00:00Z"),
@@ -524,6 +533,7 @@ fn rebuilding_the_report_projections_recreates_the_same_rows() {
                     DeviceEvent::FaultCleared(FaultCleared {
                         code: FaultCode::parse("JAM").unwrap(),
                         at: at("2026-03-01T04:00:00Z"),
+                        seq: None,
                     }),
                 ],
             ),
@@ -541,7 +551,14 @@ fn rebuilding_the_report_projections_recreates_the_same_rows() {
     let mut views = gatehouse::db::open(&site.paths().views(), gatehouse::config::Synchronous::Normal).unwrap();
     gatehouse::db::migrate_views(&mut views).unwrap();
     for mut p in projection::all(&jiff::tz::TimeZone::get("Europe/Berlin").unwrap()) {
-        projection::catch_up(p.as_mut(), &journal, &mut views, |_| {}).unwrap();
+        projection::catch_up(
+            p.as_mut(),
+            &journal,
+            &mut views,
+            gatehouse::config::OnError::Park,
+            |_| {},
+        )
+        .unwrap();
     }
     let queries = [
         "SELECT * FROM equipment_devices ORDER BY device_id",

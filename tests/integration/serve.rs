@@ -3,6 +3,8 @@
 
 use crate::helpers::*;
 use gatehouse::domain::*;
+use gatehouse::ingest::Received;
+use gatehouse::journal::Actor;
 use gatehouse::journal::JournalReader;
 
 fn event_types(site: &Site, device: &str) -> Vec<String> {
@@ -49,13 +51,14 @@ watches = ["T3"]
     with_app(site.config(), async |app| {
         let registry = &app.state().registry;
         let gone = registry
-            .execute(
+            .execute_device(
                 "T2",
                 DeviceCommand::RecordPassage {
                     direction: Direction::In,
                     at: at("2026-03-01T09:00:00Z"),
+                    seq: None,
                 },
-                None,
+                test_meta(None),
             )
             .await;
         assert_eq!(
@@ -63,12 +66,12 @@ watches = ["T3"]
             "rejected: device is decommissioned and accepts nothing"
         );
         let unknown = registry
-            .execute(
+            .execute_device(
                 "T9",
                 DeviceCommand::RecordHeartbeat {
                     at: at("2026-03-01T09:00:00Z"),
                 },
-                None,
+                test_meta(None),
             )
             .await;
         assert_eq!(unknown.unwrap_err().to_string(), "unknown device \"T9\"");
@@ -89,15 +92,28 @@ fn a_passage_shows_on_the_dashboard_and_healthz_says_ok() {
 
         let now = jiff::Timestamp::now();
         for direction in [Direction::In, Direction::In, Direction::Out] {
-            let command = DeviceCommand::RecordPassage { direction, at: now };
-            state.registry.execute("T1", command, None).await.unwrap();
+            let command = DeviceCommand::RecordPassage {
+                direction,
+                at: now,
+                seq: None,
+            };
+            state
+                .registry
+                .execute_device("T1", command, test_meta(None))
+                .await
+                .unwrap();
         }
         let fault = DeviceCommand::ReportFault {
             code: FaultCode::parse("JAM").unwrap(),
             detail: "<script>alert(1)</script>".into(),
             at: now,
+            seq: None,
         };
-        state.registry.execute("T2", fault, None).await.unwrap();
+        state
+            .registry
+            .execute_device("T2", fault, test_meta(None))
+            .await
+            .unwrap();
         settle(state).await;
 
         let (status, page) = get(addr, "/").await;
@@ -161,7 +177,12 @@ fn a_device_silent_for_offline_after_is_marked_offline_and_comes_back_with_its_n
         let ingestor = &app.state().ingestor;
         let now = jiff::Timestamp::now();
         ingestor
-            .ingest("gatehouse/turnstile/T1/heartbeat", b"{}", now)
+            .ingest(Received::once(
+                "gatehouse/turnstile/T1/heartbeat",
+                b"{}",
+                now,
+                Actor::gateway("test"),
+            ))
             .await
             .unwrap();
         assert_eq!(types("T1"), ["Commissioned", "CameOnline"]);
@@ -173,7 +194,12 @@ fn a_device_silent_for_offline_after_is_marked_offline_and_comes_back_with_its_n
         })
         .await;
         ingestor
-            .ingest("gatehouse/turnstile/T1/heartbeat", b"{}", jiff::Timestamp::now())
+            .ingest(Received::once(
+                "gatehouse/turnstile/T1/heartbeat",
+                b"{}",
+                jiff::Timestamp::now(),
+                Actor::gateway("test"),
+            ))
             .await
             .unwrap();
     });
@@ -213,7 +239,12 @@ fn the_live_fragment_answers_304_until_something_new_is_projected() {
         let now = jiff::Timestamp::now();
         state
             .ingestor
-            .ingest("gatehouse/turnstile/T2/passage", br#"{"direction":"in"}"#, now)
+            .ingest(Received::once(
+                "gatehouse/turnstile/T2/passage",
+                br#"{"direction":"in"}"#,
+                now,
+                Actor::gateway("test"),
+            ))
             .await
             .unwrap();
         // The ETag follows the projector's announced position, so wait for that rather than for the row.

@@ -112,6 +112,7 @@ async fn simulated_traffic_reaches_a_real_broker_acknowledged() {
             &message.topic,
             &message.payload,
             jiff::Timestamp::now(),
+            Default::default(),
             |id| devices.get(id).copied(),
         )
         .unwrap_or_else(|e| panic!("{}: {e}", message.topic));

@@ -1,16 +1,18 @@
 //! The one place that knows how events and snapshots become bytes. Every stored payload carries a format byte
-//! (`FORMAT_*`) and every event a schema version, so a later codec or a changed event shape can be added without
-//! rewriting the journal: old rows keep their format and are upcast when read.
+//! (`FORMAT_*`) and every event a schema version per type, so a later codec or a changed event shape can be
+//! added without rewriting the journal: old rows keep their format and schema and are upcast when read.
+//!
+//! Each aggregate kind's events implement [`EventCodec`] in a module of their own (`device`); [`AnyEvent`] and
+//! [`decode_any`] are the registry: the one list of kinds, chosen by the stream's kind.
+
+mod device;
 
 use crate::domain::*;
+use jiff::Timestamp;
 use serde::{Serialize, de::DeserializeOwned};
 
 /// bincode 2.0.1 (pinned), standard configuration: varint integers, little endian.
 pub const FORMAT_BINCODE2: u8 = 1;
-
-/// The schema version new events are written with. Bump per type when its body changes and add an upcaster
-/// arm in [`decode_event`] for the old version.
-pub const EVENT_SCHEMA: u32 = 1;
 
 /// Why stored bytes could not become a value.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +21,8 @@ pub enum DecodeError {
     UnknownFormat(u8),
     #[error("unknown event type {0:?}")]
     UnknownType(String),
+    #[error("unknown aggregate kind {0:?}")]
+    UnknownKind(String),
     #[error("{event_type} schema {schema} is newer than this program understands")]
     UnknownSchema { event_type: String, schema: u32 },
     #[error("undecodable {what}: {source}")]
@@ -34,8 +38,9 @@ fn config() -> bincode::config::Configuration {
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // Encoding our own plain data types into a Vec cannot fail: no I/O, no unsupported serde features.
-    bincode::serde::encode_to_vec(value, config()).expect("bincode encodes plain data into a Vec")
+    // Encoding our own plain data types into a Vec cannot fail (no I/O, no unsupported serde features); were it
+    // ever to, an empty body fails loudly on decode instead of taking the process down.
+    bincode::serde::encode_to_vec(value, config()).unwrap_or_default()
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, DecodeError> {
@@ -47,86 +52,99 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, DecodeErro
         })
 }
 
-/// An event ready to store: its type name, schema version, format and body bytes.
+/// How one aggregate kind's events are stored: the body bytes with the schema version they are written in, the
+/// way back (upcasting older schemas), and the JSON people and scripts see.
+pub trait EventCodec: DomainEvent + Sized {
+    /// The body and the schema version it is written with now.
+    fn encode_body(&self) -> (u32, Vec<u8>);
+    /// Reads a body of any schema version this program knows, upcast to the current shape.
+    fn decode_body(event_type: &str, schema: u32, payload: &[u8]) -> Result<Self, DecodeError>;
+    /// The body as JSON.
+    fn body_json(&self) -> Result<serde_json::Value, serde_json::Error>;
+}
+
+/// An event ready to store: its type name, schema version, format, body bytes and when it happened.
+#[derive(Debug, Clone)]
 pub struct EncodedEvent {
     pub event_type: &'static str,
     pub schema: u32,
     pub format: u8,
     pub payload: Vec<u8>,
+    pub occurred_at: Timestamp,
 }
 
-/// Encodes an event's body under its stable type name.
-pub fn encode_event(event: &DeviceEvent) -> EncodedEvent {
-    let payload = match event {
-        DeviceEvent::Commissioned(b) => encode(b),
-        DeviceEvent::DetailsChanged(b) => encode(b),
-        DeviceEvent::WatchesChanged(b) => encode(b),
-        DeviceEvent::Decommissioned(b) => encode(b),
-        DeviceEvent::PassageRecorded(b) => encode(b),
-        DeviceEvent::FaultReported(b) => encode(b),
-        DeviceEvent::FaultCleared(b) => encode(b),
-        DeviceEvent::LockedOut(b) => encode(b),
-        DeviceEvent::Unlocked(b) => encode(b),
-        DeviceEvent::WentOffline(b) => encode(b),
-        DeviceEvent::CameOnline(b) => encode(b),
-        DeviceEvent::RecognitionRecorded(b) => encode(b),
-    };
+/// Encodes an event of any kind.
+pub fn encode_event<E: EventCodec>(event: &E) -> EncodedEvent {
+    let (schema, payload) = event.encode_body();
     EncodedEvent {
         event_type: event.event_type(),
-        schema: EVENT_SCHEMA,
+        schema,
         format: FORMAT_BINCODE2,
         payload,
+        occurred_at: event.occurred_at(),
     }
 }
 
-/// Decodes a stored event, upcasting older schema versions to the current shape. Every reader (recovery,
-/// projectors, rebuild, the event browser) goes through here, so they all see the same events.
-pub fn decode_event(event_type: &str, schema: u32, format: u8, payload: &[u8]) -> Result<DeviceEvent, DecodeError> {
+/// Decodes a stored event of a known kind, upcasting older schema versions to the current shape.
+pub fn decode_event<E: EventCodec>(
+    event_type: &str,
+    schema: u32,
+    format: u8,
+    payload: &[u8],
+) -> Result<E, DecodeError> {
     if format != FORMAT_BINCODE2 {
         return Err(DecodeError::UnknownFormat(format));
     }
-    if schema > EVENT_SCHEMA {
-        return Err(DecodeError::UnknownSchema {
-            event_type: event_type.to_owned(),
-            schema,
-        });
-    }
-    // Schema 1 is the only one so far; an upcaster for an older schema would match on (event_type, schema) here.
-    let event = match event_type {
-        "Commissioned" => DeviceEvent::Commissioned(decode(payload, event_type)?),
-        "DetailsChanged" => DeviceEvent::DetailsChanged(decode(payload, event_type)?),
-        "WatchesChanged" => DeviceEvent::WatchesChanged(decode(payload, event_type)?),
-        "Decommissioned" => DeviceEvent::Decommissioned(decode(payload, event_type)?),
-        "PassageRecorded" => DeviceEvent::PassageRecorded(decode(payload, event_type)?),
-        "FaultReported" => DeviceEvent::FaultReported(decode(payload, event_type)?),
-        "FaultCleared" => DeviceEvent::FaultCleared(decode(payload, event_type)?),
-        "LockedOut" => DeviceEvent::LockedOut(decode(payload, event_type)?),
-        "Unlocked" => DeviceEvent::Unlocked(decode(payload, event_type)?),
-        "WentOffline" => DeviceEvent::WentOffline(decode(payload, event_type)?),
-        "CameOnline" => DeviceEvent::CameOnline(decode(payload, event_type)?),
-        "RecognitionRecorded" => DeviceEvent::RecognitionRecorded(decode(payload, event_type)?),
-        other => return Err(DecodeError::UnknownType(other.to_owned())),
-    };
-    Ok(event)
+    E::decode_body(event_type, schema, payload)
 }
 
-/// The JSON form of an event's body, for people and scripts (`gatehouse events`, the event browser).
+/// An event of any aggregate kind, as followers (projectors, policies, the event browser) read the journal.
+/// The registry of kinds: adding a kind adds its variant here and its arm in [`decode_any`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnyEvent {
+    Device(DeviceEvent),
+}
+
+impl AnyEvent {
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            AnyEvent::Device(e) => e.event_type(),
+        }
+    }
+
+    pub fn occurred_at(&self) -> Timestamp {
+        match self {
+            AnyEvent::Device(e) => e.occurred_at(),
+        }
+    }
+
+    /// The body as JSON, for `gatehouse events` and the event browser.
+    pub fn to_json(&self) -> serde_json::Value {
+        let json = match self {
+            AnyEvent::Device(e) => e.body_json(),
+        };
+        json.unwrap_or_else(|error| serde_json::json!({ "unprintable": error.to_string() }))
+    }
+}
+
+/// Decodes a stored event by its stream's kind. Every reader of the journal goes through here (or through
+/// [`decode_event`] for its own kind), so they all see the same upcast events.
+pub fn decode_any(
+    stream: &StreamName,
+    event_type: &str,
+    schema: u32,
+    format: u8,
+    payload: &[u8],
+) -> Result<AnyEvent, DecodeError> {
+    match stream.kind() {
+        DEVICE_KIND => decode_event(event_type, schema, format, payload).map(AnyEvent::Device),
+        other => Err(DecodeError::UnknownKind(other.to_owned())),
+    }
+}
+
+/// The JSON form of a device event's body (tests, pages that show one device).
 pub fn event_json(event: &DeviceEvent) -> serde_json::Value {
-    let value = match event {
-        DeviceEvent::Commissioned(b) => serde_json::to_value(b),
-        DeviceEvent::DetailsChanged(b) => serde_json::to_value(b),
-        DeviceEvent::WatchesChanged(b) => serde_json::to_value(b),
-        DeviceEvent::Decommissioned(b) => serde_json::to_value(b),
-        DeviceEvent::PassageRecorded(b) => serde_json::to_value(b),
-        DeviceEvent::FaultReported(b) => serde_json::to_value(b),
-        DeviceEvent::FaultCleared(b) => serde_json::to_value(b),
-        DeviceEvent::LockedOut(b) => serde_json::to_value(b),
-        DeviceEvent::Unlocked(b) => serde_json::to_value(b),
-        DeviceEvent::WentOffline(b) => serde_json::to_value(b),
-        DeviceEvent::CameOnline(b) => serde_json::to_value(b),
-        DeviceEvent::RecognitionRecorded(b) => serde_json::to_value(b),
-    };
-    value.expect("event bodies are plain data and always serialize to JSON")
+    AnyEvent::Device(event.clone()).to_json()
 }
 
 /// Encodes an aggregate state for a snapshot.
@@ -180,15 +198,18 @@ mod tests {
                 at: at(),
                 during_fault: true,
                 during_lockout: false,
+                seq: None,
             }),
             DeviceEvent::FaultReported(FaultReported {
                 code: FaultCode::parse("JAM").unwrap(),
                 detail: "arm".into(),
                 at: at(),
+                seq: None,
             }),
             DeviceEvent::FaultCleared(FaultCleared {
                 code: FaultCode::parse("JAM").unwrap(),
                 at: at(),
+                seq: None,
             }),
             DeviceEvent::LockedOut(LockedOut {
                 reason: "r".into(),
@@ -201,11 +222,13 @@ mod tests {
                 subject: SubjectId::parse("P-1").ok(),
                 confidence: Confidence::new(0.5).unwrap(),
                 at: at(),
+                seq: None,
             }),
         ];
         for event in events {
             let stored = encode_event(&event);
-            let back = decode_event(stored.event_type, stored.schema, stored.format, &stored.payload).unwrap();
+            let back: DeviceEvent =
+                decode_event(stored.event_type, stored.schema, stored.format, &stored.payload).unwrap();
             assert_eq!(back, event);
         }
     }
@@ -223,19 +246,19 @@ mod tests {
     fn an_unknown_format_or_newer_schema_is_an_error_not_a_panic() {
         let stored = encode_event(&DeviceEvent::Unlocked(Unlocked { at: at() }));
         assert!(matches!(
-            decode_event("Unlocked", 1, 9, &stored.payload),
+            decode_event::<DeviceEvent>("Unlocked", 1, 9, &stored.payload),
             Err(DecodeError::UnknownFormat(9))
         ));
         assert!(matches!(
-            decode_event("Unlocked", 2, 1, &stored.payload),
+            decode_event::<DeviceEvent>("Unlocked", 2, 1, &stored.payload),
             Err(DecodeError::UnknownSchema { .. })
         ));
         assert!(matches!(
-            decode_event("Nope", 1, 1, &stored.payload),
+            decode_event::<DeviceEvent>("Nope", 1, 1, &stored.payload),
             Err(DecodeError::UnknownType(_))
         ));
         assert!(matches!(
-            decode_event("FaultReported", 1, 1, &[0xff]),
+            decode_event::<DeviceEvent>("FaultReported", 2, 1, &[0xff]),
             Err(DecodeError::Bincode { .. })
         ));
     }
