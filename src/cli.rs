@@ -401,6 +401,7 @@ fn rebuild(config: &Config, names: &[String]) -> Result<(), Failure> {
 
 fn events(config: &Config, stream: Option<String>, after: u64, follow: bool) -> Result<(), Failure> {
     let paths = StoragePaths::new(&config.storage.dir);
+    crate::db::upgrade_journal(&paths.journal())?;
     let journal = JournalReader::open(&paths.journal())?;
     let stream = stream
         .map(|s| StreamName::parse(&s).map_err(|e| Failure::Usage(anyhow!("--stream: {e}"))))
@@ -458,6 +459,7 @@ fn state(config: &Config, device: &str, as_of: Option<&str>) -> Result<(), Failu
         .map(|t| parse_instant(t, &config.site.timezone).map_err(|e| Failure::Usage(e.context("--as-of"))))
         .transpose()?;
     let paths = StoragePaths::new(&config.storage.dir);
+    crate::db::upgrade_journal(&paths.journal())?;
     let journal = JournalReader::open(&paths.journal())?;
     let (state, version) = fold_device(&journal, &id, as_of)?
         .with_context(|| format!("{device}: unknown device: the journal has no events for it"))?;

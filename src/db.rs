@@ -103,6 +103,16 @@ pub fn open_readonly(path: &Path) -> anyhow::Result<Connection> {
     Ok(conn)
 }
 
+/// Brings an existing `journal.db` up to this release's schema, so read-only commands (`events`, `state`) work on a
+/// journal an older release wrote and no newer server has opened yet. A no-op when it is current; a missing file
+/// is left for the reader to report.
+pub fn upgrade_journal(path: &Path) -> anyhow::Result<()> {
+    if path.exists() {
+        migrate_journal(&mut open(path, Synchronous::Full)?)?;
+    }
+    Ok(())
+}
+
 pub fn migrate_journal(conn: &mut Connection) -> anyhow::Result<()> {
     journal_migrations()
         .to_latest(conn)

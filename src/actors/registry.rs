@@ -35,6 +35,9 @@ pub struct Registry {
     settings: HostSettings,
     /// Starts of on-demand instances, one at a time, so two first commands cannot start two actors.
     starting: Arc<tokio::sync::Mutex<()>>,
+    /// Instances whose streams could not be recovered (an event that does not decode), with why: they take no
+    /// commands (callers hear `Unavailable`, MQTT messages stay unacknowledged) and `/healthz` names them.
+    unrecoverable: Arc<HashMap<StreamName, String>>,
 }
 
 impl Registry {
@@ -60,6 +63,9 @@ impl Registry {
         meta: Meta,
     ) -> Result<CommandOutcome, CommandError<R>> {
         let Some(recipient) = self.address::<C, R>(stream) else {
+            if self.unrecoverable.contains_key(stream) {
+                return Err(CommandError::Unavailable);
+            }
             return Err(CommandError::UnknownStream(stream.to_owned()));
         };
         recipient
@@ -123,6 +129,11 @@ impl Registry {
         self.execute(stream.as_str(), command, meta).await
     }
 
+    /// Instances that could not be recovered at boot, with why.
+    pub fn unrecoverable(&self) -> impl Iterator<Item = (&StreamName, &String)> {
+        self.unrecoverable.iter()
+    }
+
     /// The kind of a known device.
     pub fn kind(&self, device: &DeviceId) -> Option<DeviceKind> {
         self.device_kinds.get(device).copied()
@@ -140,6 +151,8 @@ impl Registry {
 
 /// What boot needs to know about one device before starting its actor.
 enum Loaded {
+    /// Its stream does not fold (an event that does not decode): the device stays down, the site comes up.
+    Unrecoverable(String),
     Turnstile(Recovered<TurnstileState>),
     Camera(Recovered<CameraState>),
 }
@@ -192,9 +205,14 @@ pub async fn start_devices(config: &Config, writer: JournalWriter, journal_path:
         for (id, kind) in all {
             let stream = StreamName::device(&id);
             let loaded = match kind {
-                DeviceKind::Turnstile => Loaded::Turnstile(recover::<Turnstile>(&journal, &stream)?),
-                DeviceKind::Camera => Loaded::Camera(recover::<Camera>(&journal, &stream)?),
+                DeviceKind::Turnstile => recover::<Turnstile>(&journal, &stream).map(Loaded::Turnstile),
+                DeviceKind::Camera => recover::<Camera>(&journal, &stream).map(Loaded::Camera),
             };
+            let loaded = loaded.unwrap_or_else(|error| {
+                let why = format!("{error:#}");
+                tracing::error!(device = %id, error = %why, "cannot recover the device's state; it takes no messages");
+                Loaded::Unrecoverable(why)
+            });
             out.push((id, kind, loaded));
         }
         Ok(out)
@@ -208,15 +226,20 @@ pub async fn start_devices(config: &Config, writer: JournalWriter, journal_path:
     let mut device_kinds = HashMap::with_capacity(loaded.len());
     let mut recipients = Vec::with_capacity(loaded.len());
     let mut lifecycles = Vec::with_capacity(loaded.len());
+    let mut unrecoverable = HashMap::new();
     for (id, kind, loaded) in loaded {
         let stream = StreamName::device(&id);
+        device_kinds.insert(id.clone(), kind);
         let (recipient, lifecycle) = match loaded {
+            Loaded::Unrecoverable(why) => {
+                unrecoverable.insert(stream, why);
+                continue;
+            }
             Loaded::Turnstile(r) => start_device::<Turnstile>(stream.clone(), r, &writer, journal_path, settings),
             Loaded::Camera(r) => start_device::<Camera>(stream.clone(), r, &writer, journal_path, settings),
         };
         lifecycles.push((id.clone(), lifecycle));
         recipients.push((stream, recipient));
-        device_kinds.insert(id, kind);
     }
     let registry = Registry {
         instances: Default::default(),
@@ -225,6 +248,7 @@ pub async fn start_devices(config: &Config, writer: JournalWriter, journal_path:
         journal_path: journal_path.to_owned(),
         settings,
         starting: Default::default(),
+        unrecoverable: Arc::new(unrecoverable),
     };
     for (stream, recipient) in recipients {
         registry.insert(stream, recipient);

@@ -56,6 +56,8 @@ struct ProjectionsPage {
     site: String,
     head: Position,
     rows: Vec<ProjectorRow>,
+    parked: Vec<super::parked::ParkedRow>,
+    notice: Option<String>,
     rebuild: Option<String>,
     running: bool,
     is_admin: bool,
@@ -76,7 +78,9 @@ async fn projections_page(
     state: web::Data<AppState>,
     identity: Identity,
     rebuilds: web::Data<RebuildState>,
+    query: web::Query<NoticeQuery>,
 ) -> actix_web::Result<HttpResponse> {
+    let parked = super::parked::rows(&state).await?;
     let checkpoints: Vec<(String, Position, Option<String>)> = state
         .projectors
         .iter()
@@ -114,6 +118,8 @@ async fn projections_page(
         site: state.config.site.name.clone(),
         head,
         rows,
+        parked,
+        notice: query.into_inner().notice,
         running: run.is_some_and(|r| r.outcome.is_none()),
         rebuild,
         is_admin: identity.role == crate::auth::Role::Admin,

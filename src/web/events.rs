@@ -41,6 +41,8 @@ pub struct EventRow {
     pub event_type: String,
     pub occurred: String,
     pub recorded: String,
+    /// Who or what caused it (`gateway:pi-3`, `config`, `policy:offline`, `user:ana`).
+    pub actor: String,
     pub fields: Vec<(String, String)>,
 }
 
@@ -55,6 +57,7 @@ impl EventRow {
             event_type: stored.event_type.clone(),
             occurred: super::local_time(tz, stored.occurred_at.as_microsecond()),
             recorded: super::local_time(tz, stored.recorded_at.as_microsecond()),
+            actor: stored.actor_text().to_owned(),
             fields,
         }
     }

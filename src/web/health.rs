@@ -1,5 +1,6 @@
 //! `/healthz`: 200 `ok` when the journal writer, every projector and the MQTT connection are healthy, else 503
-//! naming the failing part.
+//! naming the failing part: a stuck projector, or an event a follower parked (until it is re-driven or
+//! discarded on `/admin/projections`).
 
 use crate::app::AppState;
 use actix_web::{HttpResponse, web};
@@ -14,10 +15,32 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     {
         problems.push("mqtt: not connected to the broker (see the log for why; retrying)".to_owned());
     }
+    for (stream, why) in state.registry.unrecoverable() {
+        problems.push(format!(
+            "{stream}: its state cannot be recovered, so it takes no messages: {why}"
+        ));
+    }
     for projector in &state.projectors {
         if let Some(error) = projector.error() {
             problems.push(format!("projector {}: {error}", projector.name));
         }
+    }
+    let views = state.views_reader.clone();
+    let parked = web::block(move || views.with(|conn| Ok(crate::projection::parked::list(conn)?))).await;
+    match parked {
+        Ok(Ok(parked)) => {
+            for event in parked.iter().take(5) {
+                problems.push(format!(
+                    "{}: event at position {} parked: {} (re-drive or discard it on /admin/projections)",
+                    event.follower, event.position, event.error
+                ));
+            }
+            if parked.len() > 5 {
+                problems.push(format!("{} more parked events on /admin/projections", parked.len() - 5));
+            }
+        }
+        Ok(Err(error)) => problems.push(format!("views.db: cannot read parked events: {error:#}")),
+        Err(error) => problems.push(format!("views.db: cannot read parked events: {error}")),
     }
     if problems.is_empty() {
         HttpResponse::Ok()

@@ -79,12 +79,13 @@ async fn metrics(state: web::Data<AppState>) -> actix_web::Result<HttpResponse> 
         )?)
     })
     .await?;
-    let text = encode(&state, dead_letters_open).map_err(|e| super::internal_error("metrics", e))?;
+    let parked = super::read_views(&state, |views| Ok(crate::projection::parked::counts(views)?)).await?;
+    let text = encode(&state, dead_letters_open, &parked).map_err(|e| super::internal_error("metrics", e))?;
     Ok(HttpResponse::Ok().content_type(prometheus::TEXT_FORMAT).body(text))
 }
 
 /// Reads every value into a registry made for this scrape and encodes it.
-fn encode(state: &AppState, dead_letters_open: i64) -> anyhow::Result<String> {
+fn encode(state: &AppState, dead_letters_open: i64, parked: &[(String, u64)]) -> anyhow::Result<String> {
     let registry = prometheus::Registry::new();
     let counter = |name: &str, help: &str, value: u64| -> anyhow::Result<()> {
         let counter = IntCounter::new(name, help)?;
@@ -169,11 +170,21 @@ fn encode(state: &AppState, dead_letters_open: i64) -> anyhow::Result<String> {
         "gatehouse_projector_errors",
         "1 while a projector is stuck on an error (see /admin/projections), else 0.",
     )?;
+    let parked_events = projector_gauge(
+        "gatehouse_parked_events",
+        "Events a follower could not handle and parked (see /admin/projections).",
+    )?;
     for (name, applied, stuck) in positions {
         position.with_label_values(&[name]).set(applied as i64);
         lag.with_label_values(&[name]).set(head.saturating_sub(applied) as i64);
         errors.with_label_values(&[name]).set(i64::from(stuck));
+        let count = parked
+            .iter()
+            .find(|(follower, _)| follower == name)
+            .map_or(0, |(_, n)| *n);
+        parked_events.with_label_values(&[name]).set(count as i64);
     }
+    registry.register(Box::new(parked_events))?;
     registry.register(Box::new(position))?;
     registry.register(Box::new(lag))?;
     registry.register(Box::new(errors))?;

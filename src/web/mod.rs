@@ -13,6 +13,7 @@ mod equipment_figures;
 mod events;
 mod health;
 pub mod metrics;
+mod parked;
 pub mod pool;
 mod reports;
 pub mod subjects;
@@ -38,6 +39,7 @@ pub fn server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> 
             .wrap(actix_web::middleware::from_fn(metrics::record_duration))
             .configure(auth::routes)
             .configure(admin::routes)
+            .configure(parked::routes)
             .route("/", web::get().to(dashboard::page))
             .route("/live/dashboard", web::get().to(dashboard::live))
             .route("/static/live.js", web::get().to(live_js))
