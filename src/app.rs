@@ -97,18 +97,36 @@ pub fn try_lock_data_dir(paths: &StoragePaths) -> anyhow::Result<Option<std::fs:
 
 impl Core {
     pub async fn start(config: Config) -> anyhow::Result<Core> {
+        let policies = crate::policy::all(&config);
+        Self::start_with_policies(config, policies).await
+    }
+
+    /// [`Core::start`] with these policies instead of the program's own (tests prove the framework with theirs).
+    pub async fn start_with_policies(
+        config: Config,
+        policies: Vec<Box<dyn crate::policy::Policy>>,
+    ) -> anyhow::Result<Core> {
         let paths = StoragePaths::new(&config.storage.dir);
         paths.prepare()?;
         let lock = lock_data_dir(&paths)?;
         let (writer, writer_thread) = JournalWriter::open(&paths.journal(), config.storage.synchronous)?;
         let registry = start_devices(&config, writer.clone(), &paths.journal()).await?;
-        let projectors = start_projectors(
+        let mut projectors = start_projectors(
             crate::projection::all(&config.site.timezone),
             &paths.journal(),
             &paths.views(),
             writer.committed(),
             config.followers.on_error,
         )?;
+        // Policies are followers too: the same page, health check, metrics and read-your-writes waits.
+        projectors.extend(crate::policy::start_policies(
+            policies,
+            registry.clone(),
+            &paths.journal(),
+            &paths.views(),
+            writer.committed(),
+            config.followers.on_error,
+        )?);
         let bounds = crate::ingest::ClockBounds {
             max_ahead: config.devices.max_clock_skew,
             max_behind: config.devices.max_backdate,

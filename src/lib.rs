@@ -19,6 +19,7 @@ pub mod history;
 pub mod ingest;
 pub mod journal;
 pub mod mqtt;
+pub mod policy;
 pub mod projection;
 pub mod simulate;
 pub mod telemetry;

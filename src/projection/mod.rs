@@ -86,7 +86,7 @@ pub fn checkpoint(conn: &Connection, name: &str) -> rusqlite::Result<Position> {
     Ok(position.unwrap_or(0) as Position)
 }
 
-fn set_checkpoint(tx: &Transaction<'_>, name: &str, position: Position) -> rusqlite::Result<()> {
+pub(crate) fn set_checkpoint(tx: &Transaction<'_>, name: &str, position: Position) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO projector_checkpoints (projection, position, updated_at, last_error) VALUES (?1, ?2, ?3, NULL)
          ON CONFLICT (projection) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at,

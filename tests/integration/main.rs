@@ -17,6 +17,7 @@ mod journal;
 mod mqtt_embedded;
 mod mqtt_external;
 mod pages;
+mod policies;
 mod projections;
 mod recovery;
 mod reports;

@@ -1,0 +1,103 @@
+//! Policies: followers of the journal that turn events into commands (a fault opens a work order, a watched face
+//! raises an alarm). Each reads events after its checkpoint, asks its [`Policy`] what the event calls for, and
+//! executes those orders on the aggregates with causation `policy:NAME:POSITION` (plus `/N` for the N-th order of
+//! one event), so an event re-delivered after a crash (the checkpoint moves only after the orders are durable)
+//! acts once: the journal drops a command whose causation its stream already holds, including a command that
+//! creates an instance, whose id the policy derives from the causation rather than from a fresh number.
+//!
+//! An event a policy cannot read is parked like a projector's; a refused command is the aggregate's answer and
+//! is logged; a journal failure stops the batch and retries it.
+
+mod runner;
+
+pub use runner::start_policies;
+
+use crate::actors::{CommandError, CommandOutcome, Hosted, Meta, Registry};
+use crate::domain::DeviceCommand;
+use crate::journal::StoredEvent;
+use std::future::Future;
+use std::pin::Pin;
+
+/// The name under which a policy's checkpoint and parked events are kept (`policy:NAME`).
+pub fn follower_name(policy: &str) -> String {
+    format!("policy:{policy}")
+}
+
+/// A rule that turns events into commands. Pure: it looks only at the event (and what it has folded from earlier
+/// events in its own fields); the runner executes what it returns.
+pub trait Policy: Send + 'static {
+    /// Short, stable: it is part of every causation the policy writes.
+    fn name(&self) -> &'static str;
+    /// The commands `event` calls for, usually none. `Err` parks the event (a policy bug or a value it cannot
+    /// use); the policy goes on with the next one.
+    fn react(&mut self, event: &StoredEvent) -> Result<Vec<Order>, String>;
+}
+
+/// Why an order did not take effect.
+#[derive(Debug)]
+pub enum OrderError {
+    /// The aggregate said no (its answer to this command; the policy goes on).
+    Refused(String),
+    /// Nothing durable happened (journal failure, actor down): retried with the same causation.
+    Retry(String),
+}
+
+type OrderFuture = Pin<Box<dyn Future<Output = Result<CommandOutcome, OrderError>>>>;
+
+/// One command a policy wants carried out, on one aggregate instance.
+pub struct Order {
+    /// What it is, for logs.
+    pub describe: String,
+    run: Box<dyn FnOnce(Registry, Meta) -> OrderFuture + Send>,
+}
+
+fn sort<R: std::fmt::Display>(result: Result<CommandOutcome, CommandError<R>>) -> Result<CommandOutcome, OrderError> {
+    match result {
+        Ok(outcome) => Ok(outcome),
+        Err(CommandError::Rejected(rejection)) => Err(OrderError::Refused(rejection.to_string())),
+        Err(error @ (CommandError::UnknownDevice(_) | CommandError::UnknownStream(_))) => {
+            Err(OrderError::Refused(error.to_string()))
+        }
+        Err(error @ (CommandError::Journal(_) | CommandError::Unavailable)) => {
+            Err(OrderError::Retry(error.to_string()))
+        }
+    }
+}
+
+impl Order {
+    /// A command to instance `id` of kind `A`, started (recovered) on first use.
+    pub fn to<A: Hosted>(id: impl Into<String>, command: A::Command) -> Order
+    where
+        A::Command: Send,
+        A::Rejection: Send + std::fmt::Display,
+    {
+        let id = id.into();
+        Order {
+            describe: format!("{:?} to {}:{id}", command, A::KIND),
+            run: Box::new(move |registry, meta| {
+                Box::pin(async move { sort(registry.execute_or_start::<A>(&id, command, meta).await) })
+            }),
+        }
+    }
+
+    /// A command to a device.
+    pub fn device(id: impl Into<String>, command: DeviceCommand) -> Order {
+        let id = id.into();
+        Order {
+            describe: format!("{command:?} to device {id}"),
+            run: Box::new(move |registry, meta| {
+                Box::pin(async move { sort(registry.execute_device(&id, command, meta).await) })
+            }),
+        }
+    }
+
+    pub(crate) fn run(self, registry: Registry, meta: Meta) -> OrderFuture {
+        (self.run)(registry, meta)
+    }
+}
+
+/// Every policy this program runs, in the order they are listed to people. The first ones arrive with work
+/// orders and alarms; the framework, its crash safety and its parking are proven by tests with a test policy.
+pub fn all(_config: &crate::config::Config) -> Vec<Box<dyn Policy>> {
+    Vec::new()
+}

@@ -1,0 +1,195 @@
+//! Runs each policy as a task on the actix runtime: read a batch after the checkpoint (on the blocking pool),
+//! execute the orders each event calls for in journal order, waiting for each to be durable, then move the
+//! checkpoint. Woken by the writer's commit notices, like the projectors; catches up after a restart.
+
+use super::{OrderError, Policy, follower_name};
+use crate::actors::{Meta, Registry};
+use crate::config::OnError;
+use crate::journal::{Actor, JournalReader, Position, StoredEvent, UnreadableEvent};
+use crate::projection::parked::{self, Unhandled};
+use crate::projection::runner::ProjectorHandle;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Events read per batch: the checkpoint moves once per batch, after every order of it is durable.
+const BATCH: usize = 200;
+/// How soon a policy whose order could not be made durable tries again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Starts every policy; the handles join the projectors' on the admin page, `/healthz` and `/metrics`, and in
+/// read-your-writes waits. Must run inside an actix system.
+pub fn start_policies(
+    policies: Vec<Box<dyn Policy>>,
+    registry: Registry,
+    journal_path: &Path,
+    views_path: &Path,
+    committed: watch::Receiver<Position>,
+    on_error: OnError,
+) -> anyhow::Result<Vec<ProjectorHandle>> {
+    let mut handles = Vec::new();
+    for policy in policies {
+        let name: &'static str = Box::leak(follower_name(policy.name()).into_boxed_str());
+        let views = crate::db::open(views_path, crate::config::Synchronous::Normal)?;
+        let start = crate::projection::checkpoint(&views, name)?;
+        let (position_tx, position) = watch::channel(start);
+        let handle = ProjectorHandle {
+            name,
+            position,
+            last_error: Arc::new(Mutex::new(None)),
+        };
+        let runner = Runner {
+            policy,
+            name,
+            registry: registry.clone(),
+            journal_path: journal_path.to_owned(),
+            views_path: views_path.to_owned(),
+            position: position_tx,
+            last_error: handle.last_error.clone(),
+            on_error,
+        };
+        actix::spawn(runner.run(committed.clone()));
+        handles.push(handle);
+    }
+    Ok(handles)
+}
+
+struct Runner {
+    policy: Box<dyn Policy>,
+    name: &'static str,
+    registry: Registry,
+    journal_path: PathBuf,
+    views_path: PathBuf,
+    position: watch::Sender<Position>,
+    last_error: Arc<Mutex<Option<String>>>,
+    on_error: OnError,
+}
+
+/// A batch as read: the checkpoint it starts after and its rows.
+type Batch = (Position, Vec<Result<StoredEvent, UnreadableEvent>>);
+
+impl Runner {
+    async fn run(mut self, mut committed: watch::Receiver<Position>) {
+        loop {
+            let outcome = self.one_batch().await;
+            let retry = match outcome {
+                Ok(read) if read == BATCH => continue,
+                Ok(_) => {
+                    self.set_error(None);
+                    false
+                }
+                Err(error) => {
+                    self.set_error(Some(error));
+                    true
+                }
+            };
+            tokio::select! {
+                changed = committed.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(RETRY_AFTER), if retry => {},
+            }
+        }
+    }
+
+    fn set_error(&self, error: Option<String>) {
+        let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(error) = &error
+            && last.as_deref() != Some(error.as_str())
+        {
+            tracing::error!(policy = self.name, %error, "policy is stuck; retrying");
+        }
+        *last = error;
+    }
+
+    /// Reads, acts on and checkpoints one batch. Returns how many rows it read.
+    async fn one_batch(&mut self) -> Result<usize, String> {
+        let (journal, views, name) = (self.journal_path.clone(), self.views_path.clone(), self.name);
+        let (from, rows): Batch = tokio::task::spawn_blocking(move || -> anyhow::Result<Batch> {
+            let views = crate::db::open(&views, crate::config::Synchronous::Normal)?;
+            let from = crate::projection::checkpoint(&views, name)?;
+            Ok((from, JournalReader::open(&journal)?.events_after_lenient(from, BATCH)?))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{e:#}"))?;
+        let read = rows.len();
+        let mut last = from;
+        let mut parked = Vec::new();
+        for row in rows {
+            let event = match row {
+                Ok(event) => event,
+                Err(unreadable) => {
+                    parked.push(Unhandled::unreadable(&unreadable));
+                    last = unreadable.position;
+                    continue;
+                }
+            };
+            match self.policy.react(&event) {
+                Ok(orders) => {
+                    if let Err(error) = self.carry_out(&event, orders).await {
+                        // Keep what is done; this event is retried (its orders that landed are dropped then).
+                        self.save(from, last, parked).await?;
+                        return Err(error);
+                    }
+                }
+                Err(error) => parked.push(Unhandled::of(&event, error)),
+            }
+            last = event.position;
+        }
+        if self.on_error == OnError::Stop
+            && let Some(first) = parked.first()
+        {
+            return Err(format!(
+                "event at position {} cannot be handled: {}",
+                first.position, first.error
+            ));
+        }
+        self.save(from, last, parked).await?;
+        Ok(read)
+    }
+
+    async fn carry_out(&self, event: &StoredEvent, orders: Vec<super::Order>) -> Result<(), String> {
+        let several = orders.len() > 1;
+        for (n, order) in orders.into_iter().enumerate() {
+            let causation = if several {
+                format!("{}:{}/{n}", self.name, event.position)
+            } else {
+                format!("{}:{}", self.name, event.position)
+            };
+            let meta = Meta::by(Actor::from_stored(self.name.to_owned())).caused_by(causation);
+            let describe = order.describe.clone();
+            match order.run(self.registry.clone(), meta).await {
+                Ok(outcome) => tracing::debug!(policy = self.name, position = event.position, ?outcome, %describe),
+                Err(OrderError::Refused(why)) => {
+                    tracing::info!(policy = self.name, position = event.position, %describe, %why, "order refused")
+                }
+                Err(OrderError::Retry(why)) => return Err(format!("{describe}: {why}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Parks what must be parked and moves the checkpoint, in one transaction.
+    async fn save(&self, from: Position, last: Position, parked: Vec<Unhandled>) -> Result<(), String> {
+        if last == from && parked.is_empty() {
+            return Ok(());
+        }
+        let (views, name) = (self.views_path.clone(), self.name);
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let mut views = crate::db::open(&views, crate::config::Synchronous::Normal)?;
+            let tx = views.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            for event in &parked {
+                tracing::error!(policy = name, position = event.position, error = %event.error, "event parked");
+                parked::park(&tx, name, event)?;
+            }
+            crate::projection::set_checkpoint(&tx, name, last)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{e:#}"))?;
+        self.position.send_replace(last);
+        Ok(())
+    }
+}
