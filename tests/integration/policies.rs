@@ -192,7 +192,7 @@ impl Policy for TallyPolicy {
         };
         let of = event.position;
         let mut orders = vec![Order::to::<Tally>(device, TallyCommand::Count { of, at: p.at })];
-        if of % 10 == 0 {
+        if of.is_multiple_of(10) {
             orders.push(Order::to::<Tally>(
                 format!("batch-{of}"),
                 TallyCommand::Count { of, at: p.at },
