@@ -192,7 +192,7 @@ fn actor_path(workload: &Workload, dir: &Path) -> anyhow::Result<ActorRun> {
     let system = actix_web::rt::System::new();
     let (wall, head_before, commits_before, replies) = system.block_on(async {
         // Boot commissions every device (D `Commissioned` events); that is not part of the measurement.
-        let registry = gatehouse::actors::start_devices(&config, writer.clone(), &journal).await?;
+        let registry = gatehouse::actors::start_devices(&config, writer.clone(), &journal, Default::default()).await?;
         let head_before = JournalReader::open(&journal)?.head()?;
         let commits_before = stats.commits();
         let registry = &registry;

@@ -98,7 +98,7 @@ pub fn try_lock_data_dir(paths: &StoragePaths) -> anyhow::Result<Option<std::fs:
 impl Core {
     pub async fn start(config: Config) -> anyhow::Result<Core> {
         let policies = crate::policy::all(&config);
-        Self::start_with_policies(config, policies).await
+        Self::start_with(config, policies, Default::default()).await
     }
 
     /// [`Core::start`] with these policies instead of the program's own (tests prove the framework with theirs).
@@ -106,11 +106,20 @@ impl Core {
         config: Config,
         policies: Vec<Box<dyn crate::policy::Policy>>,
     ) -> anyhow::Result<Core> {
+        Self::start_with(config, policies, Default::default()).await
+    }
+
+    /// Starts the core, telling `progress` how far device recovery has got.
+    pub async fn start_with(
+        config: Config,
+        policies: Vec<Box<dyn crate::policy::Policy>>,
+        progress: Arc<crate::actors::RecoveryProgress>,
+    ) -> anyhow::Result<Core> {
         let paths = StoragePaths::new(&config.storage.dir);
         paths.prepare()?;
         let lock = lock_data_dir(&paths)?;
         let (writer, writer_thread) = JournalWriter::open(&paths.journal(), config.storage.synchronous)?;
-        let registry = start_devices(&config, writer.clone(), &paths.journal()).await?;
+        let registry = start_devices(&config, writer.clone(), &paths.journal(), progress).await?;
         let mut projectors = start_projectors(
             crate::projection::all(&config.site.timezone),
             &paths.journal(),
@@ -199,13 +208,28 @@ impl Application {
         let http = TcpListener::bind(config.http.listen)
             .with_context(|| format!("http: cannot listen on {}", config.http.listen))?;
         let http_addr = http.local_addr()?;
-        let mut core = Core::start(config).await?;
+        // Both listeners open before recovery: gateways' connections wait in the backlog, and the web answers
+        // 503 "recovering: N of M devices" until the core is up.
+        let mqtt_listener = match config.mqtt.broker {
+            Broker::Embedded => Some(
+                TcpListener::bind(config.mqtt.listen)
+                    .with_context(|| format!("mqtt: cannot listen on {}", config.mqtt.listen))?,
+            ),
+            Broker::External { .. } => None,
+        };
+        let progress = Arc::new(crate::actors::RecoveryProgress::default());
+        let recovering = crate::web::recovering::serve_while_recovering(&http, progress.clone())?;
+        let policies = crate::policy::all(&config);
+        let started = Core::start_with(config, policies, progress).await;
+        recovering.stop(true).await;
+        let mut core = started?;
         let state = core.state();
-        let mqtt = match state.config.mqtt.broker {
-            Broker::Embedded => {
-                Mqtt::Embedded(EmbeddedEndpoint::start(state.config.mqtt.listen, state.ingestor.clone()).await?)
+        let mqtt = match (&state.config.mqtt.broker, mqtt_listener) {
+            (Broker::Embedded, Some(listener)) => {
+                Mqtt::Embedded(EmbeddedEndpoint::start_on(listener, state.ingestor.clone())?)
             }
-            Broker::External { .. } => {
+            (Broker::Embedded, None) => anyhow::bail!("mqtt: the embedded endpoint has no listener"),
+            (Broker::External { .. }, _) => {
                 Mqtt::External(ExternalSubscriber::start(&state.config.mqtt, state.ingestor.clone())?)
             }
         };

@@ -6,4 +6,4 @@ pub mod host;
 pub mod registry;
 
 pub use host::{AggregateActor, CommandError, CommandOutcome, Execute, HostSettings, Hosted, Meta, Recovered, recover};
-pub use registry::{Registry, start_devices};
+pub use registry::{RecoveryProgress, Registry, start_devices};

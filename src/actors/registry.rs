@@ -149,6 +149,33 @@ impl Registry {
     }
 }
 
+/// How far boot has got recovering devices, for `/healthz` while it runs.
+#[derive(Debug, Default)]
+pub struct RecoveryProgress {
+    done: std::sync::atomic::AtomicUsize,
+    total: std::sync::atomic::AtomicUsize,
+}
+
+impl RecoveryProgress {
+    /// A progress already `done` of `total` (for pages and tests that show one).
+    pub fn at(done: usize, total: usize) -> Self {
+        Self {
+            done: done.into(),
+            total: total.into(),
+        }
+    }
+
+    /// `recovering: 37 of 120 devices`.
+    pub fn describe(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        format!(
+            "recovering: {} of {} devices",
+            self.done.load(Relaxed),
+            self.total.load(Relaxed)
+        )
+    }
+}
+
 /// What boot needs to know about one device before starting its actor.
 enum Loaded {
     /// Its stream does not fold (an event that does not decode): the device stays down, the site comes up.
@@ -190,7 +217,12 @@ fn wanted_devices(config: &Config) -> BTreeMap<DeviceId, Wanted> {
 
 /// Recovers every device (blocking; run off the executor), starts its actor, then brings the journal in line
 /// with `config.toml`: new devices are commissioned, changed ones reconfigured, removed ones decommissioned.
-pub async fn start_devices(config: &Config, writer: JournalWriter, journal_path: &Path) -> anyhow::Result<Registry> {
+pub async fn start_devices(
+    config: &Config,
+    writer: JournalWriter,
+    journal_path: &Path,
+    progress: Arc<RecoveryProgress>,
+) -> anyhow::Result<Registry> {
     let wanted = wanted_devices(config);
     let path: PathBuf = journal_path.to_owned();
     let configured: Vec<(DeviceId, DeviceKind)> = wanted.iter().map(|(id, w)| (id.clone(), w.kind)).collect();
@@ -201,6 +233,7 @@ pub async fn start_devices(config: &Config, writer: JournalWriter, journal_path:
         // its history but is hosted as the configured kind from now on (`decide` then sees a commissioned state
         // of its own kind only if the kinds agree).
         all.extend(configured);
+        progress.total.store(all.len(), std::sync::atomic::Ordering::Relaxed);
         let mut out = Vec::with_capacity(all.len());
         for (id, kind) in all {
             let stream = StreamName::device(&id);
@@ -214,6 +247,7 @@ pub async fn start_devices(config: &Config, writer: JournalWriter, journal_path:
                 Loaded::Unrecoverable(why)
             });
             out.push((id, kind, loaded));
+            progress.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(out)
     })

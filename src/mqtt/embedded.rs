@@ -42,9 +42,15 @@ pub struct EmbeddedEndpoint {
 impl EmbeddedEndpoint {
     /// Binds `listen` and starts accepting gateways on the current actix/tokio runtime.
     pub async fn start(listen: SocketAddr, ingestor: Ingestor) -> anyhow::Result<EmbeddedEndpoint> {
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("mqtt: cannot listen on {listen}: {e}"))?;
+        let listener =
+            std::net::TcpListener::bind(listen).map_err(|e| anyhow::anyhow!("mqtt: cannot listen on {listen}: {e}"))?;
+        Self::start_on(listener, ingestor)
+    }
+
+    /// Starts accepting gateways on a listener bound earlier (at boot, before recovery, so connections queue).
+    pub fn start_on(listener: std::net::TcpListener, ingestor: Ingestor) -> anyhow::Result<EmbeddedEndpoint> {
+        listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;
         let stats = Arc::new(EndpointStats::default());
         let (stop, stopped) = watch::channel(false);

@@ -15,6 +15,7 @@ mod health;
 pub mod metrics;
 mod parked;
 pub mod pool;
+pub mod recovering;
 mod reports;
 pub mod subjects;
 

@@ -260,3 +260,45 @@ fn the_live_fragment_answers_304_until_something_new_is_projected() {
         );
     });
 }
+
+#[test]
+fn while_devices_recover_the_web_answers_503_with_progress_then_hands_the_socket_over() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let system = actix_web::rt::System::new();
+    system.block_on(async move {
+        let progress = std::sync::Arc::new(gatehouse::actors::RecoveryProgress::at(37, 120));
+        let recovering = gatehouse::web::recovering::serve_while_recovering(&listener, progress).unwrap();
+        let (health, page) = tokio::task::spawn_blocking(move || {
+            (
+                http(addr, "GET", "/healthz", &[], ""),
+                http(addr, "GET", "/reports/traffic", &[], ""),
+            )
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            (health.status, health.body.as_str()),
+            (503, "recovering: 37 of 120 devices\n")
+        );
+        assert_eq!(page.status, 503);
+        assert_eq!(page.header("retry-after"), Some("2"));
+        recovering.stop(true).await;
+        // The same socket, now served by another server: nothing was closed in between.
+        let server = actix_web::HttpServer::new(|| {
+            actix_web::App::new().route("/healthz", actix_web::web::get().to(|| async { "ok\n" }))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        let health = tokio::task::spawn_blocking(move || http(addr, "GET", "/healthz", &[], ""))
+            .await
+            .unwrap();
+        assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+        handle.stop(true).await;
+    });
+}
