@@ -38,6 +38,8 @@ pub struct AppState {
     /// Kept read-only connections to views.db (pages) and journal.db (sign-in checks).
     pub views_reader: ReadPool,
     pub journal_reader: ReadPool,
+    /// The site's key for subjects' pseudonyms (stream names and anything forwarded off the site use them).
+    pub pseudonyms: crate::pseudonym::PseudonymKey,
     /// The recognitions report's subject lists, kept until their days change.
     pub subject_lists: crate::web::subjects::SubjectLists,
 }
@@ -147,6 +149,10 @@ impl Core {
             bounds,
         );
         let (views_reader, journal_reader) = (ReadPool::new(paths.views()), ReadPool::new(paths.journal()));
+        let pseudonyms = crate::pseudonym::PseudonymKey::load_or_create(&crate::db::open(
+            &paths.journal(),
+            config.storage.synchronous,
+        )?)?;
         let state = AppState {
             config: Arc::new(config),
             paths,
@@ -160,6 +166,7 @@ impl Core {
             http_metrics: Default::default(),
             views_reader,
             journal_reader,
+            pseudonyms,
             subject_lists: Default::default(),
         };
         Ok(Core {

@@ -21,6 +21,7 @@ pub mod journal;
 pub mod mqtt;
 pub mod policy;
 pub mod projection;
+pub mod pseudonym;
 pub mod simulate;
 pub mod telemetry;
 pub mod web;

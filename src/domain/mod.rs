@@ -23,7 +23,7 @@ pub use device::{Availability, Common, Lifecycle, OpenFault, command_time};
 pub use event::*;
 pub use ids::{DeviceDetails, DeviceId, DeviceKind, InvalidDeviceId};
 pub use turnstile::{LockOut, Turnstile, TurnstileState};
-pub use values::{Confidence, Direction, FaultCode, SubjectId};
+pub use values::{Confidence, Direction, FaultCode, Pseudonym, SubjectId};
 
 use serde::Serialize;
 

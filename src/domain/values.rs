@@ -95,6 +95,43 @@ impl fmt::Display for SubjectId {
     }
 }
 
+/// A person's keyed pseudonym: what names a subject wherever it must outlive an event's own fields (a stream
+/// name, anything forwarded off the site), so forgetting a person means destroying a key, not rewriting streams.
+/// `ps-` and 32 lowercase hex digits (the first 128 bits of HMAC-SHA256 of the subject under the site's key).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Pseudonym(String);
+
+impl Pseudonym {
+    pub const PREFIX: &'static str = "ps-";
+
+    /// Reads a pseudonym back (from a stream name, a forwarded event).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let hex = s
+            .strip_prefix(Self::PREFIX)
+            .ok_or_else(|| format!("pseudonym {s:?} does not start with {:?}", Self::PREFIX))?;
+        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(format!("pseudonym {s:?} is not ps- and 32 lowercase hex digits"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// Builds one from the digest bytes (the keyed hash lives outside the domain).
+    pub fn from_digest(digest: &[u8; 16]) -> Self {
+        Self(format!("{}{}", Self::PREFIX, digest.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Pseudonym {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// How sure a camera is of a recognition, within `0.0..=1.0`.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
 #[serde(transparent)]
