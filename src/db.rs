@@ -32,6 +32,7 @@ fn views_migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/views/0003_traffic_daily.sql")),
         M::up(include_str!("../migrations/views/0004_report_rollups.sql")),
         M::up(include_str!("../migrations/views/0005_parked_events.sql")),
+        M::up(include_str!("../migrations/views/0006_device_messages.sql")),
     ])
 }
 

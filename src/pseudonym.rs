@@ -104,7 +104,9 @@ mod tests {
         let conn = crate::db::open(&path, crate::config::Synchronous::Full).unwrap();
         let again = PseudonymKey::load_or_create(&conn).unwrap().pseudonym(&subject("P-7"));
         assert_eq!(first, again);
-        let keys: i64 = conn.query_row("SELECT COUNT(*) FROM site_keys", [], |r| r.get(0)).unwrap();
+        let keys: i64 = conn
+            .query_row("SELECT COUNT(*) FROM site_keys", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(keys, 1);
     }
 }

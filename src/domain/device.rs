@@ -214,20 +214,25 @@ impl Common {
 }
 
 impl Common {
-    /// Follows the gateway's message counter: a jump past the next number counts the skipped ones as lost; a
-    /// late one arriving after the jump takes one back; a counter far below the last one restarted.
     fn count_seq(&mut self, seq: u64) {
-        match self.last_seq {
-            None => self.last_seq = Some(seq),
-            Some(last) if seq > last => {
-                self.lost_messages += seq - last - 1;
-                self.last_seq = Some(seq);
-            }
-            Some(last) if last - seq > SEQ_RESTART_GAP => self.last_seq = Some(seq),
-            // The same number again is a repeat (no msg_id), not a loss; an older one is a late arrival.
-            Some(last) if seq < last => self.lost_messages = self.lost_messages.saturating_sub(1),
-            Some(_) => {}
+        count_seq(&mut self.last_seq, &mut self.lost_messages, seq);
+    }
+}
+
+/// Follows a gateway's message counter: a jump past the next number counts the skipped ones as lost; a late one
+/// arriving after the jump takes one back; a counter far below the last one restarted. The one rule for the
+/// aggregate's state and the read tables alike.
+pub fn count_seq(last_seq: &mut Option<u64>, lost: &mut u64, seq: u64) {
+    match *last_seq {
+        None => *last_seq = Some(seq),
+        Some(last) if seq > last => {
+            *lost += seq - last - 1;
+            *last_seq = Some(seq);
         }
+        Some(last) if last - seq > SEQ_RESTART_GAP => *last_seq = Some(seq),
+        // The same number again is a repeat (no msg_id), not a loss; an older one is a late arrival.
+        Some(last) if seq < last => *lost = lost.saturating_sub(1),
+        Some(_) => {}
     }
 }
 

@@ -187,6 +187,18 @@ impl DomainEvent for DeviceEvent {
 }
 
 impl DeviceEvent {
+    /// Whether the device itself sent the message this records (not a decision of ours or the config's).
+    pub fn is_device_message(&self) -> bool {
+        matches!(
+            self,
+            DeviceEvent::PassageRecorded(_)
+                | DeviceEvent::FaultReported(_)
+                | DeviceEvent::FaultCleared(_)
+                | DeviceEvent::RecognitionRecorded(_)
+                | DeviceEvent::MessageCounted(_)
+        )
+    }
+
     /// The gateway's message counter the event carries, for the device messages that have one.
     pub fn seq(&self) -> Option<u64> {
         match self {

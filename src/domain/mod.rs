@@ -19,7 +19,7 @@ mod values;
 pub use aggregate::{Aggregate, DEVICE_KIND, DomainEvent, InvalidStreamName, StreamName};
 pub use camera::{Camera, CameraState};
 pub use command::{DeviceCommand, Rejection};
-pub use device::{Availability, Common, Lifecycle, OpenFault, command_time};
+pub use device::{Availability, Common, Lifecycle, OpenFault, command_time, count_seq};
 pub use event::*;
 pub use ids::{DeviceDetails, DeviceId, DeviceKind, InvalidDeviceId};
 pub use turnstile::{LockOut, Turnstile, TurnstileState};

@@ -118,7 +118,11 @@ impl Pseudonym {
 
     /// Builds one from the digest bytes (the keyed hash lives outside the domain).
     pub fn from_digest(digest: &[u8; 16]) -> Self {
-        Self(format!("{}{}", Self::PREFIX, digest.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+        Self(format!(
+            "{}{}",
+            Self::PREFIX,
+            digest.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ))
     }
 
     pub fn as_str(&self) -> &str {

@@ -117,6 +117,23 @@ impl Projection for DeviceStatusProjection {
             "UPDATE device_status SET last_event_at = MAX(COALESCE(last_event_at, 0), ?2) WHERE device_id = ?1",
         )?
         .execute(params![id, at])?;
+        if event.is_device_message() {
+            let skew_ms = (stored.recorded_at.as_millisecond()).saturating_sub(stored.occurred_at.as_millisecond());
+            tx.prepare_cached("UPDATE device_status SET clock_skew_ms = ?2 WHERE device_id = ?1")?
+                .execute(params![id, skew_ms])?;
+        }
+        if let Some(seq) = event.seq() {
+            let counted: Option<(Option<i64>, i64)> = tx
+                .prepare_cached("SELECT last_seq, lost_messages FROM device_status WHERE device_id = ?1")?
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            if let Some((last, lost)) = counted {
+                let (mut last, mut lost) = (last.map(|n| n as u64), lost as u64);
+                crate::domain::count_seq(&mut last, &mut lost, seq);
+                tx.prepare_cached("UPDATE device_status SET last_seq = ?2, lost_messages = ?3 WHERE device_id = ?1")?
+                    .execute(params![id, last.map(|n| n as i64), lost as i64])?;
+            }
+        }
         Ok(())
     }
 }

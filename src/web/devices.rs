@@ -82,6 +82,20 @@ pub struct Live {
     pub last_event: String,
     pub passages_in: i64,
     pub passages_out: i64,
+    /// Messages the gateway's `seq` says never arrived.
+    pub lost_messages: i64,
+    /// The latest message's clock skew, as people read it ("1.2 s behind").
+    pub clock_skew: Option<String>,
+}
+
+/// Recorded time minus device time, as a sentence.
+fn describe_skew(ms: i64) -> String {
+    let seconds = ms.unsigned_abs() as f64 / 1000.0;
+    match ms {
+        0 => "in step with ours".into(),
+        ms if ms > 0 => format!("{seconds:.1} s behind ours (or the message took that long)"),
+        _ => format!("{seconds:.1} s ahead of ours"),
+    }
 }
 
 /// One open fault in a past state.
@@ -218,7 +232,8 @@ fn load_live(conn: &rusqlite::Connection, id: &str, today: &str, tz: &TimeZone) 
         .query_row(
             "SELECT kind, name, zone, lifecycle, availability, open_faults, locked_out, last_event_at,
                     CASE WHEN passages_day = ?2 THEN passages_today_in ELSE 0 END,
-                    CASE WHEN passages_day = ?2 THEN passages_today_out ELSE 0 END
+                    CASE WHEN passages_day = ?2 THEN passages_today_out ELSE 0 END,
+                    lost_messages, clock_skew_ms
              FROM device_status WHERE device_id = ?1",
             [id, today],
             |r| {
@@ -236,6 +251,8 @@ fn load_live(conn: &rusqlite::Connection, id: &str, today: &str, tz: &TimeZone) 
                         .unwrap_or_else(|| "never".into()),
                     passages_in: r.get(8)?,
                     passages_out: r.get(9)?,
+                    lost_messages: r.get(10)?,
+                    clock_skew: r.get::<_, Option<i64>>(11)?.map(describe_skew),
                 })
             },
         )

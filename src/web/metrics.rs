@@ -79,13 +79,36 @@ async fn metrics(state: web::Data<AppState>) -> actix_web::Result<HttpResponse> 
         )?)
     })
     .await?;
-    let parked = super::read_views(&state, |views| Ok(crate::projection::parked::counts(views)?)).await?;
-    let text = encode(&state, dead_letters_open, &parked).map_err(|e| super::internal_error("metrics", e))?;
+    let (parked, devices) = super::read_views(&state, |views| {
+        let parked = crate::projection::parked::counts(views)?;
+        let mut stmt = views.prepare_cached("SELECT device_id, lost_messages, clock_skew_ms FROM device_status")?;
+        let devices = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((parked, devices))
+    })
+    .await?;
+    let scraped = Scraped {
+        dead_letters_open,
+        parked,
+        devices,
+    };
+    let text = encode(&state, &scraped).map_err(|e| super::internal_error("metrics", e))?;
     Ok(HttpResponse::Ok().content_type(prometheus::TEXT_FORMAT).body(text))
 }
 
+/// What a scrape reads from the databases.
+struct Scraped {
+    dead_letters_open: i64,
+    /// Parked events per follower.
+    parked: Vec<(String, u64)>,
+    /// Per device: lost messages (by `seq`) and the latest message's clock skew in milliseconds.
+    devices: Vec<(String, i64, Option<i64>)>,
+}
+
 /// Reads every value into a registry made for this scrape and encodes it.
-fn encode(state: &AppState, dead_letters_open: i64, parked: &[(String, u64)]) -> anyhow::Result<String> {
+fn encode(state: &AppState, scraped: &Scraped) -> anyhow::Result<String> {
+    let (dead_letters_open, parked) = (scraped.dead_letters_open, &scraped.parked);
     let registry = prometheus::Registry::new();
     let counter = |name: &str, help: &str, value: u64| -> anyhow::Result<()> {
         let counter = IntCounter::new(name, help)?;
@@ -188,6 +211,29 @@ fn encode(state: &AppState, dead_letters_open: i64, parked: &[(String, u64)]) ->
     registry.register(Box::new(position))?;
     registry.register(Box::new(lag))?;
     registry.register(Box::new(errors))?;
+
+    let lost = IntGaugeVec::new(
+        Opts::new(
+            "gatehouse_device_lost_messages",
+            "Messages a device's gateway numbered (seq) that never arrived.",
+        ),
+        &["device"],
+    )?;
+    let skew = prometheus::GaugeVec::new(
+        Opts::new(
+            "gatehouse_device_clock_skew_seconds",
+            "Recorded time minus device time of the device's latest message (positive: device clock behind).",
+        ),
+        &["device"],
+    )?;
+    for (device, lost_messages, skew_ms) in &scraped.devices {
+        lost.with_label_values(&[device]).set(*lost_messages);
+        if let Some(ms) = skew_ms {
+            skew.with_label_values(&[device]).set(*ms as f64 / 1000.0);
+        }
+    }
+    registry.register(Box::new(lost))?;
+    registry.register(Box::new(skew))?;
 
     // The histogram is shared, not copied: registering it here only lets this scrape read it.
     registry.register(Box::new(state.http_metrics.durations.clone()))?;

@@ -190,3 +190,57 @@ fn device_time_out_of_bounds_is_a_dead_letter_and_seq_jumps_count_as_lost() {
     assert_eq!(state["state"]["common"]["lost_messages"], 3, "{state}");
     assert_eq!(state["state"]["common"]["last_seq"], 6, "{state}");
 }
+
+#[test]
+fn the_device_page_and_metrics_show_lost_messages_and_clock_skew() {
+    let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
+    let counted = |seq: u64, when: &str| {
+        gatehouse::domain::DeviceEvent::PassageRecorded(gatehouse::domain::PassageRecorded {
+            direction: gatehouse::domain::Direction::In,
+            at: at(when),
+            during_fault: false,
+            during_lockout: false,
+            seq: Some(seq),
+        })
+    };
+    seed(
+        &site.paths(),
+        &[(
+            "T1",
+            vec![
+                commissioned(
+                    gatehouse::domain::DeviceKind::Turnstile,
+                    "North",
+                    "Hall A",
+                    "2026-11-30T07:00:00Z",
+                ),
+                counted(10, "2026-11-30T08:00:00Z"),
+                counted(11, "2026-11-30T08:00:01Z"),
+                counted(15, "2026-11-30T08:00:02Z"),
+                // A late one of the gap arrives after all: one fewer lost.
+                counted(13, "2026-11-30T08:00:03Z"),
+            ],
+        )],
+    );
+    with_server(site.config(), async |state, addr| {
+        settle(state).await;
+        let (_, metrics) = get(addr, "/metrics").await;
+        assert!(
+            metrics.contains("gatehouse_device_lost_messages{device=\"T1\"} 2"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("gatehouse_device_clock_skew_seconds{device=\"T1\"}"),
+            "{metrics}"
+        );
+        let (status, page) = get(addr, "/devices/T1").await;
+        assert_eq!(status, 200);
+        assert!(page.contains("<dd class=\"num lost-messages\">2 "), "{page}");
+        assert!(page.contains("the device clock was"), "{page}");
+        let (_, events) = get(addr, "/events?stream=T1").await;
+        assert!(
+            events.contains("<td data-label=\"By\" class=\"actor\">config</td>"),
+            "{events}"
+        );
+    });
+}
