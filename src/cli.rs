@@ -454,6 +454,13 @@ fn events(config: &Config, stream: Option<String>, after: u64, follow: bool) -> 
 }
 
 fn state(config: &Config, device: &str, as_of: Option<&str>) -> Result<(), Failure> {
+    let stream = StreamName::parse(device).map_err(|e| Failure::Usage(anyhow!("{device}: {e}")))?;
+    if stream.kind() != crate::domain::DEVICE_KIND {
+        return Err(Failure::Usage(anyhow!(
+            "{device}: unknown aggregate kind {:?}: this release has device streams only (a bare id such as T1)",
+            stream.kind()
+        )));
+    }
     let id = DeviceId::parse(device).map_err(|e| Failure::Usage(anyhow!("{device}: {e}")))?;
     let as_of = as_of
         .map(|t| parse_instant(t, &config.site.timezone).map_err(|e| Failure::Usage(e.context("--as-of"))))

@@ -483,3 +483,85 @@ fn evolve_keeps_counters_faults_and_availability() {
     assert_eq!(state.common.last_event_at, Some(at("08:40:00")));
     assert_eq!(state.common.lifecycle, Lifecycle::Active);
 }
+
+fn counted_passage(seq: u64, t: &str) -> DeviceCommand {
+    DeviceCommand::RecordPassage {
+        direction: Direction::In,
+        at: at(t),
+        seq: Some(seq),
+    }
+}
+
+/// Folds what `decide` answers to each command in turn, as the actor does.
+fn run<D: Device>(history: &[DeviceEvent], commands: &[DeviceCommand]) -> D::State {
+    let mut state = D::fold(D::State::default(), history);
+    for command in commands {
+        let events = D::decide(&state, command).unwrap();
+        state = D::fold(state, &events);
+    }
+    state
+}
+
+#[test]
+fn jumps_in_seq_count_as_lost_messages_and_late_ones_take_them_back() {
+    let history = [commissioned(DeviceKind::Turnstile), online("08:30:00")];
+    let state = run::<Turnstile>(
+        &history,
+        &[
+            counted_passage(1, "09:00:00"),
+            counted_passage(2, "09:00:01"),
+            counted_passage(6, "09:00:02"),
+        ],
+    );
+    assert_eq!((state.common.last_seq, state.common.lost_messages), (Some(6), 3));
+    let state = run::<Turnstile>(
+        &history,
+        &[
+            counted_passage(1, "09:00:00"),
+            counted_passage(4, "09:00:01"),
+            counted_passage(3, "09:00:02"),
+        ],
+    );
+    assert_eq!(state.common.lost_messages, 1, "3 arrived late");
+    // A gateway that restarts its count far below is not thousands of late messages.
+    let state = run::<Turnstile>(
+        &history,
+        &[
+            counted_passage(5000, "09:00:00"),
+            counted_passage(1, "09:00:01"),
+            counted_passage(2, "09:00:02"),
+        ],
+    );
+    assert_eq!((state.common.last_seq, state.common.lost_messages), (Some(2), 0));
+}
+
+#[test]
+fn a_counted_message_that_changes_nothing_still_records_its_seq() {
+    let history = [commissioned(DeviceKind::Turnstile), online("08:30:00")];
+    let fault = |seq| DeviceCommand::ReportFault {
+        code: jam(),
+        detail: "arm".into(),
+        at: at("09:00:00"),
+        seq: Some(seq),
+    };
+    let state = run::<Turnstile>(&history, &[fault(1)]);
+    // The unit repeats its fault: no second episode, but the counter hears message 2, so 3 is no jump.
+    assert_eq!(
+        Turnstile::decide(&state, &fault(2)),
+        Ok(vec![DeviceEvent::MessageCounted(MessageCounted {
+            seq: 2,
+            at: at("09:00:00")
+        })])
+    );
+    let state = run::<Turnstile>(&history, &[fault(1), fault(2), counted_passage(3, "09:01:00")]);
+    assert_eq!(state.common.lost_messages, 0);
+    // Without a seq, a repeated fault adds nothing, as before.
+    let plain = DeviceCommand::ReportFault {
+        code: jam(),
+        detail: "arm".into(),
+        at: at("09:00:00"),
+        seq: None,
+    };
+    let state = run::<Turnstile>(&history, &[plain.clone()]);
+    assert_eq!(Turnstile::decide(&state, &plain), Ok(vec![]));
+}
