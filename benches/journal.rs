@@ -409,15 +409,14 @@ fn insert_row(
 /// What a restart without snapshots or a projection rebuild does: read and fold every event of the journal.
 fn replay(workload: &Workload, journal: &Path) -> anyhow::Result<Measured> {
     let reader = JournalReader::open(journal)?;
-    let mut states: HashMap<DeviceId, TurnstileState> = HashMap::with_capacity(workload.devices.len());
+    let mut states: HashMap<gatehouse::domain::StreamName, TurnstileState> =
+        HashMap::with_capacity(workload.devices.len());
     let mut events = 0_u64;
     let started = Instant::now();
     reader.for_each_after(0, |stored| {
         events += 1;
-        let Some((id, event)) = stored.device() else {
-            return Ok(());
-        };
-        let state = states.entry(DeviceId::parse(id)?).or_default();
+        let gatehouse::codec::AnyEvent::Device(event) = &stored.event;
+        let state = states.entry(stored.stream_id).or_default();
         *state = Turnstile::evolve(std::mem::take(state), event);
         Ok(())
     })?;

@@ -24,6 +24,9 @@ pub struct Cli {
     /// The site's configuration file.
     #[arg(short, long, global = true, default_value = "config.toml")]
     pub config: PathBuf,
+    /// Record changes as done by this Gatehouse user (`user:NAME`) instead of the OS user (`cli:OSUSER`).
+    #[arg(long = "as", global = true, value_name = "USER")]
+    pub as_user: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -142,8 +145,30 @@ fn load_config(cli: &Cli) -> Result<Config, Failure> {
     Config::load(&cli.config).map_err(|e| Failure::Usage(anyhow!(e.to_string())))
 }
 
+/// Who the command's changes are recorded as: `user:NAME` with `--as NAME` (an existing Gatehouse user), else
+/// `cli:OSUSER`.
+fn actor(config: &Config, as_user: Option<&str>) -> Result<crate::journal::Actor, Failure> {
+    let Some(name) = as_user else {
+        return Ok(crate::journal::Actor::cli());
+    };
+    let journal = StoragePaths::new(&config.storage.dir).journal();
+    let conn = crate::auth::open(&journal)?;
+    let known: bool = conn
+        .query_row("SELECT EXISTS (SELECT 1 FROM users WHERE name = ?1)", [name], |r| {
+            r.get(0)
+        })
+        .context("journal.db: cannot look up users")?;
+    if !known {
+        return Err(Failure::Usage(anyhow!(
+            "--as {name}: no such user (add one with `gatehouse user add {name} --role manager`)"
+        )));
+    }
+    Ok(crate::journal::Actor::user(name))
+}
+
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let config = load_config(&cli)?;
+    let as_user = cli.as_user.clone();
     match cli.command {
         Command::Serve { demo } => serve(config, demo),
         Command::Simulate { rate, duration, broker } => simulate(config, rate, duration, broker.as_deref()),
@@ -166,7 +191,13 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             redrive_all,
             discard,
             all,
-        } => dead_letters(config, redrive, redrive_all, discard, all),
+        } => {
+            let by = match redrive.is_some() || redrive_all {
+                true => actor(&config, as_user.as_deref())?,
+                false => crate::journal::Actor::cli(),
+            };
+            dead_letters(config, redrive, redrive_all, discard, all, &by)
+        }
     }
 }
 
@@ -223,6 +254,7 @@ fn dead_letters(
     redrive_all: bool,
     discard: Option<i64>,
     all: bool,
+    by: &crate::journal::Actor,
 ) -> Result<(), Failure> {
     use crate::dead_letters::{self as letters, Which};
     let journal = StoragePaths::new(&config.storage.dir).journal();
@@ -234,7 +266,7 @@ fn dead_letters(
         (None, false) => None,
     };
     if let Some(which) = which {
-        let done = letters::redrive(config, which, &crate::journal::Actor::cli())?;
+        let done = letters::redrive(config, which, by)?;
         letters::print_redriven(&done, &mut out).context("cannot write to stdout")?;
     } else if let Some(id) = discard {
         letters::discard(&journal, id)?;
@@ -454,7 +486,14 @@ fn events(config: &Config, stream: Option<String>, after: u64, follow: bool) -> 
 }
 
 fn state(config: &Config, device: &str, as_of: Option<&str>) -> Result<(), Failure> {
-    let stream = StreamName::parse(device).map_err(|e| Failure::Usage(anyhow!("{device}: {e}")))?;
+    // A bare id is a device: its own rules word the error best.
+    let stream = match device.contains(':') {
+        true => StreamName::parse(device),
+        false => Ok(StreamName::device(
+            &DeviceId::parse(device).map_err(|e| Failure::Usage(anyhow!("{device}: {e}")))?,
+        )),
+    }
+    .map_err(|e| Failure::Usage(anyhow!("{device}: {e}")))?;
     if stream.kind() != crate::domain::DEVICE_KIND {
         return Err(Failure::Usage(anyhow!(
             "{device}: unknown aggregate kind {:?}: this release has device streams only (a bare id such as T1)",

@@ -87,7 +87,8 @@ impl StreamName {
         if s.len() > Self::MAX_LEN {
             return Err(InvalidStreamName::TooLong(s.to_owned()));
         }
-        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        // Bytes, not chars: this runs for every row read, and every byte of a multi-byte character is >= 0x80.
+        if s.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
             return Err(InvalidStreamName::BadCharacter(s.to_owned()));
         }
         if let Some((kind, id)) = s.split_once(':')

@@ -562,6 +562,6 @@ fn a_counted_message_that_changes_nothing_still_records_its_seq() {
         at: at("09:00:00"),
         seq: None,
     };
-    let state = run::<Turnstile>(&history, &[plain.clone()]);
+    let state = run::<Turnstile>(&history, std::slice::from_ref(&plain));
     assert_eq!(Turnstile::decide(&state, &plain), Ok(vec![]));
 }

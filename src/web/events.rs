@@ -3,7 +3,7 @@
 //! the same upcasting path every other reader uses.
 
 use crate::app::AppState;
-use crate::domain::DeviceId;
+use crate::domain::StreamName;
 use crate::journal::{Position, StoredEvent};
 use actix_web::{HttpResponse, web};
 use askama::Template;
@@ -37,6 +37,8 @@ pub(super) const EVENT_TYPES: [&str; 13] = [
 pub struct EventRow {
     pub position: Position,
     pub stream: String,
+    /// Where the stream's own page is (a device's page), if it has one.
+    pub stream_page: Option<String>,
     pub version: u64,
     pub event_type: String,
     pub occurred: String,
@@ -53,6 +55,7 @@ impl EventRow {
         EventRow {
             position: stored.position,
             stream: stored.stream_id.to_string(),
+            stream_page: stored.device().map(|(id, _)| format!("/devices/{id}")),
             version: stored.version,
             event_type: stored.event_type.clone(),
             occurred: super::local_time(tz, stored.occurred_at.as_microsecond()),
@@ -115,7 +118,7 @@ pub struct RawQuery {
 
 /// What the browser asked for, validated.
 struct Filter {
-    stream: Option<DeviceId>,
+    stream: Option<StreamName>,
     event_type: Option<&'static str>,
     after: Option<Position>,
     before: Option<Position>,
@@ -140,7 +143,7 @@ pub(super) fn cursor(name: &str, value: &Option<String>) -> actix_web::Result<Op
 impl Filter {
     fn parse(raw: &RawQuery) -> actix_web::Result<Filter> {
         let stream = given(&raw.stream)
-            .map(|s| DeviceId::parse(s).map_err(|e| actix_web::error::ErrorBadRequest(format!("stream: {e}"))))
+            .map(|s| StreamName::parse(s).map_err(|e| actix_web::error::ErrorBadRequest(format!("stream: {e}"))))
             .transpose()?;
         let event_type = given(&raw.event_type)
             .map(|t| {
@@ -215,7 +218,7 @@ fn load(
     let head = journal.head()?;
     // One more than a page tells whether an "older" link leads anywhere.
     let mut events = journal.page(
-        filter.stream.as_ref().map(DeviceId::as_str),
+        filter.stream.as_ref().map(StreamName::as_str),
         filter.event_type,
         filter.before,
         PAGE_SIZE + 1,

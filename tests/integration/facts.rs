@@ -244,3 +244,44 @@ fn the_device_page_and_metrics_show_lost_messages_and_clock_skew() {
         );
     });
 }
+
+#[test]
+fn a_redrive_from_the_command_line_records_who_did_it() {
+    let site = Site::new("");
+    with_app(site.config(), async |app| {
+        app.state()
+            .ingestor
+            .ingest(gatehouse::ingest::Received::once(
+                "gatehouse/turnstile/T1/passage",
+                br#"{"msg_id":"m-1","direction":"in"}"#,
+                jiff::Timestamp::now(),
+                Actor::gateway("pi-3"),
+            ))
+            .await
+            .unwrap();
+    });
+    site.write_config(TWO_TURNSTILES_ONE_CAMERA);
+    let unknown = site.gatehouse(&["dead-letters", "--redrive", "1", "--as", "ghost"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("--as ghost: no such user"),
+        "{unknown:?}"
+    );
+    let conn = gatehouse::auth::open(&site.paths().journal()).unwrap();
+    gatehouse::auth::add_user(&conn, "ana", gatehouse::auth::Role::Manager, "long enough password").unwrap();
+    drop(conn);
+    let output = site.gatehouse(&["dead-letters", "--redrive", "1", "--as", "ana"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let conn = rusqlite::Connection::open(site.paths().journal()).unwrap();
+    assert_eq!(
+        dump(
+            &conn,
+            "SELECT causation || ' ' || actor FROM events WHERE event_type = 'PassageRecorded'"
+        ),
+        ["m-1 user:ana"]
+    );
+    assert_eq!(
+        dump(&conn, "SELECT actor || ' ' || redrive_by FROM dead_letters"),
+        ["gateway:pi-3 user:ana"]
+    );
+}

@@ -262,7 +262,7 @@ fn an_unknown_device_is_a_404_and_bad_parameters_are_a_400_that_says_why() {
         assert_eq!(body, "after: \"-1\" is not a whole number like 120");
         let (status, body) = get(addr, "/events?stream=T%201").await;
         assert_eq!(status, 400);
-        assert!(body.starts_with("stream: device id \"T 1\""), "{body}");
+        assert!(body.starts_with("stream: stream name \"T 1\""), "{body}");
 
         // Empty fields from a submitted form mean "no filter", not an error.
         let (status, _) = get(addr, "/events?stream=&type=&after=").await;
