@@ -22,31 +22,31 @@ pub type Position = u64;
 /// Who or what caused an event, as the journal's `actor` column records it: `user:NAME`, `cli:OSUSER`,
 /// `gateway:NAME` (the MQTT client id until gateways have identities), `broker:HOST`, `policy:NAME`, `config`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Actor(String);
+pub struct Actor(std::sync::Arc<str>);
 
 impl Actor {
     /// A signed-in web user.
     pub fn user(name: &str) -> Self {
-        Self(format!("user:{name}"))
+        Self(format!("user:{name}").into())
     }
     /// Someone at the command line, by their operating-system user name.
     pub fn cli() -> Self {
         let name = std::env::var("USER")
             .or_else(|_| std::env::var("LOGNAME"))
             .unwrap_or_else(|_| "unknown".into());
-        Self(format!("cli:{name}"))
+        Self(format!("cli:{name}").into())
     }
     /// A gateway connected to the embedded endpoint (its client id until gateways sign in).
     pub fn gateway(name: &str) -> Self {
-        Self(format!("gateway:{name}"))
+        Self(format!("gateway:{name}").into())
     }
     /// Messages that came through an external broker.
     pub fn broker(host: &str) -> Self {
-        Self(format!("broker:{host}"))
+        Self(format!("broker:{host}").into())
     }
     /// A policy that turned an event into a command.
     pub fn policy(name: &str) -> Self {
-        Self(format!("policy:{name}"))
+        Self(format!("policy:{name}").into())
     }
     /// The difference between `config.toml` and the journal (commission, reconfigure, decommission).
     pub fn config() -> Self {
@@ -54,7 +54,7 @@ impl Actor {
     }
     /// Reads a stored actor back.
     pub fn from_stored(text: String) -> Self {
-        Self(text)
+        Self(text.into())
     }
 
     pub fn as_str(&self) -> &str {
@@ -74,7 +74,8 @@ pub struct StoredEvent {
     pub position: Position,
     pub stream_id: StreamName,
     pub version: u64,
-    pub event_type: String,
+    /// The stored type name (the decoded event's own).
+    pub event_type: &'static str,
     pub schema: u32,
     pub occurred_at: Timestamp,
     pub recorded_at: Timestamp,

@@ -49,65 +49,60 @@ impl std::fmt::Display for UnreadableEvent {
 
 impl std::error::Error for UnreadableEvent {}
 
-/// The columns of one row, before decoding.
-struct Row0<'a> {
-    position: i64,
-    stream_id: String,
-    version: i64,
-    event_type: String,
-    schema: u32,
-    format: u8,
-    occurred_at: i64,
-    recorded_at: i64,
-    causation: Option<String>,
-    payload: &'a [u8],
-    actor: Option<String>,
-}
-
-fn columns<'a>(row: &'a Row<'_>) -> rusqlite::Result<Row0<'a>> {
-    Ok(Row0 {
-        position: row.get(0)?,
-        stream_id: row.get(1)?,
-        version: row.get(2)?,
-        event_type: row.get(3)?,
-        schema: row.get(4)?,
-        format: row.get(5)?,
-        occurred_at: row.get(6)?,
-        recorded_at: row.get(7)?,
-        causation: row.get(8)?,
-        payload: row.get_ref(9)?.as_blob()?,
-        actor: row.get(10)?,
-    })
-}
-
+/// Reads one row. Text columns are borrowed until the row is known to be good, so a good row costs only the
+/// allocations its event needs (this runs for every event on replay and rebuild).
 fn stored_event_lenient(row: &Row<'_>) -> rusqlite::Result<Result<StoredEvent, UnreadableEvent>> {
-    let c = columns(row)?;
+    let position: i64 = row.get(0)?;
+    let stream_id = row.get_ref(1)?.as_str()?;
+    let event_type = row.get_ref(3)?.as_str()?;
+    let schema: u32 = row.get(4)?;
+    let format: u8 = row.get(5)?;
     let unreadable = |error: String| UnreadableEvent {
-        position: c.position as Position,
-        stream_id: c.stream_id.clone(),
-        event_type: c.event_type.clone(),
+        position: position as Position,
+        stream_id: stream_id.to_owned(),
+        event_type: event_type.to_owned(),
         error,
     };
-    let stream = match StreamName::parse(&c.stream_id) {
+    let stream = match StreamName::parse(stream_id) {
         Ok(stream) => stream,
         Err(error) => return Ok(Err(unreadable(error.to_string()))),
     };
-    let event = match codec::decode_any(&stream, &c.event_type, c.schema, c.format, c.payload) {
+    let event = match codec::decode_any(&stream, event_type, schema, format, row.get_ref(9)?.as_blob()?) {
         Ok(event) => event,
         Err(error) => return Ok(Err(unreadable(error.to_string()))),
     };
     Ok(Ok(StoredEvent {
-        position: c.position as u64,
+        position: position as u64,
         stream_id: stream,
-        version: c.version as u64,
-        event_type: c.event_type,
-        schema: c.schema,
-        occurred_at: from_micros(c.occurred_at),
-        recorded_at: from_micros(c.recorded_at),
-        causation: c.causation,
-        actor: c.actor.map(Actor::from_stored),
+        version: row.get::<_, i64>(2)? as u64,
+        event_type: event.event_type(),
+        schema,
+        occurred_at: from_micros(row.get(6)?),
+        recorded_at: from_micros(row.get(7)?),
+        causation: row.get(8)?,
+        actor: row.get_ref(10)?.as_str_or_null()?.map(actor_of),
         event,
     }))
+}
+
+thread_local! {
+    /// The actor of the row read last on this thread: rows come in runs from one gateway or policy, so most
+    /// rows share it instead of allocating their own copy.
+    static LAST_ACTOR: std::cell::RefCell<Option<Actor>> = const { std::cell::RefCell::new(None) };
+}
+
+fn actor_of(text: &str) -> Actor {
+    LAST_ACTOR.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some(actor) = last.as_ref()
+            && actor.as_str() == text
+        {
+            return actor.clone();
+        }
+        let actor = Actor::from_stored(text.to_owned());
+        *last = Some(actor.clone());
+        actor
+    })
 }
 
 fn stored_event(row: &Row<'_>) -> rusqlite::Result<anyhow::Result<StoredEvent>> {

@@ -242,7 +242,7 @@ mod tests {
             position,
             stream_id: crate::domain::StreamName::parse("T1").unwrap(),
             version: position,
-            event_type: event.event_type().into(),
+            event_type: event.event_type(),
             schema: 1,
             occurred_at: event.occurred_at(),
             recorded_at: event.occurred_at(),

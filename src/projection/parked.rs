@@ -20,7 +20,7 @@ impl Unhandled {
         Self {
             position: event.position,
             stream_id: event.stream_id.to_string(),
-            event_type: event.event_type.clone(),
+            event_type: event.event_type.to_owned(),
             error,
         }
     }

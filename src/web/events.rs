@@ -57,7 +57,7 @@ impl EventRow {
             stream: stored.stream_id.to_string(),
             stream_page: stored.device().map(|(id, _)| format!("/devices/{id}")),
             version: stored.version,
-            event_type: stored.event_type.clone(),
+            event_type: stored.event_type.to_owned(),
             occurred: super::local_time(tz, stored.occurred_at.as_microsecond()),
             recorded: super::local_time(tz, stored.recorded_at.as_microsecond()),
             actor: stored.actor_text().to_owned(),

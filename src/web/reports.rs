@@ -392,11 +392,13 @@ impl<'a> BucketStarts<'a> {
     }
 }
 
-/// The local hour an instant falls in, truncated in the zone exactly as the projections do.
+/// The local hour an instant falls in, truncated in the zone exactly as the projections do. At the very ends of
+/// jiff's range (a period a query can ask for) there is no whole hour to truncate to: the instant itself is used.
 fn hour_of(at: Timestamp, tz: &TimeZone) -> ZonedDateTime {
-    at.to_zoned_datetime(tz.clone())
+    let zoned = at.to_zoned_datetime(tz.clone());
+    zoned
         .round(ZonedDateTimeRound::new().smallest(Unit::Hour).mode(RoundMode::Trunc))
-        .expect("truncating to the hour stays within jiff's range")
+        .unwrap_or(zoned)
 }
 
 /// Every bucket of the period, so a chart shows quiet hours as empty bars instead of closing the gap.

@@ -167,7 +167,7 @@ fn a_gateway_that_vanishes_has_its_last_will_recorded() {
         .stream_events(&id("T1"), 0)
         .unwrap()
         .into_iter()
-        .map(|e| e.event_type)
+        .map(|e| e.event_type.to_owned())
         .collect();
     assert_eq!(types, ["Commissioned", "CameOnline", "WentOffline"]);
 }

@@ -13,7 +13,7 @@ fn event_types(site: &Site, device: &str) -> Vec<String> {
         .stream_events(&id(device), 0)
         .unwrap()
         .into_iter()
-        .map(|e| e.event_type)
+        .map(|e| e.event_type.to_owned())
         .collect()
 }
 
