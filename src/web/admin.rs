@@ -269,6 +269,11 @@ struct LetterForm {
 }
 
 fn back_with(notice: &str) -> HttpResponse {
+    back_to_with("/admin/dead-letters", notice)
+}
+
+/// A redirect (303) to an admin page that shows `notice` (what an action did).
+pub(super) fn back_to_with(page: &str, notice: &str) -> HttpResponse {
     let encoded: String = notice
         .bytes()
         .map(|b| {
@@ -280,7 +285,7 @@ fn back_with(notice: &str) -> HttpResponse {
         })
         .collect();
     HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, format!("/admin/dead-letters?notice={encoded}")))
+        .insert_header((header::LOCATION, format!("{page}?notice={encoded}")))
         .finish()
 }
 

@@ -5,7 +5,7 @@ use super::auth::{Admin, check_csrf};
 use crate::app::AppState;
 use crate::journal::Position;
 use crate::projection::parked::{self, Redriven};
-use actix_web::{HttpResponse, http::header, web};
+use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -52,19 +52,7 @@ struct ParkedForm {
 }
 
 fn back_with(notice: &str) -> HttpResponse {
-    let encoded: String = notice
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, format!("/admin/projections?notice={encoded}")))
-        .finish()
+    super::admin::back_to_with("/admin/projections", notice)
 }
 
 async fn redrive(
