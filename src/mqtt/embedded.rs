@@ -148,7 +148,8 @@ impl Connection {
                 keep_alive,
                 will,
             })) => (version, client_id, clean_session, keep_alive, will),
-            Ok(Ok(_)) => unreachable!("read_connect only returns Connect"),
+            // `read_connect` returns nothing else; should it ever, the client is refused, not the process stopped.
+            Ok(Ok(_)) => return,
             Ok(Err(reason)) => {
                 tracing::info!(peer = %self.peer, %reason, "mqtt connection refused");
                 return;
@@ -157,6 +158,14 @@ impl Connection {
                 tracing::info!(peer = %self.peer, "mqtt connection sent no CONNECT in time");
                 return;
             }
+        };
+        // A client without an id (MQTT 3.1.1 allows it with a clean session, and mosquitto_pub sends none) is named
+        // by its address: that names it in its events' actor and keeps its deliveries apart from other such
+        // clients' (a clean session cannot be resumed, so nothing of it is redelivered on another connection).
+        let client_id = if client_id.is_empty() {
+            format!("anonymous@{}", self.peer)
+        } else {
+            client_id
         };
         // The session state this endpoint keeps for a client is empty by design (no subscriptions, nothing
         // queued for it), so a persistent session always "exists": saying so keeps clients that honour

@@ -66,6 +66,15 @@ fn fifty_identical_passages_without_msg_id_are_fifty_passages() {
             .await
             .unwrap();
         assert_eq!(passages(&site), 50, "every message without msg_id is a fact");
+        // mosquitto_pub sends no client id: the gateway is named by its address.
+        let actors = dump(
+            &rusqlite::Connection::open(site.paths().journal()).unwrap(),
+            "SELECT DISTINCT actor FROM events WHERE event_type = 'PassageRecorded'",
+        );
+        assert!(
+            actors.len() == 1 && actors[0].starts_with("gateway:anonymous@127.0.0.1:"),
+            "{actors:?}"
+        );
     });
 }
 
