@@ -15,7 +15,7 @@ pub mod timestamp {
         if s.is_human_readable() {
             s.collect_str(ts)
         } else {
-            s.serialize_i64(ts.as_microsecond())
+            s.serialize_i64(storable_micros(*ts))
         }
     }
 
@@ -26,6 +26,31 @@ pub mod timestamp {
         } else {
             let micros = i64::deserialize(d)?;
             Timestamp::from_microsecond(micros).map_err(serde::de::Error::custom)
+        }
+    }
+}
+
+/// An instant's microseconds as they can be read back: jiff refuses microsecond counts within the last second
+/// of its range (`Timestamp::MAX` is 22:00:00.999999999 on 9999-12-30, but microseconds stop at 22:00:00), so
+/// such an instant is stored as its whole second rather than as something no reader could decode.
+fn storable_micros(ts: Timestamp) -> i64 {
+    let micros = ts.as_microsecond();
+    if Timestamp::from_microsecond(micros).is_ok() {
+        micros
+    } else {
+        ts.as_second().saturating_mul(1_000_000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_instant_jiff_has_is_stored_as_something_readable() {
+        for ts in [Timestamp::MIN, Timestamp::MAX, Timestamp::UNIX_EPOCH] {
+            let back = Timestamp::from_microsecond(storable_micros(ts)).unwrap();
+            assert!((back.as_second() - ts.as_second()).abs() <= 1, "{ts} came back as {back}");
         }
     }
 }

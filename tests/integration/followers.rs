@@ -52,6 +52,14 @@ fn seeded_site() -> (Site, u64, u64) {
                     passage(Direction::In, "2026-03-01T08:00:00Z"),
                     far_past_passage(),
                     passage(Direction::Out, "2026-03-01T08:05:00Z"),
+                    // The far future has a local hour: it is bucketed, not parked, and nothing is stuck on it.
+                    DeviceEvent::PassageRecorded(PassageRecorded {
+                        direction: Direction::Out,
+                        at: at("9999-12-30T12:00:00Z"),
+                        during_fault: false,
+                        during_lockout: false,
+                        seq: None,
+                    }),
                 ],
             ),
             (
@@ -77,15 +85,35 @@ fn seeded_site() -> (Site, u64, u64) {
 }
 
 #[test]
+fn the_far_future_is_bucketed_and_the_reports_of_its_year_still_answer() {
+    let (site, _, _) = seeded_site();
+    with_server(site.config(), async |state, addr| {
+        settle(state).await;
+        let views = site.paths().views();
+        assert_eq!(
+            query_i64(
+                &views,
+                "SELECT COUNT(*) FROM traffic_daily WHERE local_date LIKE '9999-%'"
+            ),
+            1
+        );
+        let (status, body) = get(addr, "/reports/traffic?from=9999-12-30&to=9999-12-31&bucket=hour").await;
+        assert!(status == 200 || status == 400, "{status} {body}");
+        let (status, _) = get(addr, "/reports/traffic?from=2026-03-01&to=2026-03-01&bucket=hour").await;
+        assert_eq!(status, 200);
+    });
+}
+
+#[test]
 fn a_poison_event_is_parked_the_projectors_go_on_and_healthz_names_it() {
     let (site, far_past, undecodable) = seeded_site();
     with_server(site.config(), async |state, addr| {
         settle(state).await;
-        // Everything after the bad events was applied: three good passages on T1.
+        // Everything after the bad events was applied: four good passages on T1 (one in the year 9999).
         let views = site.paths().views();
         assert_eq!(
             query_i64(&views, "SELECT SUM(passages_in + passages_out) FROM traffic"),
-            3
+            4
         );
 
         let parked = gatehouse::projection::parked::list(&rusqlite::Connection::open(&views).unwrap()).unwrap();
@@ -130,12 +158,13 @@ fn rebuild_parks_the_same_events_and_finishes_with_the_live_tables_swapped() {
     let views = site.paths().views();
     assert_eq!(
         query_i64(&views, "SELECT SUM(passages_in + passages_out) FROM traffic"),
-        3
+        4
     );
     assert_eq!(
         query_i64(&views, "SELECT COUNT(*) FROM parked_events WHERE follower = 'traffic'"),
         2,
-        "positions {far_past} and {undecodable}"
+        "positions {far_past} and {undecodable}: {:?}",
+        dump(&rusqlite::Connection::open(&views).unwrap(), "SELECT position || ' ' || error FROM parked_events")
     );
 }
 
