@@ -50,7 +50,10 @@ mod tests {
     fn every_instant_jiff_has_is_stored_as_something_readable() {
         for ts in [Timestamp::MIN, Timestamp::MAX, Timestamp::UNIX_EPOCH] {
             let back = Timestamp::from_microsecond(storable_micros(ts)).unwrap();
-            assert!((back.as_second() - ts.as_second()).abs() <= 1, "{ts} came back as {back}");
+            assert!(
+                (back.as_second() - ts.as_second()).abs() <= 1,
+                "{ts} came back as {back}"
+            );
         }
     }
 }

@@ -164,7 +164,10 @@ fn rebuild_parks_the_same_events_and_finishes_with_the_live_tables_swapped() {
         query_i64(&views, "SELECT COUNT(*) FROM parked_events WHERE follower = 'traffic'"),
         2,
         "positions {far_past} and {undecodable}: {:?}",
-        dump(&rusqlite::Connection::open(&views).unwrap(), "SELECT position || ' ' || error FROM parked_events")
+        dump(
+            &rusqlite::Connection::open(&views).unwrap(),
+            "SELECT position || ' ' || error FROM parked_events"
+        )
     );
 }
 
