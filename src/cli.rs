@@ -173,7 +173,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve { demo } => serve(config, demo),
         Command::Simulate { rate, duration, broker } => simulate(config, rate, duration, broker.as_deref()),
         Command::CheckConfig => {
-            print!("{}", config.summary());
+            // A closed pipe (`| head`) ends the command quietly, like `events`.
+            let _ = std::io::stdout().lock().write_all(config.summary().as_bytes());
             Ok(())
         }
         Command::Rebuild { projections } => rebuild(&config, &projections),
