@@ -2,50 +2,20 @@
 //! projectors and the web server. `Application::build` binds every listener (port 0 works: tests read the real
 //! port back), `run_until_stopped` serves until the shutdown future resolves or a signal arrives.
 
-use crate::actors::{Registry, start_devices};
+use crate::actors::start_devices;
 use crate::config::{Broker, Config};
 use crate::db::StoragePaths;
+use crate::db::lock_data_dir;
 use crate::ingest::Ingestor;
-use crate::journal::{JournalWriter, Position, WriterThread};
+use crate::journal::{JournalWriter, WriterThread};
 use crate::mqtt::embedded::EmbeddedEndpoint;
 use crate::mqtt::external::ExternalSubscriber;
-use crate::projection::runner::{ProjectorHandle, start_projectors};
+use crate::projection::runner::start_projectors;
+use crate::web::AppState;
 use crate::web::pool::ReadPool;
 use anyhow::Context;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use tokio::sync::watch;
-
-/// What request handlers share.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub paths: StoragePaths,
-    pub registry: Registry,
-    /// Turns device messages into events or dead letters (used by MQTT ingestion).
-    pub ingestor: Ingestor,
-    pub projectors: Vec<ProjectorHandle>,
-    /// The journal head, as the writer announces it.
-    pub committed: watch::Receiver<Position>,
-    /// The external broker connection, when messages come through one (`/healthz` reports it).
-    pub external_mqtt: Option<Arc<crate::mqtt::external::ExternalStatus>>,
-    /// The embedded endpoint's counters, when gateways connect to us (`/metrics` reports them).
-    pub embedded_mqtt: Option<Arc<crate::mqtt::embedded::EndpointStats>>,
-    /// The journal writer's counters (`/metrics`).
-    pub writer_stats: Arc<crate::journal::WriterStats>,
-    /// HTTP request durations, recorded by the `web::metrics` middleware.
-    pub http_metrics: crate::web::metrics::HttpMetrics,
-    /// Kept read-only connections to views.db (pages) and journal.db (sign-in checks).
-    pub views_reader: ReadPool,
-    pub journal_reader: ReadPool,
-    /// The site's key for subjects' pseudonyms (stream names and anything forwarded off the site use them).
-    pub pseudonyms: crate::pseudonym::PseudonymKey,
-    /// The recognitions report's subject lists, kept until their days change.
-    pub subject_lists: crate::web::subjects::SubjectLists,
-}
-
-/// Name of the lock file in `[storage].dir`: one running core per data directory.
-pub const LOCK_FILE: &str = "gatehouse.lock";
 
 /// Everything but the listeners: storage, journal writer, device actors, projectors and the ingestor. `serve`
 /// wraps it with the web server and MQTT; one-off commands (re-driving dead letters with no server running)
@@ -67,33 +37,6 @@ impl Stopped {
     pub fn join(self) {
         self.writer_thread.join();
         drop(self.lock);
-    }
-}
-
-/// Takes the data directory's lock, so two servers (or a server and a one-off command) never write the same
-/// journal. The OS releases it when the process dies, even by SIGKILL.
-pub fn lock_data_dir(paths: &StoragePaths) -> anyhow::Result<std::fs::File> {
-    try_lock_data_dir(paths)?.ok_or_else(|| {
-        anyhow::anyhow!(
-            "{}: another gatehouse is running on this data directory",
-            paths.dir.display()
-        )
-    })
-}
-
-/// The data directory's lock, or `None` when another process (a running server) holds it.
-pub fn try_lock_data_dir(paths: &StoragePaths) -> anyhow::Result<Option<std::fs::File>> {
-    let path = paths.dir.join(LOCK_FILE);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("{}: cannot open lock file", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("{}: cannot lock", path.display())),
     }
 }
 

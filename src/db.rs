@@ -1,5 +1,5 @@
 //! Opening the two SQLite files with the right pragmas and bringing their schemas up to date from the numbered
-//! SQL files in `migrations/`.
+//! SQL files in `migrations/`, and the data directory's lock (one running core per directory).
 
 use crate::config::Synchronous;
 use anyhow::Context;
@@ -124,6 +124,36 @@ pub fn migrate_views(conn: &mut Connection) -> anyhow::Result<()> {
     views_migrations()
         .to_latest(conn)
         .context("views.db: cannot apply migrations")
+}
+
+/// Name of the lock file in `[storage].dir`: one running core per data directory.
+pub const LOCK_FILE: &str = "gatehouse.lock";
+
+/// Takes the data directory's lock, so two servers (or a server and a one-off command) never write the same
+/// journal. The OS releases it when the process dies, even by SIGKILL.
+pub fn lock_data_dir(paths: &StoragePaths) -> anyhow::Result<std::fs::File> {
+    try_lock_data_dir(paths)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: another gatehouse is running on this data directory",
+            paths.dir.display()
+        )
+    })
+}
+
+/// The data directory's lock, or `None` when another process (a running server) holds it.
+pub fn try_lock_data_dir(paths: &StoragePaths) -> anyhow::Result<Option<std::fs::File>> {
+    let path = paths.dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("{}: cannot open lock file", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("{}: cannot lock", path.display())),
+    }
 }
 
 #[cfg(test)]

@@ -438,7 +438,7 @@ pub fn redrive(config: Config, which: Which, by: &Actor) -> anyhow::Result<Vec<D
 /// Whether a running server (or another command) holds the data directory's lock. Probing takes the lock for a
 /// moment and releases it at once.
 fn another_process_holds_the_lock(paths: &StoragePaths) -> anyhow::Result<bool> {
-    Ok(crate::app::try_lock_data_dir(paths)?.is_none())
+    Ok(crate::db::try_lock_data_dir(paths)?.is_none())
 }
 
 /// Runs a core in a fresh actix system just long enough to re-drive the requested letters.

@@ -4,10 +4,10 @@
 //! appends events the response waits, bounded, until the projectors have caught up (read-your-writes).
 
 use super::auth::{Admin, check_csrf};
-use crate::app::AppState;
 use crate::auth::Identity;
 use crate::dead_letters::{self, Which};
 use crate::journal::Position;
+use crate::web::AppState;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use askama::Template;

@@ -3,8 +3,8 @@
 //! only read (GET). Everything but `/login`, `/healthz` and `/static/*` needs one or the other. State-changing
 //! forms carry the session's CSRF token; repeated failed sign-ins for a name are slowed down.
 
-use crate::app::AppState;
 use crate::auth::{self, Identity, Role};
+use crate::web::AppState;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};

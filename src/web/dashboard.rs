@@ -2,7 +2,7 @@
 //! `/live/dashboard` serves the same content as a fragment with an ETag (the projector's checkpoint), which the
 //! page's small script polls to update itself; without JavaScript the page is a plain, complete page.
 
-use crate::app::AppState;
+use crate::web::AppState;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 

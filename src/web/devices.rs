@@ -2,9 +2,9 @@
 //! journal up to then, the view event sourcing makes possible), with its event timeline, newest first.
 
 use super::events::{EventRow, cursor};
-use crate::app::AppState;
 use crate::domain::{Availability, DeviceId, DeviceState, Lifecycle};
 use crate::journal::{JournalReader, StoredEvent};
+use crate::web::AppState;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use jiff::Timestamp;

@@ -2,9 +2,9 @@
 //! the two pages that read `journal.db` rather than read tables: it shows the facts as stored, decoded through
 //! the same upcasting path every other reader uses.
 
-use crate::app::AppState;
 use crate::domain::StreamName;
 use crate::journal::{Position, StoredEvent};
+use crate::web::AppState;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;

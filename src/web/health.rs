@@ -2,7 +2,7 @@
 //! naming the failing part: a stuck projector, or an event a follower parked (until it is re-driven or
 //! discarded on `/admin/projections`).
 
-use crate::app::AppState;
+use crate::web::AppState;
 use actix_web::{HttpResponse, web};
 
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {

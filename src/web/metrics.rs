@@ -5,7 +5,7 @@
 //! subscriber's counters, the projectors' position watches), so a scrape reads them into a fresh registry
 //! instead of mirroring them into long-lived metric objects; only the HTTP histogram is kept here.
 
-use crate::app::AppState;
+use crate::web::AppState;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;

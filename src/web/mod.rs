@@ -17,10 +17,11 @@ mod parked;
 pub mod pool;
 pub mod recovering;
 mod reports;
+pub mod state;
 pub mod subjects;
 
-use crate::app::AppState;
 use actix_web::{App, HttpResponse, HttpServer, dev::Server, http::header, web};
+pub use state::AppState;
 use std::net::TcpListener;
 
 /// Builds the HTTP server on an already bound listener. actix-web stops it on SIGINT/SIGTERM.

@@ -2,9 +2,9 @@
 //! instance after an upgrade that fixes the follower) and discard (go on without it, logged with who decided).
 
 use super::auth::{Admin, check_csrf};
-use crate::app::AppState;
 use crate::journal::Position;
 use crate::projection::parked::{self, Redriven};
+use crate::web::AppState;
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 

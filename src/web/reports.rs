@@ -9,8 +9,8 @@
 use super::csv::Csv;
 use super::equipment_figures::{self, Figures, Span, Uptime};
 use super::subjects::SubjectLine;
-use crate::app::AppState;
 use crate::domain::DeviceId;
+use crate::web::AppState;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use askama::Template;

@@ -289,7 +289,7 @@ pub fn clear_of_local_midnight() {
 }
 
 /// Waits until every projector has applied the journal head, so read tables answer for everything so far.
-pub async fn settle(state: &gatehouse::app::AppState) {
+pub async fn settle(state: &gatehouse::web::AppState) {
     let head = *state.committed.borrow();
     for projector in &state.projectors {
         assert!(
@@ -313,7 +313,7 @@ pub fn try_query_i64(path: &Path, sql: &str) -> Option<i64> {
 }
 
 /// Like [`with_app`], with the web server running; `f` gets its address.
-pub fn with_server<T>(config: Config, f: impl AsyncFnOnce(&gatehouse::app::AppState, SocketAddr) -> T) -> T {
+pub fn with_server<T>(config: Config, f: impl AsyncFnOnce(&gatehouse::web::AppState, SocketAddr) -> T) -> T {
     let system = actix_web::rt::System::new();
     let journal = config.storage.dir.join(gatehouse::db::JOURNAL_FILE);
     let token = gatehouse::auth::create_token(

@@ -10,7 +10,7 @@ use gatehouse::journal::JournalReader;
 use std::time::Duration;
 
 /// Waits until every projector has applied the journal head, so read tables answer for everything so far.
-async fn settle(state: &gatehouse::app::AppState) {
+async fn settle(state: &gatehouse::web::AppState) {
     let head = *state.committed.borrow();
     for projector in &state.projectors {
         assert!(

@@ -4,13 +4,13 @@
 //! parameters or empty periods must say what to do.
 
 use crate::helpers::*;
-use gatehouse::app::AppState;
 use gatehouse::domain::*;
 use gatehouse::ingest::Ingested;
 use gatehouse::ingest::Received;
 use gatehouse::journal::Actor;
 use gatehouse::journal::JournalReader;
 use gatehouse::projection;
+use gatehouse::web::AppState;
 
 /// Hands one device message to the ingestor, as the MQTT endpoint would, `received` being the receive time (the
 /// time of `status` messages, which carry none of their own).

@@ -1,0 +1,40 @@
+//! What request handlers share: the running core's handles (registry, ingestor, followers, the journal head)
+//! and the web's own (read pools, HTTP metrics, kept subject lists).
+
+use crate::actors::Registry;
+use crate::config::Config;
+use crate::db::StoragePaths;
+use crate::ingest::Ingestor;
+use crate::journal::Position;
+use crate::projection::runner::ProjectorHandle;
+use crate::web::pool::ReadPool;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// What request handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub paths: StoragePaths,
+    pub registry: Registry,
+    /// Turns device messages into events or dead letters (used by MQTT ingestion).
+    pub ingestor: Ingestor,
+    pub projectors: Vec<ProjectorHandle>,
+    /// The journal head, as the writer announces it.
+    pub committed: watch::Receiver<Position>,
+    /// The external broker connection, when messages come through one (`/healthz` reports it).
+    pub external_mqtt: Option<Arc<crate::mqtt::external::ExternalStatus>>,
+    /// The embedded endpoint's counters, when gateways connect to us (`/metrics` reports them).
+    pub embedded_mqtt: Option<Arc<crate::mqtt::embedded::EndpointStats>>,
+    /// The journal writer's counters (`/metrics`).
+    pub writer_stats: Arc<crate::journal::WriterStats>,
+    /// HTTP request durations, recorded by the `web::metrics` middleware.
+    pub http_metrics: crate::web::metrics::HttpMetrics,
+    /// Kept read-only connections to views.db (pages) and journal.db (sign-in checks).
+    pub views_reader: ReadPool,
+    pub journal_reader: ReadPool,
+    /// The site's key for subjects' pseudonyms (stream names and anything forwarded off the site use them).
+    pub pseudonyms: crate::pseudonym::PseudonymKey,
+    /// The recognitions report's subject lists, kept until their days change.
+    pub subject_lists: crate::web::subjects::SubjectLists,
+}
