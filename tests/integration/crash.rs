@@ -33,7 +33,14 @@ impl Server {
             .current_dir(&self.site_dir)
             .arg("serve")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            // Every run's log in one file, shown if the test fails (a hang is otherwise silent).
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.site_dir.join("serve.log"))
+                    .unwrap(),
+            )
             .spawn()
             .unwrap();
         self.child = Some(child);
@@ -54,6 +61,14 @@ impl Drop for Server {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.site_dir.join("serve.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- the server's log, last lines ---");
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
         }
     }
 }
