@@ -65,6 +65,12 @@ async fn redrive(
         .into_iter()
         .find(|p| p.name() == form.follower)
     else {
+        if form.follower.starts_with("policy:") {
+            return Ok(back_with(&format!(
+                "{} cannot re-drive a parked event yet: carry out what it called for by hand, then discard it",
+                form.follower
+            )));
+        }
         return Ok(back_with(&format!("no follower named {:?}", form.follower)));
     };
     let (journal, views, position) = (state.paths.journal(), state.paths.views(), form.position);
