@@ -66,13 +66,15 @@ pub fn park(tx: &Transaction<'_>, follower: &str, event: &Unhandled) -> rusqlite
     Ok(())
 }
 
-/// Every parked event, oldest first.
-pub fn list(conn: &Connection) -> rusqlite::Result<Vec<ParkedEvent>> {
+/// The parked events, oldest first: all of them, or the first `limit`.
+pub fn list(conn: &Connection, limit: Option<usize>) -> rusqlite::Result<Vec<ParkedEvent>> {
     let mut stmt = conn.prepare_cached(
         "SELECT follower, position, stream_id, event_type, error, parked_at, attempts FROM parked_events
-         ORDER BY position, follower",
+         ORDER BY position, follower LIMIT ?1",
     )?;
-    let rows = stmt.query_map([], |r| {
+    // SQLite reads a negative LIMIT as "no limit".
+    let limit = limit.map_or(-1, |n| n as i64);
+    let rows = stmt.query_map([limit], |r| {
         Ok(ParkedEvent {
             follower: r.get(0)?,
             position: r.get::<_, i64>(1)? as Position,
@@ -84,6 +86,12 @@ pub fn list(conn: &Connection) -> rusqlite::Result<Vec<ParkedEvent>> {
         })
     })?;
     rows.collect()
+}
+
+/// How many events are parked in all.
+pub fn count(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT COUNT(*) FROM parked_events", [], |r| r.get::<_, i64>(0))
+        .map(|n| n as u64)
 }
 
 /// How many events are parked, per follower.

@@ -28,7 +28,7 @@ pub struct ParkedRow {
 pub async fn rows(state: &AppState) -> actix_web::Result<Vec<ParkedRow>> {
     let tz = state.config.site.timezone.clone();
     super::read_views(state, move |views| {
-        Ok(parked::list(views)?
+        Ok(parked::list(views, None)?
             .into_iter()
             .map(|p| ParkedRow {
                 follower: p.follower,

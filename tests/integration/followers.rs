@@ -116,7 +116,7 @@ fn a_poison_event_is_parked_the_projectors_go_on_and_healthz_names_it() {
             4
         );
 
-        let parked = gatehouse::projection::parked::list(&rusqlite::Connection::open(&views).unwrap()).unwrap();
+        let parked = gatehouse::projection::parked::list(&rusqlite::Connection::open(&views).unwrap(), None).unwrap();
         let at =
             |follower: &str, position: u64| parked.iter().find(|p| p.follower == follower && p.position == position);
         let traffic = at("traffic", far_past).expect("traffic parked the far-past passage");
