@@ -134,19 +134,18 @@ pub fn run_batch(
             },
             Err(unreadable) => parked::Unhandled::unreadable(&unreadable),
         };
-        let context = format!(
-            "{}: cannot apply event at position {}: {}",
-            projection.name(),
-            failure.position,
-            failure.error
-        );
         if on_error == OnError::Stop {
             // Keep what came before it; stop in front of it.
             if last > from {
                 set_checkpoint(&tx, projection.name(), last)?;
                 tx.commit()?;
             }
-            anyhow::bail!(context);
+            anyhow::bail!(
+                "{}: cannot apply event at position {}: {}",
+                projection.name(),
+                failure.position,
+                failure.error
+            );
         }
         tracing::error!(projection = projection.name(), position = failure.position, error = %failure.error, "event parked");
         parked::park(&tx, projection.name(), &failure)?;

@@ -16,7 +16,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use askama::Template;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
-use jiff::{RoundMode, Timestamp, ToSpan, Unit, ZonedDateTime, ZonedDateTimeRound};
+use jiff::{Timestamp, ToSpan, ZonedDateTime};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
@@ -392,13 +392,10 @@ impl<'a> BucketStarts<'a> {
     }
 }
 
-/// The local hour an instant falls in, truncated in the zone exactly as the projections do. At the very ends of
-/// jiff's range (a period a query can ask for) there is no whole hour to truncate to: the instant itself is used.
+/// The local hour an instant falls in, by the projections' own rule. At the very ends of jiff's range (a period a
+/// query can ask for) there is no whole hour to truncate to: the instant itself is used.
 fn hour_of(at: Timestamp, tz: &TimeZone) -> ZonedDateTime {
-    let zoned = at.to_zoned_datetime(tz.clone());
-    zoned
-        .round(ZonedDateTimeRound::new().smallest(Unit::Hour).mode(RoundMode::Trunc))
-        .unwrap_or(zoned)
+    crate::projection::local_hour(tz, at).unwrap_or_else(|_| at.to_zoned_datetime(tz.clone()))
 }
 
 /// Every bucket of the period, so a chart shows quiet hours as empty bars instead of closing the gap.
