@@ -151,6 +151,14 @@ pub fn recover<A: Hosted>(journal: &JournalReader, stream: &StreamName) -> anyho
     })
 }
 
+/// [`recover`] on the blocking pool, with a journal connection of its own: how an actor (re)loads its state.
+pub async fn recover_off_executor<A: Hosted>(
+    journal_path: PathBuf,
+    stream: StreamName,
+) -> anyhow::Result<Recovered<A::State>> {
+    tokio::task::spawn_blocking(move || recover::<A>(&JournalReader::open(&journal_path)?, &stream)).await?
+}
+
 /// Causations seen lately, oldest first out.
 #[derive(Default)]
 struct RecentIds {
@@ -238,13 +246,7 @@ impl<A: Hosted> AggregateActor<A> {
     /// message until this is done, so nothing is decided on the state that just proved wrong.
     fn recover(&mut self, ctx: &mut Context<Self>) {
         self.generation += 1;
-        let stream = self.stream.clone();
-        let path = self.journal_path.clone();
-        let load = async move {
-            tokio::task::spawn_blocking(move || recover::<A>(&JournalReader::open(&path)?, &stream))
-                .await
-                .map_err(anyhow::Error::from)?
-        };
+        let load = recover_off_executor::<A>(self.journal_path.clone(), self.stream.clone());
         ctx.wait(load.into_actor(self).map(|loaded, act, ctx| match loaded {
             Ok(recovered) => {
                 tracing::info!(stream = %act.stream, version = recovered.version, "state recovered from the journal");

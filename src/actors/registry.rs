@@ -5,6 +5,7 @@
 
 use super::host::{
     AggregateActor, CommandError, CommandOutcome, Execute, HostSettings, Hosted, Meta, Recovered, recover,
+    recover_off_executor,
 };
 use crate::config::Config;
 use crate::domain::{
@@ -103,13 +104,9 @@ impl Registry {
         if self.address::<A::Command, A::Rejection>(stream.as_str()).is_none() {
             let _one_at_a_time = self.starting.lock().await;
             if self.address::<A::Command, A::Rejection>(stream.as_str()).is_none() {
-                let path = self.journal_path.clone();
-                let recovering = stream.clone();
-                let recovered =
-                    tokio::task::spawn_blocking(move || recover::<A>(&JournalReader::open(&path)?, &recovering))
-                        .await
-                        .map_err(|e| CommandError::Journal(crate::journal::AppendError::Storage(e.to_string())))?
-                        .map_err(|e| CommandError::Journal(crate::journal::AppendError::Storage(format!("{e:#}"))))?;
+                let recovered = recover_off_executor::<A>(self.journal_path.clone(), stream.clone())
+                    .await
+                    .map_err(|e| CommandError::Journal(crate::journal::AppendError::Storage(format!("{e:#}"))))?;
                 let actor = AggregateActor::<A>::new(
                     stream.clone(),
                     recovered,
