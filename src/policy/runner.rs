@@ -48,6 +48,7 @@ pub fn start_policies(
             position: position_tx,
             last_error: handle.last_error.clone(),
             on_error,
+            connections: None,
         };
         actix::spawn(runner.run(committed.clone()));
         handles.push(handle);
@@ -64,6 +65,14 @@ struct Runner {
     position: watch::Sender<Position>,
     last_error: Arc<Mutex<Option<String>>>,
     on_error: OnError,
+    /// Kept between batches (a policy reads after every commit); dropped after a failure, opened again next time.
+    connections: Option<Connections>,
+}
+
+/// The runner's own connections to the journal and to views.db (checkpoint and parked events).
+struct Connections {
+    journal: JournalReader,
+    views: rusqlite::Connection,
 }
 
 /// A batch as read: the checkpoint it starts after and its rows.
@@ -101,48 +110,75 @@ impl Runner {
         *last = error;
     }
 
-    /// Reads, acts on and checkpoints one batch. Returns how many rows it read.
-    async fn one_batch(&mut self) -> Result<usize, String> {
-        let (journal, views, name) = (self.journal_path.clone(), self.views_path.clone(), self.name);
-        let (from, rows): Batch = tokio::task::spawn_blocking(move || -> anyhow::Result<Batch> {
-            let views = crate::db::open(&views, crate::config::Synchronous::Normal)?;
-            let from = crate::projection::checkpoint(&views, name)?;
-            Ok((from, JournalReader::open(&journal)?.events_after_lenient(from, BATCH)?))
+    /// Runs `work` on the blocking pool with the runner's connections, opening them when there are none.
+    async fn blocking<T: Send + 'static>(
+        &mut self,
+        work: impl FnOnce(&mut Connections) -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T, String> {
+        let (journal, views) = (self.journal_path.clone(), self.views_path.clone());
+        let kept = self.connections.take();
+        let (connections, result) = tokio::task::spawn_blocking(move || {
+            let mut connections = match kept {
+                Some(connections) => connections,
+                None => match JournalReader::open(&journal)
+                    .and_then(|journal| Ok((journal, crate::db::open(&views, crate::config::Synchronous::Normal)?)))
+                {
+                    Ok((journal, views)) => Connections { journal, views },
+                    Err(error) => return (None, Err(error)),
+                },
+            };
+            let result = work(&mut connections);
+            // After a failure the connections are not trusted again.
+            (result.is_ok().then_some(connections), result)
         })
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("{e:#}"))?;
+        .map_err(|e| e.to_string())?;
+        self.connections = connections;
+        result.map_err(|e| format!("{e:#}"))
+    }
+
+    /// Reads, acts on and checkpoints one batch. Returns how many rows it read.
+    async fn one_batch(&mut self) -> Result<usize, String> {
+        let name = self.name;
+        let (from, rows): Batch = self
+            .blocking(move |c| {
+                let from = crate::projection::checkpoint(&c.views, name)?;
+                Ok((from, c.journal.events_after_lenient(from, BATCH)?))
+            })
+            .await?;
         let read = rows.len();
         let mut last = from;
         let mut parked = Vec::new();
         for row in rows {
-            let event = match row {
-                Ok(event) => event,
-                Err(unreadable) => {
-                    parked.push(Unhandled::unreadable(&unreadable));
-                    last = unreadable.position;
-                    continue;
-                }
+            let outcome = match row {
+                Ok(event) => match self.policy.react(&event) {
+                    Ok(orders) => match self.carry_out(&event, orders).await {
+                        Ok(()) => Ok(event.position),
+                        Err(error) => {
+                            // Keep what is done; this event is retried (its orders that landed are dropped then).
+                            self.save(from, last, parked).await?;
+                            return Err(error);
+                        }
+                    },
+                    Err(error) => Err(Unhandled::of(&event, error)),
+                },
+                Err(unreadable) => Err(Unhandled::unreadable(&unreadable)),
             };
-            match self.policy.react(&event) {
-                Ok(orders) => {
-                    if let Err(error) = self.carry_out(&event, orders).await {
-                        // Keep what is done; this event is retried (its orders that landed are dropped then).
-                        self.save(from, last, parked).await?;
-                        return Err(error);
-                    }
+            match outcome {
+                Ok(position) => last = position,
+                Err(unhandled) if self.on_error == OnError::Stop => {
+                    // Keep what came before it; stop in front of it, acting on nothing after it.
+                    self.save(from, last, parked).await?;
+                    return Err(format!(
+                        "event at position {} cannot be handled: {}",
+                        unhandled.position, unhandled.error
+                    ));
                 }
-                Err(error) => parked.push(Unhandled::of(&event, error)),
+                Err(unhandled) => {
+                    last = unhandled.position;
+                    parked.push(unhandled);
+                }
             }
-            last = event.position;
-        }
-        if self.on_error == OnError::Stop
-            && let Some(first) = parked.first()
-        {
-            return Err(format!(
-                "event at position {} cannot be handled: {}",
-                first.position, first.error
-            ));
         }
         self.save(from, last, parked).await?;
         Ok(read)
@@ -170,14 +206,15 @@ impl Runner {
     }
 
     /// Parks what must be parked and moves the checkpoint, in one transaction.
-    async fn save(&self, from: Position, last: Position, parked: Vec<Unhandled>) -> Result<(), String> {
+    async fn save(&mut self, from: Position, last: Position, parked: Vec<Unhandled>) -> Result<(), String> {
         if last == from && parked.is_empty() {
             return Ok(());
         }
-        let (views, name) = (self.views_path.clone(), self.name);
-        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            let mut views = crate::db::open(&views, crate::config::Synchronous::Normal)?;
-            let tx = views.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let name = self.name;
+        self.blocking(move |c| {
+            let tx = c
+                .views
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for event in &parked {
                 tracing::error!(policy = name, position = event.position, error = %event.error, "event parked");
                 parked::park(&tx, name, event)?;
@@ -186,9 +223,7 @@ impl Runner {
             tx.commit()?;
             Ok(())
         })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("{e:#}"))?;
+        .await?;
         self.position.send_replace(last);
         Ok(())
     }

@@ -18,7 +18,7 @@ fn far_past_passage() -> DeviceEvent {
 }
 
 /// Appends a row whose payload no codec can read, the way a corrupted or future journal would hold one.
-fn append_undecodable(site: &Site, stream: &str) -> u64 {
+pub(crate) fn append_undecodable(site: &Site, stream: &str) -> u64 {
     let conn = rusqlite::Connection::open(site.paths().journal()).unwrap();
     let head: i64 = conn
         .query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| r.get(0))

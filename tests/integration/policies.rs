@@ -326,3 +326,66 @@ fn a_policy_killed_between_an_event_and_its_command_acts_once() {
         1
     );
 }
+
+#[test]
+fn with_on_error_stop_a_policy_halts_in_front_of_an_event_it_cannot_read_and_acts_on_nothing_after_it() {
+    let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
+    let t1 = |when: &str| passage(gatehouse::domain::Direction::In, when);
+    seed(
+        &site.paths(),
+        &[(
+            "T1",
+            vec![
+                commissioned(
+                    gatehouse::domain::DeviceKind::Turnstile,
+                    "North",
+                    "Hall A",
+                    "2026-11-30T07:00:00Z",
+                ),
+                t1("2026-11-30T08:00:00Z"),
+            ],
+        )],
+    );
+    let unreadable = crate::followers::append_undecodable(&site, "T2");
+    seed(&site.paths(), &[("T1", vec![t1("2026-11-30T08:01:00Z")])]);
+    let mut config = site.config();
+    config.followers.on_error = gatehouse::config::OnError::Stop;
+    let system = actix_web::rt::System::new();
+    let (error, checkpoint) = system.block_on(async move {
+        let core = gatehouse::app::Core::start_with_policies(config, vec![Box::new(TallyPolicy)])
+            .await
+            .unwrap();
+        let policy = core
+            .state()
+            .projectors
+            .iter()
+            .find(|p| p.name == "policy:tally")
+            .unwrap()
+            .clone();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while policy.error().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the policy never reported the unreadable event"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let checkpoint = *policy.position.borrow();
+        (policy.error().unwrap(), checkpoint)
+    });
+    drop(system);
+    assert!(
+        error.contains(&format!("event at position {unreadable} cannot be handled")),
+        "{error}"
+    );
+    assert_eq!(
+        checkpoint,
+        unreadable - 1,
+        "it stopped in front of the unreadable event"
+    );
+    let counted = query_i64(
+        &site.paths().journal(),
+        "SELECT COUNT(*) FROM events WHERE event_type = 'TallyCounted'",
+    );
+    assert_eq!(counted, 1, "the passage after the unreadable event was not acted on");
+}
