@@ -487,21 +487,17 @@ fn events(config: &Config, stream: Option<String>, after: u64, follow: bool) -> 
 }
 
 fn state(config: &Config, device: &str, as_of: Option<&str>) -> Result<(), Failure> {
-    // A bare id is a device: its own rules word the error best.
-    let stream = match device.contains(':') {
-        true => StreamName::parse(device),
-        false => Ok(StreamName::device(
-            &DeviceId::parse(device).map_err(|e| Failure::Usage(anyhow!("{device}: {e}")))?,
-        )),
-    }
-    .map_err(|e| Failure::Usage(anyhow!("{device}: {e}")))?;
-    if stream.kind() != crate::domain::DEVICE_KIND {
-        return Err(Failure::Usage(anyhow!(
-            "{device}: unknown aggregate kind {:?}: this release has device streams only (a bare id such as T1)",
+    let usage = |e: &dyn std::fmt::Display| Failure::Usage(anyhow!("{device}: {e}"));
+    // `kind:id` names another kind's stream; this release has device streams only, named by their bare ids.
+    if device.contains(':') {
+        let stream = StreamName::parse(device).map_err(|e| usage(&e))?;
+        return Err(usage(&format!(
+            "unknown aggregate kind {:?}: this release has device streams only (a bare id such as T1)",
             stream.kind()
         )));
     }
-    let id = DeviceId::parse(device).map_err(|e| Failure::Usage(anyhow!("{device}: {e}")))?;
+    // A bare id is a device: its own rules word the error best.
+    let id = DeviceId::parse(device).map_err(|e| usage(&e))?;
     let as_of = as_of
         .map(|t| parse_instant(t, &config.site.timezone).map_err(|e| Failure::Usage(e.context("--as-of"))))
         .transpose()?;
