@@ -92,10 +92,11 @@ impl Core {
             bounds,
         );
         let (views_reader, journal_reader) = (ReadPool::new(paths.views()), ReadPool::new(paths.journal()));
-        let pseudonyms = crate::pseudonym::PseudonymKey::load_or_create(&crate::db::open(
-            &paths.journal(),
-            config.storage.synchronous,
-        )?)?;
+        let (journal, synchronous) = (paths.journal(), config.storage.synchronous);
+        let pseudonyms = tokio::task::spawn_blocking(move || {
+            crate::pseudonym::PseudonymKey::load_or_create(&crate::db::open(&journal, synchronous)?)
+        })
+        .await??;
         let state = AppState {
             config: Arc::new(config),
             paths,
