@@ -23,6 +23,10 @@ const MAX_BATCH: usize = 4096;
 /// one within seconds (a reconnect), never hours later.
 pub const REDELIVERY_WINDOW: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
+/// How often protocol deliveries past the window are deleted: often, so each delete inside a group commit is a
+/// minute's worth of rows, never the whole window's.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Events for one stream that must land together, or not at all.
 #[derive(Debug, Clone)]
 pub struct AppendRequest {
@@ -462,7 +466,7 @@ impl Writer {
                 ])?;
             }
         }
-        if self.last_prune.elapsed() >= REDELIVERY_WINDOW {
+        if self.last_prune.elapsed() >= PRUNE_EVERY {
             // Only a filter, not facts: deliveries past the window can no longer be repeated with DUP.
             tx.execute("DELETE FROM protocol_deliveries WHERE recorded_at < ?1", [window_start])?;
             self.last_prune = std::time::Instant::now();
