@@ -21,7 +21,8 @@ fn site_with_fixture() -> Site {
     let site = Site::new("");
     std::fs::copy(fixture("config.toml"), site.config_path()).unwrap();
     site.paths().prepare().unwrap();
-    std::fs::copy(fixture("journal.db"), site.paths().journal()).unwrap();
+    std::fs::copy(fixture("journal.db"), site.paths().journal())
+        .expect("tests/fixtures/journal-v0.1.0/journal.db must be committed (see its README)");
     site
 }
 
