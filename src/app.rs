@@ -10,6 +10,7 @@ use crate::ingest::Ingestor;
 use crate::journal::{JournalWriter, WriterThread};
 use crate::mqtt::embedded::EmbeddedEndpoint;
 use crate::mqtt::external::ExternalSubscriber;
+use crate::mqtt::subscriptions::CommandDelivery;
 use crate::projection::runner::start_projectors;
 use crate::web::AppState;
 use crate::web::pool::ReadPool;
@@ -91,6 +92,13 @@ impl Core {
             config.mqtt.topic_prefix.clone(),
             bounds,
         );
+        let commands_follower = projectors
+            .iter()
+            .find(|p| p.name == "device_commands")
+            .cloned()
+            .context("the device_commands projector is not running")?;
+        let commands =
+            crate::mqtt::commands::follow(paths.views(), commands_follower, &config.mqtt.topic_prefix).await?;
         let (views_reader, journal_reader) = (ReadPool::new(paths.views()), ReadPool::new(paths.journal()));
         let (journal, synchronous) = (paths.journal(), config.storage.synchronous);
         let pseudonyms = tokio::task::spawn_blocking(move || {
@@ -111,6 +119,7 @@ impl Core {
             views_reader,
             journal_reader,
             pseudonyms,
+            commands,
             subject_lists: Default::default(),
         };
         Ok(Core {
@@ -177,12 +186,15 @@ impl Application {
         let state = core.state();
         let mqtt = match (&state.config.mqtt.broker, mqtt_listener) {
             (Broker::Embedded, Some(listener)) => {
-                Mqtt::Embedded(EmbeddedEndpoint::start_on(listener, state.ingestor.clone())?)
+                let delivery = CommandDelivery::new(state.commands.clone(), state.paths.journal());
+                Mqtt::Embedded(EmbeddedEndpoint::start_on(listener, state.ingestor.clone(), delivery)?)
             }
             (Broker::Embedded, None) => anyhow::bail!("mqtt: the embedded endpoint has no listener"),
-            (Broker::External { .. }, _) => {
-                Mqtt::External(ExternalSubscriber::start(&state.config.mqtt, state.ingestor.clone())?)
-            }
+            (Broker::External { .. }, _) => Mqtt::External(ExternalSubscriber::start(
+                &state.config.mqtt,
+                state.ingestor.clone(),
+                state.commands.clone(),
+            )?),
         };
         match &mqtt {
             Mqtt::External(subscriber) => core.state.external_mqtt = Some(subscriber.status.clone()),
@@ -191,6 +203,8 @@ impl Application {
         let state = core.state();
         // Dead letters an admin asked to re-drive (from the command line, in another process) are picked up here.
         crate::dead_letters::spawn_redrive_loop(state.ingestor.clone(), state.paths.journal());
+        // So are lock-outs and unlocks given on the command line.
+        crate::requests::spawn_request_loop(state.registry.clone(), state.paths.journal());
         tracing::info!(devices = state.registry.len(), http = %http_addr, dir = %state.paths.dir.display(), "gatehouse started");
         Ok(Application {
             core,

@@ -90,6 +90,15 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Take a turnstile out of service: its gateway is told to lock it (passages still get recorded, flagged).
+    LockOut {
+        device: String,
+        /// Why: shown on the dashboard and sent to the gateway.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Put a locked-out turnstile back in service.
+    Unlock { device: String },
     /// List messages that could not become events (with reasons), or re-drive / discard them.
     DeadLetters {
         /// Re-drive one dead letter (after fixing its cause, e.g. adding its device to config.toml).
@@ -187,6 +196,17 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Token {
             command: TokenCommand::Create { name, role },
         } => token_create(&config, &name, &role),
+        Command::LockOut { device, reason } => {
+            let command = crate::requests::OperatorCommand::lock_out(&device_arg(&device)?, &reason)
+                .map_err(|e| Failure::Usage(anyhow!("lock-out {device}: {e}")))?;
+            let by = actor(&config, as_user.as_deref())?;
+            operator_command(config, &command, &by)
+        }
+        Command::Unlock { device } => {
+            let command = crate::requests::OperatorCommand::unlock(&device_arg(&device)?);
+            let by = actor(&config, as_user.as_deref())?;
+            operator_command(config, &command, &by)
+        }
         Command::DeadLetters {
             redrive,
             redrive_all,
@@ -200,6 +220,30 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             dead_letters(config, redrive, redrive_all, discard, all, &by)
         }
     }
+}
+
+/// A device id given on the command line.
+fn device_arg(text: &str) -> Result<String, Failure> {
+    DeviceId::parse(text)
+        .map(|id| id.to_string())
+        .map_err(|e| Failure::Usage(anyhow!("{text}: {e}")))
+}
+
+/// Hands a lock-out or unlock to the running server, or to a core of our own, and prints what it did.
+fn operator_command(
+    config: Config,
+    command: &crate::requests::OperatorCommand,
+    by: &crate::journal::Actor,
+) -> Result<(), Failure> {
+    let finished = crate::requests::submit(config, command, by)?;
+    if finished.refused {
+        return Err(Failure::Runtime(anyhow!(finished.outcome)));
+    }
+    match finished.position {
+        Some(position) => println!("{} (by {by}; journal position {position})", finished.outcome),
+        None => println!("{}", finished.outcome),
+    }
+    Ok(())
 }
 
 fn backup(config: &Config, target: &std::path::Path) -> Result<(), Failure> {

@@ -22,6 +22,7 @@ fn journal_migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/journal/0003_dead_letter_redrive.sql")),
         M::up(include_str!("../migrations/journal/0004_auth.sql")),
         M::up(include_str!("../migrations/journal/0005_event_core.sql")),
+        M::up(include_str!("../migrations/journal/0006_operator_requests.sql")),
     ])
 }
 
@@ -33,6 +34,7 @@ fn views_migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/views/0004_report_rollups.sql")),
         M::up(include_str!("../migrations/views/0005_parked_events.sql")),
         M::up(include_str!("../migrations/views/0006_device_messages.sql")),
+        M::up(include_str!("../migrations/views/0007_desired_state.sql")),
     ])
 }
 

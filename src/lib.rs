@@ -22,6 +22,7 @@ pub mod mqtt;
 pub mod policy;
 pub mod projection;
 pub mod pseudonym;
+pub mod requests;
 pub mod simulate;
 pub mod telemetry;
 pub mod web;

@@ -1,5 +1,5 @@
 //! MQTT 3.1.1 and 5 framing for the embedded endpoint, on the packet codec `rumqttc` ships. The endpoint speaks
-//! in the few packets a publish-only gateway needs ([`Inbound`], [`Outbound`]); this module maps them to and
+//! in the few packets a gateway needs (it publishes device messages and subscribes to its turnstiles' commands) ([`Inbound`], [`Outbound`]); this module maps them to and
 //! from each protocol version, so the connection logic is written once.
 
 use bytes::{Bytes, BytesMut};
@@ -46,16 +46,21 @@ pub enum Inbound {
     PingReq,
     Subscribe {
         pkid: u16,
-        filters: usize,
+        /// The topic filters, in order (the SUBACK answers each).
+        filters: Vec<String>,
     },
     Unsubscribe {
         pkid: u16,
-        filters: usize,
+        filters: Vec<String>,
+    },
+    /// The client acknowledges a QoS 1 message we sent it (a command).
+    PubAck {
+        pkid: u16,
     },
     Disconnect {
         send_will: bool,
     },
-    /// A packet a publish-only client has no business sending here (PUBREC, CONNACK, ...).
+    /// A packet a gateway has no business sending here (PUBREC, CONNACK, ...).
     Unexpected(&'static str),
 }
 
@@ -71,10 +76,18 @@ pub enum Outbound {
         pkid: u16,
     },
     PingResp,
-    /// Gateways only publish: every subscription is refused.
-    SubAckRefused {
+    /// Answers a SUBSCRIBE filter by filter: granted at QoS 1, or refused.
+    SubAck {
         pkid: u16,
-        filters: usize,
+        granted: Vec<bool>,
+    },
+    /// A QoS 1 message to the client (a turnstile's command).
+    Publish {
+        pkid: u16,
+        topic: String,
+        payload: Bytes,
+        retain: bool,
+        dup: bool,
     },
     UnsubAck {
         pkid: u16,
@@ -184,12 +197,13 @@ fn from_v4(packet: v4::Packet) -> Inbound {
         v4::Packet::PingReq => Inbound::PingReq,
         v4::Packet::Subscribe(s) => Inbound::Subscribe {
             pkid: s.pkid,
-            filters: s.filters.len(),
+            filters: s.filters.into_iter().map(|f| f.path).collect(),
         },
         v4::Packet::Unsubscribe(u) => Inbound::Unsubscribe {
             pkid: u.pkid,
-            filters: u.topics.len(),
+            filters: u.topics,
         },
+        v4::Packet::PubAck(a) => Inbound::PubAck { pkid: a.pkid },
         v4::Packet::Disconnect => Inbound::Disconnect { send_will: false },
         v4::Packet::Connect(_) => Inbound::Unexpected("a second CONNECT"),
         v4::Packet::PubRel(_) => Inbound::Unexpected("PUBREL (QoS 2 is not supported)"),
@@ -209,12 +223,13 @@ fn from_v5(packet: v5::Packet) -> Inbound {
         v5::Packet::PingReq(_) => Inbound::PingReq,
         v5::Packet::Subscribe(s) => Inbound::Subscribe {
             pkid: s.pkid,
-            filters: s.filters.len(),
+            filters: s.filters.into_iter().map(|f| f.path).collect(),
         },
         v5::Packet::Unsubscribe(u) => Inbound::Unsubscribe {
             pkid: u.pkid,
-            filters: u.filters.len(),
+            filters: u.filters,
         },
+        v5::Packet::PubAck(a) => Inbound::PubAck { pkid: a.pkid },
         v5::Packet::Disconnect(d) => Inbound::Disconnect {
             send_will: d.reason_code == v5::DisconnectReasonCode::DisconnectWithWillMessage,
         },
@@ -230,31 +245,54 @@ pub fn write(version: Version, packet: &Outbound, out: &mut BytesMut) {
     // Writing these small, well-formed packets into a growable buffer cannot fail.
     let result = match version {
         Version::V311 => {
-            let packet = match *packet {
+            let packet = match packet {
                 Outbound::ConnAck { session_present } => v4::Packet::ConnAck(v4::ConnAck {
-                    session_present,
+                    session_present: *session_present,
                     code: v4::ConnectReturnCode::Success,
                 }),
                 Outbound::ConnRefused => v4::Packet::ConnAck(v4::ConnAck {
                     session_present: false,
                     code: v4::ConnectReturnCode::ServiceUnavailable,
                 }),
-                Outbound::PubAck { pkid } => v4::Packet::PubAck(v4::PubAck { pkid }),
+                Outbound::PubAck { pkid } => v4::Packet::PubAck(v4::PubAck { pkid: *pkid }),
                 Outbound::PingResp => v4::Packet::PingResp,
-                Outbound::SubAckRefused { pkid, filters } => v4::Packet::SubAck(v4::SubAck {
-                    pkid,
-                    return_codes: vec![v4::SubscribeReasonCode::Failure; filters],
+                Outbound::SubAck { pkid, granted } => v4::Packet::SubAck(v4::SubAck {
+                    pkid: *pkid,
+                    return_codes: granted
+                        .iter()
+                        .map(|ok| {
+                            if *ok {
+                                v4::SubscribeReasonCode::Success(rumqttc::mqttbytes::QoS::AtLeastOnce)
+                            } else {
+                                v4::SubscribeReasonCode::Failure
+                            }
+                        })
+                        .collect(),
                 }),
-                Outbound::UnsubAck { pkid, .. } => v4::Packet::UnsubAck(v4::UnsubAck { pkid }),
+                Outbound::Publish {
+                    pkid,
+                    topic,
+                    payload,
+                    retain,
+                    dup,
+                } => {
+                    let mut publish =
+                        v4::Publish::new(topic.as_str(), rumqttc::mqttbytes::QoS::AtLeastOnce, payload.to_vec());
+                    publish.pkid = *pkid;
+                    publish.retain = *retain;
+                    publish.dup = *dup;
+                    v4::Packet::Publish(publish)
+                }
+                Outbound::UnsubAck { pkid, .. } => v4::Packet::UnsubAck(v4::UnsubAck { pkid: *pkid }),
                 // 3.1.1 has no server DISCONNECT: closing the connection says it.
                 Outbound::Disconnect { .. } => return,
             };
             packet.write(out, MAX_PACKET).map(|_| ()).map_err(|e| e.to_string())
         }
         Version::V5 => {
-            let packet = match *packet {
+            let packet = match packet {
                 Outbound::ConnAck { session_present } => v5::Packet::ConnAck(v5::ConnAck {
-                    session_present,
+                    session_present: *session_present,
                     code: v5::ConnectReturnCode::Success,
                     properties: Some(v5::ConnAckProperties {
                         // Tell v5 clients up front what this endpoint does not do.
@@ -283,23 +321,50 @@ pub fn write(version: Version, packet: &Outbound, out: &mut BytesMut) {
                     properties: None,
                 }),
                 Outbound::PubAck { pkid } => v5::Packet::PubAck(v5::PubAck {
-                    pkid,
+                    pkid: *pkid,
                     reason: v5::PubAckReason::Success,
                     properties: None,
                 }),
                 Outbound::PingResp => v5::Packet::PingResp(v5::PingResp),
-                Outbound::SubAckRefused { pkid, filters } => v5::Packet::SubAck(v5::SubAck {
-                    pkid,
-                    return_codes: vec![v5::SubscribeReasonCode::NotAuthorized; filters],
+                Outbound::SubAck { pkid, granted } => v5::Packet::SubAck(v5::SubAck {
+                    pkid: *pkid,
+                    return_codes: granted
+                        .iter()
+                        .map(|ok| {
+                            if *ok {
+                                v5::SubscribeReasonCode::Success(rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+                            } else {
+                                v5::SubscribeReasonCode::NotAuthorized
+                            }
+                        })
+                        .collect(),
                     properties: None,
                 }),
-                Outbound::UnsubAck { pkid, filters } => v5::Packet::UnsubAck(v5::UnsubAck {
+                Outbound::Publish {
                     pkid,
-                    reasons: vec![v5::UnsubAckReason::NoSubscriptionExisted; filters],
+                    topic,
+                    payload,
+                    retain,
+                    dup,
+                } => {
+                    let mut publish = v5::Publish::new(
+                        topic.as_str(),
+                        rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                        payload.clone(),
+                        None,
+                    );
+                    publish.pkid = *pkid;
+                    publish.retain = *retain;
+                    publish.dup = *dup;
+                    v5::Packet::Publish(publish)
+                }
+                Outbound::UnsubAck { pkid, filters } => v5::Packet::UnsubAck(v5::UnsubAck {
+                    pkid: *pkid,
+                    reasons: vec![v5::UnsubAckReason::Success; *filters],
                     properties: None,
                 }),
                 Outbound::Disconnect { protocol_error } => v5::Packet::Disconnect(v5::Disconnect {
-                    reason_code: if protocol_error {
+                    reason_code: if *protocol_error {
                         v5::DisconnectReasonCode::ProtocolError
                     } else {
                         v5::DisconnectReasonCode::QoSNotSupported

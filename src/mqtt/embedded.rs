@@ -2,9 +2,11 @@
 //! general-purpose broker it acknowledges a QoS 1 PUBLISH only after the journal has committed what the message
 //! caused (an event or a dead letter), and acknowledges in arrival order (MQTT 3.1.1 §4.6). A message whose
 //! effect could not be committed is never acknowledged: the connection is closed, and the gateway re-sends it.
-//! Gateways only publish, so subscriptions are refused.
+//! Gateways may subscribe to their turnstiles' command topics only (see `subscriptions`); anything else is
+//! refused.
 
 use super::codec::{self, Inbound, Outbound, Version, Will};
+use super::subscriptions::{CommandDelivery, Outgoing};
 use crate::ingest::{Arrival, Ingested, Ingestor, Received};
 use crate::journal::Actor;
 use crate::journal::AppendError;
@@ -41,21 +43,29 @@ pub struct EmbeddedEndpoint {
 
 impl EmbeddedEndpoint {
     /// Binds `listen` and starts accepting gateways on the current actix/tokio runtime.
-    pub async fn start(listen: SocketAddr, ingestor: Ingestor) -> anyhow::Result<EmbeddedEndpoint> {
+    pub async fn start(
+        listen: SocketAddr,
+        ingestor: Ingestor,
+        delivery: CommandDelivery,
+    ) -> anyhow::Result<EmbeddedEndpoint> {
         let listener =
             std::net::TcpListener::bind(listen).map_err(|e| anyhow::anyhow!("mqtt: cannot listen on {listen}: {e}"))?;
-        Self::start_on(listener, ingestor)
+        Self::start_on(listener, ingestor, delivery)
     }
 
     /// Starts accepting gateways on a listener bound earlier (at boot, before recovery, so connections queue).
-    pub fn start_on(listener: std::net::TcpListener, ingestor: Ingestor) -> anyhow::Result<EmbeddedEndpoint> {
+    pub fn start_on(
+        listener: std::net::TcpListener,
+        ingestor: Ingestor,
+        delivery: CommandDelivery,
+    ) -> anyhow::Result<EmbeddedEndpoint> {
         listener.set_nonblocking(true)?;
         let listener = TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;
         let stats = Arc::new(EndpointStats::default());
         let (stop, stopped) = watch::channel(false);
         let accept_stats = stats.clone();
-        actix_web::rt::spawn(accept_loop(listener, ingestor, accept_stats, stopped));
+        actix_web::rt::spawn(accept_loop(listener, ingestor, delivery, accept_stats, stopped));
         tracing::info!(%addr, "embedded mqtt endpoint listening");
         Ok(EmbeddedEndpoint { addr, stats, stop })
     }
@@ -75,6 +85,7 @@ impl Drop for EmbeddedEndpoint {
 async fn accept_loop(
     listener: TcpListener,
     ingestor: Ingestor,
+    delivery: CommandDelivery,
     stats: Arc<EndpointStats>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -85,7 +96,12 @@ async fn accept_loop(
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     stats.connections.fetch_add(1, Ordering::Relaxed);
-                    let connection = Connection { ingestor: ingestor.clone(), stats: stats.clone(), peer };
+                    let connection = Connection {
+                        ingestor: ingestor.clone(),
+                        delivery: delivery.clone(),
+                        stats: stats.clone(),
+                        peer,
+                    };
                     actix_web::rt::spawn(connection.run(stream, connections_stop.clone()));
                 }
                 Err(error) => {
@@ -113,8 +129,16 @@ enum Ending {
     ShuttingDown,
 }
 
+/// What a connection's CONNECT settled.
+struct Session<'a> {
+    client_id: &'a str,
+    version: Version,
+    keep_alive: u16,
+}
+
 struct Connection {
     ingestor: Ingestor,
+    delivery: CommandDelivery,
     stats: Arc<EndpointStats>,
     peer: SocketAddr,
 }
@@ -167,9 +191,21 @@ impl Connection {
         } else {
             client_id
         };
-        // The session state this endpoint keeps for a client is empty by design (no subscriptions, nothing
-        // queued for it), so a persistent session always "exists": saying so keeps clients that honour
-        // session_present (rumqttc >= 0.25) re-sending their unacknowledged messages after a reconnect.
+        // The session state this endpoint keeps for a client is its command subscriptions (in journal.db) and
+        // nothing queued (the desired state is recomputed, not queued), so a persistent session always "exists":
+        // saying so keeps clients that honour session_present (rumqttc >= 0.25) re-sending their
+        // unacknowledged messages after a reconnect.
+        let outgoing = match self.delivery.open_session(&client_id, clean_session).await {
+            Ok(outgoing) => outgoing,
+            Err(error) => {
+                // Without its subscriptions the session would silently miss commands: refuse, the client retries.
+                tracing::warn!(peer = %self.peer, client = %client_id, %error, "cannot open mqtt session");
+                let mut out = BytesMut::new();
+                codec::write(version, &Outbound::ConnRefused, &mut out);
+                let _ = stream.write_all(&out).await;
+                return;
+            }
+        };
         let session_present = !clean_session;
         let mut out = BytesMut::with_capacity(256);
         codec::write(version, &Outbound::ConnAck { session_present }, &mut out);
@@ -180,7 +216,17 @@ impl Connection {
         tracing::debug!(peer = %self.peer, client = %client_id, ?version, keep_alive, "mqtt client connected");
 
         let ending = self
-            .serve(&mut stream, &client_id, version, keep_alive, &mut buf, &mut stop)
+            .serve(
+                &mut stream,
+                Session {
+                    client_id: &client_id,
+                    version,
+                    keep_alive,
+                },
+                &mut buf,
+                &mut stop,
+                outgoing,
+            )
             .await;
         match &ending {
             Ending::Disconnected { .. } | Ending::ShuttingDown => {
@@ -225,17 +271,28 @@ impl Connection {
     async fn serve(
         &self,
         stream: &mut TcpStream,
-        client_id: &str,
-        version: Version,
-        keep_alive: u16,
+        session: Session<'_>,
         buf: &mut BytesMut,
         stop: &mut watch::Receiver<bool>,
+        mut outgoing: Outgoing,
     ) -> Ending {
+        let Session {
+            client_id,
+            version,
+            keep_alive,
+        } = session;
         // MQTT §3.1.2.10: the server may close a connection silent for one and a half keep-alive periods.
         let idle_limit = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
         let mut last_heard = tokio::time::Instant::now();
         let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
         let mut out = BytesMut::with_capacity(1024);
+        let mut board = self.delivery.board.watch();
+        // A persistent session's turnstiles get what they have not acknowledged (after a reconnect or a restart).
+        let mut commands = Vec::new();
+        outgoing.due(&self.delivery, true, &mut commands);
+        for packet in commands.drain(..) {
+            codec::write(version, &packet, &mut out);
+        }
         loop {
             // Handle every complete packet already buffered.
             loop {
@@ -285,10 +342,28 @@ impl Connection {
                     }
                     Inbound::PingReq => codec::write(version, &Outbound::PingResp, &mut out),
                     Inbound::Subscribe { pkid, filters } => {
-                        codec::write(version, &Outbound::SubAckRefused { pkid, filters }, &mut out)
+                        if let Err(error) = outgoing.subscribe(&self.delivery, pkid, &filters, &mut commands).await {
+                            // Not kept, so not granted: the client sees the connection drop and subscribes again.
+                            return Ending::Lost(format!("cannot keep the subscription: {error:#}"));
+                        }
+                        for packet in commands.drain(..) {
+                            codec::write(version, &packet, &mut out);
+                        }
                     }
                     Inbound::Unsubscribe { pkid, filters } => {
+                        if let Err(error) = outgoing.unsubscribe(&self.delivery, &filters).await {
+                            return Ending::Lost(format!("cannot forget the subscription: {error:#}"));
+                        }
+                        let filters = filters.len();
                         codec::write(version, &Outbound::UnsubAck { pkid, filters }, &mut out)
+                    }
+                    Inbound::PubAck { pkid } => {
+                        outgoing.puback(&self.delivery, pkid);
+                        // Room in the window: send what waited for it.
+                        outgoing.due(&self.delivery, false, &mut commands);
+                        for packet in commands.drain(..) {
+                            codec::write(version, &packet, &mut out);
+                        }
                     }
                     Inbound::Disconnect { send_will } => {
                         // Finish and acknowledge what was already sent before leaving.
@@ -332,6 +407,14 @@ impl Connection {
                     while let Some(Some((pkid, result))) = futures_util::FutureExt::now_or_never(pending.next()) {
                         if let Err(ending) = self.acknowledge(version, pkid, result, &mut out) {
                             return ending;
+                        }
+                    }
+                }
+                changed = board.changed(), if outgoing.subscribed() => {
+                    if changed.is_ok() {
+                        outgoing.due(&self.delivery, false, &mut commands);
+                        for packet in commands.drain(..) {
+                            codec::write(version, &packet, &mut out);
                         }
                     }
                 }

@@ -3,7 +3,12 @@
 //! is down. Each message is acknowledged only after its effect is committed, in the order messages arrived. If the
 //! journal cannot commit, the connection is dropped and re-opened: a broker re-sends unacknowledged QoS 1
 //! messages only after a reconnect (MQTT 3.1.1 §4.4).
+//!
+//! The same connection publishes every turnstile's desired state to its `command` topic, retained at QoS 1
+//! (all of them on each connect, then each change), and ignores those topics, and the alarms, when the broker
+//! hands them back: they are Gatehouse's own words, not device messages.
 
+use super::commands::CommandBoard;
 use crate::config::{Broker, MqttConfig};
 use crate::ingest::{Arrival, Ingested, Ingestor, Received};
 use crate::journal::{Actor, AppendError};
@@ -44,7 +49,7 @@ pub struct ExternalSubscriber {
 impl ExternalSubscriber {
     /// Starts subscribing on the current actix/tokio runtime. Connection problems are retried with backoff and
     /// logged; they never stop the server.
-    pub fn start(config: &MqttConfig, ingestor: Ingestor) -> anyhow::Result<ExternalSubscriber> {
+    pub fn start(config: &MqttConfig, ingestor: Ingestor, board: CommandBoard) -> anyhow::Result<ExternalSubscriber> {
         let options = options(config)?;
         let host = match &config.broker {
             Broker::External { host, .. } => host.clone(),
@@ -56,7 +61,8 @@ impl ExternalSubscriber {
         });
         let (stop, stopped) = watch::channel(false);
         let filter = format!("{}/+/+/+", config.topic_prefix);
-        actix_web::rt::spawn(run(options, filter, ingestor, status.clone(), stopped));
+        let prefix = config.topic_prefix.clone();
+        actix_web::rt::spawn(run(options, filter, prefix, ingestor, board, status.clone(), stopped));
         Ok(ExternalSubscriber { status, stop })
     }
 
@@ -118,13 +124,22 @@ fn tls_config() -> anyhow::Result<rustls::ClientConfig> {
 async fn run(
     options: MqttOptions,
     filter: String,
+    prefix: String,
     ingestor: Ingestor,
+    board: CommandBoard,
     status: Arc<ExternalStatus>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(500);
+    let session_setup = Session {
+        filter: &filter,
+        prefix: &prefix,
+        ingestor: &ingestor,
+        board: &board,
+        status: &status,
+    };
     loop {
-        let outcome = session(options.clone(), &filter, &ingestor, &status, &mut stop, &mut backoff).await;
+        let outcome = session(options.clone(), &session_setup, &mut stop, &mut backoff).await;
         status.connected.store(false, Ordering::Relaxed);
         match outcome {
             Ok(()) => return,
@@ -142,15 +157,29 @@ async fn run(
     }
 }
 
+/// What every connection works with.
+struct Session<'a> {
+    filter: &'a str,
+    prefix: &'a str,
+    ingestor: &'a Ingestor,
+    board: &'a CommandBoard,
+    status: &'a Arc<ExternalStatus>,
+}
+
 /// One connection's life: `Ok` when asked to stop, `Err(reason)` when it must be re-opened.
 async fn session(
     options: MqttOptions,
-    filter: &str,
-    ingestor: &Ingestor,
-    status: &Arc<ExternalStatus>,
+    setup: &Session<'_>,
     stop: &mut watch::Receiver<bool>,
     backoff: &mut Duration,
 ) -> Result<(), String> {
+    let Session {
+        filter,
+        prefix,
+        ingestor,
+        board,
+        status,
+    } = *setup;
     let (client, mut eventloop) = AsyncClient::new(options, usize::from(IN_FLIGHT) + 10);
     let (publishes, incoming) = mpsc::unbounded_channel();
     let (failed_tx, mut failed) = oneshot::channel();
@@ -162,7 +191,9 @@ async fn session(
         incoming,
         failed_tx,
         status.clone(),
+        prefix.to_owned(),
     ));
+    let mut publisher: Option<actix_web::rt::task::JoinHandle<()>> = None;
     let result = loop {
         tokio::select! {
             event = eventloop.poll() => match event {
@@ -173,6 +204,9 @@ async fn session(
                     // Subscribing again when the session already has it is harmless and covers a lost session.
                     if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
                         break Err(format!("cannot subscribe: {e}"));
+                    }
+                    if publisher.is_none() {
+                        publisher = Some(actix_web::rt::spawn(publish_commands(client.clone(), board.clone())));
                     }
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
@@ -199,7 +233,37 @@ async fn session(
         }
     };
     acker.abort();
+    if let Some(publisher) = publisher {
+        publisher.abort();
+    }
     result
+}
+
+/// Publishes every turnstile's desired state retained at QoS 1 (a broker that lost its retained messages gets
+/// them back on each connect), then each change. rumqttc re-sends what the broker has not acknowledged.
+async fn publish_commands(client: AsyncClient, board: CommandBoard) {
+    let mut changes = board.watch();
+    let mut states = board.all();
+    loop {
+        let mut last = 0;
+        for state in states {
+            last = last.max(state.position);
+            let topic = board.topic(&state.device);
+            if let Err(error) = client
+                .publish(topic.clone(), QoS::AtLeastOnce, true, state.payload())
+                .await
+            {
+                // The connection is going away; the next one publishes everything again.
+                tracing::warn!(%topic, %error, "cannot publish a turnstile's command");
+                return;
+            }
+            tracing::debug!(%topic, version = state.version, locked = state.locked, "published command");
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+        states = board.changed_after(last);
+    }
 }
 
 /// Ingests messages concurrently but acknowledges them strictly in arrival order, each only once committed.
@@ -210,13 +274,20 @@ async fn ingest_in_order(
     mut incoming: mpsc::UnboundedReceiver<Publish>,
     failed: oneshot::Sender<AppendError>,
     status: Arc<ExternalStatus>,
+    prefix: String,
 ) {
-    type Done = (Publish, Result<Ingested, AppendError>);
+    /// `Ok(None)`: one of our own topics, acknowledged without ingesting.
+    type Done = (Publish, Result<Option<Ingested>, AppendError>);
     let mut pending: FuturesOrdered<std::pin::Pin<Box<dyn std::future::Future<Output = Done>>>> = FuturesOrdered::new();
     loop {
         tokio::select! {
             publish = incoming.recv(), if pending.len() < INGESTING => {
                 let Some(publish) = publish else { return };
+                if CommandBoard::is_own_topic(&prefix, &publish.topic) {
+                    // Our own command (or alarm) coming back: acknowledged in order, never ingested.
+                    pending.push_back(Box::pin(async move { (publish, Ok(None)) }));
+                    continue;
+                }
                 let ingestor = ingestor.clone();
                 let received_at = jiff::Timestamp::now();
                 let actor = Actor::broker(&status.host);
@@ -228,7 +299,7 @@ async fn ingest_in_order(
                         actor,
                         arrival: Arrival::Mqtt { session: "broker".into(), packet_id: publish.pkid, dup: publish.dup },
                     };
-                    let result = ingestor.ingest(received).await;
+                    let result = ingestor.ingest(received).await.map(Some);
                     (publish, result)
                 }));
             }

@@ -97,10 +97,21 @@ impl Projection for DeviceStatusProjection {
                         .execute(params![id, with_fault(&open, code, present)])?;
                 }
             }
-            DeviceEvent::LockedOut(_) | DeviceEvent::Unlocked(_) => {
-                let locked = matches!(event, DeviceEvent::LockedOut(_));
-                tx.prepare_cached("UPDATE device_status SET locked_out = ?2 WHERE device_id = ?1")?
-                    .execute(params![id, locked])?;
+            DeviceEvent::LockedOut(e) => {
+                let by = stored.actor.as_ref().map(ToString::to_string);
+                tx.prepare_cached(
+                    "UPDATE device_status SET locked_out = 1, lock_reason = ?2, locked_since = ?3, locked_by = ?4
+                     WHERE device_id = ?1",
+                )?
+                .execute(params![id, e.reason, e.at.as_microsecond(), by])?;
+            }
+            DeviceEvent::Unlocked(_) => {
+                tx.prepare_cached(
+                    "UPDATE device_status SET locked_out = 0, lock_reason = NULL, locked_since = NULL,
+                                              locked_by = NULL
+                     WHERE device_id = ?1",
+                )?
+                .execute([id])?;
             }
             DeviceEvent::WentOffline(_) | DeviceEvent::CameOnline(_) => {
                 let availability = if matches!(event, DeviceEvent::CameOnline(_)) {

@@ -4,6 +4,7 @@
 //! transaction and the projection goes on. `runner` hosts them as actors woken by the writer's commit notices;
 //! `rebuild` recreates them beside the live tables and swaps them in (blue/green).
 
+mod device_commands;
 mod device_status;
 mod equipment;
 pub mod parked;
@@ -12,6 +13,7 @@ mod recognitions;
 pub mod runner;
 mod traffic;
 
+pub use device_commands::DeviceCommandsProjection;
 pub use device_status::DeviceStatusProjection;
 pub use equipment::EquipmentProjection;
 #[cfg(test)]
@@ -66,6 +68,7 @@ pub fn all(tz: &TimeZone) -> Vec<Box<dyn Projection>> {
         Box::new(TrafficProjection::new(tz.clone())),
         Box::new(EquipmentProjection::new()),
         Box::new(RecognitionsProjection::new(tz.clone())),
+        Box::new(DeviceCommandsProjection),
     ]
 }
 

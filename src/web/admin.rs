@@ -290,7 +290,7 @@ pub(super) fn back_to_with(page: &str, notice: &str) -> HttpResponse {
 }
 
 /// Waits until every projector has applied `target`, at most [`READ_YOUR_WRITES`]; true when they did.
-async fn caught_up(state: &AppState, target: Position) -> bool {
+pub(super) async fn caught_up(state: &AppState, target: Position) -> bool {
     let deadline = tokio::time::Instant::now() + READ_YOUR_WRITES;
     for projector in &state.projectors {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());

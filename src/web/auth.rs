@@ -150,6 +150,25 @@ impl FromRequest for Admin {
     }
 }
 
+/// A signed-in person who may act on devices (managers and admins; SPEC §4). API tokens only read: 403.
+pub struct Manager(pub Identity);
+
+impl FromRequest for Manager {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(match req.extensions().get::<Identity>() {
+            Some(identity) if identity.csrf.is_none() => Err(actix_web::error::ErrorForbidden(
+                "API tokens may only read: sign in to act on devices\n",
+            )),
+            Some(identity) if matches!(identity.role, Role::Manager | Role::Admin) => Ok(Manager(identity.clone())),
+            Some(_) => Err(actix_web::error::ErrorForbidden("only managers may do this\n")),
+            None => Err(actix_web::error::ErrorUnauthorized("sign in first\n")),
+        })
+    }
+}
+
 /// Refuses a state-changing form whose CSRF token is not the session's.
 pub fn check_csrf(identity: &Identity, submitted: &str) -> actix_web::Result<()> {
     if auth::csrf_matches(identity, submitted) {

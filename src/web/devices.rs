@@ -24,6 +24,8 @@ const PAGE_SIZE: usize = 50;
 pub struct RawQuery {
     as_of: Option<String>,
     before: Option<String>,
+    /// What the last action did (after a lock-out or unlock).
+    notice: Option<String>,
 }
 
 /// What the page was asked for, validated.
@@ -79,6 +81,8 @@ pub struct Live {
     pub availability: String,
     pub open_faults: Vec<String>,
     pub locked_out: bool,
+    /// The lock-out in force: why, since when (site time) and who decided it.
+    pub lock: Option<LockLine>,
     pub last_event: String,
     pub passages_in: i64,
     pub passages_out: i64,
@@ -86,6 +90,13 @@ pub struct Live {
     pub lost_messages: i64,
     /// The latest message's clock skew, as people read it ("1.2 s behind").
     pub clock_skew: Option<String>,
+}
+
+/// The lock-out in force, as the live page shows it.
+pub struct LockLine {
+    pub reason: String,
+    pub since: String,
+    pub by: String,
 }
 
 /// Recorded time minus device time, as a sentence.
@@ -199,6 +210,10 @@ struct DevicePage {
     timeline: Vec<EventRow>,
     older: Option<String>,
     newest: Option<String>,
+    /// The form token when the viewer may act (a signed-in session, not an API token).
+    csrf: Option<String>,
+    notice: Option<String>,
+    reason_max: usize,
 }
 
 #[derive(Template)]
@@ -233,7 +248,7 @@ fn load_live(conn: &rusqlite::Connection, id: &str, today: &str, tz: &TimeZone) 
             "SELECT kind, name, zone, lifecycle, availability, open_faults, locked_out, last_event_at,
                     CASE WHEN passages_day = ?2 THEN passages_today_in ELSE 0 END,
                     CASE WHEN passages_day = ?2 THEN passages_today_out ELSE 0 END,
-                    lost_messages, clock_skew_ms
+                    lost_messages, clock_skew_ms, lock_reason, locked_since, locked_by
              FROM device_status WHERE device_id = ?1",
             [id, today],
             |r| {
@@ -245,6 +260,14 @@ fn load_live(conn: &rusqlite::Connection, id: &str, today: &str, tz: &TimeZone) 
                     availability: r.get(4)?,
                     open_faults: r.get::<_, String>(5)?.split_whitespace().map(str::to_owned).collect(),
                     locked_out: r.get(6)?,
+                    lock: match (r.get::<_, Option<String>>(12)?, r.get::<_, Option<i64>>(13)?) {
+                        (Some(reason), Some(since)) => Some(LockLine {
+                            reason,
+                            since: super::local_time(tz, since),
+                            by: r.get::<_, Option<String>>(14)?.unwrap_or_else(|| "unrecorded".into()),
+                        }),
+                        _ => None,
+                    },
                     last_event: r
                         .get::<_, Option<i64>>(7)?
                         .map(|m| super::local_time(tz, m))
@@ -320,6 +343,7 @@ fn load_history(journal: &JournalReader, id: &DeviceId, query: &DeviceQuery) -> 
 
 pub async fn page(
     state: web::Data<AppState>,
+    identity: crate::auth::Identity,
     path: web::Path<String>,
     query: web::Query<RawQuery>,
 ) -> actix_web::Result<HttpResponse> {
@@ -329,6 +353,7 @@ pub async fn page(
     let Ok(id) = DeviceId::parse(&raw_id) else {
         return not_found(&state, &raw_id);
     };
+    let notice = query.notice.clone();
     let query = DeviceQuery::parse(&query, &tz)?;
     let today = Timestamp::now().to_zoned_datetime(tz.clone()).date().to_string();
 
@@ -382,6 +407,9 @@ pub async fn page(
             .map(|last| query.link(&id, Some(last.version))),
         newest: query.before.map(|_| query.link(&id, None)),
         timeline,
+        csrf: identity.csrf.clone(),
+        notice: notice.filter(|n| !n.is_empty()),
+        reason_max: crate::requests::MAX_REASON_CHARS,
     };
     super::render(&page)
 }

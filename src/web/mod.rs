@@ -12,6 +12,7 @@ mod devices;
 mod equipment_figures;
 mod events;
 mod health;
+mod lockout;
 pub mod metrics;
 mod parked;
 pub mod pool;
@@ -47,6 +48,7 @@ pub fn server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> 
             .route("/static/live.js", web::get().to(live_js))
             .route("/healthz", web::get().to(health::healthz))
             .configure(devices::routes)
+            .configure(lockout::routes)
             .configure(events::routes)
             .configure(metrics::routes)
             .configure(reports::routes)

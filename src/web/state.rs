@@ -33,6 +33,8 @@ pub struct AppState {
     /// Kept read-only connections to views.db (pages) and journal.db (sign-in checks).
     pub views_reader: ReadPool,
     pub journal_reader: ReadPool,
+    /// Every turnstile's desired state, as published on its `command` topic.
+    pub commands: crate::mqtt::commands::CommandBoard,
     /// The site's key for subjects' pseudonyms (stream names and anything forwarded off the site use them).
     pub pseudonyms: crate::pseudonym::PseudonymKey,
     /// The recognitions report's subject lists, kept until their days change.

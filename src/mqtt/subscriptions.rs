@@ -1,0 +1,221 @@
+//! What the embedded endpoint sends gateways: the desired state of the turnstiles whose `command` topics they
+//! subscribed to. A gateway may subscribe only to the exact command topics of configured turnstiles (anything
+//! else is refused in the SUBACK). On subscribe it gets the current state at once (retained), then every change
+//! at QoS 1; a state it has not acknowledged is sent again after it reconnects. A persistent session's
+//! subscriptions are kept in `journal.db`, so they survive a restart of Gatehouse too.
+
+use super::codec::Outbound;
+use super::commands::{CommandBoard, DesiredState};
+use crate::domain::DeviceId;
+use rusqlite::params;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// Shared by every connection of the endpoint.
+#[derive(Clone)]
+pub struct CommandDelivery {
+    pub board: CommandBoard,
+    journal_path: PathBuf,
+    /// The version each client has acknowledged per turnstile: a reconnect re-sends only what is newer.
+    /// In memory: after a restart of Gatehouse every subscribed gateway gets its current state once more,
+    /// which is harmless (the version tells it nothing changed).
+    acked: Arc<Mutex<HashMap<(String, DeviceId), u64>>>,
+}
+
+impl CommandDelivery {
+    pub fn new(board: CommandBoard, journal_path: PathBuf) -> Self {
+        Self {
+            board,
+            journal_path,
+            acked: Default::default(),
+        }
+    }
+
+    fn acked_version(&self, client: &str, device: &DeviceId) -> Option<u64> {
+        let acked = self.acked.lock().unwrap_or_else(|p| p.into_inner());
+        acked.get(&(client.to_owned(), device.clone())).copied()
+    }
+
+    fn record_ack(&self, client: &str, device: &DeviceId, version: u64) {
+        let mut acked = self.acked.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = acked.entry((client.to_owned(), device.clone())).or_insert(0);
+        *entry = (*entry).max(version);
+    }
+
+    /// Starts a connection's session: a clean one forgets what the client had; a persistent one gets its
+    /// subscriptions back.
+    pub async fn open_session(&self, client: &str, clean_session: bool) -> anyhow::Result<Outgoing> {
+        let (path, who) = (self.journal_path.clone(), client.to_owned());
+        let stored = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(String, String)>> {
+            let conn = crate::db::open(&path, crate::config::Synchronous::Normal)?;
+            if clean_session {
+                conn.execute("DELETE FROM mqtt_subscriptions WHERE client_id = ?1", [&who])?;
+                return Ok(Vec::new());
+            }
+            let mut statement = conn.prepare("SELECT topic, device_id FROM mqtt_subscriptions WHERE client_id = ?1")?;
+            let rows = statement.query_map([&who], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await??;
+        if clean_session {
+            let mut acked = self.acked.lock().unwrap_or_else(|p| p.into_inner());
+            acked.retain(|(c, _), _| c != client);
+        }
+        let devices = stored
+            .into_iter()
+            .filter_map(|(topic, device)| Some((DeviceId::parse(&device).ok()?, topic)))
+            .collect();
+        Ok(Outgoing {
+            client: client.to_owned(),
+            persistent: !clean_session,
+            devices,
+            in_flight: HashMap::new(),
+            next_pkid: 1,
+        })
+    }
+
+    /// Keeps a persistent session's new subscriptions (or forgets removed ones) in `journal.db`.
+    async fn store(&self, client: &str, added: Vec<(String, DeviceId)>, removed: Vec<String>) -> anyhow::Result<()> {
+        let (path, who) = (self.journal_path.clone(), client.to_owned());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let mut conn = crate::db::open(&path, crate::config::Synchronous::Normal)?;
+            let tx = conn.transaction()?;
+            for (topic, device) in &added {
+                tx.execute(
+                    "INSERT OR REPLACE INTO mqtt_subscriptions (client_id, topic, device_id) VALUES (?1, ?2, ?3)",
+                    params![who, topic, device.as_str()],
+                )?;
+            }
+            for topic in &removed {
+                tx.execute(
+                    "DELETE FROM mqtt_subscriptions WHERE client_id = ?1 AND topic = ?2",
+                    params![who, topic],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await?
+    }
+}
+
+/// One connection's side of command delivery.
+pub struct Outgoing {
+    client: String,
+    persistent: bool,
+    /// Subscribed turnstiles and the topic filter each was subscribed with.
+    devices: BTreeMap<DeviceId, String>,
+    /// Our QoS 1 publishes the client has not acknowledged yet: packet id to (turnstile, version).
+    in_flight: HashMap<u16, (DeviceId, u64)>,
+    next_pkid: u16,
+}
+
+/// At most this many commands unacknowledged on one connection; more wait until acknowledgements come.
+const MAX_UNACKED: usize = 64;
+
+impl Outgoing {
+    /// Answers a SUBSCRIBE: which filters are granted, and the current state of each granted turnstile (sent
+    /// as retained right after the SUBACK, whether or not the client saw it before: MQTT §3.3.1.3).
+    pub async fn subscribe(
+        &mut self,
+        delivery: &CommandDelivery,
+        pkid: u16,
+        filters: &[String],
+        out: &mut Vec<Outbound>,
+    ) -> anyhow::Result<()> {
+        let mut granted = Vec::with_capacity(filters.len());
+        let mut added = Vec::new();
+        for filter in filters {
+            match delivery.board.device_of_topic(filter) {
+                Some(device) => {
+                    granted.push(true);
+                    self.devices.insert(device.clone(), filter.clone());
+                    added.push((filter.clone(), device));
+                }
+                None => {
+                    tracing::info!(client = %self.client, %filter,
+                        "subscription refused: gateways may subscribe only to configured turnstiles' command topics");
+                    granted.push(false);
+                }
+            }
+        }
+        if self.persistent && !added.is_empty() {
+            delivery.store(&self.client, added.clone(), Vec::new()).await?;
+        }
+        out.push(Outbound::SubAck { pkid, granted });
+        for (_, device) in added {
+            if let Some(state) = delivery.board.get(&device) {
+                self.send(&delivery.board, state, true, out);
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn unsubscribe(&mut self, delivery: &CommandDelivery, filters: &[String]) -> anyhow::Result<()> {
+        self.devices.retain(|_, topic| !filters.contains(topic));
+        if self.persistent {
+            delivery.store(&self.client, Vec::new(), filters.to_vec()).await?;
+        }
+        Ok(())
+    }
+
+    /// Everything the client should have and has not acknowledged: on connect (a persistent session's
+    /// subscriptions), and whenever the board changes.
+    pub fn due(&mut self, delivery: &CommandDelivery, retain: bool, out: &mut Vec<Outbound>) {
+        let wanted: Vec<DesiredState> = self
+            .devices
+            .keys()
+            .filter_map(|device| delivery.board.get(device))
+            .filter(|state| {
+                let acked = delivery.acked_version(&self.client, &state.device);
+                let sending = self
+                    .in_flight
+                    .values()
+                    .any(|(d, v)| *d == state.device && *v >= state.version);
+                acked.is_none_or(|a| a < state.version) && !sending
+            })
+            .collect();
+        for state in wanted {
+            if self.in_flight.len() >= MAX_UNACKED {
+                break;
+            }
+            self.send(&delivery.board, state, retain, out);
+        }
+    }
+
+    /// The client acknowledged one of our publishes.
+    pub fn puback(&mut self, delivery: &CommandDelivery, pkid: u16) {
+        if let Some((device, version)) = self.in_flight.remove(&pkid) {
+            delivery.record_ack(&self.client, &device, version);
+        }
+    }
+
+    fn send(&mut self, board: &CommandBoard, state: DesiredState, retain: bool, out: &mut Vec<Outbound>) {
+        let pkid = self.allocate_pkid();
+        self.in_flight.insert(pkid, (state.device.clone(), state.version));
+        out.push(Outbound::Publish {
+            pkid,
+            topic: board.topic(&state.device),
+            payload: state.payload(),
+            retain,
+            dup: false,
+        });
+    }
+
+    /// A packet id not in flight (1..=65535; 0 is not a valid id).
+    fn allocate_pkid(&mut self) -> u16 {
+        loop {
+            let pkid = self.next_pkid;
+            self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
+            if !self.in_flight.contains_key(&pkid) {
+                return pkid;
+            }
+        }
+    }
+
+    /// Whether the client subscribed to any command topic (else board changes need no look).
+    pub fn subscribed(&self) -> bool {
+        !self.devices.is_empty()
+    }
+}

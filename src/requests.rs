@@ -1,0 +1,320 @@
+//! Commands people give a turnstile (lock out, unlock): carried out at once by the web's handlers, and from the
+//! command line through `operator_requests` in `journal.db`. Only the core that owns the data directory may
+//! append to the journal, so `gatehouse lock-out` run beside `serve` leaves a request there and the server's
+//! request loop carries it out; with no server running the command starts a core of its own. A request's id is
+//! its causation (`request:ID`), so carrying it out twice (a crash between the append and the mark) records its
+//! events once.
+
+use crate::actors::{CommandError, CommandOutcome, Meta, Registry};
+use crate::app::Core;
+use crate::config::Config;
+use crate::db::StoragePaths;
+use crate::domain::{DeviceCommand, Rejection};
+use crate::journal::{Actor, Position};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How often the running server looks for requests from the command line.
+const POLL: Duration = Duration::from_millis(200);
+/// How long the command line waits for a running server to carry out its request.
+const SERVER_WAIT: Duration = Duration::from_secs(30);
+/// The longest lock-out reason kept (it goes on the dashboard and to the gateway).
+pub const MAX_REASON_CHARS: usize = 200;
+
+/// What a person asks a device to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum OperatorCommand {
+    LockOut { device: String, reason: String },
+    Unlock { device: String },
+}
+
+impl OperatorCommand {
+    /// A lock-out with its reason checked: required, one line, at most [`MAX_REASON_CHARS`].
+    pub fn lock_out(device: &str, reason: &str) -> Result<OperatorCommand, String> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err("a lock-out needs a reason (what people at the gate and the gateway are told)".into());
+        }
+        if reason.chars().count() > MAX_REASON_CHARS {
+            return Err(format!("the reason is longer than {MAX_REASON_CHARS} characters"));
+        }
+        if reason.chars().any(char::is_control) {
+            return Err("the reason must be one line of text".into());
+        }
+        Ok(OperatorCommand::LockOut {
+            device: device.to_owned(),
+            reason: reason.to_owned(),
+        })
+    }
+
+    pub fn unlock(device: &str) -> OperatorCommand {
+        OperatorCommand::Unlock {
+            device: device.to_owned(),
+        }
+    }
+
+    /// The device (stream) the command is for.
+    pub fn target(&self) -> &str {
+        match self {
+            OperatorCommand::LockOut { device, .. } | OperatorCommand::Unlock { device } => device,
+        }
+    }
+
+    fn device_command(&self, at: jiff::Timestamp) -> DeviceCommand {
+        match self {
+            OperatorCommand::LockOut { reason, .. } => DeviceCommand::LockOut {
+                reason: reason.clone(),
+                at,
+            },
+            OperatorCommand::Unlock { .. } => DeviceCommand::Unlock { at },
+        }
+    }
+}
+
+/// What carrying out a command did, in words for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Done {
+    pub text: String,
+    /// The journal position of its last event, when it recorded any.
+    pub position: Option<Position>,
+}
+
+/// Carries out a command now, on the core that owns the journal. `Err` is a refusal in words (unknown device,
+/// a camera, a decommissioned turnstile) or a journal failure.
+pub async fn carry_out(
+    registry: &Registry,
+    command: &OperatorCommand,
+    actor: Actor,
+    causation: Option<String>,
+) -> Result<Done, String> {
+    let device = command.target();
+    let mut meta = Meta::by(actor);
+    meta.causation = causation;
+    let outcome = registry
+        .execute_device(device, command.device_command(jiff::Timestamp::now()), meta)
+        .await;
+    let (events, position) = match outcome {
+        // A command that changed nothing still records its causation; it has no event to point at.
+        Ok(CommandOutcome::Recorded { events, position }) => (events, position.filter(|_| events > 0)),
+        Ok(CommandOutcome::Duplicate) => {
+            return Ok(Done {
+                text: format!("{device}: this request was carried out before"),
+                position: None,
+            });
+        }
+        Err(CommandError::UnknownDevice(_)) => return Err(format!("{device}: no such device in config.toml")),
+        Err(CommandError::Rejected(Rejection::WrongKind { kind, .. })) => {
+            return Err(format!("{device}: a {kind} cannot be locked out; only turnstiles can"));
+        }
+        Err(CommandError::Rejected(rejection)) => return Err(format!("{device}: {rejection}")),
+        Err(error) => return Err(format!("{device}: {error}")),
+    };
+    let text = match (command, events) {
+        (OperatorCommand::LockOut { reason, .. }, 0) => {
+            format!("{device} was already locked out; nothing changed (reason given: {reason})")
+        }
+        (OperatorCommand::LockOut { reason, .. }, _) => format!("{device} is locked out: {reason}"),
+        (OperatorCommand::Unlock { .. }, 0) => format!("{device} was not locked out; nothing changed"),
+        (OperatorCommand::Unlock { .. }, _) => format!("{device} is unlocked"),
+    };
+    Ok(Done { text, position })
+}
+
+/// A request as it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub id: i64,
+    pub refused: bool,
+    pub outcome: String,
+    pub position: Option<Position>,
+}
+
+fn open(journal: &Path) -> anyhow::Result<Connection> {
+    crate::db::open(journal, crate::config::Synchronous::Full)
+}
+
+/// Leaves a request for the core that owns the journal; returns its id.
+pub fn request(journal: &Path, command: &OperatorCommand, by: &Actor) -> anyhow::Result<i64> {
+    let conn = open(journal)?;
+    conn.execute(
+        "INSERT INTO operator_requests (target, command, actor, requested_at) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            command.target(),
+            serde_json::to_string(command)?,
+            by.as_str(),
+            jiff::Timestamp::now().as_microsecond()
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+fn finished(conn: &Connection, id: i64) -> anyhow::Result<Option<Finished>> {
+    let row = conn
+        .query_row(
+            "SELECT status, outcome, position FROM operator_requests WHERE id = ?1 AND status <> 'pending'",
+            [id],
+            |r| {
+                Ok(Finished {
+                    id,
+                    refused: r.get::<_, String>(0)? == "refused",
+                    outcome: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                    position: r.get::<_, Option<i64>>(2)?.map(|p| p as Position),
+                })
+            },
+        )
+        .optional()?;
+    Ok(row)
+}
+
+/// Carries out every pending request, oldest first. Call only from the core that owns the journal.
+pub async fn process_pending(registry: &Registry, journal: &Path) -> anyhow::Result<usize> {
+    // One run at a time per process (the loop, and a command line's own core, never both).
+    static ONE_RUN_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _running = ONE_RUN_AT_A_TIME.lock().await;
+    let path = journal.to_owned();
+    let pending = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(i64, String, String)>> {
+        let conn = open(&path)?;
+        let mut statement =
+            conn.prepare("SELECT id, command, actor FROM operator_requests WHERE status = 'pending' ORDER BY id")?;
+        let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    })
+    .await??;
+    let count = pending.len();
+    for (id, command, actor) in pending {
+        let result = match serde_json::from_str::<OperatorCommand>(&command) {
+            Ok(command) => {
+                carry_out(
+                    registry,
+                    &command,
+                    Actor::from_stored(actor.clone()),
+                    Some(format!("request:{id}")),
+                )
+                .await
+            }
+            // Written by a newer gatehouse, say: refused in words rather than retried for ever.
+            Err(error) => Err(format!("this gatehouse cannot read request {id}: {error}")),
+        };
+        tracing::info!(request = id, %actor, outcome = ?result, "operator request carried out");
+        let path = journal.to_owned();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let conn = open(&path)?;
+            let (status, outcome, position) = match &result {
+                Ok(done) => ("done", done.text.as_str(), done.position.map(|p| p as i64)),
+                Err(why) => ("refused", why.as_str(), None),
+            };
+            conn.execute(
+                "UPDATE operator_requests SET status = ?2, outcome = ?3, position = ?4, finished_at = ?5
+                 WHERE id = ?1",
+                params![id, status, outcome, position, jiff::Timestamp::now().as_microsecond()],
+            )?;
+            Ok(())
+        })
+        .await??;
+    }
+    Ok(count)
+}
+
+/// Starts the running server's request loop on the current actix system. Errors are logged (once until they
+/// change) and retried, never fatal.
+pub fn spawn_request_loop(registry: Registry, journal: PathBuf) {
+    actix_web::rt::spawn(async move {
+        let mut ticks = tokio::time::interval(POLL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_error: Option<String> = None;
+        loop {
+            ticks.tick().await;
+            match process_pending(&registry, &journal).await {
+                Ok(_) => last_error = None,
+                Err(error) => {
+                    let text = format!("{error:#}");
+                    if last_error.as_ref() != Some(&text) {
+                        tracing::error!(error = %text, "cannot carry out operator requests; retrying");
+                    }
+                    last_error = Some(text);
+                }
+            }
+        }
+    });
+}
+
+/// What `gatehouse lock-out` / `unlock` do: leave the request, then let the running server carry it out, or,
+/// when none runs, start a core of our own (which takes the data directory's lock) and carry it out here.
+pub fn submit(config: Config, command: &OperatorCommand, by: &Actor) -> anyhow::Result<Finished> {
+    let paths = StoragePaths::new(&config.storage.dir);
+    paths.prepare()?;
+    crate::db::upgrade_journal(&paths.journal())?;
+    let journal = paths.journal();
+    let id = request(&journal, command, by)?;
+    if crate::db::try_lock_data_dir(&paths)?.is_none() {
+        return wait_for(&journal, id, SERVER_WAIT);
+    }
+    match with_own_core(config, &journal) {
+        Ok(()) => finished(&open(&journal)?, id)?.ok_or_else(|| anyhow::anyhow!("request {id} was not carried out")),
+        // A server started between the check and our core taking the lock: its loop carries the request out.
+        Err(_) if crate::db::try_lock_data_dir(&paths).is_ok_and(|l| l.is_none()) => {
+            wait_for(&journal, id, SERVER_WAIT)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+fn wait_for(journal: &Path, id: i64, timeout: Duration) -> anyhow::Result<Finished> {
+    let conn = open(journal)?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(done) = finished(&conn, id)? {
+            return Ok(done);
+        }
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "the running server did not carry out request {id} within {} s: is it healthy? (see /healthz); \
+                 it stays queued and is carried out when the server gets to it",
+                timeout.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn with_own_core(config: Config, journal: &Path) -> anyhow::Result<()> {
+    let system = actix_web::rt::System::new();
+    let journal = journal.to_owned();
+    let (result, stopped) = system.block_on(async move {
+        let core = Core::start(config).await?;
+        let result = process_pending(&core.state().registry, &journal).await;
+        anyhow::Ok((result, core.stop()))
+    })?;
+    // Dropping the system drops the actors and their writer handles, so the writer finishes and can be joined.
+    drop(system);
+    stopped.join();
+    result.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_out_needs_a_one_line_reason_of_reasonable_length() {
+        assert!(OperatorCommand::lock_out("T1", "  ").is_err());
+        assert!(OperatorCommand::lock_out("T1", "two\nlines").is_err());
+        assert!(OperatorCommand::lock_out("T1", &"x".repeat(MAX_REASON_CHARS + 1)).is_err());
+        assert_eq!(
+            OperatorCommand::lock_out("T1", " cleaning ").unwrap(),
+            OperatorCommand::LockOut {
+                device: "T1".into(),
+                reason: "cleaning".into()
+            }
+        );
+    }
+
+    #[test]
+    fn requests_are_stored_as_tagged_json() {
+        let json = serde_json::to_string(&OperatorCommand::unlock("T1")).unwrap();
+        assert_eq!(json, r#"{"command":"unlock","device":"T1"}"#);
+    }
+}
