@@ -14,6 +14,7 @@ mod followers;
 mod helpers;
 mod ingest;
 mod journal;
+mod lockout;
 mod mqtt_embedded;
 mod mqtt_external;
 mod pages;

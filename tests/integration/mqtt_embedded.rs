@@ -111,7 +111,7 @@ fn acks_come_back_in_arrival_order_and_bad_messages_are_acknowledged_as_dead_let
 }
 
 #[test]
-fn subscriptions_are_refused_because_gateways_only_publish() {
+fn subscriptions_to_anything_but_a_turnstiles_command_topic_are_refused() {
     let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
     with_app(site.config(), async |app| {
         let mut client = connect(app.mqtt_addr().unwrap(), "curious");
