@@ -1,0 +1,151 @@
+//! The file as written: serde structs that mirror `config.toml` one to one, and the keys of each table.
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+// Raw structs mirror the file one to one. Values that need validating are `Spanned` so a bad one can be
+// pointed at; serde reports unknown keys, missing keys and wrong types itself (reworded in `toml_problem`).
+// Sections default as a whole so an empty file is valid.
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawConfig {
+    pub(super) site: RawSite,
+    pub(super) http: RawHttp,
+    pub(super) storage: RawStorage,
+    pub(super) mqtt: RawMqtt,
+    pub(super) devices: RawDevices,
+    pub(super) followers: RawFollowers,
+    pub(super) turnstile: Vec<RawTurnstile>,
+    pub(super) camera: Vec<RawCamera>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawSite {
+    pub(super) name: Option<Spanned<String>>,
+    pub(super) timezone: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawHttp {
+    pub(super) listen: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawStorage {
+    pub(super) dir: Option<Spanned<String>>,
+    // Any TOML value, so `0`, `-5`, `"500"` and `1.5` all get the same clear message instead of serde's
+    // "expected u32".
+    pub(super) snapshot_every: Option<Spanned<toml::Value>>,
+    pub(super) synchronous: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawMqtt {
+    pub(super) broker: Option<Spanned<String>>,
+    pub(super) listen: Option<Spanned<String>>,
+    pub(super) topic_prefix: Option<Spanned<String>>,
+    pub(super) username: Option<String>,
+    pub(super) password: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawDevices {
+    pub(super) offline_after: Option<Spanned<String>>,
+    pub(super) max_clock_skew: Option<Spanned<String>>,
+    pub(super) max_backdate: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawFollowers {
+    pub(super) on_error: Option<Spanned<String>>,
+}
+
+// Turnstile and camera are separate structs (not one flattened into the other) because
+// `deny_unknown_fields` does not work through `#[serde(flatten)]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawTurnstile {
+    pub(super) id: Spanned<String>,
+    pub(super) name: Spanned<String>,
+    pub(super) zone: Spanned<String>,
+    pub(super) serial: Option<String>,
+    pub(super) model: Option<String>,
+    pub(super) manufacturer: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawCamera {
+    pub(super) id: Spanned<String>,
+    pub(super) name: Spanned<String>,
+    pub(super) zone: Spanned<String>,
+    pub(super) serial: Option<String>,
+    pub(super) model: Option<String>,
+    pub(super) manufacturer: Option<String>,
+    #[serde(default)]
+    pub(super) watches: Vec<Spanned<String>>,
+}
+
+/// Each table's keys in declaration order, as serde lists them in an unknown-field error: the list tells
+/// which table the unknown key was in, even when it was written as a dotted key (`http.lisen = ...`).
+pub(super) const TABLE_KEYS: &[(&str, &[&str])] = &[
+    (
+        "",
+        &[
+            "site",
+            "http",
+            "storage",
+            "mqtt",
+            "devices",
+            "followers",
+            "turnstile",
+            "camera",
+        ],
+    ),
+    ("[site]", &["name", "timezone"]),
+    ("[http]", &["listen"]),
+    ("[storage]", &["dir", "snapshot_every", "synchronous"]),
+    ("[mqtt]", &["broker", "listen", "topic_prefix", "username", "password"]),
+    ("[devices]", &["offline_after", "max_clock_skew", "max_backdate"]),
+    ("[followers]", &["on_error"]),
+    (
+        "[[turnstile]]",
+        &["id", "name", "zone", "serial", "model", "manufacturer"],
+    ),
+    (
+        "[[camera]]",
+        &["id", "name", "zone", "serial", "model", "manufacturer", "watches"],
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::EXAMPLE;
+    use super::*;
+
+    #[test]
+    fn the_example_config_documents_every_key() {
+        for (table, keys) in TABLE_KEYS {
+            for key in *keys {
+                let written = format!("\n{key} = ");
+                let commented = format!("\n# {key} = ");
+                let in_key_list = format!("#   {key} ");
+                assert!(
+                    table.is_empty()
+                        || EXAMPLE.contains(&written)
+                        || EXAMPLE.contains(&commented)
+                        || EXAMPLE.contains(&in_key_list)
+                        || EXAMPLE.contains(&format!("#   serial, model, {key}")),
+                    "{key} of {table} is not in the example config.toml"
+                );
+            }
+        }
+    }
+}
