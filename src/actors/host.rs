@@ -113,6 +113,31 @@ pub struct Recovered<S> {
     pub state: S,
     pub version: u64,
     pub recent_msg_ids: Vec<String>,
+    /// Events folded on top of the snapshot (all of them when there was none usable): what the next recovery
+    /// saves by a snapshot taken now.
+    pub replayed: u64,
+}
+
+impl<S: serde::Serialize> Recovered<S> {
+    /// A snapshot of this state, when recovering it replayed at least `every` events: saved right away, the
+    /// next start (after a crash, or an upgrade that changed the state schema) does not replay them again.
+    pub fn snapshot_worth_saving<A: Aggregate<State = S>>(
+        &self,
+        stream: &StreamName,
+        every: u32,
+    ) -> Option<SnapshotRequest> {
+        if self.replayed < u64::from(every.max(1)) {
+            return None;
+        }
+        let (format, state) = codec::encode_state(&self.state);
+        Some(SnapshotRequest {
+            stream: stream.clone(),
+            version: self.version,
+            state_schema: A::STATE_SCHEMA,
+            format,
+            state,
+        })
+    }
 }
 
 /// Loads an instance's state: the latest usable snapshot, then every later event. Blocking: call it off the
@@ -139,15 +164,18 @@ pub fn recover<A: Hosted>(journal: &JournalReader, stream: &StreamName) -> anyho
             }
         }
     }
+    let mut replayed = 0;
     for stored in journal.stream_events_as::<A::Event>(stream, version)? {
         state = A::evolve(state, &stored.event);
         version = stored.version;
+        replayed += 1;
     }
     let recent_msg_ids = journal.recent_msg_ids(stream, RECENT_MESSAGE_IDS)?;
     Ok(Recovered {
         state,
         version,
         recent_msg_ids,
+        replayed,
     })
 }
 

@@ -120,3 +120,67 @@ fn a_snapshot_of_another_schema_or_undecodable_is_ignored_and_the_stream_replaye
         assert_eq!(recovered.version, 3);
     }
 }
+
+#[test]
+fn a_start_that_replays_long_streams_saves_their_snapshots_so_the_next_start_does_not() {
+    // Streams written without snapshots, as after an upgrade that changed the state schema (every snapshot
+    // ignored): 40 passages on each of 12 turnstiles, recovered in parallel.
+    let mut streams = Vec::new();
+    let mut config = String::new();
+    for n in 0..12 {
+        let mut events = vec![commissioned(
+            DeviceKind::Turnstile,
+            "Gate",
+            "Hall A",
+            "2026-03-01T08:00:00Z",
+        )];
+        events.extend((0..40).map(|i| passage(Direction::In, &format!("2026-03-01T09:{i:02}:00Z"))));
+        streams.push((format!("T{n}"), events));
+        config.push_str(&format!(
+            "[[turnstile]]\nid = \"T{n}\"\nname = \"Gate\"\nzone = \"Hall A\"\n\n"
+        ));
+    }
+    let site = Site::new(&config);
+    let streams: Vec<(&str, Vec<DeviceEvent>)> = streams.iter().map(|(id, e)| (id.as_str(), e.clone())).collect();
+    seed(&site.paths(), &streams);
+    let journal = site.paths().journal();
+    assert_eq!(query_i64(&journal, "SELECT COUNT(*) FROM snapshots"), 0);
+
+    let states = with_app(site.config(), async |app| {
+        let mut states = Vec::new();
+        for n in 0..12 {
+            let outcome = app
+                .state()
+                .registry
+                .execute_device(
+                    &format!("T{n}"),
+                    DeviceCommand::RecordHeartbeat {
+                        at: at("2026-03-01T10:00:00Z"),
+                    },
+                    test_meta(None),
+                )
+                .await;
+            assert!(outcome.is_ok(), "T{n} recovered and takes commands: {outcome:?}");
+            states.push(full_fold(
+                &JournalReader::open(&site.paths().journal()).unwrap(),
+                &format!("T{n}"),
+            ));
+        }
+        states
+    });
+    // Every stream replayed 41 events (more than snapshot_every = 3): each got a snapshot at its head.
+    assert_eq!(
+        query_i64(&journal, "SELECT COUNT(*) FROM snapshots WHERE version >= 41"),
+        12,
+        "a snapshot per replayed stream"
+    );
+    let reader = JournalReader::open(&journal).unwrap();
+    for (n, truth) in states.iter().enumerate() {
+        let recovered = gatehouse::actors::recover::<Turnstile>(&reader, &sid(&format!("T{n}"))).unwrap();
+        assert_eq!(&recovered.state, truth, "T{n} from its new snapshot");
+        assert!(
+            recovered.replayed <= 3,
+            "T{n} replays only what came after the snapshot"
+        );
+    }
+}
