@@ -24,6 +24,7 @@
 
 mod support;
 
+use support::server::{Server, build_server, target_dir};
 use support::{env_count, ms, rate, secs};
 
 use anyhow::{Context, anyhow, bail, ensure};
@@ -41,10 +42,8 @@ use jiff::tz::TimeZone;
 use rusqlite::params;
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const TURNSTILES: usize = 100;
@@ -62,8 +61,6 @@ const WRK_THREADS: usize = 2;
 const WRK_CONNECTIONS: usize = 8;
 /// Target: every report page within 20 ms at p99 under that load.
 const TARGET_P99: Duration = Duration::from_millis(20);
-/// Upper bound on waiting for the server to start (it recovers every device from the journal first).
-const BOOT_DEADLINE: Duration = Duration::from_secs(600);
 
 /// Passages per local hour of a weekday, relative: quiet nights, a morning and an evening rush, a lunch bump.
 const WEEKDAY_SHAPE: [f64; 24] = [
@@ -117,7 +114,7 @@ fn main() -> anyhow::Result<()> {
         gatehouse::auth::Role::Manager,
     )?;
     let head_before = JournalReader::open(&paths.journal())?.head()?;
-    let server = Server::start(&binary, &root, &site)?;
+    let server = Server::start(&binary, &root, &|port| site.config(port))?;
     let head_after = JournalReader::open(&paths.journal())?.head()?;
     println!(
         "  server up in {} (boot appended {} events), loading each URL for {load_secs} s",
@@ -750,144 +747,6 @@ fn read_model_fingerprint() -> anyhow::Result<String> {
         std::fs::read(&file)?.hash(&mut hasher);
     }
     Ok(format!("{:016x}", hasher.finish()))
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// The server
-
-/// `target/` (the bench runs as `target/release/deps/pages-…`).
-fn target_dir() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    exe.ancestors()
-        .nth(3)
-        .map(Path::to_path_buf)
-        .context("the bench binary lives under target/<profile>/deps")
-}
-
-/// `cargo build --release --bin gatehouse`, so the server measured is the code being benchmarked.
-fn build_server() -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "--bin", "gatehouse"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .context("cannot run cargo build")?;
-    ensure!(
-        status.success(),
-        "cargo build --release --bin gatehouse failed: {status}"
-    );
-    let binary = target_dir()?.join("release").join("gatehouse");
-    ensure!(binary.exists(), "{}: no such binary", binary.display());
-    Ok(binary)
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-    boot: Duration,
-    log: PathBuf,
-}
-
-impl Server {
-    fn start(binary: &Path, root: &Path, site: &Site) -> anyhow::Result<Server> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let config = root.join("config.toml");
-        std::fs::write(&config, site.config(port))?;
-        let log = root.join("server.log");
-        let out = std::fs::File::create(&log)?;
-        let started = Instant::now();
-        let child = Command::new(binary)
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .current_dir(root)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let mut server = Server {
-            child,
-            port,
-            boot: Duration::ZERO,
-            log,
-        };
-        loop {
-            if let Some(status) = server.child.try_wait()? {
-                bail!(
-                    "the server exited during boot ({status}); its log: {}",
-                    server.log.display()
-                );
-            }
-            if started.elapsed() > BOOT_DEADLINE {
-                bail!("the server did not answer /healthz within {BOOT_DEADLINE:?}");
-            }
-            if matches!(server.get("/healthz", ""), Ok((200, _))) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        server.boot = started.elapsed();
-        Ok(server)
-    }
-
-    /// One plain HTTP/1.1 GET; the status and the body's length.
-    fn get(&self, path: &str, token: &str) -> anyhow::Result<(u16, usize)> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-        let mut request = format!(
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n",
-            self.port
-        );
-        if !token.is_empty() {
-            let _ = write!(request, "Authorization: Bearer {token}\r\n");
-        }
-        request.push_str("\r\n");
-        stream.write_all(request.as_bytes())?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw)?;
-        let head_end = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or_else(|| anyhow!("GET {path}: no complete response"))?;
-        let head = String::from_utf8_lossy(&raw[..head_end]);
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| anyhow!("GET {path}: no status line"))?;
-        Ok((status, raw.len() - head_end - 4))
-    }
-
-    fn peak_rss(&self) -> String {
-        support::peak_rss_of(&self.child.id().to_string())
-    }
-
-    /// SIGTERM (actix-web stops gracefully), then waits; killed if it takes over 30 s.
-    fn stop(mut self) -> anyhow::Result<()> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if self.child.try_wait()?.is_some() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.child.kill()?;
-        self.child.wait()?;
-        bail!("the server did not stop within 30 s of SIGTERM")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 //! the printed tables. Included by each bench with `mod support;`.
 #![allow(dead_code)] // each bench uses the helpers it needs
 
+pub mod server;
+
 use anyhow::Context;
 use std::time::Duration;
 
