@@ -97,8 +97,16 @@ impl Core {
             .find(|p| p.name == "device_commands")
             .cloned()
             .context("the device_commands projector is not running")?;
-        let commands =
-            crate::mqtt::commands::follow(paths.views(), commands_follower, &config.mqtt.topic_prefix).await?;
+        let turnstiles = config.turnstiles.iter().map(|t| t.id.clone()).collect();
+        let boot_head = *writer.committed().borrow();
+        let commands = crate::mqtt::commands::follow(
+            paths.views(),
+            commands_follower,
+            &config.mqtt.topic_prefix,
+            turnstiles,
+            boot_head,
+        )
+        .await?;
         let (views_reader, journal_reader) = (ReadPool::new(paths.views()), ReadPool::new(paths.journal()));
         let (journal, synchronous) = (paths.journal(), config.storage.synchronous);
         let pseudonyms = tokio::task::spawn_blocking(move || {

@@ -4,21 +4,17 @@
 //! `gatehouse serve` runs in another process. So a re-drive is a request, not an action: the command marks
 //! letters `redrive_requested` in `journal.db` with an ordinary short transaction, and whichever core owns the
 //! data directory ([`spawn_redrive_loop`] in the server, or a core the command starts itself when no server
-//! runs) feeds them through the ingest pipeline and marks them `redriven` with the outcome.
+//! runs: `cli::dead_letters`) feeds them through the ingest pipeline and marks them `redriven` with the outcome.
 
-use crate::app::Core;
-use crate::config::{Config, Synchronous};
-use crate::db::StoragePaths;
+use crate::config::Synchronous;
 use crate::ingest::{Arrival, Ingested, Ingestor, Received};
 use crate::journal::Actor;
 use crate::journal::{from_micros, micros};
 use anyhow::{Context, bail};
 use jiff::Timestamp;
-use jiff::tz::TimeZone;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -33,7 +29,7 @@ pub const SERVER_WAIT: Duration = Duration::from_secs(10);
 pub const EMPTY_LISTING: &str = "no dead letters: every message received so far became events";
 
 /// Payloads and topics longer than this many characters are cut in the listing, so one row stays one line.
-const SHOWN_CHARS: usize = 80;
+pub const SHOWN_CHARS: usize = 80;
 
 /// Where a dead letter stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +139,7 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
 /// Opens `journal.db` for the short status updates this module makes. A missing file is an error rather than
 /// a new empty journal: it almost always means the wrong config or working directory. Migrating here lets the
 /// command line work on a journal no newer server has opened yet (it is a no-op when up to date).
-fn open_journal(path: &Path) -> anyhow::Result<Connection> {
+pub fn open_journal(path: &Path) -> anyhow::Result<Connection> {
     if !path.exists() {
         bail!(
             "{}: no such database (has `gatehouse serve` run with this config?)",
@@ -166,7 +162,7 @@ fn select(conn: &Connection, condition: &str) -> anyhow::Result<Vec<DeadLetter>>
 }
 
 /// The letters with `ids`, in that order; an id that does not exist is an error.
-fn select_ids(conn: &Connection, ids: &[i64]) -> anyhow::Result<Vec<DeadLetter>> {
+pub fn select_ids(conn: &Connection, ids: &[i64]) -> anyhow::Result<Vec<DeadLetter>> {
     let mut statement = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM dead_letters WHERE id = ?1"))?;
     ids.iter()
         .map(|&id| {
@@ -386,150 +382,12 @@ pub async fn process_redrive_requests(ingestor: &Ingestor, journal_path: &Path) 
 }
 
 /// Starts the running server's re-drive loop on the current actix system: every [`REDRIVE_POLL`] it re-drives
-/// whatever was requested. It runs until the system stops; errors are logged (once until they change) and
-/// retried, never fatal.
+/// whatever was requested, until the system stops.
 pub fn spawn_redrive_loop(ingestor: Ingestor, journal_path: PathBuf) {
-    actix_web::rt::spawn(async move {
-        let mut ticks = tokio::time::interval(REDRIVE_POLL);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_error: Option<String> = None;
-        loop {
-            ticks.tick().await;
-            match process_redrive_requests(&ingestor, &journal_path).await {
-                Ok(_) => last_error = None,
-                Err(error) => {
-                    let text = format!("{error:#}");
-                    // A full disk would otherwise log the same line twice a second.
-                    if last_error.as_ref() != Some(&text) {
-                        tracing::error!(error = %text, "cannot re-drive dead letters; retrying");
-                    }
-                    last_error = Some(text);
-                }
-            }
-        }
+    crate::inbox::spawn_polling("re-drive dead letters", REDRIVE_POLL, move || {
+        let (ingestor, journal_path) = (ingestor.clone(), journal_path.clone());
+        async move { process_redrive_requests(&ingestor, &journal_path).await.map(|_| ()) }
     });
-}
-
-/// What `gatehouse dead-letters --redrive` does: requests the re-drive, then lets the running server do it, or,
-/// when no server runs, starts a core of its own (which takes the data directory's lock, and, like a server's
-/// start, commissions devices newly added to `config.toml`), re-drives, and stops it. Returns the letters as
-/// they ended up.
-pub fn redrive(config: Config, which: Which, by: &Actor) -> anyhow::Result<Vec<DeadLetter>> {
-    let paths = StoragePaths::new(&config.storage.dir);
-    let journal = paths.journal();
-    let ids = request_redrive(&journal, which, by)?;
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    if another_process_holds_the_lock(&paths)? {
-        return wait_for_redrive(&journal, &ids, SERVER_WAIT);
-    }
-    match redrive_with_own_core(config, &journal, &ids) {
-        Ok(letters) => Ok(letters),
-        // A server started between the check and our core taking the lock: the request is in the journal, the
-        // server's loop will handle it.
-        Err(_) if another_process_holds_the_lock(&paths).unwrap_or(false) => {
-            wait_for_redrive(&journal, &ids, SERVER_WAIT)
-        }
-        Err(error) => Err(error),
-    }
-}
-
-/// Whether a running server (or another command) holds the data directory's lock. Probing takes the lock for a
-/// moment and releases it at once.
-fn another_process_holds_the_lock(paths: &StoragePaths) -> anyhow::Result<bool> {
-    Ok(crate::db::try_lock_data_dir(paths)?.is_none())
-}
-
-/// Runs a core in a fresh actix system just long enough to re-drive the requested letters.
-fn redrive_with_own_core(config: Config, journal: &Path, ids: &[i64]) -> anyhow::Result<Vec<DeadLetter>> {
-    let system = actix_web::rt::System::new();
-    let journal_path = journal.to_owned();
-    let (result, stopped) = system.block_on(async move {
-        let core = Core::start(config).await?;
-        let result = process_redrive_requests(&core.state().ingestor, &journal_path).await;
-        anyhow::Ok((result, core.stop()))
-    })?;
-    // Dropping the system drops the actors and their writer handles, so the writer finishes and can be joined.
-    drop(system);
-    stopped.join();
-    result?;
-    select_ids(&open_journal(journal)?, ids)
-}
-
-/// Prints the letters as a table in the site's time zone, or a line saying there are none.
-pub fn print_table(letters: &[DeadLetter], tz: &TimeZone, out: &mut impl Write) -> std::io::Result<()> {
-    if letters.is_empty() {
-        return writeln!(out, "{EMPTY_LISTING}");
-    }
-    // The status column only when it says something: the default listing is nearly always all open.
-    let show_status = letters.iter().any(|l| l.status != Status::Open);
-    let mut header = vec![
-        "id".to_owned(),
-        format!("received ({})", tz.iana_name().unwrap_or("site time")),
-        "topic".to_owned(),
-        "reason".to_owned(),
-    ];
-    if show_status {
-        header.push("status".to_owned());
-    }
-    header.push("payload".to_owned());
-    let mut rows = vec![header];
-    for letter in letters {
-        let mut row = vec![
-            letter.id.to_string(),
-            letter
-                .received_at
-                .to_zoned_datetime(tz.clone())
-                .strftime("%Y-%m-%d %H:%M:%S")
-                .to_string(),
-            printable(&letter.topic, SHOWN_CHARS),
-            printable(&letter.reason, usize::MAX),
-        ];
-        if show_status {
-            row.push(match (&letter.status, &letter.outcome) {
-                (Status::Redriven, Some(outcome)) => format!("redriven: {}", printable(outcome, usize::MAX)),
-                (Status::RedriveRequested, _) => "re-drive requested".to_owned(),
-                (status, _) => status.to_string(),
-            });
-        }
-        row.push(if letter.payload.is_empty() {
-            "(empty)".to_owned()
-        } else {
-            printable(&String::from_utf8_lossy(&letter.payload), SHOWN_CHARS)
-        });
-        rows.push(row);
-    }
-    let columns = rows[0].len();
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    for row in rows {
-        let mut line = String::new();
-        for (c, cell) in row.iter().enumerate() {
-            if c + 1 == columns {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<width$}  ", width = widths[c]));
-            }
-        }
-        writeln!(out, "{}", line.trim_end())?;
-    }
-    Ok(())
-}
-
-/// Prints what a re-drive did, one line per letter.
-pub fn print_redriven(letters: &[DeadLetter], out: &mut impl Write) -> std::io::Result<()> {
-    if letters.is_empty() {
-        return writeln!(out, "no open dead letters to re-drive");
-    }
-    for letter in letters {
-        match (&letter.status, &letter.outcome) {
-            (Status::Redriven, Some(outcome)) => writeln!(out, "dead letter {} re-driven: {outcome}", letter.id)?,
-            (status, _) => writeln!(out, "dead letter {} is {status}", letter.id)?,
-        }
-    }
-    Ok(())
 }
 
 /// Message text as one printable line: control characters escaped (`\n`, `\u{1b}`) so a hostile or binary

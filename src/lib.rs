@@ -16,6 +16,7 @@ pub mod db;
 pub mod dead_letters;
 pub mod domain;
 pub mod history;
+pub mod inbox;
 pub mod ingest;
 pub mod journal;
 pub mod mqtt;

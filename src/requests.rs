@@ -1,14 +1,11 @@
 //! Commands people give a turnstile (lock out, unlock): carried out at once by the web's handlers, and from the
 //! command line through `operator_requests` in `journal.db`. Only the core that owns the data directory may
 //! append to the journal, so `gatehouse lock-out` run beside `serve` leaves a request there and the server's
-//! request loop carries it out; with no server running the command starts a core of its own. A request's id is
+//! request loop carries it out; with no server running the command starts a core of its own (`cli::operator`). A request's id is
 //! its causation (`request:ID`), so carrying it out twice (a crash between the append and the mark) records its
 //! events once.
 
 use crate::actors::{CommandError, CommandOutcome, Meta, Registry};
-use crate::app::Core;
-use crate::config::Config;
-use crate::db::StoragePaths;
 use crate::domain::{DeviceCommand, Rejection};
 use crate::journal::{Actor, Position};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -19,7 +16,7 @@ use std::time::Duration;
 /// How often the running server looks for requests from the command line.
 const POLL: Duration = Duration::from_millis(200);
 /// How long the command line waits for a running server to carry out its request.
-const SERVER_WAIT: Duration = Duration::from_secs(30);
+pub const SERVER_WAIT: Duration = Duration::from_secs(30);
 /// The longest lock-out reason kept (it goes on the dashboard and to the gateway).
 pub const MAX_REASON_CHARS: usize = 200;
 
@@ -132,7 +129,7 @@ pub struct Finished {
     pub position: Option<Position>,
 }
 
-fn open(journal: &Path) -> anyhow::Result<Connection> {
+pub fn open(journal: &Path) -> anyhow::Result<Connection> {
     crate::db::open(journal, crate::config::Synchronous::Full)
 }
 
@@ -151,7 +148,7 @@ pub fn request(journal: &Path, command: &OperatorCommand, by: &Actor) -> anyhow:
     Ok(conn.last_insert_rowid())
 }
 
-fn finished(conn: &Connection, id: i64) -> anyhow::Result<Option<Finished>> {
+pub fn finished(conn: &Connection, id: i64) -> anyhow::Result<Option<Finished>> {
     let row = conn
         .query_row(
             "SELECT status, outcome, position FROM operator_requests WHERE id = ?1 AND status <> 'pending'",
@@ -218,51 +215,17 @@ pub async fn process_pending(registry: &Registry, journal: &Path) -> anyhow::Res
     Ok(count)
 }
 
-/// Starts the running server's request loop on the current actix system. Errors are logged (once until they
-/// change) and retried, never fatal.
+/// Starts the running server's request loop on the current actix system: every [`POLL`] it carries out what
+/// the command line asked, until the system stops.
 pub fn spawn_request_loop(registry: Registry, journal: PathBuf) {
-    actix_web::rt::spawn(async move {
-        let mut ticks = tokio::time::interval(POLL);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_error: Option<String> = None;
-        loop {
-            ticks.tick().await;
-            match process_pending(&registry, &journal).await {
-                Ok(_) => last_error = None,
-                Err(error) => {
-                    let text = format!("{error:#}");
-                    if last_error.as_ref() != Some(&text) {
-                        tracing::error!(error = %text, "cannot carry out operator requests; retrying");
-                    }
-                    last_error = Some(text);
-                }
-            }
-        }
+    crate::inbox::spawn_polling("carry out operator requests", POLL, move || {
+        let (registry, journal) = (registry.clone(), journal.clone());
+        async move { process_pending(&registry, &journal).await.map(|_| ()) }
     });
 }
 
-/// What `gatehouse lock-out` / `unlock` do: leave the request, then let the running server carry it out, or,
-/// when none runs, start a core of our own (which takes the data directory's lock) and carry it out here.
-pub fn submit(config: Config, command: &OperatorCommand, by: &Actor) -> anyhow::Result<Finished> {
-    let paths = StoragePaths::new(&config.storage.dir);
-    paths.prepare()?;
-    crate::db::upgrade_journal(&paths.journal())?;
-    let journal = paths.journal();
-    let id = request(&journal, command, by)?;
-    if crate::db::try_lock_data_dir(&paths)?.is_none() {
-        return wait_for(&journal, id, SERVER_WAIT);
-    }
-    match with_own_core(config, &journal) {
-        Ok(()) => finished(&open(&journal)?, id)?.ok_or_else(|| anyhow::anyhow!("request {id} was not carried out")),
-        // A server started between the check and our core taking the lock: its loop carries the request out.
-        Err(_) if crate::db::try_lock_data_dir(&paths).is_ok_and(|l| l.is_none()) => {
-            wait_for(&journal, id, SERVER_WAIT)
-        }
-        Err(error) => Err(error),
-    }
-}
-
-fn wait_for(journal: &Path, id: i64, timeout: Duration) -> anyhow::Result<Finished> {
+/// Waits until request `id` is carried out (by the running server), at most `timeout`.
+pub fn wait_for(journal: &Path, id: i64, timeout: Duration) -> anyhow::Result<Finished> {
     let conn = open(journal)?;
     let deadline = std::time::Instant::now() + timeout;
     loop {
@@ -278,20 +241,6 @@ fn wait_for(journal: &Path, id: i64, timeout: Duration) -> anyhow::Result<Finish
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn with_own_core(config: Config, journal: &Path) -> anyhow::Result<()> {
-    let system = actix_web::rt::System::new();
-    let journal = journal.to_owned();
-    let (result, stopped) = system.block_on(async move {
-        let core = Core::start(config).await?;
-        let result = process_pending(&core.state().registry, &journal).await;
-        anyhow::Ok((result, core.stop()))
-    })?;
-    // Dropping the system drops the actors and their writer handles, so the writer finishes and can be joined.
-    drop(system);
-    stopped.join();
-    result.map(|_| ())
 }
 
 #[cfg(test)]

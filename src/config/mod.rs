@@ -8,6 +8,7 @@
 mod duration;
 mod errors;
 mod raw;
+pub mod size;
 mod summary;
 mod validate;
 

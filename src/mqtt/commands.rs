@@ -10,8 +10,9 @@ use crate::journal::Position;
 use crate::projection::runner::ProjectorHandle;
 use bytes::Bytes;
 use rusqlite::Connection;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
 
@@ -49,6 +50,13 @@ impl DesiredState {
 #[derive(Clone)]
 pub struct CommandBoard {
     prefix: Arc<str>,
+    /// The turnstiles `config.toml` lists: the command topics gateways may subscribe to, even before the
+    /// read model has caught up with a new one's commissioning (its state is sent as soon as it has).
+    turnstiles: Arc<HashSet<DeviceId>>,
+    /// False until the read model has caught up with the journal as it was at boot: until then it may hold a
+    /// state older than one a gateway already applied (a lock-out recorded just before a restart), and sending
+    /// that could open a locked turnstile for a moment. Nothing is handed out before.
+    ready: Arc<AtomicBool>,
     states: Arc<RwLock<HashMap<DeviceId, DesiredState>>>,
     /// The highest position loaded: changes wake whoever waits for new desired states. The board owns the
     /// sender, so the channel never closes while anyone can still watch it.
@@ -61,13 +69,13 @@ impl CommandBoard {
         format!("{}/turnstile/{device}/command", self.prefix)
     }
 
-    /// The turnstile whose command topic `filter` is, if it is exactly one Gatehouse publishes (no wildcards:
-    /// a gateway subscribes to its own devices, not to the site's).
+    /// The configured turnstile whose command topic `filter` is, if it is exactly one Gatehouse publishes (no
+    /// wildcards: a gateway subscribes to its own devices, not to the site's).
     pub fn device_of_topic(&self, filter: &str) -> Option<DeviceId> {
         let rest = filter.strip_prefix(&*self.prefix)?.strip_prefix("/turnstile/")?;
         let id = rest.strip_suffix("/command")?;
         let id = DeviceId::parse(id).ok()?;
-        self.read().get(&id).filter(|s| s.active).map(|_| id)
+        self.turnstiles.contains(&id).then_some(id)
     }
 
     /// Whether a topic is one of the command topics Gatehouse publishes (so never a device message).
@@ -82,11 +90,21 @@ impl CommandBoard {
     }
 
     pub fn get(&self, device: &DeviceId) -> Option<DesiredState> {
+        if !self.is_ready() {
+            return None;
+        }
         self.read().get(device).cloned()
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
     }
 
     /// Every desired state, decommissioned ones included (their retained command must be cleared).
     pub fn all(&self) -> Vec<DesiredState> {
+        if !self.is_ready() {
+            return Vec::new();
+        }
         let mut all: Vec<DesiredState> = self.read().values().cloned().collect();
         all.sort_by_key(|s| s.position);
         all
@@ -94,6 +112,9 @@ impl CommandBoard {
 
     /// The states set after `position`, oldest first.
     pub fn changed_after(&self, position: Position) -> Vec<DesiredState> {
+        if !self.is_ready() {
+            return Vec::new();
+        }
         let mut changed: Vec<DesiredState> = self
             .read()
             .values()
@@ -114,11 +135,13 @@ impl CommandBoard {
         self.states.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A board that holds `states` and never changes (tests of the endpoint's delivery).
+    /// A board that holds `states` and never changes, for the active ones' turnstiles (tests).
     pub fn fixed(prefix: &str, states: Vec<DesiredState>) -> CommandBoard {
         let position = states.iter().map(|s| s.position).max().unwrap_or(0);
         CommandBoard {
             prefix: prefix.into(),
+            turnstiles: Arc::new(states.iter().filter(|s| s.active).map(|s| s.device.clone()).collect()),
+            ready: Arc::new(AtomicBool::new(true)),
             states: Arc::new(RwLock::new(states.into_iter().map(|s| (s.device.clone(), s)).collect())),
             loaded: Arc::new(watch::channel(position).0),
         }
@@ -166,8 +189,15 @@ fn load_after(views: &Connection, position: Position) -> rusqlite::Result<Vec<De
 }
 
 /// Loads the board from `views.db` and keeps it up to date by following the `device_commands` projector: each
-/// time its checkpoint moves, the rows it changed are read. Must run inside an actix system.
-pub async fn follow(views_path: PathBuf, projector: ProjectorHandle, prefix: &str) -> anyhow::Result<CommandBoard> {
+/// time its checkpoint moves, the rows it changed are read. It hands states out once the projector has reached
+/// `boot_head` (the journal head when the core started). Must run inside an actix system.
+pub async fn follow(
+    views_path: PathBuf,
+    projector: ProjectorHandle,
+    prefix: &str,
+    turnstiles: HashSet<DeviceId>,
+    boot_head: Position,
+) -> anyhow::Result<CommandBoard> {
     let path = views_path.clone();
     let (initial, views) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let views = crate::db::open_readonly(&path)?;
@@ -177,21 +207,26 @@ pub async fn follow(views_path: PathBuf, projector: ProjectorHandle, prefix: &st
     let position = initial.iter().map(|s| s.position).max().unwrap_or(0);
     let board = CommandBoard {
         prefix: prefix.into(),
+        turnstiles: Arc::new(turnstiles),
+        ready: Arc::new(AtomicBool::new(false)),
         states: Arc::new(RwLock::new(
             initial.into_iter().map(|s| (s.device.clone(), s)).collect(),
         )),
         loaded: Arc::new(watch::channel(position).0),
     };
-    let (states, loaded_tx) = (board.states.clone(), board.loaded.clone());
+    let (states, loaded_tx, ready) = (board.states.clone(), board.loaded.clone(), board.ready.clone());
     let mut checkpoint = projector.position.clone();
     actix_web::rt::spawn(async move {
         let views = Arc::new(std::sync::Mutex::new(views));
         let mut last = position;
         let mut last_error: Option<String> = None;
+        let mut first = true;
         loop {
-            if checkpoint.changed().await.is_err() {
+            if !first && checkpoint.changed().await.is_err() {
                 return;
             }
+            first = false;
+            let reached = *checkpoint.borrow_and_update();
             let views = views.clone();
             let read = tokio::task::spawn_blocking(move || {
                 let views = views.lock().unwrap_or_else(|p| p.into_inner());
@@ -201,7 +236,8 @@ pub async fn follow(views_path: PathBuf, projector: ProjectorHandle, prefix: &st
             match read {
                 Ok(Ok(changed)) => {
                     last_error = None;
-                    if changed.is_empty() {
+                    let became_ready = !ready.load(Ordering::Acquire) && reached >= boot_head;
+                    if changed.is_empty() && !became_ready {
                         continue;
                     }
                     let mut map = states.write().unwrap_or_else(|p| p.into_inner());
@@ -210,6 +246,11 @@ pub async fn follow(views_path: PathBuf, projector: ProjectorHandle, prefix: &st
                         map.insert(state.device.clone(), state);
                     }
                     drop(map);
+                    if became_ready {
+                        ready.store(true, Ordering::Release);
+                        tracing::debug!(position = reached, "command board caught up; delivering commands");
+                    }
+                    // Always notifies, even with the same position: delivery looks again.
                     loaded_tx.send_replace(last);
                 }
                 // views.db busy or failing: the next checkpoint move tries again (the rows stay to be read).
@@ -255,14 +296,14 @@ mod tests {
     }
 
     #[test]
-    fn only_exact_command_topics_of_active_turnstiles_can_be_subscribed() {
+    fn only_exact_command_topics_of_configured_turnstiles_can_be_subscribed() {
         let board = CommandBoard::fixed("site", vec![state("T1", 1, false, true), state("T2", 3, false, false)]);
         assert_eq!(
             board.device_of_topic("site/turnstile/T1/command").unwrap().as_str(),
             "T1"
         );
         for refused in [
-            "site/turnstile/T2/command", // decommissioned
+            "site/turnstile/T2/command", // decommissioned: no longer configured
             "site/turnstile/T9/command", // unknown
             "site/turnstile/+/command",
             "site/#",

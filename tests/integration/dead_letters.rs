@@ -67,7 +67,7 @@ fn letter(site: &Site, id: i64) -> DeadLetter {
 fn table(letters: &[DeadLetter]) -> String {
     let mut out = Vec::new();
     let tz = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
-    dead_letters::print_table(letters, &tz, &mut out).unwrap();
+    gatehouse::cli::dead_letters::print_table(letters, &tz, &mut out).unwrap();
     String::from_utf8(out).unwrap()
 }
 
@@ -124,7 +124,7 @@ fn a_letter_for_an_unknown_device_redrives_into_events_once_the_device_is_config
     assert_eq!(letter(&site, id).reason, UNKNOWN_T9);
 
     site.write_config(&with_t9());
-    let redriven = dead_letters::redrive(site.config(), Which::One(id), &Actor::cli()).unwrap();
+    let redriven = gatehouse::cli::dead_letters::redrive(site.config(), Which::One(id), &Actor::cli()).unwrap();
 
     assert_eq!(passages_of(&site, "T9"), 1);
     assert_eq!(redriven.len(), 1);
@@ -139,9 +139,9 @@ fn a_letter_for_an_unknown_device_redrives_into_events_once_the_device_is_config
         table(&dead_letters::list(&site.paths().journal(), false).unwrap()),
         format!("{EMPTY_LISTING}\n")
     );
-    let error = dead_letters::redrive(site.config(), Which::One(id), &Actor::cli()).unwrap_err();
+    let error = gatehouse::cli::dead_letters::redrive(site.config(), Which::One(id), &Actor::cli()).unwrap_err();
     assert_eq!(error.to_string(), format!("dead letter {id} is already redriven"));
-    let error = dead_letters::redrive(site.config(), Which::One(99), &Actor::cli()).unwrap_err();
+    let error = gatehouse::cli::dead_letters::redrive(site.config(), Which::One(99), &Actor::cli()).unwrap_err();
     assert_eq!(error.to_string(), "dead letter 99 does not exist");
     assert_eq!(passages_of(&site, "T9"), 1, "nothing was re-driven twice");
 }
@@ -153,7 +153,7 @@ fn a_letter_that_is_still_bad_gets_a_new_dead_letter_linked_to_the_old() {
         unreachable!()
     };
 
-    let redriven = dead_letters::redrive(site.config(), Which::AllOpen, &Actor::cli()).unwrap();
+    let redriven = gatehouse::cli::dead_letters::redrive(site.config(), Which::AllOpen, &Actor::cli()).unwrap();
 
     let new = old + 1;
     assert_eq!(
@@ -245,7 +245,7 @@ fn a_running_server_redrives_requested_letters() {
             let ids = dead_letters::request_redrive(&journal, Which::One(first), &Actor::cli()).unwrap();
             let by_request = dead_letters::wait_for_redrive(&journal, &ids, Duration::from_secs(20)).unwrap();
             // The command line's path: the server holds the data directory, so the command only asks and waits.
-            let by_command = dead_letters::redrive(config, Which::One(second), &Actor::cli()).unwrap();
+            let by_command = gatehouse::cli::dead_letters::redrive(config, Which::One(second), &Actor::cli()).unwrap();
             (by_request, by_command)
         })
         .await
@@ -289,7 +289,7 @@ fn a_request_no_server_handles_times_out_and_running_the_command_again_finishes_
         format!("dead letter {id} is waiting to be re-driven and cannot be discarded")
     );
 
-    let redriven = dead_letters::redrive(site.config(), Which::One(id), &Actor::cli()).unwrap();
+    let redriven = gatehouse::cli::dead_letters::redrive(site.config(), Which::One(id), &Actor::cli()).unwrap();
     assert_eq!(redriven[0].outcome.as_deref(), Some("recorded 2 events"));
     assert_eq!(passages_of(&site, "T9"), 1);
 }

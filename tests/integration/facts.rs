@@ -138,12 +138,12 @@ fn a_dead_letter_redriven_twice_yields_its_events_once() {
     site.write_config(TWO_TURNSTILES_ONE_CAMERA);
     let config = site.config();
     // A crash between the re-drive and its mark: the letter is re-driven, then requested again by hand.
-    dead_letters::redrive(config.clone(), Which::One(1), &Actor::cli()).unwrap();
+    gatehouse::cli::dead_letters::redrive(config.clone(), Which::One(1), &Actor::cli()).unwrap();
     let conn = rusqlite::Connection::open(site.paths().journal()).unwrap();
     conn.execute_batch("UPDATE dead_letters SET status = 'redrive_requested' WHERE id = 1")
         .unwrap();
     drop(conn);
-    let letters = dead_letters::redrive(config, Which::One(1), &Actor::user("ana")).unwrap();
+    let letters = gatehouse::cli::dead_letters::redrive(config, Which::One(1), &Actor::user("ana")).unwrap();
     assert_eq!(
         letters[0].outcome.as_deref(),
         Some("duplicate: the message was already recorded")

@@ -121,7 +121,7 @@ fn a_poison_event_is_parked_the_projectors_go_on_and_healthz_names_it() {
             |follower: &str, position: u64| parked.iter().find(|p| p.follower == follower && p.position == position);
         let traffic = at("traffic", far_past).expect("traffic parked the far-past passage");
         assert!(traffic.error.contains("has no local hour"), "{}", traffic.error);
-        for follower in ["device_status", "traffic", "equipment", "recognitions"] {
+        for follower in gatehouse::projection::names() {
             let bad = at(follower, undecodable).unwrap_or_else(|| panic!("{follower} parked the undecodable event"));
             assert!(bad.error.contains("cannot be read"), "{}", bad.error);
         }
@@ -192,7 +192,7 @@ fn an_admin_discards_or_redrives_a_parked_event_and_health_returns() {
                 &format!("follower=traffic&position={far_past}"),
             );
             outcomes.push(again.header("location").unwrap_or_default().to_owned());
-            for follower in ["device_status", "traffic", "equipment", "recognitions"] {
+            for follower in gatehouse::projection::names() {
                 for position in [far_past, undecodable] {
                     session.post(
                         addr,

@@ -1,5 +1,11 @@
 //! The command line (SPEC §1): parsing with clap and one function per subcommand. Errors come back as
 //! [`Failure`], which `main` prints as `gatehouse: <subject>: <problem>` lines with exit status 1 or 2.
+//! Commands that change state hand their work to the running server, or run it on a core of their own
+//! (`own_core`): `dead_letters` and `operator` (lock-out, unlock).
+
+pub mod dead_letters;
+mod operator;
+mod own_core;
 
 use crate::app::Application;
 use crate::config::Config;
@@ -200,12 +206,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let command = crate::requests::OperatorCommand::lock_out(&device_arg(&device)?, &reason)
                 .map_err(|e| Failure::Usage(anyhow!("lock-out {device}: {e}")))?;
             let by = actor(&config, as_user.as_deref())?;
-            operator_command(config, &command, &by)
+            operator::run(config, &command, &by)
         }
         Command::Unlock { device } => {
             let command = crate::requests::OperatorCommand::unlock(&device_arg(&device)?);
             let by = actor(&config, as_user.as_deref())?;
-            operator_command(config, &command, &by)
+            operator::run(config, &command, &by)
         }
         Command::DeadLetters {
             redrive,
@@ -217,7 +223,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 true => actor(&config, as_user.as_deref())?,
                 false => crate::journal::Actor::cli(),
             };
-            dead_letters(config, redrive, redrive_all, discard, all, &by)
+            dead_letters::run(config, redrive, redrive_all, discard, all, &by)
         }
     }
 }
@@ -227,23 +233,6 @@ fn device_arg(text: &str) -> Result<String, Failure> {
     DeviceId::parse(text)
         .map(|id| id.to_string())
         .map_err(|e| Failure::Usage(anyhow!("{text}: {e}")))
-}
-
-/// Hands a lock-out or unlock to the running server, or to a core of our own, and prints what it did.
-fn operator_command(
-    config: Config,
-    command: &crate::requests::OperatorCommand,
-    by: &crate::journal::Actor,
-) -> Result<(), Failure> {
-    let finished = crate::requests::submit(config, command, by)?;
-    if finished.refused {
-        return Err(Failure::Runtime(anyhow!(finished.outcome)));
-    }
-    match finished.position {
-        Some(position) => println!("{} (by {by}; journal position {position})", finished.outcome),
-        None => println!("{}", finished.outcome),
-    }
-    Ok(())
 }
 
 fn backup(config: &Config, target: &std::path::Path) -> Result<(), Failure> {
@@ -290,36 +279,6 @@ fn token_create(config: &Config, name: &str, role: &str) -> Result<(), Failure> 
     let token = crate::auth::create_token(&conn, name, role).map_err(Failure::Usage)?;
     println!("{token}");
     eprintln!("gatehouse: token {name:?} ({role}) created; it is shown only this once");
-    Ok(())
-}
-
-fn dead_letters(
-    config: Config,
-    redrive: Option<i64>,
-    redrive_all: bool,
-    discard: Option<i64>,
-    all: bool,
-    by: &crate::journal::Actor,
-) -> Result<(), Failure> {
-    use crate::dead_letters::{self as letters, Which};
-    let journal = StoragePaths::new(&config.storage.dir).journal();
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let which = match (redrive, redrive_all) {
-        (Some(id), _) => Some(Which::One(id)),
-        (None, true) => Some(Which::AllOpen),
-        (None, false) => None,
-    };
-    if let Some(which) = which {
-        let done = letters::redrive(config, which, by)?;
-        letters::print_redriven(&done, &mut out).context("cannot write to stdout")?;
-    } else if let Some(id) = discard {
-        letters::discard(&journal, id)?;
-        writeln!(out, "dead letter {id} discarded").context("cannot write to stdout")?;
-    } else {
-        let list = letters::list(&journal, all)?;
-        letters::print_table(&list, &config.site.timezone, &mut out).context("cannot write to stdout")?;
-    }
     Ok(())
 }
 
