@@ -144,26 +144,7 @@ impl<S: serde::Serialize> Recovered<S> {
 /// async executor. A snapshot of another state schema, one that does not decode, or one ahead of the stream is
 /// logged and ignored, and the stream replayed from the start.
 pub fn recover<A: Hosted>(journal: &JournalReader, stream: &StreamName) -> anyhow::Result<Recovered<A::State>> {
-    let stream_version = journal.stream_version(stream)?;
-    let mut state = A::State::default();
-    let mut version = 0;
-    if let Some(snapshot) = journal.snapshot(stream)? {
-        if snapshot.state_schema != A::STATE_SCHEMA {
-            tracing::info!(%stream, stored = snapshot.state_schema, current = A::STATE_SCHEMA,
-                "snapshot has another state schema; replaying the stream");
-        } else if snapshot.version > stream_version {
-            tracing::warn!(%stream, snapshot = snapshot.version, stream_version,
-                "snapshot is ahead of the journal; replaying the stream");
-        } else {
-            match codec::decode_state::<A::State>(snapshot.format, &snapshot.state) {
-                Ok(decoded) => {
-                    state = decoded;
-                    version = snapshot.version;
-                }
-                Err(error) => tracing::warn!(%stream, %error, "snapshot does not decode; replaying the stream"),
-            }
-        }
-    }
+    let (mut state, mut version, _) = recover_base::<A>(journal, stream)?;
     let mut replayed = 0;
     for stored in journal.stream_events_as::<A::Event>(stream, version)? {
         state = A::evolve(state, &stored.event);
@@ -177,6 +158,35 @@ pub fn recover<A: Hosted>(journal: &JournalReader, stream: &StreamName) -> anyho
         recent_msg_ids,
         replayed,
     })
+}
+
+/// Where recovering a stream starts: its latest usable snapshot and the version it includes (the default state
+/// and 0 when there is none), and the stream's version now.
+pub fn recover_base<A: Aggregate>(
+    journal: &JournalReader,
+    stream: &StreamName,
+) -> anyhow::Result<(A::State, u64, u64)> {
+    let stream_version = journal.stream_version(stream)?;
+    if let Some(snapshot) = journal.snapshot(stream)? {
+        if snapshot.state_schema != A::STATE_SCHEMA {
+            tracing::info!(%stream, stored = snapshot.state_schema, current = A::STATE_SCHEMA,
+                "snapshot has another state schema; replaying the stream");
+        } else if snapshot.version > stream_version {
+            tracing::warn!(%stream, snapshot = snapshot.version, stream_version,
+                "snapshot is ahead of the journal; replaying the stream");
+        } else {
+            match codec::decode_state::<A::State>(snapshot.format, &snapshot.state) {
+                Ok(decoded) => return Ok((decoded, snapshot.version, stream_version)),
+                Err(error) => tracing::warn!(%stream, %error, "snapshot does not decode; replaying the stream"),
+            }
+        }
+    }
+    Ok((A::State::default(), 0, stream_version))
+}
+
+/// Causations of a stream's latest messages, newest first: what an actor needs to drop redeliveries.
+pub fn recent_causations(journal: &JournalReader, stream: &StreamName) -> anyhow::Result<Vec<String>> {
+    journal.recent_msg_ids(stream, RECENT_MESSAGE_IDS)
 }
 
 /// [`recover`] on the blocking pool, with a journal connection of its own: how an actor (re)loads its state.

@@ -1,6 +1,7 @@
 //! The actix side: one generic host for every aggregate kind (`host`), what devices add to it (`device`), and
 //! the one registry that routes commands to instances of every kind (`registry`).
 
+mod boot;
 pub mod device;
 pub mod host;
 pub mod registry;

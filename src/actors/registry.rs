@@ -4,8 +4,7 @@
 //! "decommissioned" rather than "unknown").
 
 use super::host::{
-    AggregateActor, CommandError, CommandOutcome, Execute, HostSettings, Hosted, Meta, Recovered, recover,
-    recover_off_executor,
+    AggregateActor, CommandError, CommandOutcome, Execute, HostSettings, Hosted, Meta, Recovered, recover_off_executor,
 };
 use crate::config::Config;
 use crate::domain::{
@@ -149,8 +148,8 @@ impl Registry {
 /// How far boot has got recovering devices, for `/healthz` while it runs.
 #[derive(Debug, Default)]
 pub struct RecoveryProgress {
-    done: std::sync::atomic::AtomicUsize,
-    total: std::sync::atomic::AtomicUsize,
+    pub(super) done: std::sync::atomic::AtomicUsize,
+    pub(super) total: std::sync::atomic::AtomicUsize,
 }
 
 impl RecoveryProgress {
@@ -174,7 +173,7 @@ impl RecoveryProgress {
 }
 
 /// What boot needs to know about one device before starting its actor.
-enum Loaded {
+pub(super) enum Loaded {
     /// Its stream does not fold (an event that does not decode): the device stays down, the site comes up.
     Unrecoverable(String),
     Turnstile(Recovered<TurnstileState>),
@@ -238,7 +237,7 @@ pub async fn start_devices(
     };
     let (snapshot_writer, snapshot_every) = (writer.clone(), config.storage.snapshot_every);
     let recovering = progress.clone();
-    let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<Recovery> {
+    let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<super::boot::Recovery> {
         let journal = JournalReader::open(&path)?;
         let mut all: BTreeMap<DeviceId, DeviceKind> = journal.commissioned_streams()?.into_iter().collect();
         // The configuration decides a device's kind; a journal stream of another kind under the same id keeps
@@ -246,7 +245,7 @@ pub async fn start_devices(
         // of its own kind only if the kinds agree).
         all.extend(configured);
         recovering.total.store(all.len(), std::sync::atomic::Ordering::Relaxed);
-        recover_in_parallel(
+        super::boot::recover_devices(
             &path,
             all.into_iter().collect(),
             &snapshot_writer,
@@ -256,7 +255,7 @@ pub async fn start_devices(
     })
     .await;
     ticker.abort();
-    let Recovery {
+    let super::boot::Recovery {
         devices: loaded,
         replayed,
         snapshots,
@@ -304,111 +303,6 @@ pub async fn start_devices(
 
 /// How often boot logs how far device recovery has got.
 const PROGRESS_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Every device's recovered state, and what recovering cost.
-struct Recovery {
-    devices: Vec<(DeviceId, DeviceKind, Loaded)>,
-    /// Events folded on top of snapshots, over all devices.
-    replayed: u64,
-    /// Snapshots saved because a device replayed many events.
-    snapshots: usize,
-}
-
-/// Recovers `devices` on as many threads as there are cores, each with its own journal connection, taking the
-/// next device as it finishes one (streams differ a lot in length). A device that replayed at least
-/// `snapshot_every` events gets a snapshot at once, so the next start is fast.
-fn recover_in_parallel(
-    journal_path: &Path,
-    devices: Vec<(DeviceId, DeviceKind)>,
-    writer: &JournalWriter,
-    snapshot_every: u32,
-    progress: &RecoveryProgress,
-) -> anyhow::Result<Recovery> {
-    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 8)
-        .min(devices.len().max(1));
-    let next = AtomicUsize::new(0);
-    let (replayed, snapshots) = (AtomicU64::new(0), AtomicUsize::new(0));
-    let results: Vec<anyhow::Result<Vec<(usize, Loaded)>>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| -> anyhow::Result<Vec<(usize, Loaded)>> {
-                    let journal = JournalReader::open(journal_path)?;
-                    let mut out = Vec::new();
-                    loop {
-                        let index = next.fetch_add(1, Relaxed);
-                        let Some((id, kind)) = devices.get(index) else {
-                            return Ok(out);
-                        };
-                        let stream = StreamName::device(id);
-                        let loaded = match kind {
-                            DeviceKind::Turnstile => recover::<Turnstile>(&journal, &stream).map(|r| {
-                                (
-                                    r.snapshot_worth_saving::<Turnstile>(&stream, snapshot_every),
-                                    r.replayed,
-                                    Loaded::Turnstile(r),
-                                )
-                            }),
-                            DeviceKind::Camera => recover::<Camera>(&journal, &stream).map(|r| {
-                                (
-                                    r.snapshot_worth_saving::<Camera>(&stream, snapshot_every),
-                                    r.replayed,
-                                    Loaded::Camera(r),
-                                )
-                            }),
-                        };
-                        let loaded = match loaded {
-                            Ok((snapshot, count, loaded)) => {
-                                replayed.fetch_add(count, Relaxed);
-                                if let Some(snapshot) = snapshot {
-                                    writer.save_snapshot(snapshot);
-                                    snapshots.fetch_add(1, Relaxed);
-                                }
-                                loaded
-                            }
-                            Err(error) => {
-                                let why = format!("{error:#}");
-                                tracing::error!(device = %id, error = %why,
-                                    "cannot recover the device's state; it takes no messages");
-                                Loaded::Unrecoverable(why)
-                            }
-                        };
-                        out.push((index, loaded));
-                        progress.done.fetch_add(1, Relaxed);
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a recovery thread panicked")))
-            })
-            .collect()
-    });
-    let mut by_index: Vec<Option<Loaded>> = (0..devices.len()).map(|_| None).collect();
-    for result in results {
-        for (index, loaded) in result? {
-            by_index[index] = Some(loaded);
-        }
-    }
-    let devices = devices
-        .into_iter()
-        .zip(by_index)
-        .map(|((id, kind), loaded)| {
-            let loaded = loaded.unwrap_or_else(|| Loaded::Unrecoverable("was not recovered".into()));
-            (id, kind, loaded)
-        })
-        .collect();
-    Ok(Recovery {
-        devices,
-        replayed: replayed.into_inner(),
-        snapshots: snapshots.into_inner(),
-    })
-}
 
 fn start_device<D: Device + Hosted>(
     stream: StreamName,

@@ -1,8 +1,9 @@
 // A manager's walk through Gatehouse in a real browser (Debian's Chromium, driven by playwright-core): sign in,
-// watch a dashboard tile change when a gateway publishes, open the traffic report and download its CSV.
+// watch a dashboard tile change when a gateway publishes, open the traffic report and download its CSV, then
+// lock a turnstile out from its page (the gateway, subscribed with mosquitto_sub, hears it) and unlock it.
 // Run by tests/integration/browser.rs, which starts the server and passes everything through the environment.
 import { chromium } from "playwright-core";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { readFileSync, mkdirSync } from "node:fs";
 
 const base = process.env.GATEHOUSE_URL;
@@ -63,7 +64,33 @@ try {
   const lines = csv.trim().split(/\r?\n/);
   check(lines[0] === "bucket_start,device,zone,in,out", `CSV header: ${lines[0]}`);
   check(lines.some((l) => l.includes(",T1,Hall A,1,0")), `CSV rows: ${csv}`);
-  console.log(`walkthrough ok: ${lines.length - 1} CSV rows, screenshots in ${shots}`);
+
+  // A gateway listens on T1's command topic; the manager locks T1 out from its page, then unlocks it.
+  const gateway = spawn("mosquitto_sub", [
+    "-h", "127.0.0.1", "-p", mqttPort, "-q", "1", "-t", "gatehouse/turnstile/T1/command", "-C", "3", "-W", "60",
+  ]);
+  let heard = "";
+  gateway.stdout.on("data", (chunk) => { heard += chunk; });
+  const gatewayDone = new Promise((resolve) => gateway.on("close", resolve));
+  await page.goto(base + "/devices/T1");
+  await page.fill("input[name=reason]", "wet floor, mop in progress");
+  await Promise.all([page.waitForURL(/\/devices\/T1\?notice=/), page.click("form.lock-out button[type=submit]")]);
+  const lockout = await page.locator("dd.lockout").textContent();
+  check(lockout.includes("locked out") && lockout.includes("by user:") && lockout.includes("wet floor"),
+    `the page shows the lock-out at once: ${lockout}`);
+  await page.screenshot({ path: `${shots}/4-device-locked-out.png`, fullPage: true });
+  await page.goto(base + "/");
+  check((await page.locator("#device-T1 .status").textContent()).includes("locked out"), "the dashboard shows it");
+  await page.goto(base + "/devices/T1");
+  await Promise.all([page.waitForURL(/\/devices\/T1\?notice=/), page.click("form.unlock button[type=submit]")]);
+  check((await page.locator("p.notice").textContent()).includes("T1 is unlocked"), "the unlock is confirmed");
+  const exit = await gatewayDone;
+  const commands = heard.trim().split("\n").map((line) => JSON.parse(line));
+  check(exit === 0 && commands.map((c) => c.locked).join() === "false,true,false",
+    `the gateway heard unlocked, locked, unlocked: ${heard}`);
+  check(commands[1].reason === "wet floor, mop in progress", `with the reason: ${heard}`);
+
+  console.log(`walkthrough ok: ${lines.length - 1} CSV rows, lock-out heard by the gateway, screenshots in ${shots}`);
 } finally {
   await browser.close();
 }

@@ -5,7 +5,7 @@ use crate::helpers::*;
 use std::process::Command;
 
 #[test]
-fn a_manager_signs_in_sees_a_tile_change_and_downloads_the_traffic_csv() {
+fn a_manager_signs_in_sees_a_tile_change_downloads_the_traffic_csv_and_locks_a_turnstile_out() {
     clear_of_local_midnight();
     let mqtt_port = free_port();
     let site = Site::with_mqtt(
@@ -49,4 +49,5 @@ fn a_manager_signs_in_sees_a_tile_change_and_downloads_the_traffic_csv() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(screenshots.join("2-dashboard-after-passage.png").exists());
+    assert!(screenshots.join("4-device-locked-out.png").exists());
 }

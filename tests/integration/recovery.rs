@@ -124,7 +124,7 @@ fn a_snapshot_of_another_schema_or_undecodable_is_ignored_and_the_stream_replaye
 #[test]
 fn a_start_that_replays_long_streams_saves_their_snapshots_so_the_next_start_does_not() {
     // Streams written without snapshots, as after an upgrade that changed the state schema (every snapshot
-    // ignored): 40 passages on each of 12 turnstiles, recovered in parallel.
+    // ignored): 100 passages on each of 12 turnstiles, replayed in one pass over the journal.
     let mut streams = Vec::new();
     let mut config = String::new();
     for n in 0..12 {
@@ -134,7 +134,12 @@ fn a_start_that_replays_long_streams_saves_their_snapshots_so_the_next_start_doe
             "Hall A",
             "2026-03-01T08:00:00Z",
         )];
-        events.extend((0..40).map(|i| passage(Direction::In, &format!("2026-03-01T09:{i:02}:00Z"))));
+        events.extend((0..100).map(|i| {
+            passage(
+                Direction::In,
+                &format!("2026-03-01T{:02}:{:02}:00Z", 9 + i / 60, i % 60),
+            )
+        }));
         streams.push((format!("T{n}"), events));
         config.push_str(&format!(
             "[[turnstile]]\nid = \"T{n}\"\nname = \"Gate\"\nzone = \"Hall A\"\n\n"
@@ -168,9 +173,9 @@ fn a_start_that_replays_long_streams_saves_their_snapshots_so_the_next_start_doe
         }
         states
     });
-    // Every stream replayed 41 events (more than snapshot_every = 3): each got a snapshot at its head.
+    // Every stream replayed 101 events (more than snapshot_every = 3): each got a snapshot at its head.
     assert_eq!(
-        query_i64(&journal, "SELECT COUNT(*) FROM snapshots WHERE version >= 41"),
+        query_i64(&journal, "SELECT COUNT(*) FROM snapshots WHERE version >= 101"),
         12,
         "a snapshot per replayed stream"
     );
