@@ -23,6 +23,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 /// every page once.
 const ONE_PASS_ABOVE: u64 = 1_000;
 
+/// One recovery thread per core (at most 8), and no more than there are devices.
+fn threads_for(devices: usize) -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8)
+        .min(devices.max(1))
+}
+
 /// Every device's recovered state, and what recovering cost.
 pub(super) struct Recovery {
     pub devices: Vec<(DeviceId, DeviceKind, Loaded)>,
@@ -58,12 +66,51 @@ pub(super) fn recover_devices(
         to_replay += stream_version - snapshot_version;
     }
     if to_replay > ONE_PASS_ABOVE && to_replay.saturating_mul(4) > journal.head()? {
+        drop(journal);
+        // One pass per core, each folding its share of the devices: SQLite steps through the rows cheaply; the
+        // decoding and folding is what the cores share.
+        let threads = threads_for(devices.len());
         tracing::info!(
             devices = devices.len(),
             events = to_replay,
+            threads,
             "replaying the journal in one pass"
         );
-        recover_in_one_pass(&journal, devices, writer, snapshot_every, progress)
+        let mut shares: Vec<Vec<(DeviceId, DeviceKind)>> = (0..threads).map(|_| Vec::new()).collect();
+        for (i, device) in devices.into_iter().enumerate() {
+            shares[i % threads].push(device);
+        }
+        let results: Vec<anyhow::Result<Recovery>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = shares
+                .into_iter()
+                .map(|share| {
+                    scope.spawn(move || {
+                        let journal = JournalReader::open(journal_path)?;
+                        recover_in_one_pass(&journal, share, writer, snapshot_every, progress)
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a recovery thread panicked")))
+                })
+                .collect()
+        });
+        let mut all = Recovery {
+            devices: Vec::new(),
+            replayed: 0,
+            snapshots: 0,
+        };
+        for result in results {
+            let share = result?;
+            all.devices.extend(share.devices);
+            all.replayed += share.replayed;
+            all.snapshots += share.snapshots;
+        }
+        all.devices.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(all)
     } else {
         drop(journal);
         recover_per_stream(journal_path, devices, writer, snapshot_every, progress)
@@ -260,10 +307,7 @@ fn recover_per_stream(
     snapshot_every: u32,
     progress: &RecoveryProgress,
 ) -> anyhow::Result<Recovery> {
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 8)
-        .min(devices.len().max(1));
+    let threads = threads_for(devices.len());
     let next = AtomicUsize::new(0);
     let (replayed, snapshots) = (AtomicU64::new(0), AtomicUsize::new(0));
     let results: Vec<anyhow::Result<Vec<(usize, Loaded)>>> = std::thread::scope(|scope| {
