@@ -415,7 +415,9 @@ fn replay(workload: &Workload, journal: &Path) -> anyhow::Result<Measured> {
     let started = Instant::now();
     reader.for_each_after(0, |stored| {
         events += 1;
-        let gatehouse::codec::AnyEvent::Device(event) = &stored.event;
+        let gatehouse::codec::AnyEvent::Device(event) = &stored.event else {
+            return Ok(());
+        };
         let state = states.entry(stored.stream_id).or_default();
         *state = Turnstile::evolve(std::mem::take(state), event);
         Ok(())

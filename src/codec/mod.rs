@@ -6,6 +6,7 @@
 //! [`decode_any`] are the registry: the one list of kinds, chosen by the stream's kind.
 
 mod device;
+mod work_order;
 
 use crate::domain::*;
 use jiff::Timestamp;
@@ -103,18 +104,21 @@ pub fn decode_event<E: EventCodec>(
 #[derive(Debug, Clone, PartialEq)]
 pub enum AnyEvent {
     Device(DeviceEvent),
+    WorkOrder(WorkOrderEvent),
 }
 
 impl AnyEvent {
     pub fn event_type(&self) -> &'static str {
         match self {
             AnyEvent::Device(e) => e.event_type(),
+            AnyEvent::WorkOrder(e) => e.event_type(),
         }
     }
 
     pub fn occurred_at(&self) -> Timestamp {
         match self {
             AnyEvent::Device(e) => e.occurred_at(),
+            AnyEvent::WorkOrder(e) => e.occurred_at(),
         }
     }
 
@@ -122,6 +126,7 @@ impl AnyEvent {
     pub fn to_json(&self) -> serde_json::Value {
         let json = match self {
             AnyEvent::Device(e) => e.body_json(),
+            AnyEvent::WorkOrder(e) => e.body_json(),
         };
         json.unwrap_or_else(|error| serde_json::json!({ "unprintable": error.to_string() }))
     }
@@ -138,6 +143,7 @@ pub fn decode_any(
 ) -> Result<AnyEvent, DecodeError> {
     match stream.kind() {
         DEVICE_KIND => decode_event(event_type, schema, format, payload).map(AnyEvent::Device),
+        WorkOrder::KIND => decode_event(event_type, schema, format, payload).map(AnyEvent::WorkOrder),
         other => Err(DecodeError::UnknownKind(other.to_owned())),
     }
 }

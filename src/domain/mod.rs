@@ -5,6 +5,7 @@
 //! - `ids`, `values`: validated identifiers and values (parse, don't validate).
 //! - `command`, `event`: what aggregates are asked and what they record.
 //! - `device`: the rules turnstiles and cameras share; `turnstile`, `camera`: each kind's own.
+//! - `work_order`: a technician's task on a device, from opened to resolved or cancelled.
 
 pub mod aggregate;
 mod camera;
@@ -15,6 +16,7 @@ mod ids;
 pub mod time;
 mod turnstile;
 mod values;
+pub mod work_order;
 
 pub use aggregate::{Aggregate, DEVICE_KIND, DomainEvent, InvalidStreamName, StreamName};
 pub use camera::{Camera, CameraState};
@@ -24,6 +26,7 @@ pub use event::*;
 pub use ids::{DeviceDetails, DeviceId, DeviceKind, InvalidDeviceId};
 pub use turnstile::{LockOut, Turnstile, TurnstileState};
 pub use values::{Confidence, Direction, FaultCode, Pseudonym, SubjectId};
+pub use work_order::{WorkOrder, WorkOrderCommand, WorkOrderEvent, WorkOrderRejection, WorkOrderState};
 
 use serde::Serialize;
 

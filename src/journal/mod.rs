@@ -90,6 +90,22 @@ impl StoredEvent {
     pub fn device(&self) -> Option<(&str, &DeviceEvent)> {
         match &self.event {
             AnyEvent::Device(event) => Some((self.stream_id.id(), event)),
+            _ => None,
+        }
+    }
+
+    /// The work order event this is, with the order's number, when it is one.
+    pub fn work_order(
+        &self,
+    ) -> Option<(
+        crate::domain::work_order::WorkOrderNumber,
+        &crate::domain::WorkOrderEvent,
+    )> {
+        match &self.event {
+            AnyEvent::WorkOrder(event) => crate::domain::work_order::WorkOrderNumber::parse(self.stream_id.id())
+                .ok()
+                .map(|n| (n, event)),
+            _ => None,
         }
     }
 

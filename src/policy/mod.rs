@@ -31,6 +31,20 @@ pub trait Policy: Send + 'static {
     /// The commands `event` calls for, usually none. `Err` parks the event (a policy bug or a value it cannot
     /// use); the policy goes on with the next one.
     fn react(&mut self, event: &StoredEvent) -> Result<Vec<Order>, String>;
+
+    /// What it has folded from the events before its checkpoint (open orders, counters), saved with the
+    /// checkpoint in one transaction so a restart continues with the memory that matches its position. `None`
+    /// for a policy that keeps nothing.
+    fn remember(&self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Takes back what [`Policy::remember`] saved. `Err` (a memory this program cannot read) makes the runner
+    /// start the policy over from the first event: its orders carry their causations, so nothing acts twice,
+    /// and its memory (counters included) is folded again from the same events to the same values.
+    fn recall(&mut self, _memory: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Why an order did not take effect.

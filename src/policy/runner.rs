@@ -31,8 +31,9 @@ pub fn start_policies(
     let mut handles = Vec::new();
     for policy in policies {
         let name: &'static str = Box::leak(follower_name(policy.name()).into_boxed_str());
-        let views = crate::db::open(views_path, crate::config::Synchronous::Normal)?;
-        let start = crate::projection::checkpoint(&views, name)?;
+        let mut views = crate::db::open(views_path, crate::config::Synchronous::Normal)?;
+        let mut policy = policy;
+        let start = restore_memory(&mut views, name, policy.as_mut())?;
         let (position_tx, position) = watch::channel(start);
         let handle = ProjectorHandle {
             name,
@@ -54,6 +55,44 @@ pub fn start_policies(
         handles.push(handle);
     }
     Ok(handles)
+}
+
+/// Gives a policy the memory saved with its checkpoint; returns the position it continues after. A policy that
+/// keeps a memory but has none that it can read (an older program wrote it, or it was never written) starts over
+/// from the first event.
+fn restore_memory(views: &mut rusqlite::Connection, name: &str, policy: &mut dyn Policy) -> anyhow::Result<Position> {
+    let checkpoint = crate::projection::checkpoint(views, name)?;
+    if policy.remember().is_none() {
+        return Ok(checkpoint);
+    }
+    let saved = read_memory(views, name)?;
+    let usable = match &saved {
+        Some(memory) => match policy.recall(memory) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(policy = name, %error, "cannot read the policy's memory; starting it over from the first event");
+                false
+            }
+        },
+        None => checkpoint == 0,
+    };
+    if usable {
+        return Ok(checkpoint);
+    }
+    let tx = views.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute("DELETE FROM policy_memory WHERE follower = ?1", [name])?;
+    crate::projection::set_checkpoint(&tx, name, 0)?;
+    tx.commit()?;
+    Ok(0)
+}
+
+fn read_memory(views: &rusqlite::Connection, name: &str) -> rusqlite::Result<Option<Vec<u8>>> {
+    use rusqlite::OptionalExtension;
+    views
+        .query_row("SELECT memory FROM policy_memory WHERE follower = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()
 }
 
 struct Runner {
@@ -155,8 +194,9 @@ impl Runner {
                     Ok(orders) => match self.carry_out(&event, orders).await {
                         Ok(()) => Ok(event.position),
                         Err(error) => {
-                            // Keep what is done; this event is retried (its orders that landed are dropped then).
-                            self.save(from, last, parked).await?;
+                            // The whole batch is retried from its checkpoint with the memory saved there (the
+                            // policy's memory already holds this event); orders that landed are dropped then.
+                            self.recall_saved().await?;
                             return Err(error);
                         }
                     },
@@ -205,16 +245,37 @@ impl Runner {
         Ok(())
     }
 
+    /// Puts the policy's memory back to what was saved with its checkpoint.
+    async fn recall_saved(&mut self) -> Result<(), String> {
+        if self.policy.remember().is_none() {
+            return Ok(());
+        }
+        let name = self.name;
+        let saved = self.blocking(move |c| Ok(read_memory(&c.views, name)?)).await?;
+        match saved {
+            Some(memory) => self.policy.recall(&memory),
+            None => Err("its saved memory is gone; restart to start it over".into()),
+        }
+    }
+
     /// Parks what must be parked and moves the checkpoint, in one transaction.
     async fn save(&mut self, from: Position, last: Position, parked: Vec<Unhandled>) -> Result<(), String> {
         if last == from && parked.is_empty() {
             return Ok(());
         }
         let name = self.name;
+        let memory = self.policy.remember();
         self.blocking(move |c| {
             let tx = c
                 .views
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            if let Some(memory) = &memory {
+                tx.execute(
+                    "INSERT INTO policy_memory (follower, memory) VALUES (?1, ?2)
+                     ON CONFLICT (follower) DO UPDATE SET memory = excluded.memory",
+                    rusqlite::params![name, memory],
+                )?;
+            }
             for event in &parked {
                 tracing::error!(policy = name, position = event.position, error = %event.error, "event parked");
                 parked::park(&tx, name, event)?;
