@@ -38,3 +38,12 @@ CREATE TABLE work_order_steps (
     text     TEXT NOT NULL,
     PRIMARY KEY (number, position)
 );
+
+-- Each turnstile's service meter: passages since its last resolved preventive work order (or since it was first
+-- seen), for the device page ("41,200 of 50,000 passages since last service").
+CREATE TABLE service_meters (
+    device_id     TEXT PRIMARY KEY,
+    passages      INTEGER NOT NULL,
+    since         INTEGER,               -- when the last service was resolved; NULL: never serviced
+    last_order    INTEGER                -- the preventive order that reset it
+);

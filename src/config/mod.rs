@@ -119,6 +119,9 @@ pub struct FollowersConfig {
 pub struct TurnstileConfig {
     pub id: DeviceId,
     pub details: DeviceDetails,
+    /// A preventive work order after this many passages since the last service (the service meter); none when
+    /// not set.
+    pub passages_between_service: Option<u64>,
 }
 
 #[derive(Debug, Clone)]

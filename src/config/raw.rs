@@ -78,6 +78,7 @@ pub(super) struct RawTurnstile {
     pub(super) serial: Option<String>,
     pub(super) model: Option<String>,
     pub(super) manufacturer: Option<String>,
+    pub(super) passages_between_service: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]

@@ -321,7 +321,24 @@ fn build_devices(text: &str, turnstiles: Vec<RawTurnstile>, cameras: Vec<RawCame
                 model: t.model,
                 manufacturer: t.manufacturer,
             };
-            Ok(TurnstileConfig { id, details })
+            let passages_between_service = match t.passages_between_service {
+                None => None,
+                Some(n) if *n.get_ref() >= 1 => Some(*n.get_ref() as u64),
+                Some(n) => {
+                    return Err(Problem::at(
+                        n.span(),
+                        format!(
+                            "turnstile {:?}: passages_between_service must be a whole number of at least 1",
+                            id.as_str()
+                        ),
+                    ));
+                }
+            };
+            Ok(TurnstileConfig {
+                id,
+                details,
+                passages_between_service,
+            })
         })
         .collect::<Result<Vec<_>, Problem>>()?;
 

@@ -8,7 +8,10 @@
 //! An event a policy cannot read is parked like a projector's; a refused command is the aggregate's answer and
 //! is logged; a journal failure stops the batch and retries it.
 
+mod maintenance;
 mod runner;
+
+pub use maintenance::MaintenancePolicy;
 
 pub use runner::start_policies;
 
@@ -110,8 +113,7 @@ impl Order {
     }
 }
 
-/// Every policy this program runs, in the order they are listed to people. The first ones arrive with work
-/// orders and alarms; the framework, its crash safety and its parking are proven by tests with a test policy.
-pub fn all(_config: &crate::config::Config) -> Vec<Box<dyn Policy>> {
-    Vec::new()
+/// Every policy this program runs, in the order they are listed to people.
+pub fn all(config: &crate::config::Config) -> Vec<Box<dyn Policy>> {
+    vec![Box::new(MaintenancePolicy::new(config))]
 }

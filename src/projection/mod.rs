@@ -12,6 +12,7 @@ pub mod rebuild;
 mod recognitions;
 pub mod runner;
 mod traffic;
+mod work_orders;
 
 pub use device_commands::DeviceCommandsProjection;
 pub use device_status::DeviceStatusProjection;
@@ -20,6 +21,7 @@ pub use equipment::EquipmentProjection;
 pub(crate) use equipment::OPEN_INTERVAL;
 pub use recognitions::RecognitionsProjection;
 pub use traffic::TrafficProjection;
+pub use work_orders::WorkOrdersProjection;
 
 use crate::config::OnError;
 use crate::journal::{JournalReader, Position, StoredEvent};
@@ -69,6 +71,7 @@ pub fn all(tz: &TimeZone) -> Vec<Box<dyn Projection>> {
         Box::new(EquipmentProjection::new()),
         Box::new(RecognitionsProjection::new(tz.clone())),
         Box::new(DeviceCommandsProjection),
+        Box::new(WorkOrdersProjection),
     ]
 }
 
