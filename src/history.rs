@@ -55,3 +55,25 @@ pub fn fold_events(
     }
     Ok(Some((state, version)))
 }
+
+/// Folds a work order's events up to `as_of` (all when `None`): `None` when the journal has no such order.
+pub fn fold_work_order(
+    journal: &JournalReader,
+    stream: &crate::domain::StreamName,
+    as_of: Option<jiff::Timestamp>,
+) -> anyhow::Result<Option<(crate::domain::WorkOrderState, u64)>> {
+    use crate::domain::{Aggregate, WorkOrder};
+    let events = journal.stream_events(stream, 0)?;
+    if events.is_empty() {
+        return Ok(None);
+    }
+    let mut state = crate::domain::WorkOrderState::default();
+    let mut version = 0;
+    for stored in events.iter().filter(|e| as_of.is_none_or(|t| e.occurred_at <= t)) {
+        if let Some((_, event)) = stored.work_order() {
+            state = WorkOrder::evolve(state, event);
+        }
+        version = stored.version;
+    }
+    Ok(Some((state, version)))
+}

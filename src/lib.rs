@@ -1,6 +1,6 @@
 //! Gatehouse records everything a site's turnstiles and cameras do and shows managers what happened.
 //!
-//! - `domain`: pure device aggregates (deciders). No I/O.
+//! - `domain`: pure aggregates (deciders): devices, work orders. No I/O.
 //! - `codec`: the only user of bincode; event and snapshot bytes.
 //! - `config`: `config.toml` into typed settings.
 //! - `db`: opening SQLite files, migrations.
@@ -27,3 +27,4 @@ pub mod requests;
 pub mod simulate;
 pub mod telemetry;
 pub mod web;
+pub mod work_orders;

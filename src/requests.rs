@@ -1,4 +1,5 @@
-//! Commands people give a turnstile (lock out, unlock): carried out at once by the web's handlers, and from the
+//! Commands people give a turnstile (lock out, unlock) or a work order (ack, assign, start, resolve, cancel,
+//! comment): carried out at once by the web's handlers, and from the
 //! command line through `operator_requests` in `journal.db`. Only the core that owns the data directory may
 //! append to the journal, so `gatehouse lock-out` run beside `serve` leaves a request there and the server's
 //! request loop carries it out; with no server running the command starts a core of its own (`cli::operator`). A request's id is
@@ -6,7 +7,8 @@
 //! events once.
 
 use crate::actors::{CommandError, CommandOutcome, Meta, Registry};
-use crate::domain::{DeviceCommand, Rejection};
+use crate::domain::work_order::{Note, Technician, WorkOrderNumber};
+use crate::domain::{DeviceCommand, Rejection, WorkOrder, WorkOrderCommand};
 use crate::journal::{Actor, Position};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -26,6 +28,75 @@ pub const MAX_REASON_CHARS: usize = 200;
 pub enum OperatorCommand {
     LockOut { device: String, reason: String },
     Unlock { device: String },
+    WorkOrder { order: String, step: WorkOrderStep },
+}
+
+/// A step a person takes on a work order, with its text checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum WorkOrderStep {
+    Ack,
+    Assign { technician: Technician },
+    Start,
+    Resolve { note: Note },
+    Cancel { reason: Note },
+    Comment { text: Note },
+}
+
+impl WorkOrderStep {
+    /// Reads a step as the CLI and the pages name it (`ack`, `assign`, …) with its text, checked.
+    pub fn parse(step: &str, text: &str) -> Result<Self, String> {
+        Ok(match step {
+            "ack" => WorkOrderStep::Ack,
+            "start" => WorkOrderStep::Start,
+            "assign" => WorkOrderStep::Assign {
+                technician: Technician::parse(text)?,
+            },
+            "resolve" => WorkOrderStep::Resolve {
+                note: Note::parse(text, "the resolution note")?,
+            },
+            "cancel" => WorkOrderStep::Cancel {
+                reason: Note::parse(text, "the reason")?,
+            },
+            "comment" => WorkOrderStep::Comment {
+                text: Note::parse(text, "the comment")?,
+            },
+            other => {
+                return Err(format!(
+                    "{other:?} is not a work order step (ack, assign, start, resolve, cancel, comment)"
+                ));
+            }
+        })
+    }
+
+    fn command(&self, at: jiff::Timestamp) -> WorkOrderCommand {
+        match self {
+            WorkOrderStep::Ack => WorkOrderCommand::Acknowledge { at },
+            WorkOrderStep::Start => WorkOrderCommand::Start { at },
+            WorkOrderStep::Assign { technician } => WorkOrderCommand::Assign {
+                technician: technician.clone(),
+                at,
+            },
+            WorkOrderStep::Resolve { note } => WorkOrderCommand::Resolve { note: note.clone(), at },
+            WorkOrderStep::Cancel { reason } => WorkOrderCommand::Cancel {
+                reason: reason.clone(),
+                at,
+            },
+            WorkOrderStep::Comment { text } => WorkOrderCommand::Comment { text: text.clone(), at },
+        }
+    }
+
+    /// What was done, in words (`WO-000001 acknowledged`).
+    fn done(&self, order: &str) -> String {
+        match self {
+            WorkOrderStep::Ack => format!("{order} acknowledged"),
+            WorkOrderStep::Start => format!("{order} started"),
+            WorkOrderStep::Assign { technician } => format!("{order} assigned to {technician}"),
+            WorkOrderStep::Resolve { .. } => format!("{order} resolved"),
+            WorkOrderStep::Cancel { .. } => format!("{order} cancelled"),
+            WorkOrderStep::Comment { .. } => format!("comment added to {order}"),
+        }
+    }
 }
 
 impl OperatorCommand {
@@ -53,20 +124,20 @@ impl OperatorCommand {
         }
     }
 
-    /// The device (stream) the command is for.
+    /// A step on work order `order` (`WO-000123`), the number checked.
+    pub fn work_order(order: &str, step: WorkOrderStep) -> Result<OperatorCommand, String> {
+        let number = WorkOrderNumber::parse(order.trim())?;
+        Ok(OperatorCommand::WorkOrder {
+            order: number.to_string(),
+            step,
+        })
+    }
+
+    /// The device or work order the command is for.
     pub fn target(&self) -> &str {
         match self {
             OperatorCommand::LockOut { device, .. } | OperatorCommand::Unlock { device } => device,
-        }
-    }
-
-    fn device_command(&self, at: jiff::Timestamp) -> DeviceCommand {
-        match self {
-            OperatorCommand::LockOut { reason, .. } => DeviceCommand::LockOut {
-                reason: reason.clone(),
-                at,
-            },
-            OperatorCommand::Unlock { .. } => DeviceCommand::Unlock { at },
+            OperatorCommand::WorkOrder { order, .. } => order,
         }
     }
 }
@@ -87,37 +158,83 @@ pub async fn carry_out(
     actor: Actor,
     causation: Option<String>,
 ) -> Result<Done, String> {
-    let device = command.target();
     let mut meta = Meta::by(actor);
     meta.causation = causation;
-    let outcome = registry
-        .execute_device(device, command.device_command(jiff::Timestamp::now()), meta)
-        .await;
-    let (events, position) = match outcome {
+    let now = jiff::Timestamp::now();
+    match command {
+        OperatorCommand::LockOut { device, reason } => {
+            let lock_out = DeviceCommand::LockOut {
+                reason: reason.clone(),
+                at: now,
+            };
+            let words = (
+                format!("{device} is locked out: {reason}"),
+                format!("{device} was already locked out; nothing changed (reason given: {reason})"),
+            );
+            carry_out_on_device(registry, device, lock_out, meta, words).await
+        }
+        OperatorCommand::Unlock { device } => {
+            let words = (
+                format!("{device} is unlocked"),
+                format!("{device} was not locked out; nothing changed"),
+            );
+            carry_out_on_device(registry, device, DeviceCommand::Unlock { at: now }, meta, words).await
+        }
+        OperatorCommand::WorkOrder { order, step } => carry_out_step(registry, order, step, meta, now).await,
+    }
+}
+
+/// A lock-out or unlock on `device`; `words` say what happened when it changed something and when not.
+async fn carry_out_on_device(
+    registry: &Registry,
+    device: &str,
+    command: DeviceCommand,
+    meta: Meta,
+    (changed, unchanged): (String, String),
+) -> Result<Done, String> {
+    match registry.execute_device(device, command, meta).await {
         // A command that changed nothing still records its causation; it has no event to point at.
-        Ok(CommandOutcome::Recorded { events, position }) => (events, position.filter(|_| events > 0)),
-        Ok(CommandOutcome::Duplicate) => {
-            return Ok(Done {
-                text: format!("{device}: this request was carried out before"),
-                position: None,
-            });
-        }
-        Err(CommandError::UnknownDevice(_)) => return Err(format!("{device}: no such device in config.toml")),
+        Ok(CommandOutcome::Recorded { events: 0, .. }) => Ok(Done {
+            text: unchanged,
+            position: None,
+        }),
+        Ok(CommandOutcome::Recorded { position, .. }) => Ok(Done { text: changed, position }),
+        Ok(CommandOutcome::Duplicate) => Ok(Done {
+            text: format!("{device}: this request was carried out before"),
+            position: None,
+        }),
+        Err(CommandError::UnknownDevice(_)) => Err(format!("{device}: no such device in config.toml")),
         Err(CommandError::Rejected(Rejection::WrongKind { kind, .. })) => {
-            return Err(format!("{device}: a {kind} cannot be locked out; only turnstiles can"));
+            Err(format!("{device}: a {kind} cannot be locked out; only turnstiles can"))
         }
-        Err(CommandError::Rejected(rejection)) => return Err(format!("{device}: {rejection}")),
-        Err(error) => return Err(format!("{device}: {error}")),
-    };
-    let text = match (command, events) {
-        (OperatorCommand::LockOut { reason, .. }, 0) => {
-            format!("{device} was already locked out; nothing changed (reason given: {reason})")
-        }
-        (OperatorCommand::LockOut { reason, .. }, _) => format!("{device} is locked out: {reason}"),
-        (OperatorCommand::Unlock { .. }, 0) => format!("{device} was not locked out; nothing changed"),
-        (OperatorCommand::Unlock { .. }, _) => format!("{device} is unlocked"),
-    };
-    Ok(Done { text, position })
+        Err(CommandError::Rejected(rejection)) => Err(format!("{device}: {rejection}")),
+        Err(error) => Err(format!("{device}: {error}")),
+    }
+}
+
+async fn carry_out_step(
+    registry: &Registry,
+    order: &str,
+    step: &WorkOrderStep,
+    meta: Meta,
+    at: jiff::Timestamp,
+) -> Result<Done, String> {
+    match registry.execute_or_start::<WorkOrder>(order, step.command(at), meta).await {
+        Ok(CommandOutcome::Recorded { events: 0, .. }) => Ok(Done {
+            text: format!("{order}: nothing changed"),
+            position: None,
+        }),
+        Ok(CommandOutcome::Recorded { position, .. }) => Ok(Done {
+            text: step.done(order),
+            position,
+        }),
+        Ok(CommandOutcome::Duplicate) => Ok(Done {
+            text: format!("{order}: this request was carried out before"),
+            position: None,
+        }),
+        Err(CommandError::Rejected(rejection)) => Err(format!("{order}: {rejection}")),
+        Err(error) => Err(format!("{order}: {error}")),
+    }
 }
 
 /// A request as it ended.

@@ -1,16 +1,17 @@
 //! The command line (SPEC §1): parsing with clap and one function per subcommand. Errors come back as
 //! [`Failure`], which `main` prints as `gatehouse: <subject>: <problem>` lines with exit status 1 or 2.
 //! Commands that change state hand their work to the running server, or run it on a core of their own
-//! (`own_core`): `dead_letters` and `operator` (lock-out, unlock).
+//! (`own_core`): `dead_letters`, `operator` (lock-out, unlock) and `work_orders` (steps on an order).
 
 pub mod dead_letters;
 mod operator;
 mod own_core;
+mod work_orders;
 
 use crate::app::Application;
 use crate::config::Config;
 use crate::db::StoragePaths;
-use crate::domain::{DeviceId, StreamName};
+use crate::domain::{Aggregate, DeviceId, StreamName};
 use crate::history::{fold_device, parse_instant};
 use crate::journal::JournalReader;
 use crate::simulate::SimulateOptions;
@@ -105,6 +106,24 @@ pub enum Command {
     },
     /// Put a locked-out turnstile back in service.
     Unlock { device: String },
+    /// List work orders, newest first, one per line, tab-separated: id, device, kind, state, opened, due,
+    /// assignee, title.
+    WorkOrders {
+        /// Only orders in this state: open, acknowledged, in_progress, resolved, cancelled, or active (any of
+        /// the first three).
+        #[arg(long)]
+        state: Option<String>,
+        /// Only this device's orders.
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Take a step in a work order's life.
+    WorkOrder {
+        /// The order's number, WO-000123.
+        id: String,
+        #[command(subcommand)]
+        step: WorkOrderStepArg,
+    },
     /// List messages that could not become events (with reasons), or re-drive / discard them.
     DeadLetters {
         /// Re-drive one dead letter (after fixing its cause, e.g. adding its device to config.toml).
@@ -120,6 +139,43 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WorkOrderStepArg {
+    /// Take note of an open order.
+    Ack,
+    /// Give the order to a technician (any name, not necessarily a Gatehouse user).
+    Assign { technician: String },
+    /// The assigned technician begins the work.
+    Start,
+    /// The work is done.
+    Resolve {
+        /// What was done.
+        #[arg(long)]
+        note: String,
+    },
+    /// The order will not be done.
+    Cancel {
+        #[arg(long)]
+        reason: String,
+    },
+    /// Add a line to the order's timeline.
+    Comment { text: String },
+}
+
+impl WorkOrderStepArg {
+    /// The step's name and its text, as `requests::WorkOrderStep::parse` reads them.
+    fn parts(&self) -> (&'static str, &str) {
+        match self {
+            WorkOrderStepArg::Ack => ("ack", ""),
+            WorkOrderStepArg::Assign { technician } => ("assign", technician),
+            WorkOrderStepArg::Start => ("start", ""),
+            WorkOrderStepArg::Resolve { note } => ("resolve", note),
+            WorkOrderStepArg::Cancel { reason } => ("cancel", reason),
+            WorkOrderStepArg::Comment { text } => ("comment", text),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -212,6 +268,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let command = crate::requests::OperatorCommand::unlock(&device_arg(&device)?);
             let by = actor(&config, as_user.as_deref())?;
             operator::run(config, &command, &by)
+        }
+        Command::WorkOrders { state, device } => work_orders::list(&config, state.as_deref(), device.as_deref()),
+        Command::WorkOrder { id, step } => {
+            let by = actor(&config, as_user.as_deref())?;
+            let (name, text) = step.parts();
+            work_orders::step(config, &id, name, text, &by)
         }
         Command::DeadLetters {
             redrive,
@@ -491,30 +553,46 @@ fn events(config: &Config, stream: Option<String>, after: u64, follow: bool) -> 
 
 fn state(config: &Config, device: &str, as_of: Option<&str>) -> Result<(), Failure> {
     let usage = |e: &dyn std::fmt::Display| Failure::Usage(anyhow!("{device}: {e}"));
-    // `kind:id` names another kind's stream; this release has device streams only, named by their bare ids.
-    if device.contains(':') {
-        let stream = StreamName::parse(device).map_err(|e| usage(&e))?;
-        return Err(usage(&format!(
-            "unknown aggregate kind {:?}: this release has device streams only (a bare id such as T1)",
-            stream.kind()
-        )));
-    }
-    // A bare id is a device: its own rules word the error best.
-    let id = DeviceId::parse(device).map_err(|e| usage(&e))?;
     let as_of = as_of
         .map(|t| parse_instant(t, &config.site.timezone).map_err(|e| Failure::Usage(e.context("--as-of"))))
         .transpose()?;
     let paths = StoragePaths::new(&config.storage.dir);
+    // `kind:id` names another kind's stream; a bare id is a device.
+    if device.contains(':') {
+        let stream = StreamName::parse(device).map_err(|e| usage(&e))?;
+        if stream.kind() != crate::domain::WorkOrder::KIND {
+            return Err(usage(&format!(
+                "unknown aggregate kind {:?}: streams are a device's bare id (T1) or work_order:WO-000123",
+                stream.kind()
+            )));
+        }
+        crate::domain::work_order::WorkOrderNumber::parse(stream.id()).map_err(|e| usage(&e))?;
+        crate::db::upgrade_journal(&paths.journal())?;
+        let journal = JournalReader::open(&paths.journal())?;
+        let (state, version) = crate::history::fold_work_order(&journal, &stream, as_of)?
+            .with_context(|| format!("{device}: no such work order: the journal has no events for it"))?;
+        return print_state(serde_json::json!({
+            "stream": stream.as_str(),
+            "as_of": as_of.map(|t| t.to_string()),
+            "version": version,
+            "state": state,
+        }));
+    }
+    // A bare id is a device: its own rules word the error best.
+    let id = DeviceId::parse(device).map_err(|e| usage(&e))?;
     crate::db::upgrade_journal(&paths.journal())?;
     let journal = JournalReader::open(&paths.journal())?;
     let (state, version) = fold_device(&journal, &id, as_of)?
         .with_context(|| format!("{device}: unknown device: the journal has no events for it"))?;
-    let output = serde_json::json!({
+    print_state(serde_json::json!({
         "device": id.as_str(),
         "as_of": as_of.map(|t| t.to_string()),
         "version": version,
         "state": state,
-    });
+    }))
+}
+
+fn print_state(output: serde_json::Value) -> Result<(), Failure> {
     println!(
         "{}",
         serde_json::to_string_pretty(&output).context("state: cannot render JSON")?

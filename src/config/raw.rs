@@ -118,7 +118,7 @@ pub(super) const TABLE_KEYS: &[(&str, &[&str])] = &[
     ("[followers]", &["on_error"]),
     (
         "[[turnstile]]",
-        &["id", "name", "zone", "serial", "model", "manufacturer"],
+        &["id", "name", "zone", "serial", "model", "manufacturer", "passages_between_service"],
     ),
     (
         "[[camera]]",
