@@ -198,7 +198,10 @@ async fn carry_out_on_device(
             text: unchanged,
             position: None,
         }),
-        Ok(CommandOutcome::Recorded { position, .. }) => Ok(Done { text: changed, position }),
+        Ok(CommandOutcome::Recorded { position, .. }) => Ok(Done {
+            text: changed,
+            position,
+        }),
         Ok(CommandOutcome::Duplicate) => Ok(Done {
             text: format!("{device}: this request was carried out before"),
             position: None,
@@ -219,7 +222,10 @@ async fn carry_out_step(
     meta: Meta,
     at: jiff::Timestamp,
 ) -> Result<Done, String> {
-    match registry.execute_or_start::<WorkOrder>(order, step.command(at), meta).await {
+    match registry
+        .execute_or_start::<WorkOrder>(order, step.command(at), meta)
+        .await
+    {
         Ok(CommandOutcome::Recorded { events: 0, .. }) => Ok(Done {
             text: format!("{order}: nothing changed"),
             position: None,

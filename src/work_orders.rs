@@ -142,9 +142,8 @@ pub struct Step {
 
 /// An order's timeline, oldest first.
 pub fn steps(conn: &Connection, number: WorkOrderNumber) -> rusqlite::Result<Vec<Step>> {
-    let mut statement = conn.prepare_cached(
-        "SELECT at, step, actor, text FROM work_order_steps WHERE number = ?1 ORDER BY position",
-    )?;
+    let mut statement =
+        conn.prepare_cached("SELECT at, step, actor, text FROM work_order_steps WHERE number = ?1 ORDER BY position")?;
     let rows = statement.query_map([number.get() as i64], |r| {
         Ok(Step {
             at: r.get(0)?,

@@ -54,7 +54,6 @@ pub fn list(config: &Config, state: Option<&str>, device: Option<&str>) -> Resul
 /// Takes one step on an order and prints what it did.
 pub fn step(config: Config, order: &str, step: &str, text: &str, by: &Actor) -> Result<(), Failure> {
     let step = WorkOrderStep::parse(step, text).map_err(|e| Failure::Usage(anyhow!("work-order {order}: {e}")))?;
-    let command =
-        OperatorCommand::work_order(order, step).map_err(|e| Failure::Usage(anyhow!("work-order: {e}")))?;
+    let command = OperatorCommand::work_order(order, step).map_err(|e| Failure::Usage(anyhow!("work-order: {e}")))?;
     super::operator::run(config, &command, by)
 }

@@ -118,7 +118,15 @@ pub(super) const TABLE_KEYS: &[(&str, &[&str])] = &[
     ("[followers]", &["on_error"]),
     (
         "[[turnstile]]",
-        &["id", "name", "zone", "serial", "model", "manufacturer", "passages_between_service"],
+        &[
+            "id",
+            "name",
+            "zone",
+            "serial",
+            "model",
+            "manufacturer",
+            "passages_between_service",
+        ],
     ),
     (
         "[[camera]]",

@@ -274,18 +274,8 @@ fn back_with(notice: &str) -> HttpResponse {
 
 /// A redirect (303) to an admin page that shows `notice` (what an action did).
 pub(super) fn back_to_with(page: &str, notice: &str) -> HttpResponse {
-    let encoded: String = notice
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
     HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, format!("{page}?notice={encoded}")))
+        .insert_header((header::LOCATION, format!("{page}?notice={}", super::urlencode(notice))))
         .finish()
 }
 

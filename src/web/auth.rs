@@ -96,7 +96,7 @@ pub async fn guard(
                 .is_some_and(|accept| accept.contains("text/html"));
             let response = if wants_html && req.method() == Method::GET {
                 let next_path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_owned();
-                let location = format!("/login?next={}", urlencode(&next_path));
+                let location = format!("/login?next={}", super::urlencode(&next_path));
                 HttpResponse::SeeOther()
                     .insert_header((header::LOCATION, location))
                     .finish()
@@ -109,15 +109,6 @@ pub async fn guard(
             Ok(req.into_response(response).map_into_right_body())
         }
     }
-}
-
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 impl FromRequest for Identity {

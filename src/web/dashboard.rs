@@ -1,4 +1,5 @@
-//! `/`: every device's live status from `device_status`, today's passages per zone and the open faults.
+//! `/`: every device's live status from `device_status`, today's passages per zone, the open faults and the
+//! work orders still to do.
 //! `/live/dashboard` serves the same content as a fragment with an ETag (the projector's checkpoint), which the
 //! page's small script polls to update itself; without JavaScript the page is a plain, complete page.
 
@@ -35,6 +36,8 @@ pub struct Live {
     zones: Vec<ZoneTotal>,
     total_in: i64,
     total_out: i64,
+    /// Work orders still to do, and how many are overdue.
+    work_orders: crate::work_orders::Counts,
 }
 
 #[derive(Template)]
@@ -84,7 +87,11 @@ async fn load(state: &AppState) -> actix_web::Result<Live> {
     let tz = state.config.site.timezone.clone();
     let today = jiff::Timestamp::now().to_zoned_datetime(tz.clone()).date().to_string();
     let day = today.clone();
-    let tiles = super::read_views(state, move |conn| load_tiles(conn, &tz, &day)).await?;
+    let now = jiff::Timestamp::now().as_microsecond();
+    let (tiles, work_orders) = super::read_views(state, move |conn| {
+        Ok((load_tiles(conn, &tz, &day)?, crate::work_orders::counts(conn, now)?))
+    })
+    .await?;
     let mut zones: Vec<ZoneTotal> = Vec::new();
     for tile in tiles.iter().filter(|t| t.kind == "turnstile") {
         match zones.iter_mut().find(|z| z.zone == tile.zone) {
@@ -105,6 +112,7 @@ async fn load(state: &AppState) -> actix_web::Result<Live> {
         total_out: tiles.iter().map(|t| t.passages_out).sum(),
         zones,
         tiles,
+        work_orders,
     })
 }
 
@@ -116,19 +124,22 @@ pub async fn page(state: web::Data<AppState>) -> actix_web::Result<HttpResponse>
     })
 }
 
-/// The live part of the dashboard. Its ETag is the `device_status` projector's checkpoint: while nothing new
-/// was projected, polling costs a 304 and no query.
+/// The live part of the dashboard. Its ETag is the `device_status` and `work_orders` projectors' checkpoints:
+/// while nothing new was projected, polling costs a 304 and no query.
 pub async fn live(state: web::Data<AppState>, req: actix_web::HttpRequest) -> actix_web::Result<HttpResponse> {
-    let position = state
-        .projectors
-        .iter()
-        .find(|p| p.name == "device_status")
-        .map(|p| *p.position.borrow());
+    let position_of = |name: &str| {
+        state
+            .projectors
+            .iter()
+            .find(|p| p.name == name)
+            .map_or(0, |p| *p.position.borrow())
+    };
+    let position = (position_of("device_status"), position_of("work_orders"));
     // The date is part of the tag: at midnight "today" changes without any new event.
     let today = jiff::Timestamp::now()
         .to_zoned_datetime(state.config.site.timezone.clone())
         .date();
-    let etag = format!("\"{}-{today}\"", position.unwrap_or(0));
+    let etag = format!("\"{}-{}-{today}\"", position.0, position.1);
     let unchanged = req
         .headers()
         .get(actix_web::http::header::IF_NONE_MATCH)

@@ -214,6 +214,7 @@ struct DevicePage {
     csrf: Option<String>,
     notice: Option<String>,
     reason_max: usize,
+    maintenance: Maintenance,
 }
 
 #[derive(Template)]
@@ -281,6 +282,70 @@ fn load_live(conn: &rusqlite::Connection, id: &str, today: &str, tz: &TimeZone) 
         )
         .optional()?;
     Ok(live)
+}
+
+/// The device's work orders still to do, and its service meter.
+pub struct Maintenance {
+    pub orders: Vec<OrderLine>,
+    /// "41,200 of 50,000 passages since the last service (2026-03-01 09:00:00)", for a metered turnstile.
+    pub meter: Option<String>,
+}
+
+pub struct OrderLine {
+    pub id: String,
+    pub state: String,
+    pub title: String,
+}
+
+fn load_maintenance(
+    conn: &rusqlite::Connection,
+    id: &str,
+    service_every: Option<u64>,
+    tz: &TimeZone,
+) -> anyhow::Result<Maintenance> {
+    let filter = crate::work_orders::Filter {
+        state: Some("active".into()),
+        device: Some(id.to_owned()),
+        limit: Some(50),
+        ..Default::default()
+    };
+    let orders = crate::work_orders::list(conn, &filter)?
+        .into_iter()
+        .map(|o| OrderLine {
+            id: o.id(),
+            state: o.state_words(),
+            title: o.title,
+        })
+        .collect();
+    let meter = match service_every {
+        Some(every) => {
+            let (passages, since) = crate::work_orders::service_meter(conn, id)?;
+            let since = match since {
+                Some(at) => format!("since the last service ({})", super::local_time(tz, at)),
+                None => "since it was first counted (no service recorded yet)".to_owned(),
+            };
+            Some(format!(
+                "{} of {} passages {since}",
+                thousands(passages.max(0) as u64),
+                thousands(every)
+            ))
+        }
+        None => None,
+    };
+    Ok(Maintenance { orders, meter })
+}
+
+/// 41200 as "41,200".
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// What the journal says about the device for this page.
@@ -358,7 +423,19 @@ pub async fn page(
     let today = Timestamp::now().to_zoned_datetime(tz.clone()).date().to_string();
 
     let (key, day, zone) = (id.to_string(), today.clone(), tz.clone());
-    let live = super::read_views(&state, move |conn| load_live(conn, &key, &day, &zone)).await?;
+    let service_every = state
+        .config
+        .turnstiles
+        .iter()
+        .find(|t| t.id == id)
+        .and_then(|t| t.passages_between_service);
+    let (live, maintenance) = super::read_views(&state, move |conn| {
+        Ok((
+            load_live(conn, &key, &day, &zone)?,
+            load_maintenance(conn, &key, service_every, &zone)?,
+        ))
+    })
+    .await?;
     let (id, query, history) = super::read_journal(&state, move |journal| {
         let history = load_history(journal, &id, &query)?;
         Ok((id, query, history))
@@ -410,6 +487,7 @@ pub async fn page(
         csrf: identity.csrf.clone(),
         notice: notice.filter(|n| !n.is_empty()),
         reason_max: crate::requests::MAX_REASON_CHARS,
+        maintenance,
     };
     super::render(&page)
 }

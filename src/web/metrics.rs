@@ -79,19 +79,22 @@ async fn metrics(state: web::Data<AppState>) -> actix_web::Result<HttpResponse> 
         )?)
     })
     .await?;
-    let (parked, devices) = super::read_views(&state, |views| {
+    let now = jiff::Timestamp::now().as_microsecond();
+    let (parked, devices, work_orders) = super::read_views(&state, move |views| {
         let parked = crate::projection::parked::counts(views)?;
+        let work_orders = crate::work_orders::counts(views, now)?;
         let mut stmt = views.prepare_cached("SELECT device_id, lost_messages, clock_skew_ms FROM device_status")?;
         let devices = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((parked, devices))
+        Ok((parked, devices, work_orders))
     })
     .await?;
     let scraped = Scraped {
         dead_letters_open,
         parked,
         devices,
+        work_orders,
     };
     let text = encode(&state, &scraped).map_err(|e| super::internal_error("metrics", e))?;
     Ok(HttpResponse::Ok().content_type(prometheus::TEXT_FORMAT).body(text))
@@ -104,6 +107,8 @@ struct Scraped {
     parked: Vec<(String, u64)>,
     /// Per device: lost messages (by `seq`) and the latest message's clock skew in milliseconds.
     devices: Vec<(String, i64, Option<i64>)>,
+    /// Work orders still to do by kind, and the overdue ones.
+    work_orders: crate::work_orders::Counts,
 }
 
 /// Reads every value into a registry made for this scrape and encodes it.
@@ -150,6 +155,26 @@ fn encode(state: &AppState, scraped: &Scraped) -> anyhow::Result<String> {
         "gatehouse_dead_letters_open",
         "Device messages that could not become events and still await a re-drive or discard.",
         dead_letters_open,
+    )?;
+
+    let open_orders = IntGaugeVec::new(
+        Opts::new(
+            "gatehouse_work_orders_open",
+            "Work orders neither resolved nor cancelled, by kind.",
+        ),
+        &["kind"],
+    )?;
+    open_orders
+        .with_label_values(&["corrective"])
+        .set(scraped.work_orders.corrective);
+    open_orders
+        .with_label_values(&["preventive"])
+        .set(scraped.work_orders.preventive);
+    registry.register(Box::new(open_orders))?;
+    gauge(
+        "gatehouse_work_orders_overdue",
+        "Work orders still to do whose due time has passed.",
+        scraped.work_orders.overdue,
     )?;
 
     let messages = IntCounterVec::new(

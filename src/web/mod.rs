@@ -20,6 +20,7 @@ pub mod recovering;
 mod reports;
 pub mod state;
 pub mod subjects;
+mod work_orders;
 
 use actix_web::{App, HttpResponse, HttpServer, dev::Server, http::header, web};
 pub use state::AppState;
@@ -52,6 +53,7 @@ pub fn server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> 
             .configure(events::routes)
             .configure(metrics::routes)
             .configure(reports::routes)
+            .configure(work_orders::routes)
             .route("/static/style.css", web::get().to(style_css))
     })
     // Two cores: two workers serve pages; SQLite work runs on the blocking pool anyway.
@@ -109,6 +111,19 @@ pub(crate) async fn read_journal<T: Send + 'static>(
 pub(crate) fn internal_error(context: &str, error: impl std::fmt::Display) -> actix_web::Error {
     tracing::error!(%error, "{context}");
     actix_web::error::ErrorInternalServerError(format!("{context}: see the server log"))
+}
+
+/// Percent-encodes a query value (everything but RFC 3986's unreserved characters).
+pub(crate) fn urlencode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// Formats an instant in the site's time zone for people: `2026-03-01 09:00:00`.

@@ -274,25 +274,12 @@ impl RecognitionsQuery {
     }
 }
 
-/// Percent-encodes a query value (everything but RFC 3986's unreserved characters).
-fn urlencode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
 /// A link to the same report as CSV, built from the typed query so it always parses back to the same rows.
 pub(super) fn csv_href(path: &str, period: &Period, extra: &[(&str, Option<&str>)]) -> String {
     let mut href = format!("{path}?from={}&to={}", period.from, period.to);
     for (name, value) in extra {
         if let Some(value) = value {
-            href.push_str(&format!("&{name}={}", urlencode(value)));
+            href.push_str(&format!("&{name}={}", crate::web::urlencode(value)));
         }
     }
     href.push_str("&format=csv");
