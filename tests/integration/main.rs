@@ -24,3 +24,4 @@ mod recovery;
 mod reports;
 mod serve;
 mod simulate;
+mod work_orders;
