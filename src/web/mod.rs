@@ -113,11 +113,12 @@ pub(crate) fn internal_error(context: &str, error: impl std::fmt::Display) -> ac
     actix_web::error::ErrorInternalServerError(format!("{context}: see the server log"))
 }
 
-/// Percent-encodes a query value (everything but RFC 3986's unreserved characters).
+/// Percent-encodes a query value (everything but RFC 3986's unreserved characters and '/').
 pub(crate) fn urlencode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+        // RFC 3986 lets '/' stand unencoded in a query (the sign-in page's `next=/reports/traffic`).
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~' | b'/') {
             out.push(byte as char);
         } else {
             out.push_str(&format!("%{byte:02X}"));

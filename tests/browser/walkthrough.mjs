@@ -1,6 +1,7 @@
 // A manager's walk through Gatehouse in a real browser (Debian's Chromium, driven by playwright-core): sign in,
 // watch a dashboard tile change when a gateway publishes, open the traffic report and download its CSV, then
-// lock a turnstile out from its page (the gateway, subscribed with mosquitto_sub, hears it) and unlock it.
+// lock a turnstile out from its page (the gateway, subscribed with mosquitto_sub, hears it) and unlock it,
+// and take the work order a jam opens through its life.
 // Run by tests/integration/browser.rs, which starts the server and passes everything through the environment.
 import { chromium } from "playwright-core";
 import { execFileSync, spawn } from "node:child_process";
@@ -65,6 +66,18 @@ try {
   check(lines[0] === "bucket_start,device,zone,in,out", `CSV header: ${lines[0]}`);
   check(lines.some((l) => l.includes(",T1,Hall A,1,0")), `CSV rows: ${csv}`);
 
+  // On a 390-px phone the week's chart fits the screen: its last bar is inside the viewport, not cut off.
+  const phone = await context.newPage();
+  await phone.setViewportSize({ width: 390, height: 844 });
+  await phone.goto(base + "/reports/traffic?bucket=day");
+  const bars = phone.locator(".chart svg rect");
+  const last = await bars.nth((await bars.count()) - 1).boundingBox();
+  const chartBox = await phone.locator(".chart svg").boundingBox();
+  check(chartBox.x + chartBox.width <= 390 && last.x + last.width <= 390,
+    `the chart fits a phone: svg ends at ${chartBox.x + chartBox.width}, last bar at ${last.x + last.width}`);
+  await phone.screenshot({ path: `${shots}/3b-traffic-report-phone.png`, fullPage: true });
+  await phone.close();
+
   // A gateway listens on T1's command topic; the manager locks T1 out from its page, then unlocks it.
   const gateway = spawn("mosquitto_sub", [
     "-h", "127.0.0.1", "-p", mqttPort, "-q", "1", "-t", "gatehouse/turnstile/T1/command", "-C", "3", "-W", "60",
@@ -90,7 +103,44 @@ try {
     `the gateway heard unlocked, locked, unlocked: ${heard}`);
   check(commands[1].reason === "wet floor, mop in progress", `with the reason: ${heard}`);
 
-  console.log(`walkthrough ok: ${lines.length - 1} CSV rows, lock-out heard by the gateway, screenshots in ${shots}`);
+  // T2 jams: a work order opens by itself; the manager acknowledges, assigns, starts and resolves it, and the
+  // page shows each step at once.
+  execFileSync("mosquitto_pub", [
+    "-h", "127.0.0.1", "-p", mqttPort, "-q", "1", "-t", "gatehouse/turnstile/T2/fault",
+    "-m", JSON.stringify({ msg_id: "browser-jam", code: "JAM", detail: "arm blocked" }),
+  ]);
+  for (let i = 0; i < 100; i++) {
+    const body = await (await page.request.get(base + "/work-orders?format=csv")).text();
+    if (body.includes("WO-000001,T2,corrective,open")) break;
+    await page.waitForTimeout(200);
+  }
+  await page.goto(base + "/work-orders");
+  check((await page.locator("tr#WO-000001").textContent()).includes("JAM on T2"), "the order is listed");
+  await page.screenshot({ path: `${shots}/5-work-orders.png`, fullPage: true });
+  await page.click("tr#WO-000001 a[href='/work-orders/WO-000001']");
+  const orderState = () => page.locator("#order-state").textContent();
+  const submit = async (step) => {
+    await Promise.all([
+      page.waitForURL(/\/work-orders\/WO-000001\?notice=/),
+      page.click(`section.steps form:has(input[name=step][value=${step}]) button[type=submit]`),
+    ]);
+  };
+  await submit("ack");
+  check((await orderState()) === "acknowledged", `acknowledged at once: ${await orderState()}`);
+  await page.fill("section.steps form:has(input[value=assign]) input[name=text]", "Ana Tech");
+  await submit("assign");
+  check((await page.locator("#order-assignee").textContent()) === "Ana Tech", "assigned at once");
+  await submit("start");
+  check((await orderState()) === "in progress", `started at once: ${await orderState()}`);
+  await page.fill("section.steps form:has(input[value=resolve]) input[name=text]", "arm bearing replaced");
+  await submit("resolve");
+  check((await orderState()) === "resolved", `resolved at once: ${await orderState()}`);
+  const timeline = await page.locator("table.timeline").textContent();
+  check(["opened", "acknowledged", "assigned", "started", "resolved", "arm bearing replaced", "user:mia",
+    "policy:maintenance"].every((word) => timeline.includes(word)), `the timeline has every step: ${timeline}`);
+  await page.screenshot({ path: `${shots}/6-work-order-resolved.png`, fullPage: true });
+
+  console.log(`walkthrough ok: ${lines.length - 1} CSV rows, lock-out heard by the gateway, a work order resolved, screenshots in ${shots}`);
 } finally {
   await browser.close();
 }

@@ -5,7 +5,7 @@ use crate::helpers::*;
 use std::process::Command;
 
 #[test]
-fn a_manager_signs_in_sees_a_tile_change_downloads_the_traffic_csv_and_locks_a_turnstile_out() {
+fn a_manager_signs_in_sees_a_tile_change_downloads_the_traffic_csv_locks_a_turnstile_out_and_resolves_a_work_order() {
     clear_of_local_midnight();
     let mqtt_port = free_port();
     let site = Site::with_mqtt(
@@ -50,4 +50,5 @@ fn a_manager_signs_in_sees_a_tile_change_downloads_the_traffic_csv_and_locks_a_t
     );
     assert!(screenshots.join("2-dashboard-after-passage.png").exists());
     assert!(screenshots.join("4-device-locked-out.png").exists());
+    assert!(screenshots.join("6-work-order-resolved.png").exists());
 }

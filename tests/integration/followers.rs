@@ -192,7 +192,8 @@ fn an_admin_discards_or_redrives_a_parked_event_and_health_returns() {
                 &format!("follower=traffic&position={far_past}"),
             );
             outcomes.push(again.header("location").unwrap_or_default().to_owned());
-            for follower in gatehouse::projection::names() {
+            let policies = ["policy:maintenance"];
+            for follower in gatehouse::projection::names().into_iter().chain(policies) {
                 for position in [far_past, undecodable] {
                     session.post(
                         addr,

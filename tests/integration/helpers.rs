@@ -288,15 +288,21 @@ pub fn clear_of_local_midnight() {
     }
 }
 
-/// Waits until every projector has applied the journal head, so read tables answer for everything so far.
+/// Waits until every follower has applied the journal head, so read tables answer for everything so far. A
+/// policy may append while it follows (a fault opens a work order), so it waits again until the head holds still.
 pub async fn settle(state: &gatehouse::web::AppState) {
-    let head = *state.committed.borrow();
-    for projector in &state.projectors {
-        assert!(
-            projector.wait_for(head, std::time::Duration::from_secs(60)).await,
-            "projector {} reached {head}",
-            projector.name
-        );
+    loop {
+        let head = *state.committed.borrow();
+        for projector in &state.projectors {
+            assert!(
+                projector.wait_for(head, std::time::Duration::from_secs(60)).await,
+                "projector {} reached {head}",
+                projector.name
+            );
+        }
+        if *state.committed.borrow() == head {
+            return;
+        }
     }
 }
 

@@ -9,18 +9,6 @@ use gatehouse::journal::Actor;
 use gatehouse::journal::JournalReader;
 use std::time::Duration;
 
-/// Waits until every projector has applied the journal head, so read tables answer for everything so far.
-async fn settle(state: &gatehouse::web::AppState) {
-    let head = *state.committed.borrow();
-    for projector in &state.projectors {
-        assert!(
-            projector.wait_for(head, Duration::from_secs(20)).await,
-            "projector {} reached {head}",
-            projector.name
-        );
-    }
-}
-
 /// The numbers in `<tr id="{prefix}N">` rows, in page order.
 fn row_ids(body: &str, prefix: &str) -> Vec<u64> {
     let marker = format!("<tr id=\"{prefix}");
@@ -334,7 +322,12 @@ fn the_event_browser_lists_newest_first_filters_pages_and_escapes_what_devices_s
 
         let (_, body) = get(addr, "/events?type=FaultReported").await;
         let faults = row_ids(&body, "event-");
-        assert_eq!(faults, [head], "one FaultReported, the newest event");
+        // The newest device event; the maintenance policy's work order for it comes after.
+        assert_eq!(faults.len(), 1, "one FaultReported: {faults:?}");
+        assert!(
+            faults[0] >= head - 2,
+            "the newest device event: {faults:?}, head {head}"
+        );
         assert!(body.contains(r#"<option value="FaultReported" selected>"#), "{body}");
 
         let (_, body) = get(addr, &format!("/events?after={}", head - 5)).await;
