@@ -2,7 +2,8 @@
 //! less than a day ago), a fault the device reports cleared is noted on its order, and a turnstile's service meter
 //! opens a preventive order after `passages_between_service` passages. It hands out the work order numbers: one
 //! counter in its memory, saved with its checkpoint, so an event re-delivered after a crash is decided again from
-//! the same memory to the same number (and that order's causation makes the second attempt a no-op).
+//! the same memory to the same number (and that order's causation makes the second attempt a no-op). On a
+//! journal with history (an upgrade) it acts only on what was recorded from a day before it first ran.
 
 use super::{Order, Policy};
 use crate::codec;
@@ -15,6 +16,10 @@ use std::collections::{BTreeMap, HashMap};
 
 /// A fault reported again this soon after its order was resolved reopens that order.
 pub const REOPEN_WITHIN: SignedDuration = SignedDuration::from_hours(24);
+/// When the policy first runs on a journal with history (an upgrade), device events recorded more than this
+/// before its first event are folded into its memory but not acted on: a year of faults long cleared must not
+/// become a year of open work orders, nor a year of passages a service due at once.
+pub const HISTORY_ACTED_ON: SignedDuration = SignedDuration::from_hours(24);
 const MEMORY_SCHEMA: u32 = 1;
 
 pub struct MaintenancePolicy {
@@ -26,7 +31,10 @@ pub struct MaintenancePolicy {
 /// What the policy has folded from the journal so far.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 struct Memory {
-    /// The last work order number handed out.
+    /// Device events recorded before this instant (µs) are history: folded, not acted on. Set from the first
+    /// event the policy ever sees.
+    acts_from: Option<i64>,
+    /// The last work order number handed out (or seen in the journal).
     last_number: u64,
     /// Each device's name and zone, from its commissioning and later changes.
     devices: BTreeMap<String, (String, String)>,
@@ -240,6 +248,11 @@ impl Policy for MaintenancePolicy {
     }
 
     fn react(&mut self, event: &StoredEvent) -> Result<Vec<Order>, String> {
+        let acts_from = *self
+            .memory
+            .acts_from
+            .get_or_insert_with(|| (Timestamp::now() - HISTORY_ACTED_ON).as_microsecond());
+        let history = event.recorded_at.as_microsecond() < acts_from;
         if let Some((device, device_event)) = event.device() {
             return match device_event {
                 DeviceEvent::Commissioned(e) => {
@@ -254,6 +267,7 @@ impl Policy for MaintenancePolicy {
                         .insert(device.to_owned(), (e.details.name.clone(), e.details.zone.clone()));
                     Ok(vec![])
                 }
+                _ if history => Ok(vec![]),
                 DeviceEvent::FaultReported(e) => self.on_fault(device, &e.code, &e.detail, event),
                 DeviceEvent::FaultCleared(e) => self.on_fault_cleared(device, &e.code, event),
                 DeviceEvent::PassageRecorded(_) => self.on_passage(device, event),
@@ -262,8 +276,39 @@ impl Policy for MaintenancePolicy {
         }
         if let Some((number, order_event)) = event.work_order() {
             match order_event {
+                // Orders it opened are in its memory already; this also covers a memory folded again from the
+                // journal, so a number is never handed out twice.
+                WorkOrderEvent::Opened(e) => {
+                    self.memory.last_number = self.memory.last_number.max(number.get());
+                    self.memory.active.entry(number.get()).or_insert_with(|| Active {
+                        device: e.device.as_str().to_owned(),
+                        kind: e.kind,
+                        cause: e.cause.clone(),
+                    });
+                }
                 WorkOrderEvent::Resolved(e) => self.on_closed(number, Some(e.at)),
                 WorkOrderEvent::Cancelled(_) => self.on_closed(number, None),
+                // Reopened by this policy, the memory has it active already; folded again from the journal, the
+                // order moves from the resolved faults back to the active ones here.
+                WorkOrderEvent::Reopened(_) => {
+                    let resolved = self
+                        .memory
+                        .resolved_faults
+                        .iter()
+                        .find(|(_, (n, _))| *n == number.get());
+                    if let Some(((device, code), _)) = resolved.map(|(key, value)| (key.clone(), *value)) {
+                        self.memory.resolved_faults.remove(&(device.clone(), code.clone()));
+                        let code = FaultCode::parse(&code)?;
+                        self.memory.active.insert(
+                            number.get(),
+                            Active {
+                                device,
+                                kind: WorkOrderKind::Corrective,
+                                cause: Cause::Fault { code },
+                            },
+                        );
+                    }
+                }
                 _ => {}
             }
         }
@@ -282,5 +327,119 @@ impl Policy for MaintenancePolicy {
         }
         self.memory = memory;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::AnyEvent;
+    use crate::domain::{DeviceDetails, DeviceKind, FaultReported, StreamName};
+    use crate::journal::Actor;
+
+    fn stored(position: u64, stream: &str, recorded_at: Timestamp, event: AnyEvent) -> StoredEvent {
+        StoredEvent {
+            position,
+            stream_id: StreamName::parse(stream).unwrap(),
+            version: 1,
+            event_type: event.event_type(),
+            schema: 1,
+            occurred_at: recorded_at,
+            recorded_at,
+            causation: None,
+            actor: Some(Actor::gateway("test")),
+            event,
+        }
+    }
+
+    fn fault(position: u64, code: &str, recorded_at: Timestamp) -> StoredEvent {
+        let event = DeviceEvent::FaultReported(FaultReported {
+            code: FaultCode::parse(code).unwrap(),
+            detail: String::new(),
+            at: recorded_at,
+            seq: None,
+        });
+        stored(position, "T1", recorded_at, AnyEvent::Device(event))
+    }
+
+    fn policy() -> MaintenancePolicy {
+        MaintenancePolicy {
+            service_every: HashMap::new(),
+            memory: Memory::default(),
+        }
+    }
+
+    #[test]
+    fn history_before_the_policy_first_ran_is_folded_not_acted_on() {
+        let mut policy = policy();
+        let now = Timestamp::now();
+        let long_ago = now - SignedDuration::from_hours(24 * 30);
+        let commissioned = DeviceEvent::Commissioned(crate::domain::Commissioned {
+            kind: DeviceKind::Turnstile,
+            details: DeviceDetails {
+                name: "Hall A north".into(),
+                zone: "Hall A".into(),
+                ..DeviceDetails::default()
+            },
+            watches: vec![],
+            at: long_ago,
+        });
+        assert!(
+            policy
+                .react(&stored(1, "T1", long_ago, AnyEvent::Device(commissioned)))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            policy.react(&fault(2, "JAM", long_ago)).unwrap().is_empty(),
+            "a month-old fault opens nothing"
+        );
+        let orders = policy.react(&fault(3, "SENSOR", now)).unwrap();
+        assert_eq!(orders.len(), 1);
+        assert!(
+            orders[0].describe.contains("work_order:WO-000001"),
+            "{}",
+            orders[0].describe
+        );
+        assert!(
+            orders[0].describe.contains("Hall A"),
+            "the zone was folded from history: {}",
+            orders[0].describe
+        );
+    }
+
+    #[test]
+    fn numbers_continue_after_the_highest_order_the_journal_holds() {
+        let mut policy = policy();
+        let now = Timestamp::now();
+        let opened = WorkOrderEvent::Opened(WorkOrderOpened {
+            device: DeviceId::parse("T1").unwrap(),
+            zone: "Hall A".into(),
+            kind: WorkOrderKind::Corrective,
+            cause: Cause::Fault {
+                code: FaultCode::parse("JAM").unwrap(),
+            },
+            title: "JAM on T1".into(),
+            due_at: None,
+            at: now,
+        });
+        policy
+            .react(&stored(1, "work_order:WO-000007", now, AnyEvent::WorkOrder(opened)))
+            .unwrap();
+        assert!(
+            policy.react(&fault(2, "JAM", now)).unwrap().is_empty(),
+            "WO-000007 is still to do for JAM"
+        );
+        let orders = policy.react(&fault(3, "SENSOR", now)).unwrap();
+        assert!(
+            orders[0].describe.contains("work_order:WO-000008"),
+            "{}",
+            orders[0].describe
+        );
+        // The memory survives a round trip through its saved form.
+        let mut again = self::policy();
+        again.recall(&policy.remember().unwrap()).unwrap();
+        assert_eq!(again.memory, policy.memory);
+        assert!(again.recall(b"not a memory").is_err());
     }
 }
