@@ -18,7 +18,8 @@ use std::collections::{BTreeMap, HashMap};
 pub const REOPEN_WITHIN: SignedDuration = SignedDuration::from_hours(24);
 /// When the policy first runs on a journal with history (an upgrade), device events recorded more than this
 /// before its first event are folded into its memory but not acted on: a year of faults long cleared must not
-/// become a year of open work orders, nor a year of passages a service due at once.
+/// become a year of open work orders. Passages still count on the service meter (as on the device page), so a
+/// turnstile already past its threshold gets its one preventive order at its first new passage.
 pub const HISTORY_ACTED_ON: SignedDuration = SignedDuration::from_hours(24);
 const MEMORY_SCHEMA: u32 = 1;
 
@@ -197,13 +198,13 @@ impl MaintenancePolicy {
         )])
     }
 
-    fn on_passage(&mut self, device: &str, event: &StoredEvent) -> Result<Vec<Order>, String> {
+    fn on_passage(&mut self, device: &str, event: &StoredEvent, history: bool) -> Result<Vec<Order>, String> {
         let Some(&every) = self.service_every.get(device) else {
             return Ok(vec![]);
         };
         let meter = self.memory.meters.entry(device.to_owned()).or_default();
         meter.passages += 1;
-        if meter.passages < every || meter.ordered {
+        if history || meter.passages < every || meter.ordered {
             return Ok(vec![]);
         }
         meter.ordered = true;
@@ -267,10 +268,12 @@ impl Policy for MaintenancePolicy {
                         .insert(device.to_owned(), (e.details.name.clone(), e.details.zone.clone()));
                     Ok(vec![])
                 }
+                // The meter counts history too (as the device page's meter does); a service it makes due is
+                // ordered at the first passage the policy acts on.
+                DeviceEvent::PassageRecorded(_) => self.on_passage(device, event, history),
                 _ if history => Ok(vec![]),
                 DeviceEvent::FaultReported(e) => self.on_fault(device, &e.code, &e.detail, event),
                 DeviceEvent::FaultCleared(e) => self.on_fault_cleared(device, &e.code, event),
-                DeviceEvent::PassageRecorded(_) => self.on_passage(device, event),
                 _ => Ok(vec![]),
             };
         }
@@ -406,6 +409,31 @@ mod tests {
             "the zone was folded from history: {}",
             orders[0].describe
         );
+    }
+
+    #[test]
+    fn history_counts_on_the_service_meter_and_a_due_service_is_ordered_at_the_first_new_passage() {
+        let mut policy = policy();
+        policy.service_every.insert(DeviceId::parse("T1").unwrap(), 2);
+        let now = Timestamp::now();
+        let passage = |position, at| {
+            let event = DeviceEvent::PassageRecorded(crate::domain::PassageRecorded {
+                direction: crate::domain::Direction::In,
+                at,
+                during_fault: false,
+                during_lockout: false,
+                seq: None,
+            });
+            stored(position, "T1", at, AnyEvent::Device(event))
+        };
+        let long_ago = now - SignedDuration::from_hours(24 * 30);
+        for position in 1..=3 {
+            assert!(policy.react(&passage(position, long_ago)).unwrap().is_empty());
+        }
+        let orders = policy.react(&passage(4, now)).unwrap();
+        assert_eq!(orders.len(), 1, "one preventive order, at the first new passage");
+        assert!(orders[0].describe.contains("ServiceMeter"), "{}", orders[0].describe);
+        assert!(policy.react(&passage(5, now)).unwrap().is_empty(), "and only one");
     }
 
     #[test]
