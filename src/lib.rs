@@ -19,6 +19,7 @@ pub mod history;
 pub mod inbox;
 pub mod ingest;
 pub mod journal;
+pub mod maintenance;
 pub mod mqtt;
 pub mod policy;
 pub mod projection;
