@@ -6,6 +6,7 @@
 //! [`decode_any`] are the registry: the one list of kinds, chosen by the stream's kind.
 
 mod device;
+mod schedule;
 mod work_order;
 
 use crate::domain::*;
@@ -105,6 +106,7 @@ pub fn decode_event<E: EventCodec>(
 pub enum AnyEvent {
     Device(DeviceEvent),
     WorkOrder(WorkOrderEvent),
+    Schedule(ScheduleEvent),
 }
 
 impl AnyEvent {
@@ -112,6 +114,7 @@ impl AnyEvent {
         match self {
             AnyEvent::Device(e) => e.event_type(),
             AnyEvent::WorkOrder(e) => e.event_type(),
+            AnyEvent::Schedule(e) => e.event_type(),
         }
     }
 
@@ -119,6 +122,7 @@ impl AnyEvent {
         match self {
             AnyEvent::Device(e) => e.occurred_at(),
             AnyEvent::WorkOrder(e) => e.occurred_at(),
+            AnyEvent::Schedule(e) => e.occurred_at(),
         }
     }
 
@@ -127,6 +131,7 @@ impl AnyEvent {
         let json = match self {
             AnyEvent::Device(e) => e.body_json(),
             AnyEvent::WorkOrder(e) => e.body_json(),
+            AnyEvent::Schedule(e) => e.body_json(),
         };
         json.unwrap_or_else(|error| serde_json::json!({ "unprintable": error.to_string() }))
     }
@@ -144,6 +149,7 @@ pub fn decode_any(
     match stream.kind() {
         DEVICE_KIND => decode_event(event_type, schema, format, payload).map(AnyEvent::Device),
         WorkOrder::KIND => decode_event(event_type, schema, format, payload).map(AnyEvent::WorkOrder),
+        MaintenanceSchedule::KIND => decode_event(event_type, schema, format, payload).map(AnyEvent::Schedule),
         other => Err(DecodeError::UnknownKind(other.to_owned())),
     }
 }

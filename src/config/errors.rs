@@ -253,7 +253,7 @@ mod tests {
         assert_eq!(
             error("[site]\nname = \"x\"\n[turnstiles]\n"),
             "config.toml:3:2: unknown key \"turnstiles\" at the top level, expected one of: \
-             site, http, storage, mqtt, devices, followers, turnstile, camera"
+             site, http, storage, mqtt, devices, followers, turnstile, camera, maintenance"
         );
     }
 

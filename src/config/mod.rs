@@ -3,10 +3,12 @@
 //!
 //! This file holds the typed settings and their public API; `raw` mirrors the file as written, `validate` turns
 //! it into the typed settings (defaults and checks, section by section), `errors` words and places the problems,
-//! `duration` reads and writes the `90s`/`5m` spelling, and `summary` prints `gatehouse check-config`.
+//! `duration` reads and writes the `90s`/`5m` spelling, `maintenance` checks the `[[maintenance]]` schedules, and
+//! `summary` prints `gatehouse check-config`.
 
 mod duration;
 mod errors;
+mod maintenance;
 mod raw;
 pub mod size;
 mod summary;
@@ -34,6 +36,17 @@ pub struct Config {
     pub followers: FollowersConfig,
     pub turnstiles: Vec<TurnstileConfig>,
     pub cameras: Vec<CameraConfig>,
+    /// Preventive maintenance schedules (`[[maintenance]]`).
+    pub maintenance: Vec<MaintenanceConfig>,
+}
+
+/// One `[[maintenance]]` schedule.
+#[derive(Debug, Clone)]
+pub struct MaintenanceConfig {
+    pub id: String,
+    /// What is recorded on the schedule's stream (cron text, devices, task).
+    pub spec: crate::domain::schedule::ScheduleSpec,
+    pub cron: crate::maintenance::cron::CronSchedule,
 }
 
 #[derive(Debug, Clone)]

@@ -18,6 +18,7 @@ pub(super) struct RawConfig {
     pub(super) followers: RawFollowers,
     pub(super) turnstile: Vec<RawTurnstile>,
     pub(super) camera: Vec<RawCamera>,
+    pub(super) maintenance: Vec<RawMaintenance>,
 }
 
 #[derive(Deserialize, Default)]
@@ -94,6 +95,17 @@ pub(super) struct RawCamera {
     pub(super) watches: Vec<Spanned<String>>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawMaintenance {
+    pub(super) id: Spanned<String>,
+    pub(super) cron: Spanned<String>,
+    pub(super) devices: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) zone: Option<Spanned<String>>,
+    pub(super) kind: Option<Spanned<String>>,
+    pub(super) task: Spanned<String>,
+}
+
 /// Each table's keys in declaration order, as serde lists them in an unknown-field error: the list tells
 /// which table the unknown key was in, even when it was written as a dotted key (`http.lisen = ...`).
 pub(super) const TABLE_KEYS: &[(&str, &[&str])] = &[
@@ -108,6 +120,7 @@ pub(super) const TABLE_KEYS: &[(&str, &[&str])] = &[
             "followers",
             "turnstile",
             "camera",
+            "maintenance",
         ],
     ),
     ("[site]", &["name", "timezone"]),
@@ -132,6 +145,7 @@ pub(super) const TABLE_KEYS: &[(&str, &[&str])] = &[
         "[[camera]]",
         &["id", "name", "zone", "serial", "model", "manufacturer", "watches"],
     ),
+    ("[[maintenance]]", &["id", "cron", "devices", "zone", "kind", "task"]),
 ];
 
 #[cfg(test)]

@@ -63,6 +63,7 @@ pub(super) fn build(raw: RawConfig, text: &str, base_dir: &Path) -> Result<Confi
         },
     };
     let (turnstiles, cameras) = build_devices(text, raw.turnstile, raw.camera)?;
+    let maintenance = super::maintenance::build_maintenance(raw.maintenance, &turnstiles, &cameras)?;
     Ok(Config {
         site,
         http,
@@ -72,6 +73,7 @@ pub(super) fn build(raw: RawConfig, text: &str, base_dir: &Path) -> Result<Confi
         followers,
         turnstiles,
         cameras,
+        maintenance,
     })
 }
 

@@ -6,6 +6,7 @@
 //! - `command`, `event`: what aggregates are asked and what they record.
 //! - `device`: the rules turnstiles and cameras share; `turnstile`, `camera`: each kind's own.
 //! - `work_order`: a technician's task on a device, from opened to resolved or cancelled.
+//! - `schedule`: a preventive maintenance schedule from config.toml and the runs that fell due.
 
 pub mod aggregate;
 mod camera;
@@ -13,6 +14,7 @@ mod command;
 mod device;
 mod event;
 mod ids;
+pub mod schedule;
 pub mod time;
 mod turnstile;
 mod values;
@@ -24,6 +26,7 @@ pub use command::{DeviceCommand, Rejection};
 pub use device::{Availability, Common, Lifecycle, OpenFault, command_time, count_seq};
 pub use event::*;
 pub use ids::{DeviceDetails, DeviceId, DeviceKind, InvalidDeviceId};
+pub use schedule::{MaintenanceSchedule, ScheduleCommand, ScheduleEvent, ScheduleState};
 pub use turnstile::{LockOut, Turnstile, TurnstileState};
 pub use values::{Confidence, Direction, FaultCode, Pseudonym, SubjectId};
 pub use work_order::{WorkOrder, WorkOrderCommand, WorkOrderEvent, WorkOrderRejection, WorkOrderState};
