@@ -66,6 +66,7 @@ impl Core {
         let lock = lock_data_dir(&paths)?;
         let (writer, writer_thread) = JournalWriter::open(&paths.journal(), config.storage.synchronous)?;
         let registry = start_devices(&config, writer.clone(), &paths.journal(), progress).await?;
+        crate::maintenance::scheduler::reconcile(&config, &registry, &paths.journal()).await?;
         let mut projectors = start_projectors(
             crate::projection::all(&config.site.timezone),
             &paths.journal(),
@@ -213,6 +214,8 @@ impl Application {
         crate::dead_letters::spawn_redrive_loop(state.ingestor.clone(), state.paths.journal());
         // So are lock-outs and unlocks given on the command line.
         crate::requests::spawn_request_loop(state.registry.clone(), state.paths.journal());
+        // Maintenance schedules record their runs as they fall due (and one missed while down).
+        crate::maintenance::scheduler::spawn(state.config.clone(), state.registry.clone(), state.paths.journal());
         tracing::info!(devices = state.registry.len(), http = %http_addr, dir = %state.paths.dir.display(), "gatehouse started");
         Ok(Application {
             core,

@@ -94,6 +94,18 @@ impl Config {
             }
             lines.push(line);
         }
+        if !self.maintenance.is_empty() {
+            lines.push(format!(
+                "maintenance     {}",
+                plural(self.maintenance.len(), "schedule")
+            ));
+            for schedule in &self.maintenance {
+                lines.push(format!(
+                    "  {}  \"{}\"  {}: {}",
+                    schedule.id, schedule.spec.cron, schedule.spec.target, schedule.spec.task
+                ));
+            }
+        }
         let mut out = lines.join("\n");
         out.push('\n');
         out
@@ -133,6 +145,8 @@ devices         4 turnstiles, 2 cameras
   turnstile  T4  Hall B west      zone Hall B
   camera     C1  Hall A entrance  zone Hall A, watches T1, T2
   camera     C2  Hall B entrance  zone Hall B, watches T3, T4
+maintenance     1 schedule
+  weekly-gates  \"0 6 * * MON\"  zone Hall A: Clean optical sensors, check arm torque
 "
         );
     }

@@ -3,3 +3,4 @@
 //! `scheduler` records each run as it falls due, and the maintenance policy turns a run into work orders.
 
 pub mod cron;
+pub mod scheduler;

@@ -1,12 +1,14 @@
 //! The maintenance policy: a reported fault opens a corrective work order (or reopens the one resolved for it
-//! less than a day ago), a fault the device reports cleared is noted on its order, and a turnstile's service meter
-//! opens a preventive order after `passages_between_service` passages. It hands out the work order numbers: one
+//! less than a day ago), a fault the device reports cleared is noted on its order, a maintenance schedule's run
+//! opens a preventive order per device (or notes the skipped run on the one still to do), and a turnstile's service
+//! meter opens a preventive order after `passages_between_service` passages. It hands out the work order numbers: one
 //! counter in its memory, saved with its checkpoint, so an event re-delivered after a crash is decided again from
 //! the same memory to the same number (and that order's causation makes the second attempt a no-op). On a
 //! journal with history (an upgrade) it acts only on what was recorded from a day before it first ran.
 
 use super::{Order, Policy};
 use crate::codec;
+use crate::domain::schedule::{ScheduleEvent, ScheduleRunDue};
 use crate::domain::work_order::*;
 use crate::domain::{DeviceEvent, DeviceId, FaultCode};
 use crate::journal::StoredEvent;
@@ -26,6 +28,8 @@ const MEMORY_SCHEMA: u32 = 1;
 pub struct MaintenancePolicy {
     /// `passages_between_service` per turnstile, from `config.toml`.
     service_every: HashMap<DeviceId, u64>,
+    /// The site's time zone, for the run times it writes on orders.
+    tz: jiff::tz::TimeZone,
     memory: Memory,
 }
 
@@ -68,6 +72,7 @@ impl MaintenancePolicy {
                 .iter()
                 .filter_map(|t| Some((t.id.clone(), t.passages_between_service?)))
                 .collect(),
+            tz: config.site.timezone.clone(),
             memory: Memory::default(),
         }
     }
@@ -83,9 +88,9 @@ impl MaintenancePolicy {
     fn open(
         &mut self,
         device: &str,
-        kind: WorkOrderKind,
-        cause: Cause,
+        (kind, cause): (WorkOrderKind, Cause),
         title: String,
+        due_at: Option<Timestamp>,
         at: Timestamp,
     ) -> Result<Order, String> {
         let id = DeviceId::parse(device).map_err(|e| e.to_string())?;
@@ -113,7 +118,7 @@ impl MaintenancePolicy {
                 kind,
                 cause,
                 title,
-                due_at: None,
+                due_at,
                 at,
             }),
         ))
@@ -174,9 +179,9 @@ impl MaintenancePolicy {
         let title: String = title.chars().take(200).collect();
         Ok(vec![self.open(
             device,
-            WorkOrderKind::Corrective,
-            cause,
+            (WorkOrderKind::Corrective, cause),
             title,
+            None,
             event.recorded_at,
         )?])
     }
@@ -211,11 +216,50 @@ impl MaintenancePolicy {
         let title = format!("Service {} after {every} passages", self.device_name(device));
         Ok(vec![self.open(
             device,
-            WorkOrderKind::Preventive,
-            Cause::ServiceMeter { passages: every },
+            (WorkOrderKind::Preventive, Cause::ServiceMeter { passages: every }),
             title,
+            None,
             event.recorded_at,
         )?])
+    }
+
+    /// A schedule's run: one preventive order per device it names, due at the next run; a device whose order
+    /// from this schedule is still to do gets a note on it instead, so orders do not pile up.
+    fn on_run(&mut self, schedule: &str, run: &ScheduleRunDue, event: &StoredEvent) -> Result<Vec<Order>, String> {
+        let cause = Cause::Schedule {
+            schedule: schedule.to_owned(),
+        };
+        let run_at = run.run_at.to_zoned_datetime(self.tz.clone()).strftime("%Y-%m-%d %H:%M");
+        let mut orders = Vec::with_capacity(run.devices.len());
+        for device in &run.devices {
+            let device = device.as_str();
+            if let Some(number) = self.active_for(device, &cause) {
+                let text = Note::parse(
+                    &format!("the {run_at} run of schedule {schedule} was skipped: this order is still to do"),
+                    "the note",
+                )?;
+                orders.push(Order::to::<WorkOrder>(
+                    WorkOrderNumber::new(number).to_string(),
+                    WorkOrderCommand::Comment {
+                        text,
+                        at: event.recorded_at,
+                    },
+                ));
+                continue;
+            }
+            let title: String = format!("{}: {}", run.task, self.device_name(device))
+                .chars()
+                .take(200)
+                .collect();
+            orders.push(self.open(
+                device,
+                (WorkOrderKind::Preventive, cause.clone()),
+                title,
+                run.due_at,
+                event.recorded_at,
+            )?);
+        }
+        Ok(orders)
     }
 
     /// An order was closed (resolved or cancelled): it no longer blocks new ones for its cause, and a resolved
@@ -276,6 +320,9 @@ impl Policy for MaintenancePolicy {
                 DeviceEvent::FaultCleared(e) => self.on_fault_cleared(device, &e.code, event),
                 _ => Ok(vec![]),
             };
+        }
+        if let crate::codec::AnyEvent::Schedule(ScheduleEvent::RunDue(run)) = &event.event {
+            return self.on_run(event.stream_id.id(), run, event);
         }
         if let Some((number, order_event)) = event.work_order() {
             match order_event {
@@ -368,6 +415,7 @@ mod tests {
     fn policy() -> MaintenancePolicy {
         MaintenancePolicy {
             service_every: HashMap::new(),
+            tz: jiff::tz::TimeZone::UTC,
             memory: Memory::default(),
         }
     }

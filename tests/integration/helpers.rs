@@ -146,6 +146,11 @@ pub fn test_meta(causation: Option<&str>) -> gatehouse::actors::Meta {
 
 /// Appends events through the real journal writer, stream by stream, in the given order.
 pub fn seed(paths: &StoragePaths, streams: &[(&str, Vec<DeviceEvent>)]) {
+    seed_any(paths, streams);
+}
+
+/// [`seed`] for the events of any aggregate kind (streams named `kind:id`).
+pub fn seed_any<E: gatehouse::codec::EventCodec>(paths: &StoragePaths, streams: &[(&str, Vec<E>)]) {
     paths.prepare().unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

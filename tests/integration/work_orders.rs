@@ -273,3 +273,91 @@ fn the_work_order_numbers_continue_after_a_restart_and_nothing_is_opened_twice()
         assert_eq!(numbers, ["1|fault JAM", "2|fault SENSOR"]);
     });
 }
+
+const SCHEDULED_T1: &str = r#"
+[[turnstile]]
+id = "T1"
+name = "Hall A north"
+zone = "Hall A"
+
+[[maintenance]]
+id = "daily-clean"
+cron = "0 6 * * *"
+devices = ["T1"]
+task = "Clean sensors"
+"#;
+
+#[test]
+fn a_schedule_run_missed_while_down_opens_one_order_and_a_run_while_it_is_open_is_noted_on_it() {
+    use gatehouse::domain::schedule::*;
+    let site = Site::new(SCHEDULED_T1);
+    let (views, journal) = (site.paths().views(), site.paths().journal());
+    // The schedule was created three days ago (three 06:00 runs missed since).
+    let spec = ScheduleSpec {
+        cron: "0 6 * * *".into(),
+        target: ScheduleTarget::Devices(vec![id("T1")]),
+        task: "Clean sensors".into(),
+    };
+    let created = ScheduleEvent::Created(ScheduleCreated {
+        spec,
+        at: jiff::Timestamp::now() - jiff::SignedDuration::from_hours(72),
+    });
+    seed_any(&site.paths(), &[("maintenance_schedule:daily-clean", vec![created])]);
+    let runs = || {
+        try_query_i64(
+            &journal,
+            "SELECT COUNT(*) FROM events WHERE event_type = 'ScheduleRunDue'",
+        )
+    };
+    with_server(site.config(), async |state, addr| {
+        eventually("one preventive order for the missed runs", || orders(&views) == 1).await;
+        assert_eq!(runs(), Some(1), "one run made up, not three");
+        let row = dump(
+            &rusqlite::Connection::open(&views).unwrap(),
+            "SELECT kind, cause, title, due_at IS NOT NULL FROM work_orders",
+        );
+        assert_eq!(
+            row,
+            ["preventive|schedule daily-clean|Clean sensors: T1 (Hall A north)|1"]
+        );
+        let (_, page) = get(addr, "/work-orders/WO-000001").await;
+        assert!(page.contains("Due"), "{page}");
+        // The next run comes while that order is still to do: noted on it, no second order.
+        let run = ScheduleCommand::Run {
+            run_at: jiff::Timestamp::now(),
+            devices: vec![id("T1")],
+            due_at: None,
+            at: jiff::Timestamp::now(),
+        };
+        let meta = gatehouse::actors::Meta::by(gatehouse::journal::Actor::policy("schedule")).caused_by("test-run");
+        state
+            .registry
+            .execute_or_start::<MaintenanceSchedule>("daily-clean", run, meta)
+            .await
+            .unwrap();
+        eventually("the skipped run is noted on the open order", || {
+            try_query_i64(
+                &views,
+                "SELECT COUNT(*) FROM work_order_steps WHERE number = 1 AND text LIKE '%run of schedule daily-clean was skipped%'",
+            ) == Some(1)
+        })
+        .await;
+        assert_eq!(orders(&views), 1);
+    });
+    // A restart makes up nothing more: the last run is recorded.
+    with_server(site.config(), async |state, _addr| {
+        settle(state).await;
+        assert_eq!(runs(), Some(2));
+        assert_eq!(orders(&views), 1);
+    });
+    // Removing the schedule from config.toml is recorded too.
+    site.write_config(SCHEDULED_T1.split("[[maintenance]]").next().unwrap());
+    with_app(site.config(), async |_app| {});
+    assert_eq!(
+        try_query_i64(
+            &journal,
+            "SELECT COUNT(*) FROM events WHERE event_type = 'ScheduleRemoved'"
+        ),
+        Some(1)
+    );
+}
