@@ -154,6 +154,21 @@ fn a_reported_fault_opens_one_order_that_a_manager_takes_through_its_life_and_a_
             "{page}"
         );
         assert_eq!(state_of(&views, 1), "resolved");
+        // The maintenance report counts it: opened, closed, one failure, its repair time.
+        let (status, report) = get(addr, "/reports/maintenance").await;
+        assert_eq!(status, 200);
+        assert!(
+            report.contains(r#"<tr id="device-T1">"#) && report.contains("Work orders opened per day"),
+            "{report}"
+        );
+        let (_, csv) = get(addr, "/reports/maintenance?format=csv").await;
+        let mut lines = csv.lines();
+        assert_eq!(
+            lines.next(),
+            Some("device,opened,closed,failures,mtbf_seconds,mttr_seconds,preventive_resolved,preventive_on_time_pct")
+        );
+        let t1 = lines.next().unwrap_or_default();
+        assert!(t1.starts_with("T1,1,1,1,") && t1.ends_with(",0,"), "{csv}");
 
         // The command line adds a comment through the running server, as the OS user.
         let commented = cli(

@@ -2,24 +2,13 @@
 //! episodes, as a page or CSV.
 
 use super::params::{Bucket, EquipmentQuery, Format, csv_href};
-use super::{Filters, csv_response, period_words, today};
+use super::{Filters, csv_response, human_duration, period_words, today};
 use crate::web::AppState;
 use crate::web::csv::Csv;
 use crate::web::equipment_figures::{self, Figures, Span, Uptime};
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use jiff::Timestamp;
-
-/// A duration for people: `12h 30m`, `4m 05s`, `9s`, `3d 2h`.
-fn human_duration(seconds: i64) -> String {
-    let (d, h, m, s) = (seconds / 86_400, seconds / 3600 % 24, seconds / 60 % 60, seconds % 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, _) => format!("{m}m {s:02}s"),
-        (0, _, _) => format!("{h}h {m:02}m"),
-        _ => format!("{d}d {h}h"),
-    }
-}
 
 /// One device's line in the report.
 pub struct HealthLine {
@@ -149,17 +138,4 @@ pub(super) async fn equipment(state: web::Data<AppState>, req: HttpRequest) -> a
             .collect(),
     };
     crate::web::render(&page)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_in_the_two_largest_units() {
-        assert_eq!(human_duration(9), "9s");
-        assert_eq!(human_duration(245), "4m 05s");
-        assert_eq!(human_duration(45_000), "12h 30m");
-        assert_eq!(human_duration(3 * 86_400 + 7_200), "3d 2h");
-    }
 }

@@ -1,4 +1,5 @@
-//! The managers' reports: `/reports/traffic`, `/reports/equipment` and `/reports/recognitions`. Each reads only
+//! The managers' reports: `/reports/traffic`, `/reports/equipment`, `/reports/recognitions` and
+//! `/reports/maintenance`. Each reads only
 //! its read tables, shows its rows as an HTML page (with a bar chart drawn here as inline SVG: no script, no
 //! CDN) and, with `?format=csv`, returns the very same rows as CSV for scripts and BI tools.
 //!
@@ -8,11 +9,12 @@
 //!
 //! This file holds the routes and the glue the reports share (the CSV response, the filter form, how many rows a
 //! page lists); `params` parses the query, `buckets` groups rows in local hours and days, `chart` draws the bar
-//! chart, and each report has its own file: `traffic`, `equipment`, `recognitions`.
+//! chart, and each report has its own file: `traffic`, `equipment`, `recognitions`, `maintenance`.
 
 mod buckets;
 mod chart;
 mod equipment;
+mod maintenance;
 mod params;
 mod recognitions;
 mod traffic;
@@ -28,7 +30,8 @@ use params::{Bucket, Period};
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/reports/traffic", web::get().to(traffic::traffic))
         .route("/reports/equipment", web::get().to(equipment::equipment))
-        .route("/reports/recognitions", web::get().to(recognitions::recognitions));
+        .route("/reports/recognitions", web::get().to(recognitions::recognitions))
+        .route("/reports/maintenance", web::get().to(maintenance::maintenance));
 }
 
 fn csv_response(report: &str, period: &Period, csv: Csv) -> HttpResponse {
@@ -43,6 +46,17 @@ fn csv_response(report: &str, period: &Period, csv: Csv) -> HttpResponse {
 
 fn today(tz: &TimeZone) -> Date {
     Timestamp::now().to_zoned_datetime(tz.clone()).date()
+}
+
+/// A duration for people: `12h 30m`, `4m 05s`, `9s`, `3d 2h`.
+fn human_duration(seconds: i64) -> String {
+    let (d, h, m, s) = (seconds / 86_400, seconds / 3600 % 24, seconds / 60 % 60, seconds % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s:02}s"),
+        (0, _, _) => format!("{h}h {m:02}m"),
+        _ => format!("{d}d {h}h"),
+    }
 }
 
 fn period_words(period: &Period) -> String {
@@ -142,6 +156,14 @@ fn distinct_indexed(conn: &rusqlite::Connection, table: &str, column: &str) -> r
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_in_the_two_largest_units() {
+        assert_eq!(human_duration(9), "9s");
+        assert_eq!(human_duration(245), "4m 05s");
+        assert_eq!(human_duration(45_000), "12h 30m");
+        assert_eq!(human_duration(3 * 86_400 + 7_200), "3d 2h");
+    }
     use actix_web::http::StatusCode;
     use jiff::civil::date;
 
