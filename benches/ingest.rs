@@ -11,6 +11,9 @@
 //!    PUBACK (durable) and to the moment every projector has applied its journal position (visible in the read
 //!    models, `device_status` and `traffic`).
 //!
+//! 5. **fault-heavy, policies off and on** (embedded): a stream where every fifth message is a fault or its clear,
+//!    with the maintenance policy opening and annotating work orders, against the same stream with no policies.
+//!
 //! Every run checks the journal holds exactly the passages sent. Needs `mosquitto` and `mosquitto_pub` on PATH.
 //!
 //! Run with `cargo bench --bench ingest`; `GATEHOUSE_BENCH_MESSAGES` (default 200,000),
@@ -45,6 +48,8 @@ const PUBLISHER_INFLIGHT: u16 = 1000;
 /// Mosquitto alone delivers to one subscriber.
 const TARGET_EMBEDDED: f64 = 40_000.0;
 const TARGET_EXTERNAL_RATIO: f64 = 0.6;
+/// Durable ingestion of a fault-heavy stream with the policies running, against the same without them.
+const TARGET_POLICY_RATIO: f64 = 0.9;
 /// The latency run's pace.
 const LATENCY_RATE: u64 = 1000;
 /// Upper bound on any single wait, so a stuck run fails with a message instead of hanging.
@@ -80,6 +85,21 @@ fn main() -> anyhow::Result<()> {
     );
     let latency = latency(latency_secs * LATENCY_RATE as usize)?;
     println!("  latency done (peak RSS {})", peak_rss());
+    // Policies off and on, alternately, twice each; the better run of each (the noise is the machine's).
+    let mut without = Vec::new();
+    let mut with = Vec::new();
+    for (round, (off, on)) in [("nopol-a", "pol-a"), ("nopol-b", "pol-b")].into_iter().enumerate() {
+        without.push(fault_heavy_run(n, k, false, off)?);
+        with.push(fault_heavy_run(n, k, true, on)?);
+        println!("  fault-heavy round {} done (peak RSS {})", round + 1, peak_rss());
+    }
+    let best = |runs: Vec<WithPolicies>| {
+        runs.into_iter()
+            .max_by(|a, b| a.ingest.rate().total_cmp(&b.ingest.rate()))
+            .expect("two runs")
+    };
+    let (without, with) = (best(without), best(with));
+    let policy_ratio = with.ingest.rate() / without.ingest.rate();
 
     let ratio = external.durable.rate() / ceiling.rate();
     let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
@@ -112,6 +132,35 @@ fn main() -> anyhow::Result<()> {
         &format!(">= {TARGET_EXTERNAL_RATIO}"),
         verdict(ratio >= TARGET_EXTERNAL_RATIO),
     ]);
+    row([
+        "fault-heavy, no policies",
+        &without.ingest.messages.to_string(),
+        &secs(without.ingest.wall),
+        &rate(without.ingest.rate()),
+        "",
+        "",
+    ]);
+    row([
+        "fault-heavy, policies on",
+        &with.ingest.messages.to_string(),
+        &secs(with.ingest.wall),
+        &rate(with.ingest.rate()),
+        "",
+        "",
+    ]);
+    row([
+        "ratio policies on / off",
+        "",
+        "",
+        &format!("{policy_ratio:.3}"),
+        &format!(">= {TARGET_POLICY_RATIO}"),
+        verdict(policy_ratio >= TARGET_POLICY_RATIO),
+    ]);
+    println!(
+        "  with policies: {} work orders opened; the policy had acted on everything {} after the last PUBACK",
+        with.work_orders,
+        with.caught_up_after.map(secs).unwrap_or_default()
+    );
     println!();
     println!(
         "latency at {} messages/s, embedded, {} messages:",
@@ -159,6 +208,65 @@ fn embedded(n: usize, k: usize) -> anyhow::Result<Measured> {
     })?;
     site.check_journal(n, 0)?;
     Ok(measured)
+}
+
+/// A fault-heavy stream into the embedded endpoint, with the program's policies running or none: how much the
+/// maintenance policy (work orders for faults) costs durable ingestion. With policies, also how long after the last
+/// PUBACK the policy had acted on everything, and how many work orders it opened.
+struct WithPolicies {
+    ingest: Measured,
+    caught_up_after: Option<Duration>,
+    work_orders: i64,
+}
+
+fn fault_heavy_run(n: usize, k: usize, policies: bool, run: &'static str) -> anyhow::Result<WithPolicies> {
+    let site = Site::new()?;
+    let config = site.config("listen = \"127.0.0.1:0\"")?;
+    let chosen = if policies {
+        gatehouse::policy::all(&config)
+    } else {
+        Vec::new()
+    };
+    let (ingest, caught_up_after) = with_app_of(config, chosen, async |app| {
+        let port = app.mqtt_addr().context("embedded mode has an MQTT address")?.port();
+        let bursts = join_async(spawn_publishers_of(port, k, n, run, fault_heavy)).await;
+        let (started, finished) = span(&bursts);
+        let caught_up_after = match app.state().projectors.iter().find(|p| p.name == "policy:maintenance") {
+            Some(policy) => {
+                // The policy's own orders move the head on: wait until it holds still.
+                loop {
+                    let head = *app.state().committed.borrow();
+                    ensure!(policy.wait_for(head, DEADLINE).await, "the policy did not catch up");
+                    if *app.state().committed.borrow() == head {
+                        break;
+                    }
+                }
+                Some(finished.elapsed())
+            }
+            None => None,
+        };
+        anyhow::Ok((
+            Measured {
+                messages: n,
+                wall: finished - started,
+            },
+            caught_up_after,
+        ))
+    })?;
+    let work_orders = read_only(&site.paths().journal())?.query_row(
+        "SELECT COUNT(*) FROM events WHERE event_type = 'WorkOrderOpened'",
+        [],
+        |r| r.get(0),
+    )?;
+    ensure!(
+        policies == (work_orders > 0),
+        "{work_orders} work orders opened with policies {policies}"
+    );
+    Ok(WithPolicies {
+        ingest,
+        caught_up_after,
+        work_orders,
+    })
 }
 
 /// Mosquitto's own QoS 1 throughput from the same publishers to one subscriber: the ceiling for external mode.
@@ -502,7 +610,39 @@ fn span(bursts: &[Burst]) -> (Instant, Instant) {
 
 /// `k` publishers on their own threads sharing `n` passages; message `g` goes to `T{g % DEVICES}` with msg_id
 /// `{run}-{g}`. All connect first, then start together.
+/// What message `g` of a run is: its topic and payload.
+type MessageOf = fn(&'static str, usize) -> (String, String);
+
+/// Passages only, message `g` to `T{g % DEVICES}`.
+fn passage(run: &'static str, g: usize) -> (String, String) {
+    (topic(g), format!(r#"{{"msg_id":"{run}-{g}","direction":"in"}}"#))
+}
+
+/// A fault-heavy stream: of every ten messages to a turnstile one reports a fault (one of four codes) and one
+/// reports it cleared, the rest are passages. Each fault opens a work order or finds one still to do; each clear
+/// is noted on its order: the maintenance policy has work for every fifth message.
+fn fault_heavy(run: &'static str, g: usize) -> (String, String) {
+    let device = g % DEVICES;
+    let round = g / DEVICES;
+    let code = format!("JAM{}", round / 10 % 4);
+    match round % 10 {
+        0 => (
+            format!("gatehouse/turnstile/T{device}/fault"),
+            format!(r#"{{"msg_id":"{run}-{g}","code":"{code}","detail":"bench"}}"#),
+        ),
+        1 => (
+            format!("gatehouse/turnstile/T{device}/fault_cleared"),
+            format!(r#"{{"msg_id":"{run}-{g}","code":"{code}"}}"#),
+        ),
+        _ => passage(run, g),
+    }
+}
+
 fn spawn_publishers(port: u16, k: usize, n: usize, run: &'static str) -> Vec<JoinHandle<Burst>> {
+    spawn_publishers_of(port, k, n, run, passage)
+}
+
+fn spawn_publishers_of(port: u16, k: usize, n: usize, run: &'static str, message: MessageOf) -> Vec<JoinHandle<Burst>> {
     let start = Arc::new(Barrier::new(k));
     (0..k)
         .map(|p| {
@@ -511,13 +651,19 @@ fn spawn_publishers(port: u16, k: usize, n: usize, run: &'static str) -> Vec<Joi
             let messages: Vec<usize> = (p..n).step_by(k).collect();
             std::thread::Builder::new()
                 .name(format!("{run}-publisher-{p}"))
-                .spawn(move || publisher(port, format!("bench-{run}-{p}"), run, messages, &start))
+                .spawn(move || publisher(port, format!("bench-{run}-{p}"), (run, message), messages, &start))
                 .expect("a publisher thread starts")
         })
         .collect()
 }
 
-fn publisher(port: u16, client_id: String, run: &'static str, messages: Vec<usize>, start: &Barrier) -> Burst {
+fn publisher(
+    port: u16,
+    client_id: String,
+    (run, message): (&'static str, MessageOf),
+    messages: Vec<usize>,
+    start: &Barrier,
+) -> Burst {
     current_thread_runtime().block_on(async move {
         let count = messages.len();
         let (client, mut eventloop) = connect(port, client_id.clone()).await;
@@ -530,9 +676,9 @@ fn publisher(port: u16, client_id: String, run: &'static str, messages: Vec<usiz
         let publishing = client.clone();
         tokio::spawn(async move {
             for g in messages {
-                let payload = format!(r#"{{"msg_id":"{run}-{g}","direction":"in"}}"#);
+                let (topic, payload) = message(run, g);
                 if publishing
-                    .publish(topic(g), QoS::AtLeastOnce, false, payload)
+                    .publish(topic, QoS::AtLeastOnce, false, payload)
                     .await
                     .is_err()
                 {
@@ -609,9 +755,19 @@ fn current_thread_runtime() -> tokio::runtime::Runtime {
 /// Runs a whole Gatehouse in its own actix system for the duration of `f`, then stops it and waits until the
 /// journal writer has finished.
 fn with_app<T>(config: Config, f: impl AsyncFnOnce(&Application) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let policies = gatehouse::policy::all(&config);
+    with_app_of(config, policies, f)
+}
+
+/// [`with_app`] with these policies.
+fn with_app_of<T>(
+    config: Config,
+    policies: Vec<Box<dyn gatehouse::policy::Policy>>,
+    f: impl AsyncFnOnce(&Application) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let system = actix_web::rt::System::new();
     let outcome = system.block_on(async move {
-        let app = Application::build(config).await?;
+        let app = Application::build_with_policies(config, policies).await?;
         let result = f(&app).await;
         anyhow::Ok((result, app.stop()))
     });

@@ -174,6 +174,16 @@ impl Mqtt {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let policies = crate::policy::all(&config);
+        Self::build_with_policies(config, policies).await
+    }
+
+    /// [`Application::build`] with these policies instead of the program's own (the ingest benchmark measures
+    /// ingestion with and without them).
+    pub async fn build_with_policies(
+        config: Config,
+        policies: Vec<Box<dyn crate::policy::Policy>>,
+    ) -> anyhow::Result<Application> {
         let http = TcpListener::bind(config.http.listen)
             .with_context(|| format!("http: cannot listen on {}", config.http.listen))?;
         let http_addr = http.local_addr()?;
@@ -188,7 +198,6 @@ impl Application {
         };
         let progress = Arc::new(crate::actors::RecoveryProgress::default());
         let recovering = crate::web::recovering::serve_while_recovering(&http, progress.clone())?;
-        let policies = crate::policy::all(&config);
         let started = Core::start_with(config, policies, progress).await;
         recovering.stop(true).await;
         let mut core = started?;

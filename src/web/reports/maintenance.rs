@@ -57,7 +57,7 @@ type Sums = (i64, i64, i64, i64, i64, i64, i64);
 pub(super) async fn maintenance(state: web::Data<AppState>, req: HttpRequest) -> actix_web::Result<HttpResponse> {
     let tz = state.config.site.timezone.clone();
     let query = EquipmentQuery::parse(req.query_string(), today(&tz), &tz)?;
-    let period = query.period.clone();
+    let period = query.period;
     let (start, end) = (period.start.as_microsecond(), period.end.as_microsecond());
     let now = Timestamp::now().as_microsecond();
     // Failures are spread over the time the period has had so far.
