@@ -97,7 +97,8 @@ async fn run_schedule(
     let tz = &config.site.timezone;
     let state = schedule_state(journal, &schedule.id).await?;
     let now = Timestamp::now();
-    let since = state.last_run.or(state.created_at).unwrap_or(now);
+    // Since the later of its last run and its (re-)creation: runs while it was out of config.toml are not owed.
+    let since = state.last_run.max(state.created_at).unwrap_or(now);
     if let Some(missed) = schedule.cron.missed_run(since, now, tz) {
         tracing::info!(schedule = %schedule.id, run = %missed, "recording a run missed while Gatehouse was down");
         record_run(config, schedule, registry, missed).await?;
