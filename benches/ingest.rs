@@ -69,6 +69,11 @@ fn main() -> anyhow::Result<()> {
          synchronous = full"
     );
     // Peak RSS after each phase shows which one grew the process.
+    let only = std::env::var("GATEHOUSE_BENCH_ONLY").unwrap_or_default();
+    let phase = |name: &str| only.is_empty() || only.split(',').any(|p| p.trim() == name);
+    if !only.is_empty() {
+        return phases(n, k, latency_secs, &phase);
+    }
     let embedded = embedded(n, k)?;
     println!("  embedded done in {} (peak RSS {})", secs(embedded.wall), peak_rss());
     let ceiling = mosquitto_alone(n, k)?;
@@ -179,6 +184,30 @@ fn main() -> anyhow::Result<()> {
         "peak RSS (gatehouse and publishers; mosquitto not included): {}",
         peak_rss()
     );
+    Ok(())
+}
+
+/// Only the phases `GATEHOUSE_BENCH_ONLY` names (comma-separated: latency, policies), each printed as it ends: for
+/// working on one figure without waiting for the others.
+fn phases(n: usize, k: usize, latency_secs: usize, phase: &dyn Fn(&str) -> bool) -> anyhow::Result<()> {
+    if phase("latency") {
+        let latency = latency(latency_secs * LATENCY_RATE as usize)?;
+        for (name, sample) in [("publish -> PUBACK", &latency.acked), ("publish -> visible", &latency.visible)] {
+            println!("{name:<20} p50 {} p99 {} max {}", ms(sample.p50), ms(sample.p99), ms(sample.max));
+        }
+    }
+    if phase("policies") {
+        for policies in [false, true] {
+            let run = fault_heavy_run(n, k, policies, if policies { "pol" } else { "nopol" })?;
+            println!(
+                "fault-heavy, policies {}: {} events/s, {} work orders, caught up after {}",
+                if policies { "on " } else { "off" },
+                rate(run.ingest.rate()),
+                run.work_orders,
+                run.caught_up_after.map(secs).unwrap_or_default()
+            );
+        }
+    }
     Ok(())
 }
 

@@ -67,6 +67,19 @@ impl StoragePaths {
     }
 }
 
+/// Taken by this process's writers of `views.db` (projectors, policies, parking, rebuild swaps) around each write
+/// transaction. SQLite lets one writer in at a time and makes the others poll with growing sleeps (1, 2, 5, 10 ms
+/// …); with a projector per read model all woken by the same commit, those sleeps were most of the time from a
+/// commit to its rows being visible. Queued on this lock they go one after the other without sleeping. Writers in
+/// other processes (`gatehouse rebuild` beside `serve`) still meet SQLite's own lock and its busy timeout.
+/// A rebuild's side database (another file) needs no turn: `None` for any connection not to a `views.db`.
+pub fn views_writer(conn: &Connection) -> Option<std::sync::MutexGuard<'static, ()>> {
+    static VIEWS_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let live = conn.path().is_some_and(|path| Path::new(path).ends_with(VIEWS_FILE));
+    // A panic while holding it leaves nothing half-done: SQLite rolled that transaction back.
+    live.then(|| VIEWS_WRITER.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
 /// Opens a read-write connection in WAL mode, so readers never block the writer and vice versa.
 pub fn open(path: &Path, synchronous: Synchronous) -> anyhow::Result<Connection> {
     let conn = Connection::open(path).with_context(|| format!("{}: cannot open database", path.display()))?;

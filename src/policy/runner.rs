@@ -266,6 +266,7 @@ impl Runner {
         let name = self.name;
         let memory = self.policy.remember();
         self.blocking(move |c| {
+            let _writer = crate::db::views_writer(&c.views);
             let tx = c
                 .views
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

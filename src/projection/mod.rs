@@ -124,6 +124,7 @@ pub fn run_batch(
     batch_size: usize,
     on_error: OnError,
 ) -> anyhow::Result<(Position, usize)> {
+    let _writer = crate::db::views_writer(views);
     let mut tx = views.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let from = checkpoint(&tx, projection.name())?;
     let events = journal.events_after_lenient(from, batch_size)?;
