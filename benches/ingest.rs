@@ -192,8 +192,16 @@ fn main() -> anyhow::Result<()> {
 fn phases(n: usize, k: usize, latency_secs: usize, phase: &dyn Fn(&str) -> bool) -> anyhow::Result<()> {
     if phase("latency") {
         let latency = latency(latency_secs * LATENCY_RATE as usize)?;
-        for (name, sample) in [("publish -> PUBACK", &latency.acked), ("publish -> visible", &latency.visible)] {
-            println!("{name:<20} p50 {} p99 {} max {}", ms(sample.p50), ms(sample.p99), ms(sample.max));
+        for (name, sample) in [
+            ("publish -> PUBACK", &latency.acked),
+            ("publish -> visible", &latency.visible),
+        ] {
+            println!(
+                "{name:<20} p50 {} p99 {} max {}",
+                ms(sample.p50),
+                ms(sample.p99),
+                ms(sample.max)
+            );
         }
     }
     if phase("policies") {

@@ -16,7 +16,7 @@ pub use maintenance::MaintenancePolicy;
 pub use runner::start_policies;
 
 use crate::actors::{CommandError, CommandOutcome, Hosted, Meta, Registry};
-use crate::domain::DeviceCommand;
+use crate::domain::{DeviceCommand, StreamName};
 use crate::journal::StoredEvent;
 use std::future::Future;
 use std::pin::Pin;
@@ -65,6 +65,8 @@ type OrderFuture = Pin<Box<dyn Future<Output = Result<CommandOutcome, OrderError
 pub struct Order {
     /// What it is, for logs.
     pub describe: String,
+    /// The stream it goes to: orders to one stream are carried out in the order decided.
+    pub target: String,
     run: Box<dyn FnOnce(Registry, Meta) -> OrderFuture + Send>,
 }
 
@@ -91,6 +93,7 @@ impl Order {
         let id = id.into();
         Order {
             describe: format!("{:?} to {}:{id}", command, A::KIND),
+            target: StreamName::of(A::KIND, &id).map_or_else(|_| format!("{}:{id}", A::KIND), |s| s.to_string()),
             run: Box::new(move |registry, meta| {
                 Box::pin(async move { sort(registry.execute_or_start::<A>(&id, command, meta).await) })
             }),
@@ -102,6 +105,7 @@ impl Order {
         let id = id.into();
         Order {
             describe: format!("{command:?} to device {id}"),
+            target: id.clone(),
             run: Box::new(move |registry, meta| {
                 Box::pin(async move { sort(registry.execute_device(&id, command, meta).await) })
             }),

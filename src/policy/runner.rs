@@ -1,6 +1,7 @@
-//! Runs each policy as a task on the actix runtime: read a batch after the checkpoint (on the blocking pool),
-//! execute the orders each event calls for in journal order, waiting for each to be durable, then move the
-//! checkpoint. Woken by the writer's commit notices, like the projectors; catches up after a restart.
+//! Runs each policy as a task on the actix runtime: read a batch after the checkpoint (on the blocking pool), let
+//! the policy decide every event of it, carry out the orders (in decision order per aggregate instance,
+//! concurrently across instances) until each is durable, then move the checkpoint with the policy's memory. Woken
+//! by the writer's commit notices, like the projectors; catches up after a restart.
 
 use super::{OrderError, Policy, follower_name};
 use crate::actors::{Meta, Registry};
@@ -177,6 +178,10 @@ impl Runner {
     }
 
     /// Reads, acts on and checkpoints one batch. Returns how many rows it read.
+    ///
+    /// The policy decides the whole batch first (from its memory, never from what its orders did); the orders are
+    /// then carried out together: one after the other for each aggregate instance, concurrently across instances,
+    /// so their appends share group commits instead of waiting a commit each.
     async fn one_batch(&mut self) -> Result<usize, String> {
         let name = self.name;
         let (from, rows): Batch = self
@@ -188,18 +193,14 @@ impl Runner {
         let read = rows.len();
         let mut last = from;
         let mut parked = Vec::new();
+        let mut orders = Vec::new();
         for row in rows {
             let outcome = match row {
                 Ok(event) => match self.policy.react(&event) {
-                    Ok(orders) => match self.carry_out(&event, orders).await {
-                        Ok(()) => Ok(event.position),
-                        Err(error) => {
-                            // The whole batch is retried from its checkpoint with the memory saved there (the
-                            // policy's memory already holds this event); orders that landed are dropped then.
-                            self.recall_saved().await?;
-                            return Err(error);
-                        }
-                    },
+                    Ok(decided) => {
+                        orders.extend(self.with_causations(event.position, decided));
+                        Ok(event.position)
+                    }
                     Err(error) => Err(Unhandled::of(&event, error)),
                 },
                 Err(unreadable) => Err(Unhandled::unreadable(&unreadable)),
@@ -208,6 +209,7 @@ impl Runner {
                 Ok(position) => last = position,
                 Err(unhandled) if self.on_error == OnError::Stop => {
                     // Keep what came before it; stop in front of it, acting on nothing after it.
+                    self.carry_out(std::mem::take(&mut orders)).await?;
                     self.save(from, last, parked).await?;
                     return Err(format!(
                         "event at position {} cannot be handled: {}",
@@ -220,29 +222,72 @@ impl Runner {
                 }
             }
         }
+        self.carry_out(orders).await?;
         self.save(from, last, parked).await?;
         Ok(read)
     }
 
-    async fn carry_out(&self, event: &StoredEvent, orders: Vec<super::Order>) -> Result<(), String> {
+    /// Each order with the causation it is carried out under: `policy:NAME:POSITION`, `/N` for the N-th of several.
+    fn with_causations(&self, position: Position, orders: Vec<super::Order>) -> Vec<(String, super::Order)> {
         let several = orders.len() > 1;
-        for (n, order) in orders.into_iter().enumerate() {
-            let causation = if several {
-                format!("{}:{}/{n}", self.name, event.position)
-            } else {
-                format!("{}:{}", self.name, event.position)
-            };
-            let meta = Meta::by(Actor::from_stored(self.name.to_owned())).caused_by(causation);
-            let describe = order.describe.clone();
-            match order.run(self.registry.clone(), meta).await {
-                Ok(outcome) => tracing::debug!(policy = self.name, position = event.position, ?outcome, %describe),
-                Err(OrderError::Refused(why)) => {
-                    tracing::info!(policy = self.name, position = event.position, %describe, %why, "order refused")
-                }
-                Err(OrderError::Retry(why)) => return Err(format!("{describe}: {why}")),
+        orders
+            .into_iter()
+            .enumerate()
+            .map(|(n, order)| {
+                let causation = if several {
+                    format!("{}:{position}/{n}", self.name)
+                } else {
+                    format!("{}:{position}", self.name)
+                };
+                (causation, order)
+            })
+            .collect()
+    }
+
+    /// Carries out a batch's orders until each is durable (or refused). When one cannot be made durable, the
+    /// policy's memory goes back to its checkpoint and the whole batch is tried again (orders that landed are
+    /// dropped then by their causations).
+    async fn carry_out(&mut self, orders: Vec<(String, super::Order)>) -> Result<(), String> {
+        if orders.is_empty() {
+            return Ok(());
+        }
+        // Per target, in decision order.
+        let mut by_target: Vec<(String, Vec<(String, super::Order)>)> = Vec::new();
+        for (causation, order) in orders {
+            match by_target.iter_mut().find(|(target, _)| *target == order.target) {
+                Some((_, queue)) => queue.push((causation, order)),
+                None => by_target.push((order.target.clone(), vec![(causation, order)])),
             }
         }
-        Ok(())
+        let (name, registry) = (self.name, self.registry.clone());
+        let queues = by_target.into_iter().map(|(_, queue)| {
+            let registry = registry.clone();
+            async move {
+                for (causation, order) in queue {
+                    let meta = Meta::by(Actor::from_stored(name.to_owned())).caused_by(causation.clone());
+                    let describe = order.describe.clone();
+                    match order.run(registry.clone(), meta).await {
+                        Ok(outcome) => tracing::debug!(policy = name, %causation, ?outcome, %describe),
+                        Err(OrderError::Refused(why)) => {
+                            tracing::info!(policy = name, %causation, %describe, %why, "order refused")
+                        }
+                        Err(OrderError::Retry(why)) => return Err(format!("{describe}: {why}")),
+                    }
+                }
+                Ok(())
+            }
+        });
+        let failed = futures_util::future::join_all(queues)
+            .await
+            .into_iter()
+            .find_map(Result::err);
+        match failed {
+            None => Ok(()),
+            Some(error) => {
+                self.recall_saved().await?;
+                Err(error)
+            }
+        }
     }
 
     /// Puts the policy's memory back to what was saved with its checkpoint.
