@@ -123,6 +123,14 @@ fn a_reported_fault_opens_one_order_that_a_manager_takes_through_its_life_and_a_
             "{csv}"
         );
 
+        // The report answers while an order is still open (not closed: no closing instant to count).
+        let (status, report) = get(addr, "/reports/maintenance?format=csv").await;
+        assert_eq!(status, 200, "{report}");
+        assert!(
+            report.lines().nth(1).is_some_and(|t1| t1.starts_with("T1,1,0,1,")),
+            "{report}"
+        );
+
         // The command line sees it while the server runs.
         let listed = cli(dir.clone(), &["work-orders", "--state", "open"]).await;
         let out = String::from_utf8_lossy(&listed.stdout);

@@ -65,30 +65,25 @@ pub(super) async fn maintenance(state: web::Data<AppState>, req: HttpRequest) ->
     let (devices, opened, overdue) = crate::web::read_views(&state, move |conn| {
         let mut sums: HashMap<String, Sums> = HashMap::new();
         let mut statement = conn.prepare_cached(
+            // A comparison with a NULL instant (an order not closed yet) is NULL, and SUM of only NULLs is NULL:
+            // TOTAL counts them as 0.
             "SELECT device_id,
-                    SUM(opened_at >= ?1 AND opened_at < ?2),
-                    SUM(closed_at >= ?1 AND closed_at < ?2),
-                    SUM(kind = 'corrective' AND opened_at >= ?1 AND opened_at < ?2),
+                    TOTAL(opened_at >= ?1 AND opened_at < ?2),
+                    TOTAL(closed_at >= ?1 AND closed_at < ?2),
+                    TOTAL(kind = 'corrective' AND opened_at >= ?1 AND opened_at < ?2),
                     TOTAL(CASE WHEN kind = 'corrective' AND resolved_at >= ?1 AND resolved_at < ?2
                                THEN resolved_at - opened_at END),
-                    SUM(kind = 'corrective' AND resolved_at >= ?1 AND resolved_at < ?2),
-                    SUM(kind = 'preventive' AND due_at IS NOT NULL AND resolved_at >= ?1 AND resolved_at < ?2),
-                    SUM(kind = 'preventive' AND due_at IS NOT NULL AND resolved_at >= ?1 AND resolved_at < ?2
-                        AND resolved_at <= due_at)
+                    TOTAL(kind = 'corrective' AND resolved_at >= ?1 AND resolved_at < ?2),
+                    TOTAL(kind = 'preventive' AND due_at IS NOT NULL AND resolved_at >= ?1 AND resolved_at < ?2),
+                    TOTAL(kind = 'preventive' AND due_at IS NOT NULL AND resolved_at >= ?1 AND resolved_at < ?2
+                          AND resolved_at <= due_at)
              FROM work_orders GROUP BY device_id",
         )?;
         let rows = statement.query_map([start, end], |r| {
+            let n = |i| r.get::<_, f64>(i).map(|v| v as i64);
             Ok((
                 r.get::<_, String>(0)?,
-                (
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get::<_, f64>(4)? as i64,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ),
+                (n(1)?, n(2)?, n(3)?, n(4)?, n(5)?, n(6)?, n(7)?),
             ))
         })?;
         for row in rows {
