@@ -845,7 +845,10 @@ impl Site {
     /// The config with `mqtt` as its `[mqtt]` section.
     fn config(&self, mqtt: &str) -> anyhow::Result<Config> {
         // `dir` is relative, so it resolves against the temp dir passed to `Config::parse`: no path quoting.
-        let mut text = format!("[http]\nlisten = \"127.0.0.1:0\"\n\n[storage]\ndir = \"data\"\n\n[mqtt]\n{mqtt}\n");
+        // The publishers connect without an identity, as gateways of a site with require_auth off.
+        let mut text = format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n\n[storage]\ndir = \"data\"\n\n[mqtt]\n{mqtt}\nrequire_auth = false\n"
+        );
         for i in 0..DEVICES {
             let _ = write!(
                 text,

@@ -256,7 +256,7 @@ impl Site {
     fn config(&self, port: u16) -> String {
         let mut text = format!(
             "[site]\nname = \"Bench site\"\ntimezone = \"{TIMEZONE}\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n\
-             [mqtt]\nlisten = \"127.0.0.1:0\"\n\n[storage]\ndir = \"data\"\n"
+             [mqtt]\nlisten = \"127.0.0.1:0\"\nrequire_auth = false\n\n[storage]\ndir = \"data\"\n"
         );
         for d in &self.devices {
             let table = match d.kind {

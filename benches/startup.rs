@@ -36,7 +36,7 @@ const BUILD_BATCH: usize = 50_000;
 fn config(turnstiles: usize, port: u16) -> String {
     let mut text = format!(
         "[site]\nname = \"Bench site\"\ntimezone = \"Europe/Berlin\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n\
-         [mqtt]\nlisten = \"127.0.0.1:0\"\n\n[storage]\ndir = \"data\"\n"
+         [mqtt]\nlisten = \"127.0.0.1:0\"\nrequire_auth = false\n\n[storage]\ndir = \"data\"\n"
     );
     for i in 0..turnstiles {
         let _ = write!(

@@ -8,7 +8,7 @@ use crate::db::StoragePaths;
 use crate::db::lock_data_dir;
 use crate::ingest::Ingestor;
 use crate::journal::{JournalWriter, WriterThread};
-use crate::mqtt::embedded::EmbeddedEndpoint;
+use crate::mqtt::embedded::{Admission, EmbeddedEndpoint};
 use crate::mqtt::external::ExternalSubscriber;
 use crate::mqtt::subscriptions::CommandDelivery;
 use crate::projection::runner::start_projectors;
@@ -92,6 +92,7 @@ impl Core {
             writer.clone(),
             config.mqtt.topic_prefix.clone(),
             bounds,
+            crate::ingest::DeadLetterQuota::new(config.mqtt.dead_letter_quota),
         );
         let commands_follower = projectors
             .iter()
@@ -172,6 +173,24 @@ impl Mqtt {
     }
 }
 
+/// With `require_auth` on, the embedded endpoint accepts only gateway identities: with none yet, every gateway
+/// would be refused (after an upgrade, silently), so the server does not start and says how to add one.
+fn refuse_gateways_cut_off(config: &Config) -> anyhow::Result<()> {
+    if config.mqtt.broker != Broker::Embedded || !config.mqtt.require_auth {
+        return Ok(());
+    }
+    let paths = StoragePaths::new(&config.storage.dir);
+    paths.prepare()?;
+    if crate::gateways::any(&crate::db::open(&paths.journal(), config.storage.synchronous)?)? {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "mqtt: require_auth is on and no gateway may sign in yet, so every gateway would be refused: add one with \
+         `gatehouse gateway add NAME --devices T1,T2` (it prints the username and password to give the gateway), \
+         or set require_auth = false under [mqtt] in the config"
+    )
+}
+
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let policies = crate::policy::all(&config);
@@ -184,6 +203,7 @@ impl Application {
         config: Config,
         policies: Vec<Box<dyn crate::policy::Policy>>,
     ) -> anyhow::Result<Application> {
+        refuse_gateways_cut_off(&config)?;
         let http = TcpListener::bind(config.http.listen)
             .with_context(|| format!("http: cannot listen on {}", config.http.listen))?;
         let http_addr = http.local_addr()?;
@@ -205,7 +225,13 @@ impl Application {
         let mqtt = match (&state.config.mqtt.broker, mqtt_listener) {
             (Broker::Embedded, Some(listener)) => {
                 let delivery = CommandDelivery::new(state.commands.clone(), state.paths.journal());
-                Mqtt::Embedded(EmbeddedEndpoint::start_on(listener, state.ingestor.clone(), delivery)?)
+                let admission = Admission::new(&state.config.mqtt, state.paths.journal());
+                Mqtt::Embedded(EmbeddedEndpoint::start_on(
+                    listener,
+                    state.ingestor.clone(),
+                    delivery,
+                    admission,
+                )?)
             }
             (Broker::Embedded, None) => anyhow::bail!("mqtt: the embedded endpoint has no listener"),
             (Broker::External { .. }, _) => Mqtt::External(ExternalSubscriber::start(

@@ -325,6 +325,8 @@ fn describe(ingested: &Ingested) -> (String, Option<i64>) {
         Ingested::Recorded { events, .. } => (format!("recorded {events} events"), None),
         Ingested::Duplicate => ("duplicate: the message was already recorded".into(), None),
         Ingested::DeadLettered { id, reason } => (format!("dead letter {id}: {reason}"), Some(*id)),
+        // Re-drives are never over quota; should one be, it says so.
+        Ingested::OverQuota { reason } => (format!("not kept (over quota): {reason}"), None),
     }
 }
 
@@ -350,6 +352,7 @@ pub async fn process_redrive_requests(ingestor: &Ingestor, journal_path: &Path) 
                 received_at: letter.received_at,
                 actor: letter.redrive_by.clone().unwrap_or_else(Actor::cli),
                 arrival: Arrival::Redrive { dead_letter: letter.id },
+                gateway: None,
             })
             .await
             .with_context(|| format!("dead letter {}: cannot re-drive it (will retry)", letter.id))?;

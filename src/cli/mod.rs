@@ -4,6 +4,7 @@
 //! (`own_core`): `dead_letters`, `operator` (lock-out, unlock) and `work_orders` (steps on an order).
 
 pub mod dead_letters;
+mod gateways;
 mod operator;
 mod own_core;
 mod work_orders;
@@ -57,6 +58,11 @@ pub enum Command {
         /// Broker to publish to (mqtt://host:port); default: the configured embedded endpoint or broker.
         #[arg(long)]
         broker: Option<String>,
+        /// Sign in as this gateway (`gatehouse gateway add` prints its username and password).
+        #[arg(long, requires = "password")]
+        username: Option<String>,
+        #[arg(long, requires = "username")]
+        password: Option<String>,
     },
     /// Validate the configuration and print a summary.
     CheckConfig,
@@ -91,6 +97,11 @@ pub enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Manage the identities gateways sign in to the embedded MQTT endpoint with.
+    Gateway {
+        #[command(subcommand)]
+        command: GatewayCommand,
     },
     /// Manage API tokens for scripts and BI tools.
     Token {
@@ -179,6 +190,25 @@ impl WorkOrderStepArg {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum GatewayCommand {
+    /// Create a gateway identity (or give an existing one new devices and new secrets) and print, once,
+    /// mqtt_username=, mqtt_password= and http_token= lines.
+    Add {
+        name: String,
+        /// The devices it may report for (and whose command topics it may subscribe to): T1,T2,C1.
+        #[arg(long, default_value = "")]
+        devices: String,
+        /// It may also subscribe to {prefix}/alarms/#.
+        #[arg(long)]
+        alarms: bool,
+    },
+    /// List gateway identities: name, devices, alarms, created (tab-separated).
+    List,
+    /// Remove a gateway identity: it can no longer sign in.
+    Remove { name: String },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum UserCommand {
     /// Create a user, or update an existing user's role and password; the password is read from stdin (one line).
     Add {
@@ -242,7 +272,18 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     let as_user = cli.as_user.clone();
     match cli.command {
         Command::Serve { demo } => serve(config, demo),
-        Command::Simulate { rate, duration, broker } => simulate(config, rate, duration, broker.as_deref()),
+        Command::Simulate {
+            rate,
+            duration,
+            broker,
+            username,
+            password,
+        } => simulate(config, rate, duration, broker.as_deref(), username.zip(password)),
+        Command::Gateway { command } => match command {
+            GatewayCommand::Add { name, devices, alarms } => gateways::add(&config, &name, &devices, alarms),
+            GatewayCommand::List => gateways::list(&config),
+            GatewayCommand::Remove { name } => gateways::remove(&config, &name),
+        },
         Command::CheckConfig => {
             // A closed pipe (`| head`) ends the command quietly, like `events`.
             let _ = std::io::stdout().lock().write_all(config.summary().as_bytes());
@@ -348,6 +389,11 @@ fn token_create(config: &Config, name: &str, role: &str) -> Result<(), Failure> 
 const DEMO_RATE: f64 = 10.0;
 
 fn serve(config: Config, demo: bool) -> Result<(), Failure> {
+    // The demo's simulated gateway signs in like a real one: an identity for every device, made afresh.
+    let demo_gateway = match demo && config.mqtt.broker == crate::config::Broker::Embedded && config.mqtt.require_auth {
+        true => Some(demo_gateway(&config)?),
+        false => None,
+    };
     let system = actix_web::rt::System::new();
     let writer_thread = system.block_on(async move {
         let app = Application::build(config).await?;
@@ -370,7 +416,15 @@ fn serve(config: Config, demo: bool) -> Result<(), Failure> {
                 None => broker_target(&config, None)?,
             };
             println!("gatehouse: demo: simulating {DEMO_RATE} device messages per second");
-            let options = SimulateOptions::for_site(&config, host, port, DEMO_RATE, None);
+            let mut options = SimulateOptions::for_site(&config, host, port, DEMO_RATE, None);
+            if let Some(credentials) = demo_gateway {
+                println!(
+                    "gatehouse: demo: the simulated gateway signs in as {:?}",
+                    credentials.mqtt_username
+                );
+                options.username = Some(credentials.mqtt_username);
+                options.password = Some(credentials.mqtt_password);
+            }
             actix_web::rt::spawn(async move {
                 if let Err(error) = crate::simulate::run(&config, options, std::future::pending()).await {
                     tracing::error!(error = %format!("{error:#}"), "demo traffic stopped");
@@ -384,6 +438,18 @@ fn serve(config: Config, demo: bool) -> Result<(), Failure> {
     drop(system);
     writer_thread.join();
     Ok(())
+}
+
+/// The `demo` gateway identity, for every configured device, with fresh secrets.
+fn demo_gateway(config: &Config) -> anyhow::Result<crate::gateways::Credentials> {
+    let devices = config
+        .turnstiles
+        .iter()
+        .map(|t| t.id.clone())
+        .chain(config.cameras.iter().map(|c| c.id.clone()))
+        .collect();
+    let conn = crate::auth::open(&StoragePaths::new(&config.storage.dir).journal())?;
+    crate::gateways::add(&conn, "demo", &devices, false)
 }
 
 /// Where a client on this machine reaches a listener bound to `ip` (0.0.0.0 means every interface).
@@ -423,17 +489,27 @@ fn broker_target(config: &Config, url: Option<&str>) -> anyhow::Result<(String, 
     }
 }
 
-fn simulate(config: Config, rate: f64, duration: u64, broker: Option<&str>) -> Result<(), Failure> {
+fn simulate(
+    config: Config,
+    rate: f64,
+    duration: u64,
+    broker: Option<&str>,
+    login: Option<(String, String)>,
+) -> Result<(), Failure> {
     let (host, port) = broker_target(&config, broker).map_err(Failure::Usage)?;
     if !(rate.is_finite() && rate > 0.0) {
         return Err(Failure::Usage(anyhow!(
             "--rate {rate}: expected a positive number of messages per second"
         )));
     }
-    let options = SimulateOptions {
+    let mut options = SimulateOptions {
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         ..SimulateOptions::for_site(&config, host, port, rate, Some(Duration::from_secs(duration)))
     };
+    if let Some((username, password)) = login {
+        options.username = Some(username);
+        options.password = Some(password);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

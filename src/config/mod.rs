@@ -87,6 +87,12 @@ pub struct MqttConfig {
     pub topic_prefix: String,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// The embedded endpoint accepts only gateways that sign in with their identity (`gatehouse gateway add`).
+    pub require_auth: bool,
+    /// Connections the embedded endpoint keeps open at once; more are refused.
+    pub max_connections: usize,
+    /// Dead letters stored per gateway per minute; past it they are acknowledged and counted, not stored.
+    pub dead_letter_quota: u32,
 }
 
 /// Which broker the gateways publish to.

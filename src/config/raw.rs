@@ -52,6 +52,9 @@ pub(super) struct RawMqtt {
     pub(super) topic_prefix: Option<Spanned<String>>,
     pub(super) username: Option<String>,
     pub(super) password: Option<String>,
+    pub(super) require_auth: Option<Spanned<bool>>,
+    pub(super) max_connections: Option<Spanned<i64>>,
+    pub(super) dead_letter_quota: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -126,7 +129,19 @@ pub(super) const TABLE_KEYS: &[(&str, &[&str])] = &[
     ("[site]", &["name", "timezone"]),
     ("[http]", &["listen"]),
     ("[storage]", &["dir", "snapshot_every", "synchronous"]),
-    ("[mqtt]", &["broker", "listen", "topic_prefix", "username", "password"]),
+    (
+        "[mqtt]",
+        &[
+            "broker",
+            "listen",
+            "topic_prefix",
+            "username",
+            "password",
+            "require_auth",
+            "max_connections",
+            "dead_letter_quota",
+        ],
+    ),
     ("[devices]", &["offline_after", "max_clock_skew", "max_backdate"]),
     ("[followers]", &["on_error"]),
     (

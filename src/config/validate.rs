@@ -25,6 +25,8 @@ const DEFAULT_STORAGE_DIR: &str = "data";
 const DEFAULT_SNAPSHOT_EVERY: u32 = 500;
 const DEFAULT_MQTT_LISTEN: &str = "127.0.0.1:1883";
 const DEFAULT_TOPIC_PREFIX: &str = "gatehouse";
+const DEFAULT_MAX_CONNECTIONS: i64 = 1000;
+const DEFAULT_DEAD_LETTER_QUOTA: i64 = 100;
 const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(90);
 const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_MAX_BACKDATE: Duration = Duration::from_secs(30 * 86400);
@@ -188,12 +190,25 @@ fn build_mqtt(raw: RawMqtt) -> Result<MqttConfig, Problem> {
             }
         },
     };
+    let whole = |value: Option<Spanned<i64>>, default: i64, key: &str| -> Result<i64, Problem> {
+        match value {
+            None => Ok(default),
+            Some(v) if *v.get_ref() >= 1 && *v.get_ref() <= i64::from(u32::MAX) => Ok(*v.get_ref()),
+            Some(v) => Err(Problem::at(
+                v.span(),
+                format!("invalid {key} {}: expected a whole number of at least 1", v.get_ref()),
+            )),
+        }
+    };
     Ok(MqttConfig {
         broker,
         listen,
         topic_prefix,
         username: raw.username,
         password: raw.password,
+        require_auth: raw.require_auth.map_or(true, |v| *v.get_ref()),
+        max_connections: whole(raw.max_connections, DEFAULT_MAX_CONNECTIONS, "max_connections")? as usize,
+        dead_letter_quota: whole(raw.dead_letter_quota, DEFAULT_DEAD_LETTER_QUOTA, "dead_letter_quota")? as u32,
     })
 }
 

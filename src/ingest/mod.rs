@@ -5,7 +5,7 @@ pub mod message;
 pub mod pipeline;
 
 pub use message::{ClockBounds, DeviceMessage, MAX_PAYLOAD, Unacceptable, parse};
-pub use pipeline::{Arrival, Ingested, Ingestor, Received};
+pub use pipeline::{Arrival, DEAD_LETTER_PAYLOAD_KEPT, DeadLetterQuota, Ingested, Ingestor, Received};
 
 #[cfg(test)]
 mod tests;

@@ -5,8 +5,12 @@ use super::message::{ClockBounds, parse, payload_digest};
 use crate::actors::{CommandError, CommandOutcome, Meta, Registry};
 use crate::journal::{Actor, AppendError, Delivery, JournalWriter, NewDeadLetter, Position};
 use jiff::Timestamp;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-/// What became of a message; every variant is durable and may be acknowledged.
+/// What became of a message; every variant may be acknowledged (all but `OverQuota` are durable, and that one is
+/// counted: its sender is past its dead-letter quota).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ingested {
     /// The device recorded `events` events (0 when the message changed nothing).
@@ -15,6 +19,8 @@ pub enum Ingested {
     Duplicate,
     /// Kept as dead letter `id` with `reason`.
     DeadLettered { id: i64, reason: String },
+    /// A dead letter past its sender's `dead_letter_quota` for this minute: acknowledged and counted, not stored.
+    OverQuota { reason: String },
 }
 
 /// How a message arrived, which decides what makes a repeat of it a duplicate when it has no `msg_id`.
@@ -39,6 +45,9 @@ pub struct Received<'a> {
     /// Who sent it (`gateway:CLIENT`, `broker:HOST`) or re-drove it.
     pub actor: Actor,
     pub arrival: Arrival,
+    /// The signed-in gateway it came from, whose devices are the only ones it may report for (`None` when
+    /// gateways do not sign in, for an external broker's messages and for re-drives).
+    pub gateway: Option<std::sync::Arc<crate::gateways::Gateway>>,
 }
 
 impl<'a> Received<'a> {
@@ -50,8 +59,20 @@ impl<'a> Received<'a> {
             received_at,
             actor,
             arrival: Arrival::Once,
+            gateway: None,
         }
     }
+}
+
+/// A message on its way to becoming a dead letter.
+struct Letter<'a> {
+    topic: &'a str,
+    payload: &'a [u8],
+    received_at: Timestamp,
+    reason: String,
+    actor: Actor,
+    /// Counts against its sender's quota (everything but re-drives).
+    quota: bool,
 }
 
 /// Turns messages into events or dead letters. Cheap to clone.
@@ -61,7 +82,51 @@ pub struct Ingestor {
     writer: JournalWriter,
     topic_prefix: String,
     bounds: ClockBounds,
+    quota: DeadLetterQuota,
 }
+
+/// At most `per_minute` dead letters stored per sender (its actor) per minute, so a broken or hostile gateway
+/// cannot fill the disk; the rest are acknowledged and counted.
+#[derive(Clone)]
+pub struct DeadLetterQuota {
+    per_minute: u32,
+    used: Arc<Mutex<HashMap<String, (i64, u32)>>>,
+    /// Dead letters not stored since start (for `/metrics`).
+    pub dropped: Arc<AtomicU64>,
+}
+
+impl DeadLetterQuota {
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute,
+            used: Arc::default(),
+            dropped: Arc::default(),
+        }
+    }
+
+    /// Takes one from `sender`'s quota for the minute of `at`; `false` when it is used up.
+    fn take(&self, sender: &str, at: Timestamp) -> bool {
+        let minute = at.as_second().div_euclid(60);
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget other minutes now and then, so a year of senders does not pile up.
+        if used.len() > 10_000 {
+            used.retain(|_, (m, _)| *m == minute);
+        }
+        let entry = used.entry(sender.to_owned()).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        if entry.1 >= self.per_minute {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        entry.1 += 1;
+        true
+    }
+}
+
+/// The most of a dead letter's payload that is kept; the rest is described by its size and SHA-256.
+pub const DEAD_LETTER_PAYLOAD_KEPT: usize = 4096;
 
 impl Ingestor {
     pub fn new(
@@ -69,13 +134,20 @@ impl Ingestor {
         writer: JournalWriter,
         topic_prefix: impl Into<String>,
         bounds: ClockBounds,
+        quota: DeadLetterQuota,
     ) -> Self {
         Self {
             registry,
             writer,
             topic_prefix: topic_prefix.into(),
             bounds,
+            quota,
         }
+    }
+
+    /// Dead letters not stored because their sender was over its quota, since start.
+    pub fn dead_letters_over_quota(&self) -> u64 {
+        self.quota.dropped.load(Ordering::Relaxed)
     }
 
     /// Handles one message. `Err` means nothing durable happened (the journal could not write): the message
@@ -87,17 +159,37 @@ impl Ingestor {
             received_at,
             actor,
             arrival,
+            gateway,
         } = received;
+        let quota = !matches!(arrival, Arrival::Redrive { .. });
+        let letter = |reason: String, actor: Actor| Letter {
+            topic,
+            payload,
+            received_at,
+            reason,
+            actor,
+            quota,
+        };
         let message = match parse(&self.topic_prefix, topic, payload, received_at, self.bounds, |id| {
             self.registry.kind(id)
         }) {
             Ok(message) => message,
-            Err(unacceptable) => {
-                return self
-                    .dead_letter(topic, payload, received_at, unacceptable.to_string(), actor)
-                    .await;
-            }
+            Err(unacceptable) => return self.dead_letter(letter(unacceptable.to_string(), actor)).await,
         };
+        if let Some(gateway) = gateway.filter(|g| !g.may_report_for(message.device.as_str())) {
+            let reason = format!(
+                "gateway {} may not report for device {} (its devices: {})",
+                gateway.name,
+                message.device,
+                gateway
+                    .devices
+                    .iter()
+                    .map(|d| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            return self.dead_letter(letter(reason, actor)).await;
+        }
         let command_name = message.command.name();
         let mut meta = Meta::by(actor.clone());
         match (message.msg_id, &arrival) {
@@ -127,11 +219,11 @@ impl Ingestor {
             Ok(CommandOutcome::Duplicate) => Ok(Ingested::Duplicate),
             Err(CommandError::Rejected(rejection)) => {
                 let reason = format!("device {} refused to {command_name}: {rejection}", message.device);
-                self.dead_letter(topic, payload, received_at, reason, actor).await
+                self.dead_letter(letter(reason, actor)).await
             }
             Err(CommandError::UnknownDevice(device) | CommandError::UnknownStream(device)) => {
                 let reason = format!("unknown device {device:?}: add it to config.toml and re-drive");
-                self.dead_letter(topic, payload, received_at, reason, actor).await
+                self.dead_letter(letter(reason, actor)).await
             }
             Err(CommandError::Journal(error)) => Err(error),
             Err(CommandError::Unavailable) => Err(AppendError::Storage(format!(
@@ -141,19 +233,38 @@ impl Ingestor {
         }
     }
 
-    async fn dead_letter(
-        &self,
-        topic: &str,
-        payload: &[u8],
-        received_at: Timestamp,
-        reason: String,
-        actor: Actor,
-    ) -> Result<Ingested, AppendError> {
+    async fn dead_letter(&self, letter: Letter<'_>) -> Result<Ingested, AppendError> {
+        let Letter {
+            topic,
+            payload,
+            received_at,
+            mut reason,
+            actor,
+            quota,
+        } = letter;
+        if quota && !self.quota.take(actor.as_str(), received_at) {
+            tracing::debug!(topic, %reason, %actor, "dead letter over its sender's quota: counted, not stored");
+            return Ok(Ingested::OverQuota { reason });
+        }
         tracing::warn!(topic, %reason, %actor, "dead letter");
+        let kept = if payload.len() > DEAD_LETTER_PAYLOAD_KEPT {
+            use sha2::Digest;
+            let digest: String = sha2::Sha256::digest(payload)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            reason.push_str(&format!(
+                " (payload of {} bytes, SHA-256 {digest}; its first {DEAD_LETTER_PAYLOAD_KEPT} bytes are kept)",
+                payload.len()
+            ));
+            &payload[..DEAD_LETTER_PAYLOAD_KEPT]
+        } else {
+            payload
+        };
         let letter = NewDeadLetter {
             received_at,
             topic: topic.to_owned(),
-            payload: payload.to_vec(),
+            payload: kept.to_vec(),
             reason: reason.clone(),
             actor: Some(actor),
         };

@@ -34,6 +34,8 @@ pub enum Inbound {
         clean_session: bool,
         keep_alive: u16,
         will: Option<Will>,
+        /// Username and password, when the client sent them.
+        login: Option<(String, String)>,
     },
     Publish {
         qos: u8,
@@ -71,7 +73,7 @@ pub enum Outbound {
         session_present: bool,
     },
     /// Refuses a connection (v5 clients learn why; v3.1.1 ones get "server unavailable").
-    ConnRefused,
+    ConnRefused(Refusal),
     PubAck {
         pkid: u16,
     },
@@ -99,6 +101,19 @@ pub enum Outbound {
     },
 }
 
+/// Why a CONNECT is refused (the CONNACK's return code in either protocol).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not MQTT 3.1.1 or 5.
+    ProtocolVersion,
+    /// The client id is taken by another identity.
+    IdentifierRejected,
+    /// The username and password do not sign in a gateway.
+    BadCredentials,
+    /// The server is busy (too many connections) or cannot keep the session.
+    Unavailable,
+}
+
 /// Why a byte stream is not MQTT we accept.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -106,6 +121,8 @@ pub enum FrameError {
     Malformed(String),
     #[error("first packet is not CONNECT")]
     NotConnect,
+    #[error("unsupported MQTT protocol level {0} (3.1.1 and 5 are spoken here)")]
+    UnsupportedProtocol(u8),
 }
 
 /// The protocol level byte of a CONNECT at the start of `buf` (4 = 3.1.1, 5 = 5), once enough bytes arrived.
@@ -133,9 +150,13 @@ pub fn read_connect(buf: &mut BytesMut) -> Result<Option<Inbound>, FrameError> {
     let Some(level) = protocol_level(buf) else {
         return Ok(None);
     };
+    if level != 4 && level != 5 {
+        return Err(FrameError::UnsupportedProtocol(level));
+    }
     if level == 5 {
         return match v5::Packet::read(buf, Some(MAX_PACKET as u32)) {
-            Ok(v5::Packet::Connect(c, will, _login)) => Ok(Some(Inbound::Connect {
+            Ok(v5::Packet::Connect(c, will, login)) => Ok(Some(Inbound::Connect {
+                login: login.map(|l| (l.username, l.password)),
                 version: Version::V5,
                 client_id: c.client_id,
                 clean_session: c.clean_start,
@@ -153,6 +174,7 @@ pub fn read_connect(buf: &mut BytesMut) -> Result<Option<Inbound>, FrameError> {
     }
     match v4::Packet::read(buf, MAX_PACKET) {
         Ok(v4::Packet::Connect(c)) => Ok(Some(Inbound::Connect {
+            login: c.login.map(|l| (l.username, l.password)),
             version: Version::V311,
             client_id: c.client_id,
             clean_session: c.clean_session,
@@ -250,9 +272,14 @@ pub fn write(version: Version, packet: &Outbound, out: &mut BytesMut) {
                     session_present: *session_present,
                     code: v4::ConnectReturnCode::Success,
                 }),
-                Outbound::ConnRefused => v4::Packet::ConnAck(v4::ConnAck {
+                Outbound::ConnRefused(why) => v4::Packet::ConnAck(v4::ConnAck {
                     session_present: false,
-                    code: v4::ConnectReturnCode::ServiceUnavailable,
+                    code: match why {
+                        Refusal::ProtocolVersion => v4::ConnectReturnCode::RefusedProtocolVersion,
+                        Refusal::IdentifierRejected => v4::ConnectReturnCode::BadClientId,
+                        Refusal::BadCredentials => v4::ConnectReturnCode::BadUserNamePassword,
+                        Refusal::Unavailable => v4::ConnectReturnCode::ServiceUnavailable,
+                    },
                 }),
                 Outbound::PubAck { pkid } => v4::Packet::PubAck(v4::PubAck { pkid: *pkid }),
                 Outbound::PingResp => v4::Packet::PingResp,
@@ -315,9 +342,14 @@ pub fn write(version: Version, packet: &Outbound, out: &mut BytesMut) {
                         authentication_data: None,
                     }),
                 }),
-                Outbound::ConnRefused => v5::Packet::ConnAck(v5::ConnAck {
+                Outbound::ConnRefused(why) => v5::Packet::ConnAck(v5::ConnAck {
                     session_present: false,
-                    code: v5::ConnectReturnCode::ServerUnavailable,
+                    code: match why {
+                        Refusal::ProtocolVersion => v5::ConnectReturnCode::UnsupportedProtocolVersion,
+                        Refusal::IdentifierRejected => v5::ConnectReturnCode::ClientIdentifierNotValid,
+                        Refusal::BadCredentials => v5::ConnectReturnCode::BadUserNamePassword,
+                        Refusal::Unavailable => v5::ConnectReturnCode::ServerUnavailable,
+                    },
                     properties: None,
                 }),
                 Outbound::PubAck { pkid } => v5::Packet::PubAck(v5::PubAck {

@@ -5,8 +5,9 @@
 //! Gateways may subscribe to their turnstiles' command topics only (see `subscriptions`); anything else is
 //! refused.
 
-use super::codec::{self, Inbound, Outbound, Version, Will};
+use super::codec::{self, FrameError, Inbound, Outbound, Refusal, Version, Will};
 use super::subscriptions::{CommandDelivery, Outgoing};
+use crate::gateways::Gateway;
 use crate::ingest::{Arrival, Ingested, Ingestor, Received};
 use crate::journal::Actor;
 use crate::journal::AppendError;
@@ -22,6 +23,12 @@ use tokio::sync::watch;
 
 /// How long a new connection may take to send CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client that asked for no keep-alive (0) may stay silent: it still may not hold a connection for
+/// ever.
+const IDLE_WITHOUT_KEEP_ALIVE: Duration = Duration::from_secs(600);
+/// How long one packet may take to arrive once its first bytes did (a client trickling bytes holds a
+/// connection and its buffer).
+const PARTIAL_PACKET_TIMEOUT: Duration = Duration::from_secs(30);
 /// QoS 1 messages of one connection being ingested at once; past this, the socket is not read (backpressure).
 pub const MAX_IN_FLIGHT: usize = 1024;
 
@@ -29,9 +36,107 @@ pub const MAX_IN_FLIGHT: usize = 1024;
 #[derive(Debug, Default)]
 pub struct EndpointStats {
     pub connections: AtomicU64,
+    /// Connections refused: too many open, or a CONNECT that did not sign in.
+    pub refused: AtomicU64,
     pub messages: AtomicU64,
     pub acked: AtomicU64,
     pub wills: AtomicU64,
+}
+
+/// Who may connect: `[mqtt] require_auth` (gateways sign in with an identity from `gatehouse gateway add`),
+/// `max_connections`, and the sessions connected now (a second connection of the same identity with the same
+/// client id takes the session over and the first is closed, MQTT-3.1.4-2; another identity cannot).
+#[derive(Clone)]
+pub struct Admission {
+    require_auth: bool,
+    max_connections: usize,
+    journal: std::path::PathBuf,
+    open: Arc<std::sync::atomic::AtomicUsize>,
+    sessions: Arc<std::sync::Mutex<std::collections::HashMap<String, Claim>>>,
+    next_connection: Arc<AtomicU64>,
+}
+
+/// A client id in use: by which identity, which connection, and how to close it.
+struct Claim {
+    identity: Option<String>,
+    connection: u64,
+    take_over: watch::Sender<bool>,
+}
+
+impl Admission {
+    pub fn new(config: &crate::config::MqttConfig, journal: std::path::PathBuf) -> Self {
+        Self {
+            require_auth: config.require_auth,
+            max_connections: config.max_connections,
+            journal,
+            open: Arc::default(),
+            sessions: Arc::default(),
+            next_connection: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// The gateway these credentials sign in (`Ok(None)` when sign-in is off).
+    async fn sign_in(&self, login: Option<(String, String)>) -> Result<Option<Arc<Gateway>>, Refusal> {
+        if !self.require_auth {
+            return Ok(None);
+        }
+        let Some((name, password)) = login else {
+            return Err(Refusal::BadCredentials);
+        };
+        let journal = self.journal.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            crate::gateways::sign_in(&crate::db::open_readonly(&journal)?, &name, &password)
+        })
+        .await;
+        match found {
+            Ok(Ok(Some(gateway))) => Ok(Some(Arc::new(gateway))),
+            Ok(Ok(None)) => Err(Refusal::BadCredentials),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot check a gateway's credentials");
+                Err(Refusal::Unavailable)
+            }
+            Err(_) => Err(Refusal::Unavailable),
+        }
+    }
+
+    /// Takes `client_id` for this connection; the connection holding it under the same identity is told to close.
+    fn claim(&self, client_id: &str, identity: Option<&str>) -> Result<(u64, watch::Receiver<bool>), Refusal> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(held) = sessions.get(client_id) {
+            if held.identity.as_deref() != identity {
+                return Err(Refusal::IdentifierRejected);
+            }
+            held.take_over.send_replace(true);
+        }
+        let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let (take_over, taken_over) = watch::channel(false);
+        sessions.insert(
+            client_id.to_owned(),
+            Claim {
+                identity: identity.map(str::to_owned),
+                connection,
+                take_over,
+            },
+        );
+        Ok((connection, taken_over))
+    }
+
+    /// Gives `client_id` up, unless a newer connection took it over already.
+    fn release(&self, client_id: &str, connection: u64) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if sessions.get(client_id).is_some_and(|c| c.connection == connection) {
+            sessions.remove(client_id);
+        }
+    }
+}
+
+/// Counts a connection as open until it is dropped.
+struct OpenConnection(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A running endpoint.
@@ -47,10 +152,11 @@ impl EmbeddedEndpoint {
         listen: SocketAddr,
         ingestor: Ingestor,
         delivery: CommandDelivery,
+        admission: Admission,
     ) -> anyhow::Result<EmbeddedEndpoint> {
         let listener =
             std::net::TcpListener::bind(listen).map_err(|e| anyhow::anyhow!("mqtt: cannot listen on {listen}: {e}"))?;
-        Self::start_on(listener, ingestor, delivery)
+        Self::start_on(listener, ingestor, delivery, admission)
     }
 
     /// Starts accepting gateways on a listener bound earlier (at boot, before recovery, so connections queue).
@@ -58,6 +164,7 @@ impl EmbeddedEndpoint {
         listener: std::net::TcpListener,
         ingestor: Ingestor,
         delivery: CommandDelivery,
+        admission: Admission,
     ) -> anyhow::Result<EmbeddedEndpoint> {
         listener.set_nonblocking(true)?;
         let listener = TcpListener::from_std(listener)?;
@@ -65,7 +172,14 @@ impl EmbeddedEndpoint {
         let stats = Arc::new(EndpointStats::default());
         let (stop, stopped) = watch::channel(false);
         let accept_stats = stats.clone();
-        actix_web::rt::spawn(accept_loop(listener, ingestor, delivery, accept_stats, stopped));
+        actix_web::rt::spawn(accept_loop(
+            listener,
+            ingestor,
+            delivery,
+            admission,
+            accept_stats,
+            stopped,
+        ));
         tracing::info!(%addr, "embedded mqtt endpoint listening");
         Ok(EmbeddedEndpoint { addr, stats, stop })
     }
@@ -86,23 +200,37 @@ async fn accept_loop(
     listener: TcpListener,
     ingestor: Ingestor,
     delivery: CommandDelivery,
+    admission: Admission,
     stats: Arc<EndpointStats>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let connections_stop = stop.clone();
     loop {
+        let connections_stop = stop.clone();
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    if admission.open.fetch_add(1, Ordering::Relaxed) >= admission.max_connections {
+                        admission.open.fetch_sub(1, Ordering::Relaxed);
+                        stats.refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%peer, max = admission.max_connections,
+                            "mqtt connection refused: max_connections are open");
+                        drop(stream);
+                        continue;
+                    }
+                    let open = OpenConnection(admission.open.clone());
                     let _ = stream.set_nodelay(true);
                     stats.connections.fetch_add(1, Ordering::Relaxed);
                     let connection = Connection {
                         ingestor: ingestor.clone(),
                         delivery: delivery.clone(),
+                        admission: admission.clone(),
                         stats: stats.clone(),
                         peer,
                     };
-                    actix_web::rt::spawn(connection.run(stream, connections_stop.clone()));
+                    actix_web::rt::spawn(async move {
+                        connection.run(stream, connections_stop).await;
+                        drop(open);
+                    });
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: wait a moment rather than spin.
@@ -127,6 +255,8 @@ enum Ending {
     JournalFailed(AppendError),
     /// The server is stopping.
     ShuttingDown,
+    /// A new connection of the same gateway took the session over (MQTT-3.1.4-2).
+    TakenOver,
 }
 
 /// What a connection's CONNECT settled.
@@ -134,11 +264,15 @@ struct Session<'a> {
     client_id: &'a str,
     version: Version,
     keep_alive: u16,
+    /// The signed-in gateway, whose devices are the only ones it may report for.
+    gateway: Option<Arc<Gateway>>,
+    taken_over: watch::Receiver<bool>,
 }
 
 struct Connection {
     ingestor: Ingestor,
     delivery: CommandDelivery,
+    admission: Admission,
     stats: Arc<EndpointStats>,
     peer: SocketAddr,
 }
@@ -154,26 +288,33 @@ impl Connection {
                 match codec::read_connect(&mut buf) {
                     Ok(Some(connect)) => return Ok(connect),
                     Ok(None) => {}
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(e),
                 }
                 match stream.read_buf(&mut buf).await {
-                    Ok(0) => return Err("closed before CONNECT".to_owned()),
+                    Ok(0) => return Err(FrameError::Malformed("closed before CONNECT".to_owned())),
                     Ok(_) => {}
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(FrameError::Malformed(e.to_string())),
                 }
             }
         })
         .await;
-        let (version, client_id, clean_session, keep_alive, will) = match connect {
+        let (version, client_id, clean_session, keep_alive, will, login) = match connect {
             Ok(Ok(Inbound::Connect {
                 version,
                 client_id,
                 clean_session,
                 keep_alive,
                 will,
-            })) => (version, client_id, clean_session, keep_alive, will),
+                login,
+            })) => (version, client_id, clean_session, keep_alive, will, login),
             // `read_connect` returns nothing else; should it ever, the client is refused, not the process stopped.
             Ok(Ok(_)) => return,
+            Ok(Err(FrameError::UnsupportedProtocol(level))) => {
+                // MQTT-3.1.2-2: answer return code 0x01, then close. The 3.1.1 encoding is what older clients read.
+                tracing::info!(peer = %self.peer, level, "mqtt connection refused: unsupported protocol level");
+                self.refuse(&mut stream, Version::V311, Refusal::ProtocolVersion).await;
+                return;
+            }
             Ok(Err(reason)) => {
                 tracing::info!(peer = %self.peer, %reason, "mqtt connection refused");
                 return;
@@ -191,18 +332,67 @@ impl Connection {
         } else {
             client_id
         };
+        let gateway = match self.admission.sign_in(login).await {
+            Ok(gateway) => gateway,
+            Err(refusal) => {
+                tracing::warn!(peer = %self.peer, client = %client_id, ?refusal, "mqtt connection refused: no gateway signed in");
+                self.refuse(&mut stream, version, refusal).await;
+                return;
+            }
+        };
+        let identity = gateway.as_ref().map(|g| g.name.as_str());
+        let (connection, taken_over) = match self.admission.claim(&client_id, identity) {
+            Ok(claimed) => claimed,
+            Err(refusal) => {
+                tracing::warn!(peer = %self.peer, client = %client_id, "mqtt connection refused: its client id is another gateway's");
+                self.refuse(&mut stream, version, refusal).await;
+                return;
+            }
+        };
+        self.connected(
+            &mut stream,
+            &mut buf,
+            (version, &client_id, clean_session, keep_alive),
+            will,
+            (gateway, taken_over),
+            &mut stop,
+        )
+        .await;
+        self.admission.release(&client_id, connection);
+    }
+
+    /// Answers a refused CONNECT with its reason, then closes.
+    async fn refuse(&self, stream: &mut TcpStream, version: Version, refusal: Refusal) {
+        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        let mut out = BytesMut::new();
+        codec::write(version, &Outbound::ConnRefused(refusal), &mut out);
+        let _ = stream.write_all(&out).await;
+        let _ = stream.shutdown().await;
+    }
+
+    /// Serves an admitted client from its CONNACK to the end of the connection.
+    async fn connected(
+        &self,
+        stream: &mut TcpStream,
+        buf: &mut BytesMut,
+        (version, client_id, clean_session, keep_alive): (Version, &str, bool, u16),
+        will: Option<Will>,
+        (gateway, taken_over): (Option<Arc<Gateway>>, watch::Receiver<bool>),
+        stop: &mut watch::Receiver<bool>,
+    ) {
+        let allowed = gateway.as_ref().map(|g| g.devices.clone());
+        let gateway_for_will = gateway.clone();
+        let actor_name = gateway.as_ref().map_or(client_id, |g| g.name.as_str()).to_owned();
         // The session state this endpoint keeps for a client is its command subscriptions (in journal.db) and
         // nothing queued (the desired state is recomputed, not queued), so a persistent session always "exists":
         // saying so keeps clients that honour session_present (rumqttc >= 0.25) re-sending their
         // unacknowledged messages after a reconnect.
-        let outgoing = match self.delivery.open_session(&client_id, clean_session).await {
+        let outgoing = match self.delivery.open_session(client_id, clean_session, allowed).await {
             Ok(outgoing) => outgoing,
             Err(error) => {
                 // Without its subscriptions the session would silently miss commands: refuse, the client retries.
                 tracing::warn!(peer = %self.peer, client = %client_id, %error, "cannot open mqtt session");
-                let mut out = BytesMut::new();
-                codec::write(version, &Outbound::ConnRefused, &mut out);
-                let _ = stream.write_all(&out).await;
+                self.refuse(stream, version, Refusal::Unavailable).await;
                 return;
             }
         };
@@ -217,19 +407,21 @@ impl Connection {
 
         let ending = self
             .serve(
-                &mut stream,
+                stream,
                 Session {
-                    client_id: &client_id,
+                    client_id,
                     version,
                     keep_alive,
+                    gateway,
+                    taken_over,
                 },
-                &mut buf,
-                &mut stop,
+                buf,
+                stop,
                 outgoing,
             )
             .await;
         match &ending {
-            Ending::Disconnected { .. } | Ending::ShuttingDown => {
+            Ending::Disconnected { .. } | Ending::ShuttingDown | Ending::TakenOver => {
                 tracing::debug!(peer = %self.peer, client = %client_id, ?ending, "mqtt client left")
             }
             Ending::Lost(reason) => tracing::info!(peer = %self.peer, client = %client_id, %reason, "mqtt client lost"),
@@ -244,13 +436,13 @@ impl Connection {
         let _ = stream.shutdown().await;
         let publish_will = matches!(ending, Ending::Lost(_) | Ending::Disconnected { send_will: true });
         if let (true, Some(will)) = (publish_will, will) {
-            self.publish_will(&client_id, will).await;
+            self.publish_will(&actor_name, will, gateway_for_will).await;
         }
     }
 
     /// Ingests a vanished gateway's Last Will like any message it could have sent (typically `status` =
     /// `offline`). A journal failure here is logged: there is no one left to re-send it.
-    async fn publish_will(&self, client_id: &str, will: Will) {
+    async fn publish_will(&self, client_id: &str, will: Will, gateway: Option<Arc<Gateway>>) {
         self.stats.wills.fetch_add(1, Ordering::Relaxed);
         match self
             .ingestor
@@ -260,6 +452,7 @@ impl Connection {
                 received_at: jiff::Timestamp::now(),
                 actor: Actor::gateway(client_id),
                 arrival: Arrival::Once,
+                gateway,
             })
             .await
         {
@@ -280,9 +473,18 @@ impl Connection {
             client_id,
             version,
             keep_alive,
+            gateway,
+            mut taken_over,
         } = session;
-        // MQTT §3.1.2.10: the server may close a connection silent for one and a half keep-alive periods.
-        let idle_limit = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+        let actor_name = gateway.as_ref().map_or(client_id, |g| g.name.as_str()).to_owned();
+        // MQTT §3.1.2.10: the server may close a connection silent for one and a half keep-alive periods; a client
+        // that asked for none still gets a limit.
+        let idle_limit = if keep_alive > 0 {
+            Duration::from_millis(u64::from(keep_alive) * 1500)
+        } else {
+            IDLE_WITHOUT_KEEP_ALIVE
+        };
+        let mut partial_since: Option<tokio::time::Instant> = None;
         let mut last_heard = tokio::time::Instant::now();
         let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
         let mut out = BytesMut::with_capacity(1024);
@@ -319,7 +521,8 @@ impl Connection {
                         let ack_id = if qos == 0 { 0 } else { pkid };
                         let ingestor = self.ingestor.clone();
                         let received_at = jiff::Timestamp::now();
-                        let (actor, session) = (Actor::gateway(client_id), client_id.to_owned());
+                        let (actor, session) = (Actor::gateway(&actor_name), client_id.to_owned());
+                        let gateway = gateway.clone();
                         pending.push_back(Box::pin(async move {
                             let received = Received {
                                 topic: &topic,
@@ -331,6 +534,7 @@ impl Connection {
                                     packet_id: ack_id,
                                     dup,
                                 },
+                                gateway,
                             };
                             (ack_id, ingestor.ingest(received).await)
                         }));
@@ -392,7 +596,15 @@ impl Connection {
                 }
                 out.clear();
             }
-            let idle_deadline = idle_limit.map(|limit| last_heard + limit);
+            let idle_deadline = last_heard + idle_limit;
+            // Bytes of a packet not complete yet: it must finish arriving in time (while we are reading at all).
+            let reading = pending.len() < MAX_IN_FLIGHT;
+            partial_since = match (buf.is_empty() || !reading, partial_since) {
+                (true, _) => None,
+                (false, None) => Some(tokio::time::Instant::now()),
+                (false, since) => since,
+            };
+            let partial_deadline = partial_since.map(|since| since + PARTIAL_PACKET_TIMEOUT);
             tokio::select! {
                 read = stream.read_buf(buf), if pending.len() < MAX_IN_FLIGHT => match read {
                     Ok(0) => return Ending::Lost("connection closed without DISCONNECT".into()),
@@ -418,9 +630,13 @@ impl Connection {
                         }
                     }
                 }
-                _ = sleep_until_opt(idle_deadline) => {
-                    return Ending::Lost(format!("silent for more than 1.5 x keep-alive ({keep_alive} s)"));
+                _ = tokio::time::sleep_until(idle_deadline) => {
+                    return Ending::Lost(format!("silent for more than {} s (keep-alive {keep_alive} s)", idle_limit.as_secs()));
                 }
+                _ = sleep_until_opt(partial_deadline) => {
+                    return Ending::Lost(format!("a packet took more than {} s to arrive", PARTIAL_PACKET_TIMEOUT.as_secs()));
+                }
+                _ = taken_over.wait_for(|t| *t) => return Ending::TakenOver,
                 _ = stop.wait_for(|s| *s) => return Ending::ShuttingDown,
             }
         }

@@ -298,6 +298,7 @@ async fn ingest_in_order(
                         received_at,
                         actor,
                         arrival: Arrival::Mqtt { session: "broker".into(), packet_id: publish.pkid, dup: publish.dup },
+                        gateway: None,
                     };
                     let result = ingestor.ingest(received).await.map(Some);
                     (publish, result)

@@ -8,7 +8,7 @@ use super::codec::Outbound;
 use super::commands::{CommandBoard, DesiredState};
 use crate::domain::DeviceId;
 use rusqlite::params;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -45,7 +45,13 @@ impl CommandDelivery {
 
     /// Starts a connection's session: a clean one forgets what the client had; a persistent one gets its
     /// subscriptions back.
-    pub async fn open_session(&self, client: &str, clean_session: bool) -> anyhow::Result<Outgoing> {
+    /// `allowed`: the turnstiles a signed-in gateway may hear about (`None`: any, when sign-in is off).
+    pub async fn open_session(
+        &self,
+        client: &str,
+        clean_session: bool,
+        allowed: Option<BTreeSet<DeviceId>>,
+    ) -> anyhow::Result<Outgoing> {
         let (path, who) = (self.journal_path.clone(), client.to_owned());
         let stored = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(String, String)>> {
             let conn = crate::db::open(&path, crate::config::Synchronous::Normal)?;
@@ -62,13 +68,16 @@ impl CommandDelivery {
             let mut acked = self.acked.lock().unwrap_or_else(|p| p.into_inner());
             acked.retain(|(c, _), _| c != client);
         }
+        // A gateway that lost a device since it subscribed no longer hears about it.
         let devices = stored
             .into_iter()
             .filter_map(|(topic, device)| Some((DeviceId::parse(&device).ok()?, topic)))
+            .filter(|(device, _)| allowed.as_ref().is_none_or(|a| a.contains(device)))
             .collect();
         Ok(Outgoing {
             client: client.to_owned(),
             persistent: !clean_session,
+            allowed,
             devices,
             in_flight: HashMap::new(),
             next_pkid: 1,
@@ -104,6 +113,8 @@ impl CommandDelivery {
 pub struct Outgoing {
     client: String,
     persistent: bool,
+    /// The turnstiles this client may subscribe to (a signed-in gateway's own); `None`: any configured one.
+    allowed: Option<BTreeSet<DeviceId>>,
     /// Subscribed turnstiles and the topic filter each was subscribed with.
     devices: BTreeMap<DeviceId, String>,
     /// Our QoS 1 publishes the client has not acknowledged yet: packet id to (turnstile, version).
@@ -127,7 +138,11 @@ impl Outgoing {
         let mut granted = Vec::with_capacity(filters.len());
         let mut added = Vec::new();
         for filter in filters {
-            match delivery.board.device_of_topic(filter) {
+            let device = delivery.board.device_of_topic(filter);
+            let permitted = device
+                .as_ref()
+                .is_some_and(|d| self.allowed.as_ref().is_none_or(|a| a.contains(d)));
+            match device.filter(|_| permitted) {
                 Some(device) => {
                     granted.push(true);
                     self.devices.insert(device.clone(), filter.clone());
@@ -135,7 +150,7 @@ impl Outgoing {
                 }
                 None => {
                     tracing::info!(client = %self.client, %filter,
-                        "subscription refused: gateways may subscribe only to configured turnstiles' command topics");
+                        "subscription refused: a gateway may subscribe only to its own turnstiles' command topics");
                     granted.push(false);
                 }
             }

@@ -19,7 +19,13 @@ fn read_json(name: &str) -> serde_json::Value {
 /// A site holding a copy of the fixture (opening it migrates it, so the committed file stays untouched).
 fn site_with_fixture() -> Site {
     let site = Site::new("");
-    std::fs::copy(fixture("config.toml"), site.config_path()).unwrap();
+    // 0.1.0 had no gateway identities: its gateways keep connecting as before only with require_auth off.
+    let config = std::fs::read_to_string(fixture("config.toml")).unwrap();
+    std::fs::write(
+        site.config_path(),
+        config.replace("[mqtt]\n", "[mqtt]\nrequire_auth = false\n"),
+    )
+    .unwrap();
     site.paths().prepare().unwrap();
     std::fs::copy(fixture("journal.db"), site.paths().journal())
         .expect("tests/fixtures/journal-v0.1.0/journal.db must be committed (see its README)");

@@ -53,6 +53,7 @@ fn bad_messages_become_dead_letters_while_valid_traffic_between_them_is_counted(
             Ingested::Recorded { events, .. } => format!("recorded {events}"),
             Ingested::Duplicate => "duplicate".into(),
             Ingested::DeadLettered { reason, .. } => format!("dead: {reason}"),
+            Ingested::OverQuota { reason } => format!("over quota: {reason}"),
         })
         .collect();
     assert_eq!(
