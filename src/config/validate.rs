@@ -206,7 +206,7 @@ fn build_mqtt(raw: RawMqtt) -> Result<MqttConfig, Problem> {
         topic_prefix,
         username: raw.username,
         password: raw.password,
-        require_auth: raw.require_auth.map_or(true, |v| *v.get_ref()),
+        require_auth: raw.require_auth.is_none_or(|v| *v.get_ref()),
         max_connections: whole(raw.max_connections, DEFAULT_MAX_CONNECTIONS, "max_connections")? as usize,
         dead_letter_quota: whole(raw.dead_letter_quota, DEFAULT_DEAD_LETTER_QUOTA, "dead_letter_quota")? as u32,
     })

@@ -204,6 +204,19 @@ fn encode(state: &AppState, scraped: &Scraped) -> anyhow::Result<String> {
     }
     registry.register(Box::new(messages))?;
     registry.register(Box::new(acked))?;
+    counter(
+        "gatehouse_mqtt_connections_refused_total",
+        "Connections to the embedded endpoint refused: over max_connections, or a CONNECT that did not sign in.",
+        state
+            .embedded_mqtt
+            .as_ref()
+            .map_or(0, |e| e.refused.load(Ordering::Relaxed)),
+    )?;
+    counter(
+        "gatehouse_dead_letters_over_quota_total",
+        "Dead letters acknowledged but not stored: their sender was past [mqtt] dead_letter_quota for the minute.",
+        state.ingestor.dead_letters_over_quota(),
+    )?;
 
     let projector_gauge = |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), &["projection"]);
     let position = projector_gauge(

@@ -11,6 +11,7 @@ mod dead_letters;
 mod facts;
 mod fixture;
 mod followers;
+mod gateway_auth;
 mod helpers;
 mod ingest;
 mod journal;
