@@ -171,39 +171,89 @@ pub fn check_csrf(identity: &Identity, submitted: &str) -> actix_web::Result<()>
     }
 }
 
-/// Failed sign-ins per name (lower-cased), kept in memory: a restart forgives, which is acceptable.
-#[derive(Default)]
+/// Failed sign-ins, kept in memory (a restart forgives, which is acceptable), counted two ways:
+/// - per (client address, name): the same client guessing one name's password is slowed down, while the right
+///   password from any other address still works, so nobody can lock an admin out by failing for their name;
+/// - per client address, over every name: one client guessing many names is slowed down too.
+///
+/// Checking a password (argon2id, 19 MiB each) is also bounded: at most [`CONCURRENT_CHECKS`] at once.
 pub struct LoginThrottle {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    failures: Mutex<HashMap<(String, String), (u32, Instant)>>,
+    by_address: Mutex<HashMap<String, (u32, Instant)>>,
+    checks: tokio::sync::Semaphore,
+}
+
+/// Password checks running at once: each takes argon2id's 19 MiB; 64 at once took 1.6 GB.
+pub const CONCURRENT_CHECKS: usize = 2;
+/// Failed sign-ins allowed from one address over all names before it is slowed down.
+const FREE_ADDRESS_FAILURES: u32 = 20;
+/// Entries kept before old ones are forgotten.
+const MAX_TRACKED: usize = 10_000;
+
+impl Default for LoginThrottle {
+    fn default() -> Self {
+        Self {
+            failures: Mutex::default(),
+            by_address: Mutex::default(),
+            checks: tokio::sync::Semaphore::new(CONCURRENT_CHECKS),
+        }
+    }
+}
+
+/// The wait left after `entry`'s failures, the first `free` of them forgiven.
+fn remaining(entry: Option<&(u32, Instant)>, free: u32) -> Option<Duration> {
+    let (count, last) = entry?;
+    let lock = backoff(count.checked_sub(free)?);
+    lock.checked_sub(last.elapsed())
+}
+
+/// Each failure past the free ones doubles the wait: 1 s, 2 s, 4 s ... up to 15 minutes.
+fn backoff(over: u32) -> Duration {
+    Duration::from_secs(1u64 << over.min(20)).min(MAX_LOCK)
+}
+
+fn forget_old<K>(map: &mut HashMap<K, (u32, Instant)>) {
+    if map.len() > MAX_TRACKED {
+        map.retain(|_, (_, last)| last.elapsed() < MAX_LOCK);
+    }
 }
 
 impl LoginThrottle {
-    /// How long `name` must wait before another attempt, if it must.
-    fn locked_for(&self, name: &str) -> Option<Duration> {
-        let failures = self.failures.lock().expect("throttle lock is never poisoned");
-        let (count, last) = failures.get(&name.to_lowercase())?;
-        let lock = lock_duration(*count)?;
-        lock.checked_sub(last.elapsed())
+    /// How long a sign-in as `name` from `address` must wait, if it must.
+    fn locked_for(&self, address: &str, name: &str) -> Option<Duration> {
+        let key = (address.to_owned(), name.to_lowercase());
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let by_name = remaining(failures.get(&key), FREE_FAILURES);
+        drop(failures);
+        let by_address = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
+        let by_address = remaining(by_address.get(address), FREE_ADDRESS_FAILURES);
+        by_name.max(by_address)
     }
 
-    fn failed(&self, name: &str) {
-        let mut failures = self.failures.lock().expect("throttle lock is never poisoned");
-        let entry = failures.entry(name.to_lowercase()).or_insert((0, Instant::now()));
+    fn failed(&self, address: &str, name: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        forget_old(&mut failures);
+        let entry = failures
+            .entry((address.to_owned(), name.to_lowercase()))
+            .or_insert((0, Instant::now()));
+        *entry = (entry.0 + 1, Instant::now());
+        drop(failures);
+        let mut by_address = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
+        forget_old(&mut by_address);
+        let entry = by_address.entry(address.to_owned()).or_insert((0, Instant::now()));
         *entry = (entry.0 + 1, Instant::now());
     }
 
-    fn succeeded(&self, name: &str) {
-        self.failures
-            .lock()
-            .expect("throttle lock is never poisoned")
-            .remove(&name.to_lowercase());
+    fn succeeded(&self, address: &str, name: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.remove(&(address.to_owned(), name.to_lowercase()));
     }
 }
 
-/// After the free failures, each further one doubles the wait: 1 s, 2 s, 4 s ... up to 15 minutes.
+/// After the free failures for one name, each further one doubles the wait: 1 s, 2 s, 4 s ... up to 15 minutes.
+#[cfg(test)]
 fn lock_duration(failures: u32) -> Option<Duration> {
-    let over = failures.checked_sub(FREE_FAILURES)?;
-    Some(Duration::from_secs(1u64 << over.min(20)).min(MAX_LOCK))
+    Some(backoff(failures.checked_sub(FREE_FAILURES)?))
 }
 
 #[derive(Template)]
@@ -220,10 +270,18 @@ pub struct NextQuery {
     next: Option<String>,
 }
 
-/// Only a path on this site may be a redirect target (no `//evil.example`).
+/// Only a path on this site may be a redirect target: it starts with one '/', and has no backslash, space or
+/// control character (browsers drop tabs and line breaks from a URL, so `/\t/evil.example` would become
+/// `//evil.example`, and a line break in a header is a 500).
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => path.to_owned(),
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && !path.chars().any(|c| c == '\\' || c.is_whitespace() || c.is_control()) =>
+        {
+            path.to_owned()
+        }
         _ => "/".to_owned(),
     }
 }
@@ -265,10 +323,11 @@ async fn login(
             .content_type("text/html; charset=utf-8")
             .body(html))
     };
-    if let Some(wait) = throttle.locked_for(&name) {
+    let address = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    if let Some(wait) = throttle.locked_for(&address, &name) {
         let seconds = wait.as_secs().max(1);
         let mut response = page(
-            format!("Too many failed sign-ins for this name: try again in {seconds} s."),
+            format!("Too many failed sign-ins from here: try again in {seconds} s."),
             actix_web::http::StatusCode::TOO_MANY_REQUESTS,
         )?;
         response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
@@ -276,6 +335,12 @@ async fn login(
     }
     let journal = state.paths.journal();
     let (user, secret) = (name.clone(), password);
+    // A permit per check: the semaphore lives as long as the server, so acquiring cannot fail.
+    let _check = throttle
+        .checks
+        .acquire()
+        .await
+        .map_err(|e| super::internal_error("sign-in", e))?;
     let session = web::block(move || -> anyhow::Result<Option<String>> {
         let conn = crate::db::open(&journal, crate::config::Synchronous::Full)?;
         match auth::verify_password(&conn, &user, &secret)? {
@@ -287,11 +352,11 @@ async fn login(
     .map_err(|e| super::internal_error("sign-in", e))?
     .map_err(|e| super::internal_error("sign-in", e))?;
     let Some(session) = session else {
-        throttle.failed(&name);
-        tracing::warn!(user = %name, peer = ?req.peer_addr(), "failed sign-in");
+        throttle.failed(&address, &name);
+        tracing::warn!(user = %name, peer = %address, "failed sign-in");
         return page("Wrong name or password.".into(), actix_web::http::StatusCode::OK);
     };
-    throttle.succeeded(&name);
+    throttle.succeeded(&address, &name);
     let secure = req.connection_info().scheme() == "https";
     let cookie = Cookie::build(SESSION_COOKIE, session)
         .path("/")
@@ -365,6 +430,29 @@ mod tests {
     }
 
     #[test]
+    fn failing_for_a_name_slows_that_address_down_not_the_right_password_from_elsewhere() {
+        let throttle = LoginThrottle::default();
+        for _ in 0..6 {
+            throttle.failed("10.0.0.66", "VICTIM");
+        }
+        assert!(
+            throttle.locked_for("10.0.0.66", "victim").is_some(),
+            "the guesser waits"
+        );
+        assert_eq!(
+            throttle.locked_for("10.0.0.7", "victim"),
+            None,
+            "the victim's own address does not"
+        );
+        // One address guessing many names is slowed down too.
+        for n in 0..FREE_ADDRESS_FAILURES {
+            throttle.failed("10.0.0.99", &format!("user{n}"));
+        }
+        assert!(throttle.locked_for("10.0.0.99", "someone-else").is_some());
+        assert_eq!(throttle.locked_for("10.0.0.100", "someone-else"), None);
+    }
+
+    #[test]
     fn only_local_paths_are_redirect_targets() {
         assert_eq!(
             safe_next(Some("/reports/traffic?from=2026-03-01")),
@@ -373,6 +461,12 @@ mod tests {
         assert_eq!(safe_next(Some("//evil.example/")), "/");
         assert_eq!(safe_next(Some("https://evil.example/")), "/");
         assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(Some("/\t/127.0.0.1:41199/x")), "/", "a tab browsers drop");
+        assert_eq!(
+            safe_next(Some("/x\r\nSet-Cookie: a=b")),
+            "/",
+            "a line break in a header"
+        );
         assert_eq!(safe_next(None), "/");
     }
 }
