@@ -18,6 +18,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub const SESSION_COOKIE: &str = "gatehouse_session";
+/// The sign-in form's CSRF cookie: the form carries the same value, so another site cannot sign a browser in to
+/// an account of its choosing.
+pub const LOGIN_COOKIE: &str = "gatehouse_login";
 
 /// Failed sign-ins allowed for a name before it is locked for a while.
 const FREE_FAILURES: u32 = 5;
@@ -263,6 +266,23 @@ struct LoginPage {
     next: String,
     name: String,
     error: Option<String>,
+    csrf: String,
+}
+
+/// The sign-in form's token: the browser's own, or a new one (set as [`LOGIN_COOKIE`]).
+fn login_token(req: &HttpRequest) -> (String, Option<Cookie<'static>>) {
+    match req.cookie(LOGIN_COOKIE) {
+        Some(cookie) if cookie.value().len() >= 32 => (cookie.value().to_owned(), None),
+        _ => {
+            let token = auth::random_secret("lc_");
+            let cookie = Cookie::build(LOGIN_COOKIE, token.clone())
+                .path("/login")
+                .http_only(true)
+                .same_site(SameSite::Strict)
+                .finish();
+            (token, Some(cookie))
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -286,13 +306,25 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-async fn login_form(state: web::Data<AppState>, query: web::Query<NextQuery>) -> actix_web::Result<HttpResponse> {
-    super::render(&LoginPage {
+async fn login_form(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<NextQuery>,
+) -> actix_web::Result<HttpResponse> {
+    let (csrf, cookie) = login_token(&req);
+    let mut response = super::render(&LoginPage {
         site: state.config.site.name.clone(),
         next: safe_next(query.next.as_deref()),
         name: String::new(),
         error: None,
-    })
+        csrf,
+    })?;
+    if let Some(cookie) = cookie {
+        response
+            .add_cookie(&cookie)
+            .map_err(|e| super::internal_error("sign-in page", e))?;
+    }
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -300,6 +332,8 @@ pub struct LoginForm {
     name: String,
     password: String,
     next: Option<String>,
+    #[serde(default)]
+    csrf: String,
 }
 
 async fn login(
@@ -308,21 +342,36 @@ async fn login(
     throttle: web::Data<LoginThrottle>,
     form: web::Form<LoginForm>,
 ) -> actix_web::Result<HttpResponse> {
-    let LoginForm { name, password, next } = form.into_inner();
+    let LoginForm {
+        name,
+        password,
+        next,
+        csrf: submitted,
+    } = form.into_inner();
     let next = safe_next(next.as_deref());
+    let (csrf, new_cookie) = login_token(&req);
     let page = |error: String, status: actix_web::http::StatusCode| -> actix_web::Result<HttpResponse> {
         let html = LoginPage {
             site: state.config.site.name.clone(),
             next: next.clone(),
             name: name.clone(),
             error: Some(error),
+            csrf: csrf.clone(),
         }
         .render()
         .map_err(|e| super::internal_error("sign-in page", e))?;
-        Ok(HttpResponse::build(status)
-            .content_type("text/html; charset=utf-8")
-            .body(html))
+        let mut response = HttpResponse::build(status);
+        if let Some(cookie) = &new_cookie {
+            response.cookie(cookie.clone());
+        }
+        Ok(response.content_type("text/html; charset=utf-8").body(html))
     };
+    if new_cookie.is_some() || !auth::constant_time_eq(&submitted, &csrf) {
+        return page(
+            "This sign-in form has expired or did not come from this site: sign in again.".into(),
+            actix_web::http::StatusCode::FORBIDDEN,
+        );
+    }
     let address = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
     if let Some(wait) = throttle.locked_for(&address, &name) {
         let seconds = wait.as_secs().max(1);

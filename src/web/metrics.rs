@@ -54,7 +54,7 @@ pub async fn record_duration(
     let started = std::time::Instant::now();
     // The pattern comes from the app's resource map and the path, so it is known before routing runs.
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let result = next.call(req).await;
     let status = match &result {
@@ -63,11 +63,25 @@ pub async fn record_duration(
     };
     if let Some(state) = state {
         let seconds = started.elapsed().as_secs_f64();
-        state
-            .http_metrics
-            .observe(&route, method.as_str(), status.as_u16(), seconds);
+        state.http_metrics.observe(&route, method, status.as_u16(), seconds);
     }
     result
+}
+
+/// The method as a label: the standard ones by name, anything a client made up as `other` (each made-up method
+/// would otherwise be a series of its own, chosen by whoever sends requests).
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 async fn metrics(state: web::Data<AppState>) -> actix_web::Result<HttpResponse> {

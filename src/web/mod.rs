@@ -11,6 +11,7 @@ mod dashboard;
 mod devices;
 mod equipment_figures;
 mod events;
+mod hardening;
 mod health;
 mod lockout;
 pub mod metrics;
@@ -39,6 +40,7 @@ pub fn server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> 
             .app_data(rebuilds.clone())
             .wrap(actix_web::middleware::from_fn(auth::guard))
             .wrap(actix_web::middleware::Compress::default())
+            .wrap(actix_web::middleware::from_fn(hardening::harden))
             // Outermost, so refused and failed requests are timed too.
             .wrap(actix_web::middleware::from_fn(metrics::record_duration))
             .configure(auth::routes)

@@ -70,13 +70,9 @@ fn add_user(site: &Site, name: &str, role: &str, password: &str) {
 }
 
 fn sign_in(addr: SocketAddr, name: &str, password: &str) -> Response {
-    let body = format!("name={name}&password={}&next=%2Fevents", password.replace(' ', "+"));
-    http(
+    post_login(
         addr,
-        "POST",
-        "/login",
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-        &body,
+        &format!("name={name}&password={}&next=%2Fevents", password.replace(' ', "+")),
     )
 }
 
@@ -220,10 +216,79 @@ fn repeated_failed_sign_ins_are_slowed_down() {
                 .expect("the right password is refused right after five failures");
             assert!(locked.header("retry-after").is_some());
             assert!(
-                locked.body.contains("Too many failed sign-ins for this name"),
+                locked.body.contains("Too many failed sign-ins from here"),
                 "{}",
                 locked.body
             );
+        })
+        .await
+        .unwrap();
+    });
+}
+
+#[test]
+fn another_site_can_neither_sign_a_browser_in_nor_post_for_it_nor_frame_the_pages() {
+    let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
+    with_app(site.config(), async |_| {});
+    add_user(&site, "ana", "admin", "correct horse battery");
+    let journal = site.paths().journal();
+    with_server(site.config(), async |_, addr| {
+        tokio::task::spawn_blocking(move || {
+            let form = "name=ana&password=correct+horse+battery&next=%2F";
+            // Posting the sign-in form without having been given it (login CSRF): refused.
+            let blind = http(
+                addr,
+                "POST",
+                "/login",
+                &[("Content-Type", "application/x-www-form-urlencoded")],
+                form,
+            );
+            assert_eq!(blind.status, 403, "{}", blind.body);
+            assert!(blind.body.contains("sign in again"), "{}", blind.body);
+            // A redirect after sign-in never leaves the site, and odd characters never break the response.
+            for next in [
+                "/%09/127.0.0.1:41199/x",
+                "%2F%0D%0ASet-Cookie:%20x=y",
+                "//evil.example/",
+            ] {
+                let answer = post_login(addr, &format!("name=ana&password=correct+horse+battery&next={next}"));
+                assert_eq!(answer.status, 303, "{next}: {}", answer.body);
+                assert_eq!(answer.header("location"), Some("/"), "{next}");
+            }
+            // A state-changing request that says it comes from another site: refused, whatever it carries.
+            let session = Session::sign_in(&journal, addr, "mia", gatehouse::auth::Role::Admin);
+            let cross = http(
+                addr,
+                "POST",
+                "/logout",
+                &[
+                    ("Cookie", session.cookie.as_str()),
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                    ("Origin", "https://evil.example"),
+                ],
+                &format!("csrf={}", session.csrf),
+            );
+            assert_eq!(cross.status, 403, "{}", cross.body);
+            assert!(session.get(addr, "/").status == 200, "the session still works");
+            // Every page: a CSP without inline script, no sniffing, no framing.
+            let page = session.get(addr, "/");
+            let csp = page.header("content-security-policy").unwrap_or_default().to_owned();
+            assert!(
+                csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+                "{csp}"
+            );
+            assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+            assert_eq!(page.header("x-frame-options"), Some("DENY"));
+            // HEAD is answered like GET, without the body.
+            let head = http(addr, "HEAD", "/healthz", &[], "");
+            assert_eq!((head.status, head.body.as_str()), (200, ""));
+            // Made-up methods are one label on /metrics, not a series each.
+            for method in ["FOO", "BAR", "BAZ"] {
+                http(addr, method, "/nowhere", &[], "");
+            }
+            let metrics = session.get(addr, "/metrics").body;
+            assert!(metrics.contains(r#"method="other""#), "{metrics}");
+            assert!(!metrics.contains(r#"method="FOO""#), "{metrics}");
         })
         .await
         .unwrap();

@@ -17,7 +17,9 @@ fn each_bad_message_becomes_a_dead_letter_with_its_reason_while_valid_traffic_is
         (
             "gatehouse/turnstile/T1/passage",
             huge.as_bytes(),
-            "payload is 65563 bytes, over the 64 KiB limit",
+            // Only its first 4 KiB are kept, with its size and digest.
+            "payload is 65563 bytes, over the 64 KiB limit (payload of 65563 bytes, SHA-256 \
+             a159cd75c7c90993fca0d5998fe1b7733171f083774ce99b8ca21ddbbe7c323e; its first 4096 bytes are kept)",
         ),
         (
             "other/turnstile/T1/passage",

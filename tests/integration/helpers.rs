@@ -515,6 +515,25 @@ pub fn csrf_in(page: &str) -> String {
         .to_owned()
 }
 
+/// Submits the sign-in form as a browser does: fetches it first (its CSRF cookie and field), then posts `fields`
+/// (`name=…&password=…&next=…`, urlencoded) with them.
+pub fn post_login(addr: SocketAddr, fields: &str) -> Response {
+    let form = http(addr, "GET", "/login", &[], "");
+    let cookie = session_cookie(&form);
+    assert!(cookie.starts_with("gatehouse_login="), "{cookie}");
+    let body = format!("{fields}&csrf={}", csrf_in(&form.body));
+    http(
+        addr,
+        "POST",
+        "/login",
+        &[
+            ("Cookie", cookie.as_str()),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        &body,
+    )
+}
+
 /// A browser session: its cookie and the CSRF token its forms carry.
 pub struct Session {
     pub cookie: String,
@@ -527,14 +546,7 @@ impl Session {
     pub fn sign_in(journal: &Path, addr: SocketAddr, name: &str, role: gatehouse::auth::Role) -> Session {
         let conn = gatehouse::auth::open(journal).unwrap();
         gatehouse::auth::add_user(&conn, name, role, "long enough password").unwrap();
-        let body = format!("name={name}&password=long+enough+password&next=%2F");
-        let response = http(
-            addr,
-            "POST",
-            "/login",
-            &[("Content-Type", "application/x-www-form-urlencoded")],
-            &body,
-        );
+        let response = post_login(addr, &format!("name={name}&password=long+enough+password&next=%2F"));
         assert_eq!(response.status, 303, "sign-in of {name}: {}", response.body);
         let cookie = session_cookie(&response);
         let form = http(addr, "GET", "/logout", &[("Cookie", &cookie)], "");
