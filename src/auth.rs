@@ -130,7 +130,7 @@ pub fn add_user(conn: &Connection, name: &str, role: Role, password: &str) -> an
     conn.execute(
         "INSERT INTO users (name, role, password_hash, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)
          ON CONFLICT (name) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash,
-                                          updated_at = excluded.updated_at",
+                                          updated_at = excluded.updated_at, disabled_at = NULL",
         params![name, role.as_str(), hash, now],
     )?;
     if existed {
@@ -138,6 +138,63 @@ pub fn add_user(conn: &Connection, name: &str, role: Role, password: &str) -> an
         conn.execute("DELETE FROM sessions WHERE user_name = ?1", [name])?;
     }
     Ok(!existed)
+}
+
+/// A user as `user list` and `/admin/users` show them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub name: String,
+    pub role: String,
+    pub created_at: i64,
+    pub disabled_at: Option<i64>,
+}
+
+pub fn list_users(conn: &Connection) -> anyhow::Result<Vec<UserRow>> {
+    let mut statement = conn.prepare("SELECT name, role, created_at, disabled_at FROM users ORDER BY name")?;
+    let rows = statement.query_map([], |r| {
+        Ok(UserRow {
+            name: r.get(0)?,
+            role: r.get(1)?,
+            created_at: r.get(2)?,
+            disabled_at: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Disables a user: they can no longer sign in and every session of theirs ends. `false`: no such user.
+pub fn disable_user(conn: &Connection, name: &str) -> anyhow::Result<bool> {
+    let changed = conn.execute(
+        "UPDATE users SET disabled_at = COALESCE(disabled_at, ?2) WHERE name = ?1",
+        params![name, now_micros()],
+    )?;
+    conn.execute("DELETE FROM sessions WHERE user_name = ?1", [name])?;
+    Ok(changed > 0)
+}
+
+/// An API token as `token list` shows it (never the token itself: only its hash is kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub name: String,
+    pub role: String,
+    pub created_at: i64,
+}
+
+pub fn list_tokens(conn: &Connection) -> anyhow::Result<Vec<TokenRow>> {
+    let mut statement = conn.prepare("SELECT name, role, created_at FROM api_tokens ORDER BY name, id")?;
+    let rows = statement.query_map([], |r| {
+        Ok(TokenRow {
+            name: r.get(0)?,
+            role: r.get(1)?,
+            created_at: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Revokes every token of that name; how many there were.
+pub fn revoke_tokens(conn: &Connection, name: &str) -> anyhow::Result<usize> {
+    Ok(conn.execute("DELETE FROM api_tokens WHERE name = ?1", [name])?)
 }
 
 /// Whether anyone can sign in yet.
@@ -159,9 +216,11 @@ pub fn random_password() -> String {
 /// Checks a password; `Ok(None)` for an unknown user or a wrong password (callers must not tell which).
 pub fn verify_password(conn: &Connection, name: &str, password: &str) -> anyhow::Result<Option<Role>> {
     let row: Option<(String, String)> = conn
-        .query_row("SELECT role, password_hash FROM users WHERE name = ?1", [name], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            "SELECT role, password_hash FROM users WHERE name = ?1 AND disabled_at IS NULL",
+            [name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()?;
     let Some((role, stored)) = row else {
         // Spend the same time as a real check, so response times do not reveal which names exist.
@@ -225,7 +284,7 @@ pub fn check_session(conn: &Connection, id: &str) -> anyhow::Result<Option<Ident
     let row: Option<(String, String, String)> = conn
         .query_row(
             "SELECT s.user_name, u.role, s.csrf FROM sessions s JOIN users u ON u.name = s.user_name
-             WHERE s.id_hash = ?1 AND s.expires_at > ?2",
+             WHERE s.id_hash = ?1 AND s.expires_at > ?2 AND u.disabled_at IS NULL",
             params![sha256_hex(id), now_micros()],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )

@@ -24,6 +24,7 @@ fn journal_migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/journal/0005_event_core.sql")),
         M::up(include_str!("../migrations/journal/0006_operator_requests.sql")),
         M::up(include_str!("../migrations/journal/0007_gateways.sql")),
+        M::up(include_str!("../migrations/journal/0008_user_disable.sql")),
     ])
 }
 

@@ -3,6 +3,7 @@
 //! Commands that change state hand their work to the running server, or run it on a core of their own
 //! (`own_core`): `dead_letters`, `operator` (lock-out, unlock) and `work_orders` (steps on an order).
 
+mod accounts;
 pub mod dead_letters;
 mod gateways;
 mod operator;
@@ -210,12 +211,17 @@ pub enum GatewayCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum UserCommand {
-    /// Create a user, or update an existing user's role and password; the password is read from stdin (one line).
+    /// Create a user, or update an existing user's role and password (which also enables a disabled one); the
+    /// password is read from stdin (one line).
     Add {
         name: String,
         #[arg(long, value_parser = ["manager", "admin"])]
         role: String,
     },
+    /// List users: name, role, created, disabled (tab-separated).
+    List,
+    /// Disable a user: they can no longer sign in and their sessions end.
+    Disable { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -227,6 +233,10 @@ pub enum TokenCommand {
         #[arg(long, value_parser = ["manager", "admin"])]
         role: String,
     },
+    /// List tokens by name: name, role, created (tab-separated; the tokens themselves are not kept).
+    List,
+    /// Revoke every token of that name.
+    Revoke { name: String },
 }
 
 /// A failed command: `Usage` exits with status 2 (bad configuration or arguments), `Runtime` with 1.
@@ -293,12 +303,16 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Events { stream, after, follow } => events(&config, stream, after, follow),
         Command::State { device, as_of } => state(&config, &device, as_of.as_deref()),
         Command::Backup { path } => backup(&config, &path),
-        Command::User {
-            command: UserCommand::Add { name, role },
-        } => user_add(&config, &name, &role),
-        Command::Token {
-            command: TokenCommand::Create { name, role },
-        } => token_create(&config, &name, &role),
+        Command::User { command } => match command {
+            UserCommand::Add { name, role } => user_add(&config, &name, &role),
+            UserCommand::List => accounts::user_list(&config),
+            UserCommand::Disable { name } => accounts::user_disable(&config, &name),
+        },
+        Command::Token { command } => match command {
+            TokenCommand::Create { name, role } => token_create(&config, &name, &role),
+            TokenCommand::List => accounts::token_list(&config),
+            TokenCommand::Revoke { name } => accounts::token_revoke(&config, &name),
+        },
         Command::LockOut { device, reason } => {
             let command = crate::requests::OperatorCommand::lock_out(&device_arg(&device)?, &reason)
                 .map_err(|e| Failure::Usage(anyhow!("lock-out {device}: {e}")))?;

@@ -326,3 +326,67 @@ fn user_add_refuses_a_missing_or_short_password() {
     let bad_role = site.gatehouse(&["user", "add", "ana", "--role", "king"]);
     assert_eq!(bad_role.status.code(), Some(2));
 }
+
+#[test]
+fn a_disabled_user_is_signed_out_and_cannot_sign_in_and_a_revoked_token_reads_nothing() {
+    let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
+    with_app(site.config(), async |_| {});
+    add_user(&site, "ana", "manager", "correct horse battery");
+    let token = String::from_utf8(
+        site.gatehouse(&["token", "create", "grafana", "--role", "manager"])
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_owned();
+    let dir = site.dir.path().to_owned();
+    let gatehouse = move |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .current_dir(&dir)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    with_server(site.config(), async |_, addr| {
+        tokio::task::spawn_blocking(move || {
+            let signed_in = sign_in(addr, "ana", "correct horse battery");
+            assert_eq!(signed_in.status, 303);
+            let cookie = session_cookie(&signed_in);
+            let bearer = format!("Bearer {token}");
+            assert_eq!(http(addr, "GET", "/", &[("Authorization", &bearer)], "").status, 200);
+
+            let listed = String::from_utf8(gatehouse(&["user", "list"]).stdout).unwrap();
+            assert!(
+                listed.starts_with("ana\tmanager\t") && listed.trim_end().ends_with("\t-"),
+                "{listed}"
+            );
+            let disabled = gatehouse(&["user", "disable", "ana"]);
+            assert!(
+                disabled.status.success(),
+                "{}",
+                String::from_utf8_lossy(&disabled.stderr)
+            );
+            // Its session ended; the right password no longer signs in.
+            let page = http(addr, "GET", "/", &[("Cookie", &cookie), ("Accept", "text/html")], "");
+            assert_eq!(page.status, 303, "signed out");
+            assert!(
+                sign_in(addr, "ana", "correct horse battery")
+                    .body
+                    .contains("Wrong name or password")
+            );
+            let listed = String::from_utf8(gatehouse(&["user", "list"]).stdout).unwrap();
+            assert!(listed.contains("\tdisabled "), "{listed}");
+            assert_eq!(gatehouse(&["user", "disable", "nobody"]).status.code(), Some(1));
+
+            let tokens = String::from_utf8(gatehouse(&["token", "list"]).stdout).unwrap();
+            assert!(
+                tokens.starts_with("grafana\tmanager\t") && !tokens.contains(&token),
+                "{tokens}"
+            );
+            assert!(gatehouse(&["token", "revoke", "grafana"]).status.success());
+            assert_eq!(http(addr, "GET", "/", &[("Authorization", &bearer)], "").status, 401);
+        })
+        .await
+        .unwrap();
+    });
+}
