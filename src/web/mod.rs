@@ -4,6 +4,7 @@
 //! Each page family lives in its own module and registers its routes with a `routes(cfg)` function; this file
 //! only wires them together and holds what every page shares (`render`, `read_views`, errors, time formatting).
 
+mod accounts;
 mod admin;
 pub mod auth;
 mod csv;
@@ -45,6 +46,7 @@ pub fn server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> 
             .wrap(actix_web::middleware::from_fn(metrics::record_duration))
             .configure(auth::routes)
             .configure(admin::routes)
+            .configure(accounts::routes)
             .configure(parked::routes)
             .route("/", web::get().to(dashboard::page))
             .route("/live/dashboard", web::get().to(dashboard::live))

@@ -311,3 +311,47 @@ fn dead_letters_past_the_quota_are_counted_not_stored_and_a_big_payload_keeps_a_
         assert_eq!(query_i64(&journal, "SELECT COUNT(*) FROM dead_letters"), 4);
     });
 }
+
+#[test]
+fn an_admin_adds_a_gateway_on_its_page_and_it_signs_in_with_what_the_page_showed_once() {
+    let port = free_port();
+    let site = secured_site(port, "");
+    // serve needs one identity to start; the page adds the second.
+    add_gateway(&site, "first", "T1");
+    let journal = site.paths().journal();
+    with_server(site.config(), async |_state, addr| {
+        let journal = journal.clone();
+        let (answer, manager_status) = tokio::task::spawn_blocking(move || {
+            let admin = Session::sign_in(&journal, addr, "ada", gatehouse::auth::Role::Admin);
+            let manager = Session::sign_in(&journal, addr, "mia", gatehouse::auth::Role::Manager);
+            let manager_status = manager.get(addr, "/admin/gateways").status;
+            let answer = admin.post(addr, "/admin/gateways", "name=pi-2&devices=T2%2C+C1");
+            let page = admin.get(addr, "/admin/gateways").body;
+            assert!(
+                page.contains(r#"<tr id="gateway-pi-2"><td>pi-2</td><td>C1, T2</td>"#),
+                "{page}"
+            );
+            assert!(!page.contains("mqtt_password="), "the secrets are shown only once");
+            (answer, manager_status)
+        })
+        .await
+        .unwrap();
+        assert_eq!(manager_status, 403, "managers do not manage gateways");
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let password = answer
+            .body
+            .split("mqtt_password=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("the page shows the password")
+            .to_owned();
+        let (ok, why) = mosquitto_pub(
+            port,
+            Some(("pi-2", &password)),
+            "gatehouse/turnstile/T2/passage",
+            r#"{"direction":"in"}"#,
+        )
+        .await;
+        assert!(ok, "{why}");
+    });
+}
