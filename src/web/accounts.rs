@@ -162,7 +162,7 @@ async fn render_gateways(
     notice: Option<String>,
     credentials: Option<crate::gateways::Credentials>,
 ) -> actix_web::Result<HttpResponse> {
-    let gateways = accounts(state, |conn| crate::gateways::list(conn)).await?;
+    let gateways = accounts(state, crate::gateways::list).await?;
     let tz = &state.config.site.timezone;
     super::render(&GatewaysPage {
         site: state.config.site.name.clone(),
