@@ -399,7 +399,7 @@ pub fn printable(text: &str, max_chars: usize) -> String {
     let mut shown = String::new();
     let mut count = 0;
     for c in text.chars() {
-        let escaped: String = if c.is_control() {
+        let escaped: String = if crate::visible::is_hidden(c) {
             c.escape_default().collect()
         } else {
             c.to_string()

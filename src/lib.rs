@@ -28,5 +28,6 @@ pub mod pseudonym;
 pub mod requests;
 pub mod simulate;
 pub mod telemetry;
+pub mod visible;
 pub mod web;
 pub mod work_orders;

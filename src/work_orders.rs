@@ -77,7 +77,8 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WorkOrderRow> {
         zone: r.get(2)?,
         kind: r.get(3)?,
         cause: r.get(4)?,
-        title: r.get(5)?,
+        // A fault's detail (device-sent) is part of the title: nothing in it may hide or reorder text.
+        title: crate::visible::visible(&r.get::<_, String>(5)?),
         state: r.get(6)?,
         opened_at: r.get(7)?,
         due_at: r.get(8)?,
@@ -149,7 +150,7 @@ pub fn steps(conn: &Connection, number: WorkOrderNumber) -> rusqlite::Result<Vec
             at: r.get(0)?,
             step: r.get(1)?,
             actor: r.get(2)?,
-            text: r.get(3)?,
+            text: crate::visible::visible(&r.get::<_, String>(3)?),
         })
     })?;
     rows.collect()

@@ -91,10 +91,11 @@ fn flatten(key: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>
         }
         Value::Array(items) if items.is_empty() => out.push((key.to_owned(), "none".to_owned())),
         Value::Array(items) => {
-            let text = items.iter().map(scalar).collect::<Vec<_>>().join(", ");
+            let text = crate::visible::visible(&items.iter().map(scalar).collect::<Vec<_>>().join(", "));
             out.push((key.to_owned(), text));
         }
-        other => out.push((key.to_owned(), scalar(other))),
+        // Values may be device-sent text: nothing in them may hide or reorder what is shown.
+        other => out.push((key.to_owned(), crate::visible::visible(&scalar(other)))),
     }
 }
 

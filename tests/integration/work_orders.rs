@@ -384,3 +384,36 @@ fn a_schedule_run_missed_while_down_opens_one_order_and_a_run_while_it_is_open_i
         Some(1)
     );
 }
+
+#[test]
+fn characters_that_hide_or_reorder_text_in_a_fault_detail_are_shown_as_escapes() {
+    let site = Site::new(METERED_T1);
+    with_server(site.config(), async |state, addr| {
+        let payload = "{\"code\":\"JAM\",\"detail\":\"arm \u{202E}exe.gnp\u{200B}\"}";
+        state
+            .ingestor
+            .ingest(gatehouse::ingest::Received::once(
+                "gatehouse/turnstile/T1/fault",
+                payload.as_bytes(),
+                jiff::Timestamp::now(),
+                gatehouse::journal::Actor::gateway("test"),
+            ))
+            .await
+            .unwrap();
+        settle(state).await;
+        for page in [
+            "/events",
+            "/work-orders",
+            "/work-orders/WO-000001",
+            "/reports/equipment",
+        ] {
+            let (status, body) = get(addr, page).await;
+            assert_eq!(status, 200, "{page}");
+            assert!(
+                !body.contains('\u{202E}') && !body.contains('\u{200B}'),
+                "{page} shows the raw characters"
+            );
+            assert!(body.contains("arm \\u{202e}exe.gnp\\u{200b}"), "{page}: {body}");
+        }
+    });
+}

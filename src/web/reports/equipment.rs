@@ -133,7 +133,7 @@ pub(super) async fn equipment(state: web::Data<AppState>, req: HttpRequest) -> a
                     .unwrap_or_default(),
                 device: e.device,
                 code: e.code,
-                detail: e.detail,
+                detail: crate::visible::visible(&e.detail),
             })
             .collect(),
     };
