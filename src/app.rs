@@ -225,7 +225,7 @@ impl Application {
         let mqtt = match (&state.config.mqtt.broker, mqtt_listener) {
             (Broker::Embedded, Some(listener)) => {
                 let delivery = CommandDelivery::new(state.commands.clone(), state.paths.journal());
-                let admission = Admission::new(&state.config.mqtt, state.paths.journal());
+                let admission = Admission::new(&state.config.mqtt, state.paths.journal())?;
                 Mqtt::Embedded(EmbeddedEndpoint::start_on(
                     listener,
                     state.ingestor.clone(),

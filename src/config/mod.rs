@@ -93,6 +93,15 @@ pub struct MqttConfig {
     pub max_connections: usize,
     /// Dead letters stored per gateway per minute; past it they are acknowledged and counted, not stored.
     pub dead_letter_quota: u32,
+    /// The embedded endpoint's certificate chain and private key (PEM): with them it also speaks MQTT over TLS
+    /// on `listen` (a client that opens with a TLS handshake gets TLS, one that opens with CONNECT plain MQTT).
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Which broker the gateways publish to.

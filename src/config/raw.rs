@@ -55,6 +55,8 @@ pub(super) struct RawMqtt {
     pub(super) require_auth: Option<Spanned<bool>>,
     pub(super) max_connections: Option<Spanned<i64>>,
     pub(super) dead_letter_quota: Option<Spanned<i64>>,
+    pub(super) tls_cert: Option<Spanned<String>>,
+    pub(super) tls_key: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -140,6 +142,8 @@ pub(super) const TABLE_KEYS: &[(&str, &[&str])] = &[
             "require_auth",
             "max_connections",
             "dead_letter_quota",
+            "tls_cert",
+            "tls_key",
         ],
     ),
     ("[devices]", &["offline_after", "max_clock_skew", "max_backdate"]),

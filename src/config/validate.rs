@@ -39,7 +39,7 @@ pub(super) fn build(raw: RawConfig, text: &str, base_dir: &Path) -> Result<Confi
         listen: listen_address(raw.http.listen, DEFAULT_HTTP_LISTEN, "[http]")?,
     };
     let storage = build_storage(raw.storage, base_dir)?;
-    let mqtt = build_mqtt(raw.mqtt)?;
+    let mqtt = build_mqtt(raw.mqtt, base_dir)?;
     let optional_duration = |value: Option<Spanned<String>>, default, key| match value {
         None => Ok(default),
         Some(value) => duration(&value, key),
@@ -164,7 +164,24 @@ fn build_storage(raw: RawStorage, base_dir: &Path) -> Result<StorageConfig, Prob
     })
 }
 
-fn build_mqtt(raw: RawMqtt) -> Result<MqttConfig, Problem> {
+fn build_mqtt(raw: RawMqtt, base_dir: &Path) -> Result<MqttConfig, Problem> {
+    let path = |value: Spanned<String>| {
+        let path = PathBuf::from(value.into_inner());
+        if path.is_absolute() { path } else { base_dir.join(path) }
+    };
+    let tls = match (raw.tls_cert, raw.tls_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(super::TlsFiles {
+            cert: path(cert),
+            key: path(key),
+        }),
+        (Some(one), None) | (None, Some(one)) => {
+            return Err(Problem::at(
+                one.span(),
+                "tls_cert and tls_key go together: give both (PEM files) or neither",
+            ));
+        }
+    };
     let broker = match raw.broker {
         None => Broker::Embedded,
         Some(value) => broker(value.get_ref()).ok_or_else(|| {
@@ -209,6 +226,7 @@ fn build_mqtt(raw: RawMqtt) -> Result<MqttConfig, Problem> {
         require_auth: raw.require_auth.is_none_or(|v| *v.get_ref()),
         max_connections: whole(raw.max_connections, DEFAULT_MAX_CONNECTIONS, "max_connections")? as usize,
         dead_letter_quota: whole(raw.dead_letter_quota, DEFAULT_DEAD_LETTER_QUOTA, "dead_letter_quota")? as u32,
+        tls,
     })
 }
 

@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -49,6 +50,8 @@ pub struct EndpointStats {
 #[derive(Clone)]
 pub struct Admission {
     require_auth: bool,
+    /// MQTT over TLS beside plain MQTT on the same listener, when `tls_cert` and `tls_key` are configured.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     max_connections: usize,
     journal: std::path::PathBuf,
     open: Arc<std::sync::atomic::AtomicUsize>,
@@ -64,15 +67,16 @@ struct Claim {
 }
 
 impl Admission {
-    pub fn new(config: &crate::config::MqttConfig, journal: std::path::PathBuf) -> Self {
-        Self {
+    pub fn new(config: &crate::config::MqttConfig, journal: std::path::PathBuf) -> anyhow::Result<Self> {
+        Ok(Self {
             require_auth: config.require_auth,
+            tls: config.tls.as_ref().map(tls_acceptor).transpose()?,
             max_connections: config.max_connections,
             journal,
             open: Arc::default(),
             sessions: Arc::default(),
             next_connection: Arc::new(AtomicU64::new(1)),
-        }
+        })
     }
 
     /// The gateway these credentials sign in (`Ok(None)` when sign-in is off).
@@ -128,6 +132,45 @@ impl Admission {
             sessions.remove(client_id);
         }
     }
+}
+
+/// Whether a client opens with a TLS handshake (a record of type 22) rather than an MQTT CONNECT (0x10).
+async fn opens_with_tls(stream: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    matches!(
+        tokio::time::timeout(CONNECT_TIMEOUT, stream.peek(&mut first)).await,
+        Ok(Ok(1)) if first[0] == 0x16
+    )
+}
+
+/// The TLS side of the endpoint from the certificate chain and key files (PEM), on the ring provider the rest of
+/// the binary uses.
+fn tls_acceptor(files: &crate::config::TlsFiles) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use anyhow::Context;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| {
+            format!(
+                "mqtt tls_cert {}: cannot read a PEM certificate chain",
+                files.cert.display()
+            )
+        })?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "mqtt tls_cert {}: no certificate in it",
+        files.cert.display()
+    );
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .with_context(|| format!("mqtt tls_key {}: cannot read a PEM private key", files.key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .context("mqtt tls: no usable protocol version")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("mqtt tls: the key does not match the certificate")?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Counts a connection as open until it is dropped.
@@ -227,8 +270,18 @@ async fn accept_loop(
                         stats: stats.clone(),
                         peer,
                     };
+                    let admission = admission.clone();
                     actix_web::rt::spawn(async move {
-                        connection.run(stream, connections_stop).await;
+                        match admission.tls.clone() {
+                            Some(acceptor) if opens_with_tls(&stream).await => {
+                                match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(stream)).await {
+                                    Ok(Ok(tls)) => connection.run(tls, connections_stop).await,
+                                    Ok(Err(error)) => tracing::info!(%peer, %error, "mqtt tls handshake failed"),
+                                    Err(_) => tracing::info!(%peer, "mqtt tls handshake took too long"),
+                                }
+                            }
+                            _ => connection.run(stream, connections_stop).await,
+                        }
                         drop(open);
                     });
                 }
@@ -281,7 +334,7 @@ struct Connection {
 type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = (u16, Result<Ingested, AppendError>)>>>;
 
 impl Connection {
-    async fn run(self, mut stream: TcpStream, mut stop: watch::Receiver<bool>) {
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(self, mut stream: S, mut stop: watch::Receiver<bool>) {
         let mut buf = BytesMut::with_capacity(8 * 1024);
         let connect = tokio::time::timeout(CONNECT_TIMEOUT, async {
             loop {
@@ -362,7 +415,7 @@ impl Connection {
     }
 
     /// Answers a refused CONNECT with its reason, then closes.
-    async fn refuse(&self, stream: &mut TcpStream, version: Version, refusal: Refusal) {
+    async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(&self, stream: &mut S, version: Version, refusal: Refusal) {
         self.stats.refused.fetch_add(1, Ordering::Relaxed);
         let mut out = BytesMut::new();
         codec::write(version, &Outbound::ConnRefused(refusal), &mut out);
@@ -371,9 +424,9 @@ impl Connection {
     }
 
     /// Serves an admitted client from its CONNACK to the end of the connection.
-    async fn connected(
+    async fn connected<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
-        stream: &mut TcpStream,
+        stream: &mut S,
         buf: &mut BytesMut,
         (version, client_id, clean_session, keep_alive): (Version, &str, bool, u16),
         will: Option<Will>,
@@ -461,9 +514,9 @@ impl Connection {
         }
     }
 
-    async fn serve(
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
-        stream: &mut TcpStream,
+        stream: &mut S,
         session: Session<'_>,
         buf: &mut BytesMut,
         stop: &mut watch::Receiver<bool>,

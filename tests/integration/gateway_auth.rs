@@ -355,3 +355,68 @@ fn an_admin_adds_a_gateway_on_its_page_and_it_signs_in_with_what_the_page_showed
         assert!(ok, "{why}");
     });
 }
+
+#[test]
+fn the_endpoint_also_speaks_mqtt_over_tls_on_the_same_port() {
+    let port = free_port();
+    let site = secured_site(port, "tls_cert = \"gatehouse.crt\"\ntls_key = \"gatehouse.key\"");
+    let (cert, key) = (
+        site.dir.path().join("gatehouse.crt"),
+        site.dir.path().join("gatehouse.key"),
+    );
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is installed (scripts/test installs it)");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let password = add_gateway(&site, "pi-1", "T1");
+    let journal = site.paths().journal();
+    with_app(site.config(), async |_app| {
+        let publish = |tls: bool, msg_id: &str| {
+            let mut command = Command::new("mosquitto_pub");
+            command.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"]);
+            command.args(["-u", "pi-1", "-P", &password, "-t", "gatehouse/turnstile/T1/passage"]);
+            command.args(["-m", &format!(r#"{{"msg_id":"{msg_id}","direction":"in"}}"#)]);
+            if tls {
+                command.arg("--cafile").arg(&cert);
+            }
+            command
+        };
+        for (tls, msg_id) in [(true, "over-tls"), (false, "plain")] {
+            let mut command = publish(tls, msg_id);
+            let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+                .await
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "tls {tls}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let recorded = dump(
+            &rusqlite::Connection::open(&journal).unwrap(),
+            "SELECT causation FROM events WHERE event_type = 'PassageRecorded' ORDER BY position",
+        );
+        assert_eq!(recorded, ["over-tls", "plain"]);
+    });
+}
