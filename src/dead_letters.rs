@@ -182,6 +182,23 @@ fn status_of(conn: &Connection, id: i64) -> anyhow::Result<Status> {
         .with_context(|| format!("dead letter {id} does not exist"))
 }
 
+/// One page of the letters still waiting for an admin, newest first: at most `limit` with ids below `before`
+/// (all when `None`), and how many are waiting in all.
+pub fn page(journal_path: &Path, before: Option<i64>, limit: usize) -> anyhow::Result<(Vec<DeadLetter>, i64)> {
+    let conn = open_journal(journal_path)?;
+    let waiting = "status IN ('open', 'redrive_requested')";
+    let total: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM dead_letters WHERE {waiting}"), [], |r| {
+        r.get(0)
+    })?;
+    let sql = format!("SELECT {COLUMNS} FROM dead_letters WHERE {waiting} AND id < ?1 ORDER BY id DESC LIMIT ?2");
+    let mut statement = conn.prepare(&sql)?;
+    let letters = statement
+        .query_map(params![before.unwrap_or(i64::MAX), limit as i64], from_row)?
+        .collect::<Result<Vec<_>, _>>()
+        .context("journal.db: cannot read dead letters")?;
+    Ok((letters, total))
+}
+
 /// The dead letters still waiting for an admin (open or waiting to be re-driven), oldest first; with
 /// `include_resolved` also the redriven and discarded ones.
 pub fn list(journal_path: &Path, include_resolved: bool) -> anyhow::Result<Vec<DeadLetter>> {

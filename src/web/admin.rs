@@ -221,6 +221,10 @@ struct LetterRow {
 struct DeadLettersPage {
     site: String,
     letters: Vec<LetterRow>,
+    /// How many are waiting in all; the page lists at most [`LETTERS_PER_PAGE`], newest first.
+    total: i64,
+    older: Option<String>,
+    newest: Option<String>,
     notice: Option<String>,
     is_admin: bool,
     csrf: String,
@@ -229,7 +233,12 @@ struct DeadLettersPage {
 #[derive(Deserialize)]
 struct NoticeQuery {
     notice: Option<String>,
+    /// Page to the letters older than this id.
+    before: Option<i64>,
 }
+
+/// Dead letters listed per page: a flood of them must not make one page megabytes.
+const LETTERS_PER_PAGE: usize = 100;
 
 async fn dead_letters_page(
     state: web::Data<AppState>,
@@ -237,10 +246,18 @@ async fn dead_letters_page(
     query: web::Query<NoticeQuery>,
 ) -> actix_web::Result<HttpResponse> {
     let journal = state.paths.journal();
-    let letters = web::block(move || dead_letters::list(&journal, false))
+    let query = query.into_inner();
+    let before = query.before;
+    let (letters, total) = web::block(move || dead_letters::page(&journal, before, LETTERS_PER_PAGE + 1))
         .await
         .map_err(|e| super::internal_error("dead letters", e))?
         .map_err(|e| super::internal_error("dead letters", e))?;
+    let mut letters = letters;
+    let older = (letters.len() > LETTERS_PER_PAGE).then(|| {
+        letters.truncate(LETTERS_PER_PAGE);
+        format!("/admin/dead-letters?before={}", letters.last().map_or(0, |l| l.id))
+    });
+    let newest = before.map(|_| "/admin/dead-letters".to_owned());
     let tz = &state.config.site.timezone;
     let letters = letters
         .into_iter()
@@ -255,7 +272,10 @@ async fn dead_letters_page(
     super::render(&DeadLettersPage {
         site: state.config.site.name.clone(),
         letters,
-        notice: query.into_inner().notice,
+        total,
+        older,
+        newest,
+        notice: query.notice,
         is_admin: identity.role == crate::auth::Role::Admin,
         csrf: identity.csrf.unwrap_or_default(),
     })

@@ -157,3 +157,37 @@ fn an_admin_redrives_a_dead_letter_and_sees_its_effect_at_once() {
         .unwrap();
     });
 }
+
+#[test]
+fn the_dead_letters_page_lists_a_flood_a_hundred_at_a_time_newest_first() {
+    let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
+    with_server(site.config(), async |state, addr| {
+        for n in 0..150 {
+            let payload = format!("broken {n}");
+            state
+                .ingestor
+                .ingest(Received::once(
+                    "gatehouse/turnstile/T1/passage",
+                    payload.as_bytes(),
+                    jiff::Timestamp::now(),
+                    // Senders of their own, each within its dead-letter quota.
+                    Actor::gateway(&format!("gateway-{n}")),
+                ))
+                .await
+                .unwrap();
+        }
+        let (_, first) = get(addr, "/admin/dead-letters").await;
+        assert!(first.contains("150 waiting"), "{first}");
+        assert_eq!(first.matches("<tr id=\"letter-").count(), 100);
+        assert!(first.contains("<tr id=\"letter-150\">") && !first.contains("<tr id=\"letter-50\">"));
+        let older = first
+            .split("href=\"/admin/dead-letters?before=")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("a link to older letters")
+            .to_owned();
+        let (_, second) = get(addr, &format!("/admin/dead-letters?before={older}")).await;
+        assert_eq!(second.matches("<tr id=\"letter-").count(), 50);
+        assert!(second.contains("<tr id=\"letter-1\">") && !second.contains("rel=\"next\""));
+    });
+}
