@@ -202,10 +202,31 @@ fn state_as_of_a_past_instant_folds_only_what_had_happened_by_then() {
 #[test]
 fn simulate_publishes_to_the_running_server_and_reports_what_was_acknowledged() {
     let port = free_port();
-    let site = Site::with_mqtt(&format!("listen = \"127.0.0.1:{port}\""), TWO_TURNSTILES_ONE_CAMERA);
+    let site = Site::with_mqtt(
+        &format!("listen = \"127.0.0.1:{port}\"\nrequire_auth = true"),
+        TWO_TURNSTILES_ONE_CAMERA,
+    );
+    let added = site.gatehouse(&["gateway", "add", "sim", "--devices", "T1,T2,C1"]);
+    let password = stdout(&added)
+        .lines()
+        .find_map(|l| l.strip_prefix("mqtt_password=").map(str::to_owned))
+        .expect("gateway add prints the password");
     let mut server = site.spawn_serve();
     wait_for_port(port);
-    let output = site.gatehouse(&["simulate", "--rate", "200", "--duration", "2"]);
+    // Without signing in nothing is acknowledged; signed in as the gateway, everything is.
+    let refused = site.gatehouse(&["simulate", "--rate", "50", "--duration", "1"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stdout(&refused));
+    let output = site.gatehouse(&[
+        "simulate",
+        "--rate",
+        "200",
+        "--duration",
+        "2",
+        "--username",
+        "sim",
+        "--password",
+        &password,
+    ]);
     let _ = server.kill();
     let _ = server.wait();
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
@@ -316,8 +337,9 @@ fn backup_copies_both_databases_consistently_while_the_server_runs() {
 fn serve_demo_makes_a_demo_admin_and_feeds_traffic_a_newcomer_can_see() {
     use std::io::BufRead;
     let mqtt_port = free_port();
+    // As a newcomer's config has it: gateways must sign in; the demo makes its simulated gateway an identity.
     let site = Site::with_mqtt(
-        &format!("listen = \"127.0.0.1:{mqtt_port}\""),
+        &format!("listen = \"127.0.0.1:{mqtt_port}\"\nrequire_auth = true"),
         TWO_TURNSTILES_ONE_CAMERA,
     );
     let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
@@ -342,7 +364,7 @@ fn serve_demo_makes_a_demo_admin_and_feeds_traffic_a_newcomer_can_see() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while query_i64(
         &journal,
-        "SELECT COUNT(*) FROM events WHERE event_type = 'PassageRecorded'",
+        "SELECT COUNT(*) FROM events WHERE event_type = 'PassageRecorded' AND actor = 'gateway:demo'",
     ) == 0
     {
         assert!(std::time::Instant::now() < deadline, "the demo fed no passages");

@@ -420,3 +420,38 @@ fn the_endpoint_also_speaks_mqtt_over_tls_on_the_same_port() {
         assert_eq!(recorded, ["over-tls", "plain"]);
     });
 }
+
+#[test]
+fn a_packet_that_trickles_in_for_longer_than_30_s_closes_its_connection() {
+    let port = free_port();
+    let site = Site::with_mqtt(
+        &format!("listen = \"127.0.0.1:{port}\"\nrequire_auth = false"),
+        TWO_TURNSTILES_ONE_CAMERA,
+    );
+    with_app(site.config(), async |_app| {
+        tokio::task::spawn_blocking(move || {
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            stream.write_all(&raw_connect(4, b't')).unwrap();
+            let mut connack = [0u8; 4];
+            stream.read_exact(&mut connack).unwrap();
+            // The start of a PUBLISH that announces 127 bytes, then nothing (keep-alive is 60 s: 90 s of silence
+            // would be allowed, a half-sent packet only 30 s).
+            stream.write_all(&[0x32, 0x7F, 0x00]).unwrap();
+            let started = std::time::Instant::now();
+            stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+            let mut rest = Vec::new();
+            let read = stream.read_to_end(&mut rest);
+            assert!(
+                read.is_ok() && rest.is_empty(),
+                "closed, not timed out: {read:?} {rest:?}"
+            );
+            let waited = started.elapsed();
+            assert!(
+                waited >= Duration::from_secs(29) && waited < Duration::from_secs(60),
+                "{waited:?}"
+            );
+        })
+        .await
+        .unwrap();
+    });
+}
