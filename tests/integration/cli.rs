@@ -287,25 +287,37 @@ fn dead_letters_lists_and_discards_from_the_command_line() {
 }
 
 #[test]
-fn backup_copies_both_databases_consistently_while_the_server_runs() {
+fn backup_copies_both_databases_consistently_while_the_server_ingests_throughout() {
     let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
     let target = site.dir.path().join("backup");
     let site_dir = site.dir.path().to_owned();
-    with_app(site.config(), async |app| {
-        for n in 0..50 {
-            let payload = format!(r#"{{"msg_id":"b{n}","direction":"in"}}"#);
-            let at = jiff::Timestamp::now();
-            app.state()
-                .ingestor
-                .ingest(Received::once(
-                    "gatehouse/turnstile/T1/passage",
-                    payload.as_bytes(),
-                    at,
-                    Actor::gateway("test"),
-                ))
-                .await
-                .unwrap();
-        }
+    let sent = with_app(site.config(), async |app| {
+        // Ingestion runs before, during and after the backup.
+        let ingestor = app.state().ingestor.clone();
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let feeding = actix_web::rt::spawn(async move {
+            let mut n = 0;
+            while !*stopped.borrow_and_update() || n < 200 {
+                let payload = format!(r#"{{"msg_id":"b{n}","direction":"in"}}"#);
+                let topic = if n % 2 == 0 {
+                    "gatehouse/turnstile/T1/passage"
+                } else {
+                    "gatehouse/turnstile/T2/passage"
+                };
+                ingestor
+                    .ingest(Received::once(
+                        topic,
+                        payload.as_bytes(),
+                        jiff::Timestamp::now(),
+                        Actor::gateway("test"),
+                    ))
+                    .await
+                    .unwrap();
+                n += 1;
+            }
+            n
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         let output = tokio::task::spawn_blocking(move || {
             std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
                 .current_dir(site_dir)
@@ -315,22 +327,62 @@ fn backup_copies_both_databases_consistently_while_the_server_runs() {
         })
         .await
         .unwrap();
+        stop.send_replace(true);
+        let sent = feeding.await.unwrap();
         assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
         assert!(stdout(&output).contains("backed up journal.db"), "{}", stdout(&output));
+        sent
     });
     let copy = target.join("journal.db");
-    assert_eq!(
-        query_i64(
-            &copy,
-            "SELECT COUNT(*) FROM events WHERE event_type = 'PassageRecorded'"
-        ),
-        50
+    let copied = query_i64(
+        &copy,
+        "SELECT COUNT(*) FROM events WHERE event_type = 'PassageRecorded'",
+    );
+    assert!(
+        copied > 0 && copied < sent as i64,
+        "the copy is an instant during ingestion: {copied} of {sent}"
     );
     let conn = rusqlite::Connection::open(&copy).unwrap();
     let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(check, "ok");
-    assert!(target.join("views.db").exists());
     assert!(!target.join("journal.db.partial").exists());
+    // Every checkpoint in the copied views is at or behind the copied journal's head.
+    let head = query_i64(&copy, "SELECT MAX(position) FROM events");
+    let ahead = query_i64(
+        &target.join("views.db"),
+        &format!("SELECT COUNT(*) FROM projector_checkpoints WHERE position > {head}"),
+    );
+    assert_eq!(
+        ahead, 0,
+        "a views checkpoint is ahead of the journal copy (head {head})"
+    );
+
+    // Restored, the projectors catch up from the copy's checkpoints to the same rows as a fresh projection.
+    let restored = Site::new(TWO_TURNSTILES_ONE_CAMERA);
+    restored.paths().prepare().unwrap();
+    for file in ["journal.db", "views.db"] {
+        std::fs::copy(target.join(file), restored.paths().dir.join(file)).unwrap();
+    }
+    let tables = [
+        "SELECT device_id, passages_today_in, passages_today_out FROM device_status ORDER BY device_id",
+        "SELECT * FROM traffic ORDER BY 1, 2, 3",
+        "SELECT * FROM traffic_daily ORDER BY 1, 2",
+    ];
+    let caught_up = with_app(restored.config(), async |app| {
+        settle(app.state()).await;
+        let views = rusqlite::Connection::open(restored.paths().views()).unwrap();
+        tables.iter().map(|sql| dump(&views, sql)).collect::<Vec<_>>()
+    });
+    let rebuilt = restored.gatehouse(&["rebuild"]);
+    assert!(rebuilt.status.success(), "{}", stderr(&rebuilt));
+    let views = rusqlite::Connection::open(restored.paths().views()).unwrap();
+    let fresh: Vec<_> = tables.iter().map(|sql| dump(&views, sql)).collect();
+    assert_eq!(caught_up, fresh);
+    assert!(
+        caught_up[0].iter().any(|row| !row.ends_with("|0|0")),
+        "{:?}",
+        caught_up[0]
+    );
 }
 
 #[test]
