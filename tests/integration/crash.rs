@@ -56,6 +56,29 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Sends `signal` (`TERM`, `INT`) as a service manager or Ctrl-C would, and waits for the process to end.
+    fn stop_with(&mut self, signal: &str) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the server runs");
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not stop within 60 s of SIG{signal}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -75,12 +98,18 @@ impl Drop for Server {
 
 /// A gateway publishing `MESSAGES` passages with QoS 1 on its own thread; counts PUBACKs.
 struct Gateway {
+    messages: u64,
     acked: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Gateway {
     fn start(port: u16) -> Gateway {
+        Self::sending(port, MESSAGES)
+    }
+
+    /// A gateway publishing `messages` passages.
+    fn sending(port: u16, messages: u64) -> Gateway {
         let acked = Arc::new(AtomicU64::new(0));
         let counter = acked.clone();
         let thread = std::thread::spawn(move || {
@@ -97,7 +126,7 @@ impl Gateway {
                 let (client, mut eventloop) = AsyncClient::new(options, 100);
                 // Publishing and polling in separate tasks (rumqttc #263).
                 tokio::spawn(async move {
-                    for i in 0..MESSAGES {
+                    for i in 0..messages {
                         let payload = format!(r#"{{"msg_id":"crash-{i}","direction":"in"}}"#);
                         if client
                             .publish("gatehouse/turnstile/T1/passage", QoS::AtLeastOnce, false, payload)
@@ -109,7 +138,7 @@ impl Gateway {
                     }
                 });
                 let deadline = Instant::now() + Duration::from_secs(240);
-                while counter.load(Ordering::SeqCst) < MESSAGES && Instant::now() < deadline {
+                while counter.load(Ordering::SeqCst) < messages && Instant::now() < deadline {
                     match eventloop.poll().await {
                         Ok(Event::Incoming(Packet::PubAck(_))) => {
                             counter.fetch_add(1, Ordering::SeqCst);
@@ -122,6 +151,7 @@ impl Gateway {
             });
         });
         Gateway {
+            messages,
             acked,
             thread: Some(thread),
         }
@@ -144,12 +174,16 @@ impl Gateway {
     }
 
     fn finish(mut self) {
-        self.wait_until_acked(MESSAGES);
+        self.wait_until_acked(self.messages);
         self.thread.take().unwrap().join().unwrap();
     }
 }
 
 fn assert_every_message_recorded_once(site: &Site) {
+    assert_messages_recorded_once(site, MESSAGES);
+}
+
+fn assert_messages_recorded_once(site: &Site, messages: u64) {
     let journal = site.paths().journal();
     let passages = query_i64(
         &journal,
@@ -161,7 +195,7 @@ fn assert_every_message_recorded_once(site: &Site) {
     );
     assert_eq!(
         (passages, distinct),
-        (MESSAGES as i64, MESSAGES as i64),
+        (messages as i64, messages as i64),
         "passages counted = messages sent"
     );
 }
@@ -231,4 +265,43 @@ fn killing_the_server_and_restarting_mosquitto_mid_stream_loses_and_doubles_noth
     std::thread::sleep(Duration::from_millis(500));
     drop(server);
     assert_every_message_recorded_once(&site);
+}
+
+/// The first `acked` messages (acknowledged in order on one connection) are all in the journal.
+fn assert_acknowledged_recorded(site: &Site, acked: u64) {
+    let recorded = query_i64(
+        &site.paths().journal(),
+        &format!(
+            "SELECT COUNT(DISTINCT causation) FROM events WHERE event_type = 'PassageRecorded'
+             AND causation LIKE 'crash-%' AND CAST(substr(causation, 7) AS INTEGER) < {acked}"
+        ),
+    );
+    assert_eq!(recorded, acked as i64, "every acknowledged message is in the journal");
+}
+
+#[test]
+fn sigterm_and_ctrl_c_under_load_exit_0_and_keep_every_acknowledged_message() {
+    let port = free_port();
+    let site = Site::with_mqtt(&format!("listen = \"127.0.0.1:{port}\""), ONE_TURNSTILE);
+    let mut server = Server::start(&site);
+    wait_for_port(port);
+    // Enough that a stop lands while messages are still arriving.
+    let messages = 40_000;
+    let gateway = Gateway::sending(port, messages);
+    for (quarter, signal) in [(1, "TERM"), (3, "INT")] {
+        gateway.wait_until_acked(messages * quarter / 4);
+        let status = server.stop_with(signal);
+        assert!(status.success(), "SIG{signal} under load: {status}");
+        // The server is gone: no acknowledgement can come any more.
+        let acked = gateway.acked();
+        assert!(acked < messages, "stopped mid-stream");
+        assert_acknowledged_recorded(&site, acked);
+        server.spawn();
+    }
+    gateway.finish();
+    drop(server);
+    assert_messages_recorded_once(&site, messages);
+    let conn = rusqlite::Connection::open(site.paths().journal()).unwrap();
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
 }
