@@ -221,3 +221,46 @@ fn mosquitto_pub_over_mqtt_3_1_1_and_5_is_recorded() {
         .collect();
     assert_eq!(causes, [Some("v3".to_owned()), Some("v5".to_owned())]);
 }
+
+#[test]
+fn no_puback_while_the_journal_cannot_commit_and_one_as_soon_as_it_can() {
+    let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
+    let journal = site.paths().journal();
+    with_app(site.config(), async |app| {
+        let mut gateway = connect(app.mqtt_addr().unwrap(), "held-gateway");
+        // Another process's write lock on journal.db: the writer cannot commit until it is released.
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let conn = rusqlite::Connection::open(&journal).unwrap();
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            locked_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+            conn.execute_batch("ROLLBACK").unwrap();
+        });
+        tokio::task::spawn_blocking(move || locked_rx.recv().unwrap())
+            .await
+            .unwrap();
+        gateway
+            .client
+            .publish(
+                "gatehouse/turnstile/T1/passage",
+                QoS::AtLeastOnce,
+                false,
+                r#"{"msg_id":"held-1","direction":"in"}"#,
+            )
+            .await
+            .unwrap();
+        let early = tokio::time::timeout(Duration::from_millis(1500), gateway.acks.recv()).await;
+        assert!(
+            early.is_err(),
+            "a PUBACK came while nothing could be committed: {early:?}"
+        );
+        release_tx.send(()).unwrap();
+        tokio::task::spawn_blocking(move || holder.join().unwrap())
+            .await
+            .unwrap();
+        assert!(matches!(next_ack(&mut gateway).await, Packet::PubAck(_)));
+        assert_eq!(passages(&site), 1);
+    });
+}
