@@ -189,3 +189,46 @@ fn a_start_that_replays_long_streams_saves_their_snapshots_so_the_next_start_doe
         );
     }
 }
+
+#[test]
+fn recovery_starts_from_a_usable_snapshot_and_ignores_one_ahead_of_the_journal() {
+    let site = Site::new("");
+    let events = vec![
+        commissioned(DeviceKind::Turnstile, "North", "Hall A", "2026-03-01T08:00:00Z"),
+        passage(Direction::In, "2026-03-01T09:00:00Z"),
+        passage(Direction::In, "2026-03-01T09:01:00Z"),
+    ];
+    seed(&site.paths(), &[("T1", events)]);
+    let conn = rusqlite::Connection::open(site.paths().journal()).unwrap();
+    let reader = JournalReader::open(&site.paths().journal()).unwrap();
+    let truth = full_fold(&reader, "T1");
+    // A snapshot at version 2 that a replay could never produce (1,000 passages in), then one more event: a
+    // recovery that used it shows 1,001, a full replay 2.
+    let mut marked = Turnstile::fold(TurnstileState::default(), std::iter::empty());
+    marked = Turnstile::evolve(
+        marked,
+        &commissioned(DeviceKind::Turnstile, "North", "Hall A", "2026-03-01T08:00:00Z"),
+    );
+    marked.passages_in = 1000;
+    let (format, bytes) = gatehouse::codec::encode_state(&marked);
+    let snapshot = |version: i64| {
+        conn.execute(
+            "INSERT OR REPLACE INTO snapshots (stream_id, version, state_schema, format, state, taken_at)
+             VALUES ('T1', ?1, ?2, ?3, ?4, 0)",
+            rusqlite::params![version, Turnstile::STATE_SCHEMA, format, bytes],
+        )
+        .unwrap();
+    };
+    snapshot(2);
+    let recovered = gatehouse::actors::recover::<Turnstile>(&reader, &sid("T1")).unwrap();
+    assert_eq!(
+        recovered.state.passages_in, 1001,
+        "started from the snapshot, then folded the one later event"
+    );
+    assert_eq!((recovered.version, recovered.replayed), (3, 1));
+    // A snapshot ahead of the journal (version 9 of a 3-event stream) is ignored: a full replay.
+    snapshot(9);
+    let recovered = gatehouse::actors::recover::<Turnstile>(&reader, &sid("T1")).unwrap();
+    assert_eq!(recovered.state, truth);
+    assert_eq!((recovered.version, recovered.replayed), (3, 3));
+}
