@@ -74,4 +74,6 @@ impl DeviceState {
 }
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;
