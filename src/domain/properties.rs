@@ -78,15 +78,12 @@ where
     let mut state = A::State::default();
     let mut recorded = Vec::new();
     for command in commands {
-        match A::decide(&state, command) {
-            Ok(events) => {
-                for event in &events {
-                    state = A::evolve(state, event);
-                }
-                recorded.extend(events);
+        // Refused: nothing is recorded and the state is what it was (it is not touched at all).
+        if let Ok(events) = A::decide(&state, command) {
+            for event in &events {
+                state = A::evolve(state, event);
             }
-            // Refused: nothing is recorded and the state is what it was (it is not touched at all).
-            Err(_) => {}
+            recorded.extend(events);
         }
         let replayed = A::fold(A::State::default(), recorded.iter());
         prop_assert_eq!(&replayed, &state, "replaying the journal reaches the state the actor has");
