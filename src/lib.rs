@@ -15,6 +15,7 @@ pub mod config;
 pub mod db;
 pub mod dead_letters;
 pub mod domain;
+pub mod fuzzing;
 pub mod gateways;
 pub mod history;
 pub mod inbox;
