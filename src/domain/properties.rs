@@ -52,21 +52,19 @@ fn device_command() -> impl Strategy<Value = DeviceCommand> {
             seq
         }),
         (code, at.clone(), seq.clone()).prop_map(|(code, at, seq)| DeviceCommand::ClearFault { code, at, seq }),
-        at.clone().prop_map(|at| DeviceCommand::LockOut {
-            reason: "r".into(),
-            at
-        }),
+        at.clone()
+            .prop_map(|at| DeviceCommand::LockOut { reason: "r".into(), at }),
         at.clone().prop_map(|at| DeviceCommand::Unlock { at }),
         (any::<bool>(), at.clone()).prop_map(|(online, at)| DeviceCommand::ReportAvailability { online, at }),
         at.clone().prop_map(|at| DeviceCommand::RecordHeartbeat { at }),
-        (proptest::option::of("[A-Z]-[0-9]{1,3}"), any::<f64>(), at, seq).prop_map(
-            |(subject, confidence, at, seq)| DeviceCommand::RecordRecognition {
+        (proptest::option::of("[A-Z]-[0-9]{1,3}"), any::<f64>(), at, seq).prop_map(|(subject, confidence, at, seq)| {
+            DeviceCommand::RecordRecognition {
                 subject: subject.and_then(|s| SubjectId::parse(&s).ok()),
                 confidence,
                 at,
-                seq
+                seq,
             }
-        ),
+        }),
     ]
 }
 
@@ -86,7 +84,11 @@ where
             recorded.extend(events);
         }
         let replayed = A::fold(A::State::default(), recorded.iter());
-        prop_assert_eq!(&replayed, &state, "replaying the journal reaches the state the actor has");
+        prop_assert_eq!(
+            &replayed,
+            &state,
+            "replaying the journal reaches the state the actor has"
+        );
     }
     Ok(())
 }
@@ -98,7 +100,11 @@ fn work_order_command() -> impl Strategy<Value = WorkOrderCommand> {
         (any::<bool>(), at.clone()).prop_map(|(corrective, at)| WorkOrderCommand::Open(WorkOrderOpened {
             device: DeviceId::parse("T1").unwrap(),
             zone: "Z".into(),
-            kind: if corrective { WorkOrderKind::Corrective } else { WorkOrderKind::Preventive },
+            kind: if corrective {
+                WorkOrderKind::Corrective
+            } else {
+                WorkOrderKind::Preventive
+            },
             cause: work_order::Cause::ServiceMeter { passages: 10 },
             title: "t".into(),
             due_at: None,

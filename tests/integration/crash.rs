@@ -12,6 +12,15 @@ use std::time::{Duration, Instant};
 
 const MESSAGES: u64 = 3000;
 
+/// How many times to kill (or restart) under load: 3 in the tests, many more from `scripts/soak`
+/// (`GATEHOUSE_SOAK_KILLS`, `GATEHOUSE_SOAK_RESTARTS`), which prints the figures.
+fn soak(variable: &str, default: u64) -> u64 {
+    std::env::var(variable)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// `gatehouse serve` as a separate process, so it can be killed for real.
 struct Server {
     site_dir: std::path::PathBuf,
@@ -106,10 +115,6 @@ struct Gateway {
 }
 
 impl Gateway {
-    fn start(port: u16) -> Gateway {
-        Self::sending(port, MESSAGES)
-    }
-
     /// A gateway publishing `messages` passages.
     fn sending(port: u16, messages: u64) -> Gateway {
         let acked = Arc::new(AtomicU64::new(0));
@@ -195,10 +200,6 @@ impl Gateway {
     }
 }
 
-fn assert_every_message_recorded_once(site: &Site) {
-    assert_messages_recorded_once(site, MESSAGES);
-}
-
 fn assert_messages_recorded_once(site: &Site, messages: u64) {
     let journal = site.paths().journal();
     let passages = query_i64(
@@ -224,14 +225,18 @@ fn killing_the_server_mid_stream_loses_and_doubles_nothing_with_the_embedded_end
     let site = Site::with_mqtt(&format!("listen = \"127.0.0.1:{port}\""), ONE_TURNSTILE);
     let mut server = Server::start(&site);
     wait_for_port(port);
-    let gateway = Gateway::start(port);
-    for quarter in 1..=3 {
-        gateway.wait_until_acked(MESSAGES * quarter / 4);
+    let kills = soak("GATEHOUSE_SOAK_KILLS", 3);
+    // About a thousand messages per kill, so every kill lands mid-stream.
+    let messages = MESSAGES.max(kills * 1000);
+    let gateway = Gateway::sending(port, messages);
+    for kill in 1..=kills {
+        gateway.wait_until_acked(messages * kill / (kills + 1));
         server.kill_and_restart();
     }
     gateway.finish();
     drop(server);
-    assert_every_message_recorded_once(&site);
+    assert_messages_recorded_once(&site, messages);
+    println!("soak: embedded, {kills} SIGKILLs under QoS 1 load: {messages} messages sent, {messages} counted");
 }
 
 #[test]
@@ -253,12 +258,18 @@ fn killing_the_server_and_restarting_mosquitto_mid_stream_loses_and_doubles_noth
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let gateway = Gateway::start(broker.port);
-    gateway.wait_until_acked(MESSAGES / 5);
-    server.kill_and_restart();
-    gateway.wait_until_acked(MESSAGES * 2 / 5);
-    broker.restart();
-    gateway.wait_until_acked(MESSAGES * 3 / 5);
+    // Each round: the server is killed, then Mosquitto restarted.
+    let rounds = soak("GATEHOUSE_SOAK_RESTARTS", 1);
+    let messages = MESSAGES.max(rounds * 1000);
+    let gateway = Gateway::sending(broker.port, messages);
+    let steps = 2 * rounds + 1;
+    for round in 0..rounds {
+        gateway.wait_until_acked(messages * (2 * round + 1) / (steps + 1));
+        server.kill_and_restart();
+        gateway.wait_until_acked(messages * (2 * round + 2) / (steps + 1));
+        broker.restart();
+    }
+    gateway.wait_until_acked(messages * steps / (steps + 1));
     server.kill_and_restart();
     gateway.finish();
     // Mosquitto acknowledged everything to the gateway; wait until gatehouse has recorded all of it.
@@ -269,10 +280,10 @@ fn killing_the_server_and_restarting_mosquitto_mid_stream_loses_and_doubles_noth
             "SELECT COUNT(*) FROM events WHERE event_type = 'PassageRecorded'",
         )
     };
-    while recorded() < MESSAGES as i64 {
+    while recorded() < messages as i64 {
         assert!(
             Instant::now() < deadline,
-            "gatehouse recorded {} of {MESSAGES} messages",
+            "gatehouse recorded {} of {messages} messages",
             recorded()
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -280,7 +291,12 @@ fn killing_the_server_and_restarting_mosquitto_mid_stream_loses_and_doubles_noth
     // Give redeliveries a moment to arrive: they must be dropped as duplicates, not counted.
     std::thread::sleep(Duration::from_millis(500));
     drop(server);
-    assert_every_message_recorded_once(&site);
+    assert_messages_recorded_once(&site, messages);
+    println!(
+        "soak: external, {rounds} Mosquitto restarts and {} SIGKILLs under QoS 1 load: {messages} messages sent, \
+         {messages} counted",
+        rounds + 1
+    );
 }
 
 /// Every message the gateway saw acknowledged is in the journal.

@@ -1,0 +1,4 @@
+//! cargo fuzz target: `gatehouse::fuzzing::config` must answer any input without panicking.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| gatehouse::fuzzing::config(data));
