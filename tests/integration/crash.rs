@@ -146,7 +146,8 @@ impl Gateway {
                         }
                     }
                 });
-                let deadline = Instant::now() + Duration::from_secs(240);
+                // Long enough for a soak's hundred restarts; it ends as soon as everything is acknowledged.
+                let deadline = Instant::now() + Duration::from_secs(1800);
                 // A packet id in flight names the message it was first sent with; a re-send reuses it.
                 let (mut in_flight, mut next) = (std::collections::HashMap::new(), 0u64);
                 while counter.load(Ordering::SeqCst) < messages && Instant::now() < deadline {
