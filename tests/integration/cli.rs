@@ -430,3 +430,55 @@ fn serve_demo_makes_a_demo_admin_and_feeds_traffic_a_newcomer_can_see() {
         Some(gatehouse::auth::Role::Admin)
     );
 }
+
+#[test]
+fn events_follow_prints_each_event_as_it_is_committed() {
+    use std::io::BufRead;
+    let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
+    with_app(site.config(), async |app| {
+        let mut follower = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .current_dir(site.dir.path())
+            .args(["events", "--follow"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = follower.stdout.take().unwrap();
+        let (lines_tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // Its first lines are the history (commissionings); a message committed now comes after them.
+        let payload = br#"{"msg_id":"followed","direction":"in"}"#;
+        app.state()
+            .ingestor
+            .ingest(Received::once(
+                "gatehouse/turnstile/T1/passage",
+                payload,
+                jiff::Timestamp::now(),
+                Actor::gateway("test"),
+            ))
+            .await
+            .unwrap();
+        let found = tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+                if line.contains("\"PassageRecorded\"") {
+                    return Some(line);
+                }
+            }
+            None
+        })
+        .await
+        .unwrap();
+        let _ = follower.kill();
+        let _ = follower.wait();
+        let line = found.expect("events --follow printed the new passage");
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(event["actor"], "gateway:test");
+        assert_eq!(event["stream"], "T1");
+    });
+}

@@ -455,3 +455,52 @@ fn a_packet_that_trickles_in_for_longer_than_30_s_closes_its_connection() {
         .unwrap();
     });
 }
+
+#[test]
+fn qos_2_is_refused_and_a_silent_client_is_closed_after_one_and_a_half_keep_alives() {
+    let port = free_port();
+    let site = Site::with_mqtt(
+        &format!("listen = \"127.0.0.1:{port}\"\nrequire_auth = false"),
+        TWO_TURNSTILES_ONE_CAMERA,
+    );
+    with_app(site.config(), async |_app| {
+        tokio::task::spawn_blocking(move || {
+            // QoS 2: the connection is closed, nothing is recorded.
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            stream.write_all(&raw_connect(4, b'q')).unwrap();
+            let mut connack = [0u8; 4];
+            stream.read_exact(&mut connack).unwrap();
+            let topic = b"gatehouse/turnstile/T1/passage";
+            let payload = br#"{"direction":"in"}"#;
+            let mut publish = vec![0x34, (2 + topic.len() + 2 + payload.len()) as u8, 0, topic.len() as u8];
+            publish.extend_from_slice(topic);
+            publish.extend_from_slice(&[0x00, 0x07]);
+            publish.extend_from_slice(payload);
+            stream.write_all(&publish).unwrap();
+            assert_eq!(answer(&mut stream), Vec::<u8>::new(), "closed, no PUBREC");
+
+            // Keep-alive 1 s, then silence: closed after 1.5 s, not left open.
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let mut connect = raw_connect(4, b'k');
+            connect[10..12].copy_from_slice(&[0x00, 0x01]);
+            stream.write_all(&connect).unwrap();
+            stream.read_exact(&mut connack).unwrap();
+            let started = std::time::Instant::now();
+            assert_eq!(answer(&mut stream), Vec::<u8>::new());
+            let waited = started.elapsed();
+            assert!(
+                waited >= Duration::from_millis(1400) && waited < Duration::from_secs(10),
+                "{waited:?}"
+            );
+        })
+        .await
+        .unwrap();
+    });
+    assert_eq!(
+        query_i64(
+            &site.paths().journal(),
+            "SELECT COUNT(*) FROM events WHERE event_type = 'PassageRecorded'"
+        ),
+        0
+    );
+}

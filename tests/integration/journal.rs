@@ -125,6 +125,30 @@ fn events_cannot_be_updated_or_deleted() {
     assert_eq!(query_i64(&site.paths().journal(), "SELECT COUNT(*) FROM events"), 1);
 }
 
+#[test]
+fn the_message_ids_that_drop_redeliveries_cannot_be_updated_or_deleted_either() {
+    let site = Site::new("");
+    let t1 = vec![t1_commissioned()];
+    seed(&site.paths(), &[("T1", t1)]);
+    let conn = rusqlite::Connection::open(site.paths().journal()).unwrap();
+    conn.execute(
+        "INSERT INTO processed_messages (stream_id, msg_id, position) VALUES ('T1', 'm-1', 1)",
+        [],
+    )
+    .unwrap();
+    for (sql, what) in [
+        ("UPDATE processed_messages SET msg_id = 'forged'", "UPDATE"),
+        ("DELETE FROM processed_messages", "DELETE"),
+    ] {
+        let refused = conn.execute(sql, []).unwrap_err().to_string();
+        assert!(refused.contains(&format!("{what} is not allowed")), "{refused}");
+    }
+    assert_eq!(
+        query_i64(&site.paths().journal(), "SELECT COUNT(*) FROM processed_messages"),
+        1
+    );
+}
+
 #[tokio::test]
 async fn appends_that_arrive_together_are_committed_together_and_learn_their_positions() {
     let site = Site::new("");
