@@ -113,6 +113,8 @@ enum WriterMessage {
 pub struct WriterStats {
     commits: AtomicU64,
     events: AtomicU64,
+    /// Why the latest commit failed, until one succeeds again (a full disk, a lock held too long).
+    failing: std::sync::Mutex<Option<String>>,
 }
 
 impl WriterStats {
@@ -120,6 +122,15 @@ impl WriterStats {
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
     }
+    /// Why the journal cannot write now: the latest commit failed and none has succeeded since.
+    pub fn failing(&self) -> Option<String> {
+        self.failing.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_failing(&self, why: Option<String>) {
+        *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = why;
+    }
+
     /// Events appended so far.
     pub fn events(&self) -> u64 {
         self.events.load(Ordering::Relaxed)
@@ -313,6 +324,7 @@ impl Writer {
                 self.versions.extend(pending_versions);
                 let head = self.next_position - 1;
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.stats.set_failing(None);
                 // Announce the new head before answering anyone: a caller that hears "done" and then waits for
                 // the projectors to pass the head must never see an older head.
                 if head >= first_position {
@@ -334,6 +346,7 @@ impl Writer {
                 self.versions.clear();
                 let message = describe_storage_error(&error);
                 tracing::error!(error = %message, requests = appends.len(), "journal commit failed");
+                self.stats.set_failing(Some(message.clone()));
                 for (_, reply) in appends.drain(..) {
                     let _ = reply.send(Err(AppendError::Storage(message.clone())));
                 }

@@ -10,6 +10,10 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     if state.committed.has_changed().is_err() {
         problems.push("journal: writer has stopped".to_owned());
     }
+    if let Some(why) = state.writer_stats.failing() {
+        // Nothing is acknowledged meanwhile: gateways keep their messages and re-send them.
+        problems.push(format!("journal: cannot write: {why}"));
+    }
     if let Some(mqtt) = &state.external_mqtt
         && !mqtt.connected.load(std::sync::atomic::Ordering::Relaxed)
     {

@@ -203,6 +203,9 @@ async fn a_full_disk_fails_the_append_cleanly_and_the_writer_keeps_going() {
         matches!(&full, Err(AppendError::Storage(m)) if m.contains("disk is full")),
         "{full:?}"
     );
+    // /healthz reads this: 503 "journal: cannot write: …" until a commit succeeds again.
+    let failing = writer.stats().failing().unwrap_or_default();
+    assert!(failing.contains("disk is full"), "{failing}");
     writer.set_max_page_count(u32::MAX as u64);
     let next = writer
         .append(request(
@@ -219,4 +222,5 @@ async fn a_full_disk_fails_the_append_cleanly_and_the_writer_keeps_going() {
             version: 2
         })
     );
+    assert_eq!(writer.stats().failing(), None, "writing again: healthy again");
 }
