@@ -169,6 +169,38 @@ fn a_spring_forward_day_has_23_hourly_buckets_on_the_right_local_hours_and_its_d
 }
 
 #[test]
+fn a_fall_back_day_has_25_hourly_buckets_with_two_0200_rows_told_apart_by_their_offset() {
+    let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
+    with_server(site.config(), async |state, addr| {
+        // One passage in each real hour of 2026-10-25 in Berlin: 22:30Z on the 24th is 00:30 CEST; 00:30Z is
+        // 02:30 CEST and 01:30Z 02:30 CET (the hour from 02:00 to 03:00 happens twice); 22:30Z is 23:30 CET.
+        let start = at("2026-10-24T22:30:00Z");
+        for h in 0..25 {
+            let when = (start + jiff::SignedDuration::from_hours(h)).to_string();
+            passage_at(state, "T1", "in", &when).await;
+        }
+        settle(state).await;
+        let hours = csv(addr, "/reports/traffic?from=2026-10-25&to=2026-10-25&format=csv").await;
+        let mut expected = vec!["bucket_start,device,zone,in,out".to_owned()];
+        expected.extend((0..3).map(|h| format!("2026-10-25T{h:02}:00:00+02:00,T1,Hall A,1,0")));
+        expected.extend((2..24).map(|h| format!("2026-10-25T{h:02}:00:00+01:00,T1,Hall A,1,0")));
+        assert_eq!(hours, expected);
+        assert_eq!(hours.len() - 1, 25);
+        assert_eq!(
+            csv(
+                addr,
+                "/reports/traffic?from=2026-10-25&to=2026-10-25&bucket=day&format=csv"
+            )
+            .await,
+            [
+                "bucket_start,device,zone,in,out",
+                "2026-10-25T00:00:00+02:00,T1,Hall A,25,0"
+            ]
+        );
+    });
+}
+
+#[test]
 fn the_traffic_page_draws_its_chart_lists_the_rows_and_totals_them() {
     let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
     with_server(site.config(), async |state, addr| {
