@@ -482,3 +482,74 @@ fn events_follow_prints_each_event_as_it_is_committed() {
         assert_eq!(event["stream"], "T1");
     });
 }
+
+#[test]
+fn dead_letters_redrive_all_from_the_command_line_records_them_once_their_device_exists() {
+    let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
+    with_app(site.config(), async |app| {
+        for n in 0..2 {
+            let payload = format!(r#"{{"msg_id":"late-{n}","direction":"in"}}"#);
+            app.state()
+                .ingestor
+                .ingest(Received::once(
+                    "gatehouse/turnstile/T9/passage",
+                    payload.as_bytes(),
+                    jiff::Timestamp::now(),
+                    Actor::gateway("test"),
+                ))
+                .await
+                .unwrap();
+        }
+    });
+    // The installer adds the device it was meant for, then re-drives everything (no server running: the command
+    // starts a core of its own).
+    site.write_config(&format!(
+        "{TWO_TURNSTILES_ONE_CAMERA}\n[[turnstile]]\nid = \"T9\"\nname = \"Late\"\nzone = \"Hall B\"\n"
+    ));
+    let output = site.gatehouse(&["dead-letters", "--redrive-all"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let journal = site.paths().journal();
+    assert_eq!(
+        query_i64(
+            &journal,
+            "SELECT COUNT(*) FROM events WHERE stream_id = 'T9' AND event_type = 'PassageRecorded'"
+        ),
+        2
+    );
+    assert_eq!(
+        query_i64(&journal, "SELECT COUNT(*) FROM dead_letters WHERE status = 'open'"),
+        0
+    );
+    // Asked again, nothing is recorded twice.
+    let again = site.gatehouse(&["dead-letters", "--redrive-all"]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert_eq!(
+        query_i64(
+            &journal,
+            "SELECT COUNT(*) FROM events WHERE event_type = 'PassageRecorded'"
+        ),
+        2
+    );
+}
+
+#[test]
+fn simulate_publishes_to_the_broker_given_on_the_command_line() {
+    let broker = Mosquitto::start();
+    let site = Site::new(TWO_TURNSTILES_ONE_CAMERA);
+    let output = site.gatehouse(&[
+        "simulate",
+        "--broker",
+        &format!("mqtt://127.0.0.1:{}", broker.port),
+        "--rate",
+        "100",
+        "--duration",
+        "1",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report = stdout(&output);
+    let sent: u64 = report.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(
+        sent > 20 && report.contains(&format!("{sent} acknowledged")),
+        "{report}"
+    );
+}
