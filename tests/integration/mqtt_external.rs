@@ -104,3 +104,181 @@ fn bad_messages_through_the_broker_become_dead_letters_and_do_not_stop_ingestion
         );
     });
 }
+
+#[test]
+fn an_external_broker_over_tls_with_credentials_is_subscribed_and_its_messages_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, passwd) = (
+        dir.path().join("broker.crt"),
+        dir.path().join("broker.key"),
+        dir.path().join("passwd"),
+    );
+    // A CA and a broker certificate it signed (webpki refuses a self-signed CA certificate used as the server's).
+    let (ca, ca_key, csr) = (
+        dir.path().join("ca.crt"),
+        dir.path().join("ca.key"),
+        dir.path().join("broker.csr"),
+    );
+    let ext = dir.path().join("broker.ext");
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let openssl = |args: &[&std::ffi::OsStr]| {
+        let made = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl is installed (scripts/test installs it)");
+        assert!(
+            made.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"].map(std::ffi::OsStr::new);
+    let os = std::ffi::OsStr::new;
+    openssl(
+        &[
+            &[
+                os("req"),
+                os("-x509"),
+                os("-days"),
+                os("2"),
+                os("-subj"),
+                os("/CN=gatehouse test CA"),
+            ][..],
+            &ec,
+            &[os("-keyout"), ca_key.as_os_str(), os("-out"), ca.as_os_str()],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &[os("req"), os("-subj"), os("/CN=localhost")][..],
+            &ec,
+            &[os("-keyout"), key.as_os_str(), os("-out"), csr.as_os_str()],
+        ]
+        .concat(),
+    );
+    openssl(&[
+        os("x509"),
+        os("-req"),
+        os("-days"),
+        os("2"),
+        os("-in"),
+        csr.as_os_str(),
+        os("-CA"),
+        ca.as_os_str(),
+        os("-CAkey"),
+        ca_key.as_os_str(),
+        os("-CAcreateserial"),
+        os("-extfile"),
+        ext.as_os_str(),
+        os("-out"),
+        cert.as_os_str(),
+    ]);
+    for (n, (user, password)) in [("gatehouse", "site-secret"), ("gw", "gateway-secret")]
+        .iter()
+        .enumerate()
+    {
+        let mut command = std::process::Command::new("mosquitto_passwd");
+        command.arg("-b");
+        if n == 0 {
+            command.arg("-c");
+        }
+        let made = command.arg(&passwd).args([user, password]).output().unwrap();
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    }
+    let port = free_port();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\ncertfile {}\nkeyfile {}\nallow_anonymous false\npassword_file {}\n\
+             user root\nmax_inflight_messages 0\n",
+            cert.display(),
+            key.display(),
+            passwd.display()
+        ),
+    )
+    .unwrap();
+    let mut broker = std::process::Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("mosquitto is installed");
+    wait_for_port(port);
+
+    let site = Site::with_mqtt(
+        &format!("broker = \"mqtts://localhost:{port}\"\nusername = \"gatehouse\"\npassword = \"site-secret\""),
+        TWO_TURNSTILES_ONE_CAMERA,
+    );
+    // The broker's certificate is trusted the way an operator would: through the system's certificate store,
+    // which SSL_CERT_FILE names.
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .current_dir(site.dir.path())
+        .arg("serve")
+        .env("SSL_CERT_FILE", &ca)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = site.paths().journal();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut n = 0;
+    while try_query_i64(
+        &journal,
+        "SELECT COUNT(*) FROM events WHERE event_type = 'PassageRecorded'",
+    )
+    .unwrap_or(0)
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gatehouse never recorded a message from the TLS broker"
+        );
+        // Published until gatehouse has subscribed (messages before that have no session to wait in).
+        let published = std::process::Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "localhost",
+                "-p",
+                &port.to_string(),
+                "-q",
+                "1",
+                "-u",
+                "gw",
+                "-P",
+                "gateway-secret",
+            ])
+            .arg("--cafile")
+            .arg(&ca)
+            .args([
+                "-t",
+                "gatehouse/turnstile/T1/passage",
+                "-m",
+                &format!(r#"{{"msg_id":"tls-{n}","direction":"in"}}"#),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            published.status.success(),
+            "{}",
+            String::from_utf8_lossy(&published.stderr)
+        );
+        n += 1;
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = broker.kill();
+    let _ = broker.wait();
+    let actors = dump(
+        &rusqlite::Connection::open(&journal).unwrap(),
+        "SELECT DISTINCT actor FROM events WHERE event_type = 'PassageRecorded'",
+    );
+    assert_eq!(actors, ["broker:localhost"]);
+}
