@@ -16,6 +16,9 @@ pub struct SimulationReport {
     /// Messages sent per kind (`passage`, `fault`, `fault_cleared`, `recognition`, `heartbeat`, `status`),
     /// duplicates counted under their kind.
     pub by_message: BTreeMap<String, u64>,
+    /// Of those, repeats per kind: a kind's distinct messages are `by_message - repeated` (passages recorded, for
+    /// one: every repeat carries the `msg_id` of a passage sent before).
+    pub repeated: BTreeMap<String, u64>,
 }
 
 impl SimulationReport {
@@ -23,6 +26,7 @@ impl SimulationReport {
         self.sent += 1;
         if duplicate {
             self.duplicates += 1;
+            *self.repeated.entry(kind.to_owned()).or_default() += 1;
         }
         *self.by_message.entry(kind.to_owned()).or_default() += 1;
     }
@@ -44,6 +48,9 @@ impl fmt::Display for SimulationReport {
         let width = kinds.iter().map(|(kind, _)| kind.len()).max().unwrap_or(0);
         for (kind, count) in kinds {
             write!(f, "\n  {kind:<width$}  {count}")?;
+            if let Some(repeated) = self.repeated.get(kind) {
+                write!(f, " ({repeated} repeated)")?;
+            }
         }
         Ok(())
     }
@@ -65,7 +72,7 @@ mod tests {
         report.acked = 6;
         assert_eq!(
             report.to_string(),
-            "sent 6 messages (1 duplicate), 6 acknowledged\n  passage        4\n  fault_cleared  1\n  status         1"
+            "sent 6 messages (1 duplicate), 6 acknowledged\n  passage        4 (1 repeated)\n  fault_cleared  1\n  status         1"
         );
         assert_eq!(report.by_message["passage"], 4);
     }
