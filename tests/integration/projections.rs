@@ -363,3 +363,81 @@ fn an_upgrade_fills_the_report_rollups_from_the_rows_already_projected() {
         ["2026-03-01|41"]
     );
 }
+
+#[test]
+fn a_rebuild_of_100k_events_while_ingesting_keeps_pages_answering_and_swaps_in_what_a_fresh_projection_gives() {
+    let site = Site::new("[[turnstile]]\nid = \"T1\"\nname = \"North\"\nzone = \"Hall A\"\n");
+    seed_passages(&site, 100_000);
+    let dir = site.dir.path().to_owned();
+    let views_path = site.paths().views();
+    let tables = [
+        "SELECT * FROM traffic ORDER BY 1, 2, 3",
+        "SELECT * FROM traffic_daily ORDER BY 1, 2",
+        "SELECT device_id, passages_today_in, passages_today_out, last_event_at FROM device_status",
+    ];
+    let (during, ingested) = with_server(site.config(), async |state, addr| {
+        settle(state).await;
+        // Ingestion before, during and after the rebuild.
+        let ingestor = state.ingestor.clone();
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let feeding = actix_web::rt::spawn(async move {
+            let mut n = 0u32;
+            while !*stopped.borrow_and_update() || n < 100 {
+                let payload = format!(r#"{{"msg_id":"live-{n}","direction":"out"}}"#);
+                ingestor
+                    .ingest(gatehouse::ingest::Received::once(
+                        "gatehouse/turnstile/T1/passage",
+                        payload.as_bytes(),
+                        jiff::Timestamp::now(),
+                        gatehouse::journal::Actor::gateway("test"),
+                    ))
+                    .await
+                    .unwrap();
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            n
+        });
+        let rebuild = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+                .current_dir(dir)
+                .args(["rebuild", "traffic", "device_status"])
+                .output()
+                .unwrap()
+        });
+        // Pages answer while it runs.
+        let mut during = Vec::new();
+        while !rebuild.is_finished() {
+            during.push(
+                get(addr, "/reports/traffic?from=2026-02-28&to=2026-03-31&bucket=day")
+                    .await
+                    .0,
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let output = rebuild.await.unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        stop.send_replace(true);
+        let ingested = feeding.await.unwrap();
+        settle(state).await;
+        (during, ingested)
+    });
+    assert!(!during.is_empty() && during.iter().all(|s| *s == 200), "{during:?}");
+    let views = Connection::open(&views_path).unwrap();
+    let swapped: Vec<_> = tables.iter().map(|sql| dump(&views, sql)).collect();
+    let total: i64 = views
+        .query_row("SELECT SUM(passages_in + passages_out) FROM traffic", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        total,
+        100_000 + i64::from(ingested),
+        "every passage, including those during the rebuild"
+    );
+    drop(views);
+    // A fresh projection of the final journal gives the same rows.
+    let fresh = site.gatehouse(&["rebuild", "traffic", "device_status"]);
+    assert!(fresh.status.success());
+    let views = Connection::open(&views_path).unwrap();
+    let again: Vec<_> = tables.iter().map(|sql| dump(&views, sql)).collect();
+    assert_eq!(swapped, again);
+}
