@@ -14,16 +14,11 @@ fn journal(config: &Config) -> anyhow::Result<rusqlite::Connection> {
 
 /// The devices named on the command line, each one configured.
 fn devices(config: &Config, list: &str) -> Result<BTreeSet<DeviceId>, Failure> {
-    let known: BTreeSet<&str> = config
-        .turnstiles
-        .iter()
-        .map(|t| t.id.as_str())
-        .chain(config.cameras.iter().map(|c| c.id.as_str()))
-        .collect();
+    let known: BTreeSet<DeviceId> = config.device_ids().into_iter().map(|(id, _)| id).collect();
     let mut devices = BTreeSet::new();
     for id in list.split(',').map(str::trim).filter(|id| !id.is_empty()) {
         let device = DeviceId::parse(id).map_err(|e| Failure::Usage(anyhow!("--devices: {e}")))?;
-        if !known.contains(device.as_str()) {
+        if !known.contains(&device) {
             return Err(Failure::Usage(anyhow!("--devices: no device {id:?} in the config")));
         }
         devices.insert(device);

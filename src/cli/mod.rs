@@ -456,12 +456,7 @@ fn serve(config: Config, demo: bool) -> Result<(), Failure> {
 
 /// The `demo` gateway identity, for every configured device, with fresh secrets.
 fn demo_gateway(config: &Config) -> anyhow::Result<crate::gateways::Credentials> {
-    let devices = config
-        .turnstiles
-        .iter()
-        .map(|t| t.id.clone())
-        .chain(config.cameras.iter().map(|c| c.id.clone()))
-        .collect();
+    let devices = config.device_ids().into_iter().map(|(id, _)| id).collect();
     let conn = crate::auth::open(&StoragePaths::new(&config.storage.dir).journal())?;
     crate::gateways::add(&conn, "demo", &devices, false)
 }

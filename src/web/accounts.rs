@@ -184,13 +184,7 @@ async fn render_gateways(
 }
 
 fn all_devices(state: &AppState) -> Vec<DeviceId> {
-    let config = &state.config;
-    config
-        .turnstiles
-        .iter()
-        .map(|t| t.id.clone())
-        .chain(config.cameras.iter().map(|c| c.id.clone()))
-        .collect()
+    state.config.device_ids().into_iter().map(|(id, _)| id).collect()
 }
 
 async fn gateways_page(

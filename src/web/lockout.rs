@@ -58,9 +58,16 @@ async fn act(state: &AppState, user: &str, command: OperatorCommand) -> actix_we
             .content_type("text/plain; charset=utf-8")
             .body(format!("no device {device:?}\n")));
     }
-    let notice = match carry_out(&state.registry, &command, Actor::user(user), None).await {
+    let notice = carry_out_and_wait(state, user, &command).await;
+    Ok(back(&device, &notice))
+}
+
+/// Carries out a person's command as `user`, then waits, bounded, until the read tables show its effect
+/// (read-your-writes); returns what to tell them: what it did (saying so if the pages lag), or why not.
+pub(super) async fn carry_out_and_wait(state: &AppState, user: &str, command: &OperatorCommand) -> String {
+    match carry_out(&state.registry, command, Actor::user(user), None).await {
         Ok(done) => {
-            tracing::info!(%user, %device, outcome = %done.text, "device command from the web");
+            tracing::info!(%user, target = %command.target(), outcome = %done.text, "command from the web");
             let fresh = match done.position {
                 Some(position) => super::admin::caught_up(state, position).await,
                 None => true,
@@ -72,8 +79,7 @@ async fn act(state: &AppState, user: &str, command: OperatorCommand) -> actix_we
             }
         }
         Err(why) => why,
-    };
-    Ok(back(&device, &notice))
+    }
 }
 
 fn back(device: &str, notice: &str) -> HttpResponse {

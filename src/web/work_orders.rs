@@ -6,8 +6,7 @@ use super::auth::{Manager, check_csrf};
 use super::csv::Csv;
 use crate::auth::Identity;
 use crate::domain::work_order::{Status, WorkOrderKind, WorkOrderNumber};
-use crate::journal::Actor;
-use crate::requests::{OperatorCommand, WorkOrderStep, carry_out};
+use crate::requests::{OperatorCommand, WorkOrderStep};
 use crate::web::AppState;
 use crate::work_orders::{self, Filter, PAGE_LIMIT, WorkOrderRow};
 use actix_web::{HttpResponse, http::header, web};
@@ -310,20 +309,6 @@ async fn step(
             Ok(command) => command,
             Err(why) => return Ok(super::admin::back_to_with(&page, &format!("nothing done: {why}"))),
         };
-    let notice = match carry_out(&state.registry, &command, Actor::user(&identity.name), None).await {
-        Ok(done) => {
-            tracing::info!(user = %identity.name, %order, outcome = %done.text, "work order step from the web");
-            let fresh = match done.position {
-                Some(position) => super::admin::caught_up(&state, position).await,
-                None => true,
-            };
-            if fresh {
-                done.text
-            } else {
-                format!("{} (the pages may be a moment behind)", done.text)
-            }
-        }
-        Err(why) => why,
-    };
+    let notice = super::lockout::carry_out_and_wait(&state, &identity.name, &command).await;
     Ok(super::admin::back_to_with(&page, &notice))
 }

@@ -592,3 +592,37 @@ pub fn dump(conn: &rusqlite::Connection, sql: &str) -> Vec<String> {
     .map(Result::unwrap)
     .collect()
 }
+
+/// Another connection's write lock on a SQLite file (`BEGIN IMMEDIATE`), held until released: the journal writer
+/// cannot commit meanwhile.
+pub struct WriteLock {
+    release: std::sync::mpsc::Sender<()>,
+    holder: std::thread::JoinHandle<()>,
+}
+
+impl WriteLock {
+    /// Takes the lock on a thread of its own and returns once it is held.
+    pub async fn hold(path: &Path) -> WriteLock {
+        let path = path.to_owned();
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            locked_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+            conn.execute_batch("ROLLBACK").unwrap();
+        });
+        tokio::task::spawn_blocking(move || locked_rx.recv().unwrap())
+            .await
+            .unwrap();
+        WriteLock { release, holder }
+    }
+
+    pub async fn release(self) {
+        self.release.send(()).unwrap();
+        tokio::task::spawn_blocking(move || self.holder.join().unwrap())
+            .await
+            .unwrap();
+    }
+}

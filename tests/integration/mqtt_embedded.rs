@@ -229,18 +229,7 @@ fn no_puback_while_the_journal_cannot_commit_and_one_as_soon_as_it_can() {
     with_app(site.config(), async |app| {
         let mut gateway = connect(app.mqtt_addr().unwrap(), "held-gateway");
         // Another process's write lock on journal.db: the writer cannot commit until it is released.
-        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let holder = std::thread::spawn(move || {
-            let conn = rusqlite::Connection::open(&journal).unwrap();
-            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-            locked_tx.send(()).unwrap();
-            release_rx.recv().unwrap();
-            conn.execute_batch("ROLLBACK").unwrap();
-        });
-        tokio::task::spawn_blocking(move || locked_rx.recv().unwrap())
-            .await
-            .unwrap();
+        let lock = WriteLock::hold(&journal).await;
         gateway
             .client
             .publish(
@@ -256,10 +245,7 @@ fn no_puback_while_the_journal_cannot_commit_and_one_as_soon_as_it_can() {
             early.is_err(),
             "a PUBACK came while nothing could be committed: {early:?}"
         );
-        release_tx.send(()).unwrap();
-        tokio::task::spawn_blocking(move || holder.join().unwrap())
-            .await
-            .unwrap();
+        lock.release().await;
         assert!(matches!(next_ack(&mut gateway).await, Packet::PubAck(_)));
         assert_eq!(passages(&site), 1);
     });

@@ -309,18 +309,7 @@ fn healthz_says_the_journal_cannot_write_while_it_cannot_and_recovers_by_itself(
     let journal = site.paths().journal();
     with_server(site.config(), async |state, addr| {
         // Another process holds journal.db's write lock past the writer's busy timeout: commits fail.
-        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let holder = std::thread::spawn(move || {
-            let conn = rusqlite::Connection::open(&journal).unwrap();
-            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-            locked_tx.send(()).unwrap();
-            release_rx.recv().unwrap();
-            conn.execute_batch("ROLLBACK").unwrap();
-        });
-        tokio::task::spawn_blocking(move || locked_rx.recv().unwrap())
-            .await
-            .unwrap();
+        let lock = WriteLock::hold(&journal).await;
         let message = |n: u32| {
             let payload = format!(r#"{{"msg_id":"h{n}","direction":"in"}}"#);
             let ingestor = state.ingestor.clone();
@@ -342,10 +331,7 @@ fn healthz_says_the_journal_cannot_write_while_it_cannot_and_recovers_by_itself(
         let (status, body) = get(addr, "/healthz").await;
         assert_eq!(status, 503, "{body}");
         assert!(body.contains("journal: cannot write"), "{body}");
-        release_tx.send(()).unwrap();
-        tokio::task::spawn_blocking(move || holder.join().unwrap())
-            .await
-            .unwrap();
+        lock.release().await;
         assert!(message(2).await.is_ok());
         let (status, body) = get(addr, "/healthz").await;
         assert_eq!((status, body.trim()), (200, "ok"));
