@@ -29,6 +29,8 @@ pub struct Core {
 /// What is left to wait for once the actix system is gone: the writer finishing, then the lock's release.
 pub struct Stopped {
     writer_thread: WriterThread,
+    /// Keeps views.db's write-ahead log small while anything may still write there.
+    views_checkpointer: crate::checkpointer::Checkpointer,
     lock: std::fs::File,
 }
 
@@ -37,6 +39,7 @@ impl Stopped {
     /// the actix system (and with it every writer handle) is dropped.
     pub fn join(self) {
         self.writer_thread.join();
+        drop(self.views_checkpointer);
         drop(self.lock);
     }
 }
@@ -65,6 +68,7 @@ impl Core {
         paths.prepare()?;
         let lock = lock_data_dir(&paths)?;
         let (writer, writer_thread) = JournalWriter::open(&paths.journal(), config.storage.synchronous)?;
+        let views_checkpointer = crate::checkpointer::spawn(&paths.views(), "views")?;
         let registry = start_devices(&config, writer.clone(), &paths.journal(), progress).await?;
         crate::maintenance::scheduler::reconcile(&config, &registry, &paths.journal()).await?;
         let mut projectors = start_projectors(
@@ -125,6 +129,7 @@ impl Core {
             external_mqtt: None,
             embedded_mqtt: None,
             writer_stats: writer.stats(),
+            writer,
             http_metrics: Default::default(),
             views_reader,
             journal_reader,
@@ -134,7 +139,11 @@ impl Core {
         };
         Ok(Core {
             state,
-            stopped: Stopped { writer_thread, lock },
+            stopped: Stopped {
+                writer_thread,
+                views_checkpointer,
+                lock,
+            },
         })
     }
 

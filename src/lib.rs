@@ -9,6 +9,7 @@ pub mod actors;
 pub mod app;
 pub mod auth;
 pub mod backup;
+pub mod checkpointer;
 pub mod cli;
 pub mod codec;
 pub mod config;

@@ -106,6 +106,8 @@ enum WriterMessage {
     Snapshot(SnapshotRequest),
     /// `PRAGMA max_page_count`: caps the file's size, which is how tests make the disk "full".
     MaxPageCount(u64),
+    /// Commit what is queued and end the thread, as a writer that died would (see [`JournalWriter::stop`]).
+    Stop,
 }
 
 /// Counters the writer keeps for metrics and tests.
@@ -166,9 +168,9 @@ impl JournalWriter {
         let head: i64 = conn.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| r.get(0))?;
         let (committed_tx, committed) = watch::channel(head as Position);
         let (requests, inbox) = mpsc::channel();
-        // The checkpointer thread does this work instead (see `spawn_checkpointer`).
+        // The checkpointer thread does this work instead (see `crate::checkpointer`).
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        let checkpointer = spawn_checkpointer(path)?;
+        let checkpointer = crate::checkpointer::spawn(path, "journal")?;
         let stats = Arc::new(WriterStats::default());
         let mut writer = Writer {
             conn,
@@ -225,6 +227,13 @@ impl JournalWriter {
         let _ = self.requests.send(WriterMessage::Snapshot(snapshot));
     }
 
+    /// Commits what is already queued, then ends the writer thread: the head stops being announced and every
+    /// later append fails with [`AppendError::Closed`]. This is what a writer that died looks like from outside,
+    /// which is how the tests prove that `/healthz` says so and gateways get no acknowledgement.
+    pub fn stop(&self) {
+        let _ = self.requests.send(WriterMessage::Stop);
+    }
+
     /// Caps the journal file at `pages` pages (`PRAGMA max_page_count`); appends that would grow it further
     /// fail as on a full disk. Tests use it to prove a full disk loses nothing acknowledged.
     pub fn set_max_page_count(&self, pages: u64) {
@@ -251,30 +260,8 @@ struct Writer {
     last_prune: std::time::Instant,
     committed_tx: watch::Sender<Position>,
     stats: Arc<WriterStats>,
-    /// Dropped with the writer, which tells the checkpointer thread to stop.
-    _checkpointer: mpsc::Sender<()>,
-}
-
-/// How often the WAL is copied back into `journal.db`.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Checkpoints the WAL from its own connection and thread. With SQLite's automatic checkpoint the copy (and its
-/// fsync) runs inside whichever commit crosses the threshold, stalling every message in that group for tens of
-/// milliseconds; a PASSIVE checkpoint here runs beside the writer instead and never blocks it.
-fn spawn_checkpointer(path: &Path) -> anyhow::Result<mpsc::Sender<()>> {
-    let conn = crate::db::open(path, Synchronous::Full)?;
-    let (stop, stopped) = mpsc::channel::<()>();
-    std::thread::Builder::new()
-        .name("journal-checkpointer".into())
-        .spawn(move || {
-            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-                if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(%error, "journal checkpoint failed; retrying");
-                }
-            }
-        })
-        .context("cannot start the journal checkpointer thread")?;
-    Ok(stop)
+    /// Dropped with the writer, which stops the checkpointer thread.
+    _checkpointer: crate::checkpointer::Checkpointer,
 }
 
 type Reply = oneshot::Sender<Result<AppendOutcome, AppendError>>;
@@ -288,10 +275,15 @@ impl Writer {
         let mut snapshots: Vec<SnapshotRequest> = Vec::new();
         let mut letters: Vec<(NewDeadLetter, LetterReply)> = Vec::new();
         // Block for the first message, then take whatever else is already waiting: that is the group.
+        let mut stopping = false;
         while let Ok(first) = inbox.recv() {
             let mut next = Some(first);
             while let Some(message) = next.take() {
                 match message {
+                    WriterMessage::Stop => {
+                        stopping = true;
+                        break;
+                    }
                     WriterMessage::Append(request, reply) => appends.push((request, reply)),
                     WriterMessage::DeadLetter(letter, reply) => letters.push((letter, reply)),
                     WriterMessage::Snapshot(snapshot) => snapshots.push(snapshot),
@@ -306,6 +298,10 @@ impl Writer {
                 }
             }
             self.commit_group(&mut appends, &mut snapshots, &mut letters);
+            if stopping {
+                tracing::error!("journal writer stopped on request; nothing more is recorded");
+                return;
+            }
         }
         tracing::debug!("journal writer stopped: every handle was dropped");
     }

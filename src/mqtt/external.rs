@@ -215,6 +215,7 @@ async fn session(
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    tracing::trace!(topic = %publish.topic, pkid = publish.pkid, dup = publish.dup, "message from the broker");
                     status.messages.fetch_add(1, Ordering::Relaxed);
                     if publishes.send(publish).is_err() {
                         break Err("ingestion stopped".into());

@@ -26,6 +26,9 @@ pub struct AppState {
     pub external_mqtt: Option<Arc<crate::mqtt::external::ExternalStatus>>,
     /// The embedded endpoint's counters, when gateways connect to us (`/metrics` reports them).
     pub embedded_mqtt: Option<Arc<crate::mqtt::embedded::EndpointStats>>,
+    /// The journal writer itself; handlers read its head and counters through `committed` and `writer_stats`
+    /// (tests stop it to see what a dead writer looks like).
+    pub writer: crate::journal::JournalWriter,
     /// The journal writer's counters (`/metrics`).
     pub writer_stats: Arc<crate::journal::WriterStats>,
     /// HTTP request durations, recorded by the `web::metrics` middleware.

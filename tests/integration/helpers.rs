@@ -498,6 +498,34 @@ pub fn mosquitto_pub_lines(port: u16, topic: &str, lines: &[String]) {
     assert!(child.wait().unwrap().success(), "mosquitto_pub failed");
 }
 
+/// Publishes a passage with a fresh `sentinel-` msg_id to `device` at the broker on `port` and waits until it is in
+/// the journal. A broker delivers one subscription's messages in order, so once the sentinel is recorded so is
+/// everything routed before it: what tests count next is final, with no sleep guessing how long redeliveries take.
+/// Count with `causation NOT LIKE 'sentinel-%'` to leave the sentinels out.
+pub fn sentinel_recorded(port: u16, journal: &Path, device: &str) {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let msg_id = format!("sentinel-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    mosquitto_pub_lines(
+        port,
+        &format!("gatehouse/turnstile/{device}/passage"),
+        &[format!(r#"{{"msg_id":"{msg_id}","direction":"in"}}"#)],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let recorded =
+        format!("SELECT COUNT(*) FROM events WHERE causation = '{msg_id}' AND event_type = 'PassageRecorded'");
+    while try_query_i64(journal, &recorded) != Some(1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sentinel {msg_id} was never recorded; dead letters: {:?}",
+            dump(
+                &rusqlite::Connection::open(journal).unwrap(),
+                "SELECT reason FROM dead_letters ORDER BY id DESC LIMIT 3"
+            )
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// The `name=value` of the session cookie a sign-in set.
 pub fn session_cookie(response: &Response) -> String {
     let set = response.header("set-cookie").expect("a session cookie");
