@@ -62,16 +62,29 @@ pub fn fold_work_order(
     stream: &crate::domain::StreamName,
     as_of: Option<jiff::Timestamp>,
 ) -> anyhow::Result<Option<(crate::domain::WorkOrderState, u64)>> {
-    use crate::domain::{Aggregate, WorkOrder};
+    fold_stream::<crate::domain::WorkOrder>(journal, stream, as_of, |event| match event {
+        crate::codec::AnyEvent::WorkOrder(e) => Some(e),
+        _ => None,
+    })
+}
+
+/// Folds any aggregate's stream up to `as_of` (all when `None`), `pick` taking its events out of the journal's
+///: `None` when the journal has nothing on that stream.
+pub fn fold_stream<A: crate::domain::Aggregate>(
+    journal: &JournalReader,
+    stream: &crate::domain::StreamName,
+    as_of: Option<jiff::Timestamp>,
+    pick: impl Fn(&crate::codec::AnyEvent) -> Option<&A::Event>,
+) -> anyhow::Result<Option<(A::State, u64)>> {
     let events = journal.stream_events(stream, 0)?;
     if events.is_empty() {
         return Ok(None);
     }
-    let mut state = crate::domain::WorkOrderState::default();
+    let mut state = A::State::default();
     let mut version = 0;
     for stored in events.iter().filter(|e| as_of.is_none_or(|t| e.occurred_at <= t)) {
-        if let Some((_, event)) = stored.work_order() {
-            state = WorkOrder::evolve(state, event);
+        if let Some(event) = pick(&stored.event) {
+            state = A::evolve(state, event);
         }
         version = stored.version;
     }

@@ -1,5 +1,5 @@
-//! Commands people give a turnstile (lock out, unlock) or a work order (ack, assign, start, resolve, cancel,
-//! comment): carried out at once by the web's handlers, and from the
+//! Commands people give a turnstile (lock out, unlock), a work order (ack, assign, start, resolve, cancel,
+//! comment), an alarm (ack, clear) or the watch list (add, remove): carried out at once by the web's handlers, and from the
 //! command line through `operator_requests` in `journal.db`. Only the core that owns the data directory may
 //! append to the journal, so `gatehouse lock-out` run beside `serve` leaves a request there and the server's
 //! request loop carries it out; with no server running the command starts a core of its own (`cli::operator`). A request's id is
@@ -7,8 +7,12 @@
 //! events once.
 
 use crate::actors::{CommandError, CommandOutcome, Meta, Registry};
+use crate::domain::alarm::AlarmNumber;
+use crate::domain::watch_list::WatchEntry;
 use crate::domain::work_order::{Note, Technician, WorkOrderNumber};
-use crate::domain::{DeviceCommand, Rejection, WorkOrder, WorkOrderCommand};
+use crate::domain::{
+    Alarm, AlarmCommand, DeviceCommand, Rejection, SubjectId, WatchList, WatchListCommand, WorkOrder, WorkOrderCommand,
+};
 use crate::journal::{Actor, Position};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -29,7 +33,28 @@ pub enum OperatorCommand {
     LockOut { device: String, reason: String },
     Unlock { device: String },
     WorkOrder { order: String, step: WorkOrderStep },
+    Alarm { alarm: String, step: AlarmStep },
+    Watch { change: WatchChange },
 }
+
+/// What a person does with an alarm, with an optional note.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum AlarmStep {
+    Ack { note: Option<String> },
+    Clear { note: Option<String> },
+}
+
+/// A change to the watch list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum WatchChange {
+    Add { entry: WatchEntry },
+    Remove { subject: SubjectId },
+}
+
+// The entry's note and severity are plain values; equality is all requests need.
+impl Eq for WatchChange {}
 
 /// A step a person takes on a work order, with its text checked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,11 +158,36 @@ impl OperatorCommand {
         })
     }
 
-    /// The device or work order the command is for.
+    /// A step on alarm `alarm` (`A-000003`), the number and the note checked.
+    pub fn alarm(alarm: &str, step: &str, note: Option<&str>) -> Result<OperatorCommand, String> {
+        let number = AlarmNumber::parse(alarm.trim())?;
+        let note = note.map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned);
+        if let Some(note) = &note {
+            if note.chars().count() > MAX_REASON_CHARS {
+                return Err(format!("the note is longer than {MAX_REASON_CHARS} characters"));
+            }
+            if note.chars().any(char::is_control) {
+                return Err("the note must be one line of text".into());
+            }
+        }
+        let step = match step {
+            "ack" => AlarmStep::Ack { note },
+            "clear" => AlarmStep::Clear { note },
+            other => return Err(format!("{other:?} is not an alarm step (ack, clear)")),
+        };
+        Ok(OperatorCommand::Alarm {
+            alarm: number.to_string(),
+            step,
+        })
+    }
+
+    /// The device, work order, alarm or list the command is for.
     pub fn target(&self) -> &str {
         match self {
             OperatorCommand::LockOut { device, .. } | OperatorCommand::Unlock { device } => device,
             OperatorCommand::WorkOrder { order, .. } => order,
+            OperatorCommand::Alarm { alarm, .. } => alarm,
+            OperatorCommand::Watch { .. } => "watch_list",
         }
     }
 }
@@ -181,6 +231,72 @@ pub async fn carry_out(
             carry_out_on_device(registry, device, DeviceCommand::Unlock { at: now }, meta, words).await
         }
         OperatorCommand::WorkOrder { order, step } => carry_out_step(registry, order, step, meta, now).await,
+        OperatorCommand::Alarm { alarm, step } => {
+            let by = meta.actor.as_str().to_owned();
+            let (command, done) = match step {
+                AlarmStep::Ack { note } => (
+                    AlarmCommand::Acknowledge {
+                        by,
+                        note: note.clone(),
+                        at: now,
+                    },
+                    format!("{alarm} acknowledged"),
+                ),
+                AlarmStep::Clear { note } => (
+                    AlarmCommand::Clear {
+                        by,
+                        note: note.clone(),
+                        at: now,
+                    },
+                    format!("{alarm} cleared"),
+                ),
+            };
+            let result = registry.execute_or_start::<Alarm>(alarm, command, meta).await;
+            words(alarm, result, done)
+        }
+        OperatorCommand::Watch { change } => {
+            let (command, done) = match change {
+                WatchChange::Add { entry } => (
+                    WatchListCommand::Add {
+                        entry: entry.clone(),
+                        at: now,
+                    },
+                    format!("{} is on the {} list ({})", entry.subject, entry.list, entry.severity),
+                ),
+                WatchChange::Remove { subject } => (
+                    WatchListCommand::Remove {
+                        subject: subject.clone(),
+                        at: now,
+                    },
+                    format!("{subject} is off the watch list"),
+                ),
+            };
+            let result = registry
+                .execute_or_start::<WatchList>(WatchList::ID, command, meta)
+                .await;
+            words("watch list", result, done)
+        }
+    }
+}
+
+/// What a command on an alarm or the watch list did, in words.
+fn words<R: std::fmt::Display>(
+    target: &str,
+    result: Result<CommandOutcome, CommandError<R>>,
+    done: String,
+) -> Result<Done, String> {
+    match result {
+        Ok(CommandOutcome::Recorded { events: 0, .. }) => Ok(Done {
+            text: format!("{target}: nothing changed"),
+            position: None,
+        }),
+        Ok(CommandOutcome::Recorded { position, .. }) => Ok(Done { text: done, position }),
+        Ok(CommandOutcome::Duplicate) => Ok(Done {
+            text: format!("{target}: this request was carried out before"),
+            position: None,
+        }),
+        Err(CommandError::Rejected(rejection)) => Err(format!("{target}: {rejection}")),
+        Err(error) => Err(format!("{target}: {error}")),
     }
 }
 

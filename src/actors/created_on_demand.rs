@@ -1,9 +1,13 @@
-//! Work orders and maintenance schedules need nothing from the host beyond deciding and recording: no timer, no
+//! Work orders, maintenance schedules, alarms and the watch list need nothing from the host beyond deciding and recording: no timer, no
 //! sign of life.
 
 use super::host::Hosted;
-use crate::domain::{MaintenanceSchedule, WorkOrder};
+use crate::domain::{Alarm, MaintenanceSchedule, WatchList, WorkOrder};
 
 impl Hosted for WorkOrder {}
 
 impl Hosted for MaintenanceSchedule {}
+
+impl Hosted for Alarm {}
+
+impl Hosted for WatchList {}

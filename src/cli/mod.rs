@@ -4,6 +4,7 @@
 //! (`own_core`): `dead_letters`, `operator` (lock-out, unlock) and `work_orders` (steps on an order).
 
 mod accounts;
+mod alarms;
 pub mod dead_letters;
 mod gateways;
 mod operator;
@@ -136,6 +137,25 @@ pub enum Command {
         #[command(subcommand)]
         step: WorkOrderStepArg,
     },
+    /// The watch list whose sightings raise alarms.
+    Watch {
+        #[command(subcommand)]
+        command: WatchCommand,
+    },
+    /// List alarms, active first, one per line, tab-separated: id, severity, state, type, source, last seen,
+    /// count.
+    Alarms {
+        /// Only active alarms.
+        #[arg(long)]
+        active: bool,
+    },
+    /// Acknowledge or clear an alarm.
+    Alarm {
+        /// The alarm's number, A-000003.
+        id: String,
+        #[command(subcommand)]
+        step: AlarmStepArg,
+    },
     /// List messages that could not become events (with reasons), or re-drive / discard them.
     DeadLetters {
         /// Re-drive one dead letter (after fixing its cause, e.g. adding its device to config.toml).
@@ -150,6 +170,43 @@ pub enum Command {
         /// Also list re-driven and discarded letters.
         #[arg(long)]
         all: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WatchCommand {
+    /// Put a subject on a list (or change its entry).
+    Add {
+        subject: String,
+        /// Which list: banned, missing-person, vip, …
+        #[arg(long)]
+        list: String,
+        /// critical, major, minor or warning: the severity of the alarm a sighting raises.
+        #[arg(long)]
+        severity: String,
+        #[arg(long)]
+        note: Option<String>,
+        /// The last day (site time) a sighting raises an alarm, e.g. 2026-12-31.
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Take a subject off the watch list.
+    Remove { subject: String },
+    /// List the watch list: subject, list, severity, until, note (tab-separated).
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AlarmStepArg {
+    /// Take note of the alarm (it stays active until its trouble is over or it is cleared).
+    Ack {
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Clear the alarm (refused while the trouble behind a lasting alarm goes on).
+    Clear {
+        #[arg(long)]
+        note: Option<String>,
     },
 }
 
@@ -329,6 +386,39 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let by = actor(&config, as_user.as_deref())?;
             let (name, text) = step.parts();
             work_orders::step(config, &id, name, text, &by)
+        }
+        Command::Watch { command } => match command {
+            WatchCommand::Add {
+                subject,
+                list,
+                severity,
+                note,
+                until,
+            } => {
+                let by = actor(&config, as_user.as_deref())?;
+                alarms::watch_add(
+                    config,
+                    &subject,
+                    (&list, &severity),
+                    note.as_deref(),
+                    until.as_deref(),
+                    &by,
+                )
+            }
+            WatchCommand::Remove { subject } => {
+                let by = actor(&config, as_user.as_deref())?;
+                alarms::watch_remove(config, &subject, &by)
+            }
+            WatchCommand::List => alarms::watch_list(&config),
+        },
+        Command::Alarms { active } => alarms::list(&config, active),
+        Command::Alarm { id, step } => {
+            let by = actor(&config, as_user.as_deref())?;
+            let (name, note) = match &step {
+                AlarmStepArg::Ack { note } => ("ack", note.as_deref()),
+                AlarmStepArg::Clear { note } => ("clear", note.as_deref()),
+            };
+            alarms::step(config, &id, name, note, &by)
         }
         Command::DeadLetters {
             redrive,
@@ -645,17 +735,45 @@ fn state(config: &Config, device: &str, as_of: Option<&str>) -> Result<(), Failu
     // `kind:id` names another kind's stream; a bare id is a device.
     if device.contains(':') {
         let stream = StreamName::parse(device).map_err(|e| usage(&e))?;
-        if stream.kind() != crate::domain::WorkOrder::KIND {
-            return Err(usage(&format!(
-                "unknown aggregate kind {:?}: streams are a device's bare id (T1) or work_order:WO-000123",
-                stream.kind()
-            )));
-        }
-        crate::domain::work_order::WorkOrderNumber::parse(stream.id()).map_err(|e| usage(&e))?;
         crate::db::upgrade_journal(&paths.journal())?;
         let journal = JournalReader::open(&paths.journal())?;
-        let (state, version) = crate::history::fold_work_order(&journal, &stream, as_of)?
-            .with_context(|| format!("{device}: no such work order: the journal has no events for it"))?;
+        use crate::codec::AnyEvent;
+        use crate::domain::{Alarm, WatchList, WorkOrder};
+        let folded = match stream.kind() {
+            WorkOrder::KIND => {
+                crate::domain::work_order::WorkOrderNumber::parse(stream.id()).map_err(|e| usage(&e))?;
+                as_json(crate::history::fold_work_order(&journal, &stream, as_of)?)
+            }
+            Alarm::KIND => {
+                crate::domain::alarm::AlarmNumber::parse(stream.id()).map_err(|e| usage(&e))?;
+                as_json(crate::history::fold_stream::<Alarm>(
+                    &journal,
+                    &stream,
+                    as_of,
+                    |e| match e {
+                        AnyEvent::Alarm(e) => Some(e),
+                        _ => None,
+                    },
+                )?)
+            }
+            WatchList::KIND => as_json(crate::history::fold_stream::<WatchList>(
+                &journal,
+                &stream,
+                as_of,
+                |e| match e {
+                    AnyEvent::WatchList(e) => Some(e),
+                    _ => None,
+                },
+            )?),
+            other => {
+                return Err(usage(&format!(
+                    "unknown aggregate kind {other:?}: streams are a device's bare id (T1), work_order:WO-000123, \
+                     alarm:A-000003 or watch_list:site"
+                )));
+            }
+        };
+        let (state, version) =
+            folded.with_context(|| format!("{device}: no such {}: the journal has no events for it", stream.kind()))?;
         return print_state(serde_json::json!({
             "stream": stream.as_str(),
             "as_of": as_of.map(|t| t.to_string()),
@@ -675,6 +793,11 @@ fn state(config: &Config, device: &str, as_of: Option<&str>) -> Result<(), Failu
         "version": version,
         "state": state,
     }))
+}
+
+/// A folded state (and its version) as JSON.
+fn as_json<S: serde::Serialize>(folded: Option<(S, u64)>) -> Option<(serde_json::Value, u64)> {
+    folded.map(|(state, version)| (serde_json::json!(state), version))
 }
 
 fn print_state(output: serde_json::Value) -> Result<(), Failure> {

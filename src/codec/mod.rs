@@ -5,6 +5,8 @@
 //! Each aggregate kind's events implement [`EventCodec`] in a module of their own (`device`); [`AnyEvent`] and
 //! [`decode_any`] are the registry: the one list of kinds, chosen by the stream's kind.
 
+mod alarm;
+mod bodies;
 mod device;
 mod schedule;
 mod work_order;
@@ -112,6 +114,8 @@ pub enum AnyEvent {
     Device(DeviceEvent),
     WorkOrder(WorkOrderEvent),
     Schedule(ScheduleEvent),
+    Alarm(AlarmEvent),
+    WatchList(WatchListEvent),
 }
 
 impl AnyEvent {
@@ -120,6 +124,8 @@ impl AnyEvent {
             AnyEvent::Device(e) => e.event_type(),
             AnyEvent::WorkOrder(e) => e.event_type(),
             AnyEvent::Schedule(e) => e.event_type(),
+            AnyEvent::Alarm(e) => e.event_type(),
+            AnyEvent::WatchList(e) => e.event_type(),
         }
     }
 
@@ -128,6 +134,8 @@ impl AnyEvent {
             AnyEvent::Device(e) => e.occurred_at(),
             AnyEvent::WorkOrder(e) => e.occurred_at(),
             AnyEvent::Schedule(e) => e.occurred_at(),
+            AnyEvent::Alarm(e) => e.occurred_at(),
+            AnyEvent::WatchList(e) => e.occurred_at(),
         }
     }
 
@@ -137,6 +145,8 @@ impl AnyEvent {
             AnyEvent::Device(e) => e.body_json(),
             AnyEvent::WorkOrder(e) => e.body_json(),
             AnyEvent::Schedule(e) => e.body_json(),
+            AnyEvent::Alarm(e) => e.body_json(),
+            AnyEvent::WatchList(e) => e.body_json(),
         };
         json.unwrap_or_else(|error| serde_json::json!({ "unprintable": error.to_string() }))
     }
@@ -155,6 +165,8 @@ pub fn decode_any(
         DEVICE_KIND => decode_event(event_type, schema, format, payload).map(AnyEvent::Device),
         WorkOrder::KIND => decode_event(event_type, schema, format, payload).map(AnyEvent::WorkOrder),
         MaintenanceSchedule::KIND => decode_event(event_type, schema, format, payload).map(AnyEvent::Schedule),
+        Alarm::KIND => decode_event(event_type, schema, format, payload).map(AnyEvent::Alarm),
+        WatchList::KIND => decode_event(event_type, schema, format, payload).map(AnyEvent::WatchList),
         other => Err(DecodeError::UnknownKind(other.to_owned())),
     }
 }

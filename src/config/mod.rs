@@ -34,6 +34,8 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub devices: DevicesConfig,
     pub followers: FollowersConfig,
+    pub alarms: AlarmsConfig,
+    pub identification: IdentificationConfig,
     pub turnstiles: Vec<TurnstileConfig>,
     pub cameras: Vec<CameraConfig>,
     /// Preventive maintenance schedules (`[[maintenance]]`).
@@ -126,6 +128,20 @@ pub struct DevicesConfig {
     pub max_clock_skew: Duration,
     /// Device time further behind the receive time than this makes the message a dead letter.
     pub max_backdate: Duration,
+}
+
+/// `[alarms]`: how alarms behave.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AlarmsConfig {
+    /// Trouble back this soon after its alarm cleared reactivates that alarm instead of raising another.
+    pub reopen_within: Duration,
+}
+
+/// `[identification]`: when a camera's recognition counts as knowing who it saw.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IdentificationConfig {
+    /// Recognitions below this confidence identify nobody (and raise no watch-list alarm).
+    pub min_confidence: f64,
 }
 
 /// What a follower (projector, policy) does with an event it cannot handle (`[followers] on_error`).

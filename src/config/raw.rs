@@ -16,6 +16,8 @@ pub(super) struct RawConfig {
     pub(super) mqtt: RawMqtt,
     pub(super) devices: RawDevices,
     pub(super) followers: RawFollowers,
+    pub(super) alarms: RawAlarms,
+    pub(super) identification: RawIdentification,
     pub(super) turnstile: Vec<RawTurnstile>,
     pub(super) camera: Vec<RawCamera>,
     pub(super) maintenance: Vec<RawMaintenance>,
@@ -73,6 +75,18 @@ pub(super) struct RawFollowers {
     pub(super) on_error: Option<Spanned<String>>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawAlarms {
+    pub(super) reopen_within: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawIdentification {
+    pub(super) min_confidence: Option<Spanned<f64>>,
+}
+
 // Turnstile and camera are separate structs (not one flattened into the other) because
 // `deny_unknown_fields` does not work through `#[serde(flatten)]`.
 #[derive(Deserialize)]
@@ -123,6 +137,8 @@ pub(super) const TABLE_KEYS: &[(&str, &[&str])] = &[
             "mqtt",
             "devices",
             "followers",
+            "alarms",
+            "identification",
             "turnstile",
             "camera",
             "maintenance",
@@ -148,6 +164,8 @@ pub(super) const TABLE_KEYS: &[(&str, &[&str])] = &[
     ),
     ("[devices]", &["offline_after", "max_clock_skew", "max_backdate"]),
     ("[followers]", &["on_error"]),
+    ("[alarms]", &["reopen_within"]),
+    ("[identification]", &["min_confidence"]),
     (
         "[[turnstile]]",
         &[

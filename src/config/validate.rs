@@ -12,8 +12,8 @@ use super::duration::parse_duration;
 use super::errors::{Problem, line_col};
 use super::raw::{RawCamera, RawConfig, RawMqtt, RawSite, RawStorage, RawTurnstile};
 use super::{
-    Broker, CameraConfig, Config, DevicesConfig, FollowersConfig, HttpConfig, MqttConfig, OnError, SiteConfig,
-    StorageConfig, Synchronous, TurnstileConfig,
+    AlarmsConfig, Broker, CameraConfig, Config, DevicesConfig, FollowersConfig, HttpConfig, IdentificationConfig,
+    MqttConfig, OnError, SiteConfig, StorageConfig, Synchronous, TurnstileConfig,
 };
 use crate::domain::{DeviceDetails, DeviceId, DeviceKind, InvalidDeviceId};
 
@@ -30,6 +30,8 @@ const DEFAULT_DEAD_LETTER_QUOTA: i64 = 100;
 const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(90);
 const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_MAX_BACKDATE: Duration = Duration::from_secs(30 * 86400);
+const DEFAULT_REOPEN_WITHIN: Duration = Duration::from_secs(10 * 60);
+const DEFAULT_MIN_CONFIDENCE: f64 = 0.8;
 const MQTT_PORT: u16 = 1883;
 const MQTTS_PORT: u16 = 8883;
 
@@ -64,6 +66,21 @@ pub(super) fn build(raw: RawConfig, text: &str, base_dir: &Path) -> Result<Confi
             },
         },
     };
+    let alarms = AlarmsConfig {
+        reopen_within: optional_duration(raw.alarms.reopen_within, DEFAULT_REOPEN_WITHIN, "reopen_within")?,
+    };
+    let identification = IdentificationConfig {
+        min_confidence: match raw.identification.min_confidence {
+            None => DEFAULT_MIN_CONFIDENCE,
+            Some(value) if (0.0..=1.0).contains(value.get_ref()) => *value.get_ref(),
+            Some(value) => {
+                return Err(Problem::at(
+                    value.span(),
+                    format!("min_confidence {} is outside 0..=1", value.get_ref()),
+                ));
+            }
+        },
+    };
     let (turnstiles, cameras) = build_devices(text, raw.turnstile, raw.camera)?;
     let maintenance = super::maintenance::build_maintenance(raw.maintenance, &turnstiles, &cameras)?;
     Ok(Config {
@@ -73,6 +90,8 @@ pub(super) fn build(raw: RawConfig, text: &str, base_dir: &Path) -> Result<Confi
         mqtt,
         devices,
         followers,
+        alarms,
+        identification,
         turnstiles,
         cameras,
         maintenance,

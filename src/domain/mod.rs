@@ -7,8 +7,11 @@
 //! - `device`: the rules turnstiles and cameras share; `turnstile`, `camera`: each kind's own.
 //! - `work_order`: a technician's task on a device, from opened to resolved or cancelled.
 //! - `schedule`: a preventive maintenance schedule from config.toml and the runs that fell due.
+//! - `alarm`: trouble someone must hear of, from raised to acknowledged and cleared.
+//! - `watch_list`: the subjects whose sighting raises an alarm.
 
 pub mod aggregate;
+pub mod alarm;
 mod camera;
 mod command;
 mod device;
@@ -18,9 +21,11 @@ pub mod schedule;
 pub mod time;
 mod turnstile;
 mod values;
+pub mod watch_list;
 pub mod work_order;
 
 pub use aggregate::{Aggregate, DEVICE_KIND, DomainEvent, InvalidStreamName, StreamName};
+pub use alarm::{Alarm, AlarmCommand, AlarmEvent, AlarmRejection, AlarmState};
 pub use camera::{Camera, CameraState};
 pub use command::{DeviceCommand, Rejection};
 pub use device::{Availability, Common, Lifecycle, OpenFault, command_time, count_seq};
@@ -29,6 +34,7 @@ pub use ids::{DeviceDetails, DeviceId, DeviceKind, InvalidDeviceId};
 pub use schedule::{MaintenanceSchedule, ScheduleCommand, ScheduleEvent, ScheduleState};
 pub use turnstile::{LockOut, Turnstile, TurnstileState};
 pub use values::{Confidence, Direction, FaultCode, Pseudonym, SubjectId};
+pub use watch_list::{WatchList, WatchListCommand, WatchListEvent, WatchListRejection, WatchListState};
 pub use work_order::{WorkOrder, WorkOrderCommand, WorkOrderEvent, WorkOrderRejection, WorkOrderState};
 
 use serde::Serialize;

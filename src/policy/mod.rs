@@ -8,9 +8,11 @@
 //! An event a policy cannot read is parked like a projector's; a refused command is the aggregate's answer and
 //! is logged; a journal failure stops the batch and retries it.
 
+mod alarms;
 mod maintenance;
 mod runner;
 
+pub use alarms::AlarmPolicy;
 pub use maintenance::MaintenancePolicy;
 
 pub use runner::start_policies;
@@ -119,5 +121,8 @@ impl Order {
 
 /// Every policy this program runs, in the order they are listed to people.
 pub fn all(config: &crate::config::Config) -> Vec<Box<dyn Policy>> {
-    vec![Box::new(MaintenancePolicy::new(config))]
+    vec![
+        Box::new(MaintenancePolicy::new(config)),
+        Box::new(AlarmPolicy::new(config)),
+    ]
 }
