@@ -174,6 +174,7 @@ fn rebuild_parks_the_same_events_and_finishes_with_the_live_tables_swapped() {
 #[test]
 fn an_admin_discards_or_redrives_a_parked_event_and_health_returns() {
     let (site, far_past, undecodable) = seeded_site();
+    let policy_config = site.config();
     with_server(site.config(), async |state, addr| {
         settle(state).await;
         let journal = site.paths().journal();
@@ -192,8 +193,12 @@ fn an_admin_discards_or_redrives_a_parked_event_and_health_returns() {
                 &format!("follower=traffic&position={far_past}"),
             );
             outcomes.push(again.header("location").unwrap_or_default().to_owned());
-            let policies = ["policy:maintenance"];
-            for follower in gatehouse::projection::names().into_iter().chain(policies) {
+            let policies = gatehouse::policy::all(&policy_config)
+                .iter()
+                .map(|p| gatehouse::policy::follower_name(p.name()))
+                .collect::<Vec<_>>();
+            let projections = gatehouse::projection::names().into_iter().map(str::to_owned);
+            for follower in projections.chain(policies) {
                 for position in [far_past, undecodable] {
                     session.post(
                         addr,
