@@ -38,6 +38,7 @@ fn views_migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/views/0006_device_messages.sql")),
         M::up(include_str!("../migrations/views/0007_desired_state.sql")),
         M::up(include_str!("../migrations/views/0008_work_orders.sql")),
+        M::up(include_str!("../migrations/views/0009_alarms.sql")),
     ])
 }
 

@@ -6,6 +6,7 @@
 //! - `db`: opening SQLite files, migrations.
 //! - `journal`: the append-only event store (one writer thread, read-only readers).
 pub mod actors;
+pub mod alarms;
 pub mod app;
 pub mod auth;
 pub mod backup;

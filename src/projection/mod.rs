@@ -4,6 +4,7 @@
 //! transaction and the projection goes on. `runner` hosts them as actors woken by the writer's commit notices;
 //! `rebuild` recreates them beside the live tables and swaps them in (blue/green).
 
+mod alarms;
 mod device_commands;
 mod device_status;
 mod equipment;
@@ -14,6 +15,7 @@ pub mod runner;
 mod traffic;
 mod work_orders;
 
+pub use alarms::{AlarmsProjection, severity_rank};
 pub use device_commands::DeviceCommandsProjection;
 pub use device_status::DeviceStatusProjection;
 pub use equipment::EquipmentProjection;
@@ -72,6 +74,7 @@ pub fn all(tz: &TimeZone) -> Vec<Box<dyn Projection>> {
         Box::new(RecognitionsProjection::new(tz.clone())),
         Box::new(DeviceCommandsProjection),
         Box::new(WorkOrdersProjection),
+        Box::new(AlarmsProjection),
     ]
 }
 

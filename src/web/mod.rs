@@ -6,6 +6,7 @@
 
 mod accounts;
 mod admin;
+mod alarms;
 pub mod auth;
 mod csv;
 mod dashboard;
@@ -58,6 +59,7 @@ pub fn server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> 
             .configure(metrics::routes)
             .configure(reports::routes)
             .configure(work_orders::routes)
+            .configure(alarms::routes)
             .route("/static/style.css", web::get().to(style_css))
     })
     // Two cores: two workers serve pages; SQLite work runs on the blocking pool anyway.

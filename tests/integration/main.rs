@@ -2,6 +2,7 @@
 //! projectors, and the real binary for the command line.
 
 mod admin;
+mod alarm_pages;
 mod alarms;
 mod auth;
 mod bad_input;
