@@ -6,7 +6,7 @@
 //! policy keeps work order numbers), so a re-delivered event is decided again to the same alarm.
 
 use super::{Order, Policy};
-use crate::codec::{self, AnyEvent};
+use crate::codec::AnyEvent;
 use crate::domain::alarm::*;
 use crate::domain::watch_list::{WatchEntry, WatchListEvent};
 use crate::domain::{DeviceEvent, DeviceId, SubjectId};
@@ -242,16 +242,11 @@ impl Policy for AlarmPolicy {
     }
 
     fn remember(&self) -> Option<Vec<u8>> {
-        Some(codec::encode_state(&(MEMORY_SCHEMA, &self.memory)).1)
+        Some(super::encode_memory(MEMORY_SCHEMA, &self.memory))
     }
 
     fn recall(&mut self, memory: &[u8]) -> Result<(), String> {
-        let (schema, memory): (u32, Memory) =
-            codec::decode_state(codec::FORMAT_BINCODE2, memory).map_err(|e| e.to_string())?;
-        if schema != MEMORY_SCHEMA {
-            return Err(format!("memory schema {schema}, this program keeps {MEMORY_SCHEMA}"));
-        }
-        self.memory = memory;
+        self.memory = super::decode_memory(MEMORY_SCHEMA, memory)?;
         Ok(())
     }
 }

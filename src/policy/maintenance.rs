@@ -7,7 +7,6 @@
 //! journal with history (an upgrade) it acts only on what was recorded from a day before it first ran.
 
 use super::{Order, Policy};
-use crate::codec;
 use crate::domain::schedule::{ScheduleEvent, ScheduleRunDue};
 use crate::domain::work_order::*;
 use crate::domain::{DeviceEvent, DeviceId, FaultCode};
@@ -366,16 +365,11 @@ impl Policy for MaintenancePolicy {
     }
 
     fn remember(&self) -> Option<Vec<u8>> {
-        Some(codec::encode_state(&(MEMORY_SCHEMA, &self.memory)).1)
+        Some(super::encode_memory(MEMORY_SCHEMA, &self.memory))
     }
 
     fn recall(&mut self, memory: &[u8]) -> Result<(), String> {
-        let (schema, memory): (u32, Memory) =
-            codec::decode_state(codec::FORMAT_BINCODE2, memory).map_err(|e| e.to_string())?;
-        if schema != MEMORY_SCHEMA {
-            return Err(format!("memory schema {schema}, this program keeps {MEMORY_SCHEMA}"));
-        }
-        self.memory = memory;
+        self.memory = super::decode_memory(MEMORY_SCHEMA, memory)?;
         Ok(())
     }
 }

@@ -119,6 +119,21 @@ impl Order {
     }
 }
 
+/// A policy's memory as saved with its checkpoint: its schema version, then the memory itself.
+fn encode_memory<M: serde::Serialize>(schema: u32, memory: &M) -> Vec<u8> {
+    crate::codec::encode_state(&(schema, memory)).1
+}
+
+/// Takes back what [`encode_memory`] saved; `Err` for a memory of another schema or one that does not decode.
+fn decode_memory<M: serde::de::DeserializeOwned>(schema: u32, bytes: &[u8]) -> Result<M, String> {
+    let (saved, memory): (u32, M) =
+        crate::codec::decode_state(crate::codec::FORMAT_BINCODE2, bytes).map_err(|e| e.to_string())?;
+    if saved != schema {
+        return Err(format!("memory schema {saved}, this program keeps {schema}"));
+    }
+    Ok(memory)
+}
+
 /// Every policy this program runs, in the order they are listed to people.
 pub fn all(config: &crate::config::Config) -> Vec<Box<dyn Policy>> {
     vec![
