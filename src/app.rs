@@ -87,6 +87,9 @@ impl Core {
             writer.committed(),
             config.followers.on_error,
         )?);
+        let alarm_topics = crate::notify::AlarmTopics::new(&config.mqtt)?;
+        let notifier = crate::notify::start(&config, paths.journal(), writer.committed(), alarm_topics).await?;
+        projectors.push(notifier.follower.clone());
         let bounds = crate::ingest::ClockBounds {
             max_ahead: config.devices.max_clock_skew,
             max_behind: config.devices.max_backdate,
@@ -135,6 +138,7 @@ impl Core {
             journal_reader,
             pseudonyms,
             commands,
+            notifier,
             subject_lists: Default::default(),
         };
         Ok(Core {
@@ -233,7 +237,11 @@ impl Application {
         let state = core.state();
         let mqtt = match (&state.config.mqtt.broker, mqtt_listener) {
             (Broker::Embedded, Some(listener)) => {
-                let delivery = CommandDelivery::new(state.commands.clone(), state.paths.journal());
+                let delivery = CommandDelivery::new(
+                    state.commands.clone(),
+                    state.notifier.alarm_topics.clone(),
+                    state.paths.journal(),
+                );
                 let admission = Admission::new(&state.config.mqtt, state.paths.journal())?;
                 Mqtt::Embedded(EmbeddedEndpoint::start_on(
                     listener,

@@ -25,6 +25,7 @@ fn journal_migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/journal/0006_operator_requests.sql")),
         M::up(include_str!("../migrations/journal/0007_gateways.sql")),
         M::up(include_str!("../migrations/journal/0008_user_disable.sql")),
+        M::up(include_str!("../migrations/journal/0009_notifications.sql")),
     ])
 }
 

@@ -3,12 +3,13 @@
 //!
 //! This file holds the typed settings and their public API; `raw` mirrors the file as written, `validate` turns
 //! it into the typed settings (defaults and checks, section by section), `errors` words and places the problems,
-//! `duration` reads and writes the `90s`/`5m` spelling, `maintenance` checks the `[[maintenance]]` schedules, and
-//! `summary` prints `gatehouse check-config`.
+//! `duration` reads and writes the `90s`/`5m` spelling, `maintenance` checks the `[[maintenance]]` schedules,
+//! `notify` the `[[notify.*]]` channels, and `summary` prints `gatehouse check-config`.
 
 mod duration;
 mod errors;
 mod maintenance;
+mod notify;
 mod raw;
 pub mod size;
 mod summary;
@@ -22,6 +23,7 @@ use crate::domain::{DeviceDetails, DeviceId, DeviceKind};
 
 pub use errors::ConfigError;
 use errors::toml_problem;
+pub use notify::{ChannelConfig, ChannelFilter, ChannelTarget, EmailTarget, QuietHours, SmtpSecurity};
 use raw::RawConfig;
 use validate::build;
 
@@ -40,6 +42,8 @@ pub struct Config {
     pub cameras: Vec<CameraConfig>,
     /// Preventive maintenance schedules (`[[maintenance]]`).
     pub maintenance: Vec<MaintenanceConfig>,
+    /// `[[notify.*]]`: where alarms are sent, in file order (webhooks, then e-mail, then MQTT).
+    pub notify: Vec<ChannelConfig>,
 }
 
 /// One `[[maintenance]]` schedule.
@@ -135,6 +139,8 @@ pub struct DevicesConfig {
 pub struct AlarmsConfig {
     /// Trouble back this soon after its alarm cleared reactivates that alarm instead of raising another.
     pub reopen_within: Duration,
+    /// An unacknowledged critical alarm is notified again this often.
+    pub repeat: Duration,
 }
 
 /// `[identification]`: when a camera's recognition counts as knowing who it saw.

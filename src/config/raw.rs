@@ -18,6 +18,7 @@ pub(super) struct RawConfig {
     pub(super) followers: RawFollowers,
     pub(super) alarms: RawAlarms,
     pub(super) identification: RawIdentification,
+    pub(super) notify: RawNotify,
     pub(super) turnstile: Vec<RawTurnstile>,
     pub(super) camera: Vec<RawCamera>,
     pub(super) maintenance: Vec<RawMaintenance>,
@@ -79,6 +80,149 @@ pub(super) struct RawFollowers {
 #[serde(default, deny_unknown_fields, expecting = "a table")]
 pub(super) struct RawAlarms {
     pub(super) reopen_within: Option<Spanned<String>>,
+    pub(super) repeat: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawNotify {
+    pub(super) webhook: Vec<RawWebhook>,
+    pub(super) email: Vec<RawEmail>,
+    pub(super) mqtt: Vec<RawMqttChannel>,
+}
+
+/// The keys every channel has. Written out in each channel's struct (through this one) rather than flattened,
+/// because `deny_unknown_fields` does not work through `#[serde(flatten)]`.
+#[derive(Default)]
+pub(super) struct RawChannelCommon {
+    pub(super) min_severity: Option<Spanned<String>>,
+    pub(super) zones: Option<Vec<Spanned<String>>>,
+    pub(super) types: Option<Vec<Spanned<String>>>,
+    pub(super) cooldown: Option<Spanned<String>>,
+    pub(super) quiet_hours: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+struct WebhookKeys {
+    name: Spanned<String>,
+    url: Spanned<String>,
+    secret: Spanned<String>,
+    min_severity: Option<Spanned<String>>,
+    zones: Option<Vec<Spanned<String>>>,
+    types: Option<Vec<Spanned<String>>>,
+    cooldown: Option<Spanned<String>>,
+    quiet_hours: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(from = "WebhookKeys")]
+pub(super) struct RawWebhook {
+    pub(super) name: Spanned<String>,
+    pub(super) url: Spanned<String>,
+    pub(super) secret: Spanned<String>,
+    pub(super) common: RawChannelCommon,
+}
+
+impl From<WebhookKeys> for RawWebhook {
+    fn from(k: WebhookKeys) -> Self {
+        RawWebhook {
+            name: k.name,
+            url: k.url,
+            secret: k.secret,
+            common: RawChannelCommon {
+                min_severity: k.min_severity,
+                zones: k.zones,
+                types: k.types,
+                cooldown: k.cooldown,
+                quiet_hours: k.quiet_hours,
+            },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+struct EmailKeys {
+    name: Spanned<String>,
+    smtp: Spanned<String>,
+    username: Option<String>,
+    password: Option<String>,
+    ca_file: Option<Spanned<String>>,
+    from: Spanned<String>,
+    to: Spanned<Vec<Spanned<String>>>,
+    min_severity: Option<Spanned<String>>,
+    zones: Option<Vec<Spanned<String>>>,
+    types: Option<Vec<Spanned<String>>>,
+    cooldown: Option<Spanned<String>>,
+    quiet_hours: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(from = "EmailKeys")]
+pub(super) struct RawEmail {
+    pub(super) name: Spanned<String>,
+    pub(super) smtp: Spanned<String>,
+    pub(super) username: Option<String>,
+    pub(super) password: Option<String>,
+    pub(super) ca_file: Option<Spanned<String>>,
+    pub(super) from: Spanned<String>,
+    pub(super) to: Spanned<Vec<Spanned<String>>>,
+    pub(super) common: RawChannelCommon,
+}
+
+impl From<EmailKeys> for RawEmail {
+    fn from(k: EmailKeys) -> Self {
+        RawEmail {
+            name: k.name,
+            smtp: k.smtp,
+            username: k.username,
+            password: k.password,
+            ca_file: k.ca_file,
+            from: k.from,
+            to: k.to,
+            common: RawChannelCommon {
+                min_severity: k.min_severity,
+                zones: k.zones,
+                types: k.types,
+                cooldown: k.cooldown,
+                quiet_hours: k.quiet_hours,
+            },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+struct MqttChannelKeys {
+    name: Option<Spanned<String>>,
+    min_severity: Option<Spanned<String>>,
+    zones: Option<Vec<Spanned<String>>>,
+    types: Option<Vec<Spanned<String>>>,
+    cooldown: Option<Spanned<String>>,
+    quiet_hours: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(from = "MqttChannelKeys")]
+pub(super) struct RawMqttChannel {
+    pub(super) name: Option<Spanned<String>>,
+    pub(super) common: RawChannelCommon,
+}
+
+impl From<MqttChannelKeys> for RawMqttChannel {
+    fn from(k: MqttChannelKeys) -> Self {
+        RawMqttChannel {
+            name: k.name,
+            common: RawChannelCommon {
+                min_severity: k.min_severity,
+                zones: k.zones,
+                types: k.types,
+                cooldown: k.cooldown,
+                quiet_hours: k.quiet_hours,
+            },
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -139,6 +283,7 @@ pub(super) const TABLE_KEYS: &[(&str, &[&str])] = &[
             "followers",
             "alarms",
             "identification",
+            "notify",
             "turnstile",
             "camera",
             "maintenance",
@@ -164,7 +309,42 @@ pub(super) const TABLE_KEYS: &[(&str, &[&str])] = &[
     ),
     ("[devices]", &["offline_after", "max_clock_skew", "max_backdate"]),
     ("[followers]", &["on_error"]),
-    ("[alarms]", &["reopen_within"]),
+    ("[alarms]", &["reopen_within", "repeat"]),
+    ("[notify]", &["webhook", "email", "mqtt"]),
+    (
+        "[[notify.webhook]]",
+        &[
+            "name",
+            "url",
+            "secret",
+            "min_severity",
+            "zones",
+            "types",
+            "cooldown",
+            "quiet_hours",
+        ],
+    ),
+    (
+        "[[notify.email]]",
+        &[
+            "name",
+            "smtp",
+            "username",
+            "password",
+            "ca_file",
+            "from",
+            "to",
+            "min_severity",
+            "zones",
+            "types",
+            "cooldown",
+            "quiet_hours",
+        ],
+    ),
+    (
+        "[[notify.mqtt]]",
+        &["name", "min_severity", "zones", "types", "cooldown", "quiet_hours"],
+    ),
     ("[identification]", &["min_confidence"]),
     (
         "[[turnstile]]",
@@ -202,7 +382,8 @@ mod tests {
                         || EXAMPLE.contains(&written)
                         || EXAMPLE.contains(&commented)
                         || EXAMPLE.contains(&in_key_list)
-                        || EXAMPLE.contains(&format!("#   serial, model, {key}")),
+                        || EXAMPLE.contains(&format!("#   serial, model, {key}"))
+                        || EXAMPLE.contains(&format!("[[notify.{key}]]")),
                     "{key} of {table} is not in the example config.toml"
                 );
             }

@@ -31,6 +31,7 @@ const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(90);
 const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_MAX_BACKDATE: Duration = Duration::from_secs(30 * 86400);
 const DEFAULT_REOPEN_WITHIN: Duration = Duration::from_secs(10 * 60);
+const DEFAULT_REPEAT: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_MIN_CONFIDENCE: f64 = 0.8;
 const MQTT_PORT: u16 = 1883;
 const MQTTS_PORT: u16 = 8883;
@@ -68,6 +69,7 @@ pub(super) fn build(raw: RawConfig, text: &str, base_dir: &Path) -> Result<Confi
     };
     let alarms = AlarmsConfig {
         reopen_within: optional_duration(raw.alarms.reopen_within, DEFAULT_REOPEN_WITHIN, "reopen_within")?,
+        repeat: optional_duration(raw.alarms.repeat, DEFAULT_REPEAT, "repeat")?,
     };
     let identification = IdentificationConfig {
         min_confidence: match raw.identification.min_confidence {
@@ -83,6 +85,12 @@ pub(super) fn build(raw: RawConfig, text: &str, base_dir: &Path) -> Result<Confi
     };
     let (turnstiles, cameras) = build_devices(text, raw.turnstile, raw.camera)?;
     let maintenance = super::maintenance::build_maintenance(raw.maintenance, &turnstiles, &cameras)?;
+    let zones = turnstiles
+        .iter()
+        .map(|t| t.details.zone.as_str())
+        .chain(cameras.iter().map(|c| c.details.zone.as_str()))
+        .collect();
+    let notify = super::notify::build_channels(raw.notify, &zones, base_dir)?;
     Ok(Config {
         site,
         http,
@@ -95,6 +103,7 @@ pub(super) fn build(raw: RawConfig, text: &str, base_dir: &Path) -> Result<Confi
         turnstiles,
         cameras,
         maintenance,
+        notify,
     })
 }
 
@@ -314,7 +323,7 @@ fn topic_prefix_problem(prefix: &str) -> Option<&'static str> {
     }
 }
 
-fn duration(value: &Spanned<String>, key: &str) -> Result<Duration, Problem> {
+pub(super) fn duration(value: &Spanned<String>, key: &str) -> Result<Duration, Problem> {
     let text = value.get_ref();
     match parse_duration(text) {
         None => Err(Problem::at(

@@ -157,6 +157,28 @@ impl JournalReader {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Up to `limit` rows of one aggregate kind's streams (`alarm`) after `after` and up to `up_to`, oldest
+    /// first: what a follower of one kind reads without decoding every other event.
+    pub fn kind_events_between(
+        &self,
+        kind: &str,
+        after: Position,
+        up_to: Position,
+        limit: usize,
+    ) -> anyhow::Result<Vec<Result<StoredEvent, UnreadableEvent>>> {
+        // Stream names are `kind:id`; ':' + 1 is ';', so the range holds exactly that kind's streams.
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events
+             WHERE position > ?1 AND position <= ?2 AND stream_id >= ?3 || ':' AND stream_id < ?3 || ';'
+             ORDER BY position LIMIT ?4"
+        ))?;
+        let rows = stmt.query_map(
+            params![after as i64, up_to as i64, kind, limit as i64],
+            stored_event_lenient,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// One event by position, or why it cannot be read (`None`: no such position).
     pub fn event_at(&self, position: Position) -> anyhow::Result<Option<Result<StoredEvent, UnreadableEvent>>> {
         let mut stmt = self

@@ -83,7 +83,7 @@ pub enum Outbound {
         pkid: u16,
         granted: Vec<bool>,
     },
-    /// A QoS 1 message to the client (a turnstile's command).
+    /// A message to the client: QoS 1 (a turnstile's command), or QoS 0 with packet id 0 (an alarm's state).
     Publish {
         pkid: u16,
         topic: String,
@@ -303,8 +303,11 @@ pub fn write(version: Version, packet: &Outbound, out: &mut BytesMut) {
                     retain,
                     dup,
                 } => {
-                    let mut publish =
-                        v4::Publish::new(topic.as_str(), rumqttc::mqttbytes::QoS::AtLeastOnce, payload.to_vec());
+                    let qos = match pkid {
+                        0 => rumqttc::mqttbytes::QoS::AtMostOnce,
+                        _ => rumqttc::mqttbytes::QoS::AtLeastOnce,
+                    };
+                    let mut publish = v4::Publish::new(topic.as_str(), qos, payload.to_vec());
                     publish.pkid = *pkid;
                     publish.retain = *retain;
                     publish.dup = *dup;
@@ -379,12 +382,11 @@ pub fn write(version: Version, packet: &Outbound, out: &mut BytesMut) {
                     retain,
                     dup,
                 } => {
-                    let mut publish = v5::Publish::new(
-                        topic.as_str(),
-                        rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
-                        payload.clone(),
-                        None,
-                    );
+                    let qos = match pkid {
+                        0 => rumqttc::v5::mqttbytes::QoS::AtMostOnce,
+                        _ => rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                    };
+                    let mut publish = v5::Publish::new(topic.as_str(), qos, payload.clone(), None);
                     publish.pkid = *pkid;
                     publish.retain = *retain;
                     publish.dup = *dup;

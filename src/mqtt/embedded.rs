@@ -440,7 +440,12 @@ impl Connection {
         // nothing queued (the desired state is recomputed, not queued), so a persistent session always "exists":
         // saying so keeps clients that honour session_present (rumqttc >= 0.25) re-sending their
         // unacknowledged messages after a reconnect.
-        let outgoing = match self.delivery.open_session(client_id, clean_session, allowed).await {
+        let reads_alarms = gateway.as_ref().is_none_or(|g| g.alarms);
+        let outgoing = match self
+            .delivery
+            .open_session(client_id, clean_session, allowed, reads_alarms)
+            .await
+        {
             Ok(outgoing) => outgoing,
             Err(error) => {
                 // Without its subscriptions the session would silently miss commands: refuse, the client retries.
@@ -542,9 +547,11 @@ impl Connection {
         let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
         let mut out = BytesMut::with_capacity(1024);
         let mut board = self.delivery.board.watch();
+        let mut alarms = self.delivery.alarms.watch();
         // A persistent session's turnstiles get what they have not acknowledged (after a reconnect or a restart).
         let mut commands = Vec::new();
         outgoing.due(&self.delivery, true, &mut commands);
+        outgoing.alarms_due(&self.delivery, true, &mut commands);
         for packet in commands.drain(..) {
             codec::write(version, &packet, &mut out);
         }
@@ -678,6 +685,14 @@ impl Connection {
                 changed = board.changed(), if outgoing.subscribed() => {
                     if changed.is_ok() {
                         outgoing.due(&self.delivery, false, &mut commands);
+                        for packet in commands.drain(..) {
+                            codec::write(version, &packet, &mut out);
+                        }
+                    }
+                }
+                changed = alarms.changed(), if outgoing.reads_alarms() => {
+                    if changed.is_ok() {
+                        outgoing.alarms_due(&self.delivery, false, &mut commands);
                         for packet in commands.drain(..) {
                             codec::write(version, &packet, &mut out);
                         }

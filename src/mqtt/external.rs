@@ -12,6 +12,7 @@ use super::commands::CommandBoard;
 use crate::config::{Broker, MqttConfig};
 use crate::ingest::{Arrival, Ingested, Ingestor, Received};
 use crate::journal::{Actor, AppendError};
+use anyhow::Context;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, Transport};
 use std::sync::Arc;
@@ -82,7 +83,7 @@ pub fn client_id(config: &MqttConfig) -> String {
     format!("gatehouse-{}", config.topic_prefix.replace('/', "-"))
 }
 
-fn options(config: &MqttConfig) -> anyhow::Result<MqttOptions> {
+pub fn options(config: &MqttConfig) -> anyhow::Result<MqttOptions> {
     let Broker::External { host, port, tls, .. } = &config.broker else {
         anyhow::bail!("mqtt: the external subscriber needs a broker URL");
     };
@@ -99,26 +100,11 @@ fn options(config: &MqttConfig) -> anyhow::Result<MqttOptions> {
         options.set_credentials(user.clone(), "");
     }
     if *tls {
-        options.set_transport(Transport::tls_with_config(tls_config()?.into()));
+        options.set_transport(Transport::tls_with_config(
+            crate::tls::client_config().context("mqtt: mqtts://")?.into(),
+        ));
     }
     Ok(options)
-}
-
-fn tls_config() -> anyhow::Result<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for cert in native.certs {
-        // A malformed system certificate is skipped, as every TLS client does.
-        let _ = roots.add(cert);
-    }
-    if roots.is_empty() {
-        anyhow::bail!("mqtt: no trusted CA certificates found on this system for mqtts://");
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(config)
 }
 
 async fn run(

@@ -3,10 +3,15 @@
 //! else is refused in the SUBACK). On subscribe it gets the current state at once (retained), then every change
 //! at QoS 1; a state it has not acknowledged is sent again after it reconnects. A persistent session's
 //! subscriptions are kept in `journal.db`, so they survive a restart of Gatehouse too.
+//!
+//! A gateway allowed to read alarms (`gateway add --alarms`, or any client when sign-in is off) may also
+//! subscribe to `{prefix}/alarms/#`: it gets every alarm's retained state at once, then each change (QoS 0: a
+//! state, not a stream of facts; a reconnect brings the current states again).
 
 use super::codec::Outbound;
 use super::commands::{CommandBoard, DesiredState};
 use crate::domain::DeviceId;
+use crate::notify::AlarmTopics;
 use rusqlite::params;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -16,6 +21,7 @@ use std::sync::{Arc, Mutex};
 #[derive(Clone)]
 pub struct CommandDelivery {
     pub board: CommandBoard,
+    pub alarms: AlarmTopics,
     journal_path: PathBuf,
     /// The version each client has acknowledged per turnstile: a reconnect re-sends only what is newer.
     /// In memory: after a restart of Gatehouse every subscribed gateway gets its current state once more,
@@ -24,9 +30,10 @@ pub struct CommandDelivery {
 }
 
 impl CommandDelivery {
-    pub fn new(board: CommandBoard, journal_path: PathBuf) -> Self {
+    pub fn new(board: CommandBoard, alarms: AlarmTopics, journal_path: PathBuf) -> Self {
         Self {
             board,
+            alarms,
             journal_path,
             acked: Default::default(),
         }
@@ -45,12 +52,14 @@ impl CommandDelivery {
 
     /// Starts a connection's session: a clean one forgets what the client had; a persistent one gets its
     /// subscriptions back.
-    /// `allowed`: the turnstiles a signed-in gateway may hear about (`None`: any, when sign-in is off).
+    /// `allowed`: the turnstiles a signed-in gateway may hear about (`None`: any, when sign-in is off);
+    /// `reads_alarms`: whether it may subscribe to the alarms.
     pub async fn open_session(
         &self,
         client: &str,
         clean_session: bool,
         allowed: Option<BTreeSet<DeviceId>>,
+        reads_alarms: bool,
     ) -> anyhow::Result<Outgoing> {
         let (path, who) = (self.journal_path.clone(), client.to_owned());
         let stored = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(String, String)>> {
@@ -68,6 +77,12 @@ impl CommandDelivery {
             let mut acked = self.acked.lock().unwrap_or_else(|p| p.into_inner());
             acked.retain(|(c, _), _| c != client);
         }
+        // The alarms subscription is stored with no device; a gateway that lost the right no longer has it.
+        let alarms_filter = stored
+            .iter()
+            .find(|(topic, device)| device.is_empty() && self.alarms.is_alarms_filter(topic))
+            .filter(|_| reads_alarms)
+            .map(|(topic, _)| topic.clone());
         // A gateway that lost a device since it subscribed no longer hears about it.
         let devices = stored
             .into_iter()
@@ -81,11 +96,20 @@ impl CommandDelivery {
             devices,
             in_flight: HashMap::new(),
             next_pkid: 1,
+            reads_alarms,
+            alarms_filter,
+            alarms_seen: BTreeMap::new(),
         })
     }
 
     /// Keeps a persistent session's new subscriptions (or forgets removed ones) in `journal.db`.
-    async fn store(&self, client: &str, added: Vec<(String, DeviceId)>, removed: Vec<String>) -> anyhow::Result<()> {
+    /// `added` pairs a topic with its device, or with `None` for the alarms.
+    async fn store(
+        &self,
+        client: &str,
+        added: Vec<(String, Option<DeviceId>)>,
+        removed: Vec<String>,
+    ) -> anyhow::Result<()> {
         let (path, who) = (self.journal_path.clone(), client.to_owned());
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             let mut conn = crate::db::open(&path, crate::config::Synchronous::Normal)?;
@@ -93,7 +117,7 @@ impl CommandDelivery {
             for (topic, device) in &added {
                 tx.execute(
                     "INSERT OR REPLACE INTO mqtt_subscriptions (client_id, topic, device_id) VALUES (?1, ?2, ?3)",
-                    params![who, topic, device.as_str()],
+                    params![who, topic, device.as_ref().map_or("", |d| d.as_str())],
                 )?;
             }
             for topic in &removed {
@@ -120,6 +144,12 @@ pub struct Outgoing {
     /// Our QoS 1 publishes the client has not acknowledged yet: packet id to (turnstile, version).
     in_flight: HashMap<u16, (DeviceId, u64)>,
     next_pkid: u16,
+    /// May subscribe to the alarms.
+    reads_alarms: bool,
+    /// The alarms filter it subscribed with, if it did.
+    alarms_filter: Option<String>,
+    /// The version of each alarm's state it was sent.
+    alarms_seen: BTreeMap<String, u64>,
 }
 
 /// At most this many commands unacknowledged on one connection; more wait until acknowledgements come.
@@ -137,7 +167,20 @@ impl Outgoing {
     ) -> anyhow::Result<()> {
         let mut granted = Vec::with_capacity(filters.len());
         let mut added = Vec::new();
+        let mut alarms_added = false;
         for filter in filters {
+            if delivery.alarms.is_alarms_filter(filter) {
+                if self.reads_alarms {
+                    granted.push(true);
+                    self.alarms_filter = Some(filter.clone());
+                    alarms_added = true;
+                } else {
+                    tracing::info!(client = %self.client, %filter,
+                        "subscription refused: this gateway may not read alarms (gateway add --alarms)");
+                    granted.push(false);
+                }
+                continue;
+            }
             let device = delivery.board.device_of_topic(filter);
             let permitted = device
                 .as_ref()
@@ -146,7 +189,7 @@ impl Outgoing {
                 Some(device) => {
                     granted.push(true);
                     self.devices.insert(device.clone(), filter.clone());
-                    added.push((filter.clone(), device));
+                    added.push((filter.clone(), Some(device)));
                 }
                 None => {
                     tracing::info!(client = %self.client, %filter,
@@ -155,20 +198,31 @@ impl Outgoing {
                 }
             }
         }
+        if let (true, Some(filter)) = (alarms_added, &self.alarms_filter) {
+            added.push((filter.clone(), None));
+        }
         if self.persistent && !added.is_empty() {
             delivery.store(&self.client, added.clone(), Vec::new()).await?;
         }
         out.push(Outbound::SubAck { pkid, granted });
         for (_, device) in added {
-            if let Some(state) = delivery.board.get(&device) {
+            if let Some(state) = device.and_then(|device| delivery.board.get(&device)) {
                 self.send(&delivery.board, state, true, out);
             }
+        }
+        if alarms_added {
+            // Every current state again, as a fresh subscription gets retained messages.
+            self.alarms_seen.clear();
+            self.alarms_due(delivery, true, out);
         }
         Ok(())
     }
 
     pub async fn unsubscribe(&mut self, delivery: &CommandDelivery, filters: &[String]) -> anyhow::Result<()> {
         self.devices.retain(|_, topic| !filters.contains(topic));
+        if self.alarms_filter.as_ref().is_some_and(|f| filters.contains(f)) {
+            self.alarms_filter = None;
+        }
         if self.persistent {
             delivery.store(&self.client, Vec::new(), filters.to_vec()).await?;
         }
@@ -232,5 +286,27 @@ impl Outgoing {
     /// Whether the client subscribed to any command topic (else board changes need no look).
     pub fn subscribed(&self) -> bool {
         !self.devices.is_empty()
+    }
+
+    /// Whether the client subscribed to the alarms.
+    pub fn reads_alarms(&self) -> bool {
+        self.alarms_filter.is_some()
+    }
+
+    /// The alarm states the client has not been sent yet (QoS 0, so no packet id and no window).
+    pub fn alarms_due(&mut self, delivery: &CommandDelivery, retain: bool, out: &mut Vec<Outbound>) {
+        if self.alarms_filter.is_none() {
+            return;
+        }
+        for (alarm, state) in delivery.alarms.since(&self.alarms_seen) {
+            out.push(Outbound::Publish {
+                pkid: 0,
+                topic: delivery.alarms.topic(&alarm),
+                payload: state.payload,
+                retain,
+                dup: false,
+            });
+            self.alarms_seen.insert(alarm, state.version);
+        }
     }
 }

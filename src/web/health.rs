@@ -1,6 +1,7 @@
 //! `/healthz`: 200 `ok` when the journal writer, every projector and the MQTT connection are healthy, else 503
 //! naming the failing part: a stuck projector, or an event a follower parked (until it is re-driven or
-//! discarded on `/admin/projections`).
+//! discarded on `/admin/projections`). A notification channel that cannot deliver makes it `200 degraded: ...`:
+//! the site works, and the notifications wait in the outbox until the channel takes them.
 
 use crate::web::AppState;
 use actix_web::{HttpResponse, web};
@@ -57,13 +58,24 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
         Ok(Err(error)) => problems.push(format!("views.db: cannot read parked events: {error:#}")),
         Err(error) => problems.push(format!("views.db: cannot read parked events: {error}")),
     }
-    if problems.is_empty() {
+    let degraded: Vec<String> = state
+        .notifier
+        .health
+        .problems()
+        .into_iter()
+        .map(|(channel, why)| format!("degraded: notification channel {channel}: {why}"))
+        .collect();
+    if problems.is_empty() && degraded.is_empty() {
         HttpResponse::Ok()
             .content_type("text/plain; charset=utf-8")
             .body("ok\n")
+    } else if problems.is_empty() {
+        HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .body(degraded.join("\n") + "\n")
     } else {
         HttpResponse::ServiceUnavailable()
             .content_type("text/plain; charset=utf-8")
-            .body(problems.join("\n") + "\n")
+            .body(problems.into_iter().chain(degraded).collect::<Vec<_>>().join("\n") + "\n")
     }
 }

@@ -17,6 +17,7 @@ mod hardening;
 mod health;
 mod lockout;
 pub mod metrics;
+mod notifications;
 mod parked;
 pub mod pool;
 pub mod recovering;
@@ -60,6 +61,7 @@ pub fn server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> 
             .configure(reports::routes)
             .configure(work_orders::routes)
             .configure(alarms::routes)
+            .configure(notifications::routes)
             .route("/static/style.css", web::get().to(style_css))
     })
     // Two cores: two workers serve pages; SQLite work runs on the blocking pool anyway.

@@ -40,6 +40,8 @@ pub struct AppState {
     pub commands: crate::mqtt::commands::CommandBoard,
     /// The site's key for subjects' pseudonyms (stream names and anything forwarded off the site use them).
     pub pseudonyms: crate::pseudonym::PseudonymKey,
+    /// Alarm notifications: the channels' health, their dispatchers (to wake after a re-send), the MQTT states.
+    pub notifier: crate::notify::Notifier,
     /// The recognitions report's subject lists, kept until their days change.
     pub subject_lists: crate::web::subjects::SubjectLists,
 }
