@@ -99,10 +99,7 @@ impl Dispatcher {
             let (journal, synchronous) = (self.journal_path.clone(), self.synchronous);
             let kept = connection.take();
             let looked = tokio::task::spawn_blocking(move || {
-                let conn = match kept {
-                    Some(conn) => conn,
-                    None => crate::db::open(&journal, synchronous)?,
-                };
+                let conn = reuse_or_open(kept, &journal, synchronous)?;
                 let work = match outbox::disabled(&conn, &channel)? {
                     Some(why) => Work::Off(why),
                     None => match outbox::due(&conn, &channel, now, BATCH)? {
@@ -175,10 +172,7 @@ impl Dispatcher {
             let kept = connection.take();
             let (journal, synchronous) = (self.journal_path.clone(), self.synchronous);
             let recorded = tokio::task::spawn_blocking(move || {
-                let conn = match kept {
-                    Some(conn) => conn,
-                    None => crate::db::open(&journal, synchronous)?,
-                };
+                let conn = reuse_or_open(kept, &journal, synchronous)?;
                 match &record {
                     Outcome::Delivered => outbox::delivered(&conn, &id, now)?,
                     Outcome::Retry(why) => outbox::attempt_failed(&conn, &id, now, why, retry_at)?,
@@ -210,6 +204,18 @@ impl Dispatcher {
                 Outcome::Retry(_) => {}
             }
         }
+    }
+}
+
+/// The dispatcher's kept connection to journal.db, or a fresh one after a failure dropped it.
+fn reuse_or_open(
+    kept: Option<rusqlite::Connection>,
+    journal: &std::path::Path,
+    synchronous: crate::config::Synchronous,
+) -> anyhow::Result<rusqlite::Connection> {
+    match kept {
+        Some(conn) => Ok(conn),
+        None => crate::db::open(journal, synchronous),
     }
 }
 
