@@ -26,6 +26,7 @@ fn journal_migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/journal/0007_gateways.sql")),
         M::up(include_str!("../migrations/journal/0008_user_disable.sql")),
         M::up(include_str!("../migrations/journal/0009_notifications.sql")),
+        M::up(include_str!("../migrations/journal/0010_dead_letter_senders.sql")),
     ])
 }
 

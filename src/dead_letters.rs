@@ -210,6 +210,39 @@ pub fn list(journal_path: &Path, include_resolved: bool) -> anyhow::Result<Vec<D
     }
 }
 
+/// Dead letters received at `since` or later, counted per sender, for the alarms policy's dead-letter rate.
+/// Letters a re-drive produced (their actor is the person or command that asked for it) are not a gateway's.
+pub fn recent_by_sender(conn: &Connection, since: Timestamp) -> anyhow::Result<Vec<crate::policy::SenderDeadLetters>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT actor, COUNT(*), MAX(id) FROM dead_letters
+         WHERE received_at >= ?1 AND actor IS NOT NULL AND actor NOT LIKE 'cli:%' AND actor NOT LIKE 'user:%'
+         GROUP BY actor",
+    )?;
+    let rows = statement
+        .query_map([micros(since)], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()
+        .context("journal.db: cannot count recent dead letters")?;
+    let mut senders: Vec<crate::policy::SenderDeadLetters> = Vec::new();
+    for (actor, count, last_id) in rows {
+        let sender = crate::journal::sender_of(&actor);
+        let count = count.max(0) as u64;
+        match senders.iter_mut().find(|s| s.sender == sender) {
+            Some(known) => {
+                known.count += count;
+                known.last_id = known.last_id.max(last_id);
+            }
+            None => senders.push(crate::policy::SenderDeadLetters {
+                sender: sender.to_owned(),
+                count,
+                last_id,
+            }),
+        }
+    }
+    Ok(senders)
+}
+
 /// Asks for letters to be re-driven by the core that owns the journal, and returns the ids to wait for.
 ///
 /// Asking again for a letter whose request is still pending is not an error: it returns the id, so a command

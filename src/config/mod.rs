@@ -137,6 +137,13 @@ pub struct DevicesConfig {
 /// `[alarms]`: how alarms behave.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AlarmsConfig {
+    /// A device offline (since it went offline) this long raises a major alarm, which clears itself when the
+    /// device is back.
+    pub offline_after: Duration,
+    /// A device with a fault open this long raises a major alarm, which clears itself when its faults clear.
+    pub fault_open_after: Duration,
+    /// Dead letters from one sender within a minute that raise a minor alarm (a misconfigured gateway).
+    pub dead_letter_rate: u32,
     /// Trouble back this soon after its alarm cleared reactivates that alarm instead of raising another.
     pub reopen_within: Duration,
     /// An unacknowledged critical alarm is notified again this often.

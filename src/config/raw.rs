@@ -79,8 +79,11 @@ pub(super) struct RawFollowers {
 #[derive(Deserialize, Default)]
 #[serde(default, deny_unknown_fields, expecting = "a table")]
 pub(super) struct RawAlarms {
+    pub(super) offline_after: Option<Spanned<String>>,
+    pub(super) fault_open_after: Option<Spanned<String>>,
     pub(super) reopen_within: Option<Spanned<String>>,
     pub(super) repeat: Option<Spanned<String>>,
+    pub(super) dead_letter_rate: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -309,7 +312,16 @@ pub(super) const TABLE_KEYS: &[(&str, &[&str])] = &[
     ),
     ("[devices]", &["offline_after", "max_clock_skew", "max_backdate"]),
     ("[followers]", &["on_error"]),
-    ("[alarms]", &["reopen_within", "repeat"]),
+    (
+        "[alarms]",
+        &[
+            "offline_after",
+            "fault_open_after",
+            "reopen_within",
+            "repeat",
+            "dead_letter_rate",
+        ],
+    ),
     ("[notify]", &["webhook", "email", "mqtt"]),
     (
         "[[notify.webhook]]",

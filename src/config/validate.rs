@@ -32,6 +32,9 @@ const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_MAX_BACKDATE: Duration = Duration::from_secs(30 * 86400);
 const DEFAULT_REOPEN_WITHIN: Duration = Duration::from_secs(10 * 60);
 const DEFAULT_REPEAT: Duration = Duration::from_secs(15 * 60);
+const DEFAULT_OFFLINE_ALARM_AFTER: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_FAULT_OPEN_AFTER: Duration = Duration::from_secs(15 * 60);
+const DEFAULT_DEAD_LETTER_RATE: u32 = 20;
 const DEFAULT_MIN_CONFIDENCE: f64 = 0.8;
 const MQTT_PORT: u16 = 1883;
 const MQTTS_PORT: u16 = 8883;
@@ -68,6 +71,24 @@ pub(super) fn build(raw: RawConfig, text: &str, base_dir: &Path) -> Result<Confi
         },
     };
     let alarms = AlarmsConfig {
+        offline_after: optional_duration(raw.alarms.offline_after, DEFAULT_OFFLINE_ALARM_AFTER, "offline_after")?,
+        fault_open_after: optional_duration(
+            raw.alarms.fault_open_after,
+            DEFAULT_FAULT_OPEN_AFTER,
+            "fault_open_after",
+        )?,
+        dead_letter_rate: match raw.alarms.dead_letter_rate {
+            None => DEFAULT_DEAD_LETTER_RATE,
+            Some(v) => u32::try_from(*v.get_ref()).ok().filter(|n| *n >= 1).ok_or_else(|| {
+                Problem::at(
+                    v.span(),
+                    format!(
+                        "invalid dead_letter_rate {}: expected a whole number of at least 1",
+                        v.get_ref()
+                    ),
+                )
+            })?,
+        },
         reopen_within: optional_duration(raw.alarms.reopen_within, DEFAULT_REOPEN_WITHIN, "reopen_within")?,
         repeat: optional_duration(raw.alarms.repeat, DEFAULT_REPEAT, "repeat")?,
     };

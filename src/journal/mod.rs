@@ -60,6 +60,20 @@ impl Actor {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Who sent it, as alarms name a sender: an anonymous MQTT client by its host, not by the port of one
+    /// connection (a gateway that reconnects for every message is still one sender).
+    pub fn sender(&self) -> &str {
+        sender_of(&self.0)
+    }
+}
+
+/// [`Actor::sender`] of a stored actor text.
+pub fn sender_of(actor: &str) -> &str {
+    match actor.split_once("anonymous@") {
+        Some((_, peer)) if peer.contains(':') => actor.rsplit_once(':').map_or(actor, |(sender, _)| sender),
+        _ => actor,
+    }
 }
 
 impl fmt::Display for Actor {
@@ -141,4 +155,20 @@ pub(crate) fn from_micros(micros: i64) -> Timestamp {
     // Values come from our own writer; an out-of-range one would mean a corrupted file, shown as the epoch
     // rather than a panic.
     Timestamp::from_microsecond(micros).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod sender_tests {
+    #[test]
+    fn an_anonymous_client_is_one_sender_per_host() {
+        assert_eq!(
+            super::sender_of("gateway:anonymous@127.0.0.1:39022"),
+            "gateway:anonymous@127.0.0.1"
+        );
+        assert_eq!(
+            super::sender_of("gateway:anonymous@[::1]:5000"),
+            "gateway:anonymous@[::1]"
+        );
+        assert_eq!(super::sender_of("gateway:pi-3"), "gateway:pi-3");
+    }
 }

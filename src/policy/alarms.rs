@@ -1,11 +1,14 @@
 //! The alarms policy: turns trouble in the journal into alarms. A watch-listed subject recognized with enough
 //! confidence raises one (the entry's severity); a rotation recorded while a turnstile was locked out raises a
-//! critical forced-passage alarm. One alarm per (type, source): a repeat is a trigger on the active alarm, and
+//! critical forced-passage alarm; a skipped message counter raises a minor lost-messages alarm on its sender.
+//! Lasting trouble waits on the clock ([`Policy::due`]): a device offline longer than `[alarms] offline_after` or
+//! with a fault open longer than `fault_open_after` raises a major alarm that clears itself when the condition
+//! ends, and a sender with `dead_letter_rate` dead letters in a minute raises a minor one. One alarm per (type, source): a repeat is a trigger on the active alarm, and
 //! trouble back within `[alarms] reopen_within` of a clear reactivates the cleared one; otherwise a new alarm gets
 //! the next number. Numbers and the watch list live in its memory, saved with its checkpoint (as the maintenance
 //! policy keeps work order numbers), so a re-delivered event is decided again to the same alarm.
 
-use super::{Order, Policy};
+use super::{Due, Moment, Order, Policy};
 use crate::codec::AnyEvent;
 use crate::domain::alarm::*;
 use crate::domain::watch_list::{WatchEntry, WatchListEvent};
@@ -13,16 +16,21 @@ use crate::domain::{DeviceEvent, DeviceId, SubjectId};
 use crate::journal::StoredEvent;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Events recorded this long before the policy's first one are history: folded (the watch list, alarm numbers),
 /// never alarmed on, so an upgrade does not turn a year of forced passages into a year of alarms.
 pub const HISTORY_ACTED_ON: SignedDuration = SignedDuration::from_hours(24);
-const MEMORY_SCHEMA: u32 = 1;
+const MEMORY_SCHEMA: u32 = 2;
+/// A flooding sender's alarm is triggered again at most this often, not on every tick.
+const DEAD_LETTERS_RETOLD: SignedDuration = SignedDuration::from_secs(60);
 
 pub struct AlarmPolicy {
     min_confidence: f64,
     reopen_within: SignedDuration,
+    offline_after: SignedDuration,
+    fault_open_after: SignedDuration,
+    dead_letter_rate: u64,
     tz: jiff::tz::TimeZone,
     memory: Memory,
 }
@@ -38,6 +46,21 @@ struct Memory {
     alarms: BTreeMap<(AlarmType, AlarmSource), Known>,
     /// Which (type, source) each alarm number is, to follow its clears.
     numbers: BTreeMap<u64, (AlarmType, AlarmSource)>,
+    /// Lasting trouble (offline, fault open) per (type, device) that is not an alarm yet: when it began.
+    pending: BTreeMap<(AlarmType, String), Began>,
+    /// The fault codes open on each device.
+    open_faults: BTreeMap<String, BTreeSet<String>>,
+    /// Each device's message counter as last seen, and the messages lost so far.
+    counters: BTreeMap<String, (Option<u64>, u64)>,
+    /// Per sender, the newest dead letter an alarm told of, and when.
+    dead_letters_told: BTreeMap<String, (i64, i64)>,
+}
+
+/// When lasting trouble began: the event that began it (its position names the alarm's causation) and its time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Began {
+    position: u64,
+    at: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -61,8 +84,19 @@ impl AlarmPolicy {
         Self {
             min_confidence: config.identification.min_confidence,
             reopen_within: SignedDuration::try_from(config.alarms.reopen_within).unwrap_or(SignedDuration::MAX),
+            offline_after: SignedDuration::try_from(config.alarms.offline_after).unwrap_or(SignedDuration::MAX),
+            fault_open_after: SignedDuration::try_from(config.alarms.fault_open_after).unwrap_or(SignedDuration::MAX),
+            dead_letter_rate: u64::from(config.alarms.dead_letter_rate),
             tz: config.site.timezone.clone(),
             memory: Memory::default(),
+        }
+    }
+
+    /// How long lasting trouble of `alarm_type` goes on before it is an alarm.
+    fn lasts_long_after(&self, alarm_type: AlarmType) -> SignedDuration {
+        match alarm_type {
+            AlarmType::DeviceOffline => self.offline_after,
+            _ => self.fault_open_after,
         }
     }
 
@@ -111,7 +145,108 @@ impl AlarmPolicy {
         )
     }
 
+    /// The order that clears the active alarm of lasting trouble whose condition ended, and forgets trouble that
+    /// had not become an alarm yet.
+    fn condition_ended(&mut self, alarm_type: AlarmType, device: &str, at: Timestamp) -> Vec<Order> {
+        self.memory.pending.remove(&(alarm_type, device.to_owned()));
+        let Ok(id) = DeviceId::parse(device) else { return vec![] };
+        match self.memory.alarms.get_mut(&(alarm_type, AlarmSource::Device(id))) {
+            Some(known) if known.active => {
+                known.active = false;
+                known.cleared_at = Some(at.as_microsecond());
+                vec![Order::to::<Alarm>(
+                    AlarmNumber::new(known.number).to_string(),
+                    AlarmCommand::ConditionEnded { at },
+                )]
+            }
+            _ => vec![],
+        }
+    }
+
+    /// Lasting trouble beginning: remembered until it lasts long enough (or ends first).
+    fn condition_began(&mut self, alarm_type: AlarmType, device: &str, stored: &StoredEvent) {
+        self.memory
+            .pending
+            .entry((alarm_type, device.to_owned()))
+            .or_insert(Began {
+                position: stored.position,
+                at: stored.recorded_at.as_microsecond(),
+            });
+    }
+
+    /// Offline and fault conditions, followed through history too: a device offline since last year is
+    /// offline now.
+    fn on_condition(&mut self, device: &str, event: &DeviceEvent, stored: &StoredEvent) -> Vec<Order> {
+        let at = stored.recorded_at;
+        match event {
+            DeviceEvent::WentOffline(_) => {
+                self.condition_began(AlarmType::DeviceOffline, device, stored);
+                vec![]
+            }
+            DeviceEvent::CameOnline(_) => self.condition_ended(AlarmType::DeviceOffline, device, at),
+            DeviceEvent::FaultReported(e) => {
+                let codes = self.memory.open_faults.entry(device.to_owned()).or_default();
+                codes.insert(e.code.as_str().to_owned());
+                self.condition_began(AlarmType::FaultOpen, device, stored);
+                vec![]
+            }
+            DeviceEvent::FaultCleared(e) => {
+                let codes = self.memory.open_faults.entry(device.to_owned()).or_default();
+                codes.remove(e.code.as_str());
+                if !codes.is_empty() {
+                    return vec![];
+                }
+                self.memory.open_faults.remove(device);
+                self.condition_ended(AlarmType::FaultOpen, device, at)
+            }
+            DeviceEvent::Decommissioned(_) => {
+                self.memory.open_faults.remove(device);
+                self.memory.counters.remove(device);
+                let mut orders = self.condition_ended(AlarmType::DeviceOffline, device, at);
+                orders.extend(self.condition_ended(AlarmType::FaultOpen, device, at));
+                orders
+            }
+            _ => vec![],
+        }
+    }
+
+    /// A skipped message counter: messages from the event's sender were lost on the way.
+    fn on_counter(&mut self, device: &str, seq: u64, stored: &StoredEvent, history: bool) -> Option<Order> {
+        let (last, lost) = self.memory.counters.entry(device.to_owned()).or_default();
+        let (before, lost_before) = (*last, *lost);
+        crate::domain::count_seq(last, lost, seq);
+        let newly_lost = lost.saturating_sub(lost_before);
+        if history || newly_lost == 0 {
+            return None;
+        }
+        let sender = stored
+            .actor
+            .as_ref()
+            .map_or_else(|| format!("device {device}"), |actor| actor.sender().to_owned());
+        let trouble = Trouble {
+            alarm_type: AlarmType::LostMessages,
+            source: AlarmSource::Sender(sender.clone()),
+            severity: Severity::Minor,
+            zone: self.memory.zones.get(device).cloned(),
+            detail: format!(
+                "{newly_lost} message(s) for {device} from {sender} lost on the way: its seq went from {} to {seq}",
+                before.map_or_else(|| "nothing".to_owned(), |n| n.to_string())
+            ),
+        };
+        Some(self.raise(trouble, stored.recorded_at))
+    }
+
     fn on_device(&mut self, device: &str, event: &DeviceEvent, stored: &StoredEvent, history: bool) -> Vec<Order> {
+        let mut orders = self.on_condition(device, event, stored);
+        if let Some(seq) = event.seq() {
+            orders.extend(self.on_counter(device, seq, stored, history));
+        }
+        orders.extend(self.on_moment(device, event, stored, history));
+        orders
+    }
+
+    /// Trouble of one moment: a watched subject seen, a forced passage.
+    fn on_moment(&mut self, device: &str, event: &DeviceEvent, stored: &StoredEvent, history: bool) -> Vec<Order> {
         match event {
             DeviceEvent::Commissioned(e) => {
                 self.memory.zones.insert(device.to_owned(), e.details.zone.clone());
@@ -241,6 +376,84 @@ impl Policy for AlarmPolicy {
         Ok(vec![])
     }
 
+    fn ticks(&self) -> bool {
+        true
+    }
+
+    fn due(&mut self, moment: &Moment) -> Vec<Due> {
+        let now = moment.now;
+        let mut due = Vec::new();
+        let ripe: Vec<((AlarmType, String), Began)> = self
+            .memory
+            .pending
+            .iter()
+            .filter(|((alarm_type, _), began)| {
+                now.as_microsecond().saturating_sub(began.at) >= self.lasts_long_after(*alarm_type).as_micros() as i64
+            })
+            .map(|(key, began)| (key.clone(), *began))
+            .collect();
+        for ((alarm_type, device), began) in ripe {
+            self.memory.pending.remove(&(alarm_type, device.clone()));
+            let Ok(id) = DeviceId::parse(&device) else { continue };
+            let since = Timestamp::from_microsecond(began.at).unwrap_or(now);
+            let shown_since = since.to_zoned_datetime(self.tz.clone()).strftime("%Y-%m-%d %H:%M:%S");
+            let detail = match alarm_type {
+                AlarmType::DeviceOffline => format!("{device} offline since {shown_since}"),
+                _ => {
+                    let codes = self.memory.open_faults.get(&device).cloned().unwrap_or_default();
+                    let codes: Vec<String> = codes.into_iter().collect();
+                    format!(
+                        "{device} has had a fault open since {shown_since}: {}",
+                        codes.join(", ")
+                    )
+                }
+            };
+            let trouble = Trouble {
+                alarm_type,
+                source: AlarmSource::Device(id),
+                severity: Severity::Major,
+                zone: self.memory.zones.get(&device).cloned(),
+                detail,
+            };
+            let at = since.saturating_add(self.lasts_long_after(alarm_type)).unwrap_or(now);
+            let key = format!("{}@{}", alarm_type.as_str(), began.position);
+            due.push(Due {
+                key,
+                order: self.raise(trouble, at),
+            });
+        }
+        for flood in &moment.recent_dead_letters {
+            if flood.count < self.dead_letter_rate {
+                continue;
+            }
+            let retold_after = now.as_microsecond() - DEAD_LETTERS_RETOLD.as_micros() as i64;
+            if let Some((last_id, at)) = self.memory.dead_letters_told.get(&flood.sender)
+                && (flood.last_id <= *last_id || *at > retold_after)
+            {
+                continue;
+            }
+            self.memory
+                .dead_letters_told
+                .insert(flood.sender.clone(), (flood.last_id, now.as_microsecond()));
+            let trouble = Trouble {
+                alarm_type: AlarmType::DeadLetterFlood,
+                source: AlarmSource::Sender(flood.sender.clone()),
+                severity: Severity::Minor,
+                zone: None,
+                detail: format!(
+                    "{} dead letters from {} in the last minute: it sends messages Gatehouse cannot read \
+                     (see /admin/dead-letters)",
+                    flood.count, flood.sender
+                ),
+            };
+            due.push(Due {
+                key: format!("dead_letters@{}", flood.last_id),
+                order: self.raise(trouble, now),
+            });
+        }
+        due
+    }
+
     fn remember(&self) -> Option<Vec<u8>> {
         Some(super::encode_memory(MEMORY_SCHEMA, &self.memory))
     }
@@ -257,11 +470,15 @@ mod tests {
     use crate::domain::watch_list::WatchEntryAdded;
     use crate::domain::{Confidence, RecognitionRecorded, StreamName};
     use crate::journal::Actor;
+    use crate::policy::SenderDeadLetters;
 
     fn policy() -> AlarmPolicy {
         AlarmPolicy {
             min_confidence: 0.8,
             reopen_within: SignedDuration::from_mins(10),
+            offline_after: SignedDuration::from_mins(5),
+            fault_open_after: SignedDuration::from_mins(15),
+            dead_letter_rate: 20,
             tz: jiff::tz::TimeZone::UTC,
             memory: Memory::default(),
         }
@@ -362,5 +579,163 @@ mod tests {
         // The first event sets where acting starts; a recognition from a month before is history.
         watched(&mut policy, "P-2", None, now);
         assert!(seen(&mut policy, "P-2", 0.99, now - SignedDuration::from_hours(24 * 30)).is_empty());
+    }
+
+    fn device_event(
+        policy: &mut AlarmPolicy,
+        position: u64,
+        device: &str,
+        at: Timestamp,
+        event: DeviceEvent,
+    ) -> Vec<String> {
+        let orders = policy
+            .react(&stored(position, device, at, AnyEvent::Device(event)))
+            .unwrap();
+        orders.iter().map(|o| o.describe.clone()).collect()
+    }
+
+    fn tick(policy: &mut AlarmPolicy, now: Timestamp, dead_letters: Vec<SenderDeadLetters>) -> Vec<(String, String)> {
+        let moment = Moment {
+            now,
+            recent_dead_letters: dead_letters,
+        };
+        policy
+            .due(&moment)
+            .into_iter()
+            .map(|due| (due.key, due.order.describe))
+            .collect()
+    }
+
+    #[test]
+    fn a_device_offline_past_offline_after_raises_a_major_alarm_that_ends_when_it_is_back() {
+        use crate::domain::{CameOnline, WentOffline};
+        let mut policy = policy();
+        let start = Timestamp::now();
+        device_event(
+            &mut policy,
+            7,
+            "T1",
+            start,
+            DeviceEvent::WentOffline(WentOffline { at: start }),
+        );
+        assert!(tick(&mut policy, start + SignedDuration::from_mins(4), vec![]).is_empty());
+        let due = tick(&mut policy, start + SignedDuration::from_mins(5), vec![]);
+        assert_eq!(due.len(), 1, "{due:?}");
+        assert_eq!(due[0].0, "device_offline@7");
+        assert!(due[0].1.contains("Raise") && due[0].1.contains("DeviceOffline") && due[0].1.contains("Major"));
+        assert!(
+            tick(&mut policy, start + SignedDuration::from_mins(9), vec![]).is_empty(),
+            "raised once"
+        );
+        let back = start + SignedDuration::from_mins(10);
+        let ended = device_event(
+            &mut policy,
+            8,
+            "T1",
+            back,
+            DeviceEvent::CameOnline(CameOnline { at: back }),
+        );
+        assert!(
+            ended[0].contains("ConditionEnded") && ended[0].contains("A-000001"),
+            "{ended:?}"
+        );
+
+        // Offline briefly: back before offline_after, no alarm.
+        device_event(
+            &mut policy,
+            9,
+            "T2",
+            start,
+            DeviceEvent::WentOffline(WentOffline { at: start }),
+        );
+        device_event(
+            &mut policy,
+            10,
+            "T2",
+            start,
+            DeviceEvent::CameOnline(CameOnline { at: start }),
+        );
+        assert!(tick(&mut policy, start + SignedDuration::from_hours(1), vec![]).is_empty());
+    }
+
+    #[test]
+    fn a_fault_open_past_fault_open_after_raises_an_alarm_until_every_fault_clears() {
+        use crate::domain::{FaultCleared, FaultCode, FaultReported};
+        let mut policy = policy();
+        let start = Timestamp::now();
+        let fault = |code: &str| {
+            DeviceEvent::FaultReported(FaultReported {
+                code: FaultCode::parse(code).unwrap(),
+                detail: "jammed".into(),
+                at: start,
+                seq: None,
+            })
+        };
+        let cleared = |code: &str| {
+            DeviceEvent::FaultCleared(FaultCleared {
+                code: FaultCode::parse(code).unwrap(),
+                at: start,
+                seq: None,
+            })
+        };
+        device_event(&mut policy, 3, "T1", start, fault("JAM"));
+        device_event(&mut policy, 4, "T1", start, fault("POWER"));
+        let due = tick(&mut policy, start + SignedDuration::from_mins(15), vec![]);
+        assert_eq!(due[0].0, "fault_open@3", "{due:?}");
+        assert!(due[0].1.contains("JAM, POWER"), "{due:?}");
+        assert!(
+            device_event(&mut policy, 5, "T1", start, cleared("JAM")).is_empty(),
+            "POWER still open"
+        );
+        let ended = device_event(&mut policy, 6, "T1", start, cleared("POWER"));
+        assert!(ended[0].contains("ConditionEnded"), "{ended:?}");
+    }
+
+    #[test]
+    fn a_skipped_counter_raises_lost_messages_on_its_sender() {
+        use crate::domain::MessageCounted;
+        let mut policy = policy();
+        let now = Timestamp::now();
+        let counted = |seq| DeviceEvent::MessageCounted(MessageCounted { seq, at: now });
+        assert!(device_event(&mut policy, 1, "T1", now, counted(1)).is_empty());
+        assert!(device_event(&mut policy, 2, "T1", now, counted(2)).is_empty());
+        let lost = device_event(&mut policy, 3, "T1", now, counted(6));
+        assert!(
+            lost[0].contains("LostMessages") && lost[0].contains("gateway:test"),
+            "{lost:?}"
+        );
+        assert!(lost[0].contains("3 message(s)"), "{lost:?}");
+        let again = device_event(&mut policy, 4, "T1", now, counted(9));
+        assert!(
+            again[0].contains("Trigger") && again[0].contains("A-000001"),
+            "{again:?}"
+        );
+    }
+
+    #[test]
+    fn dead_letters_at_the_rate_raise_one_alarm_retold_at_most_once_a_minute() {
+        let mut policy = policy();
+        let now = Timestamp::now();
+        let flood = |count, last_id| {
+            vec![SenderDeadLetters {
+                sender: "gateway:pi-3".into(),
+                count,
+                last_id,
+            }]
+        };
+        assert!(tick(&mut policy, now, flood(19, 19)).is_empty(), "below the rate");
+        let due = tick(&mut policy, now, flood(20, 20));
+        assert_eq!(due[0].0, "dead_letters@20");
+        assert!(
+            due[0].1.contains("DeadLetterFlood") && due[0].1.contains("Minor"),
+            "{due:?}"
+        );
+        assert!(tick(&mut policy, now + SignedDuration::from_secs(5), flood(25, 25)).is_empty());
+        let later = tick(&mut policy, now + SignedDuration::from_secs(61), flood(40, 40));
+        assert!(later[0].1.contains("Trigger"), "{later:?}");
+        assert!(
+            tick(&mut policy, now + SignedDuration::from_secs(200), flood(40, 40)).is_empty(),
+            "nothing new"
+        );
     }
 }

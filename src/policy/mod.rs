@@ -50,6 +50,42 @@ pub trait Policy: Send + 'static {
     fn recall(&mut self, _memory: &[u8]) -> Result<(), String> {
         Ok(())
     }
+
+    /// Whether the policy also acts on time passing ([`Policy::due`]); the runner then asks it every second
+    /// once it has caught up with the journal.
+    fn ticks(&self) -> bool {
+        false
+    }
+
+    /// The commands that time passing calls for at `moment` (trouble that has now lasted too long). Each comes
+    /// with a key naming the trouble, which makes its causation (`policy:NAME:KEY`), so a command carried out
+    /// just before a crash is dropped when the restarted policy orders it again.
+    fn due(&mut self, _moment: &Moment) -> Vec<Due> {
+        Vec::new()
+    }
+}
+
+/// What a ticking policy is shown: the time, and facts that are not events.
+#[derive(Debug, Clone, Default)]
+pub struct Moment {
+    pub now: jiff::Timestamp,
+    /// Dead letters kept in the minute before `now`, per sender.
+    pub recent_dead_letters: Vec<SenderDeadLetters>,
+}
+
+/// Dead letters of one sender (`gateway:NAME`, `mqtt:CLIENT`) in the last minute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SenderDeadLetters {
+    pub sender: String,
+    pub count: u64,
+    /// The newest one's id: a later flood has a later one.
+    pub last_id: i64,
+}
+
+/// A command time passing calls for, with the key its causation is made of.
+pub struct Due {
+    pub key: String,
+    pub order: Order,
 }
 
 /// Why an order did not take effect.

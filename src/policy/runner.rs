@@ -98,6 +98,15 @@ fn read_memory(views: &rusqlite::Connection, name: &str) -> rusqlite::Result<Opt
         .optional()
 }
 
+fn save_memory(views: &rusqlite::Connection, name: &str, memory: &[u8]) -> rusqlite::Result<()> {
+    views.execute(
+        "INSERT INTO policy_memory (follower, memory) VALUES (?1, ?2)
+         ON CONFLICT (follower) DO UPDATE SET memory = excluded.memory",
+        rusqlite::params![name, memory],
+    )?;
+    Ok(())
+}
+
 struct Runner {
     policy: Box<dyn Policy>,
     name: &'static str,
@@ -122,11 +131,17 @@ type Batch = (Position, Vec<Result<StoredEvent, UnreadableEvent>>);
 
 impl Runner {
     async fn run(mut self, mut committed: watch::Receiver<Position>) {
+        let ticks = self.policy.ticks();
         loop {
-            let outcome = self.one_batch().await;
-            let retry = match outcome {
+            let outcome = match self.one_batch().await {
                 Ok(read) if read == BATCH => continue,
-                Ok(_) => {
+                // Caught up: what time passing calls for is decided on the memory of every event so far.
+                Ok(_) if ticks => self.tick().await,
+                Ok(_) => Ok(()),
+                Err(error) => Err(error),
+            };
+            let retry = match outcome {
+                Ok(()) => {
                     self.set_error(None);
                     false
                 }
@@ -137,9 +152,40 @@ impl Runner {
             };
             tokio::select! {
                 changed = committed.changed() => if changed.is_err() { return },
-                _ = tokio::time::sleep(RETRY_AFTER), if retry => {},
+                _ = tokio::time::sleep(RETRY_AFTER), if retry || ticks => {},
             }
         }
+    }
+
+    /// Shows a ticking policy the time and the last minute's dead letters, carries out what is due and saves the
+    /// memory that says so (the checkpoint stays where it is).
+    async fn tick(&mut self) -> Result<(), String> {
+        let now = jiff::Timestamp::now();
+        let since = now - jiff::SignedDuration::from_secs(60);
+        let recent_dead_letters = self
+            .blocking(move |c| crate::dead_letters::recent_by_sender(c.journal.connection(), since))
+            .await?;
+        let due = self.policy.due(&super::Moment {
+            now,
+            recent_dead_letters,
+        });
+        if due.is_empty() {
+            return Ok(());
+        }
+        let orders = due
+            .into_iter()
+            .map(|due| (format!("{}:{}", self.name, due.key), due.order))
+            .collect();
+        self.carry_out(orders).await?;
+        let (name, memory) = (self.name, self.policy.remember());
+        self.blocking(move |c| {
+            if let Some(memory) = &memory {
+                let _writer = crate::db::views_writer(&c.views);
+                save_memory(&c.views, name, memory)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     fn set_error(&self, error: Option<String>) {
@@ -318,11 +364,7 @@ impl Runner {
                 .views
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             if let Some(memory) = &memory {
-                tx.execute(
-                    "INSERT INTO policy_memory (follower, memory) VALUES (?1, ?2)
-                     ON CONFLICT (follower) DO UPDATE SET memory = excluded.memory",
-                    rusqlite::params![name, memory],
-                )?;
+                save_memory(&tx, name, memory)?;
             }
             for event in &parked {
                 tracing::error!(policy = name, position = event.position, error = %event.error, "event parked");

@@ -3,6 +3,7 @@
 
 mod admin;
 mod alarm_pages;
+mod alarm_sources;
 mod alarms;
 mod auth;
 mod bad_input;
