@@ -24,6 +24,7 @@ mod lockout;
 mod mqtt_embedded;
 mod mqtt_external;
 mod notifications;
+mod notify_mqtt;
 mod pages;
 mod policies;
 mod projections;
