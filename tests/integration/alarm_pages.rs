@@ -113,3 +113,71 @@ fn a_forced_passage_shows_on_alarms_and_the_banner_until_a_manager_acknowledges_
         assert!(active.contains("No active alarms."), "{active}");
     });
 }
+
+#[test]
+fn the_alarm_report_counts_alarms_by_type_severity_and_zone_with_times_to_acknowledge() {
+    let port = free_port();
+    let site = Site::with_mqtt(&format!("listen = \"127.0.0.1:{port}\""), TWO_TURNSTILES_ONE_CAMERA);
+    let added = site.gatehouse(&["watch", "add", "P-1", "--list", "banned", "--severity", "major"]);
+    assert!(added.status.success());
+    with_server(site.config(), async |state, addr| {
+        let (_, empty) = get(addr, "/reports/alarms?from=2020-01-01&to=2020-01-02").await;
+        assert!(empty.contains("No alarm was raised in this period."), "{empty}");
+
+        gatehouse::requests::carry_out(
+            &state.registry,
+            &gatehouse::requests::OperatorCommand::lock_out("T1", "wet floor").unwrap(),
+            gatehouse::journal::Actor::user("cleo"),
+            None,
+        )
+        .await
+        .unwrap();
+        let passages = vec![r#"{"msg_id":"p1","direction":"in"}"#.to_owned()];
+        let seen = vec![r#"{"msg_id":"r1","subject":"P-1","confidence":0.9}"#.to_owned()];
+        let counted = vec![
+            r#"{"msg_id":"s1","direction":"in","seq":1}"#.to_owned(),
+            r#"{"msg_id":"s2","direction":"in","seq":4}"#.to_owned(),
+        ];
+        tokio::task::spawn_blocking(move || {
+            mosquitto_pub_lines(port, "gatehouse/turnstile/T1/passage", &passages);
+            mosquitto_pub_lines(port, "gatehouse/camera/C1/recognition", &seen);
+            mosquitto_pub_lines(port, "gatehouse/turnstile/T2/passage", &counted);
+        })
+        .await
+        .unwrap();
+        settle(state).await;
+        gatehouse::requests::carry_out(
+            &state.registry,
+            &gatehouse::requests::OperatorCommand::alarm("A-000001", "ack", None).unwrap(),
+            gatehouse::journal::Actor::user("cleo"),
+            None,
+        )
+        .await
+        .unwrap();
+        settle(state).await;
+
+        let (status, page) = get(addr, "/reports/alarms").await;
+        assert_eq!(status, 200, "{page}");
+        assert!(page.contains("3 alarms raised"), "{page}");
+        assert!(
+            page.contains(r#"<svg"#) && page.contains("2 critical or major and 1 minor or warning alarms raised"),
+            "{page}"
+        );
+        let (_, csv) = get(addr, "/reports/alarms?format=csv").await;
+        let rows: Vec<&str> = csv.lines().collect();
+        assert_eq!(
+            rows[0],
+            "type,severity,raised,active,acknowledged,cleared,mean_seconds_to_acknowledge,mean_seconds_to_clear"
+        );
+        // The most severe first; only the forced passage was acknowledged.
+        assert!(rows[1].starts_with("forced_passage,critical,1,1,1,0,"), "{rows:?}");
+        assert!(rows[1].ends_with(','), "never cleared: {rows:?}");
+        assert_eq!(rows[2], "watched_subject_seen,major,1,1,0,0,,");
+        assert_eq!(rows[3], "lost_messages,minor,1,1,0,0,,");
+        assert_eq!(rows.len(), 4, "{rows:?}");
+        // By zone: T1 and C1 are in Hall A, T2 in Hall B.
+        let zones = page.split("alarms-by-zone").nth(1).unwrap_or_default();
+        assert!(zones.contains("<td>Hall A</td><td class=\"num\">2</td>"), "{zones}");
+        assert!(zones.contains("<td>Hall B</td><td class=\"num\">1</td>"), "{zones}");
+    });
+}
