@@ -116,22 +116,26 @@ pub fn steps(conn: &Connection, number: AlarmNumber) -> rusqlite::Result<Vec<Ala
         .collect()
 }
 
-/// Active alarms: how many in all, and how many critical ones nobody has acknowledged (the banner).
+/// Active alarms: how many in all, how many nobody has acknowledged (the dashboard), and how many of those are
+/// critical (the banner).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ActiveCounts {
     pub active: i64,
+    pub unacknowledged: i64,
     pub critical_unacknowledged: i64,
 }
 
 pub fn active_counts(conn: &Connection) -> rusqlite::Result<ActiveCounts> {
     conn.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(severity = 'critical' AND acknowledged_by IS NULL), 0)
+        "SELECT COUNT(*), COALESCE(SUM(acknowledged_by IS NULL), 0),
+                COALESCE(SUM(severity = 'critical' AND acknowledged_by IS NULL), 0)
          FROM alarms WHERE active = 1",
         [],
         |r| {
             Ok(ActiveCounts {
                 active: r.get(0)?,
-                critical_unacknowledged: r.get(1)?,
+                unacknowledged: r.get(1)?,
+                critical_unacknowledged: r.get(2)?,
             })
         },
     )

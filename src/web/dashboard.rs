@@ -1,5 +1,5 @@
-//! `/`: every device's live status from `device_status`, today's passages per zone, the open faults and the
-//! work orders still to do.
+//! `/`: every device's live status from `device_status`, today's passages per zone, the open faults, the active
+//! alarms and the work orders still to do.
 //! `/live/dashboard` serves the same content as a fragment with an ETag (the projector's checkpoint), which the
 //! page's small script polls to update itself; without JavaScript the page is a plain, complete page.
 
@@ -38,6 +38,8 @@ pub struct Live {
     total_out: i64,
     /// Work orders still to do, and how many are overdue.
     work_orders: crate::work_orders::Counts,
+    /// Active alarms, and how many wait for someone to acknowledge them.
+    alarms: crate::alarms::ActiveCounts,
 }
 
 #[derive(Template)]
@@ -88,8 +90,12 @@ async fn load(state: &AppState) -> actix_web::Result<Live> {
     let today = jiff::Timestamp::now().to_zoned_datetime(tz.clone()).date().to_string();
     let day = today.clone();
     let now = jiff::Timestamp::now().as_microsecond();
-    let (tiles, work_orders) = super::read_views(state, move |conn| {
-        Ok((load_tiles(conn, &tz, &day)?, crate::work_orders::counts(conn, now)?))
+    let (tiles, work_orders, alarms) = super::read_views(state, move |conn| {
+        Ok((
+            load_tiles(conn, &tz, &day)?,
+            crate::work_orders::counts(conn, now)?,
+            crate::alarms::active_counts(conn)?,
+        ))
     })
     .await?;
     let mut zones: Vec<ZoneTotal> = Vec::new();
@@ -113,6 +119,7 @@ async fn load(state: &AppState) -> actix_web::Result<Live> {
         zones,
         tiles,
         work_orders,
+        alarms,
     })
 }
 
@@ -124,7 +131,8 @@ pub async fn page(state: web::Data<AppState>) -> actix_web::Result<HttpResponse>
     })
 }
 
-/// The live part of the dashboard. Its ETag is the `device_status` and `work_orders` projectors' checkpoints:
+/// The live part of the dashboard. Its ETag is the `device_status`, `work_orders` and `alarms` projectors'
+/// checkpoints:
 /// while nothing new was projected, polling costs a 304 and no query.
 pub async fn live(state: web::Data<AppState>, req: actix_web::HttpRequest) -> actix_web::Result<HttpResponse> {
     let position_of = |name: &str| {
@@ -134,12 +142,16 @@ pub async fn live(state: web::Data<AppState>, req: actix_web::HttpRequest) -> ac
             .find(|p| p.name == name)
             .map_or(0, |p| *p.position.borrow())
     };
-    let position = (position_of("device_status"), position_of("work_orders"));
+    let position = (
+        position_of("device_status"),
+        position_of("work_orders"),
+        position_of("alarms"),
+    );
     // The date is part of the tag: at midnight "today" changes without any new event.
     let today = jiff::Timestamp::now()
         .to_zoned_datetime(state.config.site.timezone.clone())
         .date();
-    let etag = format!("\"{}-{}-{today}\"", position.0, position.1);
+    let etag = format!("\"{}-{}-{}-{today}\"", position.0, position.1, position.2);
     let unchanged = req
         .headers()
         .get(actix_web::http::header::IF_NONE_MATCH)

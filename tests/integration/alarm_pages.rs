@@ -53,6 +53,8 @@ fn a_forced_passage_shows_on_alarms_and_the_banner_until_a_manager_acknowledges_
             "{banner}"
         );
 
+        let (_, dashboard) = get(addr, "/").await;
+        assert!(dashboard.contains("1 active alarm, 1 unacknowledged</a>"), "{dashboard}");
         let journal = site.paths().journal();
         let session = tokio::task::spawn_blocking(move || {
             let session = Session::sign_in(&journal, addr, "cleo", Role::Manager);
@@ -92,6 +94,8 @@ fn a_forced_passage_shows_on_alarms_and_the_banner_until_a_manager_acknowledges_
             "{page}"
         );
         assert_eq!(get(addr, "/live/alarm-banner").await.1.trim(), "");
+        let (_, dashboard) = get(addr, "/live/dashboard").await;
+        assert!(dashboard.contains(">1 active alarm</a>"), "{dashboard}");
         let cleared = tokio::task::spawn_blocking(move || {
             session
                 .post(addr, "/alarms/A-000001/step", "step=clear")
