@@ -41,6 +41,7 @@ fn views_migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/views/0007_desired_state.sql")),
         M::up(include_str!("../migrations/views/0008_work_orders.sql")),
         M::up(include_str!("../migrations/views/0009_alarms.sql")),
+        M::up(include_str!("../migrations/views/0010_watch_list.sql")),
     ])
 }
 

@@ -5,7 +5,7 @@
 use super::Failure;
 use crate::config::Config;
 use crate::db::StoragePaths;
-use crate::domain::alarm::{AlarmNumber, RaisedAlarm, Severity};
+use crate::domain::alarm::{AlarmNumber, RaisedAlarm};
 use crate::domain::watch_list::WatchEntry;
 use crate::domain::{Aggregate, Alarm, StreamName, SubjectId, WatchList};
 use crate::journal::{Actor, JournalReader};
@@ -22,20 +22,8 @@ pub fn watch_add(
     until: Option<&str>,
     by: &Actor,
 ) -> Result<(), Failure> {
-    let usage = |e: String| Failure::Usage(anyhow!("watch add {subject}: {e}"));
-    let entry = WatchEntry {
-        subject: SubjectId::parse(subject).map_err(usage)?,
-        list: WatchEntry::parse_list(list).map_err(usage)?,
-        severity: Severity::parse(severity).map_err(usage)?,
-        note: note.map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned),
-        until: until
-            .map(|d| {
-                d.parse::<jiff::civil::Date>()
-                    .map_err(|e| format!("--until {d:?} is not a date (2026-12-31): {e}"))
-            })
-            .transpose()
-            .map_err(usage)?,
-    };
+    let entry = WatchEntry::parse(subject, list, severity, note, until)
+        .map_err(|e| Failure::Usage(anyhow!("watch add {subject}: {e}")))?;
     super::operator::run(
         config,
         &OperatorCommand::Watch {

@@ -48,6 +48,30 @@ impl WatchEntry {
         }
     }
 
+    /// An entry from what people typed (the command line, the admin page): a blank note or last day is none.
+    pub fn parse(
+        subject: &str,
+        list: &str,
+        severity: &str,
+        note: Option<&str>,
+        until: Option<&str>,
+    ) -> Result<Self, String> {
+        Ok(WatchEntry {
+            subject: SubjectId::parse(subject.trim())?,
+            list: WatchEntry::parse_list(list.trim())?,
+            severity: Severity::parse(severity.trim())?,
+            note: note.map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned),
+            until: until
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(|d| {
+                    d.parse::<Date>()
+                        .map_err(|e| format!("last day {d:?} is not a date (2026-12-31): {e}"))
+                })
+                .transpose()?,
+        })
+    }
+
     /// Whether a sighting on `day` (site time) is still watched.
     pub fn watched_on(&self, day: Date) -> bool {
         self.until.is_none_or(|until| day <= until)

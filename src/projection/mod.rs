@@ -13,6 +13,7 @@ pub mod rebuild;
 mod recognitions;
 pub mod runner;
 mod traffic;
+mod watch_list;
 mod work_orders;
 
 pub use alarms::{AlarmsProjection, severity_rank};
@@ -23,6 +24,7 @@ pub use equipment::EquipmentProjection;
 pub(crate) use equipment::OPEN_INTERVAL;
 pub use recognitions::RecognitionsProjection;
 pub use traffic::TrafficProjection;
+pub use watch_list::WatchListProjection;
 pub use work_orders::WorkOrdersProjection;
 
 use crate::config::OnError;
@@ -75,6 +77,7 @@ pub fn all(tz: &TimeZone) -> Vec<Box<dyn Projection>> {
         Box::new(DeviceCommandsProjection),
         Box::new(WorkOrdersProjection),
         Box::new(AlarmsProjection),
+        Box::new(WatchListProjection),
     ]
 }
 

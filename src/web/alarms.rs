@@ -98,10 +98,7 @@ async fn list_page(
                 row.count.to_string(),
             ]);
         }
-        return Ok(HttpResponse::Ok()
-            .content_type("text/csv; charset=utf-8")
-            .insert_header((header::CONTENT_DISPOSITION, "attachment; filename=\"alarms.csv\""))
-            .body(out.into_string()));
+        return Ok(out.into_response("alarms.csv"));
     }
     let truncated = rows.len() > PAGE_LIMIT;
     rows.truncate(PAGE_LIMIT);

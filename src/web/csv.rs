@@ -30,6 +30,17 @@ impl Csv {
     pub fn into_string(self) -> String {
         self.text
     }
+
+    /// The document as a download named `filename` (letters, digits, `-`, `_` and `.` only).
+    pub fn into_response(self, filename: &str) -> actix_web::HttpResponse {
+        actix_web::HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .insert_header((
+                actix_web::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ))
+            .body(self.text)
+    }
 }
 
 fn push_field(out: &mut String, field: &str) {

@@ -24,6 +24,7 @@ pub mod recovering;
 mod reports;
 pub mod state;
 pub mod subjects;
+mod watch_list;
 mod work_orders;
 
 use actix_web::{App, HttpResponse, HttpServer, dev::Server, http::header, web};
@@ -62,6 +63,7 @@ pub fn server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> 
             .configure(work_orders::routes)
             .configure(alarms::routes)
             .configure(notifications::routes)
+            .configure(watch_list::routes)
             .route("/static/style.css", web::get().to(style_css))
     })
     // Two cores: two workers serve pages; SQLite work runs on the blocking pool anyway.

@@ -8,7 +8,6 @@ use crate::auth::Identity;
 use crate::config::ChannelTarget;
 use crate::notify::outbox;
 use crate::web::AppState;
-use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
@@ -128,13 +127,7 @@ async fn page(
                 d.last_error.clone().unwrap_or_default(),
             ]);
         }
-        return Ok(HttpResponse::Ok()
-            .content_type("text/csv; charset=utf-8")
-            .insert_header((
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"notifications.csv\"",
-            ))
-            .body(csv.into_string()));
+        return Ok(csv.into_response("notifications.csv"));
     }
     let problems = state.notifier.health.problems();
     let count = |channel: &str, status: &str| {

@@ -9,7 +9,7 @@ use crate::domain::work_order::{Status, WorkOrderKind, WorkOrderNumber};
 use crate::requests::{OperatorCommand, WorkOrderStep};
 use crate::web::AppState;
 use crate::work_orders::{self, Filter, PAGE_LIMIT, WorkOrderRow};
-use actix_web::{HttpResponse, http::header, web};
+use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
@@ -134,10 +134,7 @@ async fn list_page(state: web::Data<AppState>, query: web::Query<ListQuery>) -> 
                 row.title.clone(),
             ]);
         }
-        return Ok(HttpResponse::Ok()
-            .content_type("text/csv; charset=utf-8")
-            .insert_header((header::CONTENT_DISPOSITION, "attachment; filename=\"work-orders.csv\""))
-            .body(out.into_string()));
+        return Ok(out.into_response("work-orders.csv"));
     }
     let truncated = rows.len() > PAGE_LIMIT;
     rows.truncate(PAGE_LIMIT);

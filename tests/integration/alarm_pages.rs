@@ -54,7 +54,10 @@ fn a_forced_passage_shows_on_alarms_and_the_banner_until_a_manager_acknowledges_
         );
 
         let (_, dashboard) = get(addr, "/").await;
-        assert!(dashboard.contains("1 active alarm, 1 unacknowledged</a>"), "{dashboard}");
+        assert!(
+            dashboard.contains("1 active alarm, 1 unacknowledged</a>"),
+            "{dashboard}"
+        );
         let journal = site.paths().journal();
         let session = tokio::task::spawn_blocking(move || {
             let session = Session::sign_in(&journal, addr, "cleo", Role::Manager);
@@ -184,4 +187,83 @@ fn the_alarm_report_counts_alarms_by_type_severity_and_zone_with_times_to_acknow
         assert!(zones.contains("<td>Hall A</td><td class=\"num\">2</td>"), "{zones}");
         assert!(zones.contains("<td>Hall B</td><td class=\"num\">1</td>"), "{zones}");
     });
+}
+
+#[test]
+fn an_admin_keeps_the_watch_list_on_its_page_and_a_listed_subject_seen_raises_an_alarm() {
+    let port = free_port();
+    let site = Site::with_mqtt(&format!("listen = \"127.0.0.1:{port}\""), TWO_TURNSTILES_ONE_CAMERA);
+    let journal = site.paths().journal();
+    with_server(site.config(), async |state, addr| {
+        let (admin, manager_status) = tokio::task::spawn_blocking(move || {
+            let admin = Session::sign_in(&journal, addr, "ada", Role::Admin);
+            let empty = admin.get(addr, "/admin/watch-list");
+            assert!(empty.body.contains("Nobody is on the watch list"), "{}", empty.body);
+            let manager = Session::sign_in(&journal, addr, "max", Role::Manager);
+            (admin, manager.get(addr, "/admin/watch-list").status)
+        })
+        .await
+        .unwrap();
+        assert_eq!(manager_status, 403, "managers see alarms; admins keep the list");
+        let admin = std::sync::Arc::new(admin);
+        let session = admin.clone();
+        let (added, refused, listed) = tokio::task::spawn_blocking(move || {
+            let added = session.post(
+                addr,
+                "/admin/watch-list",
+                "subject=P-1042&list=banned&severity=critical&note=shoplifting%2C+twice&until=2099-12-31",
+            );
+            let refused = session.post(addr, "/admin/watch-list", "subject=P-7&list=banned&severity=urgent");
+            let listed = session.get(addr, "/admin/watch-list");
+            (
+                added.header("location").unwrap_or_default().to_owned(),
+                refused.header("location").unwrap_or_default().to_owned(),
+                listed.body,
+            )
+        })
+        .await
+        .unwrap();
+        assert!(added.starts_with("/admin/watch-list?notice="), "{added}");
+        assert!(refused.contains("nothing%20added"), "{refused}");
+        assert!(
+            listed.contains(r#"<tr id="watch-P-1042" class="severity-critical"><td>P-1042</td><td>banned</td>"#),
+            "{listed}"
+        );
+        assert!(
+            listed.contains("shoplifting, twice") && listed.contains("user:ada"),
+            "{listed}"
+        );
+        assert!(!listed.contains("P-7"), "{listed}");
+
+        // The policy heard of it: a sighting raises a critical alarm.
+        let seen = vec![r#"{"msg_id":"r1","subject":"P-1042","confidence":0.9}"#.to_owned()];
+        tokio::task::spawn_blocking(move || mosquitto_pub_lines(port, "gatehouse/camera/C1/recognition", &seen))
+            .await
+            .unwrap();
+        settle(state).await;
+        let (_, alarms) = get(addr, "/alarms?format=csv").await;
+        assert!(
+            alarms.contains("A-000001,watched_subject_seen,critical,subject P-1042,active_unacknowledged"),
+            "{alarms}"
+        );
+
+        let session = admin.clone();
+        let (csv, after) = tokio::task::spawn_blocking(move || {
+            let csv = session.get(addr, "/admin/watch-list?format=csv").body;
+            session.post(addr, "/admin/watch-list/remove", "subject=P-1042");
+            (csv, session.get(addr, "/admin/watch-list").body)
+        })
+        .await
+        .unwrap();
+        let csv: Vec<&str> = csv.lines().collect();
+        assert_eq!(csv[0], "subject,list,severity,until,note,changed_by,changed_at");
+        assert!(
+            csv[1].starts_with("P-1042,banned,critical,2099-12-31,\"shoplifting, twice\",user:ada,"),
+            "{csv:?}"
+        );
+        assert!(after.contains("Nobody is on the watch list"), "{after}");
+    });
+    // The command line reads the same list from the journal: the removal was recorded.
+    let listed = site.gatehouse(&["watch", "list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).trim().is_empty());
 }
