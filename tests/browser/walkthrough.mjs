@@ -140,7 +140,31 @@ try {
     "policy:maintenance"].every((word) => timeline.includes(word)), `the timeline has every step: ${timeline}`);
   await page.screenshot({ path: `${shots}/6-work-order-resolved.png`, fullPage: true });
 
-  console.log(`walkthrough ok: ${lines.length - 1} CSV rows, lock-out heard by the gateway, a work order resolved, screenshots in ${shots}`);
+  // A watched subject walks past C1: the critical banner appears on the page in front of the manager without a
+  // reload; acknowledging the alarm from its page takes the banner away.
+  const banner = () => page.locator("#alarm-banner").textContent();
+  check((await banner()).trim() === "", `no banner before: ${await banner()}`);
+  execFileSync("mosquitto_pub", [
+    "-h", "127.0.0.1", "-p", mqttPort, "-q", "1", "-t", "gatehouse/camera/C1/recognition",
+    "-m", JSON.stringify({ msg_id: "browser-seen", subject: "P-1042", confidence: 0.97 }),
+  ]);
+  await page.waitForFunction(
+    () => document.querySelector("#alarm-banner")?.textContent.includes("A-000001 critical"),
+    null,
+    { timeout: 20000 },
+  );
+  check(page.url().includes("/work-orders/WO-000001"), `still on the same page, not reloaded: ${page.url()}`);
+  await page.screenshot({ path: `${shots}/7-alarm-banner.png`, fullPage: true });
+  await Promise.all([page.waitForURL(/\/alarms\/A-000001$/), page.click("#alarm-banner a[href='/alarms/A-000001']")]);
+  await Promise.all([
+    page.waitForURL(/\/alarms\/A-000001\?notice=/),
+    page.click("form.steps button[name=step][value=ack]"),
+  ]);
+  check((await page.locator("p.notice").textContent()).includes("acknowledged"), "the acknowledgement is confirmed");
+  check((await banner()).trim() === "", `acknowledged: the banner is gone: ${await banner()}`);
+  await page.screenshot({ path: `${shots}/8-alarm-acknowledged.png`, fullPage: true });
+
+  console.log(`walkthrough ok: ${lines.length - 1} CSV rows, lock-out heard by the gateway, a work order resolved, an alarm banner acknowledged, screenshots in ${shots}`);
 } finally {
   await browser.close();
 }

@@ -1,11 +1,14 @@
 //! The browser walkthrough: the real server (the binary), a real MQTT publisher and Debian's Chromium driven by
-//! playwright-core (`tests/browser/walkthrough.mjs`). Screenshots land in `target/screenshots/`.
+//! playwright-core (`tests/browser/walkthrough.mjs`): sign-in, a live tile, the traffic CSV, a lock-out the gateway
+//! hears, a work order's steps, and the critical-alarm banner appearing without a reload until acknowledged.
+//! Screenshots land in `target/screenshots/`.
 
 use crate::helpers::*;
 use std::process::Command;
 
 #[test]
-fn a_manager_signs_in_sees_a_tile_change_downloads_the_traffic_csv_locks_a_turnstile_out_and_resolves_a_work_order() {
+fn a_manager_signs_in_sees_a_tile_change_downloads_the_traffic_csv_locks_a_turnstile_out_resolves_a_work_order_and_acknowledges_an_alarm()
+ {
     clear_of_local_midnight();
     let mqtt_port = free_port();
     let site = Site::with_mqtt(
@@ -25,6 +28,8 @@ fn a_manager_signs_in_sees_a_tile_change_downloads_the_traffic_csv_locks_a_turns
     let conn = gatehouse::auth::open(&site.paths().journal()).unwrap();
     gatehouse::auth::add_user(&conn, "mia", gatehouse::auth::Role::Manager, "long enough password").unwrap();
     drop(conn);
+    let watched = site.gatehouse(&["watch", "add", "P-1042", "--list", "banned", "--severity", "critical"]);
+    assert!(watched.status.success(), "{}", String::from_utf8_lossy(&watched.stderr));
     let mut server = site.spawn_serve();
     wait_for_port(http_port);
     wait_for_port(mqtt_port);
@@ -51,4 +56,5 @@ fn a_manager_signs_in_sees_a_tile_change_downloads_the_traffic_csv_locks_a_turns
     assert!(screenshots.join("2-dashboard-after-passage.png").exists());
     assert!(screenshots.join("4-device-locked-out.png").exists());
     assert!(screenshots.join("6-work-order-resolved.png").exists());
+    assert!(screenshots.join("7-alarm-banner.png").exists());
 }
