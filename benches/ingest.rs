@@ -13,6 +13,10 @@
 //!
 //! 5. **fault-heavy, policies off and on** (embedded): a stream where every fifth message is a fault or its clear,
 //!    with the maintenance policy opening and annotating work orders, against the same stream with no policies.
+//! 6. **watched recognitions** (embedded): a stream where every tenth message is a camera recognizing one of 50
+//!    subjects, with those subjects on the watch list (alarms raised and counted) against an empty watch list;
+//!    and, paced at 20 recognitions/s of distinct watched subjects, the time from publish to the signed webhook
+//!    arriving at a receiver in the bench.
 //!
 //! Every run checks the journal holds exactly the passages sent. Needs `mosquitto` and `mosquitto_pub` on PATH.
 //!
@@ -50,8 +54,17 @@ const TARGET_EMBEDDED: f64 = 40_000.0;
 const TARGET_EXTERNAL_RATIO: f64 = 0.6;
 /// Durable ingestion of a fault-heavy stream with the policies running, against the same without them.
 const TARGET_POLICY_RATIO: f64 = 0.9;
+/// Durable ingestion with 10 % watched recognitions, against the same stream with an empty watch list.
+const TARGET_WATCHED_RATIO: f64 = 0.9;
 /// The latency run's pace.
 const LATENCY_RATE: u64 = 1000;
+/// Cameras in the site (C0…), for the recognitions of the watched-recognitions runs.
+const CAMERAS: usize = 10;
+/// Distinct subjects the watched-recognitions stream names, all on the watch list in the watched runs.
+const WATCHED_SUBJECTS: usize = 50;
+/// The webhook latency run: recognitions of distinct watched subjects per second, and how many.
+const ALARM_RATE: u64 = 20;
+const ALARM_MESSAGES: usize = 200;
 /// Upper bound on any single wait, so a stuck run fails with a message instead of hanging.
 const DEADLINE: Duration = Duration::from_secs(300);
 
@@ -105,6 +118,10 @@ fn main() -> anyhow::Result<()> {
     };
     let (without, with) = (best(without), best(with));
     let policy_ratio = with.ingest.rate() / without.ingest.rate();
+    let (unwatched, watched, alarms) = watched_rounds(n, k)?;
+    let watched_ratio = watched.rate() / unwatched.rate();
+    let to_webhook = alarm_latency(ALARM_MESSAGES)?;
+    println!("  alarms done (peak RSS {})", peak_rss());
 
     let ratio = external.durable.rate() / ceiling.rate();
     let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
@@ -166,6 +183,21 @@ fn main() -> anyhow::Result<()> {
         with.work_orders,
         with.caught_up_after.map(secs).unwrap_or_default()
     );
+    for (name, m) in [
+        ("10 % recognitions, none watched", &unwatched),
+        ("10 % recognitions, all watched", &watched),
+    ] {
+        row([name, &m.messages.to_string(), &secs(m.wall), &rate(m.rate()), "", ""]);
+    }
+    row([
+        "ratio watched / unwatched",
+        "",
+        "",
+        &format!("{watched_ratio:.3}"),
+        &format!(">= {TARGET_WATCHED_RATIO}"),
+        verdict(watched_ratio >= TARGET_WATCHED_RATIO),
+    ]);
+    println!("  watched: {alarms} alarms raised, counting every sighting");
     println!();
     println!(
         "latency at {} messages/s, embedded, {} messages:",
@@ -180,6 +212,17 @@ fn main() -> anyhow::Result<()> {
         row([name, "", &ms(sample.p50), &ms(sample.p99), &ms(sample.max), ""]);
     }
     println!();
+    println!("watched recognition -> signed webhook received, {ALARM_RATE}/s, {ALARM_MESSAGES} alarms:");
+    row(["", "", "p50", "p99", "max", ""]);
+    row([
+        "publish -> webhook",
+        "",
+        &ms(to_webhook.p50),
+        &ms(to_webhook.p99),
+        &ms(to_webhook.max),
+        "",
+    ]);
+    println!();
     println!(
         "peak RSS (gatehouse and publishers; mosquitto not included): {}",
         peak_rss()
@@ -187,7 +230,7 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Only the phases `GATEHOUSE_BENCH_ONLY` names (comma-separated: latency, policies), each printed as it ends: for
+/// Only the phases `GATEHOUSE_BENCH_ONLY` names (comma-separated: latency, policies, alarms), each printed as it ends: for
 /// working on one figure without waiting for the others.
 fn phases(n: usize, k: usize, latency_secs: usize, phase: &dyn Fn(&str) -> bool) -> anyhow::Result<()> {
     if phase("latency") {
@@ -203,6 +246,22 @@ fn phases(n: usize, k: usize, latency_secs: usize, phase: &dyn Fn(&str) -> bool)
                 ms(sample.max)
             );
         }
+    }
+    if phase("alarms") {
+        let (unwatched, watched, alarms) = watched_rounds(n, k)?;
+        println!(
+            "10 % recognitions: none watched {} events/s, all watched {} events/s ({alarms} alarms): ratio {:.3}",
+            rate(unwatched.rate()),
+            rate(watched.rate()),
+            watched.rate() / unwatched.rate()
+        );
+        let to_webhook = alarm_latency(ALARM_MESSAGES)?;
+        println!(
+            "publish -> webhook    p50 {} p99 {} max {}",
+            ms(to_webhook.p50),
+            ms(to_webhook.p99),
+            ms(to_webhook.max)
+        );
     }
     if phase("policies") {
         for policies in [false, true] {
@@ -304,6 +363,200 @@ fn fault_heavy_run(n: usize, k: usize, policies: bool, run: &'static str) -> any
         caught_up_after,
         work_orders,
     })
+}
+
+/// Every tenth message a camera recognizing one of `WATCHED_SUBJECTS` subjects, the rest passages.
+fn watched_mix(run: &'static str, g: usize) -> (String, String) {
+    if !g.is_multiple_of(10) {
+        return passage(run, g);
+    }
+    let (camera, subject) = (g / 10 % CAMERAS, g / 10 % WATCHED_SUBJECTS);
+    (
+        format!("gatehouse/camera/C{camera}/recognition"),
+        format!(r#"{{"msg_id":"{run}-{g}","subject":"W-{subject}","confidence":0.95}}"#),
+    )
+}
+
+/// Puts subjects `W-0` … `W-{count - 1}` on the watch list, critical, as an admin would.
+async fn watch_subjects(app: &Application, count: usize) -> anyhow::Result<()> {
+    for i in 0..count {
+        let entry =
+            gatehouse::domain::watch_list::WatchEntry::parse(&format!("W-{i}"), "bench", "critical", None, None)
+                .map_err(|e| anyhow!(e))?;
+        let command = gatehouse::requests::OperatorCommand::Watch {
+            change: gatehouse::requests::WatchChange::Add { entry },
+        };
+        gatehouse::requests::carry_out(&app.state().registry, &command, gatehouse::journal::Actor::cli(), None)
+            .await
+            .map_err(|e| anyhow!(e))?;
+    }
+    Ok(())
+}
+
+/// The watched-recognitions stream with an empty watch list and with its subjects watched, alternately, twice
+/// each; the better run of each, and how many alarms the watched one raised.
+fn watched_rounds(n: usize, k: usize) -> anyhow::Result<(Measured, Measured, i64)> {
+    let mut unwatched: Vec<(Measured, i64)> = Vec::new();
+    let mut watched: Vec<(Measured, i64)> = Vec::new();
+    for (off, on) in [("unw-a", "wat-a"), ("unw-b", "wat-b")] {
+        unwatched.push(watched_run(n, k, false, off)?);
+        watched.push(watched_run(n, k, true, on)?);
+    }
+    let best = |runs: Vec<(Measured, i64)>| {
+        runs.into_iter()
+            .max_by(|a, b| a.0.rate().total_cmp(&b.0.rate()))
+            .expect("two runs")
+    };
+    let ((unwatched, none), (watched, alarms)) = (best(unwatched), best(watched));
+    ensure!(none == 0, "{none} alarms with nobody watched");
+    Ok((unwatched, watched, alarms))
+}
+
+fn watched_run(n: usize, k: usize, watch: bool, run: &'static str) -> anyhow::Result<(Measured, i64)> {
+    let site = Site::new()?;
+    let config = site.config_with("listen = \"127.0.0.1:0\"", "\n[identification]\nmin_confidence = 0.8\n")?;
+    let ingest = with_app(config, async |app| {
+        if watch {
+            watch_subjects(app, WATCHED_SUBJECTS).await?;
+        }
+        let port = app.mqtt_addr().context("embedded mode has an MQTT address")?.port();
+        let bursts = join_async(spawn_publishers_of(port, k, n, run, watched_mix)).await;
+        let (started, finished) = span(&bursts);
+        let policy = app
+            .state()
+            .projectors
+            .iter()
+            .find(|p| p.name == "policy:alarms")
+            .context("the alarms policy runs")?;
+        // The policy's own alarms move the head on: wait until it holds still, so the count below is final.
+        loop {
+            let head = *app.state().committed.borrow();
+            ensure!(
+                policy.wait_for(head, DEADLINE).await,
+                "the alarms policy did not catch up"
+            );
+            if *app.state().committed.borrow() == head {
+                break;
+            }
+        }
+        anyhow::Ok(Measured {
+            messages: n,
+            wall: finished - started,
+        })
+    })?;
+    let conn = read_only(&site.paths().journal())?;
+    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0));
+    let recognitions = count("SELECT COUNT(*) FROM events WHERE event_type = 'RecognitionRecorded'")?;
+    ensure!(
+        recognitions == n.div_ceil(10) as i64,
+        "{recognitions} recognitions recorded, {} sent",
+        n.div_ceil(10)
+    );
+    let alarms = count("SELECT COUNT(*) FROM events WHERE event_type = 'AlarmRaised'")?;
+    let sightings = count("SELECT COUNT(*) FROM events WHERE event_type IN ('AlarmRaised', 'AlarmRepeated')")?;
+    ensure!(
+        !watch || sightings == recognitions,
+        "{sightings} sightings counted on alarms, {recognitions} recognitions of watched subjects"
+    );
+    Ok((ingest, alarms))
+}
+
+/// Recognitions of distinct watched subjects, paced at `ALARM_RATE`; for each, the time from its publish to the
+/// signed webhook of its alarm arriving at a receiver in the bench (which answers 204 at once).
+fn alarm_latency(m: usize) -> anyhow::Result<Sample> {
+    let receiver = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}/hook", receiver.local_addr()?);
+    let (arrived_tx, arrived) = std::sync::mpsc::channel::<(Instant, String)>();
+    std::thread::spawn(move || {
+        for stream in receiver.incoming().flatten() {
+            let arrived_tx = arrived_tx.clone();
+            std::thread::spawn(move || serve_webhooks(stream, &arrived_tx));
+        }
+    });
+    let site = Site::new()?;
+    let channel = format!(
+        "\n[[notify.webhook]]\nname = \"bench\"\nurl = \"{url}\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n"
+    );
+    let config = site.config_with("listen = \"127.0.0.1:0\"", &channel)?;
+    fn distinct(run: &'static str, g: usize) -> (String, String) {
+        (
+            format!("gatehouse/camera/C{}/recognition", g % CAMERAS),
+            format!(r#"{{"msg_id":"{run}-{g}","subject":"W-{g}","confidence":0.95}}"#),
+        )
+    }
+    let published = with_app(config, async |app| {
+        watch_subjects(app, m).await?;
+        let port = app.mqtt_addr().context("embedded mode has an MQTT address")?.port();
+        let times =
+            tokio::task::spawn_blocking(move || paced_publisher_of(port, m, ALARM_RATE, ("alarm", distinct))).await?;
+        // Every webhook in before the app stops, waited for off the actix thread, which must keep running.
+        let got = tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + DEADLINE;
+            let mut got = Vec::with_capacity(m);
+            while got.len() < m {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match arrived.recv_timeout(left) {
+                    Ok(arrival) => got.push(arrival),
+                    Err(_) => anyhow::bail!("only {} of {m} webhooks arrived", got.len()),
+                }
+            }
+            Ok(got)
+        })
+        .await??;
+        anyhow::Ok((times, got))
+    })?;
+    let (times, got) = published;
+    let mut latencies = Vec::with_capacity(m);
+    for (at, body) in got {
+        let document: serde_json::Value = serde_json::from_str(&body)?;
+        let source = document["data"]["source"].as_str().unwrap_or_default();
+        let subject: usize = source
+            .strip_prefix("subject W-")
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("a webhook about {source:?}"))?;
+        let sent = times.get(subject).context("a webhook for a subject never sent")?.0;
+        latencies.push(at.saturating_duration_since(sent));
+    }
+    Ok(Sample::of(latencies))
+}
+
+/// Reads HTTP/1.1 requests off one connection (the notifier keeps it alive), records each body with its arrival
+/// time, and answers 204.
+fn serve_webhooks(stream: std::net::TcpStream, arrived: &std::sync::mpsc::Sender<(Instant, String)>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let Ok(mut writer) = stream.try_clone() else { return };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut length = 0usize;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let at = Instant::now();
+        let _ = arrived.send((at, String::from_utf8_lossy(&body).into_owned()));
+        if writer
+            .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+            .is_err()
+        {
+            return;
+        }
+    }
 }
 
 /// Mosquitto's own QoS 1 throughput from the same publishers to one subscriber: the ceiling for external mode.
@@ -567,18 +820,28 @@ async fn follow(
 
 /// Publishes `m` passages at `LATENCY_RATE`; per message the instant it was published and the instant of its PUBACK.
 fn paced_publisher(port: u16, m: usize) -> Vec<(Instant, Instant)> {
+    paced_publisher_of(port, m, LATENCY_RATE, ("lat", passage))
+}
+
+/// [`paced_publisher`] of `m` messages made by `message`, `per_second` of them a second.
+fn paced_publisher_of(
+    port: u16,
+    m: usize,
+    per_second: u64,
+    (run, message): (&'static str, MessageOf),
+) -> Vec<(Instant, Instant)> {
     current_thread_runtime().block_on(async move {
-        let (client, mut eventloop) = connect(port, "bench-paced".into()).await;
+        let (client, mut eventloop) = connect(port, format!("bench-paced-{run}")).await;
         let (sent_tx, mut sent) = tokio::sync::mpsc::unbounded_channel();
         let publishing = client.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / LATENCY_RATE));
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / per_second));
             for seq in 0..m {
                 tick.tick().await;
-                let payload = format!(r#"{{"msg_id":"lat-{seq}","direction":"in"}}"#);
+                let (topic, payload) = message(run, seq);
                 let _ = sent_tx.send(Instant::now());
                 if publishing
-                    .publish(topic(seq), QoS::AtLeastOnce, false, payload)
+                    .publish(topic, QoS::AtLeastOnce, false, payload)
                     .await
                     .is_err()
                 {
@@ -844,6 +1107,11 @@ impl Site {
 
     /// The config with `mqtt` as its `[mqtt]` section.
     fn config(&self, mqtt: &str) -> anyhow::Result<Config> {
+        self.config_with(mqtt, "")
+    }
+
+    /// [`Site::config`] with `CAMERAS` cameras and `extra` (TOML tables) at the end.
+    fn config_with(&self, mqtt: &str, extra: &str) -> anyhow::Result<Config> {
         // `dir` is relative, so it resolves against the temp dir passed to `Config::parse`: no path quoting.
         // The publishers connect without an identity, as gateways of a site with require_auth off.
         let mut text = format!(
@@ -855,6 +1123,15 @@ impl Site {
                 "\n[[turnstile]]\nid = \"T{i}\"\nname = \"Turnstile {i}\"\nzone = \"Zone {}\"\n",
                 i % 10
             );
+        }
+        if !extra.is_empty() {
+            for i in 0..CAMERAS {
+                let _ = write!(
+                    text,
+                    "\n[[camera]]\nid = \"C{i}\"\nname = \"Camera {i}\"\nzone = \"Zone {i}\"\n"
+                );
+            }
+            text.push_str(extra);
         }
         Config::parse(&text, "config.toml", self.dir.path()).map_err(|e| anyhow!("{e}"))
     }

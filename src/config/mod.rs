@@ -11,6 +11,7 @@ mod errors;
 mod maintenance;
 mod notify;
 mod raw;
+mod secret;
 pub mod size;
 mod summary;
 mod validate;
@@ -25,6 +26,7 @@ pub use errors::ConfigError;
 use errors::toml_problem;
 pub use notify::{ChannelConfig, ChannelFilter, ChannelTarget, EmailTarget, QuietHours, SmtpSecurity};
 use raw::RawConfig;
+pub use secret::Secret;
 use validate::build;
 
 /// Everything `config.toml` says about the site.
@@ -92,7 +94,7 @@ pub struct MqttConfig {
     pub listen: SocketAddr,
     pub topic_prefix: String,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Secret<String>>,
     /// The embedded endpoint accepts only gateways that sign in with their identity (`gatehouse gateway add`).
     pub require_auth: bool,
     /// Connections the embedded endpoint keeps open at once; more are refused.

@@ -102,7 +102,7 @@ pub enum ChannelTarget {
     Webhook {
         url: String,
         /// The key after `whsec_`, decoded.
-        key: Vec<u8>,
+        key: super::Secret<Vec<u8>>,
     },
     Email(EmailTarget),
     /// Retained alarm state under `{topic_prefix}/alarms/{id}` on the site's broker.
@@ -125,7 +125,7 @@ pub struct EmailTarget {
     pub host: String,
     pub port: u16,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<super::Secret<String>>,
     /// A CA (PEM) to trust besides the system's, for a relay with a private certificate.
     pub ca_file: Option<PathBuf>,
     pub from: String,
@@ -182,7 +182,7 @@ pub(super) fn build_channels(
         let name = named(name)?;
         let target = ChannelTarget::Webhook {
             url: webhook_url(&url)?,
-            key: webhook_key(&secret)?,
+            key: super::Secret::new(webhook_key(&secret)?),
         };
         channels.push(channel(name, common, target, zones)?);
     }
@@ -230,7 +230,7 @@ pub(super) fn build_channels(
             host,
             port,
             username,
-            password,
+            password: password.map(super::Secret::new),
             ca_file,
             from,
             to,

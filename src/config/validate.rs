@@ -271,7 +271,7 @@ fn build_mqtt(raw: RawMqtt, base_dir: &Path) -> Result<MqttConfig, Problem> {
         listen,
         topic_prefix,
         username: raw.username,
-        password: raw.password,
+        password: raw.password.map(super::Secret::new),
         require_auth: raw.require_auth.is_none_or(|v| *v.get_ref()),
         max_connections: whole(raw.max_connections, DEFAULT_MAX_CONNECTIONS, "max_connections")? as usize,
         dead_letter_quota: whole(raw.dead_letter_quota, DEFAULT_DEAD_LETTER_QUOTA, "dead_letter_quota")? as u32,
@@ -554,7 +554,10 @@ mod tests {
         assert_eq!(config.mqtt.listen, "0.0.0.0:1884".parse().unwrap());
         assert_eq!(config.mqtt.topic_prefix, "site/7");
         assert_eq!(config.mqtt.username.as_deref(), Some("gate"));
-        assert_eq!(config.mqtt.password.as_deref(), Some("secret"));
+        assert_eq!(
+            config.mqtt.password.as_ref().map(|p| p.expose().as_str()),
+            Some("secret")
+        );
         assert_eq!(config.devices.offline_after, Duration::from_mins(90));
     }
 

@@ -95,7 +95,7 @@ pub fn options(config: &MqttConfig) -> anyhow::Result<MqttOptions> {
     // Payloads over 64 KiB must still arrive to be dead-lettered with their reason.
     options.set_max_packet_size(crate::mqtt::codec::MAX_PACKET, crate::mqtt::codec::MAX_PACKET);
     if let (Some(user), Some(password)) = (&config.username, &config.password) {
-        options.set_credentials(user.clone(), password.clone());
+        options.set_credentials(user.clone(), password.expose().clone());
     } else if let Some(user) = &config.username {
         options.set_credentials(user.clone(), "");
     }

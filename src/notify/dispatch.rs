@@ -51,7 +51,7 @@ impl Sender {
             ChannelTarget::Webhook { url, key } => Sender::Webhook {
                 client: super::webhook::client()?,
                 url: url.clone(),
-                key: key.clone(),
+                key: key.expose().clone(),
             },
             ChannelTarget::Email(target) => Sender::Email(Box::new(Mailer::new(target)?)),
             ChannelTarget::Mqtt => Sender::Mqtt(mqtt.clone()),

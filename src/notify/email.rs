@@ -42,7 +42,7 @@ impl Mailer {
             SmtpSecurity::Plain => builder.tls(Tls::None),
         };
         if let (Some(user), Some(password)) = (&target.username, &target.password) {
-            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+            builder = builder.credentials(Credentials::new(user.clone(), password.expose().clone()));
         }
         Ok(Mailer {
             transport: builder.build(),

@@ -68,7 +68,7 @@ impl SimulateOptions {
             host,
             port,
             username: config.mqtt.username.clone(),
-            password: config.mqtt.password.clone(),
+            password: config.mqtt.password.as_ref().map(|p| p.expose().clone()),
             topic_prefix: config.mqtt.topic_prefix.clone(),
             seed: None,
             progress: false,

@@ -387,3 +387,51 @@ fn an_unacknowledged_critical_alarm_is_escalated_until_someone_acknowledges_it()
         assert_eq!(receiver.delivered().len(), sent, "{:?}", receiver.delivered());
     });
 }
+
+#[test]
+fn e_mail_goes_over_starttls_and_smtps_and_never_in_the_clear_to_a_server_without_starttls() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_ca_and_server_cert(certs.path());
+    let starttls = SmtpReceiver::start_with(SmtpTls::StartTls { cert: &cert, key: &key });
+    let smtps = SmtpReceiver::start_with(SmtpTls::Implicit { cert: &cert, key: &key });
+    let clear = SmtpReceiver::start();
+    let port = free_port();
+    let channel = |name: &str, url: String| {
+        format!(
+            "\n[[notify.email]]\nname = \"{name}\"\nsmtp = \"{url}\"\nca_file = \"{}\"\n\
+             from = \"gatehouse@example.org\"\nto = [\"{name}@example.org\"]\n",
+            ca.display()
+        )
+    };
+    let channels = channel("starttls", format!("smtp://localhost:{}", starttls.port))
+        + &channel("smtps", format!("smtps://localhost:{}", smtps.port))
+        // smtp:// requires STARTTLS: a server that does not offer it gets nothing.
+        + &channel("strict", format!("smtp://localhost:{}", clear.port));
+    let site = Site::with_mqtt(
+        &format!("listen = \"127.0.0.1:{port}\""),
+        &format!("{TWO_TURNSTILES_ONE_CAMERA}{channels}"),
+    );
+    watch(&site, "P-1042", "critical");
+    with_server(site.config(), async |_state, addr| {
+        recognize(port, "P-1042", 1).await;
+        eventually("both TLS inboxes have the mail", || {
+            starttls.mails().len() == 1 && smtps.mails().len() == 1
+        })
+        .await;
+        assert!(starttls.mails()[0].contains("To: starttls@example.org"));
+        assert!(smtps.mails()[0].contains("To: smtps@example.org"));
+        eventually("the strict channel reports why it cannot deliver", || {
+            rows(
+                &site,
+                "SELECT status, last_error FROM notification_deliveries WHERE channel = 'strict' AND attempts > 0",
+            )
+            .iter()
+            .any(|row| row.starts_with("pending|") && row.to_lowercase().contains("tls"))
+        })
+        .await;
+        assert!(clear.mails().is_empty(), "nothing was sent in the clear");
+        let (status, health) = get(addr, "/healthz").await;
+        assert_eq!(status, 200);
+        assert!(health.starts_with("degraded: notification channel strict"), "{health}");
+    });
+}

@@ -7,7 +7,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -162,12 +162,98 @@ pub struct SmtpReceiver {
     child: std::process::Child,
 }
 
+/// How an [`SmtpReceiver`] speaks: in the clear, offering STARTTLS, or TLS from the first byte (SMTPS), with the
+/// certificate and key files given.
+pub enum SmtpTls<'a> {
+    None,
+    StartTls { cert: &'a Path, key: &'a Path },
+    Implicit { cert: &'a Path, key: &'a Path },
+}
+
+/// A test CA and a certificate it signed for `localhost` and 127.0.0.1, in `dir`: (CA certificate, server
+/// certificate, server key). A client told to trust the CA verifies the server as it would a real one (webpki
+/// refuses a self-signed CA certificate used as the server's own).
+pub fn test_ca_and_server_cert(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let file = |name: &str| dir.join(name);
+    let openssl = |args: &[&str]| {
+        let made = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is installed (scripts/test installs it)");
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-days",
+                "2",
+                "-subj",
+                "/CN=Gatehouse test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &["-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        file("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.crt",
+    ]);
+    (file("ca.crt"), file("server.crt"), file("server.key"))
+}
+
 impl SmtpReceiver {
     pub fn start() -> SmtpReceiver {
+        SmtpReceiver::start_with(SmtpTls::None)
+    }
+
+    pub fn start_with(tls: SmtpTls) -> SmtpReceiver {
         let maildir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let child = Command::new("python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+        let mut command = Command::new("python3");
+        command.args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")]);
+        match tls {
+            SmtpTls::None => {}
+            SmtpTls::StartTls { cert, key } => {
+                command.arg("--tlscert").arg(cert).arg("--tlskey").arg(key);
+            }
+            SmtpTls::Implicit { cert, key } => {
+                command.arg("--smtpscert").arg(cert).arg("--smtpskey").arg(key);
+            }
+        }
+        let child = command
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(maildir.path().join("mail"))
             .stdout(std::process::Stdio::null())
