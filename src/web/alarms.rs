@@ -1,4 +1,5 @@
-//! `/alarms` (active first, severity colours, acknowledge / clear, CSV), `/alarms/{id}` (details and timeline)
+//! `/alarms` (active first, severity colours, acknowledge / clear, CSV; its table kept live through
+//! `/live/alarms`, which answers 304 until the alarms projector moves), `/alarms/{id}` (details and timeline)
 //! and the banner every page polls (`/live/alarm-banner`): critical alarms nobody has acknowledged. A step is an
 //! `OperatorCommand` carried out on the alarm's actor as the signed-in manager, then the page waits, bounded,
 //! until the read tables show it (read-your-writes).
@@ -18,6 +19,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/alarms", web::get().to(list_page))
         .route("/alarms/{id}", web::get().to(alarm_page))
         .route("/alarms/{id}/step", web::post().to(step))
+        .route("/live/alarms", web::get().to(live_list))
         .route("/live/alarm-banner", web::get().to(banner));
 }
 
@@ -46,6 +48,16 @@ struct Listed {
 }
 
 #[derive(Template)]
+#[template(path = "alarms_list.html")]
+struct ListFragment {
+    alarms: Vec<Listed>,
+    truncated: bool,
+    active_only: bool,
+    can_act: bool,
+    csrf: String,
+}
+
+#[derive(Template)]
 #[template(path = "alarms.html")]
 struct ListPage {
     site: String,
@@ -63,6 +75,76 @@ fn iso(micros: i64) -> String {
         .unwrap_or_default()
 }
 
+/// The rows as the list shows them (the first `PAGE_LIMIT`), and whether there were more.
+fn listed(state: &AppState, mut rows: Vec<AlarmRow>) -> (Vec<Listed>, bool) {
+    let truncated = rows.len() > PAGE_LIMIT;
+    rows.truncate(PAGE_LIMIT);
+    let tz = &state.config.site.timezone;
+    let local = |micros: i64| super::local_time(tz, micros);
+    let alarms = rows
+        .iter()
+        .map(|row: &AlarmRow| Listed {
+            id: row.id(),
+            severity: row.severity.clone(),
+            alarm_type: row.alarm_type.replace('_', " "),
+            source: row.source.clone(),
+            zone: row.zone.clone().unwrap_or_default(),
+            detail: row.detail.clone(),
+            state: row.state_words().to_owned(),
+            active: row.active,
+            acknowledged: row.acknowledged_by.is_some(),
+            acknowledged_by: row.acknowledged_by.clone().unwrap_or_default(),
+            since: local(row.first_seen),
+            last_seen: local(row.last_seen),
+            count: row.count,
+        })
+        .collect();
+    (alarms, truncated)
+}
+
+/// The list's table alone, for the page's script: 304 while the alarms projector has not moved.
+async fn live_list(
+    state: web::Data<AppState>,
+    identity: Identity,
+    request: HttpRequest,
+    query: web::Query<ListQuery>,
+) -> actix_web::Result<HttpResponse> {
+    let active_only = query.active.as_deref().is_some_and(|v| v == "1" || v == "on");
+    let position = state
+        .projectors
+        .iter()
+        .find(|p| p.name == "alarms")
+        .map_or(0, |p| *p.position.borrow());
+    let etag = format!("\"alarm-list-{position}-{active_only}\"");
+    if request
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == etag)
+    {
+        return Ok(HttpResponse::NotModified().insert_header((header::ETAG, etag)).finish());
+    }
+    let rows = super::read_views(&state, move |views| {
+        Ok(alarms::list(views, active_only, Some(PAGE_LIMIT + 1))?)
+    })
+    .await?;
+    let (alarms, truncated) = listed(&state, rows);
+    let body = ListFragment {
+        alarms,
+        truncated,
+        active_only,
+        can_act: identity.csrf.is_some(),
+        csrf: identity.csrf.unwrap_or_default(),
+    }
+    .render()
+    .map_err(actix_web::error::ErrorInternalServerError)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(body))
+}
+
 async fn list_page(
     state: web::Data<AppState>,
     identity: Identity,
@@ -72,7 +154,7 @@ async fn list_page(
     let active_only = query.active.as_deref().is_some_and(|v| v == "1" || v == "on");
     let csv = query.format.as_deref() == Some("csv");
     let limit = (!csv).then_some(PAGE_LIMIT + 1);
-    let mut rows = super::read_views(&state, move |views| Ok(alarms::list(views, active_only, limit)?)).await?;
+    let rows = super::read_views(&state, move |views| Ok(alarms::list(views, active_only, limit)?)).await?;
     if csv {
         let mut out = Csv::with_header(&[
             "id",
@@ -100,28 +182,7 @@ async fn list_page(
         }
         return Ok(out.into_response("alarms.csv"));
     }
-    let truncated = rows.len() > PAGE_LIMIT;
-    rows.truncate(PAGE_LIMIT);
-    let tz = &state.config.site.timezone;
-    let local = |micros: i64| super::local_time(tz, micros);
-    let alarms = rows
-        .iter()
-        .map(|row: &AlarmRow| Listed {
-            id: row.id(),
-            severity: row.severity.clone(),
-            alarm_type: row.alarm_type.replace('_', " "),
-            source: row.source.clone(),
-            zone: row.zone.clone().unwrap_or_default(),
-            detail: row.detail.clone(),
-            state: row.state_words().to_owned(),
-            active: row.active,
-            acknowledged: row.acknowledged_by.is_some(),
-            acknowledged_by: row.acknowledged_by.clone().unwrap_or_default(),
-            since: local(row.first_seen),
-            last_seen: local(row.last_seen),
-            count: row.count,
-        })
-        .collect();
+    let (alarms, truncated) = listed(&state, rows);
     super::render(&ListPage {
         site: state.config.site.name.clone(),
         alarms,

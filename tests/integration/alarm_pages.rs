@@ -58,6 +58,24 @@ fn a_forced_passage_shows_on_alarms_and_the_banner_until_a_manager_acknowledges_
             dashboard.contains("1 active alarm, 1 unacknowledged</a>"),
             "{dashboard}"
         );
+        // The list's table is live: the page polls its fragment, 304 until the alarms change.
+        assert!(page.contains(r#"data-live="/live/alarms""#), "{page}");
+        let (first, again) = tokio::task::spawn_blocking(move || {
+            let bearer = format!("Bearer {}", token_for(addr));
+            let first = http(addr, "GET", "/live/alarms", &[("Authorization", &bearer)], "");
+            let etag = first.header("etag").unwrap_or_default().to_owned();
+            let headers = [("Authorization", bearer.as_str()), ("If-None-Match", etag.as_str())];
+            (first, http(addr, "GET", "/live/alarms", &headers, ""))
+        })
+        .await
+        .unwrap();
+        assert!(
+            first.body.contains(r#"<tr id="A-000001" class="severity-critical">"#),
+            "{}",
+            first.body
+        );
+        assert!(!first.body.contains("<html"), "a fragment, not a page");
+        assert_eq!(again.status, 304);
         let journal = site.paths().journal();
         let session = tokio::task::spawn_blocking(move || {
             let session = Session::sign_in(&journal, addr, "cleo", Role::Manager);
