@@ -42,6 +42,7 @@ fn views_migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/views/0008_work_orders.sql")),
         M::up(include_str!("../migrations/views/0009_alarms.sql")),
         M::up(include_str!("../migrations/views/0010_watch_list.sql")),
+        M::up(include_str!("../migrations/views/0011_presence.sql")),
     ])
 }
 

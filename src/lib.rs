@@ -27,6 +27,7 @@ pub mod maintenance;
 pub mod mqtt;
 pub mod notify;
 pub mod policy;
+pub mod presence;
 pub mod projection;
 pub mod pseudonym;
 pub mod requests;

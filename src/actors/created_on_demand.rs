@@ -2,7 +2,7 @@
 //! sign of life.
 
 use super::host::Hosted;
-use crate::domain::{Alarm, MaintenanceSchedule, WatchList, WorkOrder};
+use crate::domain::{Alarm, MaintenanceSchedule, Presence, WatchList, WorkOrder};
 
 impl Hosted for WorkOrder {}
 
@@ -11,3 +11,5 @@ impl Hosted for MaintenanceSchedule {}
 impl Hosted for Alarm {}
 
 impl Hosted for WatchList {}
+
+impl Hosted for Presence {}

@@ -1,7 +1,9 @@
-//! How alarm and watch list events become bytes and back: each body under its type name, all at schema 1.
+//! How alarm, watch list and presence events become bytes and back: each body under its type name, all at
+//! schema 1.
 
 use super::bodies::bodies_codec;
 use crate::domain::alarm::AlarmEvent;
+use crate::domain::presence::PresenceEvent;
 use crate::domain::watch_list::WatchListEvent;
 
 bodies_codec!(AlarmEvent, 1, {
@@ -15,6 +17,12 @@ bodies_codec!(AlarmEvent, 1, {
 bodies_codec!(WatchListEvent, 1, {
     Added => "WatchEntryAdded",
     Removed => "WatchEntryRemoved",
+});
+
+bodies_codec!(PresenceEvent, 1, {
+    PassageIdentified => "PassageIdentified",
+    AntiPassbackViolated => "AntiPassbackViolated",
+    TimedOut => "PresenceTimedOut",
 });
 
 #[cfg(test)]

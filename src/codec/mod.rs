@@ -116,6 +116,7 @@ pub enum AnyEvent {
     Schedule(ScheduleEvent),
     Alarm(AlarmEvent),
     WatchList(WatchListEvent),
+    Presence(PresenceEvent),
 }
 
 impl AnyEvent {
@@ -126,6 +127,7 @@ impl AnyEvent {
             AnyEvent::Schedule(e) => e.event_type(),
             AnyEvent::Alarm(e) => e.event_type(),
             AnyEvent::WatchList(e) => e.event_type(),
+            AnyEvent::Presence(e) => e.event_type(),
         }
     }
 
@@ -136,6 +138,7 @@ impl AnyEvent {
             AnyEvent::Schedule(e) => e.occurred_at(),
             AnyEvent::Alarm(e) => e.occurred_at(),
             AnyEvent::WatchList(e) => e.occurred_at(),
+            AnyEvent::Presence(e) => e.occurred_at(),
         }
     }
 
@@ -147,6 +150,7 @@ impl AnyEvent {
             AnyEvent::Schedule(e) => e.body_json(),
             AnyEvent::Alarm(e) => e.body_json(),
             AnyEvent::WatchList(e) => e.body_json(),
+            AnyEvent::Presence(e) => e.body_json(),
         };
         json.unwrap_or_else(|error| serde_json::json!({ "unprintable": error.to_string() }))
     }
@@ -167,6 +171,7 @@ pub fn decode_any(
         MaintenanceSchedule::KIND => decode_event(event_type, schema, format, payload).map(AnyEvent::Schedule),
         Alarm::KIND => decode_event(event_type, schema, format, payload).map(AnyEvent::Alarm),
         WatchList::KIND => decode_event(event_type, schema, format, payload).map(AnyEvent::WatchList),
+        Presence::KIND => decode_event(event_type, schema, format, payload).map(AnyEvent::Presence),
         other => Err(DecodeError::UnknownKind(other.to_owned())),
     }
 }

@@ -10,6 +10,7 @@ mod duration;
 mod errors;
 mod maintenance;
 mod notify;
+mod presence;
 mod raw;
 mod secret;
 pub mod size;
@@ -25,6 +26,7 @@ use crate::domain::{DeviceDetails, DeviceId, DeviceKind};
 pub use errors::ConfigError;
 use errors::toml_problem;
 pub use notify::{ChannelConfig, ChannelFilter, ChannelTarget, EmailTarget, QuietHours, SmtpSecurity};
+pub use presence::{IdentificationConfig, OccupancyConfig, ZoneConfig};
 use raw::RawConfig;
 pub use secret::Secret;
 use validate::build;
@@ -40,6 +42,9 @@ pub struct Config {
     pub followers: FollowersConfig,
     pub alarms: AlarmsConfig,
     pub identification: IdentificationConfig,
+    pub occupancy: OccupancyConfig,
+    /// `[[zone]]`: facts about the zones the devices name (capacity), in file order.
+    pub zones: Vec<ZoneConfig>,
     pub turnstiles: Vec<TurnstileConfig>,
     pub cameras: Vec<CameraConfig>,
     /// Preventive maintenance schedules (`[[maintenance]]`).
@@ -150,13 +155,6 @@ pub struct AlarmsConfig {
     pub reopen_within: Duration,
     /// An unacknowledged critical alarm is notified again this often.
     pub repeat: Duration,
-}
-
-/// `[identification]`: when a camera's recognition counts as knowing who it saw.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct IdentificationConfig {
-    /// Recognitions below this confidence identify nobody (and raise no watch-list alarm).
-    pub min_confidence: f64,
 }
 
 /// What a follower (projector, policy) does with an event it cannot handle (`[followers] on_error`).

@@ -18,6 +18,8 @@ pub(super) struct RawConfig {
     pub(super) followers: RawFollowers,
     pub(super) alarms: RawAlarms,
     pub(super) identification: RawIdentification,
+    pub(super) occupancy: RawOccupancy,
+    pub(super) zone: Vec<RawZone>,
     pub(super) notify: RawNotify,
     pub(super) turnstile: Vec<RawTurnstile>,
     pub(super) camera: Vec<RawCamera>,
@@ -231,7 +233,24 @@ impl From<MqttChannelKeys> for RawMqttChannel {
 #[derive(Deserialize, Default)]
 #[serde(default, deny_unknown_fields, expecting = "a table")]
 pub(super) struct RawIdentification {
+    pub(super) match_window: Option<Spanned<String>>,
     pub(super) min_confidence: Option<Spanned<f64>>,
+    pub(super) day_starts_at: Option<Spanned<String>>,
+    pub(super) presence_timeout: Option<Spanned<String>>,
+    pub(super) tailgate_window: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawOccupancy {
+    pub(super) reset_at: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawZone {
+    pub(super) name: Spanned<String>,
+    pub(super) capacity: Option<Spanned<i64>>,
 }
 
 // Turnstile and camera are separate structs (not one flattened into the other) because
@@ -286,6 +305,8 @@ pub(super) const TABLE_KEYS: &[(&str, &[&str])] = &[
             "followers",
             "alarms",
             "identification",
+            "occupancy",
+            "zone",
             "notify",
             "turnstile",
             "camera",
@@ -357,7 +378,18 @@ pub(super) const TABLE_KEYS: &[(&str, &[&str])] = &[
         "[[notify.mqtt]]",
         &["name", "min_severity", "zones", "types", "cooldown", "quiet_hours"],
     ),
-    ("[identification]", &["min_confidence"]),
+    (
+        "[identification]",
+        &[
+            "match_window",
+            "min_confidence",
+            "day_starts_at",
+            "presence_timeout",
+            "tailgate_window",
+        ],
+    ),
+    ("[occupancy]", &["reset_at"]),
+    ("[[zone]]", &["name", "capacity"]),
     (
         "[[turnstile]]",
         &[

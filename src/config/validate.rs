@@ -12,8 +12,8 @@ use super::duration::parse_duration;
 use super::errors::{Problem, line_col};
 use super::raw::{RawCamera, RawConfig, RawMqtt, RawSite, RawStorage, RawTurnstile};
 use super::{
-    AlarmsConfig, Broker, CameraConfig, Config, DevicesConfig, FollowersConfig, HttpConfig, IdentificationConfig,
-    MqttConfig, OnError, SiteConfig, StorageConfig, Synchronous, TurnstileConfig,
+    AlarmsConfig, Broker, CameraConfig, Config, DevicesConfig, FollowersConfig, HttpConfig, MqttConfig, OnError,
+    SiteConfig, StorageConfig, Synchronous, TurnstileConfig,
 };
 use crate::domain::{DeviceDetails, DeviceId, DeviceKind, InvalidDeviceId};
 
@@ -35,7 +35,6 @@ const DEFAULT_REPEAT: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_OFFLINE_ALARM_AFTER: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_FAULT_OPEN_AFTER: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_DEAD_LETTER_RATE: u32 = 20;
-const DEFAULT_MIN_CONFIDENCE: f64 = 0.8;
 const MQTT_PORT: u16 = 1883;
 const MQTTS_PORT: u16 = 8883;
 
@@ -92,18 +91,8 @@ pub(super) fn build(raw: RawConfig, text: &str, base_dir: &Path) -> Result<Confi
         reopen_within: optional_duration(raw.alarms.reopen_within, DEFAULT_REOPEN_WITHIN, "reopen_within")?,
         repeat: optional_duration(raw.alarms.repeat, DEFAULT_REPEAT, "repeat")?,
     };
-    let identification = IdentificationConfig {
-        min_confidence: match raw.identification.min_confidence {
-            None => DEFAULT_MIN_CONFIDENCE,
-            Some(value) if (0.0..=1.0).contains(value.get_ref()) => *value.get_ref(),
-            Some(value) => {
-                return Err(Problem::at(
-                    value.span(),
-                    format!("min_confidence {} is outside 0..=1", value.get_ref()),
-                ));
-            }
-        },
-    };
+    let identification = super::presence::build_identification(raw.identification)?;
+    let occupancy = super::presence::build_occupancy(raw.occupancy)?;
     let (turnstiles, cameras) = build_devices(text, raw.turnstile, raw.camera)?;
     let maintenance = super::maintenance::build_maintenance(raw.maintenance, &turnstiles, &cameras)?;
     let zones = turnstiles
@@ -112,6 +101,7 @@ pub(super) fn build(raw: RawConfig, text: &str, base_dir: &Path) -> Result<Confi
         .chain(cameras.iter().map(|c| c.details.zone.as_str()))
         .collect();
     let notify = super::notify::build_channels(raw.notify, &zones, base_dir)?;
+    let zones = super::presence::build_zones(raw.zone, &zones)?;
     Ok(Config {
         site,
         http,
@@ -121,6 +111,8 @@ pub(super) fn build(raw: RawConfig, text: &str, base_dir: &Path) -> Result<Confi
         followers,
         alarms,
         identification,
+        occupancy,
+        zones,
         turnstiles,
         cameras,
         maintenance,

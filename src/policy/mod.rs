@@ -9,10 +9,12 @@
 //! is logged; a journal failure stops the batch and retries it.
 
 mod alarms;
+mod identification;
 mod maintenance;
 mod runner;
 
 pub use alarms::AlarmPolicy;
+pub use identification::IdentificationPolicy;
 pub use maintenance::MaintenancePolicy;
 
 pub use runner::start_policies;
@@ -50,6 +52,10 @@ pub trait Policy: Send + 'static {
     fn recall(&mut self, _memory: &[u8]) -> Result<(), String> {
         Ok(())
     }
+
+    /// Hands the policy the site's pseudonym key before its first event, for one that orders commands to a
+    /// person's presence stream (named by the pseudonym). Most policies need none.
+    fn pseudonyms(&mut self, _key: &crate::pseudonym::PseudonymKey) {}
 
     /// Whether the policy also acts on time passing ([`Policy::due`]); the runner then asks it every second
     /// once it has caught up with the journal.
@@ -175,5 +181,6 @@ pub fn all(config: &crate::config::Config) -> Vec<Box<dyn Policy>> {
     vec![
         Box::new(MaintenancePolicy::new(config)),
         Box::new(AlarmPolicy::new(config)),
+        Box::new(IdentificationPolicy::new(config)),
     ]
 }

@@ -9,6 +9,7 @@ mod device_commands;
 mod device_status;
 mod equipment;
 pub mod parked;
+mod presence;
 pub mod rebuild;
 mod recognitions;
 pub mod runner;
@@ -22,6 +23,7 @@ pub use device_status::DeviceStatusProjection;
 pub use equipment::EquipmentProjection;
 #[cfg(test)]
 pub(crate) use equipment::OPEN_INTERVAL;
+pub use presence::PresenceProjection;
 pub use recognitions::RecognitionsProjection;
 pub use traffic::TrafficProjection;
 pub use watch_list::WatchListProjection;
@@ -78,6 +80,7 @@ pub fn all(tz: &TimeZone) -> Vec<Box<dyn Projection>> {
         Box::new(WorkOrdersProjection),
         Box::new(AlarmsProjection),
         Box::new(WatchListProjection),
+        Box::new(PresenceProjection),
     ]
 }
 

@@ -17,6 +17,7 @@ mod hardening;
 mod health;
 mod lockout;
 pub mod metrics;
+mod muster;
 mod notifications;
 mod parked;
 pub mod pool;
@@ -64,6 +65,7 @@ pub fn server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> 
             .configure(alarms::routes)
             .configure(notifications::routes)
             .configure(watch_list::routes)
+            .configure(muster::routes)
             .route("/static/style.css", web::get().to(style_css))
     })
     // Two cores: two workers serve pages; SQLite work runs on the blocking pool anyway.

@@ -27,6 +27,7 @@ mod notifications;
 mod notify_mqtt;
 mod pages;
 mod policies;
+mod presence;
 mod projections;
 mod receivers;
 mod recovery;

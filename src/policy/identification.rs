@@ -1,0 +1,218 @@
+//! The identification policy: joins camera recognitions and turnstile rotations into identified passages
+//! ([`matching`](crate::domain::presence::matching)) and records each on the person's presence stream
+//! (`presence:{pseudonym}`), which keeps where they are and notes anti-passback. Time passing times out people
+//! not seen for `[identification] presence_timeout`. What it needs to decide (which turnstiles each camera
+//! watches, each device's zone, who is inside since when, the faces and rotations still waiting for a match) is
+//! folded from the journal into its memory, saved with its checkpoint, so a replay decides the same.
+
+use super::{Due, Moment, Order, Policy};
+use crate::codec::AnyEvent;
+use crate::domain::presence::matching::{Face, Matcher, Rotation};
+use crate::domain::presence::{PassageIdentified, Presence, PresenceCommand, PresenceEvent};
+use crate::domain::{DeviceEvent, DeviceId};
+use crate::journal::StoredEvent;
+use crate::pseudonym::PseudonymKey;
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+const MEMORY_SCHEMA: u32 = 1;
+
+pub struct IdentificationPolicy {
+    min_confidence: f64,
+    presence_timeout: SignedDuration,
+    /// Set by the runner before the first event ([`Policy::pseudonyms`]); without it nothing is identified.
+    key: Option<PseudonymKey>,
+    memory: Memory,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+struct Memory {
+    matcher: Matcher,
+    /// The turnstiles each camera watches.
+    watches: BTreeMap<String, Vec<DeviceId>>,
+    /// Each device's zone.
+    zones: BTreeMap<String, String>,
+    /// Who is inside (by presence stream id): the last time they were seen and the position that said so.
+    inside: BTreeMap<String, Seen>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Seen {
+    at: i64,
+    position: u64,
+}
+
+impl IdentificationPolicy {
+    pub fn new(config: &crate::config::Config) -> Self {
+        let identification = &config.identification;
+        Self {
+            min_confidence: identification.min_confidence,
+            presence_timeout: SignedDuration::try_from(identification.presence_timeout).unwrap_or(SignedDuration::MAX),
+            key: None,
+            memory: Memory {
+                matcher: Matcher::new(
+                    SignedDuration::try_from(identification.match_window).unwrap_or(SignedDuration::ZERO),
+                ),
+                ..Memory::default()
+            },
+        }
+    }
+
+    /// The cameras that watch `turnstile`.
+    fn cameras_of(&self, turnstile: &str) -> Vec<DeviceId> {
+        self.memory
+            .watches
+            .iter()
+            .filter(|(_, watched)| watched.iter().any(|t| t.as_str() == turnstile))
+            .filter_map(|(camera, _)| DeviceId::parse(camera).ok())
+            .collect()
+    }
+
+    fn identified(&self, found: crate::domain::presence::matching::Match) -> Option<Order> {
+        let key = self.key.as_ref()?;
+        let zone = self.memory.zones.get(found.rotation.turnstile.as_str())?.clone();
+        let pseudonym = key.pseudonym(&found.face.subject);
+        Some(Order::to::<Presence>(
+            pseudonym.to_string(),
+            PresenceCommand::Pass(PassageIdentified {
+                subject: found.face.subject,
+                turnstile: found.rotation.turnstile,
+                camera: found.face.camera,
+                zone,
+                direction: found.rotation.direction,
+                confidence: found.face.confidence,
+                at: found.rotation.at,
+            }),
+        ))
+    }
+
+    fn on_device(&mut self, device: &str, event: &DeviceEvent, position: u64) -> Option<Order> {
+        match event {
+            DeviceEvent::Commissioned(e) => {
+                self.memory.zones.insert(device.to_owned(), e.details.zone.clone());
+                if !e.watches.is_empty() {
+                    self.memory.watches.insert(device.to_owned(), e.watches.clone());
+                }
+                None
+            }
+            DeviceEvent::DetailsChanged(e) => {
+                self.memory.zones.insert(device.to_owned(), e.details.zone.clone());
+                None
+            }
+            DeviceEvent::WatchesChanged(e) => {
+                self.memory.watches.insert(device.to_owned(), e.watches.clone());
+                None
+            }
+            DeviceEvent::Decommissioned(_) => {
+                self.memory.watches.remove(device);
+                None
+            }
+            DeviceEvent::RecognitionRecorded(e) if e.confidence.value() >= self.min_confidence => {
+                let subject = e.subject.clone()?;
+                let camera = DeviceId::parse(device).ok()?;
+                let watches = self.memory.watches.get(device).cloned().unwrap_or_default();
+                let face = Face {
+                    camera,
+                    subject,
+                    confidence: e.confidence,
+                    at: e.at,
+                };
+                let found = self.memory.matcher.face(face, position, &watches)?;
+                self.identified(found)
+            }
+            DeviceEvent::PassageRecorded(e) => {
+                let rotation = Rotation {
+                    turnstile: DeviceId::parse(device).ok()?,
+                    direction: e.direction,
+                    at: e.at,
+                };
+                let cameras = self.cameras_of(device);
+                let found = self.memory.matcher.rotation(rotation, position, &cameras)?;
+                self.identified(found)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Policy for IdentificationPolicy {
+    fn name(&self) -> &'static str {
+        "identification"
+    }
+
+    fn pseudonyms(&mut self, key: &PseudonymKey) {
+        self.key = Some(key.clone());
+    }
+
+    fn react(&mut self, event: &StoredEvent) -> Result<Vec<Order>, String> {
+        if let Some((device, device_event)) = event.device() {
+            return Ok(self
+                .on_device(device, device_event, event.position)
+                .into_iter()
+                .collect());
+        }
+        if let AnyEvent::Presence(presence) = &event.event {
+            let person = event.stream_id.id().to_owned();
+            match presence {
+                PresenceEvent::PassageIdentified(e) => match e.direction {
+                    crate::domain::Direction::In => {
+                        let seen = Seen {
+                            at: e.at.as_microsecond(),
+                            position: event.position,
+                        };
+                        let known = self.memory.inside.entry(person).or_insert(seen);
+                        if known.at <= seen.at {
+                            *known = seen;
+                        }
+                    }
+                    crate::domain::Direction::Out => {
+                        self.memory.inside.remove(&person);
+                    }
+                },
+                PresenceEvent::TimedOut(_) => {
+                    self.memory.inside.remove(&person);
+                }
+                PresenceEvent::AntiPassbackViolated(_) => {}
+            }
+        }
+        Ok(vec![])
+    }
+
+    fn ticks(&self) -> bool {
+        true
+    }
+
+    fn due(&mut self, moment: &Moment) -> Vec<Due> {
+        let timeout = self.presence_timeout.as_micros().clamp(0, i64::MAX as i128) as i64;
+        let now = moment.now.as_microsecond();
+        let expired: Vec<(String, Seen)> = self
+            .memory
+            .inside
+            .iter()
+            .filter(|(_, seen)| now.saturating_sub(seen.at) >= timeout)
+            .map(|(person, seen)| (person.clone(), *seen))
+            .collect();
+        expired
+            .into_iter()
+            .filter_map(|(person, seen)| {
+                self.memory.inside.remove(&person);
+                let unseen_since = Timestamp::from_microsecond(seen.at).ok()?;
+                let at = unseen_since.saturating_add(self.presence_timeout).ok()?;
+                Some(Due {
+                    key: format!("timeout@{}", seen.position),
+                    order: Order::to::<Presence>(person, PresenceCommand::TimeOut { unseen_since, at }),
+                })
+            })
+            .collect()
+    }
+
+    fn remember(&self) -> Option<Vec<u8>> {
+        Some(super::encode_memory(MEMORY_SCHEMA, &self.memory))
+    }
+
+    fn recall(&mut self, memory: &[u8]) -> Result<(), String> {
+        self.memory = super::decode_memory(MEMORY_SCHEMA, memory)?;
+        Ok(())
+    }
+}

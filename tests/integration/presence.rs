@@ -1,0 +1,155 @@
+//! Who passed, end to end over MQTT: a camera's recognition and a rotation of a turnstile it watches, within the
+//! match window either way round, become an identified passage on the person's presence stream; the muster list
+//! shows who is inside per zone (page and CSV); leaving a zone never entered is an anti-passback violation; a
+//! face too far from any rotation identifies nobody.
+
+use crate::helpers::*;
+
+fn publish(port: u16, topic: &'static str, lines: &[String]) -> tokio::task::JoinHandle<()> {
+    let lines = lines.to_vec();
+    tokio::task::spawn_blocking(move || mosquitto_pub_lines(port, topic, &lines))
+}
+
+/// An instant `minutes` (and fractions) after a start an hour ago, as RFC 3339: recent enough that nobody has
+/// timed out (`presence_timeout` is 16 h).
+fn t(minutes: f64) -> String {
+    // Fixed once per test process, so every call agrees on the start.
+    static START: std::sync::OnceLock<jiff::Timestamp> = std::sync::OnceLock::new();
+    let start = START.get_or_init(|| {
+        let start = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+        start.round(jiff::Unit::Minute).unwrap()
+    });
+    (*start + jiff::SignedDuration::from_secs_f64(minutes * 60.0)).to_string()
+}
+
+fn recognition(msg_id: &str, subject: &str, at: &str) -> String {
+    format!(r#"{{"msg_id":"{msg_id}","subject":"{subject}","confidence":0.93,"at":"{at}"}}"#)
+}
+
+fn rotation(msg_id: &str, direction: &str, at: &str) -> String {
+    format!(r#"{{"msg_id":"{msg_id}","direction":"{direction}","at":"{at}"}}"#)
+}
+
+#[test]
+fn recognitions_and_rotations_become_identified_passages_and_the_muster_list() {
+    let port = free_port();
+    let site = Site::with_mqtt(&format!("listen = \"127.0.0.1:{port}\""), TWO_TURNSTILES_ONE_CAMERA);
+    with_server(site.config(), async |state, addr| {
+        let (_, empty) = get(addr, "/muster").await;
+        assert!(empty.contains("0 people identified inside"), "{empty}");
+        assert!(empty.contains("Nobody identified inside."), "{empty}");
+
+        // P-1: face first, rotation 1.5 s later. P-2: rotation first, its face (seen 1 s before the rotation)
+        // arrives afterwards. P-3: a face 10 s from any rotation identifies nobody.
+        publish(
+            port,
+            "gatehouse/camera/C1/recognition",
+            &[recognition("r1", "P-1", &t(0.0))],
+        )
+        .await
+        .unwrap();
+        publish(
+            port,
+            "gatehouse/turnstile/T1/passage",
+            &[rotation("p1", "in", &t(0.025)), rotation("p2", "in", &t(5.0))],
+        )
+        .await
+        .unwrap();
+        publish(
+            port,
+            "gatehouse/camera/C1/recognition",
+            &[recognition("r2", "P-2", &t(5.0 - 1.0 / 60.0))],
+        )
+        .await
+        .unwrap();
+        publish(port, "gatehouse/turnstile/T1/passage", &[rotation("p3", "in", &t(5.5))])
+            .await
+            .unwrap();
+        publish(
+            port,
+            "gatehouse/camera/C1/recognition",
+            &[recognition("r3", "P-3", &t(5.5 + 10.0 / 60.0))],
+        )
+        .await
+        .unwrap();
+        settle(state).await;
+        let (status, page) = get(addr, "/muster").await;
+        assert_eq!(status, 200);
+
+        assert!(page.contains("2 people identified inside"), "{page}");
+        let hall_a = page.split("<h2>Hall A").nth(1).unwrap_or_default();
+        assert!(
+            hall_a.contains("<td>P-1</td>") && hall_a.contains("<td>P-2</td>"),
+            "{page}"
+        );
+        assert!(!page.contains("P-3"), "{page}");
+        let (_, csv) = get(addr, "/muster?format=csv").await;
+        let csv: Vec<&str> = csv.lines().collect();
+        assert_eq!(
+            csv,
+            [
+                "subject,zone,since,last_seen_at,last_seen_at_device",
+                format!("P-1,Hall A,{},{},T1", t(0.025), t(0.025)).as_str(),
+                format!("P-2,Hall A,{},{},T1", t(5.0), t(5.0)).as_str(),
+            ]
+        );
+
+        // P-1 leaves; then, seen again going out, leaves a zone they are not in: anti-passback, recorded.
+        publish(
+            port,
+            "gatehouse/camera/C1/recognition",
+            &[recognition("r4", "P-1", &t(60.0 - 0.5))],
+        )
+        .await
+        .unwrap();
+        publish(
+            port,
+            "gatehouse/turnstile/T1/passage",
+            &[rotation("p4", "out", &t(60.0 - 0.5 + 1.0 / 60.0))],
+        )
+        .await
+        .unwrap();
+        publish(
+            port,
+            "gatehouse/camera/C1/recognition",
+            &[recognition("r5", "P-1", &t(60.0 - 0.25))],
+        )
+        .await
+        .unwrap();
+        publish(
+            port,
+            "gatehouse/turnstile/T1/passage",
+            &[rotation("p5", "out", &t(60.0 - 0.25 + 0.5 / 60.0))],
+        )
+        .await
+        .unwrap();
+        settle(state).await;
+        let (_, csv) = get(addr, "/muster?format=csv").await;
+        assert_eq!(csv.lines().count(), 2, "only P-2 is inside: {csv}");
+        let views = rusqlite::Connection::open(site.paths().views()).unwrap();
+        assert_eq!(
+            dump(&views, "SELECT subject, zone, direction, violation FROM anti_passback"),
+            ["P-1|Hall A|out|never_entered"]
+        );
+        assert_eq!(
+            dump(
+                &views,
+                "SELECT subject, direction, turnstile, camera FROM identified_passages ORDER BY at"
+            ),
+            ["P-1|in|T1|C1", "P-2|in|T1|C1", "P-1|out|T1|C1", "P-1|out|T1|C1"]
+        );
+        // The person's stream is named by their pseudonym, never their id.
+        let journal = rusqlite::Connection::open(site.paths().journal()).unwrap();
+        let streams = dump(
+            &journal,
+            "SELECT DISTINCT stream_id FROM events WHERE stream_id LIKE 'presence:%'",
+        );
+        assert_eq!(streams.len(), 2, "{streams:?}");
+        assert!(
+            streams
+                .iter()
+                .all(|s| s.starts_with("presence:ps-") && !s.contains("P-")),
+            "{streams:?}"
+        );
+    });
+}
