@@ -43,6 +43,7 @@ fn views_migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/views/0009_alarms.sql")),
         M::up(include_str!("../migrations/views/0010_watch_list.sql")),
         M::up(include_str!("../migrations/views/0011_presence.sql")),
+        M::up(include_str!("../migrations/views/0012_occupancy.sql")),
     ])
 }
 

@@ -2,7 +2,7 @@
 //! sign of life.
 
 use super::host::Hosted;
-use crate::domain::{Alarm, MaintenanceSchedule, Presence, WatchList, WorkOrder};
+use crate::domain::{Alarm, MaintenanceSchedule, Occupancy, Presence, WatchList, WorkOrder};
 
 impl Hosted for WorkOrder {}
 
@@ -13,3 +13,5 @@ impl Hosted for Alarm {}
 impl Hosted for WatchList {}
 
 impl Hosted for Presence {}
+
+impl Hosted for Occupancy {}

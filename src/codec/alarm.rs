@@ -1,8 +1,9 @@
-//! How alarm, watch list and presence events become bytes and back: each body under its type name, all at
+//! How alarm, watch list, presence and occupancy events become bytes and back: each body under its type name, all at
 //! schema 1.
 
 use super::bodies::bodies_codec;
 use crate::domain::alarm::AlarmEvent;
+use crate::domain::occupancy::OccupancyEvent;
 use crate::domain::presence::PresenceEvent;
 use crate::domain::watch_list::WatchListEvent;
 
@@ -17,6 +18,11 @@ bodies_codec!(AlarmEvent, 1, {
 bodies_codec!(WatchListEvent, 1, {
     Added => "WatchEntryAdded",
     Removed => "WatchEntryRemoved",
+});
+
+bodies_codec!(OccupancyEvent, 1, {
+    Reset => "OccupancyReset",
+    Corrected => "OccupancyCorrected",
 });
 
 bodies_codec!(PresenceEvent, 1, {

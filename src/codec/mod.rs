@@ -117,6 +117,7 @@ pub enum AnyEvent {
     Alarm(AlarmEvent),
     WatchList(WatchListEvent),
     Presence(PresenceEvent),
+    Occupancy(OccupancyEvent),
 }
 
 impl AnyEvent {
@@ -128,6 +129,7 @@ impl AnyEvent {
             AnyEvent::Alarm(e) => e.event_type(),
             AnyEvent::WatchList(e) => e.event_type(),
             AnyEvent::Presence(e) => e.event_type(),
+            AnyEvent::Occupancy(e) => e.event_type(),
         }
     }
 
@@ -139,6 +141,7 @@ impl AnyEvent {
             AnyEvent::Alarm(e) => e.occurred_at(),
             AnyEvent::WatchList(e) => e.occurred_at(),
             AnyEvent::Presence(e) => e.occurred_at(),
+            AnyEvent::Occupancy(e) => e.occurred_at(),
         }
     }
 
@@ -151,6 +154,7 @@ impl AnyEvent {
             AnyEvent::Alarm(e) => e.body_json(),
             AnyEvent::WatchList(e) => e.body_json(),
             AnyEvent::Presence(e) => e.body_json(),
+            AnyEvent::Occupancy(e) => e.body_json(),
         };
         json.unwrap_or_else(|error| serde_json::json!({ "unprintable": error.to_string() }))
     }
@@ -172,6 +176,7 @@ pub fn decode_any(
         Alarm::KIND => decode_event(event_type, schema, format, payload).map(AnyEvent::Alarm),
         WatchList::KIND => decode_event(event_type, schema, format, payload).map(AnyEvent::WatchList),
         Presence::KIND => decode_event(event_type, schema, format, payload).map(AnyEvent::Presence),
+        Occupancy::KIND => decode_event(event_type, schema, format, payload).map(AnyEvent::Occupancy),
         other => Err(DecodeError::UnknownKind(other.to_owned())),
     }
 }

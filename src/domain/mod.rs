@@ -9,6 +9,7 @@
 //! - `schedule`: a preventive maintenance schedule from config.toml and the runs that fell due.
 //! - `alarm`: trouble someone must hear of, from raised to acknowledged and cleared.
 //! - `watch_list`: the subjects whose sighting raises an alarm.
+//! - `occupancy`: each zone's count of people (in minus out), its daily reset and corrections.
 //! - `presence`: a person's identified passages, where they are, anti-passback; `presence::matching` joins faces
 //!   and rotations.
 
@@ -19,6 +20,7 @@ mod command;
 mod device;
 mod event;
 mod ids;
+pub mod occupancy;
 pub mod presence;
 pub mod schedule;
 pub mod time;
@@ -34,6 +36,7 @@ pub use command::{DeviceCommand, Rejection};
 pub use device::{Availability, Common, Lifecycle, OpenFault, command_time, count_seq};
 pub use event::*;
 pub use ids::{DeviceDetails, DeviceId, DeviceKind, InvalidDeviceId};
+pub use occupancy::{Occupancy, OccupancyCommand, OccupancyEvent};
 pub use presence::{Presence, PresenceCommand, PresenceEvent, PresenceState};
 pub use schedule::{MaintenanceSchedule, ScheduleCommand, ScheduleEvent, ScheduleState};
 pub use turnstile::{LockOut, Turnstile, TurnstileState};

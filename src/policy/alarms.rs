@@ -3,7 +3,8 @@
 //! critical forced-passage alarm; a skipped message counter raises a minor lost-messages alarm on its sender.
 //! Lasting trouble waits on the clock ([`Policy::due`]): a device offline longer than `[alarms] offline_after` or
 //! with a fault open longer than `fault_open_after` raises a major alarm that clears itself when the condition
-//! ends, and a sender with `dead_letter_rate` dead letters in a minute raises a minor one. One alarm per (type, source): a repeat is a trigger on the active alarm, and
+//! ends, and a sender with `dead_letter_rate` dead letters in a minute raises a minor one. A zone holding more people
+//! than its `[[zone]] capacity` raises a major over-capacity alarm that clears itself when the count is back. One alarm per (type, source): a repeat is a trigger on the active alarm, and
 //! trouble back within `[alarms] reopen_within` of a clear reactivates the cleared one; otherwise a new alarm gets
 //! the next number. Numbers and the watch list live in its memory, saved with its checkpoint (as the maintenance
 //! policy keeps work order numbers), so a re-delivered event is decided again to the same alarm.
@@ -21,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Events recorded this long before the policy's first one are history: folded (the watch list, alarm numbers),
 /// never alarmed on, so an upgrade does not turn a year of forced passages into a year of alarms.
 pub const HISTORY_ACTED_ON: SignedDuration = SignedDuration::from_hours(24);
-const MEMORY_SCHEMA: u32 = 2;
+const MEMORY_SCHEMA: u32 = 3;
 /// A flooding sender's alarm is triggered again at most this often, not on every tick.
 const DEAD_LETTERS_RETOLD: SignedDuration = SignedDuration::from_secs(60);
 
@@ -31,6 +32,8 @@ pub struct AlarmPolicy {
     offline_after: SignedDuration,
     fault_open_after: SignedDuration,
     dead_letter_rate: u64,
+    /// Each zone's capacity, for those `[[zone]]` gives one.
+    capacities: BTreeMap<String, u64>,
     tz: jiff::tz::TimeZone,
     memory: Memory,
 }
@@ -54,6 +57,8 @@ struct Memory {
     counters: BTreeMap<String, (Option<u64>, u64)>,
     /// Per sender, the newest dead letter an alarm told of, and when.
     dead_letters_told: BTreeMap<String, (i64, i64)>,
+    /// Each zone's count of people, for the capacity alarm.
+    occupancy: crate::domain::occupancy::Counts,
 }
 
 /// When lasting trouble began: the event that began it (its position names the alarm's causation) and its time.
@@ -87,6 +92,11 @@ impl AlarmPolicy {
             offline_after: SignedDuration::try_from(config.alarms.offline_after).unwrap_or(SignedDuration::MAX),
             fault_open_after: SignedDuration::try_from(config.alarms.fault_open_after).unwrap_or(SignedDuration::MAX),
             dead_letter_rate: u64::from(config.alarms.dead_letter_rate),
+            capacities: config
+                .zones
+                .iter()
+                .filter_map(|zone| Some((zone.name.clone(), u64::from(zone.capacity?))))
+                .collect(),
             tz: config.site.timezone.clone(),
             memory: Memory::default(),
         }
@@ -236,8 +246,47 @@ impl AlarmPolicy {
         Some(self.raise(trouble, stored.recorded_at))
     }
 
+    /// A zone's new count against its capacity: an over-capacity alarm raised, or ended.
+    fn on_count(&mut self, zone: &str, count: u64, at: Timestamp, history: bool) -> Vec<Order> {
+        let Some(capacity) = self.capacities.get(zone).copied() else {
+            return vec![];
+        };
+        let key = (AlarmType::OverCapacity, AlarmSource::Zone(zone.to_owned()));
+        let active = self.memory.alarms.get(&key).is_some_and(|known| known.active);
+        match (count > capacity, active) {
+            (true, false) if !history => {
+                let trouble = Trouble {
+                    alarm_type: AlarmType::OverCapacity,
+                    source: AlarmSource::Zone(zone.to_owned()),
+                    severity: Severity::Major,
+                    zone: Some(zone.to_owned()),
+                    detail: format!("{count} people in {zone}, more than its capacity of {capacity}"),
+                };
+                vec![self.raise(trouble, at)]
+            }
+            (false, true) => match self.memory.alarms.get_mut(&key) {
+                Some(known) => {
+                    known.active = false;
+                    known.cleared_at = Some(at.as_microsecond());
+                    vec![Order::to::<Alarm>(
+                        AlarmNumber::new(known.number).to_string(),
+                        AlarmCommand::ConditionEnded { at },
+                    )]
+                }
+                None => vec![],
+            },
+            _ => vec![],
+        }
+    }
+
     fn on_device(&mut self, device: &str, event: &DeviceEvent, stored: &StoredEvent, history: bool) -> Vec<Order> {
         let mut orders = self.on_condition(device, event, stored);
+        if let DeviceEvent::PassageRecorded(e) = event
+            && let Some(zone) = self.memory.zones.get(device).cloned()
+        {
+            let count = self.memory.occupancy.rotation(&zone, e.direction);
+            orders.extend(self.on_count(&zone, count, stored.recorded_at, history));
+        }
         if let Some(seq) = event.seq() {
             orders.extend(self.on_counter(device, seq, stored, history));
         }
@@ -371,6 +420,13 @@ impl Policy for AlarmPolicy {
                 let number = AlarmNumber::parse(event.stream_id.id())?;
                 self.on_alarm(number.get(), alarm_event);
             }
+            AnyEvent::Occupancy(occupancy) => {
+                let mut orders = Vec::new();
+                for (zone, count) in self.memory.occupancy.apply(occupancy) {
+                    orders.extend(self.on_count(&zone, count, event.recorded_at, history));
+                }
+                return Ok(orders);
+            }
             _ => {}
         }
         Ok(vec![])
@@ -479,6 +535,7 @@ mod tests {
             offline_after: SignedDuration::from_mins(5),
             fault_open_after: SignedDuration::from_mins(15),
             dead_letter_rate: 20,
+            capacities: BTreeMap::from([("Hall A".to_owned(), 2)]),
             tz: jiff::tz::TimeZone::UTC,
             memory: Memory::default(),
         }
@@ -737,5 +794,42 @@ mod tests {
             tick(&mut policy, now + SignedDuration::from_secs(200), flood(40, 40)).is_empty(),
             "nothing new"
         );
+    }
+
+    #[test]
+    fn a_zone_over_its_capacity_raises_an_alarm_that_ends_when_people_leave() {
+        use crate::domain::{Direction, PassageRecorded};
+        let mut policy = policy();
+        policy.memory.zones.insert("T1".into(), "Hall A".into());
+        let now = Timestamp::now();
+        let pass = |direction| {
+            DeviceEvent::PassageRecorded(PassageRecorded {
+                direction,
+                at: now,
+                during_fault: false,
+                during_lockout: false,
+                seq: None,
+            })
+        };
+        assert!(device_event(&mut policy, 1, "T1", now, pass(Direction::In)).is_empty());
+        assert!(
+            device_event(&mut policy, 2, "T1", now, pass(Direction::In)).is_empty(),
+            "at capacity (2)"
+        );
+        let over = device_event(&mut policy, 3, "T1", now, pass(Direction::In));
+        assert!(
+            over[0].contains("OverCapacity") && over[0].contains("3 people in Hall A"),
+            "{over:?}"
+        );
+        assert!(
+            device_event(&mut policy, 4, "T1", now, pass(Direction::In)).is_empty(),
+            "one alarm"
+        );
+        assert!(
+            device_event(&mut policy, 5, "T1", now, pass(Direction::Out)).is_empty(),
+            "3: still over"
+        );
+        let back = device_event(&mut policy, 6, "T1", now, pass(Direction::Out));
+        assert!(back[0].contains("ConditionEnded"), "{back:?}");
     }
 }

@@ -11,11 +11,13 @@
 mod alarms;
 mod identification;
 mod maintenance;
+mod occupancy;
 mod runner;
 
 pub use alarms::AlarmPolicy;
 pub use identification::IdentificationPolicy;
 pub use maintenance::MaintenancePolicy;
+pub use occupancy::OccupancyPolicy;
 
 pub use runner::start_policies;
 
@@ -182,5 +184,6 @@ pub fn all(config: &crate::config::Config) -> Vec<Box<dyn Policy>> {
         Box::new(MaintenancePolicy::new(config)),
         Box::new(AlarmPolicy::new(config)),
         Box::new(IdentificationPolicy::new(config)),
+        Box::new(OccupancyPolicy::new(config)),
     ]
 }

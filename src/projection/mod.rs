@@ -8,6 +8,7 @@ mod alarms;
 mod device_commands;
 mod device_status;
 mod equipment;
+mod occupancy;
 pub mod parked;
 mod presence;
 pub mod rebuild;
@@ -23,6 +24,7 @@ pub use device_status::DeviceStatusProjection;
 pub use equipment::EquipmentProjection;
 #[cfg(test)]
 pub(crate) use equipment::OPEN_INTERVAL;
+pub use occupancy::OccupancyProjection;
 pub use presence::PresenceProjection;
 pub use recognitions::RecognitionsProjection;
 pub use traffic::TrafficProjection;
@@ -81,6 +83,7 @@ pub fn all(tz: &TimeZone) -> Vec<Box<dyn Projection>> {
         Box::new(AlarmsProjection),
         Box::new(WatchListProjection),
         Box::new(PresenceProjection),
+        Box::new(OccupancyProjection),
     ]
 }
 

@@ -245,7 +245,7 @@ fn rebuild_recreates_the_same_rows_beside_the_live_ones() {
     assert_eq!(unknown.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&unknown.stderr),
-        "gatehouse: rebuild: unknown projection \"trafic\", expected one of: device_status, traffic, equipment, recognitions, device_commands, work_orders, alarms, watch_list, presence\n"
+        "gatehouse: rebuild: unknown projection \"trafic\", expected one of: device_status, traffic, equipment, recognitions, device_commands, work_orders, alarms, watch_list, presence, occupancy\n"
     );
 }
 

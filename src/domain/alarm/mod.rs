@@ -150,6 +150,7 @@ impl Aggregate for Alarm {
                     about: alarm.source.to_string(),
                     what: match alarm.alarm_type {
                         AlarmType::DeviceOffline => "offline",
+                        AlarmType::OverCapacity => "over capacity",
                         _ => "faulty",
                     },
                 });

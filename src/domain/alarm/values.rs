@@ -83,16 +83,19 @@ pub enum AlarmType {
     LostMessages,
     /// Dead letters from one sender faster than `[alarms] dead_letter_rate` a minute.
     DeadLetterFlood,
+    /// A zone holds more people than its `[[zone]] capacity`.
+    OverCapacity,
 }
 
 impl AlarmType {
-    pub const ALL: [AlarmType; 6] = [
+    pub const ALL: [AlarmType; 7] = [
         AlarmType::WatchedSubjectSeen,
         AlarmType::ForcedPassage,
         AlarmType::DeviceOffline,
         AlarmType::FaultOpen,
         AlarmType::LostMessages,
         AlarmType::DeadLetterFlood,
+        AlarmType::OverCapacity,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -103,6 +106,7 @@ impl AlarmType {
             AlarmType::FaultOpen => "fault_open",
             AlarmType::LostMessages => "lost_messages",
             AlarmType::DeadLetterFlood => "dead_letter_flood",
+            AlarmType::OverCapacity => "over_capacity",
         }
     }
 
@@ -116,7 +120,10 @@ impl AlarmType {
     /// Whether the trouble lasts until something ends it (a device back online), rather than being one moment.
     /// Such an alarm clears itself when its condition ends, and nobody may clear it while the condition holds.
     pub fn lasts(self) -> bool {
-        matches!(self, AlarmType::DeviceOffline | AlarmType::FaultOpen)
+        matches!(
+            self,
+            AlarmType::DeviceOffline | AlarmType::FaultOpen | AlarmType::OverCapacity
+        )
     }
 }
 
@@ -133,6 +140,8 @@ pub enum AlarmSource {
     Subject(SubjectId),
     /// A gateway identity or an anonymous sender (`gateway:NAME`, `mqtt:CLIENT`).
     Sender(String),
+    /// A zone as config.toml names it.
+    Zone(String),
 }
 
 impl fmt::Display for AlarmSource {
@@ -141,6 +150,7 @@ impl fmt::Display for AlarmSource {
             AlarmSource::Device(id) => write!(f, "device {id}"),
             AlarmSource::Subject(subject) => write!(f, "subject {subject}"),
             AlarmSource::Sender(sender) => write!(f, "{sender}"),
+            AlarmSource::Zone(zone) => write!(f, "zone {zone}"),
         }
     }
 }
