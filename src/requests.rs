@@ -30,11 +30,30 @@ pub const MAX_REASON_CHARS: usize = 200;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum OperatorCommand {
-    LockOut { device: String, reason: String },
-    Unlock { device: String },
-    WorkOrder { order: String, step: WorkOrderStep },
-    Alarm { alarm: String, step: AlarmStep },
-    Watch { change: WatchChange },
+    LockOut {
+        device: String,
+        reason: String,
+    },
+    Unlock {
+        device: String,
+    },
+    WorkOrder {
+        order: String,
+        step: WorkOrderStep,
+    },
+    Alarm {
+        alarm: String,
+        step: AlarmStep,
+    },
+    Watch {
+        change: WatchChange,
+    },
+    /// A zone's occupancy set by hand, with why.
+    Occupancy {
+        zone: String,
+        count: u64,
+        reason: String,
+    },
 }
 
 /// What a person does with an alarm, with an optional note.
@@ -181,6 +200,29 @@ impl OperatorCommand {
         })
     }
 
+    /// A correction of `zone`'s count, the reason checked (required, one line) and the zone one of `zones`.
+    pub fn occupancy(zone: &str, count: u64, reason: &str, zones: &[String]) -> Result<OperatorCommand, String> {
+        let zone = zone.trim();
+        if !zones.iter().any(|z| z == zone) {
+            return Err(format!("there is no zone {zone:?} (zones: {})", zones.join(", ")));
+        }
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err("a correction needs a reason (it is kept with the count)".into());
+        }
+        if reason.chars().count() > MAX_REASON_CHARS {
+            return Err(format!("the reason is longer than {MAX_REASON_CHARS} characters"));
+        }
+        if reason.chars().any(char::is_control) {
+            return Err("the reason must be one line of text".into());
+        }
+        Ok(OperatorCommand::Occupancy {
+            zone: zone.to_owned(),
+            count,
+            reason: reason.to_owned(),
+        })
+    }
+
     /// The device, work order, alarm or list the command is for.
     pub fn target(&self) -> &str {
         match self {
@@ -188,6 +230,7 @@ impl OperatorCommand {
             OperatorCommand::WorkOrder { order, .. } => order,
             OperatorCommand::Alarm { alarm, .. } => alarm,
             OperatorCommand::Watch { .. } => "watch_list",
+            OperatorCommand::Occupancy { zone, .. } => zone,
         }
     }
 }
@@ -275,6 +318,22 @@ pub async fn carry_out(
                 .execute_or_start::<WatchList>(WatchList::ID, command, meta)
                 .await;
             words("watch list", result, done)
+        }
+        OperatorCommand::Occupancy { zone, count, reason } => {
+            let command = crate::domain::OccupancyCommand::Correct {
+                zone: zone.clone(),
+                count: *count,
+                reason: reason.clone(),
+                at: now,
+            };
+            let result = registry
+                .execute_or_start::<crate::domain::Occupancy>(crate::domain::Occupancy::ID, command, meta)
+                .await;
+            words(
+                zone,
+                result,
+                format!("{zone} now counts {count} people inside ({reason})"),
+            )
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::db::StoragePaths;
 use crate::domain::{Aggregate, DeviceId, StreamName};
 use crate::history::{fold_device, parse_instant};
 use crate::journal::JournalReader;
+use crate::requests::OperatorCommand;
 use crate::simulate::SimulateOptions;
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand};
@@ -142,6 +143,11 @@ pub enum Command {
         #[command(subcommand)]
         command: WatchCommand,
     },
+    /// Correct a zone's count of people inside (recorded as an event, with who and why).
+    Occupancy {
+        #[command(subcommand)]
+        command: OccupancyCommandArg,
+    },
     /// List alarms, active first, one per line, tab-separated: id, severity, state, type, source, last seen,
     /// count.
     Alarms {
@@ -170,6 +176,18 @@ pub enum Command {
         /// Also list re-driven and discarded letters.
         #[arg(long)]
         all: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OccupancyCommandArg {
+    /// Set ZONE's count of people inside to COUNT.
+    Set {
+        zone: String,
+        count: u64,
+        /// Why (a headcount, a door left open): kept with the count.
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -411,6 +429,14 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             }
             WatchCommand::List => alarms::watch_list(&config),
         },
+        Command::Occupancy {
+            command: OccupancyCommandArg::Set { zone, count, reason },
+        } => {
+            let by = actor(&config, as_user.as_deref())?;
+            let command = OperatorCommand::occupancy(&zone, count, &reason, &config.zone_names())
+                .map_err(|e| Failure::Usage(anyhow::anyhow!("occupancy set: {e}")))?;
+            operator::run(config, &command, &by)
+        }
         Command::Alarms { active } => alarms::list(&config, active),
         Command::Alarm { id, step } => {
             let by = actor(&config, as_user.as_deref())?;

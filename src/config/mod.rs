@@ -218,6 +218,23 @@ impl Config {
             .chain(self.cameras.iter().map(|c| (c.id.clone(), DeviceKind::Camera)))
             .collect()
     }
+
+    /// Every zone the devices name, once each, in file order (turnstiles first).
+    pub fn zone_names(&self) -> Vec<String> {
+        let mut zones: Vec<String> = Vec::new();
+        let named = self.turnstiles.iter().map(|t| &t.details.zone);
+        for zone in named.chain(self.cameras.iter().map(|c| &c.details.zone)) {
+            if !zones.contains(zone) {
+                zones.push(zone.clone());
+            }
+        }
+        zones
+    }
+
+    /// The capacity `[[zone]]` gives `zone`, if any.
+    pub fn capacity_of(&self, zone: &str) -> Option<u32> {
+        self.zones.iter().find(|z| z.name == zone).and_then(|z| z.capacity)
+    }
 }
 
 /// What the tests of every part share: the example file, and a parser whose errors read as `check-config` prints

@@ -1,5 +1,5 @@
-//! `/`: every device's live status from `device_status`, today's passages per zone, the open faults, the active
-//! alarms and the work orders still to do.
+//! `/`: every device's live status from `device_status`, today's passages and the occupancy per zone (with a
+//! manager's correction form), the open faults, the active alarms and the work orders still to do.
 //! `/live/dashboard` serves the same content as a fragment with an ETag (the projector's checkpoint), which the
 //! page's small script polls to update itself; without JavaScript the page is a plain, complete page.
 
@@ -22,11 +22,19 @@ pub struct Tile {
     pub passages_out: i64,
 }
 
-/// Today's passages in one zone.
+/// Today's passages in one zone, and how many people are in it now.
 pub struct ZoneTotal {
     pub zone: String,
     pub passages_in: i64,
     pub passages_out: i64,
+    pub occupancy: i64,
+    pub capacity: Option<u32>,
+}
+
+impl ZoneTotal {
+    pub fn over_capacity(&self) -> bool {
+        self.capacity.is_some_and(|c| self.occupancy > i64::from(c))
+    }
 }
 
 /// What both the page and the live fragment show.
@@ -47,6 +55,10 @@ pub struct Live {
 struct Dashboard {
     site: String,
     live: Live,
+    /// The zones a manager may correct, and the form's token (none: the form is not shown).
+    zone_names: Vec<String>,
+    csrf: Option<String>,
+    notice: Option<String>,
 }
 
 #[derive(Template)]
@@ -90,11 +102,16 @@ async fn load(state: &AppState) -> actix_web::Result<Live> {
     let today = jiff::Timestamp::now().to_zoned_datetime(tz.clone()).date().to_string();
     let day = today.clone();
     let now = jiff::Timestamp::now().as_microsecond();
-    let (tiles, work_orders, alarms) = super::read_views(state, move |conn| {
+    let (tiles, work_orders, alarms, occupancy) = super::read_views(state, move |conn| {
+        let occupancy: std::collections::HashMap<String, i64> = conn
+            .prepare_cached("SELECT zone, count FROM occupancy")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
         Ok((
             load_tiles(conn, &tz, &day)?,
             crate::work_orders::counts(conn, now)?,
             crate::alarms::active_counts(conn)?,
+            occupancy,
         ))
     })
     .await?;
@@ -109,6 +126,8 @@ async fn load(state: &AppState) -> actix_web::Result<Live> {
                 zone: tile.zone.clone(),
                 passages_in: tile.passages_in,
                 passages_out: tile.passages_out,
+                occupancy: occupancy.get(&tile.zone).copied().unwrap_or(0),
+                capacity: state.config.capacity_of(&tile.zone),
             }),
         }
     }
@@ -123,12 +142,58 @@ async fn load(state: &AppState) -> actix_web::Result<Live> {
     })
 }
 
-pub async fn page(state: web::Data<AppState>) -> actix_web::Result<HttpResponse> {
+#[derive(serde::Deserialize)]
+pub struct PageQuery {
+    notice: Option<String>,
+}
+
+pub async fn page(
+    state: web::Data<AppState>,
+    identity: crate::auth::Identity,
+    query: web::Query<PageQuery>,
+) -> actix_web::Result<HttpResponse> {
     let live = load(&state).await?;
     super::render(&Dashboard {
         site: state.config.site.name.clone(),
         live,
+        zone_names: state.config.zone_names(),
+        csrf: identity.csrf,
+        notice: query.into_inner().notice,
     })
+}
+
+#[derive(serde::Deserialize)]
+pub struct CorrectionForm {
+    csrf: String,
+    zone: String,
+    count: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// A manager sets a zone's occupancy from the dashboard: an event with who and why; back to the dashboard once
+/// the count shows.
+pub async fn correct_occupancy(
+    state: web::Data<AppState>,
+    super::auth::Manager(identity): super::auth::Manager,
+    form: web::Form<CorrectionForm>,
+) -> actix_web::Result<HttpResponse> {
+    super::auth::check_csrf(&identity, &form.csrf)?;
+    let notice = match form.count.trim().parse::<u64>() {
+        Err(_) => format!("nothing changed: {:?} is not a whole number of people", form.count),
+        Ok(count) => {
+            match crate::requests::OperatorCommand::occupancy(
+                &form.zone,
+                count,
+                &form.reason,
+                &state.config.zone_names(),
+            ) {
+                Ok(command) => super::lockout::carry_out_and_wait(&state, &identity.name, &command).await,
+                Err(why) => format!("nothing changed: {why}"),
+            }
+        }
+    };
+    Ok(super::admin::back_to_with("/", &notice))
 }
 
 /// The live part of the dashboard. Its ETag is the `device_status`, `work_orders` and `alarms` projectors'
@@ -146,12 +211,16 @@ pub async fn live(state: web::Data<AppState>, req: actix_web::HttpRequest) -> ac
         position_of("device_status"),
         position_of("work_orders"),
         position_of("alarms"),
+        position_of("occupancy"),
     );
     // The date is part of the tag: at midnight "today" changes without any new event.
     let today = jiff::Timestamp::now()
         .to_zoned_datetime(state.config.site.timezone.clone())
         .date();
-    let etag = format!("\"{}-{}-{}-{today}\"", position.0, position.1, position.2);
+    let etag = format!(
+        "\"{}-{}-{}-{}-{today}\"",
+        position.0, position.1, position.2, position.3
+    );
     let unchanged = req
         .headers()
         .get(actix_web::http::header::IF_NONE_MATCH)

@@ -54,6 +54,7 @@ pub fn server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> 
             .configure(parked::routes)
             .route("/", web::get().to(dashboard::page))
             .route("/live/dashboard", web::get().to(dashboard::live))
+            .route("/occupancy/correct", web::post().to(dashboard::correct_occupancy))
             .route("/static/live.js", web::get().to(live_js))
             .route("/healthz", web::get().to(health::healthz))
             .configure(devices::routes)

@@ -64,18 +64,12 @@ async fn page(state: web::Data<AppState>, req: HttpRequest) -> actix_web::Result
         return Ok(csv.into_response("muster.csv"));
     }
     // Every zone of the site, in the order config.toml names them, even with nobody inside.
-    let mut zones: Vec<ZoneList> = Vec::new();
-    let config_zones = state
+    let mut zones: Vec<ZoneList> = state
         .config
-        .turnstiles
-        .iter()
-        .map(|t| t.details.zone.clone())
-        .chain(state.config.cameras.iter().map(|c| c.details.zone.clone()));
-    for zone in config_zones {
-        if !zones.iter().any(|z| z.zone == zone) {
-            zones.push(ZoneList { zone, people: vec![] });
-        }
-    }
+        .zone_names()
+        .into_iter()
+        .map(|zone| ZoneList { zone, people: vec![] })
+        .collect();
     let total = rows.len();
     for row in rows {
         let person = Person {

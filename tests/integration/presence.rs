@@ -153,3 +153,100 @@ fn recognitions_and_rotations_become_identified_passages_and_the_muster_list() {
         );
     });
 }
+
+#[test]
+fn occupancy_counts_in_minus_out_per_zone_raises_over_capacity_and_takes_a_managers_correction() {
+    let port = free_port();
+    let site = Site::with_mqtt(
+        &format!("listen = \"127.0.0.1:{port}\""),
+        &format!("{TWO_TURNSTILES_ONE_CAMERA}\n[[zone]]\nname = \"Hall A\"\ncapacity = 2\n"),
+    );
+    let journal = site.paths().journal();
+    with_server(site.config(), async |state, addr| {
+        let passages: Vec<String> = ["in", "in", "in", "out"]
+            .iter()
+            .enumerate()
+            .map(|(n, d)| format!(r#"{{"msg_id":"a{n}","direction":"{d}"}}"#))
+            .collect();
+        publish(port, "gatehouse/turnstile/T1/passage", &passages)
+            .await
+            .unwrap();
+        // Out of an empty hall: stays at zero.
+        publish(
+            port,
+            "gatehouse/turnstile/T2/passage",
+            &[r#"{"msg_id":"b1","direction":"out"}"#.to_owned()],
+        )
+        .await
+        .unwrap();
+        settle(state).await;
+        let (_, dashboard) = get(addr, "/live/dashboard").await;
+        assert!(
+            dashboard.contains(r#"<td class="num occupancy">2 / 2</td>"#),
+            "{dashboard}"
+        );
+        assert!(dashboard.contains(r#"<td class="num occupancy">0</td>"#), "{dashboard}");
+        // The third person in was one too many: an over-capacity alarm, which ended when one left.
+        let (_, alarms) = get(addr, "/alarms?format=csv").await;
+        assert!(
+            alarms.contains("A-000001,over_capacity,major,zone Hall A,cleared_unacknowledged"),
+            "{alarms}"
+        );
+
+        // A manager counts 7 people in Hall A and says so on the dashboard.
+        let session = tokio::task::spawn_blocking(move || {
+            let session = Session::sign_in(&journal, addr, "max", gatehouse::auth::Role::Manager);
+            let page = session.get(addr, "/").body;
+            assert!(page.contains("Correct a zone's count"), "{page}");
+            let refused = session.post(addr, "/occupancy/correct", "zone=Hall+A&count=7&reason=");
+            let done = session.post(
+                addr,
+                "/occupancy/correct",
+                "zone=Hall+A&count=7&reason=headcount+at+noon",
+            );
+            (
+                refused.header("location").unwrap_or_default().to_owned(),
+                done.header("location").unwrap_or_default().to_owned(),
+            )
+        })
+        .await
+        .unwrap();
+        assert!(session.0.contains("needs%20a%20reason"), "{session:?}");
+        assert!(session.1.contains("Hall%20A%20now%20counts%207"), "{session:?}");
+        let (_, dashboard) = get(addr, "/live/dashboard").await;
+        assert!(
+            dashboard.contains(r#"<td class="num occupancy overdue">7 / 2</td>"#),
+            "{dashboard}"
+        );
+        let (_, alarms) = get(addr, "/alarms?format=csv").await;
+        assert!(
+            alarms.contains("over_capacity,major,zone Hall A,active_unacknowledged"),
+            "{alarms}"
+        );
+
+        let (status, report) = get(addr, "/reports/occupancy?zone=Hall+A").await;
+        assert_eq!(status, 200, "{report}");
+        assert!(report.contains(r#"Peak <strong class="peak">7</strong>"#), "{report}");
+        let (_, csv) = get(addr, "/reports/occupancy?format=csv").await;
+        let counts: Vec<String> = csv
+            .lines()
+            .skip(1)
+            .map(|line| line.split(',').skip(1).collect::<Vec<_>>().join(","))
+            .collect();
+        assert_eq!(csv.lines().next(), Some("time,zone,occupancy"));
+        assert_eq!(
+            counts,
+            ["Hall A,1", "Hall A,2", "Hall A,3", "Hall A,2", "Hall A,7", "Hall B,0"],
+            "{csv}"
+        );
+    });
+    // Recorded with who and why.
+    let journal = rusqlite::Connection::open(site.paths().journal()).unwrap();
+    assert_eq!(
+        dump(
+            &journal,
+            "SELECT stream_id, event_type, actor FROM events WHERE stream_id = 'occupancy:site'"
+        ),
+        ["occupancy:site|OccupancyCorrected|user:max"]
+    );
+}

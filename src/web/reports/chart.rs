@@ -51,7 +51,7 @@ pub struct Tick {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Chart {
     /// Prefix of the element ids that tie the `<svg>` to its title and description.
-    pub id: &'static str,
+    pub id: String,
     pub title: String,
     pub description: String,
     pub width: u32,
@@ -95,7 +95,7 @@ fn nice_step(max: i64) -> i64 {
 impl Chart {
     /// Two bars per bucket, side by side, scaled to the largest value.
     pub fn bars(
-        id: &'static str,
+        id: impl Into<String>,
         title: String,
         description: String,
         series: [Series; 2],
@@ -149,7 +149,7 @@ impl Chart {
             })
             .collect();
         Chart {
-            id,
+            id: id.into(),
             title,
             description,
             width: CHART_WIDTH,

@@ -274,6 +274,29 @@ impl RecognitionsQuery {
     }
 }
 
+/// `/reports/occupancy` parameters: one local day (default today) and a zone (default: every zone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OccupancyQuery {
+    pub day: Period,
+    pub zone: Option<String>,
+    pub format: Format,
+}
+
+impl OccupancyQuery {
+    pub(super) fn parse(query: &str, today: Date, tz: &TimeZone) -> Result<Self, BadQuery> {
+        let params = Params::parse(query, &["date", "zone", "format"])?;
+        let date = match params.get("date") {
+            None => today,
+            Some(value) => parse_date("date", value)?,
+        };
+        Ok(OccupancyQuery {
+            day: Period::new(date, date, tz).ok_or_else(|| bad(format!("date: {date} is out of range")))?,
+            zone: params.get("zone").map(str::to_owned),
+            format: Format::parse(&params)?,
+        })
+    }
+}
+
 /// A link to the same report as CSV, built from the typed query so it always parses back to the same rows.
 pub(super) fn csv_href(path: &str, period: &Period, extra: &[(&str, Option<&str>)]) -> String {
     let mut href = format!("{path}?from={}&to={}", period.from, period.to);
