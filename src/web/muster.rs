@@ -21,6 +21,8 @@ pub struct Person {
 pub struct ZoneList {
     pub zone: String,
     pub people: Vec<Person>,
+    /// The zone's occupancy minus the people identified inside: passed without a face to name them.
+    pub unidentified: i64,
 }
 
 #[derive(Template)]
@@ -42,7 +44,14 @@ async fn page(state: web::Data<AppState>, req: HttpRequest) -> actix_web::Result
     let query = web::Query::<Query>::from_query(req.query_string())
         .map_err(|e| actix_web::error::ErrorBadRequest(format!("{e}\n")))?
         .into_inner();
-    let rows = super::read_views(&state, |conn| Ok(crate::presence::inside(conn)?)).await?;
+    let (rows, occupancy) = super::read_views(&state, |conn| {
+        let occupancy: std::collections::HashMap<String, i64> = conn
+            .prepare_cached("SELECT zone, count FROM occupancy")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok((crate::presence::inside(conn)?, occupancy))
+    })
+    .await?;
     let tz = &state.config.site.timezone;
     let local = |micros: i64| super::local_time(tz, micros);
     if query.format.as_deref() == Some("csv") {
@@ -68,7 +77,11 @@ async fn page(state: web::Data<AppState>, req: HttpRequest) -> actix_web::Result
         .config
         .zone_names()
         .into_iter()
-        .map(|zone| ZoneList { zone, people: vec![] })
+        .map(|zone| ZoneList {
+            zone,
+            people: vec![],
+            unidentified: 0,
+        })
         .collect();
     let total = rows.len();
     for row in rows {
@@ -83,8 +96,13 @@ async fn page(state: web::Data<AppState>, req: HttpRequest) -> actix_web::Result
             None => zones.push(ZoneList {
                 zone: row.zone,
                 people: vec![person],
+                unidentified: 0,
             }),
         }
+    }
+    for zone in &mut zones {
+        let counted = occupancy.get(&zone.zone).copied().unwrap_or(0);
+        zone.unidentified = (counted - zone.people.len() as i64).max(0);
     }
     super::render(&MusterPage {
         site: state.config.site.name.clone(),

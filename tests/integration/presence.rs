@@ -31,9 +31,15 @@ fn rotation(msg_id: &str, direction: &str, at: &str) -> String {
 }
 
 #[test]
-fn recognitions_and_rotations_become_identified_passages_and_the_muster_list() {
+fn recognitions_and_rotations_become_identified_passages_the_muster_list_and_attendance() {
     let port = free_port();
-    let site = Site::with_mqtt(&format!("listen = \"127.0.0.1:{port}\""), TWO_TURNSTILES_ONE_CAMERA);
+    // Attendance days start 12 hours from now, far from the hour of passages below.
+    let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+    let day_starts = (jiff::Timestamp::now().to_zoned_datetime(berlin).hour() + 12) % 24;
+    let site = Site::with_mqtt(
+        &format!("listen = \"127.0.0.1:{port}\""),
+        &format!("{TWO_TURNSTILES_ONE_CAMERA}\n[identification]\nday_starts_at = \"{day_starts:02}:00\"\n"),
+    );
     with_server(site.config(), async |state, addr| {
         let (_, empty) = get(addr, "/muster").await;
         assert!(empty.contains("0 people identified inside"), "{empty}");
@@ -83,6 +89,8 @@ fn recognitions_and_rotations_become_identified_passages_and_the_muster_list() {
             "{page}"
         );
         assert!(!page.contains("P-3"), "{page}");
+        // Three rotations in, two of them identified.
+        assert!(hall_a.contains("1 more person inside, not identified"), "{page}");
         let (_, csv) = get(addr, "/muster?format=csv").await;
         let csv: Vec<&str> = csv.lines().collect();
         assert_eq!(
@@ -137,6 +145,22 @@ fn recognitions_and_rotations_become_identified_passages_and_the_muster_list() {
                 "SELECT subject, direction, turnstile, camera FROM identified_passages ORDER BY at"
             ),
             ["P-1|in|T1|C1", "P-2|in|T1|C1", "P-1|out|T1|C1", "P-1|out|T1|C1"]
+        );
+        // Attendance: P-1 inside from the first entry to the first exit; P-2 came in and has not left.
+        let (_, attendance) = get(addr, "/reports/attendance?format=csv").await;
+        let rows: Vec<Vec<&str>> = attendance.lines().map(|l| l.split(',').collect()).collect();
+        assert_eq!(rows[0], ["day", "subject", "first_in", "last_out", "inside_seconds"]);
+        assert_eq!(rows.len(), 3, "{attendance}");
+        assert_eq!((rows[1][1], rows[1][4]), ("P-1", "3569"), "{attendance}");
+        assert!(
+            rows[1][2].ends_with("+01:00") || rows[1][2].ends_with("+02:00"),
+            "site time: {attendance}"
+        );
+        assert_eq!((rows[2][1], rows[2][3], rows[2][4]), ("P-2", "", "0"), "{attendance}");
+        let (_, page) = get(addr, "/reports/attendance?subject=P-2").await;
+        assert!(
+            page.contains("<td>P-2</td>") && !page.contains("<td>P-1</td>"),
+            "{page}"
         );
         // The person's stream is named by their pseudonym, never their id.
         let journal = rusqlite::Connection::open(site.paths().journal()).unwrap();

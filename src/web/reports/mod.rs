@@ -1,5 +1,5 @@
 //! The managers' reports: `/reports/traffic`, `/reports/equipment`, `/reports/recognitions`,
-//! `/reports/maintenance`, `/reports/alarms` and `/reports/occupancy`. Each reads only
+//! `/reports/maintenance`, `/reports/alarms`, `/reports/occupancy` and `/reports/attendance`. Each reads only
 //! its read tables, shows its rows as an HTML page (with a bar chart drawn here as inline SVG: no script, no
 //! CDN) and, with `?format=csv`, returns the very same rows as CSV for scripts and BI tools.
 //!
@@ -9,9 +9,10 @@
 //!
 //! This file holds the routes and the glue the reports share (the CSV response, the filter form, how many rows a
 //! page lists); `params` parses the query, `buckets` groups rows in local hours and days, `chart` draws the bar
-//! chart, and each report has its own file: `traffic`, `equipment`, `recognitions`, `maintenance`, `alarms`, `occupancy`.
+//! chart, and each report has its own file: `traffic`, `equipment`, `recognitions`, `maintenance`, `alarms`, `occupancy`, `attendance`.
 
 mod alarms;
+mod attendance;
 mod buckets;
 mod chart;
 mod equipment;
@@ -35,7 +36,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/reports/recognitions", web::get().to(recognitions::recognitions))
         .route("/reports/maintenance", web::get().to(maintenance::maintenance))
         .route("/reports/alarms", web::get().to(alarms::alarms))
-        .route("/reports/occupancy", web::get().to(occupancy::occupancy));
+        .route("/reports/occupancy", web::get().to(occupancy::occupancy))
+        .route("/reports/attendance", web::get().to(attendance::attendance_report));
 }
 
 fn csv_response(report: &str, period: &Period, csv: Csv) -> HttpResponse {

@@ -297,6 +297,25 @@ impl OccupancyQuery {
     }
 }
 
+/// `/reports/attendance` parameters: attendance days `from` to `to` (default the last week) and one subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttendanceQuery {
+    pub period: Period,
+    pub subject: Option<String>,
+    pub format: Format,
+}
+
+impl AttendanceQuery {
+    pub(super) fn parse(query: &str, today: Date, tz: &TimeZone) -> Result<Self, BadQuery> {
+        let params = Params::parse(query, &["from", "to", "subject", "format"])?;
+        Ok(AttendanceQuery {
+            period: Period::parse(&params, today, tz)?,
+            subject: params.get("subject").map(str::to_owned),
+            format: Format::parse(&params)?,
+        })
+    }
+}
+
 /// A link to the same report as CSV, built from the typed query so it always parses back to the same rows.
 pub(super) fn csv_href(path: &str, period: &Period, extra: &[(&str, Option<&str>)]) -> String {
     let mut href = format!("{path}?from={}&to={}", period.from, period.to);
