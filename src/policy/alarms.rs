@@ -4,7 +4,10 @@
 //! Lasting trouble waits on the clock ([`Policy::due`]): a device offline longer than `[alarms] offline_after` or
 //! with a fault open longer than `fault_open_after` raises a major alarm that clears itself when the condition
 //! ends, and a sender with `dead_letter_rate` dead letters in a minute raises a minor one. A zone holding more people
-//! than its `[[zone]] capacity` raises a major over-capacity alarm that clears itself when the count is back. One alarm per (type, source): a repeat is a trigger on the active alarm, and
+//! than its `[[zone]] capacity` raises a major over-capacity alarm that clears itself when the count is back.
+//! Two or more rotations one way on a turnstile a camera watches, within `[identification] tailgate_window` of each
+//! other, with at most one of them identified, raise a minor tailgating alarm on the turnstile, decided once late
+//! faces can no longer identify them. One alarm per (type, source): a repeat is a trigger on the active alarm, and
 //! trouble back within `[alarms] reopen_within` of a clear reactivates the cleared one; otherwise a new alarm gets
 //! the next number. Numbers and the watch list live in its memory, saved with its checkpoint (as the maintenance
 //! policy keeps work order numbers), so a re-delivered event is decided again to the same alarm.
@@ -22,7 +25,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Events recorded this long before the policy's first one are history: folded (the watch list, alarm numbers),
 /// never alarmed on, so an upgrade does not turn a year of forced passages into a year of alarms.
 pub const HISTORY_ACTED_ON: SignedDuration = SignedDuration::from_hours(24);
-const MEMORY_SCHEMA: u32 = 3;
+const MEMORY_SCHEMA: u32 = 4;
+/// How long after a burst of rotations a late face may still identify one of them, beyond the match window.
+const TAILGATE_GRACE: SignedDuration = SignedDuration::from_secs(10);
 /// A flooding sender's alarm is triggered again at most this often, not on every tick.
 const DEAD_LETTERS_RETOLD: SignedDuration = SignedDuration::from_secs(60);
 
@@ -32,6 +37,8 @@ pub struct AlarmPolicy {
     offline_after: SignedDuration,
     fault_open_after: SignedDuration,
     dead_letter_rate: u64,
+    tailgate_window: SignedDuration,
+    match_window: SignedDuration,
     /// Each zone's capacity, for those `[[zone]]` gives one.
     capacities: BTreeMap<String, u64>,
     tz: jiff::tz::TimeZone,
@@ -59,6 +66,21 @@ struct Memory {
     dead_letters_told: BTreeMap<String, (i64, i64)>,
     /// Each zone's count of people, for the capacity alarm.
     occupancy: crate::domain::occupancy::Counts,
+    /// The turnstiles each camera watches: only their rotations can be judged for tailgating.
+    watches: BTreeMap<String, Vec<DeviceId>>,
+    /// Recent rotations of watched turnstiles, per turnstile, until a tailgating verdict on them.
+    rotations: BTreeMap<String, Vec<RecentRotation>>,
+}
+
+/// A rotation waiting for the tailgating verdict: when (device and recorded time, µs), which way, whether a face
+/// identified it, and its position (naming the alarm's causation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct RecentRotation {
+    at: i64,
+    recorded: i64,
+    inward: bool,
+    identified: bool,
+    position: u64,
 }
 
 /// When lasting trouble began: the event that began it (its position names the alarm's causation) and its time.
@@ -92,6 +114,9 @@ impl AlarmPolicy {
             offline_after: SignedDuration::try_from(config.alarms.offline_after).unwrap_or(SignedDuration::MAX),
             fault_open_after: SignedDuration::try_from(config.alarms.fault_open_after).unwrap_or(SignedDuration::MAX),
             dead_letter_rate: u64::from(config.alarms.dead_letter_rate),
+            tailgate_window: SignedDuration::try_from(config.identification.tailgate_window)
+                .unwrap_or(SignedDuration::ZERO),
+            match_window: SignedDuration::try_from(config.identification.match_window).unwrap_or(SignedDuration::ZERO),
             capacities: config
                 .zones
                 .iter()
@@ -100,6 +125,68 @@ impl AlarmPolicy {
             tz: config.site.timezone.clone(),
             memory: Memory::default(),
         }
+    }
+
+    /// Verdicts on the bursts of rotations that late faces can no longer identify: a burst of two or more one way,
+    /// each within `tailgate_window` of the one before, with at most one face among them, is tailgating.
+    fn tailgating(&mut self, now: Timestamp) -> Vec<Due> {
+        let settled_before =
+            now.as_microsecond() - (self.tailgate_window + self.match_window + TAILGATE_GRACE).as_micros() as i64;
+        let window = self.tailgate_window.as_micros() as i64;
+        let mut found = Vec::new();
+        for (turnstile, recent) in &mut self.memory.rotations {
+            recent.sort_by_key(|r| (r.at, r.position));
+            // Bursts: runs one way whose rotations follow each other within the window.
+            let mut bursts: Vec<Vec<RecentRotation>> = Vec::new();
+            for rotation in recent.drain(..) {
+                match bursts.last_mut() {
+                    Some(burst)
+                        if burst
+                            .last()
+                            .is_some_and(|last| last.inward == rotation.inward && rotation.at - last.at <= window) =>
+                    {
+                        burst.push(rotation)
+                    }
+                    _ => bursts.push(vec![rotation]),
+                }
+            }
+            for burst in bursts {
+                let settled = burst.iter().all(|r| r.recorded < settled_before);
+                if !settled {
+                    recent.extend(burst);
+                    continue;
+                }
+                let faces = burst.iter().filter(|r| r.identified).count();
+                if burst.len() >= 2 && faces <= 1 {
+                    found.push((turnstile.clone(), burst, faces));
+                }
+            }
+        }
+        self.memory.rotations.retain(|_, recent| !recent.is_empty());
+        found
+            .into_iter()
+            .filter_map(|(turnstile, burst, faces)| {
+                let first = burst.first()?;
+                let id = DeviceId::parse(&turnstile).ok()?;
+                let at = Timestamp::from_microsecond(first.recorded).ok()?;
+                let trouble = Trouble {
+                    alarm_type: AlarmType::Tailgating,
+                    source: AlarmSource::Device(id),
+                    severity: Severity::Minor,
+                    zone: self.memory.zones.get(&turnstile).cloned(),
+                    detail: format!(
+                        "{} rotations {} on {turnstile}, each within {} s of the one before, {faces} of them identified",
+                        burst.len(),
+                        if first.inward { "in" } else { "out" },
+                        self.tailgate_window.as_secs_f64()
+                    ),
+                };
+                Some(Due {
+                    key: format!("tailgating@{}", first.position),
+                    order: self.raise(trouble, at),
+                })
+            })
+            .collect()
     }
 
     /// How long lasting trouble of `alarm_type` goes on before it is an alarm.
@@ -282,6 +369,26 @@ impl AlarmPolicy {
     fn on_device(&mut self, device: &str, event: &DeviceEvent, stored: &StoredEvent, history: bool) -> Vec<Order> {
         let mut orders = self.on_condition(device, event, stored);
         if let DeviceEvent::PassageRecorded(e) = event
+            && !history
+            && self
+                .memory
+                .watches
+                .values()
+                .any(|w| w.iter().any(|t| t.as_str() == device))
+        {
+            self.memory
+                .rotations
+                .entry(device.to_owned())
+                .or_default()
+                .push(RecentRotation {
+                    at: e.at.as_microsecond(),
+                    recorded: stored.recorded_at.as_microsecond(),
+                    inward: e.direction == crate::domain::Direction::In,
+                    identified: false,
+                    position: stored.position,
+                });
+        }
+        if let DeviceEvent::PassageRecorded(e) = event
             && let Some(zone) = self.memory.zones.get(device).cloned()
         {
             let count = self.memory.occupancy.rotation(&zone, e.direction);
@@ -299,6 +406,13 @@ impl AlarmPolicy {
         match event {
             DeviceEvent::Commissioned(e) => {
                 self.memory.zones.insert(device.to_owned(), e.details.zone.clone());
+                if !e.watches.is_empty() {
+                    self.memory.watches.insert(device.to_owned(), e.watches.clone());
+                }
+                vec![]
+            }
+            DeviceEvent::WatchesChanged(e) => {
+                self.memory.watches.insert(device.to_owned(), e.watches.clone());
                 vec![]
             }
             DeviceEvent::DetailsChanged(e) => {
@@ -420,6 +534,17 @@ impl Policy for AlarmPolicy {
                 let number = AlarmNumber::parse(event.stream_id.id())?;
                 self.on_alarm(number.get(), alarm_event);
             }
+            AnyEvent::Presence(crate::domain::PresenceEvent::PassageIdentified(e)) => {
+                let at = e.at.as_microsecond();
+                if let Some(rotation) = self
+                    .memory
+                    .rotations
+                    .get_mut(e.turnstile.as_str())
+                    .and_then(|recent| recent.iter_mut().find(|r| r.at == at && !r.identified))
+                {
+                    rotation.identified = true;
+                }
+            }
             AnyEvent::Occupancy(occupancy) => {
                 let mut orders = Vec::new();
                 for (zone, count) in self.memory.occupancy.apply(occupancy) {
@@ -478,6 +603,7 @@ impl Policy for AlarmPolicy {
                 order: self.raise(trouble, at),
             });
         }
+        due.extend(self.tailgating(now));
         for flood in &moment.recent_dead_letters {
             if flood.count < self.dead_letter_rate {
                 continue;
@@ -535,6 +661,8 @@ mod tests {
             offline_after: SignedDuration::from_mins(5),
             fault_open_after: SignedDuration::from_mins(15),
             dead_letter_rate: 20,
+            tailgate_window: SignedDuration::from_secs(2),
+            match_window: SignedDuration::from_secs(3),
             capacities: BTreeMap::from([("Hall A".to_owned(), 2)]),
             tz: jiff::tz::TimeZone::UTC,
             memory: Memory::default(),
@@ -831,5 +959,72 @@ mod tests {
         );
         let back = device_event(&mut policy, 6, "T1", now, pass(Direction::Out));
         assert!(back[0].contains("ConditionEnded"), "{back:?}");
+    }
+
+    #[test]
+    fn a_burst_of_rotations_with_at_most_one_face_is_tailgating_once_late_faces_cannot_change_it() {
+        use crate::domain::presence::{PassageIdentified, PresenceEvent};
+        use crate::domain::{Confidence, Direction, PassageRecorded};
+        let mut policy = policy();
+        policy.memory.watches.insert(
+            "C1".into(),
+            vec![DeviceId::parse("T1").unwrap(), DeviceId::parse("T2").unwrap()],
+        );
+        let start = Timestamp::now();
+        let secs = |s: i64| start + SignedDuration::from_secs(s);
+        let pass = |policy: &mut AlarmPolicy, position, device: &str, at: Timestamp| {
+            let event = DeviceEvent::PassageRecorded(PassageRecorded {
+                direction: Direction::In,
+                at,
+                during_fault: false,
+                during_lockout: false,
+                seq: None,
+            });
+            device_event(policy, position, device, start, event)
+        };
+        let identified = |policy: &mut AlarmPolicy, turnstile: &str, at: Timestamp| {
+            let event = AnyEvent::Presence(PresenceEvent::PassageIdentified(PassageIdentified {
+                subject: SubjectId::parse("P-1").unwrap(),
+                turnstile: DeviceId::parse(turnstile).unwrap(),
+                camera: DeviceId::parse("C1").unwrap(),
+                zone: "Hall A".into(),
+                direction: Direction::In,
+                confidence: Confidence::new(0.9).unwrap(),
+                at,
+            }));
+            policy
+                .react(&stored(
+                    99,
+                    "presence:ps-00000000000000000000000000000001",
+                    start,
+                    event,
+                ))
+                .unwrap();
+        };
+        // T1: two in within 2 s, one of them identified. T2: two in, both identified. T1 later: 5 s apart.
+        pass(&mut policy, 1, "T1", secs(0));
+        pass(&mut policy, 2, "T1", secs(1));
+        identified(&mut policy, "T1", secs(0));
+        pass(&mut policy, 3, "T2", secs(0));
+        pass(&mut policy, 4, "T2", secs(1));
+        identified(&mut policy, "T2", secs(0));
+        identified(&mut policy, "T2", secs(1));
+        pass(&mut policy, 5, "T1", secs(10));
+        pass(&mut policy, 6, "T1", secs(15));
+        assert!(
+            tick(&mut policy, start + SignedDuration::from_secs(5), vec![]).is_empty(),
+            "not settled yet"
+        );
+        let due = tick(&mut policy, start + SignedDuration::from_secs(16), vec![]);
+        assert_eq!(due.len(), 1, "{due:?}");
+        assert_eq!(due[0].0, "tailgating@1");
+        assert!(
+            due[0].1.contains("Tailgating") && due[0].1.contains("2 rotations in on T1"),
+            "{due:?}"
+        );
+        assert!(
+            tick(&mut policy, start + SignedDuration::from_secs(60), vec![]).is_empty(),
+            "decided once"
+        );
     }
 }

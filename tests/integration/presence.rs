@@ -274,3 +274,42 @@ fn occupancy_counts_in_minus_out_per_zone_raises_over_capacity_and_takes_a_manag
         ["occupancy:site|OccupancyCorrected|user:max"]
     );
 }
+
+#[test]
+fn two_rotations_in_a_moment_with_one_face_raise_a_tailgating_alarm() {
+    let port = free_port();
+    let site = Site::with_mqtt(
+        &format!("listen = \"127.0.0.1:{port}\""),
+        &format!("{TWO_TURNSTILES_ONE_CAMERA}\n[identification]\nmatch_window = \"1s\"\ntailgate_window = \"1s\"\n"),
+    );
+    with_server(site.config(), async |state, addr| {
+        publish(
+            port,
+            "gatehouse/camera/C1/recognition",
+            &[recognition("r1", "P-1", &t(0.0))],
+        )
+        .await
+        .unwrap();
+        // Two people through T1 half a second apart; the camera saw one of them.
+        publish(
+            port,
+            "gatehouse/turnstile/T1/passage",
+            &[rotation("p1", "in", &t(0.005)), rotation("p2", "in", &t(0.0135))],
+        )
+        .await
+        .unwrap();
+        // The verdict waits until a late face could no longer change it (window + match window + 10 s).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            settle(state).await;
+            let (_, alarms) = get(addr, "/alarms?format=csv").await;
+            if alarms.contains(",tailgating,minor,device T1,active_unacknowledged,") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no tailgating alarm: {alarms}");
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        let (_, alarms) = get(addr, "/alarms?format=csv").await;
+        assert_eq!(alarms.lines().count(), 2, "one alarm: {alarms}");
+    });
+}

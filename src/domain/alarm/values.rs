@@ -85,10 +85,12 @@ pub enum AlarmType {
     DeadLetterFlood,
     /// A zone holds more people than its `[[zone]] capacity`.
     OverCapacity,
+    /// Rotations one way on a watched turnstile within `tailgate_window` with at most one face among them.
+    Tailgating,
 }
 
 impl AlarmType {
-    pub const ALL: [AlarmType; 7] = [
+    pub const ALL: [AlarmType; 8] = [
         AlarmType::WatchedSubjectSeen,
         AlarmType::ForcedPassage,
         AlarmType::DeviceOffline,
@@ -96,6 +98,7 @@ impl AlarmType {
         AlarmType::LostMessages,
         AlarmType::DeadLetterFlood,
         AlarmType::OverCapacity,
+        AlarmType::Tailgating,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -107,6 +110,7 @@ impl AlarmType {
             AlarmType::LostMessages => "lost_messages",
             AlarmType::DeadLetterFlood => "dead_letter_flood",
             AlarmType::OverCapacity => "over_capacity",
+            AlarmType::Tailgating => "tailgating",
         }
     }
 
