@@ -131,8 +131,9 @@ fn the_embedded_endpoint_serves_alarm_states_to_alarm_gateways_only() {
         assert!(said.contains("All subscription requests were denied"), "{said}");
         assert!(!said.contains("P-1042"), "{said}");
 
-        // A display watching while the alarm is acknowledged and then cleared sees both, the clear as an empty
-        // retained message.
+        // A display watching while the alarm is acknowledged and then cleared sees it emptied. Like a broker's
+        // retained message, only the latest state of an alarm is kept: a display that is slow to read may skip
+        // the acknowledged state in between, never the clear.
         let desk_password = desk.clone();
         let watching = tokio::task::spawn_blocking(move || {
             Command::new("mosquitto_sub")
@@ -146,7 +147,7 @@ fn the_embedded_endpoint_serves_alarm_states_to_alarm_gateways_only() {
                     "-P",
                     &desk_password,
                 ])
-                .args(["-t", "gatehouse/alarms/#", "-v", "-C", "3", "-W", "30"])
+                .args(["-t", "gatehouse/alarms/#", "-v", "-C", "3", "-W", "8"])
                 .stdout(Stdio::piped())
                 .output()
                 .unwrap()
@@ -160,11 +161,14 @@ fn the_embedded_endpoint_serves_alarm_states_to_alarm_gateways_only() {
             .lines()
             .map(str::to_owned)
             .collect();
-        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!((2..=3).contains(&lines.len()), "{lines:?}");
         assert_eq!(state_of(&lines[0])["state"], "active_unacknowledged");
-        assert_eq!(state_of(&lines[1])["state"], "active_acknowledged");
+        if lines.len() == 3 {
+            assert_eq!(state_of(&lines[1])["state"], "active_acknowledged");
+        }
+        let last = lines.last().map(String::as_str).unwrap_or_default();
         assert!(
-            lines[2] == "gatehouse/alarms/A-000001 " || lines[2] == "gatehouse/alarms/A-000001 (null)",
+            last == "gatehouse/alarms/A-000001 " || last == "gatehouse/alarms/A-000001 (null)",
             "{lines:?}"
         );
 
