@@ -3,7 +3,8 @@
 //! 1. **rebuild**: the read models rebuilt from position 0 with the `presence` and `occupancy` projectors, against
 //!    the same rebuild without them (the baseline);
 //! 2. **policies**: every event of the journal read and decided by the identification and occupancy policies,
-//!    against reading the same events without deciding anything (the baseline).
+//!    against the rebuild with the new projectors (they must decide at least twice as fast) and against reading
+//!    the same events without deciding anything (their cost per passage).
 //!
 //! The journal: `GATEHOUSE_BENCH_PASSAGES` (default 200,000) passages over 100 turnstiles, 10 cameras each
 //! watching 10 of them, 30 % of the passages with a recognition of a known person just before, and the identified
@@ -30,12 +31,10 @@ use std::time::{Duration, Instant};
 const TURNSTILES: usize = 100;
 const CAMERAS: usize = 10;
 const PEOPLE: usize = 2000;
-/// Events per append: streams are written in chunks, as a busy device's actor pipelines them.
-const CHUNK: usize = 2000;
-/// Targets: the new followers may cost the rebuild at most half its rate, and the policies at most 5 µs per
-/// passage over reading it.
+/// Targets: the new projectors may cost the rebuild at most half its rate, and the new policies must decide
+/// events at least twice as fast as the rebuild (with them) applies them, so they never hold the followers back.
 const TARGET_REBUILD_RATIO: f64 = 0.5;
-const TARGET_POLICY_MICROS: f64 = 5.0;
+const TARGET_POLICY_RATIO: f64 = 2.0;
 
 fn main() -> anyhow::Result<()> {
     let passages = env_count("GATEHOUSE_BENCH_PASSAGES", 200_000)?;
@@ -76,6 +75,7 @@ fn main() -> anyhow::Result<()> {
     let per_passage = |d: Duration| d.as_secs_f64() * 1e6 / passages as f64;
     let rebuild_ratio = baseline.as_secs_f64() / with.as_secs_f64();
     let policy_micros = per_passage(decided.saturating_sub(read_only));
+    let policy_ratio = with.as_secs_f64() / decided.as_secs_f64();
     let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
     println!();
     println!(
@@ -103,15 +103,15 @@ fn main() -> anyhow::Result<()> {
         verdict(rebuild_ratio >= TARGET_REBUILD_RATIO)
     );
     println!(
-        "{:<44} {:>10} {:>11.2} µs {:>12} {}",
-        "policy cost per passage",
+        "{:<44} {:>10} {:>14.3} {:>12} {}",
+        "policy rate / rebuild rate (with them)",
         "",
-        policy_micros,
-        format!("<= {TARGET_POLICY_MICROS} µs"),
-        verdict(policy_micros <= TARGET_POLICY_MICROS)
+        policy_ratio,
+        format!(">= {TARGET_POLICY_RATIO}"),
+        verdict(policy_ratio >= TARGET_POLICY_RATIO)
     );
     println!(
-        "  the projectors' cost per passage: {:.2} µs; {identified} identified passages",
+        "  per passage: the projectors {:.2} µs, the policies {policy_micros:.2} µs; {identified} identified passages",
         per_passage(with.saturating_sub(baseline))
     );
     Ok(())
@@ -146,8 +146,9 @@ fn seed(paths: &StoragePaths, config: &Config, passages: usize) -> anyhow::Resul
     paths.prepare()?;
     let key = gatehouse::pseudonym::PseudonymKey::from_bytes([7; 32]);
     let start = Timestamp::now() - SignedDuration::from_hours(2);
-    let mut device_events: Vec<Vec<DeviceEvent>> = vec![Vec::new(); TURNSTILES + CAMERAS];
-    let mut presence: std::collections::BTreeMap<String, Vec<PresenceEvent>> = Default::default();
+    // Every event in journal order, as the site would record them: each face just before its rotation, and the
+    // identified passage the policy records right after.
+    let mut ordered: Vec<(StreamName, codec::EncodedEvent)> = Vec::new();
     let details = |name: String, zone: String| DeviceDetails {
         name,
         zone,
@@ -155,21 +156,23 @@ fn seed(paths: &StoragePaths, config: &Config, passages: usize) -> anyhow::Resul
         model: None,
         manufacturer: None,
     };
-    for (t, turnstile) in config.turnstiles.iter().enumerate() {
-        device_events[t].push(DeviceEvent::Commissioned(Commissioned {
+    for turnstile in &config.turnstiles {
+        let event = DeviceEvent::Commissioned(Commissioned {
             kind: DeviceKind::Turnstile,
             details: details(turnstile.id.to_string(), turnstile.details.zone.clone()),
             watches: vec![],
             at: start,
-        }));
+        });
+        ordered.push((StreamName::parse(turnstile.id.as_str())?, codec::encode_event(&event)));
     }
-    for (c, camera) in config.cameras.iter().enumerate() {
-        device_events[TURNSTILES + c].push(DeviceEvent::Commissioned(Commissioned {
+    for camera in &config.cameras {
+        let event = DeviceEvent::Commissioned(Commissioned {
             kind: DeviceKind::Camera,
             details: details(camera.id.to_string(), camera.details.zone.clone()),
             watches: camera.watches.clone(),
             at: start,
-        }));
+        });
+        ordered.push((StreamName::parse(camera.id.as_str())?, codec::encode_event(&event)));
     }
     for n in 0..passages {
         let t = n % TURNSTILES;
@@ -179,69 +182,68 @@ fn seed(paths: &StoragePaths, config: &Config, passages: usize) -> anyhow::Resul
         } else {
             Direction::Out
         };
-        if n % 10 < 3 {
-            let subject = SubjectId::parse(&format!("P-{}", n / 10 % PEOPLE)).map_err(|e| anyhow::anyhow!(e))?;
-            device_events[TURNSTILES + t / 10].push(DeviceEvent::RecognitionRecorded(RecognitionRecorded {
-                subject: Some(subject.clone()),
-                confidence: Confidence::new(0.95).expect("a confidence"),
-                at: at - SignedDuration::from_millis(300),
-                seq: None,
-            }));
-            presence
-                .entry(key.pseudonym(&subject).to_string())
-                .or_default()
-                .push(PresenceEvent::PassageIdentified(PassageIdentified {
-                    subject,
-                    turnstile: id(&format!("T{t}")),
-                    camera: id(&format!("C{}", t / 10)),
-                    zone: format!("Zone {}", t / 10),
-                    direction,
-                    confidence: Confidence::new(0.95).expect("a confidence"),
-                    at,
-                }));
-        }
-        device_events[t].push(DeviceEvent::PassageRecorded(PassageRecorded {
+        let turnstile = StreamName::parse(&format!("T{t}"))?;
+        let rotation = DeviceEvent::PassageRecorded(PassageRecorded {
             direction,
             at,
             during_fault: false,
             during_lockout: false,
             seq: None,
-        }));
+        });
+        if n % 10 < 3 {
+            let subject = SubjectId::parse(&format!("P-{}", n / 10 % PEOPLE)).map_err(|e| anyhow::anyhow!(e))?;
+            let face = DeviceEvent::RecognitionRecorded(RecognitionRecorded {
+                subject: Some(subject.clone()),
+                confidence: Confidence::new(0.95).expect("a confidence"),
+                at: at - SignedDuration::from_millis(300),
+                seq: None,
+            });
+            ordered.push((StreamName::parse(&format!("C{}", t / 10))?, codec::encode_event(&face)));
+            ordered.push((turnstile, codec::encode_event(&rotation)));
+            let identified = PresenceEvent::PassageIdentified(PassageIdentified {
+                subject: subject.clone(),
+                turnstile: id(&format!("T{t}")),
+                camera: id(&format!("C{}", t / 10)),
+                zone: format!("Zone {}", t / 10),
+                direction,
+                confidence: Confidence::new(0.95).expect("a confidence"),
+                at,
+            });
+            let person = StreamName::of(Presence::KIND, &key.pseudonym(&subject).to_string())?;
+            ordered.push((person, codec::encode_event(&identified)));
+        } else {
+            ordered.push((turnstile, codec::encode_event(&rotation)));
+        }
     }
+    let total = ordered.len();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let mut total = 0;
     runtime.block_on(async {
         let (writer, thread) = JournalWriter::open(&paths.journal(), Synchronous::Normal)?;
-        let append = async |stream: StreamName, encoded: Vec<codec::EncodedEvent>, version: u64| {
-            let outcome = writer
-                .append(AppendRequest {
-                    stream,
-                    expected_version: version,
-                    events: encoded,
-                    causation: None,
-                    actor: Actor::config(),
-                    delivery: None,
-                })
-                .await;
-            anyhow::Ok(outcome?)
-        };
-        let names: Vec<String> = (0..TURNSTILES)
-            .map(|t| format!("T{t}"))
-            .chain((0..CAMERAS).map(|c| format!("C{c}")))
-            .collect();
-        for (events, name) in device_events.iter().zip(&names) {
-            for (k, chunk) in events.chunks(CHUNK).enumerate() {
-                let encoded = chunk.iter().map(codec::encode_event).collect();
-                append(StreamName::parse(name)?, encoded, (k * CHUNK) as u64).await?;
-                total += chunk.len();
+        let mut versions: std::collections::HashMap<String, u64> = Default::default();
+        // Appends in flight at once (different streams' appends share group commits); one stream's in order.
+        let mut pending = futures_util::stream::FuturesOrdered::new();
+        for (stream, event) in ordered {
+            let version = versions.entry(stream.to_string()).or_default();
+            let expected_version = *version;
+            *version += 1;
+            pending.push_back(writer.append(AppendRequest {
+                stream,
+                expected_version,
+                events: vec![event],
+                causation: None,
+                actor: Actor::config(),
+                delivery: None,
+            }));
+            if pending.len() >= 256 {
+                use futures_util::StreamExt;
+                if let Some(outcome) = pending.next().await {
+                    outcome?;
+                }
             }
         }
-        for (person, events) in &presence {
-            for (k, chunk) in events.chunks(CHUNK).enumerate() {
-                let encoded = chunk.iter().map(codec::encode_event).collect();
-                append(StreamName::of(Presence::KIND, person)?, encoded, (k * CHUNK) as u64).await?;
-                total += chunk.len();
-            }
+        use futures_util::StreamExt;
+        while let Some(outcome) = pending.next().await {
+            outcome?;
         }
         drop(writer);
         thread.join();

@@ -16,7 +16,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-const MEMORY_SCHEMA: u32 = 1;
+const MEMORY_SCHEMA: u32 = 2;
 
 pub struct IdentificationPolicy {
     min_confidence: f64,
@@ -29,8 +29,9 @@ pub struct IdentificationPolicy {
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 struct Memory {
     matcher: Matcher,
-    /// The turnstiles each camera watches.
+    /// The turnstiles each camera watches, and the same the other way round.
     watches: BTreeMap<String, Vec<DeviceId>>,
+    watched_by: BTreeMap<String, Vec<DeviceId>>,
     /// Each device's zone.
     zones: BTreeMap<String, String>,
     /// Who is inside (by presence stream id): the last time they were seen and the position that said so.
@@ -60,13 +61,23 @@ impl IdentificationPolicy {
     }
 
     /// The cameras that watch `turnstile`.
-    fn cameras_of(&self, turnstile: &str) -> Vec<DeviceId> {
-        self.memory
-            .watches
-            .iter()
-            .filter(|(_, watched)| watched.iter().any(|t| t.as_str() == turnstile))
-            .filter_map(|(camera, _)| DeviceId::parse(camera).ok())
-            .collect()
+    fn cameras_of(&self, turnstile: &str) -> &[DeviceId] {
+        self.memory.watched_by.get(turnstile).map_or(&[], Vec::as_slice)
+    }
+
+    /// Keeps the turnstile → cameras index in step with the cameras' watches.
+    fn index_watches(&mut self) {
+        let mut watched_by: BTreeMap<String, Vec<DeviceId>> = BTreeMap::new();
+        for (camera, turnstiles) in &self.memory.watches {
+            let Ok(camera) = DeviceId::parse(camera) else { continue };
+            for turnstile in turnstiles {
+                watched_by
+                    .entry(turnstile.as_str().to_owned())
+                    .or_default()
+                    .push(camera.clone());
+            }
+        }
+        self.memory.watched_by = watched_by;
     }
 
     fn identified(&self, found: crate::domain::presence::matching::Match) -> Option<Order> {
@@ -93,6 +104,7 @@ impl IdentificationPolicy {
                 self.memory.zones.insert(device.to_owned(), e.details.zone.clone());
                 if !e.watches.is_empty() {
                     self.memory.watches.insert(device.to_owned(), e.watches.clone());
+                    self.index_watches();
                 }
                 None
             }
@@ -102,10 +114,12 @@ impl IdentificationPolicy {
             }
             DeviceEvent::WatchesChanged(e) => {
                 self.memory.watches.insert(device.to_owned(), e.watches.clone());
+                self.index_watches();
                 None
             }
             DeviceEvent::Decommissioned(_) => {
                 self.memory.watches.remove(device);
+                self.index_watches();
                 None
             }
             DeviceEvent::RecognitionRecorded(e) if e.confidence.value() >= self.min_confidence => {
@@ -127,7 +141,7 @@ impl IdentificationPolicy {
                     direction: e.direction,
                     at: e.at,
                 };
-                let cameras = self.cameras_of(device);
+                let cameras = self.cameras_of(device).to_vec();
                 let found = self.memory.matcher.rotation(rotation, position, &cameras)?;
                 self.identified(found)
             }

@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 
 /// How long after the newest event a face or a rotation still waits for its match (beyond the window).
 pub const LATE_ARRIVAL: SignedDuration = SignedDuration::from_secs(60);
+/// How often (in device time) the matcher forgets what can no longer match.
+const PRUNE_EVERY_US: i64 = 1_000_000;
 
 /// A recognition of a subject, sure enough to identify.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +49,8 @@ pub struct Matcher {
     faces: BTreeMap<String, BTreeMap<(i64, u64), Face>>,
     rotations: BTreeMap<String, BTreeMap<(i64, u64), Rotation>>,
     newest_us: i64,
+    /// When what can no longer match was last forgotten: at most once a second, not on every event.
+    pruned_us: i64,
 }
 
 impl Matcher {
@@ -127,6 +131,10 @@ impl Matcher {
             return;
         }
         self.newest_us = at;
+        if at - self.pruned_us < PRUNE_EVERY_US {
+            return;
+        }
+        self.pruned_us = at;
         let horizon = at
             .saturating_sub(self.window_us)
             .saturating_sub(LATE_ARRIVAL.as_micros() as i64);
