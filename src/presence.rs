@@ -1,5 +1,5 @@
-//! Reading the presence read tables: who is inside now, per zone (`/muster`). Every subject id a page shows about
-//! presence comes from here, the one place forgetting a person has to blank.
+//! Reading the presence read tables: who is inside now, per zone (`/muster`), and who passed when (attendance).
+//! Every subject id a page shows about presence comes from here, the one place forgetting a person has to blank.
 
 use rusqlite::Connection;
 
@@ -27,6 +27,25 @@ pub fn inside(conn: &Connection) -> rusqlite::Result<Vec<InsideRow>> {
             last_seen_at: r.get(3)?,
             last_seen_device: r.get(4)?,
         })
+    })?;
+    rows.collect()
+}
+
+/// Identified passages recorded between `start` and `end` (µs), one subject's or everyone's, by subject then
+/// time: (subject, direction, at µs).
+pub fn identified_passages(
+    conn: &Connection,
+    start: i64,
+    end: i64,
+    subject: Option<&str>,
+) -> rusqlite::Result<Vec<(String, String, i64)>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT subject, direction, at FROM identified_passages
+         WHERE at >= ?1 AND at < ?2 AND (?3 IS NULL OR subject = ?3)
+         ORDER BY subject, at, position",
+    )?;
+    let rows = statement.query_map(rusqlite::params![start, end, subject], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
     })?;
     rows.collect()
 }

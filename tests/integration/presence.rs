@@ -313,3 +313,50 @@ fn two_rotations_in_a_moment_with_one_face_raise_a_tailgating_alarm() {
         assert_eq!(alarms.lines().count(), 2, "one alarm: {alarms}");
     });
 }
+
+#[test]
+fn someone_not_seen_for_the_presence_timeout_leaves_the_muster_list() {
+    let port = free_port();
+    let site = Site::with_mqtt(
+        &format!("listen = \"127.0.0.1:{port}\""),
+        &format!("{TWO_TURNSTILES_ONE_CAMERA}\n[identification]\npresence_timeout = \"2s\"\n"),
+    );
+    with_server(site.config(), async |state, addr| {
+        let now = jiff::Timestamp::now();
+        publish(
+            port,
+            "gatehouse/camera/C1/recognition",
+            &[recognition("r1", "P-1", &now.to_string())],
+        )
+        .await
+        .unwrap();
+        publish(
+            port,
+            "gatehouse/turnstile/T1/passage",
+            &[rotation("p1", "in", &now.to_string())],
+        )
+        .await
+        .unwrap();
+        settle(state).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut seen_inside = false;
+        loop {
+            let (_, csv) = get(addr, "/muster?format=csv").await;
+            match csv.lines().count() {
+                2 => seen_inside = true,
+                1 if seen_inside => break,
+                _ => {}
+            }
+            assert!(std::time::Instant::now() < deadline, "still listed: {csv}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let journal = rusqlite::Connection::open(site.paths().journal()).unwrap();
+        assert_eq!(
+            dump(
+                &journal,
+                "SELECT event_type FROM events WHERE stream_id LIKE 'presence:%' ORDER BY position"
+            ),
+            ["PassageIdentified", "PresenceTimedOut"]
+        );
+    });
+}

@@ -123,18 +123,13 @@ pub(super) async fn attendance_report(state: web::Data<AppState>, req: HttpReque
         _ => return Err(actix_web::error::ErrorBadRequest("the period is out of range\n")),
     };
     let subject = query.subject.clone();
-    let rows: Vec<(String, String, i64)> = crate::web::read_views(&state, move |conn| {
-        let mut statement = conn.prepare_cached(
-            "SELECT subject, direction, at FROM identified_passages
-             WHERE at >= ?1 AND at < ?2 AND (?3 IS NULL OR subject = ?3)
-             ORDER BY subject, at, position",
-        )?;
-        let rows = statement
-            .query_map(rusqlite::params![start, end, subject], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+    let rows = crate::web::read_views(&state, move |conn| {
+        Ok(crate::presence::identified_passages(
+            conn,
+            start,
+            end,
+            subject.as_deref(),
+        )?)
     })
     .await?;
     let passages: Vec<(String, Direction, Timestamp)> = rows
