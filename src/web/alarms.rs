@@ -69,12 +69,6 @@ struct ListPage {
     csrf: String,
 }
 
-fn iso(micros: i64) -> String {
-    jiff::Timestamp::from_microsecond(micros)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
-}
-
 /// The rows as the list shows them (the first `PAGE_LIMIT`), and whether there were more.
 fn listed(state: &AppState, mut rows: Vec<AlarmRow>) -> (Vec<Listed>, bool) {
     let truncated = rows.len() > PAGE_LIMIT;
@@ -175,8 +169,8 @@ async fn list_page(
                 row.source.clone(),
                 row.state().to_owned(),
                 row.acknowledged_by.clone().unwrap_or_default(),
-                iso(row.first_seen),
-                iso(row.last_seen),
+                super::iso_time(row.first_seen),
+                super::iso_time(row.last_seen),
                 row.count.to_string(),
             ]);
         }
@@ -324,24 +318,8 @@ async fn banner(state: web::Data<AppState>, request: HttpRequest) -> actix_web::
         Ok((counts, critical))
     })
     .await?;
-    let critical: Vec<Listed> = critical
-        .iter()
-        .map(|row| Listed {
-            id: row.id(),
-            severity: row.severity.clone(),
-            alarm_type: row.alarm_type.replace('_', " "),
-            source: row.source.clone(),
-            zone: row.zone.clone().unwrap_or_default(),
-            detail: row.detail.clone(),
-            state: row.state_words().to_owned(),
-            active: row.active,
-            acknowledged: false,
-            acknowledged_by: String::new(),
-            since: String::new(),
-            last_seen: String::new(),
-            count: row.count,
-        })
-        .collect();
+    // At most 20: all of them listed.
+    let (critical, _) = listed(&state, critical);
     let ids: Vec<String> = critical.iter().map(|a| format!("{}x{}", a.id, a.count)).collect();
     let etag = format!("\"alarms-{}-{}\"", counts.active, ids.join("."));
     if request

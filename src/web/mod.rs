@@ -140,6 +140,14 @@ pub(crate) fn urlencode(value: &str) -> String {
     out
 }
 
+/// An instant as RFC 3339 in UTC (`2026-03-01T08:00:00Z`), as the CSV downloads write them; empty when out of
+/// range.
+pub(crate) fn iso_time(micros: i64) -> String {
+    jiff::Timestamp::from_microsecond(micros)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
 /// Formats an instant in the site's time zone for people: `2026-03-01 09:00:00`.
 pub(crate) fn local_time(tz: &jiff::tz::TimeZone, micros: i64) -> String {
     match jiff::Timestamp::from_microsecond(micros) {

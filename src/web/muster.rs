@@ -55,11 +55,7 @@ async fn page(state: web::Data<AppState>, req: HttpRequest) -> actix_web::Result
     let tz = &state.config.site.timezone;
     let local = |micros: i64| super::local_time(tz, micros);
     if query.format.as_deref() == Some("csv") {
-        let iso = |micros: i64| {
-            jiff::Timestamp::from_microsecond(micros)
-                .map(|t| t.to_string())
-                .unwrap_or_default()
-        };
+        let iso = super::iso_time;
         let mut csv = Csv::with_header(&["subject", "zone", "since", "last_seen_at", "last_seen_at_device"]);
         for row in &rows {
             csv.row(&[

@@ -116,11 +116,7 @@ async fn list_page(state: web::Data<AppState>, query: web::Query<ListQuery>) -> 
             "resolved_at",
             "title",
         ]);
-        let iso = |micros: i64| {
-            jiff::Timestamp::from_microsecond(micros)
-                .map(|t| t.to_string())
-                .unwrap_or_default()
-        };
+        let iso = super::iso_time;
         for row in &rows {
             out.row(&[
                 row.id(),

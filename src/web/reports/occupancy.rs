@@ -9,7 +9,6 @@ use crate::web::AppState;
 use crate::web::csv::Csv;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use jiff::Timestamp;
 
 /// One zone's day.
 pub struct ZoneDay {
@@ -69,11 +68,7 @@ pub(super) async fn occupancy(state: web::Data<AppState>, req: HttpRequest) -> a
     })
     .await?;
 
-    let iso = |micros: i64| {
-        Timestamp::from_microsecond(micros)
-            .map(|t| t.to_string())
-            .unwrap_or_default()
-    };
+    let iso = crate::web::iso_time;
     if query.format == Format::Csv {
         let mut csv = Csv::with_header(&["time", "zone", "occupancy"]);
         for (zone, _, changes) in &rows {
