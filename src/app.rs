@@ -122,6 +122,23 @@ impl Core {
             crate::pseudonym::PseudonymKey::load_or_create(&crate::db::open(&journal, synchronous)?)
         })
         .await??;
+        let forward = config.forward.clone().map(|forward| {
+            let status = Arc::new(crate::forward::ForwardStatus::default());
+            crate::forward::Forwarder {
+                config: forward,
+                site: crate::forward::cloudevent::SiteIdentity {
+                    // `[forward]` requires `[site] id` (config validation).
+                    id: config.site.id.clone().unwrap_or_default(),
+                    timezone: config.site.timezone_name.clone(),
+                },
+                journal_path: paths.journal(),
+                key: pseudonyms.clone(),
+                committed: writer.committed(),
+                status: status.clone(),
+            }
+            .spawn();
+            status
+        });
         let state = AppState {
             config: Arc::new(config),
             paths,
@@ -139,6 +156,7 @@ impl Core {
             pseudonyms,
             commands,
             notifier,
+            forward,
             subject_lists: Default::default(),
         };
         Ok(Core {

@@ -17,6 +17,7 @@ pub mod config;
 pub mod db;
 pub mod dead_letters;
 pub mod domain;
+pub mod forward;
 pub mod fuzzing;
 pub mod gateways;
 pub mod history;

@@ -255,7 +255,7 @@ mod tests {
             error("[site]\nname = \"x\"\n[turnstiles]\n"),
             "config.toml:3:2: unknown key \"turnstiles\" at the top level, expected one of: \
              site, http, storage, mqtt, devices, followers, alarms, identification, occupancy, zone, notify, turnstile, camera, \
-             maintenance"
+             maintenance, forward, hq"
         );
     }
 

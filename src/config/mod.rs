@@ -9,6 +9,7 @@
 mod duration;
 mod errors;
 mod maintenance;
+mod network;
 mod notify;
 mod presence;
 mod raw;
@@ -25,6 +26,7 @@ use crate::domain::{DeviceDetails, DeviceId, DeviceKind};
 
 pub use errors::ConfigError;
 use errors::toml_problem;
+pub use network::{ForwardConfig, HqConfig, NatsConnection, NatsCredentials};
 pub use notify::{ChannelConfig, ChannelFilter, ChannelTarget, EmailTarget, QuietHours, SmtpSecurity};
 pub use presence::{IdentificationConfig, OccupancyConfig, ZoneConfig};
 use raw::RawConfig;
@@ -51,6 +53,10 @@ pub struct Config {
     pub maintenance: Vec<MaintenanceConfig>,
     /// `[[notify.*]]`: where alarms are sent, in file order (webhooks, then e-mail, then MQTT).
     pub notify: Vec<ChannelConfig>,
+    /// `[forward]`: the NATS JetStream cluster this site's events go to, when it has one.
+    pub forward: Option<ForwardConfig>,
+    /// `[hq]`: this file configures `gatehouse hq` (the network view), not a site.
+    pub hq: Option<HqConfig>,
 }
 
 /// One `[[maintenance]]` schedule.
@@ -64,6 +70,8 @@ pub struct MaintenanceConfig {
 
 #[derive(Debug, Clone)]
 pub struct SiteConfig {
+    /// `[a-z0-9-]{1,32}`: names the site in forwarded events; required with `[forward]`.
+    pub id: Option<String>,
     pub name: String,
     /// The zone reports bucket hours and days in.
     pub timezone: jiff::tz::TimeZone,
@@ -234,6 +242,16 @@ impl Config {
     /// The capacity `[[zone]]` gives `zone`, if any.
     pub fn capacity_of(&self, zone: &str) -> Option<u32> {
         self.zones.iter().find(|z| z.name == zone).and_then(|z| z.capacity)
+    }
+}
+
+/// A path from the file, relative to the config file's directory unless absolute.
+fn resolve(base_dir: &Path, path: &str) -> PathBuf {
+    let path = Path::new(path);
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base_dir.join(path)
     }
 }
 

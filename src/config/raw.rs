@@ -24,13 +24,43 @@ pub(super) struct RawConfig {
     pub(super) turnstile: Vec<RawTurnstile>,
     pub(super) camera: Vec<RawCamera>,
     pub(super) maintenance: Vec<RawMaintenance>,
+    pub(super) forward: Option<Spanned<RawForward>>,
+    pub(super) hq: Option<Spanned<RawHq>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default, deny_unknown_fields, expecting = "a table")]
 pub(super) struct RawSite {
+    pub(super) id: Option<Spanned<String>>,
     pub(super) name: Option<Spanned<String>>,
     pub(super) timezone: Option<Spanned<String>>,
+}
+
+/// `[forward]`: the NATS JetStream cluster a site sends its events to.
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawForward {
+    pub(super) nats: Option<Spanned<Vec<String>>>,
+    pub(super) stream: Option<Spanned<String>>,
+    pub(super) subject: Option<Spanned<String>>,
+    pub(super) replicas: Option<Spanned<i64>>,
+    pub(super) keep_for: Option<Spanned<String>>,
+    pub(super) username: Option<String>,
+    pub(super) password: Option<String>,
+    pub(super) creds_file: Option<Spanned<String>>,
+}
+
+/// `[hq]`: the network view's consumer of every site's events.
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawHq {
+    pub(super) nats: Option<Spanned<Vec<String>>>,
+    pub(super) stream: Option<Spanned<String>>,
+    pub(super) subjects: Option<Spanned<String>>,
+    pub(super) durable: Option<Spanned<String>>,
+    pub(super) username: Option<String>,
+    pub(super) password: Option<String>,
+    pub(super) creds_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -311,9 +341,36 @@ pub(super) const TABLE_KEYS: &[(&str, &[&str])] = &[
             "turnstile",
             "camera",
             "maintenance",
+            "forward",
+            "hq",
         ],
     ),
-    ("[site]", &["name", "timezone"]),
+    ("[site]", &["id", "name", "timezone"]),
+    (
+        "[forward]",
+        &[
+            "nats",
+            "stream",
+            "subject",
+            "replicas",
+            "keep_for",
+            "username",
+            "password",
+            "creds_file",
+        ],
+    ),
+    (
+        "[hq]",
+        &[
+            "nats",
+            "stream",
+            "subjects",
+            "durable",
+            "username",
+            "password",
+            "creds_file",
+        ],
+    ),
     ("[http]", &["listen"]),
     ("[storage]", &["dir", "snapshot_every", "synchronous"]),
     (

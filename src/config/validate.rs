@@ -102,6 +102,25 @@ pub(super) fn build(raw: RawConfig, text: &str, base_dir: &Path) -> Result<Confi
         .collect();
     let notify = super::notify::build_channels(raw.notify, &zones, base_dir)?;
     let zones = super::presence::build_zones(raw.zone, &zones)?;
+    let forward = match raw.forward {
+        None => None,
+        Some(forward) => Some(super::network::build_forward(forward, site.id.as_deref(), base_dir)?),
+    };
+    let hq = match raw.hq {
+        None => None,
+        Some(hq) => {
+            // The network view has no devices of its own: a file with both is two configs in one.
+            if let Some(device) = turnstiles.first().map(|t| &t.id).or(cameras.first().map(|c| &c.id)) {
+                return Err(Problem::at(
+                    hq.span(),
+                    format!(
+                        "[hq] configures the network view, which has no devices: move device {device} to a site's config"
+                    ),
+                ));
+            }
+            Some(super::network::build_hq(hq, base_dir)?)
+        }
+    };
     Ok(Config {
         site,
         http,
@@ -117,6 +136,8 @@ pub(super) fn build(raw: RawConfig, text: &str, base_dir: &Path) -> Result<Confi
         cameras,
         maintenance,
         notify,
+        forward,
+        hq,
     })
 }
 
@@ -131,6 +152,7 @@ fn build_site(raw: RawSite) -> Result<SiteConfig, Problem> {
             .ok_or_else(|| Problem::at(value.span(), format!("unknown time zone {:?}", value.get_ref())))?,
     };
     Ok(SiteConfig {
+        id: raw.id.map(super::network::site_id).transpose()?,
         name,
         timezone,
         timezone_name,

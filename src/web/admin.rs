@@ -102,6 +102,21 @@ async fn projections_page(
         Ok((head, rows))
     })
     .await?;
+    let mut rows = rows;
+    if let Some(forward) = &state.forward {
+        // The forwarder is a follower too; its checkpoint is what the NATS stream confirmed.
+        let progress = forward.progress();
+        rows.push(ProjectorRow {
+            name: format!("forwarder → {} ({})", progress.stream, progress.subject),
+            checkpoint: progress.forwarded_up_to,
+            lag_events: head.saturating_sub(progress.forwarded_up_to),
+            lag_seconds: format!("{:.1}", progress.lag_seconds(jiff::Timestamp::now())),
+            error: progress
+                .stopped
+                .map(|s| format!("stopped: {s}"))
+                .or(progress.last_error),
+        });
+    }
     let run = rebuilds.inner.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let rebuild = run.as_ref().map(|run| match (&run.outcome, &run.progress) {
         (Some(Ok(done)), _) => done.clone(),

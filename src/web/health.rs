@@ -64,6 +64,13 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
         .problems()
         .into_iter()
         .map(|(channel, why)| format!("degraded: notification channel {channel}: {why}"))
+        .chain(
+            state
+                .forward
+                .as_ref()
+                .and_then(|f| f.progress().trouble())
+                .map(|why| format!("degraded: {why}")),
+        )
         .collect();
     if problems.is_empty() && degraded.is_empty() {
         HttpResponse::Ok()

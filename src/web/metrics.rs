@@ -260,6 +260,29 @@ fn encode(state: &AppState, scraped: &Scraped) -> anyhow::Result<String> {
         parked_events.with_label_values(&[name]).set(count as i64);
     }
     registry.register(Box::new(parked_events))?;
+    if let Some(forward) = &state.forward {
+        let progress = forward.progress();
+        gauge(
+            "gatehouse_forward_position",
+            "The last journal position the NATS stream has confirmed ([forward]).",
+            progress.forwarded_up_to as i64,
+        )?;
+        gauge(
+            "gatehouse_forward_lag_events",
+            "Committed events the NATS stream has not confirmed yet.",
+            head.saturating_sub(progress.forwarded_up_to) as i64,
+        )?;
+        gauge(
+            "gatehouse_forward_lag_seconds",
+            "Seconds since the oldest event the NATS stream has not confirmed was recorded (0 when caught up).",
+            progress.lag_seconds(jiff::Timestamp::now()) as i64,
+        )?;
+        gauge(
+            "gatehouse_forward_connected",
+            "1 while the forwarder is connected and the stream answers, else 0.",
+            i64::from(progress.connected),
+        )?;
+    }
     registry.register(Box::new(position))?;
     registry.register(Box::new(lag))?;
     registry.register(Box::new(errors))?;

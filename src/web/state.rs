@@ -42,6 +42,8 @@ pub struct AppState {
     pub pseudonyms: crate::pseudonym::PseudonymKey,
     /// Alarm notifications: the channels' health, their dispatchers (to wake after a re-send), the MQTT states.
     pub notifier: crate::notify::Notifier,
+    /// The forwarder's progress, when `[forward]` sends the events to a NATS cluster.
+    pub forward: Option<Arc<crate::forward::ForwardStatus>>,
     /// The recognitions report's subject lists, kept until their days change.
     pub subject_lists: crate::web::subjects::SubjectLists,
 }

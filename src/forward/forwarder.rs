@@ -1,0 +1,397 @@
+//! The forwarder's loop: resume after what the stream already holds, publish events in journal order with a
+//! bounded window of unacknowledged publishes, move on only as the stream confirms them in order, and after any
+//! failure start again from the first unconfirmed event (the stream's de-duplication by `Nats-Msg-Id` drops what
+//! had landed). A heartbeat goes out every 30 s, sent only when every event before it is confirmed, so the
+//! subject's last message always says how far the stream has the journal.
+
+use super::ForwardStatus;
+use super::cloudevent::{self, Devices, SiteIdentity};
+use super::nats::{self, StreamSettings};
+use crate::config::ForwardConfig;
+use crate::journal::{JournalReader, Position, StoredEvent};
+use crate::pseudonym::PseudonymKey;
+use anyhow::Context as _;
+use async_nats::jetstream::{self, context::PublishAckFuture};
+use std::collections::VecDeque;
+use std::future::{Future, IntoFuture};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Publishes the stream has not acknowledged yet, at most. One round trip per event would cap a site at about
+/// 50 events/s over a WAN; a window keeps the pipe full while acknowledgements still come back in order.
+const WINDOW: usize = 256;
+/// The confirmed position is saved at most this often (the stream's last message is the real resume point).
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// Retries back off up to this.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+type AckFuture =
+    Pin<Box<dyn Future<Output = Result<jetstream::publish::PublishAck, jetstream::context::PublishError>> + Send>>;
+
+/// Why a session ended.
+enum Failure {
+    /// Tried again after a pause (the cluster away, a leader election, a timeout).
+    Retry(anyhow::Error),
+    /// Forwarding cannot go on without an operator.
+    Stop(String),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure::Retry(error)
+    }
+}
+
+/// Everything the forwarder needs; [`Forwarder::spawn`] runs it until the journal writer goes away.
+pub struct Forwarder {
+    pub config: ForwardConfig,
+    pub site: SiteIdentity,
+    pub journal_path: PathBuf,
+    pub key: PseudonymKey,
+    pub committed: watch::Receiver<Position>,
+    pub status: Arc<ForwardStatus>,
+}
+
+impl Forwarder {
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.run())
+    }
+
+    async fn run(mut self) {
+        let (stream, subject) = (self.config.stream.clone(), self.config.subject.clone());
+        self.status.update(|p| {
+            p.stream = stream;
+            p.subject = subject;
+        });
+        let reader = match open_reader(self.journal_path.clone()).await {
+            Ok(reader) => reader,
+            Err(error) => {
+                self.status
+                    .update(|p| p.stopped = Some(format!("cannot read the journal: {error:#}")));
+                tracing::error!(error = %format!("{error:#}"), "forwarder cannot read the journal");
+                return;
+            }
+        };
+        let mut client: Option<async_nats::Client> = None;
+        // What this process knows the stream confirmed; `None` until the first session asked the stream.
+        let mut confirmed: Option<Position> = None;
+        let mut devices: Option<Devices> = None;
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            match self.session(&reader, &mut client, &mut confirmed, &mut devices).await {
+                Ok(()) => return,
+                Err(Failure::Stop(why)) => {
+                    tracing::error!(%why, "forwarding stopped");
+                    self.status.update(|p| {
+                        p.connected = false;
+                        p.stopped = Some(why);
+                    });
+                    return;
+                }
+                Err(Failure::Retry(error)) => {
+                    let why = format!("{error:#}");
+                    tracing::warn!(error = %why, retry_in = ?backoff, "forwarding interrupted; retrying from the first unconfirmed event");
+                    self.status.update(|p| {
+                        p.connected = false;
+                        p.last_error = Some(why);
+                    });
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// One connection's worth of forwarding; returns `Ok` only when the program shuts down.
+    async fn session(
+        &mut self,
+        reader: &Arc<Mutex<JournalReader>>,
+        client: &mut Option<async_nats::Client>,
+        confirmed: &mut Option<Position>,
+        devices: &mut Option<Devices>,
+    ) -> Result<(), Failure> {
+        let connection = match client {
+            Some(connection) => connection.clone(),
+            None => {
+                let connection = nats::connect(&self.config.nats, &format!("gatehouse {}", self.site.id)).await?;
+                *client = Some(connection.clone());
+                connection
+            }
+        };
+        let js = nats::jetstream(connection);
+        let stream = nats::ensure_stream(
+            &js,
+            &StreamSettings {
+                name: &self.config.stream,
+                subjects: stream_subjects(&self.config.subject),
+                replicas: self.config.replicas,
+                keep_for: self.config.keep_for,
+            },
+        )
+        .await?;
+        let start = match *confirmed {
+            Some(position) => position,
+            None => {
+                let in_stream = last_forwarded(&stream, &self.config.subject).await?;
+                let (checkpoint, head) = blocking(reader, {
+                    let subject = self.config.subject.clone();
+                    move |r| Ok((read_checkpoint(r, &subject)?, r.head()?))
+                })
+                .await?;
+                if let Some(in_stream) = in_stream
+                    && in_stream > head
+                {
+                    return Err(Failure::Stop(format!(
+                        "stream {} already holds {}'s events up to position {in_stream}, but this journal ends at \
+                         {head}: was it restored from an older backup? Forwarding stopped so that no position is \
+                         used twice; move the stream's messages for {} aside (or give this site a new id) and restart",
+                        self.config.stream, self.site.id, self.config.subject
+                    )));
+                }
+                let start = in_stream.unwrap_or(0).max(checkpoint);
+                tracing::info!(stream = %self.config.stream, subject = %self.config.subject, in_stream, checkpoint, start, "forwarding resumes");
+                start
+            }
+        };
+        if devices.is_none() {
+            *devices = Some(blocking(reader, move |r| device_contexts(r, start)).await?);
+        }
+        let devices = devices
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("device contexts not loaded"))?;
+        *confirmed = Some(start);
+        self.status.update(|p| {
+            p.connected = true;
+            p.last_error = None;
+            p.forwarded_up_to = start;
+        });
+
+        let mut window: VecDeque<(Position, jiff::Timestamp, AckFuture)> = VecDeque::new();
+        let mut next = start;
+        let mut heartbeat = tokio::time::interval(self.config.heartbeat_every);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut heartbeat_due = false;
+        let mut last_checkpoint = std::time::Instant::now();
+        loop {
+            let head = *self.committed.borrow_and_update();
+            let oldest = window.front().map(|(_, at, _)| *at);
+            self.status.update(|p| {
+                p.journal_head = head;
+                if oldest.is_some() || p.forwarded_up_to >= head {
+                    p.waiting_since = oldest;
+                }
+            });
+            // Fill the window (a due heartbeat lets it drain first).
+            while !heartbeat_due && window.len() < WINDOW && next < head {
+                let room = WINDOW - window.len();
+                let rows = blocking(reader, move |r| r.events_after_lenient(next, room)).await?;
+                if rows.is_empty() {
+                    break;
+                }
+                for row in rows {
+                    let (position, recorded_at, document) = match row {
+                        Ok(stored) => {
+                            if let Some((device, event)) = stored.device() {
+                                devices.see(device, event);
+                            }
+                            let document = cloudevent::document(&self.site, &stored, devices, &self.key);
+                            (stored.position, stored.recorded_at, document)
+                        }
+                        Err(unreadable) => {
+                            tracing::error!(position = unreadable.position, error = %unreadable.error,
+                                "forwarding an unreadable journal row as such");
+                            let now = jiff::Timestamp::now();
+                            (
+                                unreadable.position,
+                                now,
+                                cloudevent::unreadable(&self.site, &unreadable, now),
+                            )
+                        }
+                    };
+                    let id = cloudevent::event_id(&self.site, position);
+                    let ack = publish(&js, &self.config.subject, &id, &document).await?;
+                    window.push_back((position, recorded_at, ack));
+                    next = position;
+                }
+            }
+            if window.is_empty() {
+                if heartbeat_due {
+                    let now = jiff::Timestamp::now();
+                    let document = cloudevent::heartbeat(&self.site, head, next, now);
+                    let id = cloudevent::heartbeat_id(&self.site, now);
+                    publish(&js, &self.config.subject, &id, &document)
+                        .await?
+                        .await
+                        .map_err(|e| anyhow::anyhow!("heartbeat not confirmed: {e}"))?;
+                    heartbeat_due = false;
+                    continue;
+                }
+                tokio::select! {
+                    changed = self.committed.changed() => if changed.is_err() { return Ok(()) },
+                    _ = heartbeat.tick() => heartbeat_due = true,
+                }
+                continue;
+            }
+            let Some((_, _, front)) = window.front_mut() else {
+                continue;
+            };
+            tokio::select! {
+                ack = front => {
+                    let Some((position, ..)) = window.pop_front() else { continue };
+                    if let Err(error) = ack {
+                        return Err(Failure::Retry(anyhow::anyhow!("event {position} not confirmed: {}", describe(&error))));
+                    }
+                    *confirmed = Some(position);
+                    self.status.update(|p| p.forwarded_up_to = position);
+                    if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+                        let subject = self.config.subject.clone();
+                        blocking(reader, move |r| save_checkpoint(r, &subject, position)).await?;
+                        last_checkpoint = std::time::Instant::now();
+                    }
+                }
+                _ = heartbeat.tick() => heartbeat_due = true,
+                changed = self.committed.changed(), if next >= head && !heartbeat_due => {
+                    if changed.is_err() { return Ok(()) }
+                }
+            }
+        }
+    }
+}
+
+/// The subjects a forwarder creates the stream with: every site's under the default scheme, else its own.
+fn stream_subjects(subject: &str) -> Vec<String> {
+    let parts: Vec<&str> = subject.split('.').collect();
+    if parts.len() == 3 && parts[0] == "gatehouse" && parts[2] == "events" {
+        vec!["gatehouse.*.events".to_owned()]
+    } else {
+        vec![subject.to_owned()]
+    }
+}
+
+async fn publish(
+    js: &jetstream::Context,
+    subject: &str,
+    id: &str,
+    document: &serde_json::Value,
+) -> anyhow::Result<AckFuture> {
+    let payload = serde_json::to_vec(document).context("cannot serialise a document")?;
+    let ack: PublishAckFuture = js
+        .send_publish(
+            subject.to_owned(),
+            jetstream::message::PublishMessage::build()
+                .payload(payload.into())
+                .message_id(id),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot publish {id}: {}", describe(&e)))?;
+    Ok(Box::pin(ack.into_future()))
+}
+
+/// A publish failure as an operator reads it.
+fn describe(error: &jetstream::context::PublishError) -> String {
+    use jetstream::context::PublishErrorKind;
+    match error.kind() {
+        PublishErrorKind::TimedOut => "the stream did not answer in time".to_owned(),
+        PublishErrorKind::StreamNotFound => "no responders: the stream has no leader right now".to_owned(),
+        PublishErrorKind::BrokenPipe => "the connection to NATS dropped".to_owned(),
+        _ => error.to_string(),
+    }
+}
+
+/// How far `subject`'s events are in the stream: the position of its last event, or what its last heartbeat
+/// says (a heartbeat goes out only when every event before it is confirmed). `None` when it holds none.
+pub async fn last_forwarded(stream: &jetstream::stream::Stream, subject: &str) -> anyhow::Result<Option<Position>> {
+    use jetstream::stream::LastRawMessageErrorKind;
+    let message = match stream.get_last_raw_message_by_subject(subject).await {
+        Ok(message) => message,
+        Err(error) if matches!(error.kind(), LastRawMessageErrorKind::NoMessageFound) => return Ok(None),
+        Err(error) => anyhow::bail!("cannot read the last message of {subject}: {error}"),
+    };
+    let document: serde_json::Value = serde_json::from_slice(&message.payload).with_context(|| {
+        format!(
+            "the last message of {subject} (stream sequence {}) is not JSON",
+            message.sequence
+        )
+    })?;
+    let position = if document["type"] == cloudevent::HEARTBEAT {
+        document["data"]["forwarded_up_to"].as_u64()
+    } else {
+        document["gatehouseposition"].as_u64()
+    };
+    position.map(Some).ok_or_else(|| {
+        anyhow::anyhow!(
+            "the last message of {subject} (stream sequence {}) has no position",
+            message.sequence
+        )
+    })
+}
+
+async fn open_reader(path: PathBuf) -> anyhow::Result<Arc<Mutex<JournalReader>>> {
+    // Writable: it also keeps the checkpoint (reads never block the journal writer under WAL).
+    let reader = tokio::task::spawn_blocking(move || {
+        crate::db::open(&path, crate::config::Synchronous::Normal).map(JournalReader::from_connection)
+    })
+    .await??;
+    Ok(Arc::new(Mutex::new(reader)))
+}
+
+/// Runs `work` on the blocking pool with the forwarder's journal connection.
+async fn blocking<T: Send + 'static>(
+    reader: &Arc<Mutex<JournalReader>>,
+    work: impl FnOnce(&JournalReader) -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let reader = reader.clone();
+    tokio::task::spawn_blocking(move || {
+        let reader = reader
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the forwarder's journal connection is poisoned"))?;
+        work(&reader)
+    })
+    .await?
+}
+
+fn read_checkpoint(reader: &JournalReader, subject: &str) -> anyhow::Result<Position> {
+    use rusqlite::OptionalExtension;
+    let position: Option<i64> = reader
+        .connection()
+        .query_row(
+            "SELECT position FROM forward_checkpoints WHERE subject = ?1",
+            [subject],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(position.map_or(0, |p| p.max(0) as Position))
+}
+
+fn save_checkpoint(reader: &JournalReader, subject: &str, position: Position) -> anyhow::Result<()> {
+    reader.connection().execute(
+        "INSERT INTO forward_checkpoints (subject, position, updated_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (subject) DO UPDATE SET position = MAX(position, excluded.position), updated_at = excluded.updated_at",
+        rusqlite::params![subject, position as i64, jiff::Timestamp::now().as_microsecond()],
+    )?;
+    Ok(())
+}
+
+/// Every device's kind, name and zone as of `position`: what the events after it are forwarded with.
+fn device_contexts(reader: &JournalReader, position: Position) -> anyhow::Result<Devices> {
+    let positions: Vec<i64> = {
+        let mut stmt = reader.connection().prepare(
+            "SELECT position FROM events WHERE event_type IN ('Commissioned', 'DetailsChanged') AND position <= ?1 \
+             ORDER BY position",
+        )?;
+        let rows = stmt.query_map([position as i64], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut devices = Devices::default();
+    for p in positions {
+        if let Some(Ok(stored)) = reader.event_at(p as Position)?
+            && let Some((device, event)) = StoredEvent::device(&stored)
+        {
+            devices.see(device, event);
+        }
+    }
+    Ok(devices)
+}
