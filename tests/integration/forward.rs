@@ -1,0 +1,205 @@
+//! The forwarder against a real three-node NATS JetStream cluster: every event lands in the replicated stream
+//! exactly once and in journal order while stream leaders and followers die, the site is killed, or the whole
+//! cluster is away; a stream ahead of the journal stops it with a clear error.
+
+use crate::helpers::*;
+use crate::load::*;
+use crate::nats::*;
+use std::time::{Duration, Instant};
+
+const ONE_TURNSTILE: &str = "[[turnstile]]\nid = \"T1\"\nname = \"North\"\nzone = \"Hall A\"\n";
+const STREAM: &str = "GATEHOUSE";
+
+/// A site (run as its own process, so it can be killed) forwarding to `cluster`.
+fn forwarding_site(cluster: &NatsCluster, id: &str) -> (Site, u16, std::net::SocketAddr) {
+    let (mqtt, http_port) = (free_port(), free_port());
+    let site = Site::new("");
+    std::fs::write(
+        site.config_path(),
+        format!(
+            "[site]\nid = \"{id}\"\nname = \"Site {id}\"\ntimezone = \"Europe/Berlin\"\n\n\
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\n\n[storage]\ndir = \"data\"\n\n\
+             [mqtt]\nlisten = \"127.0.0.1:{mqtt}\"\nrequire_auth = false\n\n\
+             [forward]\nnats = {}\nreplicas = 3\n\n{ONE_TURNSTILE}",
+            cluster.toml_servers()
+        ),
+    )
+    .unwrap();
+    (site, mqtt, ([127, 0, 0, 1], http_port).into())
+}
+
+fn journal_head(site: &Site) -> u64 {
+    query_i64(&site.paths().journal(), "SELECT COALESCE(MAX(position), 0) FROM events") as u64
+}
+
+fn wait_for_acks(gateway: &Gateway, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while gateway.acked() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} acknowledged",
+            gateway.acked()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until the stream holds the site's journal up to its head, then checks it holds each position once, in
+/// order, from 1.
+fn assert_stream_holds_the_journal(cluster: &NatsCluster, site: &Site, id: &str) -> Vec<serde_json::Value> {
+    let head = journal_head(site);
+    let subject = format!("gatehouse.{id}.events");
+    let documents = cluster.documents(STREAM, &subject, |d| {
+        event_positions(d).last().is_some_and(|p| *p >= head)
+    });
+    let positions = event_positions(&documents);
+    let expected: Vec<u64> = (1..=*positions.last().unwrap()).collect();
+    if positions != expected {
+        let doubled = positions.len() as i64 - expected.len() as i64;
+        let first_wrong = positions.iter().zip(&expected).position(|(a, b)| a != b);
+        panic!(
+            "the stream does not hold {id}'s journal exactly once in order: {} documents for {} positions \
+             ({doubled:+}), first out of place at index {first_wrong:?}",
+            positions.len(),
+            expected.len()
+        );
+    }
+    documents
+}
+
+#[test]
+fn every_event_lands_once_in_order_while_the_leader_then_a_follower_die_and_the_site_is_killed() {
+    let mut cluster = NatsCluster::start();
+    let (site, mqtt, web) = forwarding_site(&cluster, "central");
+    let mut server = Server::start(&site);
+    wait_for_port(mqtt);
+    wait_for_port(web.port());
+    const MESSAGES: u64 = 10_000;
+    let gateway = Gateway::sending(mqtt, MESSAGES);
+    wait_for_acks(&gateway, 2_000);
+    let leader = cluster.stream_leader(STREAM);
+    cluster.kill(&leader);
+    wait_for_acks(&gateway, 4_000);
+    let follower = cluster
+        .nodes
+        .iter()
+        .map(|n| n.name.clone())
+        .find(|n| *n != leader && *n != cluster.stream_leader(STREAM))
+        .unwrap();
+    cluster.kill(&follower);
+    // One node of three: the stream has no quorum and confirms nothing, yet the site goes on acknowledging.
+    wait_for_acks(&gateway, 6_000);
+    let degraded = http(web, "GET", "/healthz", &[], "");
+    assert_eq!(degraded.status, 200, "{}", degraded.body);
+    cluster.restart(&leader);
+    cluster.restart(&follower);
+    wait_for_acks(&gateway, 8_000);
+    server.kill_and_restart();
+    gateway.finish();
+    assert_messages_recorded_once(&site, MESSAGES);
+    let documents = assert_stream_holds_the_journal(&cluster, &site, "central");
+    let passages = documents
+        .iter()
+        .filter(|d| d["type"] == "gatehouse.turnstile.passage_recorded.v1")
+        .count();
+    assert_eq!(passages as u64, MESSAGES, "every passage forwarded once");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http(web, "GET", "/healthz", &[], "").body != "ok\n" {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            http(web, "GET", "/healthz", &[], "").body
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn with_the_whole_cluster_away_the_site_keeps_acknowledging_and_catches_up_when_it_returns() {
+    let mut cluster = NatsCluster::start();
+    let (site, mqtt, web) = forwarding_site(&cluster, "north");
+    let _server = Server::start(&site);
+    wait_for_port(mqtt);
+    wait_for_port(web.port());
+    Gateway::sending(mqtt, 500).finish();
+    assert_stream_holds_the_journal(&cluster, &site, "north");
+    for node in ["n1", "n2", "n3"] {
+        cluster.kill(node);
+    }
+    // The gateways notice nothing: every message is acknowledged after its commit, as always.
+    Gateway::sending_from(mqtt, 500, 1_500).finish();
+    // Once a publish goes unconfirmed (a 5 s timeout), /healthz says so, and stays 200: the site works.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let health = http(web, "GET", "/healthz", &[], "");
+        assert_eq!(health.status, 200, "{}", health.body);
+        if health.body.contains("degraded: forwarder:") {
+            assert!(health.body.contains("events waiting"), "{}", health.body);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/healthz never said the forwarder waits: {}",
+            health.body
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // `scripts/soak` keeps the cluster away longer (GATEHOUSE_SOAK_NATS_OUTAGE_SECS).
+    let outage = std::env::var("GATEHOUSE_SOAK_NATS_OUTAGE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    std::thread::sleep(Duration::from_secs(outage));
+    for node in ["n1", "n2", "n3"] {
+        cluster.restart(node);
+    }
+    assert_messages_recorded_once(&site, 2_000);
+    assert_stream_holds_the_journal(&cluster, &site, "north");
+}
+
+#[test]
+fn a_stream_ahead_of_a_restored_journal_stops_the_forwarder_with_a_clear_error() {
+    let cluster = NatsCluster::start();
+    let (site, mqtt, web) = forwarding_site(&cluster, "south");
+    let mut server = Server::start(&site);
+    wait_for_port(mqtt);
+    wait_for_port(web.port());
+    Gateway::sending(mqtt, 300).finish();
+    assert_stream_holds_the_journal(&cluster, &site, "south");
+    // The journal "restored from an older backup": a fresh one, far behind what the stream already holds.
+    assert!(server.stop_with("TERM").success());
+    std::fs::remove_dir_all(site.paths().dir).unwrap();
+    server.spawn();
+    wait_for_port(web.port());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let health = http(web, "GET", "/healthz", &[], "");
+        if health.body.contains("forwarder stopped") {
+            assert_eq!(health.status, 200, "{}", health.body);
+            assert!(
+                health
+                    .body
+                    .contains("stream GATEHOUSE already holds south's events up to position"),
+                "{}",
+                health.body
+            );
+            assert!(
+                health.body.contains("was it restored from an older backup?"),
+                "{}",
+                health.body
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the forwarder never stopped: {}",
+            health.body
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Nothing of the new journal went out under positions the stream already had.
+    let documents = cluster.documents(STREAM, "gatehouse.south.events", |_| true);
+    let positions = event_positions(&documents);
+    let expected: Vec<u64> = (1..=*positions.last().unwrap()).collect();
+    assert_eq!(positions, expected);
+}
