@@ -21,6 +21,7 @@ pub mod forward;
 pub mod fuzzing;
 pub mod gateways;
 pub mod history;
+pub mod hq;
 pub mod inbox;
 pub mod ingest;
 pub mod journal;

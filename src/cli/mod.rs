@@ -44,6 +44,9 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// The network view for many sites: consume every site's forwarded events and serve the network pages
+    /// (the config file has an [hq] table and no devices).
+    Hq,
     /// Run everything: journal, device actors, projectors, MQTT ingestion, web server.
     Serve {
         /// Also feed simulated traffic for the configured devices, so the pages come alive at once.
@@ -357,6 +360,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     let as_user = cli.as_user.clone();
     match cli.command {
         Command::Serve { demo } => serve(config, demo),
+        Command::Hq => hq(config),
         Command::Simulate {
             rate,
             duration,
@@ -519,6 +523,11 @@ fn token_create(config: &Config, name: &str, role: &str) -> Result<(), Failure> 
 const DEMO_RATE: f64 = 10.0;
 
 fn serve(config: Config, demo: bool) -> Result<(), Failure> {
+    if config.hq.is_some() {
+        return Err(Failure::Usage(anyhow!(
+            "this config has an [hq] table: it configures the network view; run `gatehouse hq`"
+        )));
+    }
     // The demo's simulated gateway signs in like a real one: an identity for every device, made afresh.
     let demo_gateway = match demo && config.mqtt.broker == crate::config::Broker::Embedded && config.mqtt.require_auth {
         true => Some(demo_gateway(&config)?),
@@ -567,6 +576,17 @@ fn serve(config: Config, demo: bool) -> Result<(), Failure> {
     // Dropping the system drops the actors and with them the last writer handles; the writer then finishes.
     drop(system);
     writer_thread.join();
+    Ok(())
+}
+
+fn hq(config: Config) -> Result<(), Failure> {
+    if config.hq.is_none() {
+        return Err(Failure::Usage(anyhow!(
+            "`gatehouse hq` needs an [hq] table in its config (nats, stream, subjects, durable; see config.toml)"
+        )));
+    }
+    let system = actix_web::rt::System::new();
+    system.block_on(crate::hq::run(config))?;
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 
 use crate::auth::{self, Identity, Role};
 use crate::web::AppState;
+use crate::web::pool::ReadPool;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -34,12 +35,31 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/logout", web::post().to(logout));
 }
 
+/// What signing in needs: where the accounts are (journal.db of a site, or of `gatehouse hq`) and the name the
+/// sign-in page shows. Registered as app data by every server that has sign-in.
+#[derive(Clone)]
+pub struct Accounts {
+    pub site_name: String,
+    pub journal: std::path::PathBuf,
+    pub reader: ReadPool,
+}
+
+impl Accounts {
+    pub fn of(state: &AppState) -> Accounts {
+        Accounts {
+            site_name: state.config.site.name.clone(),
+            journal: state.paths.journal(),
+            reader: state.journal_reader.clone(),
+        }
+    }
+}
+
 fn is_public(path: &str) -> bool {
     path == "/login" || path == "/healthz" || path.starts_with("/static/")
 }
 
 /// Looks up who is calling; blocking SQLite work runs on the blocking pool.
-async fn identify(state: &AppState, req: &ServiceRequest) -> actix_web::Result<Option<(Identity, bool)>> {
+async fn identify(accounts: &Accounts, req: &ServiceRequest) -> actix_web::Result<Option<(Identity, bool)>> {
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -50,7 +70,7 @@ async fn identify(state: &AppState, req: &ServiceRequest) -> actix_web::Result<O
     if bearer.is_none() && session.is_none() {
         return Ok(None);
     }
-    let journal = state.journal_reader.clone();
+    let journal = accounts.reader.clone();
     web::block(move || {
         journal.with(|conn| {
             if let Some(token) = bearer {
@@ -76,11 +96,11 @@ pub async fn guard(
     if is_public(req.path()) {
         return Ok(next.call(req).await?.map_into_left_body());
     }
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .expect("AppState is registered")
+    let accounts = req
+        .app_data::<web::Data<Accounts>>()
+        .expect("Accounts is registered")
         .clone();
-    match identify(&state, &req).await? {
+    match identify(&accounts, &req).await? {
         Some((_, true)) if !matches!(*req.method(), Method::GET | Method::HEAD) => {
             let response = HttpResponse::Forbidden()
                 .content_type("text/plain; charset=utf-8")
@@ -308,12 +328,12 @@ fn safe_next(next: Option<&str>) -> String {
 
 async fn login_form(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    accounts: web::Data<Accounts>,
     query: web::Query<NextQuery>,
 ) -> actix_web::Result<HttpResponse> {
     let (csrf, cookie) = login_token(&req);
     let mut response = super::render(&LoginPage {
-        site: state.config.site.name.clone(),
+        site: accounts.site_name.clone(),
         next: safe_next(query.next.as_deref()),
         name: String::new(),
         error: None,
@@ -338,7 +358,7 @@ pub struct LoginForm {
 
 async fn login(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    accounts: web::Data<Accounts>,
     throttle: web::Data<LoginThrottle>,
     form: web::Form<LoginForm>,
 ) -> actix_web::Result<HttpResponse> {
@@ -352,7 +372,7 @@ async fn login(
     let (csrf, new_cookie) = login_token(&req);
     let page = |error: String, status: actix_web::http::StatusCode| -> actix_web::Result<HttpResponse> {
         let html = LoginPage {
-            site: state.config.site.name.clone(),
+            site: accounts.site_name.clone(),
             next: next.clone(),
             name: name.clone(),
             error: Some(error),
@@ -382,7 +402,7 @@ async fn login(
         response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
         return Ok(response);
     }
-    let journal = state.paths.journal();
+    let journal = accounts.journal.clone();
     let (user, secret) = (name.clone(), password);
     // A permit per check: the semaphore lives as long as the server, so acquiring cannot fail.
     let _check = throttle
@@ -430,9 +450,9 @@ struct LogoutPage {
     csrf: String,
 }
 
-async fn logout_form(state: web::Data<AppState>, identity: Identity) -> actix_web::Result<HttpResponse> {
+async fn logout_form(accounts: web::Data<Accounts>, identity: Identity) -> actix_web::Result<HttpResponse> {
     super::render(&LogoutPage {
-        site: state.config.site.name.clone(),
+        site: accounts.site_name.clone(),
         name: identity.name.clone(),
         csrf: identity.csrf.clone().unwrap_or_default(),
     })
@@ -445,13 +465,13 @@ pub struct CsrfForm {
 
 async fn logout(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    accounts: web::Data<Accounts>,
     identity: Identity,
     form: web::Form<CsrfForm>,
 ) -> actix_web::Result<HttpResponse> {
     check_csrf(&identity, &form.csrf)?;
     if let Some(cookie) = req.cookie(SESSION_COOKIE) {
-        let journal = state.paths.journal();
+        let journal = accounts.journal.clone();
         let id = cookie.value().to_owned();
         web::block(move || auth::end_session(&crate::db::open(&journal, crate::config::Synchronous::Full)?, &id))
             .await

@@ -8,12 +8,12 @@ mod accounts;
 mod admin;
 mod alarms;
 pub mod auth;
-mod csv;
+pub(crate) mod csv;
 mod dashboard;
 mod devices;
 mod equipment_figures;
 mod events;
-mod hardening;
+pub(crate) mod hardening;
 mod health;
 mod lockout;
 pub mod metrics;
@@ -34,6 +34,7 @@ use std::net::TcpListener;
 
 /// Builds the HTTP server on an already bound listener. actix-web stops it on SIGINT/SIGTERM.
 pub fn server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> {
+    let accounts = web::Data::new(auth::Accounts::of(&state));
     let data = web::Data::new(state);
     // Shared by both workers, so a brute-force attempt cannot dodge it by landing on the other one.
     let throttle = web::Data::new(auth::LoginThrottle::default());
@@ -41,6 +42,7 @@ pub fn server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> 
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(accounts.clone())
             .app_data(throttle.clone())
             .app_data(rebuilds.clone())
             .wrap(actix_web::middleware::from_fn(auth::guard))
@@ -76,14 +78,14 @@ pub fn server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> 
     Ok(server)
 }
 
-async fn style_css() -> HttpResponse {
+pub(crate) async fn style_css() -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/css; charset=utf-8"))
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .body(include_str!("../../static/style.css"))
 }
 
-async fn live_js() -> HttpResponse {
+pub(crate) async fn live_js() -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/javascript; charset=utf-8"))
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))

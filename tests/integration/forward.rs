@@ -11,7 +11,7 @@ const ONE_TURNSTILE: &str = "[[turnstile]]\nid = \"T1\"\nname = \"North\"\nzone 
 const STREAM: &str = "GATEHOUSE";
 
 /// A site (run as its own process, so it can be killed) forwarding to `cluster`.
-fn forwarding_site(cluster: &NatsCluster, id: &str) -> (Site, u16, std::net::SocketAddr) {
+pub fn forwarding_site(cluster: &NatsCluster, id: &str) -> (Site, u16, std::net::SocketAddr) {
     let (mqtt, http_port) = (free_port(), free_port());
     let site = Site::new("");
     std::fs::write(
@@ -28,7 +28,7 @@ fn forwarding_site(cluster: &NatsCluster, id: &str) -> (Site, u16, std::net::Soc
     (site, mqtt, ([127, 0, 0, 1], http_port).into())
 }
 
-fn journal_head(site: &Site) -> u64 {
+pub fn journal_head(site: &Site) -> u64 {
     query_i64(&site.paths().journal(), "SELECT COALESCE(MAX(position), 0) FROM events") as u64
 }
 

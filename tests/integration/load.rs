@@ -12,13 +12,21 @@ use std::time::{Duration, Instant};
 /// `gatehouse serve` as a separate process, so it can be killed for real.
 pub struct Server {
     site_dir: std::path::PathBuf,
+    /// `serve`, or `hq` for the network view.
+    command: &'static str,
     child: Option<Child>,
 }
 
 impl Server {
     pub fn start(site: &Site) -> Server {
+        Server::start_in(site.dir.path(), "serve")
+    }
+
+    /// `gatehouse COMMAND` with `dir/config.toml`.
+    pub fn start_in(dir: &std::path::Path, command: &'static str) -> Server {
         let mut server = Server {
-            site_dir: site.dir.path().to_owned(),
+            site_dir: dir.to_owned(),
+            command,
             child: None,
         };
         server.spawn();
@@ -28,7 +36,7 @@ impl Server {
     pub fn spawn(&mut self) {
         let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
             .current_dir(&self.site_dir)
-            .arg("serve")
+            .arg(self.command)
             .stdout(Stdio::null())
             // Every run's log in one file, shown if the test fails (a hang is otherwise silent).
             .stderr(

@@ -18,6 +18,7 @@ mod forward;
 mod full_disk;
 mod gateway_auth;
 mod helpers;
+mod hq;
 mod ingest;
 mod journal;
 mod load;

@@ -1,0 +1,411 @@
+//! The network view's storage (`hq.db`): every forwarded document once per (site, position) and the read tables
+//! the network pages show, written in one transaction per batch so a crash loses or doubles nothing (the
+//! consumer acknowledges a batch only after it committed; a redelivery is recognised by its position).
+
+use anyhow::Context as _;
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite_migration::{M, Migrations};
+use serde_json::Value;
+use std::path::Path;
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(include_str!("../../migrations/hq/0001_network.sql"))])
+}
+
+/// Opens (creating and upgrading) `hq.db`.
+pub fn open(path: &Path) -> anyhow::Result<Connection> {
+    let mut conn = crate::db::open(path, crate::config::Synchronous::Full)?;
+    migrations()
+        .to_latest(&mut conn)
+        .with_context(|| format!("{}: cannot upgrade", path.display()))?;
+    Ok(conn)
+}
+
+/// What became of one document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Event,
+    Heartbeat,
+    /// Already applied (a redelivery, or the forwarder's republish after a failure).
+    Duplicate,
+}
+
+/// A document that is not a Gatehouse integration event: acknowledged (it can never become one) and logged.
+#[derive(Debug, thiserror::Error)]
+#[error("not a Gatehouse event: {0}")]
+pub struct Unreadable(pub String);
+
+/// Applies a batch of documents in one transaction.
+pub fn apply_batch(conn: &mut Connection, documents: &[Value]) -> anyhow::Result<Vec<Result<Applied, Unreadable>>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let now = Timestamp::now();
+    let mut outcomes = Vec::with_capacity(documents.len());
+    for document in documents {
+        outcomes.push(match Envelope::read(document) {
+            Ok(envelope) => Ok(apply(&tx, &envelope, document, now)?),
+            Err(e) => Err(e),
+        });
+    }
+    tx.commit()?;
+    Ok(outcomes)
+}
+
+/// The envelope attributes the network view relies on.
+struct Envelope<'a> {
+    site: &'a str,
+    position: u64,
+    event_type: &'a str,
+    subject: &'a str,
+    time: Timestamp,
+    timezone: &'a str,
+    data: &'a Value,
+}
+
+impl<'a> Envelope<'a> {
+    fn read(document: &'a Value) -> Result<Envelope<'a>, Unreadable> {
+        let text = |key: &str| {
+            document[key]
+                .as_str()
+                .ok_or_else(|| Unreadable(format!("no {key} in {}", short(document))))
+        };
+        Ok(Envelope {
+            site: text("gatehousesite")?,
+            position: document["gatehouseposition"]
+                .as_u64()
+                .ok_or_else(|| Unreadable(format!("no gatehouseposition in {}", short(document))))?,
+            event_type: text("type")?,
+            subject: text("subject")?,
+            time: text("time")?
+                .parse()
+                .map_err(|e| Unreadable(format!("time: {e} in {}", short(document))))?,
+            timezone: text("gatehousetimezone")?,
+            data: &document["data"],
+        })
+    }
+}
+
+fn short(document: &Value) -> String {
+    let text = document.to_string();
+    match text.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+fn apply(tx: &Transaction<'_>, e: &Envelope<'_>, document: &Value, now: Timestamp) -> anyhow::Result<Applied> {
+    let known: Option<u64> = tx
+        .query_row("SELECT applied_up_to FROM sites WHERE site = ?1", [e.site], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()?
+        .map(|p| p.max(0) as u64);
+    if known.is_none() {
+        tracing::info!(site = e.site, "a new site publishes");
+        tx.execute(
+            "INSERT INTO sites (site, timezone, applied_up_to, first_seen_at) VALUES (?1, ?2, 0, ?3)",
+            params![e.site, e.timezone, now.as_microsecond()],
+        )?;
+    }
+    if e.event_type == crate::forward::cloudevent::HEARTBEAT {
+        tx.execute(
+            "UPDATE sites SET journal_head = ?2, forwarded_up_to = ?3, heartbeat_at = ?4, timezone = ?5 WHERE site = ?1",
+            params![
+                e.site,
+                e.data["journal_head"].as_i64().unwrap_or(0),
+                e.data["forwarded_up_to"].as_i64().unwrap_or(0),
+                now.as_microsecond(),
+                e.timezone
+            ],
+        )?;
+        return Ok(Applied::Heartbeat);
+    }
+    let applied = known.unwrap_or(0);
+    if e.position <= applied {
+        return Ok(Applied::Duplicate);
+    }
+    if applied > 0 && e.position > applied + 1 {
+        // JetStream hands one site's events over in order; a hole means the stream no longer has them.
+        tracing::warn!(
+            site = e.site,
+            after = applied,
+            next = e.position,
+            "positions missing from the stream"
+        );
+    }
+    let missing = if applied > 0 { e.position - applied - 1 } else { 0 };
+    tx.execute(
+        "INSERT INTO site_events (site, position, type, subject, time, received_at, document) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            e.site,
+            e.position as i64,
+            e.event_type,
+            e.subject,
+            e.time.to_string(),
+            now.as_microsecond(),
+            document.to_string()
+        ],
+    )?;
+    tx.execute(
+        "UPDATE sites SET applied_up_to = ?2, last_event_at = ?3, missing = missing + ?4, timezone = ?5 WHERE site = ?1",
+        params![e.site, e.position as i64, e.time.to_string(), missing as i64, e.timezone],
+    )?;
+    project(tx, e)?;
+    Ok(Applied::Event)
+}
+
+/// The read tables' share of one event.
+fn project(tx: &Transaction<'_>, e: &Envelope<'_>) -> anyhow::Result<()> {
+    let Some((aggregate, event)) = split_type(e.event_type) else {
+        return Ok(());
+    };
+    let tz = TimeZone::get(e.timezone).unwrap_or(TimeZone::UTC);
+    let time = e.time.to_string();
+    match aggregate {
+        "turnstile" | "camera" => {
+            let device = e.subject;
+            tx.execute(
+                "INSERT INTO site_devices (site, device, kind, name, zone, last_event_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (site, device) DO UPDATE SET kind = excluded.kind, \
+                   name = COALESCE(excluded.name, name), zone = COALESCE(excluded.zone, zone), \
+                   last_event_at = excluded.last_event_at",
+                params![e.site, device, aggregate, e.data["device_name"].as_str(), e.data["zone"].as_str(), time],
+            )?;
+            device_event(tx, e, device, event, &tz)?;
+        }
+        "work_order" => {
+            let open = match event {
+                "work_order_opened" | "work_order_reopened" => Some(1),
+                "work_order_resolved" | "work_order_cancelled" => Some(0),
+                _ => None,
+            };
+            if let Some(open) = open {
+                tx.execute(
+                    "INSERT INTO site_work_orders (site, number, open) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (site, number) DO UPDATE SET open = excluded.open",
+                    params![e.site, e.subject, open],
+                )?;
+            }
+        }
+        "alarm" => {
+            let active = match event {
+                "alarm_raised" | "alarm_reactivated" => Some(1),
+                "alarm_cleared" => Some(0),
+                _ => None,
+            };
+            if let Some(active) = active {
+                tx.execute(
+                    "INSERT INTO site_alarms (site, number, active) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (site, number) DO UPDATE SET active = excluded.active",
+                    params![e.site, e.subject, active],
+                )?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn device_event(
+    tx: &Transaction<'_>,
+    e: &Envelope<'_>,
+    device: &str,
+    event: &str,
+    tz: &TimeZone,
+) -> anyhow::Result<()> {
+    let at = e.time;
+    match event {
+        "passage_recorded" => {
+            let local = at.to_zoned_datetime(tz.clone());
+            let hour = crate::projection::local_hour(tz, at).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (inward, outward) = match e.data["direction"].as_str() {
+                Some("out") => (0, 1),
+                _ => (1, 0),
+            };
+            tx.execute(
+                "INSERT INTO site_traffic (site, bucket_start, day, device, passages_in, passages_out) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (site, bucket_start, device) DO UPDATE SET \
+                 passages_in = passages_in + excluded.passages_in, passages_out = passages_out + excluded.passages_out",
+                params![
+                    e.site,
+                    hour.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+                    local.date().to_string(),
+                    device,
+                    inward,
+                    outward
+                ],
+            )?;
+        }
+        "fault_reported" => {
+            let code = e.data["code"].as_str().unwrap_or("?");
+            let opened = tx.execute(
+                "INSERT OR IGNORE INTO site_open_faults (site, device, code, opened_at) VALUES (?1, ?2, ?3, ?4)",
+                params![e.site, device, code, at.to_string()],
+            )?;
+            if opened > 0 {
+                equipment_day(tx, e.site, device, &day_of(at, tz), "faults = faults + 1")?;
+                refresh_open_faults(tx, e.site, device)?;
+            }
+        }
+        "fault_cleared" => {
+            let code = e.data["code"].as_str().unwrap_or("?");
+            let opened: Option<String> = tx
+                .query_row(
+                    "DELETE FROM site_open_faults WHERE site = ?1 AND device = ?2 AND code = ?3 RETURNING opened_at",
+                    params![e.site, device, code],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(opened) = opened.and_then(|t| t.parse::<Timestamp>().ok()) {
+                let seconds = (at.as_second() - opened.as_second()).max(0);
+                equipment_day(
+                    tx,
+                    e.site,
+                    device,
+                    &day_of(at, tz),
+                    &format!("repairs = repairs + 1, repair_seconds = repair_seconds + {seconds}"),
+                )?;
+            }
+            refresh_open_faults(tx, e.site, device)?;
+        }
+        "went_offline" => {
+            tx.execute(
+                "UPDATE site_devices SET online = 0, offline_since = COALESCE(offline_since, ?3) WHERE site = ?1 AND device = ?2",
+                params![e.site, device, at.to_string()],
+            )?;
+        }
+        "came_online" => {
+            let since: Option<String> = tx
+                .query_row(
+                    "SELECT offline_since FROM site_devices WHERE site = ?1 AND device = ?2",
+                    params![e.site, device],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .flatten();
+            if let Some(since) = since.and_then(|t| t.parse::<Timestamp>().ok()) {
+                for (day, seconds) in split_by_day(since, at, tz) {
+                    equipment_day(
+                        tx,
+                        e.site,
+                        device,
+                        &day,
+                        &format!("offline_seconds = offline_seconds + {seconds}"),
+                    )?;
+                }
+            }
+            tx.execute(
+                "UPDATE site_devices SET online = 1, offline_since = NULL WHERE site = ?1 AND device = ?2",
+                params![e.site, device],
+            )?;
+        }
+        "locked_out" | "unlocked" => {
+            tx.execute(
+                "UPDATE site_devices SET locked_out = ?3 WHERE site = ?1 AND device = ?2",
+                params![e.site, device, i64::from(event == "locked_out")],
+            )?;
+        }
+        "decommissioned" | "commissioned" => {
+            tx.execute(
+                "UPDATE site_devices SET decommissioned = ?3 WHERE site = ?1 AND device = ?2",
+                params![e.site, device, i64::from(event == "decommissioned")],
+            )?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn refresh_open_faults(tx: &Transaction<'_>, site: &str, device: &str) -> anyhow::Result<()> {
+    tx.execute(
+        "UPDATE site_devices SET open_faults = (SELECT COUNT(*) FROM site_open_faults WHERE site = ?1 AND device = ?2) \
+         WHERE site = ?1 AND device = ?2",
+        params![site, device],
+    )?;
+    Ok(())
+}
+
+/// Adds to one device's figures for one local day (`change` is a fixed SQL assignment list, never input).
+fn equipment_day(tx: &Transaction<'_>, site: &str, device: &str, day: &str, change: &str) -> anyhow::Result<()> {
+    tx.execute(
+        "INSERT OR IGNORE INTO site_equipment_days (site, device, day) VALUES (?1, ?2, ?3)",
+        params![site, device, day],
+    )?;
+    tx.execute(
+        &format!("UPDATE site_equipment_days SET {change} WHERE site = ?1 AND device = ?2 AND day = ?3"),
+        params![site, device, day],
+    )?;
+    Ok(())
+}
+
+fn day_of(at: Timestamp, tz: &TimeZone) -> String {
+    at.to_zoned_datetime(tz.clone()).date().to_string()
+}
+
+/// `[from, to)` cut at the site's local midnights: seconds per local day.
+pub fn split_by_day(from: Timestamp, to: Timestamp, tz: &TimeZone) -> Vec<(String, i64)> {
+    let mut parts = Vec::new();
+    let mut start = from;
+    while start < to {
+        let local = start.to_zoned_datetime(tz.clone());
+        let next_midnight = local
+            .date()
+            .tomorrow()
+            .ok()
+            .and_then(|d| {
+                d.to_datetime(jiff::civil::Time::midnight())
+                    .to_zoned_datetime(tz.clone())
+                    .ok()
+            })
+            .map(|z| z.timestamp())
+            .unwrap_or(to);
+        let end = next_midnight.min(to);
+        parts.push((local.date().to_string(), end.as_second() - start.as_second()));
+        if end <= start {
+            break;
+        }
+        start = end;
+    }
+    parts
+}
+
+/// `gatehouse.turnstile.passage_recorded.v1` → (`turnstile`, `passage_recorded`).
+fn split_type(event_type: &str) -> Option<(&str, &str)> {
+    let mut parts = event_type.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("gatehouse"), Some(aggregate), Some(event), Some(_major), None) => Some((aggregate, event)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_of_outage_is_cut_at_local_midnight_even_across_a_dst_change() {
+        let tz = TimeZone::get("Europe/Berlin").unwrap();
+        let from: Timestamp = "2026-03-28T22:00:00Z".parse().unwrap(); // 23:00 local
+        let to: Timestamp = "2026-03-29T23:00:00Z".parse().unwrap(); // 01:00 local on the 30th (CEST)
+        let parts = split_by_day(from, to, &tz);
+        assert_eq!(
+            parts,
+            vec![
+                ("2026-03-28".to_owned(), 3600),
+                ("2026-03-29".to_owned(), 23 * 3600),
+                ("2026-03-30".to_owned(), 3600)
+            ]
+        );
+    }
+
+    #[test]
+    fn types_split_into_aggregate_and_event() {
+        assert_eq!(
+            split_type("gatehouse.turnstile.passage_recorded.v1"),
+            Some(("turnstile", "passage_recorded"))
+        );
+        assert_eq!(split_type("com.example.other"), None);
+    }
+}
