@@ -15,6 +15,7 @@ mod equipment_figures;
 mod events;
 pub(crate) mod hardening;
 mod health;
+mod ingest;
 mod lockout;
 pub mod metrics;
 mod muster;
@@ -69,6 +70,7 @@ pub fn server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> 
             .configure(notifications::routes)
             .configure(watch_list::routes)
             .configure(muster::routes)
+            .configure(ingest::routes)
             .route("/static/style.css", web::get().to(style_css))
     })
     // Two cores: two workers serve pages; SQLite work runs on the blocking pool anyway.

@@ -19,6 +19,7 @@ mod full_disk;
 mod gateway_auth;
 mod helpers;
 mod hq;
+mod http_ingest;
 mod ingest;
 mod journal;
 mod load;
