@@ -203,3 +203,133 @@ fn a_stream_ahead_of_a_restored_journal_stops_the_forwarder_with_a_clear_error()
     let expected: Vec<u64> = (1..=*positions.last().unwrap()).collect();
     assert_eq!(positions, expected);
 }
+
+/// Finds a `$ref`'d schema (`envelope.schema.json`) in `contracts/events/` by its file name.
+struct ContractFiles;
+
+impl jsonschema::Retrieve for ContractFiles {
+    fn retrieve(
+        &self,
+        uri: &jsonschema::Uri<String>,
+    ) -> Result<serde_json::Value, Box<dyn std::error::Error + Send + Sync>> {
+        let file = uri.path().as_str().rsplit('/').next().unwrap_or_default().to_owned();
+        let text = std::fs::read_to_string(contracts().join(&file))?;
+        Ok(serde_json::from_str(&text)?)
+    }
+}
+
+fn contracts() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts/events")
+}
+
+/// The validator of one type's contract (`contracts/events/{type}.schema.json`).
+fn contract(event_type: &str) -> jsonschema::Validator {
+    let path = contracts().join(format!("{event_type}.schema.json"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("no contract for {event_type} ({}): {e}", path.display()));
+    let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+    jsonschema::options()
+        .with_retriever(ContractFiles)
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap_or_else(|e| panic!("{event_type}: the contract does not compile: {e}"))
+}
+
+#[test]
+fn every_forwarded_document_validates_against_its_contract_and_names_nobody() {
+    let cluster = NatsCluster::start();
+    let (mqtt, http_port) = (free_port(), free_port());
+    let site = Site::new("");
+    std::fs::write(
+        site.config_path(),
+        format!(
+            "[site]\nid = \"east\"\ntimezone = \"Europe/Berlin\"\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n\
+             [storage]\ndir = \"data\"\n\n[mqtt]\nlisten = \"127.0.0.1:{mqtt}\"\nrequire_auth = false\n\n\
+             [forward]\nnats = {}\n\n[alarms]\noffline_after = \"1s\"\n\n{TWO_TURNSTILES_ONE_CAMERA}",
+            cluster.toml_servers()
+        ),
+    )
+    .unwrap();
+    let watched = site.gatehouse(&["watch", "add", "emp-4711", "--list", "banned", "--severity", "critical"]);
+    assert!(watched.status.success(), "{}", String::from_utf8_lossy(&watched.stderr));
+    let _server = Server::start(&site);
+    wait_for_port(mqtt);
+    wait_for_port(http_port);
+    let now = || jiff::Timestamp::now().to_string();
+    let publish = |topic: &str, payload: String| mosquitto_pub_lines(mqtt, topic, &[payload]);
+    publish(
+        "gatehouse/turnstile/T1/passage",
+        format!(r#"{{"msg_id":"c-1","direction":"in","at":"{}"}}"#, now()),
+    );
+    publish(
+        "gatehouse/camera/C1/recognition",
+        format!(
+            r#"{{"msg_id":"c-2","subject":"emp-4711","confidence":0.97,"at":"{}"}}"#,
+            now()
+        ),
+    );
+    publish(
+        "gatehouse/turnstile/T1/passage",
+        format!(r#"{{"msg_id":"c-3","direction":"in","at":"{}"}}"#, now()),
+    );
+    publish(
+        "gatehouse/turnstile/T2/fault",
+        format!(r#"{{"msg_id":"c-4","code":"E42","detail":"jammed","at":"{}"}}"#, now()),
+    );
+    publish("gatehouse/turnstile/T2/status", "offline".to_owned());
+    for args in [
+        &["lock-out", "T1", "--reason", "cleaning the hall"][..],
+        &["unlock", "T1"][..],
+        &["occupancy", "set", "Hall A", "3", "--reason", "counted by hand"][..],
+    ] {
+        let output = site.gatehouse(args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    publish("gatehouse/turnstile/T2/status", "online".to_owned());
+    publish(
+        "gatehouse/turnstile/T2/fault_cleared",
+        format!(r#"{{"msg_id":"c-7","code":"E42","at":"{}"}}"#, now()),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let documents = assert_stream_holds_the_journal(&cluster, &site, "east");
+    let mut validators = std::collections::HashMap::new();
+    let mut types = std::collections::BTreeSet::new();
+    for document in &documents {
+        let event_type = document["type"].as_str().unwrap().to_owned();
+        let validator = validators
+            .entry(event_type.clone())
+            .or_insert_with(|| contract(&event_type));
+        let errors: Vec<String> = validator.iter_errors(document).map(|e| e.to_string()).collect();
+        assert!(
+            errors.is_empty(),
+            "{event_type} breaks its contract: {errors:?}\n{document}"
+        );
+        types.insert(event_type);
+        assert!(
+            !document.to_string().contains("emp-4711"),
+            "a plain subject went out: {document}"
+        );
+    }
+    for expected in [
+        "gatehouse.turnstile.commissioned.v1",
+        "gatehouse.camera.recognition_recorded.v1",
+        "gatehouse.turnstile.fault_reported.v1",
+        "gatehouse.turnstile.fault_cleared.v1",
+        "gatehouse.turnstile.locked_out.v1",
+        "gatehouse.turnstile.went_offline.v1",
+        "gatehouse.alarm.alarm_cleared.v1",
+        "gatehouse.presence.passage_identified.v1",
+        "gatehouse.work_order.work_order_opened.v1",
+        "gatehouse.alarm.alarm_raised.v1",
+        "gatehouse.watch_list.watch_entry_added.v1",
+        "gatehouse.occupancy.occupancy_corrected.v1",
+        "gatehouse.site.heartbeat.v1",
+    ] {
+        assert!(types.contains(expected), "no {expected} among {types:?}");
+    }
+}
