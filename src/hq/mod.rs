@@ -7,7 +7,7 @@ mod consumer;
 mod pages;
 pub mod store;
 
-pub use consumer::{ConsumerProgress, ConsumerStatus};
+pub use consumer::{ConsumerProgress, ConsumerStatus, run as consume};
 
 use crate::config::Config;
 use crate::db::{StoragePaths, lock_data_dir};

@@ -425,6 +425,11 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn start() -> Mosquitto {
+        Mosquitto::start_with("")
+    }
+
+    /// A broker with more configuration (a bridge, for a gateway's own store-and-forward broker).
+    pub fn start_with(extra: &str) -> Mosquitto {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         // max_queued_messages: Mosquitto's default (1000) drops QoS 1 messages for a disconnected persistent
@@ -434,7 +439,7 @@ impl Mosquitto {
         let conf = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
              user root\n\
-             max_queued_messages 1000000\nmax_inflight_messages 0\n",
+             max_queued_messages 1000000\nmax_inflight_messages 0\n{extra}",
             dir.path().display()
         );
         std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();

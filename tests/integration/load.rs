@@ -53,11 +53,16 @@ impl Server {
 
     /// SIGKILL: no shutdown code runs, whatever was mid-transaction is rolled back by SQLite.
     pub fn kill_and_restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// SIGKILL, and stay down until [`Server::spawn`].
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().unwrap();
             child.wait().unwrap();
         }
-        self.spawn();
     }
 }
 

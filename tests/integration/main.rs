@@ -38,4 +38,5 @@ mod recovery;
 mod reports;
 mod serve;
 mod simulate;
+mod store_and_forward;
 mod work_orders;
