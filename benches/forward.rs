@@ -51,7 +51,9 @@ fn free_port() -> anyhow::Result<u16> {
 
 fn start_cluster() -> anyhow::Result<Cluster> {
     let dir = tempfile::tempdir()?;
-    let ports: Vec<(u16, u16)> = (0..3).map(|_| Ok((free_port()?, free_port()?))).collect::<anyhow::Result<_>>()?;
+    let ports: Vec<(u16, u16)> = (0..3)
+        .map(|_| Ok((free_port()?, free_port()?)))
+        .collect::<anyhow::Result<_>>()?;
     let mut children = Vec::new();
     for (i, (port, cluster)) in ports.iter().enumerate() {
         let routes: Vec<String> = ports
@@ -91,7 +93,10 @@ fn main() -> anyhow::Result<()> {
     let cluster = start_cluster()?;
     let dir = tempfile::tempdir()?;
     let paths = StoragePaths::new(dir.path().join("data"));
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let head = seed(&paths, events).await?;
         let nats = NatsConnection {
@@ -131,10 +136,26 @@ fn main() -> anyhow::Result<()> {
         println!();
         println!("| run | time | events/s |");
         println!("|---|---:|---:|");
-        println!("| plain loop (publish, await ack) | {} | {} |", secs(plain), rate(plain_rate));
-        println!("| plain window ({WINDOW} unacknowledged) | {} | {} |", secs(windowed), rate(window_rate));
-        println!("| forwarder (journal → documents → stream) | {} | {} |", secs(forwarded), rate(forward_rate));
-        println!("| hq consumer (stream → hq.db, ack after commit) | {} | {} |", secs(consumed), rate(hq_rate));
+        println!(
+            "| plain loop (publish, await ack) | {} | {} |",
+            secs(plain),
+            rate(plain_rate)
+        );
+        println!(
+            "| plain window ({WINDOW} unacknowledged) | {} | {} |",
+            secs(windowed),
+            rate(window_rate)
+        );
+        println!(
+            "| forwarder (journal → documents → stream) | {} | {} |",
+            secs(forwarded),
+            rate(forward_rate)
+        );
+        println!(
+            "| hq consumer (stream → hq.db, ack after commit) | {} | {} |",
+            secs(consumed),
+            rate(hq_rate)
+        );
         println!();
         let ratio = forward_rate / plain_rate;
         println!(
@@ -215,7 +236,9 @@ async fn seed(paths: &StoragePaths, events: usize) -> anyhow::Result<u64> {
 fn document_size(paths: &StoragePaths) -> anyhow::Result<usize> {
     let reader = gatehouse::journal::JournalReader::open(&paths.journal())?;
     let events = reader.events_after(TURNSTILES as u64, 1)?;
-    let stored = events.first().ok_or_else(|| anyhow::anyhow!("no passage in the journal"))?;
+    let stored = events
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no passage in the journal"))?;
     let mut devices = gatehouse::forward::cloudevent::Devices::default();
     devices.insert(
         stored.stream_id.id(),
@@ -236,7 +259,13 @@ fn document_size(paths: &StoragePaths) -> anyhow::Result<usize> {
 }
 
 /// async-nats alone: `count` messages of `size` bytes with message ids, `window` unacknowledged at most.
-async fn plain_loop(js: &jetstream::Context, subject: &str, count: usize, size: usize, window: usize) -> anyhow::Result<Duration> {
+async fn plain_loop(
+    js: &jetstream::Context,
+    subject: &str,
+    count: usize,
+    size: usize,
+    window: usize,
+) -> anyhow::Result<Duration> {
     let payload = bytes::Bytes::from(vec![b'x'; size]);
     let started = Instant::now();
     let mut acks = std::collections::VecDeque::new();
@@ -291,7 +320,11 @@ async fn forward(paths: &StoragePaths, nats: &NatsConnection, head: u64) -> anyh
         if let Some(stopped) = status.progress().stopped {
             anyhow::bail!("the forwarder stopped: {stopped}");
         }
-        anyhow::ensure!(Instant::now() < deadline, "the forwarder did not finish: {:?}", status.progress());
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the forwarder did not finish: {:?}",
+            status.progress()
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed();

@@ -23,6 +23,8 @@ use tokio::sync::watch;
 /// Publishes the stream has not acknowledged yet, at most. One round trip per event would cap a site at about
 /// 50 events/s over a WAN; a window keeps the pipe full while acknowledgements still come back in order.
 const WINDOW: usize = 256;
+/// Journal rows read at once ahead of the window.
+const READ_AHEAD: usize = 1024;
 /// The confirmed position is saved at most this often (the stream's last message is the real resume point).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Retries back off up to this.
@@ -170,6 +172,10 @@ impl Forwarder {
         });
 
         let mut window: VecDeque<(Position, jiff::Timestamp, AckFuture)> = VecDeque::new();
+        // Rows read from the journal but not published yet: read in large batches, published as the window
+        // has room (one blocking read per acknowledgement would cost more than the publish).
+        let mut ahead: VecDeque<Result<StoredEvent, crate::journal::UnreadableEvent>> = VecDeque::new();
+        let mut read_up_to = start;
         let mut next = start;
         let mut heartbeat = tokio::time::interval(self.config.heartbeat_every);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -186,12 +192,18 @@ impl Forwarder {
             });
             // Fill the window (a due heartbeat lets it drain first).
             while !heartbeat_due && window.len() < WINDOW && next < head {
-                let room = WINDOW - window.len();
-                let rows = blocking(reader, move |r| r.events_after_lenient(next, room)).await?;
-                if rows.is_empty() {
-                    break;
+                if ahead.is_empty() {
+                    let from = read_up_to;
+                    let rows = blocking(reader, move |r| r.events_after_lenient(from, READ_AHEAD)).await?;
+                    match rows.last() {
+                        Some(Ok(last)) => read_up_to = last.position,
+                        Some(Err(last)) => read_up_to = last.position,
+                        None => break,
+                    }
+                    ahead.extend(rows);
                 }
-                for row in rows {
+                let Some(row) = ahead.pop_front() else { break };
+                {
                     let (position, recorded_at, document) = match row {
                         Ok(stored) => {
                             if let Some((device, event)) = stored.device() {

@@ -44,7 +44,11 @@ fn a_bridged_gateway_broker_keeps_publishing_while_gatehouse_is_down_and_every_m
     let added = site.gatehouse(&["gateway", "add", "door-pi", "--devices", "T1"]);
     assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
     let stdout = String::from_utf8_lossy(&added.stdout).into_owned();
-    let password = stdout.lines().find_map(|l| l.strip_prefix("mqtt_password=")).unwrap().to_owned();
+    let password = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("mqtt_password="))
+        .unwrap()
+        .to_owned();
     let mut server = Server::start(&site);
     wait_for_port(mqtt);
     wait_for_port(http_port);
