@@ -173,7 +173,8 @@ async fn seed(paths: &StoragePaths, events: usize) -> anyhow::Result<u64> {
     paths.prepare()?;
     let (writer, thread) = JournalWriter::open(&paths.journal(), Synchronous::Normal)?;
     let start = Timestamp::now() - SignedDuration::from_hours(1);
-    let mut versions = vec![0u64; TURNSTILES];
+    // Each turnstile's commissioning is its stream's version 1.
+    let mut versions = [1u64; TURNSTILES];
     let mut pending = futures_util::stream::FuturesOrdered::new();
     use futures_util::StreamExt;
     for t in 0..TURNSTILES {
@@ -197,7 +198,6 @@ async fn seed(paths: &StoragePaths, events: usize) -> anyhow::Result<u64> {
             actor: Actor::config(),
             delivery: None,
         }));
-        versions[t] = 1;
     }
     for n in 0..events {
         let t = n % TURNSTILES;
