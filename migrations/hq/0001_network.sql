@@ -20,8 +20,10 @@ CREATE TABLE sites (
     journal_head INTEGER,
     forwarded_up_to INTEGER,
     heartbeat_at INTEGER,
-    -- Positions that never came (a stream that dropped them past its keep_for): counted, not waited for.
-    missing INTEGER NOT NULL DEFAULT 0
+    -- Events applied and the lowest position among them: applied_up_to - first_position + 1 - events is how many
+    -- positions in between have not come (yet: a redelivery after a crash may still bring them).
+    events INTEGER NOT NULL DEFAULT 0,
+    first_position INTEGER
 );
 
 -- Each site's devices as the site itself shows them.

@@ -90,14 +90,21 @@ async fn consume(
                 durable_name: Some(config.durable.clone()),
                 filter_subject: config.subjects.clone(),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(60),
+                // What a killed HQ had taken but not acknowledged comes again this soon.
+                ack_wait: Duration::from_secs(10),
                 max_ack_pending: MAX_ACK_PENDING,
                 ..Default::default()
             },
         )
         .await
         .with_context(|| format!("cannot create durable consumer {}", config.durable))?;
-    let mut messages = consumer.messages().await.context("cannot pull messages")?;
+    // Pulls as large as a commit batch, so a backlog arrives in batches worth one transaction each.
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(BATCH)
+        .messages()
+        .await
+        .context("cannot pull messages")?;
     status.update(|p| {
         p.connected = true;
         p.last_error = None;

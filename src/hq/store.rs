@@ -28,7 +28,7 @@ pub fn open(path: &Path) -> anyhow::Result<Connection> {
 pub enum Applied {
     Event,
     Heartbeat,
-    /// Already applied (a redelivery, or the forwarder's republish after a failure).
+    /// Already applied (a redelivery, or the forwarder's republish after a failure): known by (site, position).
     Duplicate,
 }
 
@@ -122,19 +122,27 @@ fn apply(tx: &Transaction<'_>, e: &Envelope<'_>, document: &Value, now: Timestam
         return Ok(Applied::Heartbeat);
     }
     let applied = known.unwrap_or(0);
-    if e.position <= applied {
+    // A position is applied once, whenever it comes: the stream hands one site's events over in order, except
+    // after a forwarder's connection dropped mid-window (a later publish may land before an earlier one's
+    // re-send), so an earlier position arriving late fills its hole instead of being taken for a repeat.
+    let seen: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM site_events WHERE site = ?1 AND position = ?2)",
+        params![e.site, e.position as i64],
+        |r| r.get(0),
+    )?;
+    if seen {
         return Ok(Applied::Duplicate);
     }
-    if applied > 0 && e.position > applied + 1 {
-        // JetStream hands one site's events over in order; a hole means the stream no longer has them.
-        tracing::warn!(
+    if e.position < applied {
+        tracing::info!(site = e.site, position = e.position, "a late position fills its hole");
+    } else if applied > 0 && e.position > applied + 1 {
+        tracing::info!(
             site = e.site,
             after = applied,
             next = e.position,
-            "positions missing from the stream"
+            "positions not here yet"
         );
     }
-    let missing = if applied > 0 { e.position - applied - 1 } else { 0 };
     tx.execute(
         "INSERT INTO site_events (site, position, type, subject, time, received_at, document) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -149,8 +157,10 @@ fn apply(tx: &Transaction<'_>, e: &Envelope<'_>, document: &Value, now: Timestam
         ],
     )?;
     tx.execute(
-        "UPDATE sites SET applied_up_to = ?2, last_event_at = ?3, missing = missing + ?4, timezone = ?5 WHERE site = ?1",
-        params![e.site, e.position as i64, e.time.to_string(), missing as i64, e.timezone],
+        "UPDATE sites SET last_event_at = CASE WHEN ?2 > applied_up_to THEN ?3 ELSE last_event_at END, \
+         applied_up_to = MAX(applied_up_to, ?2), events = events + 1, \
+         first_position = MIN(COALESCE(first_position, ?2), ?2), timezone = ?4 WHERE site = ?1",
+        params![e.site, e.position as i64, e.time.to_string(), e.timezone],
     )?;
     project(tx, e)?;
     Ok(Applied::Event)
@@ -407,5 +417,69 @@ mod tests {
             Some(("turnstile", "passage_recorded"))
         );
         assert_eq!(split_type("com.example.other"), None);
+    }
+}
+
+#[cfg(test)]
+mod apply_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn passage(position: u64) -> Value {
+        json!({
+            "specversion": "1.0", "id": format!("north:{position}"), "source": "gatehouse/north",
+            "type": "gatehouse.turnstile.passage_recorded.v1", "subject": "T1",
+            "time": "2026-12-01T08:00:00Z", "datacontenttype": "application/json",
+            "gatehousesite": "north", "gatehouseposition": position, "gatehousetimezone": "Europe/Berlin",
+            "data": {"device": "T1", "zone": "Hall A", "device_name": "North", "direction": "in"}
+        })
+    }
+
+    #[test]
+    fn each_position_counts_once_even_when_an_earlier_one_arrives_late() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open(&dir.path().join("hq.db")).unwrap();
+        let outcomes = apply_batch(
+            &mut conn,
+            &[passage(1), passage(2), passage(4), passage(5), passage(3), passage(4)],
+        )
+        .unwrap();
+        let applied: Vec<Applied> = outcomes.into_iter().map(Result::unwrap).collect();
+        assert_eq!(
+            applied,
+            [
+                Applied::Event,
+                Applied::Event,
+                Applied::Event,
+                Applied::Event,
+                Applied::Event,
+                Applied::Duplicate
+            ]
+        );
+        let (applied_up_to, events, first): (i64, i64, i64) = conn
+            .query_row(
+                "SELECT applied_up_to, events, first_position FROM sites WHERE site = 'north'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((applied_up_to, events, first), (5, 5, 1));
+        let passages: i64 = conn
+            .query_row(
+                "SELECT SUM(passages_in) FROM site_traffic WHERE site = 'north'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(passages, 5);
+    }
+
+    #[test]
+    fn something_that_is_not_a_gatehouse_event_is_named_not_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open(&dir.path().join("hq.db")).unwrap();
+        let outcomes = apply_batch(&mut conn, &[json!({"hello": "world"})]).unwrap();
+        let why = outcomes.into_iter().next().unwrap().unwrap_err().to_string();
+        assert!(why.contains("no gatehousesite"), "{why}");
     }
 }

@@ -148,7 +148,7 @@ fn with_the_whole_cluster_away_the_site_keeps_acknowledging_and_catches_up_when_
     let outage = std::env::var("GATEHOUSE_SOAK_NATS_OUTAGE_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+        .unwrap_or(30);
     std::thread::sleep(Duration::from_secs(outage));
     for node in ["n1", "n2", "n3"] {
         cluster.restart(node);
