@@ -360,3 +360,115 @@ fn someone_not_seen_for_the_presence_timeout_leaves_the_muster_list() {
         );
     });
 }
+
+#[test]
+fn night_shifts_across_both_daylight_saving_changes_count_their_real_hours_on_the_day_they_began() {
+    let port = free_port();
+    // Last spring's and autumn's shifts, sent now by a gateway that stored them (device time is kept).
+    let site = Site::with_mqtt(
+        &format!("listen = \"127.0.0.1:{port}\""),
+        // Attendance days from noon: a night shift is one day.
+        &format!(
+            "{TWO_TURNSTILES_ONE_CAMERA}\n[devices]\nmax_backdate = \"400d\"\n\n[identification]\nday_starts_at = \"12:00\"\n"
+        ),
+    );
+    with_server(site.config(), async |state, addr| {
+        // 22:00 CET to 06:00 CEST (spring forward: 7 real hours), 22:00 CEST to 06:00 CET (fall back: 9).
+        for (shift, arrive, leave) in [
+            ("s", "2026-03-28T21:00:00Z", "2026-03-29T04:00:00Z"),
+            ("f", "2026-10-24T20:00:00Z", "2026-10-25T05:00:00Z"),
+        ] {
+            let at = |base: &str, seconds: i64| {
+                (base.parse::<jiff::Timestamp>().unwrap() + jiff::SignedDuration::from_secs(seconds)).to_string()
+            };
+            // As the gateway saw them: the face a moment before each rotation.
+            for (n, (base, direction)) in [(arrive, "in"), (leave, "out")].into_iter().enumerate() {
+                publish(
+                    port,
+                    "gatehouse/camera/C1/recognition",
+                    &[recognition(&format!("{shift}-r{n}"), "P-9", &at(base, -1))],
+                )
+                .await
+                .unwrap();
+                publish(
+                    port,
+                    "gatehouse/turnstile/T1/passage",
+                    &[rotation(&format!("{shift}-p{n}"), direction, &at(base, 0))],
+                )
+                .await
+                .unwrap();
+            }
+        }
+        settle(state).await;
+        let (status, csv) = get(addr, "/reports/attendance?from=2026-03-01&to=2026-10-31&format=csv").await;
+        assert_eq!(status, 200, "{csv}");
+        let rows: Vec<&str> = csv.lines().collect();
+        assert_eq!(
+            rows,
+            [
+                "day,subject,first_in,last_out,inside_seconds",
+                "2026-03-28,P-9,2026-03-28T22:00:00+01:00,2026-03-29T06:00:00+02:00,25200",
+                "2026-10-24,P-9,2026-10-24T22:00:00+02:00,2026-10-25T06:00:00+01:00,32400",
+            ],
+            "{csv}"
+        );
+    });
+}
+
+#[test]
+fn zone_counts_go_back_to_zero_at_reset_at_by_themselves() {
+    let port = free_port();
+    // The next whole minute of the site's clock (two when this one is nearly over, so the site is up first).
+    let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+    let now = jiff::Timestamp::now().to_zoned_datetime(berlin);
+    let ahead = if now.second() >= 45 { 2 } else { 1 };
+    let reset = (now.timestamp() + jiff::SignedDuration::from_mins(ahead)).to_zoned_datetime(now.time_zone().clone());
+    let site = Site::with_mqtt(
+        &format!("listen = \"127.0.0.1:{port}\""),
+        &format!(
+            "{TWO_TURNSTILES_ONE_CAMERA}\n[occupancy]\nreset_at = \"{:02}:{:02}\"\n",
+            reset.hour(),
+            reset.minute()
+        ),
+    );
+    let journal = site.paths().journal();
+    with_server(site.config(), async |state, addr| {
+        let passages: Vec<String> = (0..3)
+            .map(|n| format!(r#"{{"msg_id":"z{n}","direction":"in"}}"#))
+            .collect();
+        publish(port, "gatehouse/turnstile/T1/passage", &passages)
+            .await
+            .unwrap();
+        settle(state).await;
+        let (_, dashboard) = get(addr, "/live/dashboard").await;
+        assert!(dashboard.contains(r#"<td class="num occupancy">3</td>"#), "{dashboard}");
+        // Nobody does anything: at reset_at the occupancy policy records the day's reset.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(200);
+        while query_i64(
+            &journal,
+            "SELECT COUNT(*) FROM events WHERE event_type = 'OccupancyReset'",
+        ) == 0
+        {
+            assert!(std::time::Instant::now() < deadline, "no reset by {reset}");
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        settle(state).await;
+        let (_, dashboard) = get(addr, "/live/dashboard").await;
+        assert!(dashboard.contains(r#"<td class="num occupancy">0</td>"#), "{dashboard}");
+        assert!(
+            !dashboard.contains(r#"<td class="num occupancy">3</td>"#),
+            "{dashboard}"
+        );
+        let (_, csv) = get(addr, "/reports/occupancy?zone=Hall+A&format=csv").await;
+        let counts: Vec<&str> = csv.lines().skip(1).map(|l| l.rsplit(',').next().unwrap()).collect();
+        assert_eq!(counts, ["1", "2", "3", "0"], "{csv}");
+    });
+    let journal = rusqlite::Connection::open(site.paths().journal()).unwrap();
+    assert_eq!(
+        dump(
+            &journal,
+            "SELECT event_type, actor FROM events WHERE stream_id = 'occupancy:site'"
+        ),
+        ["OccupancyReset|policy:occupancy"]
+    );
+}
