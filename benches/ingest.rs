@@ -89,13 +89,13 @@ fn main() -> anyhow::Result<()> {
     }
     let embedded = embedded(n, k)?;
     println!("  embedded done in {} (peak RSS {})", secs(embedded.wall), peak_rss());
-    let ceiling = mosquitto_alone(n, k)?;
+    let ceiling = mosquitto_alone(n, k, Window::Unlimited)?;
     println!(
         "  mosquitto alone done in {} (peak RSS {})",
         secs(ceiling.wall),
         peak_rss()
     );
-    let external = external(n, k)?;
+    let external = external(n, k, Window::Unlimited)?;
     println!(
         "  external done in {} (peak RSS {})",
         secs(external.durable.wall),
@@ -230,9 +230,23 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Only the phases `GATEHOUSE_BENCH_ONLY` names (comma-separated: latency, policies, alarms), each printed as it ends: for
+/// Only the phases `GATEHOUSE_BENCH_ONLY` names (comma-separated: external, latency, policies, alarms), each printed as it ends: for
 /// working on one figure without waiting for the others.
 fn phases(n: usize, k: usize, latency_secs: usize, phase: &dyn Fn(&str) -> bool) -> anyhow::Result<()> {
+    if phase("external") {
+        // The external path against Mosquitto's own relay rate, with an unlimited window and with the default
+        // one (20 messages in flight per session, what operators run).
+        for window in [Window::Unlimited, Window::Default] {
+            let ceiling = mosquitto_alone(n, k, window)?;
+            let external = external(n, k, window)?;
+            println!(
+                "{window:?} window: mosquitto alone {} events/s, external (durable) {} events/s: ratio {:.3}",
+                rate(ceiling.rate()),
+                rate(external.durable.rate()),
+                external.durable.rate() / ceiling.rate()
+            );
+        }
+    }
     if phase("latency") {
         let latency = latency(latency_secs * LATENCY_RATE as usize)?;
         for (name, sample) in [
@@ -560,8 +574,8 @@ fn serve_webhooks(stream: std::net::TcpStream, arrived: &std::sync::mpsc::Sender
 }
 
 /// Mosquitto's own QoS 1 throughput from the same publishers to one subscriber: the ceiling for external mode.
-fn mosquitto_alone(n: usize, k: usize) -> anyhow::Result<Measured> {
-    let broker = Mosquitto::start()?;
+fn mosquitto_alone(n: usize, k: usize, window: Window) -> anyhow::Result<Measured> {
+    let broker = Mosquitto::start(window)?;
     let (ready_tx, ready) = std::sync::mpsc::channel();
     let port = broker.port;
     let subscriber = std::thread::Builder::new()
@@ -622,8 +636,8 @@ struct External {
 }
 
 /// Gatehouse subscribed at Mosquitto; the publishers publish to Mosquitto. Rate: messages committed per second.
-fn external(n: usize, k: usize) -> anyhow::Result<External> {
-    let broker = Mosquitto::start()?;
+fn external(n: usize, k: usize, window: Window) -> anyhow::Result<External> {
+    let broker = Mosquitto::start(window)?;
     let site = Site::new()?;
     let config = site.config(&format!("broker = \"mqtt://127.0.0.1:{}\"", broker.port))?;
     let port = broker.port;
@@ -1174,13 +1188,24 @@ struct Mosquitto {
     _dir: tempfile::TempDir,
 }
 
+/// Mosquitto's per-session in-flight window: unlimited, or its default (20), which is what operators run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Window {
+    Unlimited,
+    Default,
+}
+
 impl Mosquitto {
-    fn start() -> anyhow::Result<Mosquitto> {
+    fn start(window: Window) -> anyhow::Result<Mosquitto> {
         let dir = tempfile::tempdir()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let inflight = match window {
+            Window::Unlimited => "max_inflight_messages 0\n",
+            Window::Default => "",
+        };
         let conf = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nuser root\n\
-             max_queued_messages 0\nmax_inflight_messages 0\n"
+             max_queued_messages 0\n{inflight}"
         );
         let conf_path = dir.path().join("mosquitto.conf");
         std::fs::write(&conf_path, conf)?;
