@@ -8,7 +8,10 @@ impl Config {
     /// A human-readable multi-line summary for `gatehouse check-config`.
     pub fn summary(&self) -> String {
         let mut lines = vec![
-            format!("site            {}", self.site.name),
+            match &self.site.id {
+                Some(id) => format!("site            {} (id {id})", self.site.name),
+                None => format!("site            {}", self.site.name),
+            },
             format!("time zone       {}", self.site.timezone_name),
             format!("http listen     {}", self.http.listen),
             format!(
@@ -38,6 +41,25 @@ impl Config {
             ),
         });
         lines.push(format!("mqtt prefix     {}", self.mqtt.topic_prefix));
+        if let Some(forward) = &self.forward {
+            lines.push(format!(
+                "forward to      {} stream {} subject {} ({} replicas, kept {})",
+                forward.nats.servers.join(", "),
+                forward.stream,
+                forward.subject,
+                forward.replicas,
+                format_duration(forward.keep_for)
+            ));
+        }
+        if let Some(hq) = &self.hq {
+            lines.push(format!(
+                "network view    {} stream {} subjects {} (durable consumer {})",
+                hq.nats.servers.join(", "),
+                hq.stream,
+                hq.subjects,
+                hq.durable
+            ));
+        }
         lines.push(format!(
             "offline after   {}",
             format_duration(self.devices.offline_after)
