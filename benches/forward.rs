@@ -110,6 +110,7 @@ fn main() -> anyhow::Result<()> {
         let stream = loop {
             let settings = gatehouse::forward::nats::StreamSettings {
                 name: "GATEHOUSE",
+                publishes_to: "gatehouse.bench.events",
                 subjects: vec!["gatehouse.*.events".into()],
                 replicas: 3,
                 keep_for: Duration::from_secs(3600),
@@ -253,9 +254,12 @@ fn document_size(paths: &StoragePaths) -> anyhow::Result<usize> {
         timezone: "Europe/Berlin".into(),
     };
     let key = gatehouse::pseudonym::PseudonymKey::from_bytes([1; 32]);
-    Ok(gatehouse::forward::cloudevent::document(&site, stored, &devices, &key)
-        .to_string()
-        .len())
+    let mut mentions = gatehouse::forward::cloudevent::Mentions::default();
+    Ok(
+        gatehouse::forward::cloudevent::document(&site, stored, &devices, &mut mentions, &key)
+            .to_string()
+            .len(),
+    )
 }
 
 /// async-nats alone: `count` messages of `size` bytes with message ids, `window` unacknowledged at most.

@@ -101,6 +101,15 @@ pub(super) fn build_forward(
     )?;
     let subject = match raw.subject {
         None => DEFAULT_SUBJECT.to_owned(),
+        Some(subject) if !subject.get_ref().contains("{site}") => {
+            return Err(Problem::at(
+                subject.span(),
+                format!(
+                    "[forward] subject {:?} must contain {{site}}: each site resumes from its own subject's last message",
+                    subject.get_ref()
+                ),
+            ));
+        }
         Some(subject) => subject_text(subject, "subject")?,
     };
     let replicas = match raw.replicas {
@@ -265,6 +274,10 @@ mod tests {
             "config.toml:2:6: invalid site id \"Central Station\": expected 1 to 32 of a-z, 0-9 and -"
         );
         assert!(error("[site]\nid = \"c\"\n[forward]\nreplicas = 3\n").contains("[forward] needs nats = ["));
+        assert!(
+            error("[site]\nid = \"c\"\n[forward]\nnats = [\"nats://x:4222\"]\nsubject = \"all.events\"\n")
+                .contains("must contain {site}")
+        );
         assert!(error("[site]\nid = \"c\"\n[forward]\nnats = [\"http://x:4222\"]\n").contains("invalid NATS server"));
         assert!(
             error("[site]\nid = \"c\"\n[forward]\nnats = [\"nats://x:4222\"]\nusername = \"u\"\n")

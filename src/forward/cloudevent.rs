@@ -66,6 +66,26 @@ impl Devices {
     }
 }
 
+/// The person identifiers an alarm's first event named (its source), by alarm stream: its later events (a repeat,
+/// an acknowledgement's note) carry only text that may mention them, so they are replaced there too.
+#[derive(Debug, Default)]
+pub struct Mentions(HashMap<String, Vec<(String, String)>>);
+
+impl Mentions {
+    fn of(&self, stream: &str) -> &[(String, String)] {
+        self.0.get(stream).map_or(&[], Vec::as_slice)
+    }
+
+    fn remember(&mut self, stream: &str, seen: &[(String, String)]) {
+        let known = self.0.entry(stream.to_owned()).or_default();
+        for pair in seen {
+            if !known.contains(pair) {
+                known.push(pair.clone());
+            }
+        }
+    }
+}
+
 /// `PassageRecorded` → `passage_recorded`.
 pub fn snake_case(name: &str) -> String {
     let mut out = String::with_capacity(name.len() + 4);
@@ -83,8 +103,14 @@ pub fn snake_case(name: &str) -> String {
 }
 
 /// The CloudEvents document of one journal event. `devices` must already have seen the event (so a
-/// commissioning carries its own context).
-pub fn document(site: &SiteIdentity, stored: &StoredEvent, devices: &Devices, key: &PseudonymKey) -> Value {
+/// commissioning carries its own context); `mentions` learns and applies the subjects an alarm names.
+pub fn document(
+    site: &SiteIdentity,
+    stored: &StoredEvent,
+    devices: &Devices,
+    mentions: &mut Mentions,
+    key: &PseudonymKey,
+) -> Value {
     let (aggregate, mut data) = match &stored.event {
         AnyEvent::Device(_) => {
             let device = stored.stream_id.id();
@@ -99,7 +125,11 @@ pub fn document(site: &SiteIdentity, stored: &StoredEvent, devices: &Devices, ke
         }
         _ => (stored.stream_id.kind().to_owned(), body(&stored.event)),
     };
-    pseudonymize(&mut data, key);
+    let stream = stored.stream_id.as_str();
+    let seen = pseudonymize(&mut data, key, mentions.of(stream));
+    if stored.stream_id.kind() == <crate::domain::Alarm as crate::domain::Aggregate>::KIND && !seen.is_empty() {
+        mentions.remember(stream, &seen);
+    }
     let event_type = format!("gatehouse.{aggregate}.{}.v{MAJOR}", snake_case(stored.event_type));
     envelope(
         site,
@@ -124,6 +154,8 @@ pub fn unreadable(site: &SiteIdentity, row: &UnreadableEvent, now: jiff::Timesta
 }
 
 /// The heartbeat: how far the journal goes and how far the stream has it, so a consumer tells lag from silence.
+/// Its `gatehouseposition` is `forwarded_up_to` (the event it follows), its id `site:heartbeat:MILLIS`: consumers
+/// key events by position only for types other than the heartbeat.
 pub fn heartbeat(
     site: &SiteIdentity,
     journal_head: Position,
@@ -191,21 +223,30 @@ fn body(event: &AnyEvent) -> Map<String, Value> {
 
 /// Replaces every person identifier (a value under a `subject` / `Subject` key) by the site's keyed pseudonym,
 /// and every mention of one in text (an alarm's detail), so nobody downstream can link a forgotten person.
-fn pseudonymize(data: &mut Map<String, Value>, key: &PseudonymKey) {
+/// Returns the (plain, pseudonym) pairs it found under subject keys.
+fn pseudonymize(
+    data: &mut Map<String, Value>,
+    key: &PseudonymKey,
+    known: &[(String, String)],
+) -> Vec<(String, String)> {
     let mut seen: Vec<(String, String)> = Vec::new();
     replace_subjects(data, key, &mut seen);
-    if !seen.is_empty() {
+    let mut all = seen.clone();
+    all.extend(known.iter().cloned());
+    if !all.is_empty() {
         for value in data.values_mut() {
-            replace_mentions(value, &seen);
+            replace_mentions(value, &all);
         }
     }
+    seen
 }
 
 fn replace_subjects(map: &mut Map<String, Value>, key: &PseudonymKey, seen: &mut Vec<(String, String)>) {
     for (name, value) in map.iter_mut() {
         match value {
             Value::String(text) if name == "subject" || name == "Subject" => {
-                if text.starts_with("ps-") {
+                // Already a pseudonym (a presence stream's own); a plain id that merely starts with "ps-" is not.
+                if crate::domain::Pseudonym::parse(text).is_ok() {
                     continue;
                 }
                 let pseudonym = match SubjectId::parse(text) {
@@ -304,7 +345,13 @@ mod tests {
                 seq: None,
             }),
         );
-        let doc = document(&site(), &passage, &devices, &PseudonymKey::from_bytes([7; 32]));
+        let doc = document(
+            &site(),
+            &passage,
+            &devices,
+            &mut Mentions::default(),
+            &PseudonymKey::from_bytes([7; 32]),
+        );
         assert_eq!(doc["specversion"], "1.0");
         assert_eq!(doc["id"], "central:1042");
         assert_eq!(doc["source"], "gatehouse/central");
@@ -335,7 +382,7 @@ mod tests {
                 seq: None,
             }),
         );
-        let doc = document(&site(), &face, &devices, &key);
+        let doc = document(&site(), &face, &devices, &mut Mentions::default(), &key);
         let text = doc.to_string();
         assert!(!text.contains("emp-4711"), "{text}");
         let expected = key.pseudonym(&SubjectId::parse("emp-4711").unwrap()).to_string();
@@ -348,10 +395,20 @@ mod tests {
         let key = PseudonymKey::from_bytes([1; 32]);
         let mut data = json!({"source": {"Subject": "emp-1"}, "detail": "watched subject emp-1 seen at C1"});
         let Value::Object(map) = &mut data else { unreachable!() };
-        pseudonymize(map, &key);
+        let seen = pseudonymize(map, &key, &[]);
         let text = data.to_string();
         assert!(!text.contains("emp-1\""), "{text}");
         assert!(!text.contains("emp-1 "), "{text}");
+        // A later event of the same alarm says only "seen again at C2": what the first one named is replaced too.
+        let mut later = json!({"detail": "emp-1 seen again at C2"});
+        let Value::Object(map) = &mut later else { unreachable!() };
+        pseudonymize(map, &key, &seen);
+        assert!(!later.to_string().contains("emp-1"), "{later}");
+        // A plain id that merely starts like a pseudonym is still replaced.
+        let mut sly = json!({"subject": "ps-jones"});
+        let Value::Object(map) = &mut sly else { unreachable!() };
+        pseudonymize(map, &key, &[]);
+        assert!(!sly.to_string().contains("jones"), "{sly}");
     }
 
     #[test]

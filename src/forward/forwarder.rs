@@ -3,9 +3,14 @@
 //! failure start again from the first unconfirmed event (the stream's de-duplication by `Nats-Msg-Id` drops what
 //! had landed). A heartbeat goes out every 30 s, sent only when every event before it is confirmed, so the
 //! subject's last message always says how far the stream has the journal.
+//!
+//! Limits: a connection that drops mid-window can lose publishes already written to it while later ones (queued in
+//! the client) land after the reconnect; the re-send from the first unconfirmed event fills the hole, so the
+//! stream holds everything but out of order within one window. A re-send after an outage longer than the stream's
+//! de-duplication window can store an event twice. `gatehouse hq` applies each (site, position) once either way.
 
 use super::ForwardStatus;
-use super::cloudevent::{self, Devices, SiteIdentity};
+use super::cloudevent::{self, Devices, Mentions, SiteIdentity};
 use super::nats::{self, StreamSettings};
 use crate::config::ForwardConfig;
 use crate::journal::{JournalReader, Position, StoredEvent};
@@ -27,6 +32,8 @@ const WINDOW: usize = 256;
 const READ_AHEAD: usize = 1024;
 /// The confirmed position is saved at most this often (the stream's last message is the real resume point).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// The first pause after a failure.
+const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
 /// Retries back off up to this.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -80,10 +87,17 @@ impl Forwarder {
         let mut client: Option<async_nats::Client> = None;
         // What this process knows the stream confirmed; `None` until the first session asked the stream.
         let mut confirmed: Option<Position> = None;
-        let mut devices: Option<Devices> = None;
-        let mut backoff = Duration::from_millis(250);
+        // Device contexts and alarm subjects as of the next event to publish; reloaded after a failure when events
+        // that changed them had been published but not confirmed (they are published again).
+        let mut context: Option<(Devices, Mentions)> = None;
+        let mut stale = false;
+        let mut backoff = INITIAL_BACKOFF;
         loop {
-            match self.session(&reader, &mut client, &mut confirmed, &mut devices).await {
+            let before = confirmed;
+            match self
+                .session(&reader, &mut client, &mut confirmed, &mut context, &mut stale)
+                .await
+            {
                 Ok(()) => return,
                 Err(Failure::Stop(why)) => {
                     tracing::error!(%why, "forwarding stopped");
@@ -100,6 +114,14 @@ impl Forwarder {
                         p.connected = false;
                         p.last_error = Some(why);
                     });
+                    if stale {
+                        context = None;
+                        stale = false;
+                    }
+                    // A session that got somewhere earns a quick retry; repeated failures back off.
+                    if confirmed > before {
+                        backoff = INITIAL_BACKOFF;
+                    }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -113,7 +135,8 @@ impl Forwarder {
         reader: &Arc<Mutex<JournalReader>>,
         client: &mut Option<async_nats::Client>,
         confirmed: &mut Option<Position>,
-        devices: &mut Option<Devices>,
+        context: &mut Option<(Devices, Mentions)>,
+        stale: &mut bool,
     ) -> Result<(), Failure> {
         let connection = match client {
             Some(connection) => connection.clone(),
@@ -128,40 +151,70 @@ impl Forwarder {
             &js,
             &StreamSettings {
                 name: &self.config.stream,
+                publishes_to: &self.config.subject,
                 subjects: stream_subjects(&self.config.subject),
                 replicas: self.config.replicas,
                 keep_for: self.config.keep_for,
             },
         )
         .await?;
+        let (site, key) = (self.site.clone(), self.key.clone());
         let start = match *confirmed {
             Some(position) => position,
             None => {
-                let in_stream = last_forwarded(&stream, &self.config.subject).await?;
+                let last = last_forwarded(&stream, &self.config.subject, &self.site.id).await?;
                 let (checkpoint, head) = blocking(reader, {
                     let subject = self.config.subject.clone();
                     move |r| Ok((read_checkpoint(r, &subject)?, r.head()?))
                 })
                 .await?;
+                let in_stream = last.as_ref().map(|(position, _)| *position);
+                let restored = |why: String| {
+                    Failure::Stop(format!(
+                        "stream {} already holds {}'s events up to position {}, {why}: was it restored from an \
+                         older backup? Forwarding stopped so that no position is used twice; move the stream's \
+                         messages for {} aside (or give this site a new id) and restart",
+                        self.config.stream,
+                        self.site.id,
+                        in_stream.unwrap_or_default(),
+                        self.config.subject
+                    ))
+                };
                 if let Some(in_stream) = in_stream
                     && in_stream > head
                 {
-                    return Err(Failure::Stop(format!(
-                        "stream {} already holds {}'s events up to position {in_stream}, but this journal ends at \
-                         {head}: was it restored from an older backup? Forwarding stopped so that no position is \
-                         used twice; move the stream's messages for {} aside (or give this site a new id) and restart",
-                        self.config.stream, self.site.id, self.config.subject
-                    )));
+                    return Err(restored(format!("but this journal ends at {head}")));
+                }
+                // The journal may also have grown past the stream's end since it was restored: the event the
+                // stream holds at that position must be this journal's.
+                if let Some((position, Some(document))) = last {
+                    let ours = blocking(reader, move |r| r.event_at(position)).await?;
+                    let same = match &ours {
+                        Some(Ok(stored)) => {
+                            document["subject"] == stored.stream_id.id()
+                                && document["time"] == stored.occurred_at.to_string().as_str()
+                        }
+                        Some(Err(unreadable)) => {
+                            document["type"] == cloudevent::UNREADABLE
+                                || document["subject"] == unreadable.stream_id.as_str()
+                        }
+                        None => false,
+                    };
+                    if !same {
+                        return Err(restored(format!(
+                            "and its event there is not this journal's event at {position}"
+                        )));
+                    }
                 }
                 let start = in_stream.unwrap_or(0).max(checkpoint);
                 tracing::info!(stream = %self.config.stream, subject = %self.config.subject, in_stream, checkpoint, start, "forwarding resumes");
                 start
             }
         };
-        if devices.is_none() {
-            *devices = Some(blocking(reader, move |r| device_contexts(r, start)).await?);
+        if context.is_none() {
+            *context = Some(blocking(reader, move |r| contexts_at(r, start, &site, &key)).await?);
         }
-        let devices = devices
+        let (devices, mentions) = context
             .as_mut()
             .ok_or_else(|| anyhow::anyhow!("device contexts not loaded"))?;
         *confirmed = Some(start);
@@ -209,7 +262,8 @@ impl Forwarder {
                             if let Some((device, event)) = stored.device() {
                                 devices.see(device, event);
                             }
-                            let document = cloudevent::document(&self.site, &stored, devices, &self.key);
+                            *stale |= changes_context(&stored);
+                            let document = cloudevent::document(&self.site, &stored, devices, mentions, &self.key);
                             (stored.position, stored.recorded_at, document)
                         }
                         Err(unreadable) => {
@@ -260,7 +314,11 @@ impl Forwarder {
                     self.status.update(|p| p.forwarded_up_to = position);
                     if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
                         let subject = self.config.subject.clone();
-                        blocking(reader, move |r| save_checkpoint(r, &subject, position)).await?;
+                        // Only a lower bound for the resume point (the stream's last message is the real one):
+                        // a busy journal that refuses it now is no reason to tear the session down.
+                        if let Err(error) = blocking(reader, move |r| save_checkpoint(r, &subject, position)).await {
+                            tracing::warn!(error = %format!("{error:#}"), "cannot save the forwarder's checkpoint");
+                        }
                         last_checkpoint = std::time::Instant::now();
                     }
                 }
@@ -313,32 +371,58 @@ fn describe(error: &jetstream::context::PublishError) -> String {
     }
 }
 
-/// How far `subject`'s events are in the stream: the position of its last event, or what its last heartbeat
-/// says (a heartbeat goes out only when every event before it is confirmed). `None` when it holds none.
-pub async fn last_forwarded(stream: &jetstream::stream::Stream, subject: &str) -> anyhow::Result<Option<Position>> {
+/// How far `subject`'s events are in the stream: the position of its last event (with that event's document, to
+/// compare with the journal), or what its last heartbeat says (a heartbeat goes out only when every event before
+/// it is confirmed). `None` when it holds none.
+async fn last_forwarded(
+    stream: &jetstream::stream::Stream,
+    subject: &str,
+    site: &str,
+) -> Result<Option<(Position, Option<serde_json::Value>)>, Failure> {
     use jetstream::stream::LastRawMessageErrorKind;
     let message = match stream.get_last_raw_message_by_subject(subject).await {
         Ok(message) => message,
         Err(error) if matches!(error.kind(), LastRawMessageErrorKind::NoMessageFound) => return Ok(None),
-        Err(error) => anyhow::bail!("cannot read the last message of {subject}: {error}"),
+        Err(error) => return Err(anyhow::anyhow!("cannot read the last message of {subject}: {error}").into()),
     };
-    let document: serde_json::Value = serde_json::from_slice(&message.payload).with_context(|| {
-        format!(
-            "the last message of {subject} (stream sequence {}) is not JSON",
+    let document: serde_json::Value = serde_json::from_slice(&message.payload).map_err(|e| {
+        Failure::Stop(format!(
+            "the last message of {subject} (stream sequence {}) is not a Gatehouse document ({e}): is another \
+             program publishing there?",
             message.sequence
-        )
+        ))
     })?;
-    let position = if document["type"] == cloudevent::HEARTBEAT {
-        document["data"]["forwarded_up_to"].as_u64()
-    } else {
-        document["gatehouseposition"].as_u64()
-    };
-    position.map(Some).ok_or_else(|| {
-        anyhow::anyhow!(
+    if document["gatehousesite"] != site {
+        return Err(Failure::Stop(format!(
+            "the last message of {subject} comes from site {}, not {site}: give each site a subject of its own \
+             ([forward] subject with {{site}})",
+            document["gatehousesite"]
+        )));
+    }
+    if document["type"] == cloudevent::HEARTBEAT {
+        return match document["data"]["forwarded_up_to"].as_u64() {
+            Some(position) => Ok(Some((position, None))),
+            None => Err(Failure::Stop(format!(
+                "the last heartbeat on {subject} has no forwarded_up_to"
+            ))),
+        };
+    }
+    match document["gatehouseposition"].as_u64() {
+        Some(position) => Ok(Some((position, Some(document)))),
+        None => Err(Failure::Stop(format!(
             "the last message of {subject} (stream sequence {}) has no position",
             message.sequence
-        )
-    })
+        ))),
+    }
+}
+
+/// Whether publishing this event changed what later events are forwarded with (a device's name or zone, the
+/// subjects an alarm names).
+fn changes_context(stored: &StoredEvent) -> bool {
+    matches!(
+        stored.event_type,
+        "Commissioned" | "DetailsChanged" | "AlarmRaised" | "AlarmReactivated"
+    )
 }
 
 async fn open_reader(path: PathBuf) -> anyhow::Result<Arc<Mutex<JournalReader>>> {
@@ -387,23 +471,32 @@ fn save_checkpoint(reader: &JournalReader, subject: &str, position: Position) ->
     Ok(())
 }
 
-/// Every device's kind, name and zone as of `position`: what the events after it are forwarded with.
-fn device_contexts(reader: &JournalReader, position: Position) -> anyhow::Result<Devices> {
+/// Every device's kind, name and zone, and the subjects alarms named, as of `position`: what the events after it
+/// are forwarded with.
+fn contexts_at(
+    reader: &JournalReader,
+    position: Position,
+    site: &SiteIdentity,
+    key: &PseudonymKey,
+) -> anyhow::Result<(Devices, Mentions)> {
     let positions: Vec<i64> = {
         let mut stmt = reader.connection().prepare(
-            "SELECT position FROM events WHERE event_type IN ('Commissioned', 'DetailsChanged') AND position <= ?1 \
-             ORDER BY position",
+            "SELECT position FROM events WHERE event_type IN ('Commissioned', 'DetailsChanged', 'AlarmRaised') \
+             AND position <= ?1 ORDER BY position",
         )?;
         let rows = stmt.query_map([position as i64], |r| r.get(0))?;
         rows.collect::<Result<_, _>>()?
     };
-    let mut devices = Devices::default();
+    let (mut devices, mut mentions) = (Devices::default(), Mentions::default());
     for p in positions {
-        if let Some(Ok(stored)) = reader.event_at(p as Position)?
-            && let Some((device, event)) = StoredEvent::device(&stored)
-        {
-            devices.see(device, event);
+        if let Some(Ok(stored)) = reader.event_at(p as Position)? {
+            if let Some((device, event)) = stored.device() {
+                devices.see(device, event);
+            } else {
+                // Building the document teaches `mentions` what the alarm named.
+                cloudevent::document(site, &stored, &devices, &mut mentions, key);
+            }
         }
     }
-    Ok(devices)
+    Ok((devices, mentions))
 }

@@ -1,5 +1,6 @@
 //! The forwarder: a follower of the journal that sends every event, as the CloudEvents document of SPEC §5, to a
-//! NATS JetStream stream, exactly once and in journal order, so a company's `gatehouse hq` sees all its sites.
+//! NATS JetStream stream in journal order with de-duplicated re-sends, so a company's `gatehouse hq` sees all its
+//! sites (the limits of "exactly once, in order" are in `forwarder`'s notes and the README).
 //! The site never waits for it: ingestion goes on while the cluster is away and the forwarder catches up.
 //!
 //! `cloudevent` is the contract (pure), `nats` the connection and the stream, `forwarder` the loop, and this file
@@ -9,7 +10,7 @@ pub mod cloudevent;
 mod forwarder;
 pub mod nats;
 
-pub use forwarder::{Forwarder, last_forwarded};
+pub use forwarder::Forwarder;
 
 use crate::journal::Position;
 use std::sync::Mutex;

@@ -57,6 +57,8 @@ pub fn jetstream(client: async_nats::Client) -> jetstream::Context {
 /// The stream settings a forwarder creates a missing stream with (SPEC §2).
 pub struct StreamSettings<'a> {
     pub name: &'a str,
+    /// The subject the caller publishes to, which the stream must take.
+    pub publishes_to: &'a str,
     pub subjects: Vec<String>,
     pub replicas: usize,
     pub keep_for: Duration,
@@ -84,6 +86,19 @@ pub async fn ensure_stream(js: &jetstream::Context, settings: &StreamSettings<'_
                     "the stream exists with other settings; using it as it is"
                 );
             }
+            if !config
+                .subjects
+                .iter()
+                .any(|pattern| covers(pattern, settings.publishes_to))
+            {
+                anyhow::bail!(
+                    "stream {} exists but takes {:?}, not {}: add the subject to the stream (or point [forward] \
+                     stream at one that takes it)",
+                    settings.name,
+                    config.subjects,
+                    settings.publishes_to
+                );
+            }
             Ok(existing)
         }
         Err(error) if is_not_found(&error) => {
@@ -106,11 +121,11 @@ pub async fn ensure_stream(js: &jetstream::Context, settings: &StreamSettings<'_
                     );
                     Ok(stream)
                 }
-                // Another site created it a moment ago.
-                Err(_) => js
+                // Another site may have created it a moment ago; if not, the creation's own error says why.
+                Err(created) => js
                     .get_stream(settings.name)
                     .await
-                    .with_context(|| format!("cannot create or find stream {}", settings.name)),
+                    .map_err(|_| anyhow::anyhow!("cannot create stream {}: {created}", settings.name)),
             }
         }
         Err(error) => Err(anyhow::anyhow!("cannot look up stream {}: {error}", settings.name)),
@@ -123,4 +138,32 @@ fn is_not_found(error: &jetstream::context::GetStreamError) -> bool {
         jetstream::context::GetStreamErrorKind::JetStream(e)
             if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
     )
+}
+
+/// Whether a stream subject pattern (`*` one token, `>` the rest) takes `subject`.
+pub fn covers(pattern: &str, subject: &str) -> bool {
+    let mut tokens = subject.split('.');
+    for part in pattern.split('.') {
+        match (part, tokens.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (p, Some(t)) if p == t => {}
+            _ => return false,
+        }
+    }
+    tokens.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::covers;
+
+    #[test]
+    fn stream_subjects_take_what_their_wildcards_say() {
+        assert!(covers("gatehouse.*.events", "gatehouse.central.events"));
+        assert!(covers("gatehouse.>", "gatehouse.central.events"));
+        assert!(!covers("gatehouse.*.events", "gatehouse.central.other"));
+        assert!(!covers("gatehouse.*", "gatehouse.central.events"));
+        assert!(covers("a.b", "a.b") && !covers("a.b.c", "a.b"));
+    }
 }

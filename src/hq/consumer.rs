@@ -90,8 +90,9 @@ async fn consume(
                 durable_name: Some(config.durable.clone()),
                 filter_subject: config.subjects.clone(),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                // What a killed HQ had taken but not acknowledged comes again this soon.
-                ack_wait: Duration::from_secs(10),
+                // What a killed HQ had taken but not acknowledged comes again this soon; long enough for a
+                // prefetched batch and its commit on a busy machine.
+                ack_wait: Duration::from_secs(30),
                 max_ack_pending: MAX_ACK_PENDING,
                 ..Default::default()
             },
@@ -121,14 +122,17 @@ async fn consume(
                 _ => break,
             }
         }
-        let documents: Vec<serde_json::Value> = batch
+        let arrived: Vec<store::Arrived> = batch
             .iter()
-            .map(|m| serde_json::from_slice(&m.payload).unwrap_or(serde_json::Value::Null))
+            .map(|m| store::Arrived {
+                subject: m.subject.to_string(),
+                document: serde_json::from_slice(&m.payload).unwrap_or(serde_json::Value::Null),
+            })
             .collect();
-        let db = conn.clone();
+        let (db, subjects) = (conn.clone(), config.subjects.clone());
         let outcomes = tokio::task::spawn_blocking(move || {
             let mut conn = db.lock().map_err(|_| anyhow::anyhow!("hq.db connection poisoned"))?;
-            store::apply_batch(&mut conn, &documents)
+            store::apply_batch(&mut conn, &subjects, &arrived)
         })
         .await??;
         let (mut applied, mut duplicates, mut unreadable) = (0, 0, 0);

@@ -228,7 +228,8 @@ fn period(query: &ReportQuery) -> Result<(Date, Date), String> {
         today.checked_sub(jiff::Span::new().days(6)).unwrap_or(today),
         "from",
     )?;
-    let to = parse(&query.to, today, "to")?;
+    // Sites east of here are already a day ahead: the default period reaches into tomorrow.
+    let to = parse(&query.to, today.tomorrow().unwrap_or(today), "to")?;
     if to < from {
         return Err(format!("to={to} is before from={from}"));
     }
@@ -363,7 +364,16 @@ async fn equipment(state: web::Data<HqState>, query: web::Query<ReportQuery>) ->
              GROUP BY d.site, d.device ORDER BY d.site, d.device",
         )?;
         let (first, last) = (from.to_string(), to.to_string());
-        let period_days = (to - from).get_days() as i64 + 1;
+        // The period as far as it has happened: the days from `from` up to the end of `to` or now, whichever
+        // comes first (counted in UTC days; a site's own 23- and 25-hour days move this by an hour at most).
+        let day_start = |d: Date| {
+            d.to_datetime(jiff::civil::Time::midnight())
+                .to_zoned_datetime(TimeZone::UTC)
+                .map(|z| z.timestamp().as_second())
+                .unwrap_or(0)
+        };
+        let period_end = to.tomorrow().map(day_start).unwrap_or(i64::MAX).min(now.as_second());
+        let period_seconds = (period_end - day_start(from)).max(1);
         let rows = stmt.query_map(rusqlite::params![first, last, filter], |r| {
             let offline_since: Option<String> = r.get(3)?;
             let timezone: String = r.get(4)?;
@@ -378,7 +388,6 @@ async fn equipment(state: web::Data<HqState>, query: web::Query<ReportQuery>) ->
                     .map(|(_, seconds)| seconds)
                     .sum::<i64>();
             }
-            let period_seconds = period_days * 86_400;
             let uptime = 100.0 * (1.0 - offline as f64 / period_seconds as f64);
             Ok(EquipmentRow {
                 site: r.get(0)?,

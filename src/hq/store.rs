@@ -5,7 +5,7 @@
 use anyhow::Context as _;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
 use serde_json::Value;
 use std::path::Path;
@@ -37,16 +37,52 @@ pub enum Applied {
 #[error("not a Gatehouse event: {0}")]
 pub struct Unreadable(pub String);
 
-/// Applies a batch of documents in one transaction.
-pub fn apply_batch(conn: &mut Connection, documents: &[Value]) -> anyhow::Result<Vec<Result<Applied, Unreadable>>> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+/// One message as it came: the NATS subject it was published on and its document.
+pub struct Arrived {
+    pub subject: String,
+    pub document: Value,
+}
+
+/// Applies a batch of documents in one transaction, each in a savepoint of its own: a document the read tables
+/// cannot take (content no code path expected) is rolled back alone and named, never holding up the rest.
+/// `subjects` is the consumer's filter (`gatehouse.*.events`): a document must come from its own site's subject.
+pub fn apply_batch(
+    conn: &mut Connection,
+    subjects: &str,
+    batch: &[Arrived],
+) -> anyhow::Result<Vec<Result<Applied, Unreadable>>> {
+    let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let now = Timestamp::now();
-    let mut outcomes = Vec::with_capacity(documents.len());
-    for document in documents {
-        outcomes.push(match Envelope::read(document) {
-            Ok(envelope) => Ok(apply(&tx, &envelope, document, now)?),
-            Err(e) => Err(e),
-        });
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for arrived in batch {
+        let envelope = match Envelope::read(&arrived.document) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                outcomes.push(Err(e));
+                continue;
+            }
+        };
+        if subjects.contains('*') && arrived.subject != subjects.replacen('*', envelope.site, 1) {
+            outcomes.push(Err(Unreadable(format!(
+                "site {:?} published on {}, not on its own subject",
+                envelope.site, arrived.subject
+            ))));
+            continue;
+        }
+        let savepoint = tx.savepoint()?;
+        match apply(&savepoint, &envelope, &arrived.document, now) {
+            Ok(applied) => {
+                savepoint.commit()?;
+                outcomes.push(Ok(applied));
+            }
+            Err(error) => {
+                drop(savepoint); // rolls back this document alone
+                outcomes.push(Err(Unreadable(format!(
+                    "{}:{} cannot be applied: {error:#}",
+                    envelope.site, envelope.position
+                ))));
+            }
+        }
     }
     tx.commit()?;
     Ok(outcomes)
@@ -94,7 +130,7 @@ fn short(document: &Value) -> String {
     }
 }
 
-fn apply(tx: &Transaction<'_>, e: &Envelope<'_>, document: &Value, now: Timestamp) -> anyhow::Result<Applied> {
+fn apply(tx: &rusqlite::Savepoint<'_>, e: &Envelope<'_>, document: &Value, now: Timestamp) -> anyhow::Result<Applied> {
     let known: Option<u64> = tx
         .query_row("SELECT applied_up_to FROM sites WHERE site = ?1", [e.site], |r| {
             r.get::<_, i64>(0)
@@ -109,13 +145,15 @@ fn apply(tx: &Transaction<'_>, e: &Envelope<'_>, document: &Value, now: Timestam
         )?;
     }
     if e.event_type == crate::forward::cloudevent::HEARTBEAT {
+        // The site's own clock says when; an older heartbeat redelivered late changes nothing.
         tx.execute(
-            "UPDATE sites SET journal_head = ?2, forwarded_up_to = ?3, heartbeat_at = ?4, timezone = ?5 WHERE site = ?1",
+            "UPDATE sites SET journal_head = ?2, forwarded_up_to = ?3, heartbeat_at = ?4, timezone = ?5 \
+             WHERE site = ?1 AND (heartbeat_at IS NULL OR heartbeat_at < ?4)",
             params![
                 e.site,
                 e.data["journal_head"].as_i64().unwrap_or(0),
                 e.data["forwarded_up_to"].as_i64().unwrap_or(0),
-                now.as_microsecond(),
+                e.time.as_microsecond(),
                 e.timezone
             ],
         )?;
@@ -167,7 +205,7 @@ fn apply(tx: &Transaction<'_>, e: &Envelope<'_>, document: &Value, now: Timestam
 }
 
 /// The read tables' share of one event.
-fn project(tx: &Transaction<'_>, e: &Envelope<'_>) -> anyhow::Result<()> {
+fn project(tx: &Connection, e: &Envelope<'_>) -> anyhow::Result<()> {
     let Some((aggregate, event)) = split_type(e.event_type) else {
         return Ok(());
     };
@@ -218,13 +256,7 @@ fn project(tx: &Transaction<'_>, e: &Envelope<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn device_event(
-    tx: &Transaction<'_>,
-    e: &Envelope<'_>,
-    device: &str,
-    event: &str,
-    tz: &TimeZone,
-) -> anyhow::Result<()> {
+fn device_event(tx: &Connection, e: &Envelope<'_>, device: &str, event: &str, tz: &TimeZone) -> anyhow::Result<()> {
     let at = e.time;
     match event {
         "passage_recorded" => {
@@ -328,7 +360,7 @@ fn device_event(
     Ok(())
 }
 
-fn refresh_open_faults(tx: &Transaction<'_>, site: &str, device: &str) -> anyhow::Result<()> {
+fn refresh_open_faults(tx: &Connection, site: &str, device: &str) -> anyhow::Result<()> {
     tx.execute(
         "UPDATE site_devices SET open_faults = (SELECT COUNT(*) FROM site_open_faults WHERE site = ?1 AND device = ?2) \
          WHERE site = ?1 AND device = ?2",
@@ -338,7 +370,7 @@ fn refresh_open_faults(tx: &Transaction<'_>, site: &str, device: &str) -> anyhow
 }
 
 /// Adds to one device's figures for one local day (`change` is a fixed SQL assignment list, never input).
-fn equipment_day(tx: &Transaction<'_>, site: &str, device: &str, day: &str, change: &str) -> anyhow::Result<()> {
+fn equipment_day(tx: &Connection, site: &str, device: &str, day: &str, change: &str) -> anyhow::Result<()> {
     tx.execute(
         "INSERT OR IGNORE INTO site_equipment_days (site, device, day) VALUES (?1, ?2, ?3)",
         params![site, device, day],
@@ -435,15 +467,19 @@ mod apply_tests {
         })
     }
 
+    fn arrived(position: u64) -> Arrived {
+        Arrived {
+            subject: "gatehouse.north.events".into(),
+            document: passage(position),
+        }
+    }
+
     #[test]
     fn each_position_counts_once_even_when_an_earlier_one_arrives_late() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = open(&dir.path().join("hq.db")).unwrap();
-        let outcomes = apply_batch(
-            &mut conn,
-            &[passage(1), passage(2), passage(4), passage(5), passage(3), passage(4)],
-        )
-        .unwrap();
+        let batch: Vec<Arrived> = [1, 2, 4, 5, 3, 4].into_iter().map(arrived).collect();
+        let outcomes = apply_batch(&mut conn, "gatehouse.*.events", &batch).unwrap();
         let applied: Vec<Applied> = outcomes.into_iter().map(Result::unwrap).collect();
         assert_eq!(
             applied,
@@ -478,8 +514,18 @@ mod apply_tests {
     fn something_that_is_not_a_gatehouse_event_is_named_not_applied() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = open(&dir.path().join("hq.db")).unwrap();
-        let outcomes = apply_batch(&mut conn, &[json!({"hello": "world"})]).unwrap();
-        let why = outcomes.into_iter().next().unwrap().unwrap_err().to_string();
-        assert!(why.contains("no gatehousesite"), "{why}");
+        let foreign = Arrived {
+            subject: "gatehouse.north.events".into(),
+            document: json!({"hello": "world"}),
+        };
+        // Another publisher claiming to be south on north's subject.
+        let mut spoof = arrived(1);
+        spoof.document["gatehousesite"] = json!("south");
+        let outcomes = apply_batch(&mut conn, "gatehouse.*.events", &[foreign, spoof]).unwrap();
+        let why: Vec<String> = outcomes.into_iter().map(|o| o.unwrap_err().to_string()).collect();
+        assert!(why[0].contains("no gatehousesite"), "{why:?}");
+        assert!(why[1].contains("not on its own subject"), "{why:?}");
+        let sites: i64 = conn.query_row("SELECT COUNT(*) FROM sites", [], |r| r.get(0)).unwrap();
+        assert_eq!(sites, 0);
     }
 }

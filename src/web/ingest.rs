@@ -13,23 +13,34 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// A device message is small; a backlog is many of them.
+/// A device message is small; a backlog is many of them (read only once the token is known good).
 const MESSAGE_LIMIT: usize = 64 * 1024;
-const BATCH_LIMIT: usize = 16 * 1024 * 1024;
+const BATCH_LIMIT: usize = 2 * 1024 * 1024;
 /// Lines in one batch, at most (a gateway sends a long backlog in several).
 const BATCH_LINES: usize = 10_000;
+/// A batch's lines being ingested at once; the rest wait their turn (answers keep the lines' order).
+const BATCH_CONCURRENCY: usize = 256;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/ingest/batch")
-            .app_data(web::PayloadConfig::new(BATCH_LIMIT))
-            .route(web::post().to(batch)),
-    )
-    .service(
-        web::resource("/ingest/{kind}/{id}/{message}")
-            .app_data(web::PayloadConfig::new(MESSAGE_LIMIT))
-            .route(web::post().to(one)),
-    );
+    cfg.route("/ingest/batch", web::post().to(batch))
+        .route("/ingest/{kind}/{id}/{message}", web::post().to(one));
+}
+
+/// The body, read only after the token was checked, up to `limit` bytes (413 past it).
+async fn body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, HttpResponse> {
+    use futures_util::StreamExt;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| plain(HttpResponse::BadRequest(), format!("cannot read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(plain(
+                HttpResponse::PayloadTooLarge(),
+                format!("the body is over {limit} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn plain(mut response: actix_web::HttpResponseBuilder, body: String) -> HttpResponse {
@@ -81,12 +92,17 @@ fn outcome(ingested: &Ingested) -> Value {
 
 /// Why a message is refused before it is ingested (the client must fix it), or `None`.
 fn refusal(gateway: &Gateway, topic: &str, payload: &[u8]) -> Option<(u16, String)> {
-    let device = topic.split('/').nth(1).unwrap_or_default();
+    let mut parts = topic.split('/').skip(1);
+    let (device, message) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
     if !gateway.may_report_for(device) {
         return Some((
             403,
             format!("gateway {} may not report for device {device:?}", gateway.name),
         ));
+    }
+    // `online` / `offline` is plain text and states a fact that may be repeated: no msg_id needed.
+    if message == "status" {
+        return None;
     }
     let has_msg_id = serde_json::from_slice::<Value>(payload)
         .ok()
@@ -105,10 +121,14 @@ async fn one(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<(String, String, String)>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> HttpResponse {
     let gateway = match gateway(&state, &req).await {
         Ok(gateway) => gateway,
+        Err(response) => return response,
+    };
+    let body = match body(payload, MESSAGE_LIMIT).await {
+        Ok(body) => body,
         Err(response) => return response,
     };
     let (kind, id, message) = path.into_inner();
@@ -137,9 +157,13 @@ struct Line {
     payload: Value,
 }
 
-async fn batch(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+async fn batch(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let gateway = match gateway(&state, &req).await {
         Ok(gateway) => gateway,
+        Err(response) => return response,
+    };
+    let body = match body(payload, BATCH_LIMIT).await {
+        Ok(body) => body,
         Err(response) => return response,
     };
     let Ok(text) = std::str::from_utf8(&body) else {
@@ -164,7 +188,11 @@ async fn batch(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -
                     return Ok(json!({ "outcome": "rejected", "reason": format!("not a {{\"topic\",\"payload\"}} line: {e}") }));
                 }
             };
-            let payload = line.payload.to_string();
+            // A status is plain text (`"payload":"online"`); everything else is the JSON object itself.
+            let payload = match line.payload {
+                Value::String(text) => text,
+                other => other.to_string(),
+            };
             if let Some((status, why)) = refusal(&gateway, &line.topic, payload.as_bytes()) {
                 let outcome = if status == 403 { "forbidden" } else { "rejected" };
                 return Ok(json!({ "outcome": outcome, "reason": why }));
@@ -173,7 +201,13 @@ async fn batch(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -
             ingest(&state, &gateway, &topic, payload.as_bytes()).await.map(|i| outcome(&i))
         }
     });
-    let results = futures_util::future::join_all(work).await;
+    let results: Vec<Result<Value, String>> = {
+        use futures_util::StreamExt;
+        futures_util::stream::iter(work)
+            .buffered(BATCH_CONCURRENCY)
+            .collect()
+            .await
+    };
     let mut out = String::new();
     let mut failed = None;
     for result in results {

@@ -118,6 +118,11 @@ fn a_gateway_posts_its_devices_messages_once_each_and_is_told_what_became_of_the
                 outcomes,
                 ["event", "duplicate", "forbidden", "rejected", "rejected", "event"]
             );
+            // Availability is plain text, with no msg_id, one by one or in a batch.
+            let status = post("/ingest/turnstile/T1/status", "offline");
+            assert_eq!(status.body, r#"{"outcome":"event","reason":null}"#);
+            let back = post("/ingest/batch", r#"{"topic":"turnstile/T1/status","payload":"online"}"#);
+            assert!(back.body.contains(r#""outcome":"event""#), "{}", back.body);
             assert_eq!(passages(&journal), 3);
             // Sent again whole (a retry after a lost answer): nothing doubles.
             let retry = post("/ingest/batch", &lines.join("\n"));
