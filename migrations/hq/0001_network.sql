@@ -11,10 +11,15 @@ CREATE TABLE site_events (
 ) WITHOUT ROWID;
 
 -- Every site that has published, with how far its events are applied and what its last heartbeat said.
+-- applied_up_to: the read tables hold every position up to here, applied in order; later ones wait in
+-- site_events until the hole before them fills (or is skipped after a while: skipped counts those positions).
 CREATE TABLE sites (
     site TEXT PRIMARY KEY,
     timezone TEXT NOT NULL,
     applied_up_to INTEGER NOT NULL,
+    received_up_to INTEGER NOT NULL DEFAULT 0,
+    held_since INTEGER,
+    skipped INTEGER NOT NULL DEFAULT 0,
     first_seen_at INTEGER NOT NULL,
     last_event_at TEXT,
     journal_head INTEGER,

@@ -71,7 +71,7 @@ async fn sites(state: web::Data<HqState>, query: web::Query<FormatQuery>) -> act
     let rows = read(&state, move |conn| {
         let mut stmt = conn.prepare(
             "SELECT s.site, s.timezone, COALESCE(s.last_event_at, ''), s.journal_head, s.forwarded_up_to, s.heartbeat_at,
-               MAX(0, s.applied_up_to - COALESCE(s.first_position, 1) + 1 - s.events),
+               s.skipped,
                (SELECT COUNT(*) FROM site_devices d WHERE d.site = s.site AND d.decommissioned = 0),
                (SELECT COUNT(*) FROM site_devices d WHERE d.site = s.site AND d.decommissioned = 0 AND d.online = 1),
                (SELECT COALESCE(SUM(open_faults), 0) FROM site_devices d WHERE d.site = s.site AND d.decommissioned = 0),

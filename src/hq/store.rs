@@ -53,6 +53,7 @@ pub fn apply_batch(
 ) -> anyhow::Result<Vec<Result<Applied, Unreadable>>> {
     let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let now = Timestamp::now();
+    skip_stale_holes(&tx, now)?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for arrived in batch {
         let envelope = match Envelope::read(&arrived.document) {
@@ -159,10 +160,10 @@ fn apply(tx: &rusqlite::Savepoint<'_>, e: &Envelope<'_>, document: &Value, now: 
         )?;
         return Ok(Applied::Heartbeat);
     }
-    let applied = known.unwrap_or(0);
-    // A position is applied once, whenever it comes: the stream hands one site's events over in order, except
-    // after a forwarder's connection dropped mid-window (a later publish may land before an earlier one's
-    // re-send), so an earlier position arriving late fills its hole instead of being taken for a repeat.
+    // A position is stored once, whenever it comes (a redelivery or a re-send is known by it), and applied to the
+    // read tables in position order: the stream hands one site's events over in order, except after a
+    // forwarder's connection dropped mid-window or an HQ crash (what it had taken comes again after the ack
+    // wait), so a position after a hole waits in site_events until the hole fills.
     let seen: bool = tx.query_row(
         "SELECT EXISTS (SELECT 1 FROM site_events WHERE site = ?1 AND position = ?2)",
         params![e.site, e.position as i64],
@@ -170,16 +171,6 @@ fn apply(tx: &rusqlite::Savepoint<'_>, e: &Envelope<'_>, document: &Value, now: 
     )?;
     if seen {
         return Ok(Applied::Duplicate);
-    }
-    if e.position < applied {
-        tracing::info!(site = e.site, position = e.position, "a late position fills its hole");
-    } else if applied > 0 && e.position > applied + 1 {
-        tracing::info!(
-            site = e.site,
-            after = applied,
-            next = e.position,
-            "positions not here yet"
-        );
     }
     tx.execute(
         "INSERT INTO site_events (site, position, type, subject, time, received_at, document) \
@@ -195,13 +186,114 @@ fn apply(tx: &rusqlite::Savepoint<'_>, e: &Envelope<'_>, document: &Value, now: 
         ],
     )?;
     tx.execute(
-        "UPDATE sites SET last_event_at = CASE WHEN ?2 > applied_up_to THEN ?3 ELSE last_event_at END, \
-         applied_up_to = MAX(applied_up_to, ?2), events = events + 1, \
+        "UPDATE sites SET last_event_at = CASE WHEN ?2 > received_up_to THEN ?3 ELSE last_event_at END, \
+         received_up_to = MAX(received_up_to, ?2), events = events + 1, \
          first_position = MIN(COALESCE(first_position, ?2), ?2), timezone = ?4 WHERE site = ?1",
         params![e.site, e.position as i64, e.time.to_string(), e.timezone],
     )?;
-    project(tx, e)?;
+    let applied = known.unwrap_or(0);
+    if e.position <= applied {
+        // A position skipped over after waiting too long came after all: applied now, out of order.
+        tracing::info!(site = e.site, position = e.position, "a skipped position came late");
+        tx.execute(
+            "UPDATE sites SET skipped = MAX(skipped - 1, 0) WHERE site = ?1",
+            [e.site],
+        )?;
+        project(tx, e)?;
+    } else if e.position == applied + 1 {
+        apply_in_order(tx, e.site, now)?;
+    } else {
+        // After a hole: it waits (noted once; scanning what waits on every arrival would cost a hole's length each).
+        let noted = tx.execute(
+            "UPDATE sites SET held_since = ?2 WHERE site = ?1 AND held_since IS NULL",
+            params![e.site, now.as_microsecond()],
+        )?;
+        if noted > 0 {
+            tracing::info!(
+                site = e.site,
+                after = applied,
+                next = e.position,
+                "positions held back until the one missing comes"
+            );
+        }
+    }
     Ok(Applied::Event)
+}
+
+/// How long positions wait for a hole before them to fill: longer than the consumer's ack wait (what a killed HQ
+/// had taken comes again after it), so only positions the stream no longer has are skipped.
+const HOLE_WAIT: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// Applies `site`'s stored positions after `applied_up_to` in order, as far as they go without a hole; notes when
+/// a hole started holding the rest back.
+fn apply_in_order(tx: &Connection, site: &str, now: Timestamp) -> anyhow::Result<()> {
+    let (mut applied, held_since): (i64, Option<i64>) = tx.query_row(
+        "SELECT applied_up_to, held_since FROM sites WHERE site = ?1",
+        [site],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let mut held = false;
+    'pages: loop {
+        let waiting: Vec<(i64, String)> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT position, document FROM site_events WHERE site = ?1 AND position > ?2 \
+                 ORDER BY position LIMIT 1000",
+            )?;
+            let rows = stmt.query_map(params![site, applied], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        if waiting.is_empty() {
+            break;
+        }
+        for (position, text) in waiting {
+            // The very first position a site shows may be past 1 (the stream dropped older ones): it waits too.
+            if position != applied + 1 {
+                held = true;
+                break 'pages;
+            }
+            let document: Value = serde_json::from_str(&text)?;
+            let envelope = Envelope::read(&document).map_err(|e| anyhow::anyhow!("{e}"))?;
+            project(tx, &envelope)?;
+            applied = position;
+        }
+    }
+    let held_since = match (held, held_since) {
+        (false, _) => None,
+        (true, Some(since)) => Some(since),
+        (true, None) => Some(now.as_microsecond()),
+    };
+    tx.execute(
+        "UPDATE sites SET applied_up_to = ?2, held_since = ?3 WHERE site = ?1",
+        params![site, applied, held_since],
+    )?;
+    Ok(())
+}
+
+/// Skips over holes that have held positions back for longer than [`HOLE_WAIT`]: the stream no longer has what
+/// is missing (it kept them for less than `keep_for`, or they were never there). Counted in `skipped`.
+fn skip_stale_holes(tx: &Connection, now: Timestamp) -> anyhow::Result<()> {
+    let stale: Vec<(String, i64)> = {
+        let mut stmt = tx
+            .prepare_cached("SELECT site, applied_up_to FROM sites WHERE held_since IS NOT NULL AND held_since < ?1")?;
+        let cutoff = now.as_microsecond() - HOLE_WAIT.as_micros() as i64;
+        let rows = stmt.query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (site, applied) in stale {
+        let next: Option<i64> = tx.query_row(
+            "SELECT MIN(position) FROM site_events WHERE site = ?1 AND position > ?2",
+            params![site, applied],
+            |r| r.get(0),
+        )?;
+        let Some(next) = next else { continue };
+        tracing::warn!(%site, from = applied + 1, to = next - 1, "positions never came; going on without them");
+        tx.execute(
+            "UPDATE sites SET applied_up_to = ?2, skipped = skipped + ?3, held_since = NULL WHERE site = ?1",
+            params![site, next - 1, next - 1 - applied],
+        )?;
+        apply_in_order(tx, &site, now)?;
+    }
+    Ok(())
 }
 
 /// The read tables' share of one event.
@@ -474,40 +566,55 @@ mod apply_tests {
         }
     }
 
+    fn status(position: u64, event: &str) -> Arrived {
+        let mut arrived = arrived(position);
+        arrived.document["type"] = json!(format!("gatehouse.turnstile.{event}.v1"));
+        arrived
+    }
+
     #[test]
-    fn each_position_counts_once_even_when_an_earlier_one_arrives_late() {
+    fn each_position_counts_once_and_the_read_tables_take_them_in_order_whatever_order_they_come_in() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = open(&dir.path().join("hq.db")).unwrap();
-        let batch: Vec<Arrived> = [1, 2, 4, 5, 3, 4].into_iter().map(arrived).collect();
+        // 1 passage, 2 offline, 3 online: 3 comes before 2 (and 4 twice).
+        let batch = vec![
+            arrived(1),
+            status(3, "came_online"),
+            arrived(4),
+            status(2, "went_offline"),
+            arrived(4),
+        ];
         let outcomes = apply_batch(&mut conn, "gatehouse.*.events", &batch).unwrap();
         let applied: Vec<Applied> = outcomes.into_iter().map(Result::unwrap).collect();
-        assert_eq!(
-            applied,
-            [
-                Applied::Event,
-                Applied::Event,
-                Applied::Event,
-                Applied::Event,
-                Applied::Event,
-                Applied::Duplicate
-            ]
-        );
-        let (applied_up_to, events, first): (i64, i64, i64) = conn
-            .query_row(
-                "SELECT applied_up_to, events, first_position FROM sites WHERE site = 'north'",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
+        use Applied::*;
+        assert_eq!(applied, [Event, Event, Event, Event, Duplicate]);
+        let row = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(row("SELECT applied_up_to FROM sites WHERE site = 'north'"), 4);
+        assert_eq!(row("SELECT events FROM sites WHERE site = 'north'"), 4);
+        // Offline then online, as it happened: online.
+        assert_eq!(row("SELECT online FROM site_devices WHERE device = 'T1'"), 1);
+        assert_eq!(row("SELECT SUM(passages_in) FROM site_traffic WHERE site = 'north'"), 2);
+    }
+
+    #[test]
+    fn positions_after_a_hole_wait_for_it_and_a_hole_that_never_fills_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open(&dir.path().join("hq.db")).unwrap();
+        apply_batch(&mut conn, "gatehouse.*.events", &[arrived(1), arrived(3)]).unwrap();
+        let row = |conn: &Connection, sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(row(&conn, "SELECT applied_up_to FROM sites"), 1);
+        assert_eq!(row(&conn, "SELECT SUM(passages_in) FROM site_traffic"), 1);
+        // Position 2 is gone for good: once the hole is old enough, the next batch goes on without it.
+        conn.execute("UPDATE sites SET held_since = held_since - 1000000000", [])
             .unwrap();
-        assert_eq!((applied_up_to, events, first), (5, 5, 1));
-        let passages: i64 = conn
-            .query_row(
-                "SELECT SUM(passages_in) FROM site_traffic WHERE site = 'north'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(passages, 5);
+        apply_batch(&mut conn, "gatehouse.*.events", &[arrived(4)]).unwrap();
+        assert_eq!(row(&conn, "SELECT applied_up_to FROM sites"), 4);
+        assert_eq!(row(&conn, "SELECT skipped FROM sites"), 1);
+        assert_eq!(row(&conn, "SELECT SUM(passages_in) FROM site_traffic"), 3);
+        // It came after all: applied late, counted once.
+        apply_batch(&mut conn, "gatehouse.*.events", &[arrived(2)]).unwrap();
+        assert_eq!(row(&conn, "SELECT skipped FROM sites"), 0);
+        assert_eq!(row(&conn, "SELECT SUM(passages_in) FROM site_traffic"), 4);
     }
 
     #[test]
