@@ -4,10 +4,13 @@
 //! had landed). A heartbeat goes out every 30 s, sent only when every event before it is confirmed, so the
 //! subject's last message always says how far the stream has the journal.
 //!
-//! Limits: a connection that drops mid-window can lose publishes already written to it while later ones (queued in
+//! After a failure it reads back what landed after the last confirmed event's stream sequence and does not
+//! publish that unbroken run again (past the de-duplication window it would be stored twice).
+//!
+//! Limit: a connection that drops mid-window can lose publishes already written to it while later ones (queued in
 //! the client) land after the reconnect; the re-send from the first unconfirmed event fills the hole, so the
-//! stream holds everything but out of order within one window. A re-send after an outage longer than the stream's
-//! de-duplication window can store an event twice. `gatehouse hq` applies each (site, position) once either way.
+//! stream holds everything but out of order within one window (and the events after the hole twice once the
+//! de-duplication window has passed). `gatehouse hq` applies each (site, position) once, in order, either way.
 
 use super::ForwardStatus;
 use super::cloudevent::{self, Devices, Mentions, SiteIdentity};
@@ -87,6 +90,8 @@ impl Forwarder {
         let mut client: Option<async_nats::Client> = None;
         // What this process knows the stream confirmed; `None` until the first session asked the stream.
         let mut confirmed: Option<Position> = None;
+        // The stream sequence the last confirmed event got: after a failure, what landed after it is read back.
+        let mut confirmed_sequence: Option<u64> = None;
         // Device contexts and alarm subjects as of the next event to publish; reloaded after a failure when events
         // that changed them had been published but not confirmed (they are published again).
         let mut context: Option<(Devices, Mentions)> = None;
@@ -95,7 +100,13 @@ impl Forwarder {
         loop {
             let before = confirmed;
             match self
-                .session(&reader, &mut client, &mut confirmed, &mut context, &mut stale)
+                .session(
+                    &reader,
+                    &mut client,
+                    (&mut confirmed, &mut confirmed_sequence),
+                    &mut context,
+                    &mut stale,
+                )
                 .await
             {
                 Ok(()) => return,
@@ -134,7 +145,7 @@ impl Forwarder {
         &mut self,
         reader: &Arc<Mutex<JournalReader>>,
         client: &mut Option<async_nats::Client>,
-        confirmed: &mut Option<Position>,
+        (confirmed, confirmed_sequence): (&mut Option<Position>, &mut Option<u64>),
         context: &mut Option<(Devices, Mentions)>,
         stale: &mut bool,
     ) -> Result<(), Failure> {
@@ -160,7 +171,24 @@ impl Forwarder {
         .await?;
         let (site, key) = (self.site.clone(), self.key.clone());
         let start = match *confirmed {
-            Some(position) => position,
+            // After a failure: events published but never confirmed may have landed all the same; those that
+            // follow the last confirmed one without a gap are not published again (past the de-duplication
+            // window they would be stored twice).
+            Some(position) => match *confirmed_sequence {
+                Some(sequence) => {
+                    let landed = landed_after(&stream, &self.config.subject, sequence).await?;
+                    let start = contiguous_after(position, &landed);
+                    if start > position {
+                        tracing::info!(
+                            from = position + 1,
+                            to = start,
+                            "events landed unconfirmed; not publishing them again"
+                        );
+                    }
+                    start
+                }
+                None => position,
+            },
             None => {
                 let last = last_forwarded(&stream, &self.config.subject, &self.site.id).await?;
                 let (checkpoint, head) = blocking(reader, {
@@ -307,10 +335,14 @@ impl Forwarder {
             tokio::select! {
                 ack = front => {
                     let Some((position, ..)) = window.pop_front() else { continue };
-                    if let Err(error) = ack {
-                        return Err(Failure::Retry(anyhow::anyhow!("event {position} not confirmed: {}", describe(&error))));
-                    }
+                    let ack = match ack {
+                        Ok(ack) => ack,
+                        Err(error) => {
+                            return Err(Failure::Retry(anyhow::anyhow!("event {position} not confirmed: {}", describe(&error))));
+                        }
+                    };
                     *confirmed = Some(position);
+                    *confirmed_sequence = Some(ack.sequence);
                     self.status.update(|p| p.forwarded_up_to = position);
                     if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
                         let subject = self.config.subject.clone();
@@ -416,6 +448,64 @@ async fn last_forwarded(
     }
 }
 
+/// The positions of `subject`'s events stored after stream sequence `after`, in stream order (read with an
+/// ordered consumer of its own; at most a few windows' worth are ever there).
+async fn landed_after(stream: &jetstream::stream::Stream, subject: &str, after: u64) -> anyhow::Result<Vec<Position>> {
+    use futures_util::StreamExt;
+    let mut consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            filter_subject: subject.to_owned(),
+            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: after + 1,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read back what landed: {e}"))?;
+    let pending = consumer
+        .info()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read back what landed: {e}"))?
+        .num_pending;
+    let mut positions = Vec::new();
+    if pending == 0 {
+        return Ok(positions);
+    }
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read back what landed: {e}"))?;
+    while let Ok(Some(message)) = tokio::time::timeout(REQUEST_TIMEOUT_READ_BACK, messages.next()).await {
+        let message = message.map_err(|e| anyhow::anyhow!("cannot read back what landed: {e}"))?;
+        let document: serde_json::Value = serde_json::from_slice(&message.payload).unwrap_or_default();
+        if document["type"] != cloudevent::HEARTBEAT
+            && let Some(position) = document["gatehouseposition"].as_u64()
+        {
+            positions.push(position);
+        }
+        let left = message.info().map(|i| i.pending).unwrap_or(0);
+        if left == 0 || positions.len() >= READ_BACK_LIMIT {
+            break;
+        }
+    }
+    Ok(positions)
+}
+
+/// How long reading back waits for the next message before taking what it has.
+const REQUEST_TIMEOUT_READ_BACK: Duration = Duration::from_secs(5);
+/// Reading back stops after this many (a window is 256): beyond, the de-duplication takes over.
+const READ_BACK_LIMIT: usize = 100_000;
+
+/// The last position of the unbroken run `confirmed + 1, confirmed + 2, …` among `landed` (any order).
+fn contiguous_after(confirmed: Position, landed: &[Position]) -> Position {
+    let set: std::collections::HashSet<Position> = landed.iter().copied().collect();
+    let mut last = confirmed;
+    while set.contains(&(last + 1)) {
+        last += 1;
+    }
+    last
+}
+
 /// Whether publishing this event changed what later events are forwarded with (a device's name or zone, the
 /// subjects an alarm names).
 fn changes_context(stored: &StoredEvent) -> bool {
@@ -499,4 +589,20 @@ fn contexts_at(
         }
     }
     Ok((devices, mentions))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contiguous_after;
+
+    #[test]
+    fn only_an_unbroken_run_after_the_last_confirmed_event_counts_as_landed() {
+        assert_eq!(contiguous_after(10, &[]), 10);
+        assert_eq!(contiguous_after(10, &[11, 12, 13]), 13);
+        // 11 was lost in a dropped connection while 12 and 13 landed: publish again from 11.
+        assert_eq!(contiguous_after(10, &[12, 13]), 10);
+        assert_eq!(contiguous_after(10, &[13, 11, 12, 15]), 13);
+        // Older positions (already confirmed) change nothing.
+        assert_eq!(contiguous_after(10, &[9, 10]), 10);
+    }
 }
