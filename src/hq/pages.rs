@@ -3,7 +3,7 @@
 //! plumbing (sign-in, rendering, CSV).
 
 use super::HqState;
-use super::store::split_by_day;
+use super::store::{elapsed_in_period, split_by_day};
 use crate::web::csv::Csv;
 use crate::web::{internal_error, render, urlencode};
 use actix_web::{HttpResponse, web};
@@ -364,31 +364,21 @@ async fn equipment(state: web::Data<HqState>, query: web::Query<ReportQuery>) ->
              GROUP BY d.site, d.device ORDER BY d.site, d.device",
         )?;
         let (first, last) = (from.to_string(), to.to_string());
-        // The period as far as it has happened: the days from `from` up to the end of `to` or now, whichever
-        // comes first (counted in UTC days; a site's own 23- and 25-hour days move this by an hour at most).
-        let day_start = |d: Date| {
-            d.to_datetime(jiff::civil::Time::midnight())
-                .to_zoned_datetime(TimeZone::UTC)
-                .map(|z| z.timestamp().as_second())
-                .unwrap_or(0)
-        };
-        let period_end = to.tomorrow().map(day_start).unwrap_or(i64::MAX).min(now.as_second());
-        let period_seconds = (period_end - day_start(from)).max(1);
         let rows = stmt.query_map(rusqlite::params![first, last, filter], |r| {
             let offline_since: Option<String> = r.get(3)?;
             let timezone: String = r.get(4)?;
             let (faults, repairs, repair_seconds, mut offline): (i64, i64, i64, i64) =
                 (r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?);
+            let tz = TimeZone::get(&timezone).unwrap_or(TimeZone::UTC);
             // An outage still going counts up to now.
             if let Some(since) = offline_since.and_then(|s| s.parse::<jiff::Timestamp>().ok()) {
-                let tz = TimeZone::get(&timezone).unwrap_or(TimeZone::UTC);
                 offline += split_by_day(since, now, &tz)
                     .into_iter()
                     .filter(|(day, _)| *day >= first && *day <= last)
                     .map(|(_, seconds)| seconds)
                     .sum::<i64>();
             }
-            let uptime = 100.0 * (1.0 - offline as f64 / period_seconds as f64);
+            let uptime = 100.0 * (1.0 - offline as f64 / elapsed_in_period(from, to, now, &tz) as f64);
             Ok(EquipmentRow {
                 site: r.get(0)?,
                 device: r.get(1)?,

@@ -478,6 +478,19 @@ fn day_of(at: Timestamp, tz: &TimeZone) -> String {
     at.to_zoned_datetime(tz.clone()).date().to_string()
 }
 
+/// Seconds of the days `from..=to` that have passed by `now`, in the site's own days (23 or 25 hours across a
+/// DST change): from `from`'s local midnight to the end of `to` or `now`, whichever comes first; at least 1.
+pub fn elapsed_in_period(from: jiff::civil::Date, to: jiff::civil::Date, now: Timestamp, tz: &TimeZone) -> i64 {
+    let day_start = |d: jiff::civil::Date| {
+        d.to_datetime(jiff::civil::Time::midnight())
+            .to_zoned_datetime(tz.clone())
+            .map(|z| z.timestamp().as_second())
+            .unwrap_or(0)
+    };
+    let end = to.tomorrow().map(day_start).unwrap_or(i64::MAX).min(now.as_second());
+    (end - day_start(from)).max(1)
+}
+
 /// `[from, to)` cut at the site's local midnights: seconds per local day.
 pub fn split_by_day(from: Timestamp, to: Timestamp, tz: &TimeZone) -> Vec<(String, i64)> {
     let mut parts = Vec::new();
@@ -517,6 +530,22 @@ fn split_type(event_type: &str) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_period_is_measured_in_the_site_s_own_days() {
+        let tz = TimeZone::get("Europe/Berlin").unwrap();
+        let day: jiff::civil::Date = "2026-03-29".parse().unwrap(); // 23 hours long in Berlin
+        let later: Timestamp = "2026-04-30T00:00:00Z".parse().unwrap();
+        assert_eq!(elapsed_in_period(day, day, later, &tz), 23 * 3600);
+        // Half past midnight local (22:30 UTC the day before): half an hour of the day has passed.
+        let early: Timestamp = "2026-03-28T23:30:00Z".parse().unwrap();
+        assert_eq!(elapsed_in_period(day, day, early, &tz), 1800);
+        // A day that has not begun counts as one second, never zero or negative.
+        let before: Timestamp = "2026-03-28T12:00:00Z".parse().unwrap();
+        assert_eq!(elapsed_in_period(day, day, before, &tz), 1);
+        let utc_day = elapsed_in_period(day, day, later, &TimeZone::UTC);
+        assert_eq!(utc_day, 24 * 3600);
+    }
 
     #[test]
     fn a_day_of_outage_is_cut_at_local_midnight_even_across_a_dst_change() {
