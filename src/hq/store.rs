@@ -2,6 +2,7 @@
 //! the network pages show, written in one transaction per batch so a crash loses or doubles nothing (the
 //! consumer acknowledges a batch only after it committed; a redelivery is recognised by its position).
 
+use crate::web::day_start;
 use anyhow::Context as _;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -481,14 +482,14 @@ fn day_of(at: Timestamp, tz: &TimeZone) -> String {
 /// Seconds of the days `from..=to` that have passed by `now`, in the site's own days (23 or 25 hours across a
 /// DST change): from `from`'s local midnight to the end of `to` or `now`, whichever comes first; at least 1.
 pub fn elapsed_in_period(from: jiff::civil::Date, to: jiff::civil::Date, now: Timestamp, tz: &TimeZone) -> i64 {
-    let day_start = |d: jiff::civil::Date| {
-        d.to_datetime(jiff::civil::Time::midnight())
-            .to_zoned_datetime(tz.clone())
-            .map(|z| z.timestamp().as_second())
-            .unwrap_or(0)
-    };
-    let end = to.tomorrow().map(day_start).unwrap_or(i64::MAX).min(now.as_second());
-    (end - day_start(from)).max(1)
+    let start = |d: jiff::civil::Date| day_start(d, tz).map(|z| z.timestamp().as_second());
+    let end = to
+        .tomorrow()
+        .ok()
+        .and_then(start)
+        .unwrap_or(i64::MAX)
+        .min(now.as_second());
+    (end - start(from).unwrap_or(0)).max(1)
 }
 
 /// `[from, to)` cut at the site's local midnights: seconds per local day.
@@ -501,11 +502,7 @@ pub fn split_by_day(from: Timestamp, to: Timestamp, tz: &TimeZone) -> Vec<(Strin
             .date()
             .tomorrow()
             .ok()
-            .and_then(|d| {
-                d.to_datetime(jiff::civil::Time::midnight())
-                    .to_zoned_datetime(tz.clone())
-                    .ok()
-            })
+            .and_then(|d| day_start(d, tz))
             .map(|z| z.timestamp())
             .unwrap_or(to);
         let end = next_midnight.min(to);
@@ -537,7 +534,7 @@ mod tests {
         let day: jiff::civil::Date = "2026-03-29".parse().unwrap(); // 23 hours long in Berlin
         let later: Timestamp = "2026-04-30T00:00:00Z".parse().unwrap();
         assert_eq!(elapsed_in_period(day, day, later, &tz), 23 * 3600);
-        // Half past midnight local (22:30 UTC the day before): half an hour of the day has passed.
+        // Half past midnight local (23:30 UTC the day before): half an hour of the day has passed.
         let early: Timestamp = "2026-03-28T23:30:00Z".parse().unwrap();
         assert_eq!(elapsed_in_period(day, day, early, &tz), 1800);
         // A day that has not begun counts as one second, never zero or negative.

@@ -30,6 +30,7 @@ mod watch_list;
 mod work_orders;
 
 use actix_web::{App, HttpResponse, HttpServer, dev::Server, http::header, web};
+pub(crate) use reports::day_start;
 pub use state::AppState;
 use std::net::TcpListener;
 

@@ -22,6 +22,8 @@ mod params;
 mod recognitions;
 mod traffic;
 
+pub(crate) use params::day_start;
+
 use super::csv::Csv;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};

@@ -99,7 +99,7 @@ fn parse_date(name: &str, value: &str) -> Result<Date, BadQuery> {
 }
 
 /// The first instant of a local date (midnight, or the first time after a gap when a zone skips midnight).
-pub(super) fn day_start(date: Date, tz: &TimeZone) -> Option<ZonedDateTime> {
+pub(crate) fn day_start(date: Date, tz: &TimeZone) -> Option<ZonedDateTime> {
     date.to_zoned_datetime(tz.clone()).and_then(|z| z.start_of_day()).ok()
 }
 
