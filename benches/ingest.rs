@@ -645,11 +645,18 @@ fn external(n: usize, k: usize, window: Window) -> anyhow::Result<External> {
         let status = app.external_status().context("external mode has a status")?;
         // Messages published before gatehouse's subscription exists are not queued for it: probe (to an unknown
         // device, so it becomes a dead letter, not a passage) until one has been committed and acknowledged.
+        // Until a probe is a dead letter: Gatehouse's own retained commands coming back are acknowledged too, so
+        // the acknowledgement counter alone does not prove a device message got through.
         let deadline = Instant::now() + Duration::from_secs(60);
-        while status.acked.load(Ordering::SeqCst) == 0 {
-            ensure!(Instant::now() < deadline, "gatehouse never subscribed at mosquitto");
+        let journal = site.paths().journal();
+        loop {
             tokio::task::spawn_blocking(move || probe(port)).await??;
             tokio::time::sleep(Duration::from_millis(100)).await;
+            let letters: i64 = read_only(&journal)?.query_row("SELECT COUNT(*) FROM dead_letters", [], |r| r.get(0))?;
+            if letters > 0 {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "gatehouse never subscribed at mosquitto");
         }
         let acked_before = status.acked.load(Ordering::SeqCst);
         let publishers = spawn_publishers(port, k, n, "ext");
