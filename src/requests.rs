@@ -54,6 +54,11 @@ pub enum OperatorCommand {
         count: u64,
         reason: String,
     },
+    /// The fact at a journal position declared wrong, with why.
+    Void {
+        position: u64,
+        reason: String,
+    },
 }
 
 /// What a person does with an alarm, with an optional note.
@@ -223,6 +228,27 @@ impl OperatorCommand {
         })
     }
 
+    /// A void of the fact at journal `position`, the reason checked (required, one line).
+    pub fn void(position: u64, reason: &str) -> Result<OperatorCommand, String> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err("voiding a fact needs a reason (it is kept beside the fact)".into());
+        }
+        if reason.chars().count() > MAX_REASON_CHARS {
+            return Err(format!("the reason is longer than {MAX_REASON_CHARS} characters"));
+        }
+        if reason.chars().any(char::is_control) {
+            return Err("the reason must be one line of text".into());
+        }
+        if position == 0 {
+            return Err("journal positions start at 1".into());
+        }
+        Ok(OperatorCommand::Void {
+            position,
+            reason: reason.to_owned(),
+        })
+    }
+
     /// The device, work order, alarm or list the command is for.
     pub fn target(&self) -> &str {
         match self {
@@ -231,6 +257,7 @@ impl OperatorCommand {
             OperatorCommand::Alarm { alarm, .. } => alarm,
             OperatorCommand::Watch { .. } => "watch_list",
             OperatorCommand::Occupancy { zone, .. } => zone,
+            OperatorCommand::Void { .. } => "journal",
         }
     }
 }
@@ -335,6 +362,72 @@ pub async fn carry_out(
                 format!("{zone} now counts {count} people inside ({reason})"),
             )
         }
+        OperatorCommand::Void { position, reason } => carry_out_void(registry, *position, reason, meta, now).await,
+    }
+}
+
+/// Voids the fact at `position`: reads what it recorded from the journal, then asks its device to void it.
+async fn carry_out_void(
+    registry: &Registry,
+    position: u64,
+    reason: &str,
+    meta: Meta,
+    at: jiff::Timestamp,
+) -> Result<Done, String> {
+    let journal = registry.journal_path().to_owned();
+    let (device, fact) = tokio::task::spawn_blocking(move || voidable(&journal, position))
+        .await
+        .map_err(|e| format!("journal position {position}: {e}"))??;
+    let command = DeviceCommand::VoidFact {
+        position,
+        fact: fact.clone(),
+        reason: reason.to_owned(),
+        at,
+    };
+    let done = format!(
+        "{device}: the {} at journal position {position} is void ({reason})",
+        fact.name()
+    );
+    match registry.execute_device(&device, command, meta).await {
+        Ok(CommandOutcome::Recorded { position, .. }) => Ok(Done { text: done, position }),
+        Ok(CommandOutcome::Duplicate) => Ok(Done {
+            text: format!("{device}: this request was carried out before"),
+            position: None,
+        }),
+        Err(CommandError::Rejected(rejection)) => Err(format!("{device}: {rejection}")),
+        Err(error) => Err(format!("{device}: {error}")),
+    }
+}
+
+/// The device and the fact of the event at `position`, when it is one that can be voided; why not otherwise.
+fn voidable(journal: &Path, position: u64) -> Result<(String, crate::domain::VoidedFact), String> {
+    let reader = crate::journal::JournalReader::open(journal).map_err(|e| format!("{e:#}"))?;
+    let stored = match reader.event_at(position).map_err(|e| format!("{e:#}"))? {
+        None => {
+            let head = reader.head().map_err(|e| format!("{e:#}"))?;
+            return Err(format!(
+                "there is no event at journal position {position} (the journal ends at {head})"
+            ));
+        }
+        Some(Err(unreadable)) => {
+            return Err(format!(
+                "the event at journal position {position} cannot be read: {unreadable}"
+            ));
+        }
+        Some(Ok(stored)) => stored,
+    };
+    let Some((device, event)) = stored.device() else {
+        return Err(format!(
+            "journal position {position} is a {} of {}; only passages and recognitions can be voided",
+            stored.event_type, stored.stream_id
+        ));
+    };
+    match crate::domain::VoidedFact::of(event) {
+        Some(fact) => Ok((device.to_owned(), fact)),
+        None => Err(format!(
+            "journal position {position} is a {} of {device}; only passages and recognitions can be voided",
+            stored.event_type
+        )),
     }
 }
 

@@ -125,6 +125,11 @@ impl Registry {
         self.execute(stream.as_str(), command, meta).await
     }
 
+    /// The journal the instances append to.
+    pub fn journal_path(&self) -> &Path {
+        &self.journal_path
+    }
+
     /// Instances that could not be recovered at boot, with why.
     pub fn unrecoverable(&self) -> impl Iterator<Item = (&StreamName, &String)> {
         self.unrecoverable.iter()

@@ -123,6 +123,15 @@ pub enum Command {
     },
     /// Put a locked-out turnstile back in service.
     Unlock { device: String },
+    /// Void a wrongly recorded passage or recognition (a technician's test rotations, the wrong person): a
+    /// correcting event that references it; reports, occupancy and attendance leave it out. The journal
+    /// position is in `gatehouse events` and on the device's page.
+    Void {
+        position: u64,
+        /// Why: kept beside the fact and shown on the device's timeline.
+        #[arg(long)]
+        reason: String,
+    },
     /// List work orders, newest first, one per line, tab-separated: id, device, kind, state, opened, due,
     /// assignee, title.
     WorkOrders {
@@ -400,6 +409,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Unlock { device } => {
             let command = crate::requests::OperatorCommand::unlock(&device_arg(&device)?);
+            let by = actor(&config, as_user.as_deref())?;
+            operator::run(config, &command, &by)
+        }
+        Command::Void { position, reason } => {
+            let command = crate::requests::OperatorCommand::void(position, &reason)
+                .map_err(|e| Failure::Usage(anyhow!("void {position}: {e}")))?;
             let by = actor(&config, as_user.as_deref())?;
             operator::run(config, &command, &by)
         }

@@ -111,6 +111,7 @@ impl EventCodec for DeviceEvent {
             DeviceEvent::CameOnline(b) => encode(b),
             DeviceEvent::RecognitionRecorded(b) => encode(b),
             DeviceEvent::MessageCounted(b) => encode(b),
+            DeviceEvent::FactVoided(b) => encode(b),
         };
         (current_schema(self.event_type()), payload)
     }
@@ -146,6 +147,7 @@ impl EventCodec for DeviceEvent {
             "CameOnline" => DeviceEvent::CameOnline(decode(payload, event_type)?),
             "RecognitionRecorded" => DeviceEvent::RecognitionRecorded(decode(payload, event_type)?),
             "MessageCounted" => DeviceEvent::MessageCounted(decode(payload, event_type)?),
+            "FactVoided" => DeviceEvent::FactVoided(decode(payload, event_type)?),
             other => return Err(DecodeError::UnknownType(other.to_owned())),
         };
         Ok(event)
@@ -166,6 +168,7 @@ impl EventCodec for DeviceEvent {
             DeviceEvent::CameOnline(b) => serde_json::to_value(b),
             DeviceEvent::RecognitionRecorded(b) => serde_json::to_value(b),
             DeviceEvent::MessageCounted(b) => serde_json::to_value(b),
+            DeviceEvent::FactVoided(b) => serde_json::to_value(b),
         }
     }
 }

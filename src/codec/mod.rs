@@ -263,6 +263,25 @@ mod tests {
                 at: at(),
                 seq: None,
             }),
+            DeviceEvent::FactVoided(FactVoided {
+                position: 7,
+                fact: VoidedFact::Recognition {
+                    subject: SubjectId::parse("P-1").ok(),
+                    confidence: Confidence::new(0.5).unwrap(),
+                    at: at(),
+                },
+                reason: "the wrong person".into(),
+                at: at(),
+            }),
+            DeviceEvent::FactVoided(FactVoided {
+                position: 8,
+                fact: VoidedFact::Passage {
+                    direction: Direction::In,
+                    at: at(),
+                },
+                reason: "test rotation".into(),
+                at: at(),
+            }),
         ];
         for event in events {
             let stored = encode_event(&event);

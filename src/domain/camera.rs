@@ -24,7 +24,7 @@ pub struct Camera;
 impl Aggregate for Camera {
     const KIND: &'static str = DEVICE_KIND;
     /// Bump when `CameraState` changes shape: older snapshots are then ignored and streams replayed.
-    const STATE_SCHEMA: u32 = 2;
+    const STATE_SCHEMA: u32 = 3;
     type Command = DeviceCommand;
     type Event = DeviceEvent;
     type State = CameraState;
@@ -42,6 +42,13 @@ impl Aggregate for Camera {
             DeviceEvent::RecognitionRecorded(e) => match e.subject {
                 Some(_) => state.recognized += 1,
                 None => state.unrecognized += 1,
+            },
+            DeviceEvent::FactVoided(FactVoided {
+                fact: VoidedFact::Recognition { subject, .. },
+                ..
+            }) => match subject {
+                Some(_) => state.recognized = state.recognized.saturating_sub(1),
+                None => state.unrecognized = state.unrecognized.saturating_sub(1),
             },
             _ => {}
         }

@@ -64,6 +64,14 @@ pub enum DeviceCommand {
         at: Timestamp,
         seq: Option<u64>,
     },
+    /// A manager voids the fact at journal `position` of this device's stream; `fact` is what that event
+    /// recorded, read from the journal by whoever asks.
+    VoidFact {
+        position: u64,
+        fact: super::event::VoidedFact,
+        reason: String,
+        at: Timestamp,
+    },
 }
 
 impl DeviceCommand {
@@ -81,6 +89,7 @@ impl DeviceCommand {
             DeviceCommand::ReportAvailability { .. } => "report availability",
             DeviceCommand::RecordHeartbeat { .. } => "record heartbeat",
             DeviceCommand::RecordRecognition { .. } => "record recognition",
+            DeviceCommand::VoidFact { .. } => "void a fact",
         }
     }
 
@@ -121,4 +130,6 @@ pub enum Rejection {
     WrongKind { kind: DeviceKind, command: &'static str },
     #[error("confidence {0} is outside 0..=1")]
     ConfidenceOutOfRange(f64),
+    #[error("the fact at journal position {0} is already void")]
+    AlreadyVoided(u64),
 }

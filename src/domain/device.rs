@@ -75,6 +75,8 @@ pub struct Common {
     pub last_seq: Option<u64>,
     /// Messages the counter says were sent but never arrived (jumps in `seq`, less late arrivals).
     pub lost_messages: u64,
+    /// Journal positions of this device's facts a manager voided (each may be voided once).
+    pub voided: std::collections::BTreeSet<u64>,
 }
 
 /// A counter that falls back by more than this is a gateway that restarted its count, not a late message.
@@ -109,10 +111,42 @@ impl Common {
                 })])
             }
             (Lifecycle::Active, C::Commission { .. }) => Decision::Reject(Rejection::AlreadyCommissioned),
+            // A decommissioned device's history can still be corrected.
+            (
+                Lifecycle::Active | Lifecycle::Decommissioned,
+                C::VoidFact {
+                    position,
+                    fact,
+                    reason,
+                    at,
+                },
+            ) => self.decide_void(kind, *position, fact, reason, *at),
             (Lifecycle::Uncommissioned, _) => Decision::Reject(Rejection::NotCommissioned),
             (Lifecycle::Decommissioned, _) => Decision::Reject(Rejection::Decommissioned),
             (Lifecycle::Active, command) => self.decide_active(watches_now, command),
         }
+    }
+
+    fn decide_void(&self, kind: DeviceKind, position: u64, fact: &VoidedFact, reason: &str, at: Timestamp) -> Decision {
+        let fits = matches!(
+            (kind, fact),
+            (DeviceKind::Turnstile, VoidedFact::Passage { .. }) | (DeviceKind::Camera, VoidedFact::Recognition { .. })
+        );
+        if !fits {
+            return Decision::Reject(Rejection::WrongKind {
+                kind,
+                command: "void a fact it did not record",
+            });
+        }
+        if self.voided.contains(&position) {
+            return Decision::Reject(Rejection::AlreadyVoided(position));
+        }
+        Decision::Events(vec![DeviceEvent::FactVoided(FactVoided {
+            position,
+            fact: fact.clone(),
+            reason: reason.to_owned(),
+            at,
+        })])
     }
 
     fn decide_active(&self, watches_now: &[super::ids::DeviceId], command: &DeviceCommand) -> Decision {
@@ -169,6 +203,7 @@ impl Common {
                 (false, _) => events.push(DeviceEvent::WentOffline(WentOffline { at: *at })),
             },
             C::RecordHeartbeat { .. } => {}
+            C::VoidFact { .. } => unreachable!("handled in decide"),
             C::RecordPassage { .. } | C::LockOut { .. } | C::Unlock { .. } | C::RecordRecognition { .. } => {
                 return Decision::KindSpecific { prefix: events };
             }
@@ -203,6 +238,9 @@ impl Common {
             }
             DeviceEvent::WentOffline(e) => self.availability = Availability::Offline { since: e.at },
             DeviceEvent::CameOnline(e) => self.availability = Availability::Online { since: e.at },
+            DeviceEvent::FactVoided(e) => {
+                self.voided.insert(e.position);
+            }
             DeviceEvent::WatchesChanged(_)
             | DeviceEvent::PassageRecorded(_)
             | DeviceEvent::LockedOut(_)
@@ -264,6 +302,7 @@ pub fn command_time(command: &DeviceCommand) -> Timestamp {
         | C::Unlock { at }
         | C::ReportAvailability { at, .. }
         | C::RecordHeartbeat { at }
-        | C::RecordRecognition { at, .. } => *at,
+        | C::RecordRecognition { at, .. }
+        | C::VoidFact { at, .. } => *at,
     }
 }

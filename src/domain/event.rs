@@ -27,6 +27,7 @@ pub enum DeviceEvent {
     CameOnline(CameOnline),
     RecognitionRecorded(RecognitionRecorded),
     MessageCounted(MessageCounted),
+    FactVoided(FactVoided),
 }
 
 /// The device was added to `config.toml` (or added back after a removal).
@@ -148,6 +149,63 @@ pub struct MessageCounted {
     pub at: Timestamp,
 }
 
+/// A recorded fact a manager may void, with what read models need to take it back out without reading the
+/// original again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Externally tagged (`{"passage": {...}}`): bincode, the journal's format, cannot read internally tagged enums.
+#[serde(rename_all = "snake_case")]
+pub enum VoidedFact {
+    Passage {
+        direction: Direction,
+        #[serde(with = "timestamp")]
+        at: Timestamp,
+    },
+    Recognition {
+        subject: Option<SubjectId>,
+        confidence: Confidence,
+        #[serde(with = "timestamp")]
+        at: Timestamp,
+    },
+}
+
+impl VoidedFact {
+    /// The fact an event records, when it is one that can be voided (a passage or a recognition).
+    pub fn of(event: &DeviceEvent) -> Option<VoidedFact> {
+        match event {
+            DeviceEvent::PassageRecorded(e) => Some(VoidedFact::Passage {
+                direction: e.direction,
+                at: e.at,
+            }),
+            DeviceEvent::RecognitionRecorded(e) => Some(VoidedFact::Recognition {
+                subject: e.subject.clone(),
+                confidence: e.confidence,
+                at: e.at,
+            }),
+            _ => None,
+        }
+    }
+
+    /// `passage` or `recognition`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            VoidedFact::Passage { .. } => "passage",
+            VoidedFact::Recognition { .. } => "recognition",
+        }
+    }
+}
+
+/// A manager declared the fact at journal `position` wrong (a technician's test rotations, a recognition of the
+/// wrong person): reports, occupancy and attendance leave it out from now on. The original stays in the journal
+/// unchanged; this correcting event references it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FactVoided {
+    pub position: u64,
+    pub fact: VoidedFact,
+    pub reason: String,
+    #[serde(with = "timestamp")]
+    pub at: Timestamp,
+}
+
 impl DomainEvent for DeviceEvent {
     fn event_type(&self) -> &'static str {
         match self {
@@ -164,6 +222,7 @@ impl DomainEvent for DeviceEvent {
             DeviceEvent::CameOnline(_) => "CameOnline",
             DeviceEvent::RecognitionRecorded(_) => "RecognitionRecorded",
             DeviceEvent::MessageCounted(_) => "MessageCounted",
+            DeviceEvent::FactVoided(_) => "FactVoided",
         }
     }
 
@@ -182,6 +241,7 @@ impl DomainEvent for DeviceEvent {
             DeviceEvent::CameOnline(e) => e.at,
             DeviceEvent::RecognitionRecorded(e) => e.at,
             DeviceEvent::MessageCounted(e) => e.at,
+            DeviceEvent::FactVoided(e) => e.at,
         }
     }
 }

@@ -565,3 +565,84 @@ fn a_counted_message_that_changes_nothing_still_records_its_seq() {
     let state = run::<Turnstile>(&history, std::slice::from_ref(&plain));
     assert_eq!(Turnstile::decide(&state, &plain), Ok(vec![]));
 }
+
+fn void(position: u64, fact: VoidedFact) -> DeviceCommand {
+    DeviceCommand::VoidFact {
+        position,
+        fact,
+        reason: "technician's test rotation".into(),
+        at: at("12:00:00"),
+    }
+}
+
+fn test_rotation() -> VoidedFact {
+    VoidedFact::Passage {
+        direction: Direction::In,
+        at: at("09:00:00"),
+    }
+}
+
+#[test]
+fn voiding_a_passage_records_a_correction_that_references_it_and_takes_it_out_of_the_counters() {
+    let history = [
+        commissioned(DeviceKind::Turnstile),
+        online("08:30:00"),
+        recorded_passage(Direction::In, "09:00:00", false, false),
+    ];
+    let events = given::<Turnstile>(&history, void(3, test_rotation())).unwrap();
+    assert_eq!(
+        events,
+        [DeviceEvent::FactVoided(FactVoided {
+            position: 3,
+            fact: test_rotation(),
+            reason: "technician's test rotation".into(),
+            at: at("12:00:00"),
+        })]
+    );
+    let state = Turnstile::fold(TurnstileState::default(), history.iter().chain(&events));
+    assert_eq!(state.passages_in, 0);
+    assert!(state.common.voided.contains(&3));
+}
+
+#[test]
+fn a_fact_is_voided_once_and_only_by_the_kind_that_records_it() {
+    let voided = DeviceEvent::FactVoided(FactVoided {
+        position: 3,
+        fact: test_rotation(),
+        reason: "test".into(),
+        at: at("12:00:00"),
+    });
+    let history = [commissioned(DeviceKind::Turnstile), voided];
+    assert_eq!(
+        given::<Turnstile>(&history, void(3, test_rotation())),
+        Err(Rejection::AlreadyVoided(3))
+    );
+    let recognition = VoidedFact::Recognition {
+        subject: None,
+        confidence: Confidence::new(0.5).unwrap(),
+        at: at("09:00:00"),
+    };
+    assert!(matches!(
+        given::<Turnstile>(&history, void(4, recognition.clone())),
+        Err(Rejection::WrongKind { .. })
+    ));
+    assert!(matches!(
+        given::<Camera>(&[commissioned(DeviceKind::Camera)], void(4, test_rotation())),
+        Err(Rejection::WrongKind { .. })
+    ));
+    assert!(given::<Camera>(&[commissioned(DeviceKind::Camera)], void(4, recognition)).is_ok());
+}
+
+#[test]
+fn a_decommissioned_turnstiles_history_can_still_be_corrected_but_an_uncommissioned_one_has_none() {
+    let history = [
+        commissioned(DeviceKind::Turnstile),
+        recorded_passage(Direction::In, "09:00:00", false, false),
+        DeviceEvent::Decommissioned(Decommissioned { at: at("10:00:00") }),
+    ];
+    assert!(given::<Turnstile>(&history, void(2, test_rotation())).is_ok());
+    assert_eq!(
+        given::<Turnstile>(&[], void(2, test_rotation())),
+        Err(Rejection::NotCommissioned)
+    );
+}

@@ -33,7 +33,7 @@ pub struct Turnstile;
 impl Aggregate for Turnstile {
     const KIND: &'static str = DEVICE_KIND;
     /// Bump when `TurnstileState` changes shape: older snapshots are then ignored and streams replayed.
-    const STATE_SCHEMA: u32 = 2;
+    const STATE_SCHEMA: u32 = 3;
     type Command = DeviceCommand;
     type Event = DeviceEvent;
     type State = TurnstileState;
@@ -57,6 +57,13 @@ impl Aggregate for Turnstile {
                 });
             }
             DeviceEvent::Unlocked(_) => state.locked_out = None,
+            DeviceEvent::FactVoided(FactVoided {
+                fact: VoidedFact::Passage { direction, .. },
+                ..
+            }) => match direction {
+                super::Direction::In => state.passages_in = state.passages_in.saturating_sub(1),
+                super::Direction::Out => state.passages_out = state.passages_out.saturating_sub(1),
+            },
             _ => {}
         }
         state

@@ -373,6 +373,29 @@ fn device_event(tx: &Connection, e: &Envelope<'_>, device: &str, event: &str, tz
                 ],
             )?;
         }
+        "fact_voided" if e.data["fact"]["passage"].is_object() => {
+            // The voided passage leaves the hour it was counted in (its own time, not the correction's).
+            let passage = &e.data["fact"]["passage"];
+            let Some(passed_at) = passage["at"].as_str().and_then(|t| t.parse::<Timestamp>().ok()) else {
+                return Ok(());
+            };
+            let hour = crate::projection::local_hour(tz, passed_at).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (inward, outward) = match passage["direction"].as_str() {
+                Some("out") => (0, 1),
+                _ => (1, 0),
+            };
+            tx.execute(
+                "UPDATE site_traffic SET passages_in = MAX(passages_in - ?4, 0), \
+                 passages_out = MAX(passages_out - ?5, 0) WHERE site = ?1 AND bucket_start = ?2 AND device = ?3",
+                params![
+                    e.site,
+                    hour.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+                    device,
+                    inward,
+                    outward
+                ],
+            )?;
+        }
         "fault_reported" => {
             let code = e.data["code"].as_str().unwrap_or("?");
             let opened = tx.execute(

@@ -203,6 +203,17 @@ impl JournalReader {
         Ok(())
     }
 
+    /// A stream's `FactVoided` events after `after`, oldest first: read through the type index, since voids are
+    /// rare even in a stream of millions of passages.
+    pub fn voids_after(&self, stream: &str, after: Position) -> anyhow::Result<Vec<StoredEvent>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events
+             WHERE event_type = 'FactVoided' AND position > ?2 AND stream_id = ?1 ORDER BY position"
+        ))?;
+        let rows = stmt.query_map(params![stream, after as i64], stored_event)?;
+        rows.map(|r| r?).collect()
+    }
+
     /// A stream's events with a version above `after_version`, in order.
     pub fn stream_events(
         &self,

@@ -122,6 +122,24 @@ impl Projection for DeviceStatusProjection {
                 tx.prepare_cached("UPDATE device_status SET availability = ?2 WHERE device_id = ?1")?
                     .execute(params![id, availability])?;
             }
+            DeviceEvent::FactVoided(e) => {
+                if let crate::domain::VoidedFact::Passage { direction, at } = &e.fact {
+                    let day = local(&self.tz, *at).date().to_string();
+                    let (d_in, d_out) = match direction {
+                        crate::domain::Direction::In => (1, 0),
+                        crate::domain::Direction::Out => (0, 1),
+                    };
+                    // Only a passage of the day the counters are for takes one back.
+                    tx.prepare_cached(
+                        "UPDATE device_status SET passages_today_in = MAX(passages_today_in - ?3, 0),
+                                                  passages_today_out = MAX(passages_today_out - ?4, 0)
+                         WHERE device_id = ?1 AND passages_day = ?2",
+                    )?
+                    .execute(params![id, day, d_in, d_out])?;
+                }
+                // A correction is not news from the device: its last event stays what it was.
+                return Ok(());
+            }
             DeviceEvent::WatchesChanged(_) | DeviceEvent::RecognitionRecorded(_) | DeviceEvent::MessageCounted(_) => {}
         }
         tx.prepare_cached(

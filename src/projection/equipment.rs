@@ -167,7 +167,8 @@ impl Projection for EquipmentProjection {
             | DeviceEvent::LockedOut(_)
             | DeviceEvent::Unlocked(_)
             | DeviceEvent::RecognitionRecorded(_)
-            | DeviceEvent::MessageCounted(_) => {}
+            | DeviceEvent::MessageCounted(_)
+            | DeviceEvent::FactVoided(_) => {}
         }
         Ok(())
     }

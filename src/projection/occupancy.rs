@@ -5,7 +5,7 @@
 use super::{ApplyError, Projection};
 use crate::codec::AnyEvent;
 use crate::domain::occupancy::OccupancyEvent;
-use crate::domain::{DeviceEvent, DeviceKind, Direction};
+use crate::domain::{DeviceEvent, DeviceKind, Direction, FactVoided, VoidedFact};
 use crate::journal::StoredEvent;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -61,6 +61,40 @@ impl Projection for OccupancyProjection {
                         Direction::Out => (count - 1).max(0),
                     };
                     record(tx, position, &zone, at, count, "passage")?;
+                }
+                DeviceEvent::FactVoided(FactVoided {
+                    fact:
+                        VoidedFact::Passage {
+                            direction,
+                            at: passed_at,
+                        },
+                    ..
+                }) => {
+                    let zone: Option<String> = tx
+                        .prepare_cached("SELECT zone FROM occupancy_devices WHERE device = ?1")?
+                        .query_row([device], |r| r.get(0))
+                        .optional()?;
+                    let Some(zone) = zone else { return Ok(()) };
+                    // A reset or a manager's count since the passage already replaced what it added.
+                    let replaced: bool = tx
+                        .prepare_cached(
+                            "SELECT EXISTS (SELECT 1 FROM occupancy_changes
+                                            WHERE zone = ?1 AND at >= ?2 AND cause IN ('reset', 'correction'))",
+                        )?
+                        .query_row(params![zone, passed_at.as_microsecond()], |r| r.get(0))?;
+                    if replaced {
+                        return Ok(());
+                    }
+                    let count: i64 = tx
+                        .prepare_cached("SELECT count FROM occupancy WHERE zone = ?1")?
+                        .query_row([&zone], |r| r.get(0))
+                        .optional()?
+                        .unwrap_or(0);
+                    let count = match direction {
+                        Direction::In => (count - 1).max(0),
+                        Direction::Out => count.saturating_add(1),
+                    };
+                    record(tx, position, &zone, at, count, "void")?;
                 }
                 _ => {}
             }

@@ -3,6 +3,7 @@
 
 use super::{ApplyError, Projection};
 use crate::domain::presence::PresenceEvent;
+use crate::domain::{DeviceEvent, VoidedFact};
 use crate::journal::StoredEvent;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -18,6 +19,9 @@ impl Projection for PresenceProjection {
     }
 
     fn apply(&mut self, tx: &Connection, stored: &StoredEvent) -> Result<(), ApplyError> {
+        if let Some((device, DeviceEvent::FactVoided(voided))) = stored.device() {
+            return forget_identified(tx, device, &voided.fact);
+        }
         let crate::codec::AnyEvent::Presence(event) = &stored.event else {
             return Ok(());
         };
@@ -95,4 +99,36 @@ impl Projection for PresenceProjection {
         }
         Ok(())
     }
+}
+
+/// How far from a voided recognition an identified passage it made may lie (the match window is configurable;
+/// this is wider than any sensible one).
+const VOIDED_RECOGNITION_REACH_US: i64 = 5 * 60 * 1_000_000;
+
+/// Takes an identified passage that rested on a voided fact out of attendance: the one at the voided rotation
+/// (same turnstile, instant and direction), or the one closest to a voided recognition of the same subject by the
+/// same camera. Who is inside now (`presence`) is left as the presence streams decided it.
+fn forget_identified(tx: &Connection, device: &str, fact: &VoidedFact) -> Result<(), ApplyError> {
+    match fact {
+        VoidedFact::Passage { direction, at } => {
+            tx.prepare_cached("DELETE FROM identified_passages WHERE turnstile = ?1 AND at = ?2 AND direction = ?3")?
+                .execute(params![device, at.as_microsecond(), direction.as_str()])?;
+        }
+        VoidedFact::Recognition {
+            subject: Some(subject),
+            at,
+            ..
+        } => {
+            let at = at.as_microsecond();
+            tx.prepare_cached(
+                "DELETE FROM identified_passages WHERE position = (
+                     SELECT position FROM identified_passages
+                     WHERE camera = ?1 AND subject = ?2 AND at BETWEEN ?3 - ?4 AND ?3 + ?4
+                     ORDER BY ABS(at - ?3), position LIMIT 1)",
+            )?
+            .execute(params![device, subject.as_str(), at, VOIDED_RECOGNITION_REACH_US])?;
+        }
+        VoidedFact::Recognition { subject: None, .. } => {}
+    }
+    Ok(())
 }

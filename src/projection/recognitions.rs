@@ -3,7 +3,7 @@
 //! position that last changed its subjects (the report's subject list is kept until a day in its period changes).
 
 use super::{ApplyError, Projection, local_hour};
-use crate::domain::DeviceEvent;
+use crate::domain::{DeviceEvent, FactVoided, SubjectId, VoidedFact};
 use crate::journal::StoredEvent;
 use jiff::tz::TimeZone;
 use rusqlite::{Connection, params};
@@ -33,18 +33,43 @@ impl Projection for RecognitionsProjection {
     }
 
     fn apply(&mut self, tx: &Connection, stored: &StoredEvent) -> Result<(), ApplyError> {
-        let Some((camera, DeviceEvent::RecognitionRecorded(e))) = stored.device() else {
-            return Ok(());
-        };
+        match stored.device() {
+            Some((camera, DeviceEvent::RecognitionRecorded(e))) => {
+                self.count(tx, stored, camera, e.at, e.subject.as_ref(), 1)
+            }
+            // A voided recognition is taken back out of every count it went into.
+            Some((
+                camera,
+                DeviceEvent::FactVoided(FactVoided {
+                    fact: VoidedFact::Recognition { subject, at, .. },
+                    ..
+                }),
+            )) => self.count(tx, stored, camera, *at, subject.as_ref(), -1),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl RecognitionsProjection {
+    /// Adds `delta` (1 for a recognition, -1 for a voided one) to the counts of `camera`'s hour and day at `at`.
+    fn count(
+        &self,
+        tx: &Connection,
+        stored: &StoredEvent,
+        camera: &str,
+        at: jiff::Timestamp,
+        subject: Option<&SubjectId>,
+        delta: i64,
+    ) -> Result<(), ApplyError> {
         // Truncating in the zone (not in UTC) is what makes a bucket a local clock hour, DST days included.
-        let hour = local_hour(&self.tz, e.at)?;
+        let hour = local_hour(&self.tz, at)?;
         let local_date = hour.date().to_string();
-        let (known, unknown) = if e.subject.is_some() { (1, 0) } else { (0, 1) };
+        let (known, unknown) = if subject.is_some() { (delta, 0) } else { (0, delta) };
         tx.prepare_cached(
             "INSERT INTO recognitions (bucket_start, local_date, local_hour, camera_id, known, unknown)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (bucket_start, camera_id) DO UPDATE SET known = known + excluded.known,
-                                                                 unknown = unknown + excluded.unknown",
+             VALUES (?1, ?2, ?3, ?4, MAX(?5, 0), MAX(?6, 0))
+             ON CONFLICT (bucket_start, camera_id) DO UPDATE SET known = MAX(known + ?5, 0),
+                                                                 unknown = MAX(unknown + ?6, 0)",
         )?
         .execute(params![
             hour.timestamp().as_microsecond(),
@@ -55,15 +80,23 @@ impl Projection for RecognitionsProjection {
             unknown
         ])?;
         tx.prepare_cached(
-            "INSERT INTO recognitions_daily (local_date, camera_id, known, unknown) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (local_date, camera_id) DO UPDATE SET known = known + excluded.known,
-                                                               unknown = unknown + excluded.unknown",
+            "INSERT INTO recognitions_daily (local_date, camera_id, known, unknown)
+             VALUES (?1, ?2, MAX(?3, 0), MAX(?4, 0))
+             ON CONFLICT (local_date, camera_id) DO UPDATE SET known = MAX(known + ?3, 0),
+                                                               unknown = MAX(unknown + ?4, 0)",
         )?
         .execute(params![local_date, camera, known, unknown])?;
-        if let Some(subject) = &e.subject {
+        if let Some(subject) = subject {
             tx.prepare_cached(
-                "INSERT INTO recognition_subjects (local_date, camera_id, subject, sightings) VALUES (?1, ?2, ?3, 1)
-                 ON CONFLICT (local_date, camera_id, subject) DO UPDATE SET sightings = sightings + 1",
+                "INSERT INTO recognition_subjects (local_date, camera_id, subject, sightings)
+                 VALUES (?1, ?2, ?3, MAX(?4, 0))
+                 ON CONFLICT (local_date, camera_id, subject) DO UPDATE SET sightings = MAX(sightings + ?4, 0)",
+            )?
+            .execute(params![local_date, camera, subject.as_str(), delta])?;
+            // A subject no longer seen that day leaves the day's list.
+            tx.prepare_cached(
+                "DELETE FROM recognition_subjects WHERE local_date = ?1 AND camera_id = ?2 AND subject = ?3
+                                                      AND sightings = 0",
             )?
             .execute(params![local_date, camera, subject.as_str()])?;
             tx.prepare_cached(

@@ -436,9 +436,17 @@ pub async fn page(
         ))
     })
     .await?;
-    let (id, query, history) = super::read_journal(&state, move |journal| {
+    let (id, query, history, voids) = super::read_journal(&state, move |journal| {
         let history = load_history(journal, &id, &query)?;
-        Ok((id, query, history))
+        // Voids of the facts on this page come after the oldest of them.
+        let oldest = history
+            .as_ref()
+            .and_then(|h| h.timeline.iter().map(|e| e.position).min());
+        let voids = match oldest {
+            Some(oldest) => journal.voids_after(id.as_str(), oldest)?,
+            None => Vec::new(),
+        };
+        Ok((id, query, history, voids))
     })
     .await?;
     // The read table can trail the journal by a moment (and the journal by nothing): either knowing the
@@ -460,7 +468,7 @@ pub async fn page(
     } = history;
     let more = timeline.len() > PAGE_SIZE;
     timeline.truncate(PAGE_SIZE);
-    let timeline: Vec<EventRow> = timeline.iter().map(|e| EventRow::new(e, &tz)).collect();
+    let timeline = with_voids(timeline.iter().map(|e| EventRow::new(e, &tz)).collect(), &voids, &tz);
     let page = DevicePage {
         site: state.config.site.name.clone(),
         id: id.to_string(),
@@ -490,4 +498,31 @@ pub async fn page(
         maintenance,
     };
     super::render(&page)
+}
+
+/// Marks the rows a manager voided with why, who and when; a voided fact cannot be voided again.
+fn with_voids(mut rows: Vec<EventRow>, voids: &[StoredEvent], tz: &TimeZone) -> Vec<EventRow> {
+    let notes: std::collections::HashMap<u64, String> = voids
+        .iter()
+        .filter_map(|stored| match stored.device() {
+            Some((_, crate::domain::DeviceEvent::FactVoided(v))) => Some((
+                v.position,
+                format!(
+                    "void: {} (by {}, {}, position {})",
+                    v.reason,
+                    stored.actor_text(),
+                    super::local_time(tz, stored.recorded_at.as_microsecond()),
+                    stored.position
+                ),
+            )),
+            _ => None,
+        })
+        .collect();
+    for row in &mut rows {
+        if let Some(note) = notes.get(&row.position) {
+            row.voided = Some(note.clone());
+            row.voidable = false;
+        }
+    }
+    rows
 }

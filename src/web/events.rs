@@ -46,6 +46,10 @@ pub struct EventRow {
     /// Who or what caused it (`gateway:pi-3`, `config`, `policy:offline`, `user:ana`).
     pub actor: String,
     pub fields: Vec<(String, String)>,
+    /// When a manager voided this fact: why, who and when (the device page fills it in).
+    pub voided: Option<String>,
+    /// A fact a manager may void (a passage or a recognition not voided yet).
+    pub voidable: bool,
 }
 
 impl EventRow {
@@ -62,6 +66,10 @@ impl EventRow {
             recorded: super::local_time(tz, stored.recorded_at.as_microsecond()),
             actor: stored.actor_text().to_owned(),
             fields,
+            voided: None,
+            voidable: stored
+                .device()
+                .is_some_and(|(_, event)| crate::domain::VoidedFact::of(event).is_some()),
         }
     }
 }

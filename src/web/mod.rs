@@ -26,6 +26,7 @@ pub mod recovering;
 mod reports;
 pub mod state;
 pub mod subjects;
+mod void;
 mod watch_list;
 mod work_orders;
 
@@ -63,6 +64,7 @@ pub fn server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> 
             .route("/healthz", web::get().to(health::healthz))
             .configure(devices::routes)
             .configure(lockout::routes)
+            .configure(void::routes)
             .configure(events::routes)
             .configure(metrics::routes)
             .configure(reports::routes)

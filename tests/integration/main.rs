@@ -39,4 +39,5 @@ mod reports;
 mod serve;
 mod simulate;
 mod store_and_forward;
+mod void;
 mod work_orders;
