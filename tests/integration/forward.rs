@@ -306,6 +306,20 @@ fn every_forwarded_document_validates_against_its_contract_and_names_nobody() {
         assert!(Instant::now() < deadline, "the alarms were never raised");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // A manager voids the first rotation and the recognition: the correction repeats the fact, the person only as
+    // a pseudonym.
+    for fact in ["PassageRecorded", "RecognitionRecorded"] {
+        let position = query_i64(
+            &journal,
+            &format!("SELECT MIN(position) FROM events WHERE event_type = '{fact}'"),
+        );
+        let output = site.gatehouse(&["void", &position.to_string(), "--reason", "recorded by mistake"]);
+        assert!(
+            output.status.success(),
+            "void {fact}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
     // Seen again: the alarm's repeat names the person only in its text, which must not leave the site either.
     publish(
         "gatehouse/camera/C1/recognition",
@@ -334,6 +348,8 @@ fn every_forwarded_document_validates_against_its_contract_and_names_nobody() {
         "gatehouse.alarm.alarm_repeated.v1",
         "gatehouse.watch_list.watch_entry_added.v1",
         "gatehouse.occupancy.occupancy_corrected.v1",
+        "gatehouse.turnstile.fact_voided.v1",
+        "gatehouse.camera.fact_voided.v1",
         "gatehouse.site.heartbeat.v1",
     ];
     cluster.documents(STREAM, "gatehouse.east.events", |documents| {

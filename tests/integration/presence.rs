@@ -175,6 +175,23 @@ fn recognitions_and_rotations_become_identified_passages_the_muster_list_and_att
                 .all(|s| s.starts_with("presence:ps-") && !s.contains("P-")),
             "{streams:?}"
         );
+
+        // The camera took a visitor for P-2: a manager voids that recognition, and attendance leaves P-2 out.
+        let wrong_person: i64 = journal
+            .query_row(
+                "SELECT position FROM events WHERE event_type = 'RecognitionRecorded' AND causation = 'r2'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let void = gatehouse::requests::OperatorCommand::void(wrong_person as u64, "a visitor, not P-2").unwrap();
+        gatehouse::requests::carry_out(&state.registry, &void, gatehouse::journal::Actor::user("ana"), None)
+            .await
+            .unwrap();
+        settle(state).await;
+        let (_, attendance) = get(addr, "/reports/attendance?format=csv").await;
+        assert_eq!(attendance.lines().count(), 2, "only P-1 is left: {attendance}");
+        assert!(!attendance.contains("P-2"), "{attendance}");
     });
 }
 
