@@ -42,10 +42,17 @@ pub fn fold_events(
     let Some(first) = events.first() else {
         return Ok(None);
     };
-    let Some((_, DeviceEvent::Commissioned(c))) = first.device() else {
-        return Err(anyhow!("device {device}: stream does not start with Commissioned"));
+    // An archived stream starts with the state archival carried forward; as of an instant before it, the
+    // state shown is the carried one (the events in between are in the archive).
+    let mut state = match (&first.event, first.device()) {
+        (crate::codec::AnyEvent::Carried(carried), _) => match carried.of.as_str() {
+            "turnstile" => DeviceState::Turnstile(carried.state_of::<crate::domain::Turnstile>()?),
+            "camera" => DeviceState::Camera(carried.state_of::<crate::domain::Camera>()?),
+            other => return Err(anyhow!("device {device}: carried-forward state of a {other}")),
+        },
+        (_, Some((_, DeviceEvent::Commissioned(c)))) => DeviceState::initial(c.kind),
+        _ => return Err(anyhow!("device {device}: stream does not start with Commissioned")),
     };
-    let mut state = DeviceState::initial(c.kind);
     let mut version = 0;
     for stored in events.iter().filter(|e| as_of.is_none_or(|t| e.occurred_at <= t)) {
         if let Some((_, event)) = stored.device() {
@@ -85,6 +92,8 @@ pub fn fold_stream<A: crate::domain::Aggregate>(
     for stored in events.iter().filter(|e| as_of.is_none_or(|t| e.occurred_at <= t)) {
         if let Some(event) = pick(&stored.event) {
             state = A::evolve(state, event);
+        } else if let crate::codec::AnyEvent::Carried(carried) = &stored.event {
+            state = carried.state_of::<A>()?;
         }
         version = stored.version;
     }

@@ -8,6 +8,7 @@
 pub mod actors;
 pub mod alarms;
 pub mod app;
+pub mod archive;
 pub mod auth;
 pub mod backup;
 pub mod checkpointer;

@@ -167,7 +167,13 @@ pub fn recover_base<A: Aggregate>(
     stream: &StreamName,
 ) -> anyhow::Result<(A::State, u64, u64)> {
     let stream_version = journal.stream_version(stream)?;
-    if let Some(snapshot) = journal.snapshot(stream)? {
+    // Archival replaced the stream's oldest events by the state they fold to: no older start exists.
+    let carried = journal.carried_forward(stream.as_str())?;
+    let carried_version = carried.as_ref().map_or(0, |(version, _)| *version);
+    if let Some(snapshot) = journal
+        .snapshot(stream)?
+        .filter(|s| carried.is_none() || s.version >= carried_version)
+    {
         if snapshot.state_schema != A::STATE_SCHEMA {
             tracing::info!(%stream, stored = snapshot.state_schema, current = A::STATE_SCHEMA,
                 "snapshot has another state schema; replaying the stream");
@@ -180,6 +186,16 @@ pub fn recover_base<A: Aggregate>(
                 Err(error) => tracing::warn!(%stream, %error, "snapshot does not decode; replaying the stream"),
             }
         }
+    }
+    if let Some((version, carried)) = carried {
+        anyhow::ensure!(
+            carried.of == A::STATE_OF,
+            "stream {stream}: its carried-forward state is a {}'s, not a {}'s",
+            carried.of,
+            A::STATE_OF
+        );
+        let state = anyhow::Context::with_context(carried.state_of::<A>(), || format!("stream {stream}"))?;
+        return Ok((state, version, stream_version));
     }
     Ok((A::State::default(), 0, stream_version))
 }

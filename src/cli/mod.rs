@@ -5,6 +5,7 @@
 
 mod accounts;
 mod alarms;
+mod archive;
 pub mod dead_letters;
 mod gateways;
 mod operator;
@@ -76,6 +77,16 @@ pub enum Command {
     Rebuild {
         /// Projections to rebuild: device_status, traffic.
         projections: Vec<String>,
+    },
+    /// Move old events out of journal.db into verifiable archive files in [retention] archive_dir (what
+    /// [retention] does by itself while serve runs; safe while it runs), or check the archive files.
+    Archive {
+        /// Archive the events recorded before this day (YYYY-MM-DD, site time) instead of [retention]'s limits.
+        #[arg(long)]
+        before: Option<String>,
+        /// Check every archive file against the manifest (present, unchanged, chained); exit 1 on any problem.
+        #[arg(long, conflicts_with = "before")]
+        verify: bool,
     },
     /// Print journal events as JSON lines.
     Events {
@@ -388,6 +399,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Rebuild { projections } => rebuild(&config, &projections),
+        Command::Archive { verify: true, .. } => archive::verify(&config),
+        Command::Archive { before, .. } => archive::run(&config, before.as_deref()),
         Command::Events { stream, after, follow } => events(&config, stream, after, follow),
         Command::State { device, as_of } => state(&config, &device, as_of.as_deref()),
         Command::Backup { path } => backup(&config, &path),

@@ -118,6 +118,53 @@ pub enum AnyEvent {
     WatchList(WatchListEvent),
     Presence(PresenceEvent),
     Occupancy(OccupancyEvent),
+    /// An aggregate's state as of its last archived event, standing in for the events archival moved out of the
+    /// journal. Followers have nothing to do with it: they applied the events it replaces before archival ran.
+    Carried(CarriedForward),
+}
+
+/// The stored event type of [`CarriedForward`], whatever the aggregate kind.
+pub const CARRIED_FORWARD: &str = "StateCarriedForward";
+
+/// An aggregate instance's state carried forward by archival: written in place of the last event it moved to
+/// the archive (same stream, version and position), so the stream stays recoverable from the journal alone.
+/// `state` is the aggregate's state in the codec of snapshots; `state_schema` says which shape it has, as for a
+/// snapshot (a program whose state schema differs cannot start from it and says so).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct CarriedForward {
+    /// Which aggregate's state: a device kind (`turnstile`, `camera`) or the stream's kind (`work_order`, ...).
+    pub of: String,
+    pub state_schema: u32,
+    /// When the last archived event occurred.
+    #[serde(with = "crate::domain::time::timestamp")]
+    pub at: Timestamp,
+    pub state: Vec<u8>,
+}
+
+impl CarriedForward {
+    /// The state of `A` it carries, when it carries `A`'s current state schema.
+    pub fn state_of<A: Aggregate>(&self) -> anyhow::Result<A::State> {
+        anyhow::ensure!(
+            self.state_schema == A::STATE_SCHEMA,
+            "the carried-forward {} state has state schema {}; this program reads {} (archived history needs the \
+             program that archived it, or one that upcasts that state)",
+            self.of,
+            self.state_schema,
+            A::STATE_SCHEMA
+        );
+        Ok(decode_state(FORMAT_BINCODE2, &self.state)?)
+    }
+
+    /// Stored as an event row.
+    pub fn encode(&self) -> EncodedEvent {
+        EncodedEvent {
+            event_type: CARRIED_FORWARD,
+            schema: 1,
+            format: FORMAT_BINCODE2,
+            payload: encode(self),
+            occurred_at: self.at,
+        }
+    }
 }
 
 impl AnyEvent {
@@ -130,6 +177,7 @@ impl AnyEvent {
             AnyEvent::WatchList(e) => e.event_type(),
             AnyEvent::Presence(e) => e.event_type(),
             AnyEvent::Occupancy(e) => e.event_type(),
+            AnyEvent::Carried(_) => CARRIED_FORWARD,
         }
     }
 
@@ -142,6 +190,7 @@ impl AnyEvent {
             AnyEvent::WatchList(e) => e.occurred_at(),
             AnyEvent::Presence(e) => e.occurred_at(),
             AnyEvent::Occupancy(e) => e.occurred_at(),
+            AnyEvent::Carried(e) => e.at,
         }
     }
 
@@ -155,6 +204,11 @@ impl AnyEvent {
             AnyEvent::WatchList(e) => e.body_json(),
             AnyEvent::Presence(e) => e.body_json(),
             AnyEvent::Occupancy(e) => e.body_json(),
+            AnyEvent::Carried(e) => Ok(serde_json::json!({
+                "of": e.of,
+                "state_schema": e.state_schema,
+                "state_bytes": e.state.len(),
+            })),
         };
         json.unwrap_or_else(|error| serde_json::json!({ "unprintable": error.to_string() }))
     }
@@ -169,6 +223,18 @@ pub fn decode_any(
     format: u8,
     payload: &[u8],
 ) -> Result<AnyEvent, DecodeError> {
+    if event_type == CARRIED_FORWARD {
+        if format != FORMAT_BINCODE2 {
+            return Err(DecodeError::UnknownFormat(format));
+        }
+        if schema != 1 {
+            return Err(DecodeError::UnknownSchema {
+                event_type: event_type.to_owned(),
+                schema,
+            });
+        }
+        return decode(payload, CARRIED_FORWARD).map(AnyEvent::Carried);
+    }
     match stream.kind() {
         DEVICE_KIND => decode_event(event_type, schema, format, payload).map(AnyEvent::Device),
         WorkOrder::KIND => decode_event(event_type, schema, format, payload).map(AnyEvent::WorkOrder),

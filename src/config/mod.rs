@@ -39,6 +39,7 @@ pub struct Config {
     pub site: SiteConfig,
     pub http: HttpConfig,
     pub storage: StorageConfig,
+    pub retention: RetentionConfig,
     pub mqtt: MqttConfig,
     pub devices: DevicesConfig,
     pub followers: FollowersConfig,
@@ -91,6 +92,18 @@ pub struct StorageConfig {
     /// A device actor writes a snapshot after this many events of its stream.
     pub snapshot_every: u32,
     pub synchronous: Synchronous,
+}
+
+/// `[retention]`: how long and how much of the journal stays in `journal.db`; older events move to archive files.
+/// Neither limit is set by default: a site keeps every event until its installer says otherwise.
+#[derive(Debug, Clone)]
+pub struct RetentionConfig {
+    /// Events recorded longer ago than this are archived.
+    pub keep_events_for: Option<Duration>,
+    /// Past this size of `journal.db`, the oldest events are archived until it is below it again.
+    pub max_journal_size: Option<u64>,
+    /// Where archive files and their manifest go; already resolved against the config file's directory.
+    pub archive_dir: PathBuf,
 }
 
 /// `SQLite`'s `PRAGMA synchronous` for the journal: `Full` survives power loss, `Normal` only crashes.

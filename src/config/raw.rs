@@ -13,6 +13,7 @@ pub(super) struct RawConfig {
     pub(super) site: RawSite,
     pub(super) http: RawHttp,
     pub(super) storage: RawStorage,
+    pub(super) retention: RawRetention,
     pub(super) mqtt: RawMqtt,
     pub(super) devices: RawDevices,
     pub(super) followers: RawFollowers,
@@ -77,6 +78,14 @@ pub(super) struct RawStorage {
     // "expected u32".
     pub(super) snapshot_every: Option<Spanned<toml::Value>>,
     pub(super) synchronous: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+pub(super) struct RawRetention {
+    pub(super) keep_events_for: Option<Spanned<String>>,
+    pub(super) max_journal_size: Option<Spanned<String>>,
+    pub(super) archive_dir: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -330,6 +339,7 @@ pub(super) const TABLE_KEYS: &[(&str, &[&str])] = &[
             "site",
             "http",
             "storage",
+            "retention",
             "mqtt",
             "devices",
             "followers",
@@ -373,6 +383,7 @@ pub(super) const TABLE_KEYS: &[(&str, &[&str])] = &[
     ),
     ("[http]", &["listen"]),
     ("[storage]", &["dir", "snapshot_every", "synchronous"]),
+    ("[retention]", &["keep_events_for", "max_journal_size", "archive_dir"]),
     (
         "[mqtt]",
         &[

@@ -44,6 +44,7 @@ pub(super) fn build(raw: RawConfig, text: &str, base_dir: &Path) -> Result<Confi
         listen: listen_address(raw.http.listen, DEFAULT_HTTP_LISTEN, "[http]")?,
     };
     let storage = build_storage(raw.storage, base_dir)?;
+    let retention = build_retention(raw.retention, base_dir)?;
     let mqtt = build_mqtt(raw.mqtt, base_dir)?;
     let optional_duration = |value: Option<Spanned<String>>, default, key| match value {
         None => Ok(default),
@@ -125,6 +126,7 @@ pub(super) fn build(raw: RawConfig, text: &str, base_dir: &Path) -> Result<Confi
         site,
         http,
         storage,
+        retention,
         mqtt,
         devices,
         followers,
@@ -224,6 +226,38 @@ fn build_storage(raw: RawStorage, base_dir: &Path) -> Result<StorageConfig, Prob
         dir,
         snapshot_every,
         synchronous,
+    })
+}
+
+fn build_retention(raw: super::raw::RawRetention, base_dir: &Path) -> Result<super::RetentionConfig, Problem> {
+    let keep_events_for = raw
+        .keep_events_for
+        .map(|value| duration(&value, "keep_events_for"))
+        .transpose()?;
+    let max_journal_size = match raw.max_journal_size {
+        None => None,
+        Some(value) => Some(
+            super::size::parse_size(value.get_ref())
+                .filter(|size| *size >= 10_000_000)
+                .ok_or_else(|| {
+                    Problem::at(
+                        value.span(),
+                        format!(
+                            "invalid max_journal_size {:?}: expected a size like \"20GB\" or \"500MB\", at least 10MB",
+                            value.get_ref()
+                        ),
+                    )
+                })?,
+        ),
+    };
+    let dir = match raw.archive_dir {
+        None => PathBuf::from("archive"),
+        Some(dir) => PathBuf::from(not_blank(dir, "archive_dir")?),
+    };
+    Ok(super::RetentionConfig {
+        keep_events_for,
+        max_journal_size,
+        archive_dir: if dir.is_absolute() { dir } else { base_dir.join(dir) },
     })
 }
 

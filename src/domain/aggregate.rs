@@ -22,6 +22,9 @@ pub trait Aggregate {
     const KIND: &'static str;
     /// Version of `State`'s stored shape; a snapshot with another version is ignored and the stream replayed.
     const STATE_SCHEMA: u32;
+    /// What its state is called where archival carries it forward: the kind, or the device kind for devices
+    /// (turnstiles and cameras share the `device` streams but not their state's shape).
+    const STATE_OF: &'static str = Self::KIND;
     type Command: fmt::Debug + Clone + Send + 'static;
     type Event: DomainEvent;
     type State: Clone + Default + fmt::Debug + Serialize + DeserializeOwned + Send + Unpin + 'static;

@@ -25,6 +25,7 @@ impl Aggregate for Camera {
     const KIND: &'static str = DEVICE_KIND;
     /// Bump when `CameraState` changes shape: older snapshots are then ignored and streams replayed.
     const STATE_SCHEMA: u32 = 3;
+    const STATE_OF: &'static str = "camera";
     type Command = DeviceCommand;
     type Event = DeviceEvent;
     type State = CameraState;

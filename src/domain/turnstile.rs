@@ -34,6 +34,7 @@ impl Aggregate for Turnstile {
     const KIND: &'static str = DEVICE_KIND;
     /// Bump when `TurnstileState` changes shape: older snapshots are then ignored and streams replayed.
     const STATE_SCHEMA: u32 = 3;
+    const STATE_OF: &'static str = "turnstile";
     type Command = DeviceCommand;
     type Event = DeviceEvent;
     type State = TurnstileState;

@@ -214,6 +214,28 @@ impl JournalReader {
         rows.map(|r| r?).collect()
     }
 
+    /// The state archival carried forward for a stream, with its version, when it has one (read through the type
+    /// index: one such row per archived stream at most, however long the stream).
+    pub fn carried_forward(&self, stream: &str) -> anyhow::Result<Option<(u64, codec::CarriedForward)>> {
+        let row: Option<(i64, Vec<u8>, u32, u8)> = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT version, payload, schema, format FROM events
+                 WHERE event_type = '{}' AND stream_id = ?1 ORDER BY version DESC LIMIT 1",
+                codec::CARRIED_FORWARD
+            ))?
+            .query_row([stream], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .optional()?;
+        let Some((version, payload, schema, format)) = row else {
+            return Ok(None);
+        };
+        let name = StreamName::parse(stream)?;
+        match codec::decode_any(&name, codec::CARRIED_FORWARD, schema, format, &payload)? {
+            codec::AnyEvent::Carried(carried) => Ok(Some((version.max(0) as u64, carried))),
+            _ => Ok(None),
+        }
+    }
+
     /// A stream's events with a version above `after_version`, in order.
     pub fn stream_events(
         &self,
@@ -233,11 +255,25 @@ impl JournalReader {
         stream: &StreamName,
         after_version: u64,
     ) -> anyhow::Result<Vec<StreamEvent<E>>> {
+        self.stream_events_as_between(stream, after_version, i64::MAX as u64)
+    }
+
+    /// [`Self::stream_events_as`] up to `up_to_version` (archival folds only what it moves out).
+    pub fn stream_events_as_between<E: EventCodec>(
+        &self,
+        stream: &StreamName,
+        after_version: u64,
+        up_to_version: u64,
+    ) -> anyhow::Result<Vec<StreamEvent<E>>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT position, version, event_type, schema, format, payload FROM events
-             WHERE stream_id = ?1 AND version > ?2 ORDER BY version",
+             WHERE stream_id = ?1 AND version > ?2 AND version <= ?3 ORDER BY version",
         )?;
-        let mut rows = stmt.query(params![stream.as_str(), after_version as i64])?;
+        let mut rows = stmt.query(params![
+            stream.as_str(),
+            after_version as i64,
+            up_to_version.min(i64::MAX as u64) as i64
+        ])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
             let position: i64 = row.get(0)?;

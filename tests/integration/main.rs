@@ -36,6 +36,7 @@ mod projections;
 mod receivers;
 mod recovery;
 mod reports;
+mod retention;
 mod serve;
 mod simulate;
 mod store_and_forward;

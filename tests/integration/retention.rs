@@ -1,0 +1,208 @@
+//! Retention: `gatehouse archive` moves old events into gzip JSON-lines files with a hash-chained manifest,
+//! removes them from `journal.db` (which really shrinks), and leaves every stream recoverable from the journal
+//! alone through its carried-forward state, snapshots or not; reports keep their figures; `--verify` finds a
+//! changed file; nothing else may delete journal rows.
+
+use crate::helpers::*;
+use gatehouse::domain::*;
+use std::process::Command;
+
+const DEVICES: &str = r#"
+[[turnstile]]
+id = "T1"
+name = "Hall A north"
+zone = "Hall A"
+
+[[camera]]
+id = "C1"
+name = "Hall A entrance"
+zone = "Hall A"
+"#;
+
+fn gatehouse_in(site: &Site, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .current_dir(site.dir.path())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn tomorrow() -> String {
+    let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+    let today = jiff::Timestamp::now().to_zoned_datetime(berlin).date();
+    today.tomorrow().unwrap().to_string()
+}
+
+/// T1 commissioned with 3,000 passages in (March 2026), C1 with a recognition; the projectors and policies
+/// have applied all of it.
+fn site_with_history() -> Site {
+    let site = Site::new(DEVICES);
+    let mut passages = vec![commissioned(
+        DeviceKind::Turnstile,
+        "Hall A north",
+        "Hall A",
+        "2026-03-01T06:00:00Z",
+    )];
+    for n in 0..3_000 {
+        passages.push(passage(
+            Direction::In,
+            &format!("2026-03-{:02}T{:02}:{:02}:00Z", 1 + n / 600, 7 + (n / 60) % 10, n % 60),
+        ));
+    }
+    seed(
+        &site.paths(),
+        &[
+            ("T1", passages),
+            (
+                "C1",
+                vec![commissioned(
+                    DeviceKind::Camera,
+                    "Hall A entrance",
+                    "Hall A",
+                    "2026-03-01T06:00:00Z",
+                )],
+            ),
+        ],
+    );
+    with_server(site.config(), async |state, _addr| settle(state).await);
+    site
+}
+
+fn traffic_in(site: &Site) -> i64 {
+    query_i64(
+        &site.paths().views(),
+        "SELECT COALESCE(SUM(passages_in), 0) FROM traffic_daily WHERE device_id = 'T1'",
+    )
+}
+
+#[test]
+fn archiving_moves_old_events_to_verified_files_shrinks_the_journal_and_every_stream_still_recovers() {
+    let site = site_with_history();
+    let journal = site.paths().journal();
+    let size_before = std::fs::metadata(&journal).unwrap().len();
+    assert_eq!(traffic_in(&site), 3_000);
+    let before_version = query_i64(&journal, "SELECT MAX(version) FROM events WHERE stream_id = 'T1'");
+
+    let archived = gatehouse_in(&site, &["archive", "--before", &tomorrow()]);
+    let stdout = String::from_utf8_lossy(&archived.stdout);
+    assert!(
+        archived.status.success(),
+        "{}",
+        String::from_utf8_lossy(&archived.stderr)
+    );
+    assert!(stdout.contains("archived "), "{stdout}");
+
+    // Only the carried-forward states are left, one per stream, at each stream's last version.
+    assert_eq!(
+        query_i64(
+            &journal,
+            "SELECT COUNT(*) FROM events WHERE event_type <> 'StateCarriedForward'"
+        ),
+        0
+    );
+    let carried = rusqlite::Connection::open(&journal)
+        .unwrap()
+        .prepare("SELECT stream_id, version FROM events ORDER BY stream_id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    assert!(carried.contains(&("T1".to_owned(), before_version)), "{carried:?}");
+    let size_after = std::fs::metadata(&journal).unwrap().len();
+    assert!(
+        size_after < size_before,
+        "journal.db shrank: {size_before} -> {size_after} bytes"
+    );
+
+    // The files hold every event, and the manifest vouches for them.
+    let archive_dir = site.dir.path().join("archive");
+    let manifest = std::fs::read_to_string(archive_dir.join("manifest.jsonl")).unwrap();
+    let events: u64 = manifest
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["events"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert!(events >= 3_002, "{manifest}");
+    let verified = gatehouse_in(&site, &["archive", "--verify"]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+
+    // Reports keep their figures; a second run has nothing to do.
+    assert_eq!(traffic_in(&site), 3_000);
+    let again = gatehouse_in(&site, &["archive", "--before", &tomorrow()]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to archive"));
+
+    // Without snapshots (a cache), T1 recovers from its carried-forward state and takes the next passage.
+    rusqlite::Connection::open(&journal)
+        .unwrap()
+        .execute("DELETE FROM snapshots", [])
+        .unwrap();
+    let state = gatehouse_in(&site, &["state", "T1"]);
+    let state: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
+    assert_eq!(state["state"]["passages_in"], 3_000, "{state}");
+    with_app(site.config(), async |app| {
+        let outcome = app
+            .state()
+            .registry
+            .execute_device(
+                "T1",
+                DeviceCommand::RecordPassage {
+                    direction: Direction::In,
+                    at: at("2026-04-01T08:00:00Z"),
+                    seq: None,
+                },
+                test_meta(Some("after-archival")),
+            )
+            .await
+            .unwrap();
+        // It comes online and passes: two events, after the carried-forward version, no conflict.
+        assert!(
+            matches!(outcome, gatehouse::actors::CommandOutcome::Recorded { events: 2, .. }),
+            "{outcome:?}"
+        );
+        settle(app.state()).await;
+    });
+    assert_eq!(
+        query_i64(&journal, "SELECT MAX(version) FROM events WHERE stream_id = 'T1'"),
+        before_version + 2
+    );
+    assert_eq!(traffic_in(&site), 3_001);
+
+    // Nothing but archival deletes journal rows.
+    let refused = rusqlite::Connection::open(&journal)
+        .unwrap()
+        .execute("DELETE FROM events", [])
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("append-only"), "{refused}");
+
+    // A changed archive file is found.
+    let file = manifest
+        .lines()
+        .next()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .unwrap();
+    let path = archive_dir.join(file["file"].as_str().unwrap());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let tampered = gatehouse_in(&site, &["archive", "--verify"]);
+    assert_eq!(tampered.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&tampered.stderr).contains("changed since it was written"));
+}
+
+#[test]
+fn archive_without_limits_says_what_to_configure() {
+    let site = Site::new(DEVICES);
+    let output = gatehouse_in(&site, &["archive"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("keep_events_for"));
+}
