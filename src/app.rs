@@ -286,6 +286,8 @@ impl Application {
         crate::requests::spawn_request_loop(state.registry.clone(), state.paths.journal());
         // Maintenance schedules record their runs as they fall due (and one missed while down).
         crate::maintenance::scheduler::spawn(state.config.clone(), state.registry.clone(), state.paths.journal());
+        // Old events move to the archive as `[retention]` asks.
+        crate::archive::spawn(state.config.clone());
         tracing::info!(devices = state.registry.len(), http = %http_addr, dir = %state.paths.dir.display(), "gatehouse started");
         Ok(Application {
             core,

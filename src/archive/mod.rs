@@ -13,6 +13,7 @@
 //! removes at the tail, and SQLite's lock orders the two.
 
 pub mod carry;
+pub mod figures;
 pub mod files;
 
 use crate::codec::{self, CARRIED_FORWARD};
@@ -415,4 +416,25 @@ fn shrink(conn: &Connection) -> anyhow::Result<()> {
     }
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
     Ok(())
+}
+
+/// How often a serving core archives what `[retention]` asks for (the first time right after it starts).
+pub const EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// While `serve` runs: archives what `[retention]` asks for every [`EVERY`], off the async executor. Nothing is
+/// started when `[retention]` sets no limit.
+pub fn spawn(config: std::sync::Arc<Config>) {
+    if Limits::from_config(&config.retention, Timestamp::now()).is_empty() {
+        return;
+    }
+    crate::inbox::spawn_polling("archive old events", EVERY, move || {
+        let config = config.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let limits = Limits::from_config(&config.retention, Timestamp::now());
+                run(&config, limits, &mut |_, _| {}).map(|_| ())
+            })
+            .await?
+        }
+    });
 }

@@ -25,6 +25,7 @@ pub mod pool;
 pub mod recovering;
 mod reports;
 pub mod state;
+mod storage;
 pub mod subjects;
 mod void;
 mod watch_list;
@@ -65,6 +66,7 @@ pub fn server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> 
             .configure(devices::routes)
             .configure(lockout::routes)
             .configure(void::routes)
+            .configure(storage::routes)
             .configure(events::routes)
             .configure(metrics::routes)
             .configure(reports::routes)

@@ -206,3 +206,59 @@ fn archive_without_limits_says_what_to_configure() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("keep_events_for"));
 }
+
+#[test]
+fn the_serving_core_archives_what_keep_events_for_says_and_the_storage_page_shows_the_files_verified() {
+    let site = site_with_history();
+    site.write_config(&format!("{DEVICES}\n[retention]\nkeep_events_for = \"1s\"\n"));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let journal = site.paths().journal();
+    with_server(site.config(), async |state, addr| {
+        settle(state).await;
+        // The serving core archives by itself as [retention] says (the first round right after it starts).
+        eventually("the serving core archived every passage", || {
+            query_i64(
+                &journal,
+                "SELECT COUNT(*) FROM events WHERE event_type = 'PassageRecorded'",
+            ) == 0
+        })
+        .await;
+        let admin = tokio::task::spawn_blocking({
+            let journal = journal.clone();
+            move || {
+                let admin = Session::sign_in(&journal, addr, "root", gatehouse::auth::Role::Admin);
+                let done = admin.post(addr, "/admin/storage/archive", "");
+                (admin, done)
+            }
+        })
+        .await
+        .unwrap();
+        let (admin, done) = admin;
+        assert_eq!(done.status, 303);
+        let location = done.header("location").unwrap_or_default().to_owned();
+        assert!(location.contains("nothing%20to%20archive"), "{location}");
+        let page = tokio::task::spawn_blocking(move || admin.get(addr, "/admin/storage?verify=1").body)
+            .await
+            .unwrap();
+        assert!(page.contains("events-2026-"), "the archive file is listed: {page}");
+        assert!(page.contains("every file matches the manifest"), "{page}");
+        // The reports still count the archived month.
+        let (_, traffic) = get(addr, "/reports/traffic?from=2026-03-01&to=2026-03-31&format=csv").await;
+        let header: Vec<&str> = traffic.lines().next().unwrap_or_default().split(',').collect();
+        let column = header.iter().position(|h| *h == "in").expect("an `in` column");
+        let counted: u64 = traffic
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.split(',').nth(column)?.parse::<u64>().ok())
+            .sum();
+        assert_eq!(counted, 3_000, "{traffic}");
+    });
+    assert_eq!(
+        query_i64(
+            &journal,
+            "SELECT COUNT(*) FROM events WHERE event_type = 'PassageRecorded'"
+        ),
+        0,
+        "every passage recorded more than a second ago is archived"
+    );
+}
