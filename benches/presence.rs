@@ -59,6 +59,7 @@ fn main() -> anyhow::Result<()> {
             projections,
             &paths.journal(),
             &paths.views(),
+            &paths.dir.join("archive"),
             OnError::Stop,
             |_, _| {},
         )?;

@@ -15,6 +15,7 @@
 pub mod carry;
 pub mod figures;
 pub mod files;
+pub mod restore;
 
 use crate::codec::{self, CARRIED_FORWARD};
 use crate::config::Config;

@@ -729,6 +729,7 @@ fn rebuild(config: &Config, names: &[String]) -> Result<(), Failure> {
         projections,
         &paths.journal(),
         &paths.views(),
+        &config.retention.archive_dir,
         config.followers.on_error,
         |name, position| {
             if bar.message() != name {

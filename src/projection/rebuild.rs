@@ -1,6 +1,9 @@
 //! Blue/green rebuild: replays the journal from position 0 into fresh tables in a side database, then swaps
 //! their contents into `views.db` in one transaction. Pages keep reading the old tables until that commit, and
-//! a running server's projector simply continues from the swapped-in checkpoint.
+//! a running server's projector simply continues from the swapped-in checkpoint. After archival, the archived
+//! events are read back in from the archive files (checked against their manifest) into a scratch journal, so a
+//! rebuild counts what the tables counted before; an archive that is missing or does not verify stops the
+//! rebuild, and the tables stay as they are.
 
 use super::{Projection, catch_up};
 use crate::config::OnError;
@@ -14,21 +17,31 @@ pub fn rebuild(
     projections: Vec<Box<dyn Projection>>,
     journal_path: &Path,
     views_path: &Path,
+    archive_dir: &Path,
     on_error: OnError,
     mut progress: impl FnMut(&str, Position),
 ) -> anyhow::Result<Vec<(&'static str, Position)>> {
     let side_path = views_path.with_file_name(format!("views.rebuild-{}.db", std::process::id()));
-    // A left-over side file from a crashed rebuild is just stale: start clean.
+    let scratch_journal = views_path.with_file_name(format!("journal.rebuild-{}.db", std::process::id()));
+    // Left-over side files from a crashed rebuild are just stale: start clean.
     remove_db_files(&side_path);
-    let result = rebuild_via(
-        projections,
-        journal_path,
-        views_path,
-        &side_path,
-        on_error,
-        &mut progress,
-    );
+    remove_db_files(&scratch_journal);
+    let archived = crate::archive::archived_up_to(JournalReader::open(journal_path)?.connection())?;
+    let result = (|| {
+        let source = if archived > 0 {
+            tracing::info!(
+                archived_up_to = archived,
+                "reading the archived events back in for the rebuild"
+            );
+            crate::archive::restore::journal_with_archives(journal_path, archive_dir, &scratch_journal, archived)?;
+            scratch_journal.as_path()
+        } else {
+            journal_path
+        };
+        rebuild_via(projections, source, views_path, &side_path, on_error, &mut progress)
+    })();
     remove_db_files(&side_path);
+    remove_db_files(&scratch_journal);
     result
 }
 

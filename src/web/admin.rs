@@ -171,9 +171,10 @@ async fn rebuild(
     }
     tracing::info!(user = %identity.name, "rebuild of all projections started from the admin page");
     let shared: Arc<RebuildState> = rebuilds.into_inner();
-    let (journal, views, tz, on_error) = (
+    let (journal, views, archive_dir, tz, on_error) = (
         state.paths.journal(),
         state.paths.views(),
+        state.config.retention.archive_dir.clone(),
         state.config.site.timezone.clone(),
         state.config.followers.on_error,
     );
@@ -186,6 +187,7 @@ async fn rebuild(
                 crate::projection::all(&tz),
                 &journal,
                 &views,
+                &archive_dir,
                 on_error,
                 |name, position| {
                     if let Some(run) = shared.inner.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {

@@ -175,6 +175,11 @@ fn archiving_moves_old_events_to_verified_files_shrinks_the_journal_and_every_st
     );
     assert_eq!(traffic_in(&site), 3_001);
 
+    // A rebuild reads the archived events back in: the figures stay whole.
+    let rebuilt = gatehouse_in(&site, &["rebuild"]);
+    assert!(rebuilt.status.success(), "{}", String::from_utf8_lossy(&rebuilt.stderr));
+    assert_eq!(traffic_in(&site), 3_001);
+
     // Nothing but archival deletes journal rows.
     let refused = rusqlite::Connection::open(&journal)
         .unwrap()
@@ -197,6 +202,11 @@ fn archiving_moves_old_events_to_verified_files_shrinks_the_journal_and_every_st
     let tampered = gatehouse_in(&site, &["archive", "--verify"]);
     assert_eq!(tampered.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&tampered.stderr).contains("changed since it was written"));
+    // A rebuild cannot count what the archive no longer vouches for: it refuses and keeps the tables.
+    let refused = gatehouse_in(&site, &["rebuild"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("does not verify"));
+    assert_eq!(traffic_in(&site), 3_001);
 }
 
 #[test]
