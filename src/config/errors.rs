@@ -254,7 +254,8 @@ mod tests {
         assert_eq!(
             error("[site]\nname = \"x\"\n[turnstiles]\n"),
             "config.toml:3:2: unknown key \"turnstiles\" at the top level, expected one of: \
-             site, http, storage, mqtt, devices, followers, alarms, identification, occupancy, zone, notify, turnstile, camera, \
+             site, http, storage, retention, mqtt, devices, followers, alarms, identification, occupancy, zone, notify, turnstile, \
+             camera, \
              maintenance, forward, hq"
         );
     }

@@ -23,6 +23,21 @@ impl Config {
                     Synchronous::Normal => "normal",
                 }
             ),
+            match (self.retention.keep_events_for, self.retention.max_journal_size) {
+                (None, None) => "retention       every event stays in the journal".to_owned(),
+                (age, size) => format!(
+                    "retention       archive events {} to {}",
+                    [
+                        age.map(|d| format!("older than {}", super::duration::format_duration(d))),
+                        size.map(|s| format!("past a {} MB journal", s / 1_000_000)),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                    self.retention.archive_dir.display()
+                ),
+            },
         ];
         let credentials = match (&self.mqtt.username, &self.mqtt.password) {
             (Some(user), Some(_)) => format!(", user {user:?} with password"),
@@ -155,6 +170,7 @@ site            Central Station
 time zone       Europe/Berlin
 http listen     127.0.0.1:8080
 storage dir     /srv/gatehouse/data (snapshot every 500 events, synchronous full)
+retention       every event stays in the journal
 mqtt broker     embedded, listening on 127.0.0.1:1883
 mqtt prefix     gatehouse
 offline after   90s

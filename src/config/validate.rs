@@ -578,6 +578,26 @@ mod tests {
     }
 
     #[test]
+    fn retention_keeps_everything_unless_told_and_its_archive_dir_is_relative_to_the_file() {
+        let default = parse("").unwrap();
+        assert_eq!(default.retention.keep_events_for, None);
+        assert_eq!(default.retention.max_journal_size, None);
+        assert_eq!(default.retention.archive_dir, Path::new("/srv/gatehouse/archive"));
+        let set = parse(
+            "[retention]\nkeep_events_for = \"400d\"\nmax_journal_size = \"20GB\"\narchive_dir = \"/mnt/archive\"",
+        )
+        .unwrap();
+        assert_eq!(set.retention.keep_events_for, Some(Duration::from_secs(400 * 86_400)));
+        assert_eq!(set.retention.max_journal_size, Some(20_000_000_000));
+        assert_eq!(set.retention.archive_dir, Path::new("/mnt/archive"));
+        assert!(
+            error("[retention]\nmax_journal_size = \"5MB\"").contains("at least 10MB"),
+            "a cap too small to hold a day is refused"
+        );
+        assert!(error("[retention]\nkeep_events_for = \"forever\"").contains("keep_events_for"));
+    }
+
+    #[test]
     fn every_key_can_be_set() {
         let config = parse(
             "[http]\nlisten = \"[::]:80\"\n\
