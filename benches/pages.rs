@@ -17,7 +17,11 @@
 //!    report page and the dashboard answer within 20 ms at p99 (a CSV export, a 1.6 MB download, is shown for
 //!    reference with its throughput);
 //!
-//! 4. the server's peak RSS (VmHWM) before it is stopped.
+//! 4. the server's peak RSS (VmHWM) before it is stopped;
+//!
+//! 5. **archive** (`GATEHOUSE_BENCH_ARCHIVE=0` skips it): a copy of the data directory archives the whole year
+//!    (`gatehouse archive --before`: events per second, `journal.db` before and after), then the report URLs
+//!    are loaded again and their p99 compared with the p99 before archiving from the same run.
 //!
 //! Needs `wrk` on PATH (`apt-get install wrk`). Run with `cargo bench --bench pages`; `GATEHOUSE_BENCH_EVENTS`
 //! (default 10,000,000) and `GATEHOUSE_BENCH_SECS` (seconds of load per URL, default 10) change the size.
@@ -203,6 +207,110 @@ fn main() -> anyhow::Result<()> {
     }
     println!();
     println!("server peak RSS: {rss}");
+    if env_count("GATEHOUSE_BENCH_ARCHIVE", 1)? > 0 {
+        archive_the_year(
+            &binary,
+            &root,
+            &site,
+            &urls[1..],
+            &results[1..],
+            &token,
+            load_secs,
+            &year,
+        )?;
+    }
+    Ok(())
+}
+
+/// 5. **archive** (unless `GATEHOUSE_BENCH_ARCHIVE=0`): a copy of the data directory archives the whole year
+/// with `gatehouse archive --before` (events per second, `journal.db` before and after), then the same report
+/// URLs are loaded again: their p99 after archiving against their p99 before, from this run.
+#[allow(clippy::too_many_arguments)]
+fn archive_the_year(
+    binary: &Path,
+    root: &Path,
+    site: &Site,
+    urls: &[String],
+    before: &[(String, usize, Duration, Load)],
+    token: &str,
+    load_secs: usize,
+    year: &Year,
+) -> anyhow::Result<()> {
+    let copy = root.join("archived");
+    let _ = std::fs::remove_dir_all(&copy);
+    std::fs::create_dir_all(copy.join("data"))?;
+    for file in ["journal.db", "journal.db-wal", "views.db", "views.db-wal"] {
+        let from = root.join("data").join(file);
+        if from.exists() {
+            std::fs::copy(&from, copy.join("data").join(file))?;
+        }
+    }
+    std::fs::write(copy.join("config.toml"), site.config(0))?;
+    let size = |file: &str| std::fs::metadata(copy.join("data").join(file)).map_or(0, |m| m.len());
+    let journal_before = size("journal.db") + size("journal.db-wal");
+    let day_after = year.to.tomorrow()?.to_string();
+    let started = Instant::now();
+    let output = Command::new(binary)
+        .arg("--config")
+        .arg(copy.join("config.toml"))
+        .args(["archive", "--before", &day_after])
+        .output()?;
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    ensure!(
+        output.status.success(),
+        "gatehouse archive failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let archived: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("archived ")?.split(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    let journal_after = size("journal.db") + size("journal.db-wal");
+    let archive_bytes: u64 = std::fs::read_dir(copy.join("archive"))
+        .map(|dir| dir.flatten().map(|f| f.metadata().map_or(0, |m| m.len())).sum())
+        .unwrap_or(0);
+    println!();
+    println!(
+        "archive: {archived} events in {} ({} events/s); journal.db {:.1} MB -> {:.1} MB; archive files {:.1} MB",
+        secs(took),
+        rate(archived as f64 / took.as_secs_f64()),
+        journal_before as f64 / 1e6,
+        journal_after as f64 / 1e6,
+        archive_bytes as f64 / 1e6
+    );
+    for line in stdout.lines().filter(|l| l.starts_with("held back")) {
+        println!("  {line}");
+    }
+    let server = Server::start(binary, &copy, &|port| site.config(port))?;
+    table_row([
+        "URL (archived)",
+        "",
+        "",
+        "req/s",
+        "p50",
+        "p99",
+        "p99 before",
+        "after/before",
+        "",
+    ]);
+    for (url, (_, _, _, was)) in urls.iter().zip(before) {
+        let (status, _) = server.get(url, token)?;
+        ensure!(status == 200, "GET {url} after archiving answered {status}");
+        let now = wrk(server.port, url, token, load_secs)?;
+        table_row([
+            &url.chars().take(48).collect::<String>(),
+            "",
+            "",
+            &rate(now.requests_per_sec),
+            &ms(now.p50),
+            &ms(now.p99),
+            &ms(was.p99),
+            &format!("{:.2}", now.p99.as_secs_f64() / was.p99.as_secs_f64().max(1e-6)),
+            "",
+        ]);
+    }
+    server.stop()?;
     Ok(())
 }
 

@@ -272,3 +272,71 @@ fn the_serving_core_archives_what_keep_events_for_says_and_the_storage_page_show
         "every passage recorded more than a second ago is archived"
     );
 }
+
+#[test]
+fn past_max_journal_size_the_oldest_events_are_archived_until_the_journal_is_below_it() {
+    let site = Site::new(DEVICES);
+    // About 25 MB of journal: 120,000 passages with long message ids.
+    let mut passages = vec![commissioned(
+        DeviceKind::Turnstile,
+        "Hall A north",
+        "Hall A",
+        "2026-03-01T06:00:00Z",
+    )];
+    for n in 0..120_000u64 {
+        passages.push(passage(
+            if n % 2 == 0 { Direction::In } else { Direction::Out },
+            &format!(
+                "2026-03-{:02}T{:02}:{:02}:{:02}Z",
+                1 + n / 20_000,
+                6 + (n / 3_600) % 5,
+                (n / 60) % 60,
+                n % 60
+            ),
+        ));
+    }
+    seed(&site.paths(), &[("T1", passages)]);
+    with_server(site.config(), async |state, _addr| settle(state).await);
+    let journal = site.paths().journal();
+    let used = || {
+        let conn = rusqlite::Connection::open(&journal).unwrap();
+        let pragma = |name: &str| {
+            conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+                .unwrap()
+        };
+        (pragma("page_count") - pragma("freelist_count")) * pragma("page_size")
+    };
+    let before = used();
+    assert!(
+        before > 10_000_000,
+        "the seeded journal is over the cap: {before} bytes"
+    );
+    site.write_config(&format!("{DEVICES}\n[retention]\nmax_journal_size = \"10MB\"\n"));
+    let archived = gatehouse_in(&site, &["archive"]);
+    assert!(
+        archived.status.success(),
+        "{}",
+        String::from_utf8_lossy(&archived.stderr)
+    );
+    let after = used();
+    assert!(
+        after <= 10_000_000,
+        "journal.db holds {after} bytes after archiving, over the 10MB cap"
+    );
+    let file = std::fs::metadata(&journal).unwrap().len();
+    assert!(file <= 10_500_000, "the file itself shrank: {file} bytes");
+    // The oldest went, the newest stayed.
+    let oldest_live = query_i64(
+        &journal,
+        "SELECT MIN(position) FROM events WHERE event_type = 'PassageRecorded'",
+    );
+    assert!(oldest_live > 2, "the oldest passages are archived");
+    assert_eq!(
+        query_i64(
+            &journal,
+            "SELECT MAX(position) FROM events WHERE event_type = 'PassageRecorded'"
+        ),
+        120_001,
+        "the newest passage (the last seeded event) is still in the journal"
+    );
+}
