@@ -222,9 +222,9 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// 5. **archive** (unless `GATEHOUSE_BENCH_ARCHIVE=0`): a copy of the data directory archives the whole year
-/// with `gatehouse archive --before` (events per second, `journal.db` before and after), then the same report
-/// URLs are loaded again: their p99 after archiving against their p99 before, from this run.
+/// Phase 5, unless `GATEHOUSE_BENCH_ARCHIVE=0`: a copy of the data directory archives the whole year with
+/// `gatehouse archive --before` (events per second, `journal.db` before and after), then the same report URLs
+/// are loaded again: their p99 after archiving against their p99 before, from this run.
 #[allow(clippy::too_many_arguments)]
 fn archive_the_year(
     binary: &Path,
