@@ -28,6 +28,24 @@ pub struct Entry {
     pub created_at: String,
 }
 
+/// Cuts a torn last line (a write the power cut short) off the manifest, so the next entry starts on a line of
+/// its own. The archive file it was about is written again by the next run.
+pub fn repair_manifest(dir: &Path) -> anyhow::Result<()> {
+    let path = dir.join(MANIFEST);
+    let Ok(text) = std::fs::read(&path) else {
+        return Ok(());
+    };
+    if text.is_empty() || text.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    tracing::warn!(manifest = %path.display(), "cutting off a torn last line of the archive manifest");
+    let file = OpenOptions::new().write(true).open(&path)?;
+    file.set_len(keep as u64)?;
+    file.sync_all()?;
+    Ok(())
+}
+
 /// The manifest's entries in order; none when there is no manifest yet.
 pub fn entries(dir: &Path) -> anyhow::Result<Vec<Entry>> {
     let path = dir.join(MANIFEST);
@@ -112,7 +130,9 @@ impl MonthWriter {
             .append(true)
             .open(&manifest)
             .with_context(|| format!("{}: cannot open", manifest.display()))?;
-        writeln!(out, "{}", serde_json::to_string(&entry)?)?;
+        // One write of the whole line: a process killed around it leaves the line whole or absent (a torn line
+        // from a power cut is cut off by `repair_manifest`).
+        out.write_all(format!("{}\n", serde_json::to_string(&entry)?).as_bytes())?;
         out.sync_all()?;
         sync_dir(&self.dir);
         Ok(entry)
@@ -251,27 +271,36 @@ pub fn verify(dir: &Path) -> anyhow::Result<Verified> {
     Ok(verified)
 }
 
-/// Every event line of an archive file, decompressed, as JSON.
-pub fn read_lines(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
+/// Calls `each` with every event line of an archive file, decompressed, as JSON, one at a time (a month of a
+/// busy site does not fit in memory as JSON values).
+pub fn for_each_line(path: &Path, mut each: impl FnMut(serde_json::Value) -> anyhow::Result<()>) -> anyhow::Result<()> {
     let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    BufReader::new(GzDecoder::new(file))
-        .lines()
-        .enumerate()
-        .map(|(n, line)| {
-            let line = line.map_err(|e| anyhow!("line {}: cannot decompress: {e}", n + 1))?;
-            serde_json::from_str(&line).map_err(|e| anyhow!("line {}: not JSON: {e}", n + 1))
-        })
-        .collect()
+    for (n, line) in BufReader::new(GzDecoder::new(file)).lines().enumerate() {
+        let line = line.map_err(|e| anyhow!("line {}: cannot decompress: {e}", n + 1))?;
+        each(serde_json::from_str(&line).map_err(|e| anyhow!("line {}: not JSON: {e}", n + 1))?)?;
+    }
+    Ok(())
 }
 
+/// Every event line of an archive file (small files: tests, tools).
+pub fn read_lines(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut lines = Vec::new();
+    for_each_line(path, |line| {
+        lines.push(line);
+        Ok(())
+    })?;
+    Ok(lines)
+}
+
+/// The positions an archive file holds, in file order.
 fn read_positions(path: &Path) -> anyhow::Result<Vec<u64>> {
-    read_lines(path)?
-        .iter()
-        .enumerate()
-        .map(|(n, line)| {
-            line["position"]
-                .as_u64()
-                .ok_or_else(|| anyhow!("line {}: no position", n + 1))
-        })
-        .collect()
+    let mut positions = Vec::new();
+    for_each_line(path, |line| {
+        let position = line["position"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("line {}: no position", positions.len() + 1))?;
+        positions.push(position);
+        Ok(())
+    })?;
+    Ok(positions)
 }

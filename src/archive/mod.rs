@@ -77,6 +77,7 @@ pub fn run(config: &Config, limits: Limits, progress: &mut dyn FnMut(u64, u64)) 
     let journal_path = paths.journal();
     let dir = &config.retention.archive_dir;
     remove_unfinished_files(dir);
+    files::repair_manifest(dir)?;
     let journal = JournalReader::from_connection(crate::db::open(&journal_path, config.storage.synchronous)?);
     let conn = journal.connection();
     let bytes_before = file_size(&journal_path);

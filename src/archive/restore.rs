@@ -40,7 +40,7 @@ pub fn journal_with_archives(journal: &Path, dir: &Path, scratch: &Path, archive
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
         for entry in &entries {
-            for line in files::read_lines(&dir.join(&entry.file))? {
+            files::for_each_line(&dir.join(&entry.file), |line| {
                 let text = |key: &str| line[key].as_str().map(str::to_owned);
                 let micros = |key: &str| -> anyhow::Result<i64> {
                     let at: jiff::Timestamp = text(key)
@@ -64,7 +64,8 @@ pub fn journal_with_archives(journal: &Path, dir: &Path, scratch: &Path, archive
                     payload,
                     text("actor"),
                 ])?;
-            }
+                Ok(())
+            })?;
         }
     }
     tx.execute("ATTACH DATABASE ?1 AS live", [journal.to_string_lossy()])?;

@@ -340,3 +340,73 @@ fn past_max_journal_size_the_oldest_events_are_archived_until_the_journal_is_bel
         "the newest passage (the last seeded event) is still in the journal"
     );
 }
+
+#[test]
+fn archival_killed_at_any_moment_loses_nothing_and_the_next_run_finishes_it() {
+    let site = site_with_history();
+    let journal = site.paths().journal();
+    let rows = |sql: &str| -> Vec<(i64, Vec<u8>)> {
+        let conn = rusqlite::Connection::open(&journal).unwrap();
+        let mut stmt = conn.prepare(sql).unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let original = rows("SELECT position, payload FROM events ORDER BY position");
+    let before = tomorrow();
+    for delay_ms in [2, 10, 30, 60, 120, 250] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .current_dir(site.dir.path())
+            .args(["archive", "--before", &before])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+    }
+    let finished = gatehouse_in(&site, &["archive", "--before", &before]);
+    assert!(
+        finished.status.success(),
+        "{}",
+        String::from_utf8_lossy(&finished.stderr)
+    );
+    let verified = gatehouse_in(&site, &["archive", "--verify"]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+
+    // Every event is in exactly one place, byte for byte: an archive file or the journal.
+    let mut found: std::collections::BTreeMap<i64, Vec<u8>> = std::collections::BTreeMap::new();
+    let archive_dir = site.dir.path().join("archive");
+    for entry in gatehouse::archive::files::entries(&archive_dir).unwrap() {
+        for line in gatehouse::archive::files::read_lines(&archive_dir.join(&entry.file)).unwrap() {
+            let position = line["position"].as_i64().unwrap();
+            let payload = base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                line["payload"].as_str().unwrap(),
+            )
+            .unwrap();
+            assert!(
+                found.insert(position, payload).is_none(),
+                "position {position} archived twice"
+            );
+        }
+    }
+    for (position, payload) in rows("SELECT position, payload FROM events WHERE event_type <> 'StateCarriedForward'") {
+        assert!(
+            found.insert(position, payload).is_none(),
+            "position {position} both archived and live"
+        );
+    }
+    let original: std::collections::BTreeMap<i64, Vec<u8>> = original.into_iter().collect();
+    assert_eq!(found.len(), original.len(), "every event accounted for");
+    assert!(found == original, "every event unchanged");
+    let state = gatehouse_in(&site, &["state", "T1"]);
+    let state: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
+    assert_eq!(state["state"]["passages_in"], 3_000, "{state}");
+}
