@@ -122,10 +122,15 @@ pub async fn ensure_stream(js: &jetstream::Context, settings: &StreamSettings<'_
                     Ok(stream)
                 }
                 // Another site may have created it a moment ago; if not, the creation's own error says why.
-                Err(created) => js
-                    .get_stream(settings.name)
-                    .await
-                    .map_err(|_| anyhow::anyhow!("cannot create stream {}: {created}", settings.name)),
+                Err(created) => js.get_stream(settings.name).await.map_err(|_| {
+                    // A NATS user without `$JS.API.STREAM.CREATE.{stream}` sees its request time out (the
+                    // server refuses it with a permissions violation only in its own log).
+                    anyhow::anyhow!(
+                        "cannot create stream {}: {created} (if this site's NATS user may not create streams, \
+                             create it on the cluster first; see README, \"NATS permissions of a site\")",
+                        settings.name
+                    )
+                }),
             }
         }
         Err(error) => Err(anyhow::anyhow!("cannot look up stream {}: {error}", settings.name)),
