@@ -94,6 +94,9 @@ pub fn views_writer(conn: &Connection) -> Option<std::sync::MutexGuard<'static, 
 pub fn open(path: &Path, synchronous: Synchronous) -> anyhow::Result<Connection> {
     let conn = Connection::open(path).with_context(|| format!("{}: cannot open database", path.display()))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Takes effect only on a new, empty file (an existing one keeps its mode): archival can then give freed
+    // pages back to the file system (`PRAGMA incremental_vacuum`) without a full VACUUM.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .with_context(|| format!("{}: cannot switch to WAL mode", path.display()))?;
     let sync = match synchronous {

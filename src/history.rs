@@ -42,8 +42,14 @@ pub fn fold_events(
     let Some(first) = events.first() else {
         return Ok(None);
     };
-    // An archived stream starts with the state archival carried forward; as of an instant before it, the
-    // state shown is the carried one (the events in between are in the archive).
+    // An archived stream starts with the state archival carried forward: nothing before it can be folded.
+    if let (Some(cut), Some(as_of)) = (archived_before(events), as_of)
+        && as_of < cut
+    {
+        return Err(anyhow!(
+            "device {device}: its events before {cut} are archived; the journal can show it as of {cut} or later"
+        ));
+    }
     let mut state = match (&first.event, first.device()) {
         (crate::codec::AnyEvent::Carried(carried), _) => match carried.of.as_str() {
             "turnstile" => DeviceState::Turnstile(carried.state_of::<crate::domain::Turnstile>()?),
@@ -61,6 +67,15 @@ pub fn fold_events(
         version = stored.version;
     }
     Ok(Some((state, version)))
+}
+
+/// When a stream starts with a carried-forward state, the instant of the last event archival moved out of it:
+/// the earliest instant the journal alone can show it as of.
+pub fn archived_before(events: &[StoredEvent]) -> Option<jiff::Timestamp> {
+    match &events.first()?.event {
+        crate::codec::AnyEvent::Carried(carried) => Some(carried.at),
+        _ => None,
+    }
 }
 
 /// Folds a work order's events up to `as_of` (all when `None`): `None` when the journal has no such order.

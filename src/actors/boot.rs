@@ -149,15 +149,20 @@ fn recover_in_one_pass(
     let mut slots = Vec::with_capacity(devices.len());
     for (id, kind) in devices {
         let stream = StreamName::device(&id);
-        let (state, version, target) = match kind {
-            DeviceKind::Turnstile => {
-                let (state, version, target) = base::<Turnstile>(journal, &stream)?;
-                (Folding::Turnstile(state), version, target)
-            }
-            DeviceKind::Camera => {
-                let (state, version, target) = base::<Camera>(journal, &stream)?;
-                (Folding::Camera(state), version, target)
-            }
+        // A start that cannot be read (a carried-forward state of another shape) keeps this device down, not the
+        // site: it is reported like a stream that does not fold.
+        let based = match kind {
+            DeviceKind::Turnstile => base::<Turnstile>(journal, &stream).map(|(s, v, t)| (Folding::Turnstile(s), v, t)),
+            DeviceKind::Camera => base::<Camera>(journal, &stream).map(|(s, v, t)| (Folding::Camera(s), v, t)),
+        };
+        let (state, version, target, failed) = match based {
+            Ok((state, version, target)) => (state, version, target, None),
+            Err(error) => (
+                Folding::Camera(CameraState::default()),
+                0,
+                0,
+                Some(format!("stream {stream}: {error:#}")),
+            ),
         };
         slots.push(Slot {
             id,
@@ -167,7 +172,7 @@ fn recover_in_one_pass(
             version,
             target,
             replayed: 0,
-            failed: None,
+            failed,
         });
     }
     // Where the pass starts (the first event any device still needs), and where each device is done, so the

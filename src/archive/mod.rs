@@ -70,13 +70,32 @@ pub struct Archived {
     pub bytes_after: u64,
 }
 
+/// How archival may give freed pages back to the file system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shrink {
+    /// Only by incremental vacuum: a journal created before it was the default keeps its size (freed pages are
+    /// reused by new events) rather than being locked for a full `VACUUM` while a server writes to it.
+    Incremental,
+    /// A journal created without incremental vacuum is switched to it with one full `VACUUM` (the command line,
+    /// when no server holds the data directory).
+    SwitchIfNeeded,
+}
+
 /// Archives what `limits` ask for, as far as every follower has got. `progress(done, total)` is called as
 /// events are moved out.
-pub fn run(config: &Config, limits: Limits, progress: &mut dyn FnMut(u64, u64)) -> anyhow::Result<Archived> {
+pub fn run(
+    config: &Config,
+    limits: Limits,
+    shrinking: Shrink,
+    progress: &mut dyn FnMut(u64, u64),
+) -> anyhow::Result<Archived> {
     let paths = StoragePaths::new(&config.storage.dir);
     let journal_path = paths.journal();
     let dir = &config.retention.archive_dir;
-    remove_unfinished_files(dir);
+    // One run at a time (the timer, the button and the command line may all ask at once), and no rebuild reading
+    // the archive while it changes.
+    let _lock = lock(dir)?;
+    remove_unfinished_files(dir)?;
     files::repair_manifest(dir)?;
     let journal = JournalReader::from_connection(crate::db::open(&journal_path, config.storage.synchronous)?);
     let conn = journal.connection();
@@ -124,7 +143,7 @@ pub fn run(config: &Config, limits: Limits, progress: &mut dyn FnMut(u64, u64)) 
         progress(archived.events, total);
         from = to;
     }
-    shrink(conn)?;
+    shrink(conn, shrinking)?;
     archived.bytes_after = file_size(&journal_path);
     tracing::info!(
         events = archived.events,
@@ -147,14 +166,38 @@ fn file_size(path: &std::path::Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
-/// A `.part` file is one a stopped run had not finished; the manifest never listed it.
-fn remove_unfinished_files(dir: &std::path::Path) {
-    let Ok(listing) = std::fs::read_dir(dir) else { return };
+/// Holds `archive_dir/.lock` exclusively until dropped: one archival (or archive reader) at a time.
+pub fn lock(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the archive directory", dir.display()))?;
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("{}: cannot open", path.display()))?;
+    file.lock()
+        .with_context(|| format!("{}: cannot lock", path.display()))?;
+    Ok(file)
+}
+
+/// Files a stopped run left behind: a `.part` it had not finished, or a finished file whose manifest line it
+/// never wrote (or that a torn line lost). The manifest never vouched for them, and no journal row goes before
+/// its file is listed, so their events are all still in the journal: the next run writes them again.
+fn remove_unfinished_files(dir: &std::path::Path) -> anyhow::Result<()> {
+    let Ok(listing) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    let listed = files::entries(dir).unwrap_or_default();
     for file in listing.flatten() {
-        if file.file_name().to_string_lossy().ends_with(".part") {
-            let _ = std::fs::remove_file(file.path());
+        let name = file.file_name().to_string_lossy().into_owned();
+        let unlisted = name.ends_with(".jsonl.gz") && !listed.iter().any(|e| e.file == name);
+        if name.ends_with(".part") || unlisted {
+            tracing::info!(file = %name, "removing an archive file a stopped run left unlisted");
+            std::fs::remove_file(file.path()).with_context(|| format!("{name}: cannot remove"))?;
         }
     }
+    Ok(())
 }
 
 /// How far every follower has applied the journal, and which one is furthest behind.
@@ -183,6 +226,20 @@ fn followers_done(config: &Config, paths: &StoragePaths, journal: &Connection) -
             .optional()?
             .unwrap_or(0);
         behind(at.max(0) as Position, "the notifier".into());
+    }
+    // A parked event must stay where a re-drive can read it.
+    let parked: Option<(i64, String)> = views
+        .query_row(
+            "SELECT position, follower FROM parked_events ORDER BY position LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    if let Some((position, follower)) = parked {
+        behind(
+            (position.max(1) - 1) as Position,
+            format!("{follower}'s parked event at position {position}"),
+        );
     }
     if let Some(forward) = &config.forward {
         let at = journal
@@ -406,15 +463,24 @@ fn remove_chunk(journal: &JournalReader, from: Position, to: Position, ids_cut: 
     }
 }
 
-/// Gives the freed pages back to the file system. A journal created without incremental vacuum is switched to
-/// it once (a full `VACUUM`, logged: it takes a while on a large file).
-fn shrink(conn: &Connection) -> anyhow::Result<()> {
+/// Gives the freed pages back to the file system (see [`Shrink`]).
+fn shrink(conn: &Connection, shrinking: Shrink) -> anyhow::Result<()> {
     let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
-    if mode != 2 {
-        tracing::info!("switching journal.db to incremental vacuum (once; a full VACUUM)");
-        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")?;
-    } else {
-        conn.execute_batch("PRAGMA incremental_vacuum;")?;
+    match (mode, shrinking) {
+        (2, _) => {
+            // Each step of the pragma frees one page: step it to the end (`execute_batch` steps once).
+            let mut vacuum = conn.prepare("PRAGMA incremental_vacuum")?;
+            let mut steps = vacuum.query([])?;
+            while steps.next()?.is_some() {}
+        }
+        (_, Shrink::SwitchIfNeeded) => {
+            tracing::info!("switching journal.db to incremental vacuum (once; a full VACUUM)");
+            conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")?;
+        }
+        (_, Shrink::Incremental) => tracing::warn!(
+            "journal.db predates incremental vacuum: the archived events' pages are reused by new events, but the \
+             file keeps its size until `gatehouse archive` runs once while serve is stopped"
+        ),
     }
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
     Ok(())
@@ -434,7 +500,7 @@ pub fn spawn(config: std::sync::Arc<Config>) {
         async move {
             tokio::task::spawn_blocking(move || {
                 let limits = Limits::from_config(&config.retention, Timestamp::now());
-                run(&config, limits, &mut |_, _| {}).map(|_| ())
+                run(&config, limits, Shrink::Incremental, &mut |_, _| {}).map(|_| ())
             })
             .await?
         }

@@ -10,7 +10,10 @@ use std::path::Path;
 
 /// Builds `scratch` (a new journal file) from the archive in `dir` and the live events of `journal`. Refuses,
 /// saying why, when the archive does not cover every archived position or does not verify.
-pub fn journal_with_archives(journal: &Path, dir: &Path, scratch: &Path, archived_up_to: u64) -> anyhow::Result<()> {
+pub fn journal_with_archives(journal: &Path, dir: &Path, scratch: &Path) -> anyhow::Result<()> {
+    // No archival moves rows while the two sources are read, so every event is in exactly one of them.
+    let _lock = super::lock(dir)?;
+    let archived_up_to = super::archived_up_to(crate::journal::JournalReader::open(journal)?.connection())?;
     let verified = files::verify(dir)?;
     if !verified.problems.is_empty() {
         return Err(anyhow!(
@@ -77,7 +80,8 @@ pub fn journal_with_archives(journal: &Path, dir: &Path, scratch: &Path, archive
                     payload, actor
              FROM live.events WHERE position > ?1 AND event_type <> '{CARRIED_FORWARD}'"
         ),
-        [archived_up_to as i64],
+        // A stopped run may have written files beyond what it removed: those events come from the files.
+        [archived_up_to.max(covered) as i64],
     )?;
     tx.commit()?;
     conn.execute("DETACH DATABASE live", [])?;

@@ -29,7 +29,14 @@ pub fn run(config: &Config, before: Option<&str>) -> Result<(), Failure> {
             .map_err(|e| anyhow!("{e}"))?
             .progress_chars("=> "),
     );
-    let archived = archive::run(config, limits, &mut |done, total| {
+    // With no server writing, an older journal may be switched to incremental vacuum (one full VACUUM).
+    let paths = crate::db::StoragePaths::new(&config.storage.dir);
+    let shrinking = if super::own_core::server_holds(&paths)? {
+        archive::Shrink::Incremental
+    } else {
+        archive::Shrink::SwitchIfNeeded
+    };
+    let archived = archive::run(config, limits, shrinking, &mut |done, total| {
         bar.set_length(total.max(1));
         bar.set_position(done);
     })?;

@@ -76,6 +76,14 @@ impl Mentions {
         self.0.get(stream).map_or(&[], Vec::as_slice)
     }
 
+    /// What an alarm's carried-forward state names (archival removed the `AlarmRaised` that taught it).
+    pub fn learn_subject(&mut self, stream: &str, subject: &crate::domain::SubjectId, key: &PseudonymKey) {
+        self.remember(
+            stream,
+            &[(subject.as_str().to_owned(), key.pseudonym(subject).to_string())],
+        );
+    }
+
     fn remember(&mut self, stream: &str, seen: &[(String, String)]) {
         let known = self.0.entry(stream.to_owned()).or_default();
         for pair in seen {

@@ -570,8 +570,10 @@ fn contexts_at(
     key: &PseudonymKey,
 ) -> anyhow::Result<(Devices, Mentions)> {
     let positions: Vec<i64> = {
+        // Archival replaces a stream's oldest events by its carried-forward state: that says it too.
         let mut stmt = reader.connection().prepare(
-            "SELECT position FROM events WHERE event_type IN ('Commissioned', 'DetailsChanged', 'AlarmRaised') \
+            "SELECT position FROM events \
+             WHERE event_type IN ('Commissioned', 'DetailsChanged', 'AlarmRaised', 'StateCarriedForward') \
              AND position <= ?1 ORDER BY position",
         )?;
         let rows = stmt.query_map([position as i64], |r| r.get(0))?;
@@ -580,7 +582,9 @@ fn contexts_at(
     let (mut devices, mut mentions) = (Devices::default(), Mentions::default());
     for p in positions {
         if let Some(Ok(stored)) = reader.event_at(p as Position)? {
-            if let Some((device, event)) = stored.device() {
+            if let crate::codec::AnyEvent::Carried(carried) = &stored.event {
+                learn_from_carried(&stored, carried, &mut devices, &mut mentions, key);
+            } else if let Some((device, event)) = stored.device() {
                 devices.see(device, event);
             } else {
                 // Building the document teaches `mentions` what the alarm named.
@@ -589,6 +593,45 @@ fn contexts_at(
         }
     }
     Ok((devices, mentions))
+}
+
+/// A device's context, or the subject an alarm names, from a state archival carried forward. A state this program
+/// cannot read (another state schema) teaches nothing; the documents then go without that context.
+fn learn_from_carried(
+    stored: &crate::journal::StoredEvent,
+    carried: &crate::codec::CarriedForward,
+    devices: &mut Devices,
+    mentions: &mut Mentions,
+    key: &PseudonymKey,
+) {
+    use crate::domain::{Alarm, Camera, DeviceKind, Turnstile};
+    let device = |kind: DeviceKind, details: &crate::domain::DeviceDetails| cloudevent::DeviceContext {
+        kind,
+        name: details.name.clone(),
+        zone: details.zone.clone(),
+    };
+    let id = stored.stream_id.id();
+    match carried.of.as_str() {
+        "turnstile" => {
+            if let Ok(state) = carried.state_of::<Turnstile>() {
+                devices.insert(id, device(DeviceKind::Turnstile, &state.common.details));
+            }
+        }
+        "camera" => {
+            if let Ok(state) = carried.state_of::<Camera>() {
+                devices.insert(id, device(DeviceKind::Camera, &state.common.details));
+            }
+        }
+        "alarm" => {
+            if let Ok(state) = carried.state_of::<Alarm>()
+                && let Some(raised) = state.alarm
+                && let crate::domain::alarm::AlarmSource::Subject(subject) = &raised.source
+            {
+                mentions.learn_subject(stored.stream_id.as_str(), subject, key);
+            }
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]

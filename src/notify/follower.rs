@@ -248,8 +248,11 @@ fn fold_before(reader: &JournalReader, stored: &StoredEvent) -> anyhow::Result<A
         if earlier.position >= stored.position {
             break;
         }
-        if let crate::codec::AnyEvent::Alarm(event) = &earlier.event {
-            state = Alarm::evolve(state, event);
+        match &earlier.event {
+            crate::codec::AnyEvent::Alarm(event) => state = Alarm::evolve(state, event),
+            // Archival put the alarm's state in place of its oldest events.
+            crate::codec::AnyEvent::Carried(carried) => state = carried.state_of::<Alarm>()?,
+            _ => {}
         }
     }
     Ok(state)

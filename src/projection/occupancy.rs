@@ -63,25 +63,24 @@ impl Projection for OccupancyProjection {
                     record(tx, position, &zone, at, count, "passage")?;
                 }
                 DeviceEvent::FactVoided(FactVoided {
-                    fact:
-                        VoidedFact::Passage {
-                            direction,
-                            at: passed_at,
-                        },
+                    position: voided,
+                    fact: VoidedFact::Passage { direction, .. },
                     ..
                 }) => {
+                    // The zone the passage was counted in, when it was counted (by its position: the device
+                    // may be in another zone now).
                     let zone: Option<String> = tx
-                        .prepare_cached("SELECT zone FROM occupancy_devices WHERE device = ?1")?
-                        .query_row([device], |r| r.get(0))
+                        .prepare_cached("SELECT zone FROM occupancy_changes WHERE position = ?1 AND cause = 'passage'")?
+                        .query_row([*voided as i64], |r| r.get(0))
                         .optional()?;
                     let Some(zone) = zone else { return Ok(()) };
-                    // A reset or a manager's count since the passage already replaced what it added.
+                    // A reset or a manager's count after it already replaced what it added.
                     let replaced: bool = tx
                         .prepare_cached(
                             "SELECT EXISTS (SELECT 1 FROM occupancy_changes
-                                            WHERE zone = ?1 AND at >= ?2 AND cause IN ('reset', 'correction'))",
+                                            WHERE zone = ?1 AND position > ?2 AND cause IN ('reset', 'correction'))",
                         )?
-                        .query_row(params![zone, passed_at.as_microsecond()], |r| r.get(0))?;
+                        .query_row(params![zone, *voided as i64], |r| r.get(0))?;
                     if replaced {
                         return Ok(());
                     }

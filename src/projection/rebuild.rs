@@ -33,7 +33,7 @@ pub fn rebuild(
                 archived_up_to = archived,
                 "reading the archived events back in for the rebuild"
             );
-            crate::archive::restore::journal_with_archives(journal_path, archive_dir, &scratch_journal, archived)?;
+            crate::archive::restore::journal_with_archives(journal_path, archive_dir, &scratch_journal)?;
             scratch_journal.as_path()
         } else {
             journal_path

@@ -387,8 +387,10 @@ fn load_history(journal: &JournalReader, id: &DeviceId, query: &DeviceQuery) -> 
             timeline,
         }));
     };
-    // The past needs the whole stream folded anyway, so its timeline is cut from the same read.
+    // The past needs the whole stream folded anyway, so its timeline is cut from the same read. Before an
+    // archive cut only the carried-forward state is left: the page shows the earliest instant it can.
     let events = journal.stream_events(id, 0)?;
+    let as_of = crate::history::archived_before(&events).map_or(as_of, |cut| as_of.max(cut));
     let Some(folded) = crate::history::fold_events(id, &events, Some(as_of))? else {
         return Ok(None);
     };

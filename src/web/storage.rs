@@ -157,7 +157,7 @@ async fn archive_now(
     let notice = if limits.is_empty() {
         "nothing to archive by: set [retention] keep_events_for or max_journal_size in config.toml".to_owned()
     } else {
-        match web::block(move || archive::run(&config, limits, &mut |_, _| {})).await {
+        match web::block(move || archive::run(&config, limits, archive::Shrink::Incremental, &mut |_, _| {})).await {
             Ok(Ok(done)) if done.events == 0 => match done.held_back_by {
                 Some(follower) => format!("nothing archived yet: {follower} has not applied the old events"),
                 None => "nothing to archive: the journal is within [retention]'s limits".to_owned(),

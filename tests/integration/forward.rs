@@ -378,3 +378,80 @@ fn every_forwarded_document_validates_against_its_contract_and_names_nobody() {
         assert!(types.contains(expected), "no {expected} among {types:?}");
     }
 }
+
+#[test]
+fn after_archival_and_a_restart_forwarded_documents_keep_their_device_context() {
+    let cluster = NatsCluster::start();
+    let (site, mqtt, _web) = forwarding_site(&cluster, "west");
+    let mut server = Server::start(&site);
+    wait_for_port(mqtt);
+    mosquitto_pub_lines(
+        mqtt,
+        "gatehouse/turnstile/T1/passage",
+        &[r#"{"msg_id":"before-1","direction":"in"}"#.to_owned()],
+    );
+    // The forwarder notes how far it got now and then (the stream's last message is its real resume point), and
+    // archival goes no further than that note: keep passages coming until it covers the commissioning.
+    let journal = site.paths().journal();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for n in 0.. {
+        let forwarded = try_query_i64(&journal, "SELECT MAX(position) FROM forward_checkpoints").unwrap_or(0);
+        if forwarded >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the forwarder never noted its progress");
+        mosquitto_pub_lines(
+            mqtt,
+            "gatehouse/turnstile/T1/passage",
+            &[format!(r#"{{"msg_id":"before-more-{n}","direction":"in"}}"#)],
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    server.stop_with("TERM");
+    let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+    let tomorrow = jiff::Timestamp::now()
+        .to_zoned_datetime(berlin)
+        .date()
+        .tomorrow()
+        .unwrap()
+        .to_string();
+    let archived = site.gatehouse(&["archive", "--before", &tomorrow]);
+    assert!(
+        archived.status.success(),
+        "{}",
+        String::from_utf8_lossy(&archived.stderr)
+    );
+    assert_eq!(
+        query_i64(
+            &journal,
+            "SELECT COUNT(*) FROM events WHERE event_type = 'Commissioned'"
+        ),
+        0,
+        "the commissioning is archived"
+    );
+    let _server = Server::start(&site);
+    wait_for_port(mqtt);
+    mosquitto_pub_lines(
+        mqtt,
+        "gatehouse/turnstile/T1/passage",
+        &[r#"{"msg_id":"after-1","direction":"in"}"#.to_owned()],
+    );
+    let passages = |documents: &[serde_json::Value]| -> Vec<serde_json::Value> {
+        documents
+            .iter()
+            .filter(|d| d["type"].as_str().is_some_and(|t| t.ends_with(".passage_recorded.v1")))
+            .cloned()
+            .collect()
+    };
+    // Everything up to the journal's head now, the passage after the restart included.
+    let head = journal_head(&site);
+    let documents = cluster.documents(STREAM, "gatehouse.west.events", |d| {
+        event_positions(d).last().is_some_and(|p| *p >= head)
+    });
+    assert!(passages(&documents).len() >= 2);
+    for passage in passages(&documents) {
+        assert_eq!(passage["type"], "gatehouse.turnstile.passage_recorded.v1", "{passage}");
+        assert_eq!(passage["data"]["zone"], "Hall A", "{passage}");
+        assert_eq!(passage["data"]["device_name"], "North", "{passage}");
+    }
+}
