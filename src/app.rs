@@ -71,6 +71,7 @@ impl Core {
         let views_checkpointer = crate::checkpointer::spawn(&paths.views(), "views")?;
         let registry = start_devices(&config, writer.clone(), &paths.journal(), progress).await?;
         crate::maintenance::scheduler::reconcile(&config, &registry, &paths.journal()).await?;
+        catch_up_from_archives(&config, &paths).await?;
         let mut projectors = start_projectors(
             crate::projection::all(&config.site.timezone),
             &paths.journal(),
@@ -343,4 +344,44 @@ impl Application {
         tracing::info!("gatehouse stopped");
         Ok(self.core.stop())
     }
+}
+
+/// Read tables behind the archive (a lost or replaced `views.db`, a new projection after archival) cannot catch
+/// up from the journal alone: they are rebuilt with the archived events read back in before the projectors start.
+/// Without a usable archive the start stops and says why, rather than serving tables that silently miss history.
+async fn catch_up_from_archives(config: &Config, paths: &StoragePaths) -> anyhow::Result<()> {
+    let (config, paths) = (config.clone(), paths.clone());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let archived =
+            crate::archive::archived_up_to(crate::journal::JournalReader::open(&paths.journal())?.connection())?;
+        if archived == 0 {
+            return Ok(());
+        }
+        let mut views = crate::db::open(&paths.views(), config.storage.synchronous)?;
+        crate::db::migrate_views(&mut views)?;
+        let mut behind = Vec::new();
+        for projection in crate::projection::all(&config.site.timezone) {
+            if crate::projection::checkpoint(&views, projection.name())? < archived {
+                behind.push(projection);
+            }
+        }
+        drop(views);
+        if behind.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = behind.iter().map(|p| p.name()).collect();
+        tracing::warn!(projections = ?names, archived_up_to = archived,
+            "read tables are behind the archive: rebuilding them with the archived events read back in");
+        crate::projection::rebuild::rebuild(
+            behind,
+            &paths.journal(),
+            &paths.views(),
+            &config.retention.archive_dir,
+            config.followers.on_error,
+            |_, _| {},
+        )
+        .map(|_| ())
+        .map_err(|e| e.context("read tables behind the archive cannot be rebuilt"))
+    })
+    .await?
 }

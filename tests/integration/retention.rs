@@ -180,6 +180,13 @@ fn archiving_moves_old_events_to_verified_files_shrinks_the_journal_and_every_st
     assert!(rebuilt.status.success(), "{}", String::from_utf8_lossy(&rebuilt.stderr));
     assert_eq!(traffic_in(&site), 3_001);
 
+    // A lost views.db is rebuilt at start with the archived events read back in, not from the journal alone.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", site.paths().views().display()));
+    }
+    with_app(site.config(), async |app| settle(app.state()).await);
+    assert_eq!(traffic_in(&site), 3_001);
+
     // Nothing but archival deletes journal rows.
     let refused = rusqlite::Connection::open(&journal)
         .unwrap()
