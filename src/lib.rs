@@ -39,4 +39,5 @@ pub mod telemetry;
 pub mod tls;
 pub mod visible;
 pub mod web;
+pub mod what_if;
 pub mod work_orders;

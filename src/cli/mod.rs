@@ -10,6 +10,7 @@ pub mod dead_letters;
 mod gateways;
 mod operator;
 mod own_core;
+mod what_if;
 mod work_orders;
 
 use crate::app::Application;
@@ -87,6 +88,20 @@ pub enum Command {
         /// Check every archive file against the manifest (present, unchanged, chained); exit 1 on any problem.
         #[arg(long, conflicts_with = "before")]
         verify: bool,
+    },
+    /// Replay a scratch copy of the journal up to TIME, feed it the device messages in FILE (JSON lines
+    /// {"topic","payload","at"}, each received at its `at`) through the normal ingest path, and print the
+    /// resulting figures beside the real ones, or serve the copy's pages on ADDR. The live data is never touched.
+    WhatIf {
+        /// The instant the copy starts from (RFC 3339, or a local date-time in the site's time zone).
+        #[arg(long)]
+        until: String,
+        /// Device messages to feed the copy, one JSON object per line.
+        #[arg(long)]
+        inject: Option<std::path::PathBuf>,
+        /// Serve the copy's pages here (until Ctrl-C) instead of printing figures.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Print journal events as JSON lines.
     Events {
@@ -399,6 +414,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Rebuild { projections } => rebuild(&config, &projections),
+        Command::WhatIf { until, inject, listen } => what_if::run(config, &until, inject.as_deref(), listen),
         Command::Archive { verify: true, .. } => archive::verify(&config),
         Command::Archive { before, .. } => archive::run(&config, before.as_deref()),
         Command::Events { stream, after, follow } => events(&config, stream, after, follow),

@@ -41,4 +41,5 @@ mod serve;
 mod simulate;
 mod store_and_forward;
 mod void;
+mod what_if;
 mod work_orders;
