@@ -13,6 +13,7 @@ pub mod auth;
 pub mod backup;
 pub mod checkpointer;
 pub mod cli;
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod db;

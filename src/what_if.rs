@@ -120,8 +120,10 @@ pub fn copy_journal(live: &StoragePaths, scratch: &StoragePaths, until: Timestam
 
 /// The configuration of the copy: its own data and archive directories, an embedded endpoint on a free port,
 /// nothing sent anywhere (no forwarding, no notifications), no archival, the pages on `listen`.
-pub fn scratch_config(config: &Config, dir: &Path, listen: Option<SocketAddr>) -> Config {
+pub fn scratch_config(config: &Config, dir: &Path, listen: Option<SocketAddr>, until: Timestamp) -> Config {
     let mut copy = config.clone();
+    // Its timers run on the injected messages' clock, which starts at the instant the copy is of.
+    copy.clock = crate::clock::Clock::virtual_at(until);
     copy.storage.dir = dir.join("data");
     copy.retention = crate::config::RetentionConfig {
         keep_events_for: None,
@@ -138,10 +140,32 @@ pub fn scratch_config(config: &Config, dir: &Path, listen: Option<SocketAddr>) -
     copy
 }
 
-/// Feeds `lines` through the copy's ingest path, each received at its own `at`.
-pub async fn feed(app: &Application, lines: &[Injected]) -> anyhow::Result<Fed> {
+/// Moves the copy's clock to `at` and lets time passing act: devices silent for `offline_after` go offline,
+/// maintenance runs fall due, policies that act on time (the occupancy reset, alarms whose condition lasts) act;
+/// returns once all that is applied.
+pub async fn advance(app: &Application, at: Timestamp) -> anyhow::Result<()> {
+    let state = app.state();
+    state.config.clock.advance_to(at);
+    state.registry.tick_devices(at).await;
+    crate::maintenance::scheduler::run_due_until(&state.config, &state.registry, &state.paths.journal(), at).await?;
+    for follower in &state.projectors {
+        if let Some(ticked) = &follower.ticked {
+            let mut ticked = ticked.clone();
+            tokio::time::timeout(std::time::Duration::from_secs(120), ticked.wait_for(|t| *t >= at))
+                .await
+                .map_err(|_| anyhow!("{} did not act on the clock's move to {at}", follower.name))?
+                .map_err(|_| anyhow!("{} stopped", follower.name))?;
+        }
+    }
+    settle(app).await
+}
+
+/// Feeds `lines` through the copy's ingest path, each received at its own `at` after the clock has moved there.
+pub async fn feed(app: &Application, start: Timestamp, lines: &[Injected]) -> anyhow::Result<Fed> {
     let mut fed = Fed::default();
+    advance(app, start).await?;
     for (n, line) in lines.iter().enumerate() {
+        advance(app, line.at).await?;
         let received = Received::once(
             &line.topic,
             &line.payload,
@@ -159,7 +183,8 @@ pub async fn feed(app: &Application, lines: &[Injected]) -> anyhow::Result<Fed> 
     Ok(fed)
 }
 
-/// Waits until every follower of the copy has applied its journal.
+/// Waits until every follower of the copy has applied its journal and nothing more comes (a policy's order
+/// appends, then the followers apply that too).
 pub async fn settle(app: &Application) -> anyhow::Result<()> {
     let state = app.state();
     loop {
@@ -169,6 +194,8 @@ pub async fn settle(app: &Application) -> anyhow::Result<()> {
                 bail!("{} did not catch up with the copy's journal", projector.name);
             }
         }
+        // A moment for what the last events call for to be ordered.
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
         if *state.committed.borrow() == head {
             return Ok(());
         }
@@ -209,6 +236,13 @@ pub fn figures(real: &Path, what_if: &Path, from: &str, to: &str) -> anyhow::Res
         for (zone, count) in rows2(conn, "SELECT zone, count FROM occupancy ORDER BY zone", [])? {
             put(format!("inside now, {zone}"), count);
         }
+        put(
+            "devices offline now".into(),
+            count(
+                conn,
+                "SELECT COUNT(*) FROM device_status WHERE availability = 'offline'",
+            )?,
+        );
         for (known, unknown) in rows2i(
             conn,
             "SELECT COALESCE(SUM(known), 0), COALESCE(SUM(unknown), 0) FROM recognitions_daily

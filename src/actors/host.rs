@@ -252,6 +252,16 @@ pub struct HostSettings {
     pub snapshot_every: u32,
     /// After this long without a sign of life, ask [`Hosted::when_silent`] (`[devices] offline_after`).
     pub silence_after: Option<Duration>,
+    /// Silence is measured on a virtual clock moved by [`Tick`]s (`what-if`), not on the wall clock.
+    pub on_virtual_clock: bool,
+}
+
+/// A virtual clock's time (`what-if`): an instance silent for `silence_after` by then is told so, at the instant
+/// its timer would have fired. Answered once anything that causes is durable.
+pub struct Tick(pub jiff::Timestamp);
+
+impl Message for Tick {
+    type Result = ();
 }
 
 /// One aggregate instance's actor.
@@ -271,6 +281,10 @@ pub struct AggregateActor<A: Hosted> {
     last_heard: std::time::Instant,
     /// Bumped by every recovery; a failure reported by an append sent before the last recovery needs no new one.
     generation: u64,
+    /// On a virtual clock: its time now, and when the last sign of life came by it.
+    on_virtual_clock: bool,
+    virtual_now: Option<jiff::Timestamp>,
+    heard_at: Option<jiff::Timestamp>,
 }
 
 impl<A: Hosted> AggregateActor<A> {
@@ -293,6 +307,9 @@ impl<A: Hosted> AggregateActor<A> {
             silence_after: settings.silence_after,
             last_heard: std::time::Instant::now(),
             generation: 0,
+            on_virtual_clock: settings.on_virtual_clock,
+            virtual_now: None,
+            heard_at: None,
         }
     }
 
@@ -338,7 +355,7 @@ impl<A: Hosted> actix::Actor for AggregateActor<A> {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-        let Some(silence_after) = self.silence_after else {
+        let Some(silence_after) = self.silence_after.filter(|_| !self.on_virtual_clock) else {
             return;
         };
         // Checked a few times per period, so the reaction comes at most a third of the period late.
@@ -365,6 +382,7 @@ impl<A: Hosted> Handler<Execute<A::Command, A::Rejection>> for AggregateActor<A>
         let ready = |result| Box::pin(fut::ready(result)) as Self::Result;
         if A::is_sign_of_life(&msg.command) {
             self.last_heard = std::time::Instant::now();
+            self.heard_at = self.virtual_now;
         }
         let Meta {
             causation,
@@ -437,5 +455,30 @@ impl<A: Hosted> Handler<Execute<A::Command, A::Rejection>> for AggregateActor<A>
                 Err(CommandError::Journal(error))
             }
         }))
+    }
+}
+
+impl<A: Hosted> Handler<Tick> for AggregateActor<A> {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, Tick(at): Tick, ctx: &mut Context<Self>) -> Self::Result {
+        self.virtual_now = Some(at);
+        // The first tick is the start: time before it never counts as silence (as an actor's start on the wall).
+        let heard = *self.heard_at.get_or_insert(at);
+        let due = self.silence_after.and_then(|after| {
+            let after = jiff::SignedDuration::try_from(after).ok()?;
+            let fires = heard.checked_add(after).ok()?;
+            (fires <= at).then_some(fires)
+        });
+        let Some((command, policy)) = due.and_then(|fires| A::when_silent(&self.state, fires)) else {
+            return Box::pin(fut::ready(()));
+        };
+        tracing::info!(stream = %self.stream, policy, "silent on the virtual clock");
+        let done = <Self as Handler<Execute<A::Command, A::Rejection>>>::handle(
+            self,
+            Execute::new(command, Meta::by(Actor::policy(policy))),
+            ctx,
+        );
+        Box::pin(done.map(|_, _, _| ()))
     }
 }

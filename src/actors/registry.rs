@@ -4,7 +4,8 @@
 //! "decommissioned" rather than "unknown").
 
 use super::host::{
-    AggregateActor, CommandError, CommandOutcome, Execute, HostSettings, Hosted, Meta, Recovered, recover_off_executor,
+    AggregateActor, CommandError, CommandOutcome, Execute, HostSettings, Hosted, Meta, Recovered, Tick,
+    recover_off_executor,
 };
 use crate::config::Config;
 use crate::domain::{
@@ -38,6 +39,8 @@ pub struct Registry {
     /// Instances whose streams could not be recovered (an event that does not decode), with why: they take no
     /// commands (callers hear `Unavailable`, MQTT messages stay unacknowledged) and `/healthz` names them.
     unrecoverable: Arc<HashMap<StreamName, String>>,
+    /// Every device's clock input, for a core on a virtual clock (`what-if`).
+    tickers: Arc<Vec<Recipient<Tick>>>,
 }
 
 impl Registry {
@@ -128,6 +131,12 @@ impl Registry {
     /// The journal the instances append to.
     pub fn journal_path(&self) -> &Path {
         &self.journal_path
+    }
+
+    /// Moves every device to the virtual clock's time `at` (`what-if`): one silent for `offline_after` by then
+    /// goes offline at the instant its timer would have fired. Returns once that is durable.
+    pub async fn tick_devices(&self, at: Timestamp) {
+        futures_util::future::join_all(self.tickers.iter().map(|device| device.send(Tick(at)))).await;
     }
 
     /// Instances that could not be recovered at boot, with why.
@@ -271,15 +280,17 @@ pub async fn start_devices(
     let settings = HostSettings {
         snapshot_every: config.storage.snapshot_every,
         silence_after: Some(config.devices.offline_after),
+        on_virtual_clock: config.clock.is_virtual(),
     };
     let mut device_kinds = HashMap::with_capacity(loaded.len());
     let mut recipients = Vec::with_capacity(loaded.len());
+    let mut tickers = Vec::with_capacity(loaded.len());
     let mut lifecycles = Vec::with_capacity(loaded.len());
     let mut unrecoverable = HashMap::new();
     for (id, kind, loaded) in loaded {
         let stream = StreamName::device(&id);
         device_kinds.insert(id.clone(), kind);
-        let (recipient, lifecycle) = match loaded {
+        let (recipient, ticker, lifecycle) = match loaded {
             Loaded::Unrecoverable(why) => {
                 unrecoverable.insert(stream, why);
                 continue;
@@ -289,6 +300,7 @@ pub async fn start_devices(
         };
         lifecycles.push((id.clone(), lifecycle));
         recipients.push((stream, recipient));
+        tickers.push(ticker);
     }
     let registry = Registry {
         instances: Default::default(),
@@ -298,6 +310,7 @@ pub async fn start_devices(
         settings,
         starting: Default::default(),
         unrecoverable: Arc::new(unrecoverable),
+        tickers: Arc::new(tickers),
     };
     for (stream, recipient) in recipients {
         registry.insert(stream, recipient);
@@ -315,10 +328,11 @@ fn start_device<D: Device + Hosted>(
     writer: &JournalWriter,
     journal_path: &Path,
     settings: HostSettings,
-) -> (Recipient<Execute<DeviceCommand, Rejection>>, Lifecycle) {
+) -> (Recipient<Execute<DeviceCommand, Rejection>>, Recipient<Tick>, Lifecycle) {
     let lifecycle = D::common(&recovered.state).lifecycle;
     let actor = AggregateActor::<D>::new(stream, recovered, writer.clone(), journal_path.into(), settings);
-    (actor.start().recipient(), lifecycle)
+    let address = actor.start();
+    (address.clone().recipient(), address.recipient(), lifecycle)
 }
 
 /// Turns the difference between the configuration and the journal into commands, sent to all devices at once

@@ -30,7 +30,7 @@ pub fn run(config: Config, until: &str, inject: Option<&Path>, listen: Option<So
     }
     let live = StoragePaths::new(&config.storage.dir);
     let scratch = Scratch::new()?;
-    let copy = what_if::scratch_config(&config, &scratch.0, listen);
+    let copy = what_if::scratch_config(&config, &scratch.0, listen, until);
     let copied = what_if::copy_journal(&live, &StoragePaths::new(&copy.storage.dir), until)?;
     println!("what-if: the journal as of {until}: {copied} events, in a scratch copy the live data never sees");
     let copy_views = StoragePaths::new(&copy.storage.dir).views();
@@ -44,7 +44,7 @@ pub fn run(config: Config, until: &str, inject: Option<&Path>, listen: Option<So
     let system = actix_web::rt::System::new();
     let stopped = system.block_on(async move {
         let app = crate::app::Application::build(copy).await?;
-        let fed = what_if::feed(&app, &lines).await?;
+        let fed = what_if::feed(&app, until, &lines).await?;
         what_if::settle(&app).await?;
         println!(
             "what-if: fed {} messages: {} events, {} duplicates, {} dead letters",

@@ -58,6 +58,8 @@ pub struct Config {
     pub forward: Option<ForwardConfig>,
     /// `[hq]`: this file configures `gatehouse hq` (the network view), not a site.
     pub hq: Option<HqConfig>,
+    /// Not in the file: the clock the core runs on (the real one; `what-if` gives its copy a virtual one).
+    pub clock: crate::clock::Clock,
 }
 
 /// One `[[maintenance]]` schedule.

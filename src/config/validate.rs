@@ -127,6 +127,7 @@ pub(super) fn build(raw: RawConfig, text: &str, base_dir: &Path) -> Result<Confi
         http,
         storage,
         retention,
+        clock: crate::clock::Clock::real(),
         mqtt,
         devices,
         followers,

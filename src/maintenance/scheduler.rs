@@ -79,6 +79,28 @@ pub fn spawn(config: Arc<Config>, registry: Registry, journal: PathBuf) {
     }
 }
 
+/// On a virtual clock (`what-if`): records every run of every schedule that falls due after its last one, up to
+/// `until`, in order, each at its own instant.
+pub async fn run_due_until(
+    config: &Config,
+    registry: &Registry,
+    journal: &Path,
+    until: Timestamp,
+) -> anyhow::Result<()> {
+    let tz = &config.site.timezone;
+    for schedule in &config.maintenance {
+        let state = schedule_state(journal, &schedule.id).await?;
+        let Some(mut after) = state.last_run.max(state.created_at) else {
+            continue;
+        };
+        while let Some(next) = schedule.cron.next_after(after, tz).filter(|next| *next <= until) {
+            record_run(config, schedule, registry, next).await?;
+            after = next;
+        }
+    }
+    Ok(())
+}
+
 async fn schedule_state(journal: &Path, id: &str) -> anyhow::Result<ScheduleState> {
     let (path, stream) = (journal.to_owned(), StreamName::of(MaintenanceSchedule::KIND, id)?);
     tokio::task::spawn_blocking(move || {
@@ -135,7 +157,7 @@ async fn record_run(
             run_at,
             devices: devices.clone(),
             due_at,
-            at: Timestamp::now(),
+            at: config.clock.now(),
         };
         let meta = Meta::by(Actor::policy("schedule")).caused_by(format!(
             "schedule:{}:{}",

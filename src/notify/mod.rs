@@ -113,6 +113,7 @@ pub async fn start(
         name: FOLLOWER,
         position,
         last_error: Arc::new(Mutex::new(None)),
+        ticked: None,
     };
     let notifier = Notifier {
         follower: handle.clone(),

@@ -30,6 +30,7 @@ pub fn start_policies(
     views_path: &Path,
     committed: watch::Receiver<Position>,
     on_error: OnError,
+    clock: crate::clock::Clock,
 ) -> anyhow::Result<Vec<ProjectorHandle>> {
     let mut handles = Vec::new();
     let key = crate::pseudonym::PseudonymKey::load_or_create(&crate::db::open(
@@ -43,10 +44,12 @@ pub fn start_policies(
         policy.pseudonyms(&key);
         let start = restore_memory(&mut views, name, policy.as_mut())?;
         let (position_tx, position) = watch::channel(start);
+        let (ticked_tx, ticked) = watch::channel(jiff::Timestamp::UNIX_EPOCH);
         let handle = ProjectorHandle {
             name,
             position,
             last_error: Arc::new(Mutex::new(None)),
+            ticked: (clock.is_virtual() && policy.ticks()).then_some(ticked),
         };
         let runner = Runner {
             policy,
@@ -58,6 +61,8 @@ pub fn start_policies(
             last_error: handle.last_error.clone(),
             on_error,
             connections: None,
+            clock: clock.clone(),
+            ticked: ticked_tx,
         };
         actix::spawn(runner.run(committed.clone()));
         handles.push(handle);
@@ -123,6 +128,10 @@ struct Runner {
     on_error: OnError,
     /// Kept between batches (a policy reads after every commit); dropped after a failure, opened again next time.
     connections: Option<Connections>,
+    /// What "now" is when time passing is asked about.
+    clock: crate::clock::Clock,
+    /// The clock time the policy last acted on (what a virtual clock's mover waits for).
+    ticked: watch::Sender<jiff::Timestamp>,
 }
 
 /// The runner's own connections to the journal and to views.db (checkpoint and parked events).
@@ -137,6 +146,9 @@ type Batch = (Position, Vec<Result<StoredEvent, UnreadableEvent>>);
 impl Runner {
     async fn run(mut self, mut committed: watch::Receiver<Position>) {
         let ticks = self.policy.ticks();
+        // On a virtual clock, time passes when the clock is moved, not every second.
+        let mut moves = self.clock.watch();
+        let on_wall_clock = moves.is_none();
         loop {
             let outcome = match self.one_batch().await {
                 Ok(read) if read == BATCH => continue,
@@ -157,7 +169,13 @@ impl Runner {
             };
             tokio::select! {
                 changed = committed.changed() => if changed.is_err() { return },
-                _ = tokio::time::sleep(RETRY_AFTER), if retry || ticks => {},
+                moved = async {
+                    match &mut moves {
+                        Some(moves) => moves.changed().await,
+                        None => std::future::pending().await,
+                    }
+                }, if ticks && !on_wall_clock => if moved.is_err() { return },
+                _ = tokio::time::sleep(RETRY_AFTER), if retry || (ticks && on_wall_clock) => {},
             }
         }
     }
@@ -165,7 +183,7 @@ impl Runner {
     /// Shows a ticking policy the time and the last minute's dead letters, carries out what is due and saves the
     /// memory that says so (the checkpoint stays where it is).
     async fn tick(&mut self) -> Result<(), String> {
-        let now = jiff::Timestamp::now();
+        let now = self.clock.now();
         let since = now - jiff::SignedDuration::from_secs(60);
         let recent_dead_letters = self
             .blocking(move |c| crate::dead_letters::recent_by_sender(c.journal.connection(), since))
@@ -175,6 +193,7 @@ impl Runner {
             recent_dead_letters,
         });
         if due.is_empty() {
+            self.ticked.send_replace(now);
             return Ok(());
         }
         let orders = due
@@ -190,7 +209,9 @@ impl Runner {
             }
             Ok(())
         })
-        .await
+        .await?;
+        self.ticked.send_replace(now);
+        Ok(())
     }
 
     fn set_error(&self, error: Option<String>) {

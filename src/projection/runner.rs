@@ -72,6 +72,8 @@ pub struct ProjectorHandle {
     pub position: watch::Receiver<Position>,
     /// Why the last catch-up failed, if it did.
     pub last_error: Arc<Mutex<Option<String>>>,
+    /// For a policy that acts on time passing, on a virtual clock: the clock time it has last acted on.
+    pub ticked: Option<watch::Receiver<jiff::Timestamp>>,
 }
 
 impl ProjectorHandle {
@@ -126,6 +128,7 @@ pub fn start_projectors(
             name,
             position,
             last_error,
+            ticked: None,
         };
         let mut committed = committed.clone();
         let watcher = handle.clone();

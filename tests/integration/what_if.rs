@@ -22,9 +22,16 @@ fn sha256(path: &std::path::Path) -> String {
     gatehouse::archive::files::sha256_of(path).unwrap()
 }
 
-/// A site with ten people through T1 (in), projected.
-fn site() -> Site {
-    let site = Site::new(DEVICES);
+/// `[occupancy] reset_at` `minutes` from now, site time (HH:MM).
+fn reset_in(minutes: i64) -> String {
+    let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+    let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_mins(minutes)).to_zoned_datetime(berlin);
+    format!("{:02}:{:02}", at.hour(), at.minute())
+}
+
+/// A site with ten people through T1 (in), projected; its zones reset at `reset_at`.
+fn site_resetting_at(reset_at: &str) -> Site {
+    let site = Site::new(&format!("{DEVICES}\n[occupancy]\nreset_at = \"{reset_at}\"\n"));
     let mut events = vec![commissioned(
         DeviceKind::Turnstile,
         "Hall A north",
@@ -37,6 +44,11 @@ fn site() -> Site {
     seed(&site.paths(), &[("T1", events)]);
     with_server(site.config(), async |state, _addr| settle(state).await);
     site
+}
+
+/// The same, resetting half a day away (no test run meets it).
+fn site() -> Site {
+    site_resetting_at(&reset_in(12 * 60))
 }
 
 #[test]
@@ -56,7 +68,7 @@ fn injected_messages_change_the_copys_figures_and_never_the_live_data() {
         .collect();
     lines.push(format!(
         r#"{{"topic":"gatehouse/turnstile/T9/passage","payload":"{{\"direction\":\"in\"}}","at":"{}"}}"#,
-        at(120)
+        at(600)
     ));
     let inject = site.dir.path().join("inject.jsonl");
     std::fs::write(&inject, lines.join("\n")).unwrap();
@@ -92,6 +104,9 @@ fn injected_messages_change_the_copys_figures_and_never_the_live_data() {
         "today's passages: none real, five injected"
     );
     assert_eq!(figure("inside now, Hall A"), [10, 15, 5]);
+    // On the injected clock, T1 said nothing for the 90 s of offline_after after its last passage (+64 s) before
+    // the last message (+600 s): it went offline in the copy.
+    assert_eq!(figure("devices offline now"), [0, 1, 1]);
 
     // The live data is untouched.
     assert_eq!((sha256(&journal), sha256(&views)), before);
@@ -146,4 +161,105 @@ fn the_copy_serves_the_normal_pages_until_ctrl_c_and_the_live_data_stays_as_it_w
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
     assert_eq!(sha256(&journal), before);
+}
+
+#[test]
+fn the_occupancy_reset_happens_on_the_injected_clock() {
+    // The reset falls five minutes from now: between the two injected passages, on the copy's clock only.
+    let site = site_resetting_at(&reset_in(5));
+    let until = jiff::Timestamp::now();
+    let at = |seconds: i64| (until + jiff::SignedDuration::from_secs(seconds)).to_string();
+    let lines = [
+        format!(
+            r#"{{"topic":"turnstile/T1/passage","payload":{{"msg_id":"r-1","direction":"in"}},"at":"{}"}}"#,
+            at(30)
+        ),
+        format!(
+            r#"{{"topic":"turnstile/T1/passage","payload":{{"msg_id":"r-2","direction":"in"}},"at":"{}"}}"#,
+            at(900)
+        ),
+    ];
+    let inject = site.dir.path().join("inject.jsonl");
+    std::fs::write(&inject, lines.join("\n")).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .current_dir(site.dir.path())
+        .args(["what-if", "--until", &until.to_string(), "--inject"])
+        .arg(&inject)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("inside now, Hall A"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let counts: Vec<i64> = line["inside now, Hall A".len()..]
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    // Real: the ten, nobody reset them. The copy: reset to 0 in between, then the second passage.
+    assert_eq!(counts, [10, 1, -9], "{stdout}");
+}
+
+#[test]
+fn a_maintenance_run_falls_due_on_the_injected_clock() {
+    // A daily run five minutes from now (site time): only the copy's clock gets there.
+    let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+    let run = (jiff::Timestamp::now() + jiff::SignedDuration::from_mins(5)).to_zoned_datetime(berlin);
+    let site = Site::new(&format!(
+        "{DEVICES}\n[occupancy]\nreset_at = \"{}\"\n\n[[maintenance]]\nid = \"daily-check\"\ncron = \"{} {} * * *\"\n\
+         zone = \"Hall A\"\ntask = \"Check the arm\"\n",
+        reset_in(12 * 60),
+        run.minute(),
+        run.hour()
+    ));
+    seed(
+        &site.paths(),
+        &[(
+            "T1",
+            vec![commissioned(
+                DeviceKind::Turnstile,
+                "Hall A north",
+                "Hall A",
+                "2026-03-01T06:00:00Z",
+            )],
+        )],
+    );
+    with_server(site.config(), async |state, _addr| settle(state).await);
+    let until = jiff::Timestamp::now();
+    let line = format!(
+        r#"{{"topic":"turnstile/T1/heartbeat","payload":{{"msg_id":"h-1"}},"at":"{}"}}"#,
+        until + jiff::SignedDuration::from_mins(15)
+    );
+    let inject = site.dir.path().join("inject.jsonl");
+    std::fs::write(&inject, line).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .current_dir(site.dir.path())
+        .args(["what-if", "--until", &until.to_string(), "--inject"])
+        .arg(&inject)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("work orders (all)"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let counts: Vec<i64> = line["work orders (all)".len()..]
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(
+        counts,
+        [0, 1, 1],
+        "the run due in between opened a preventive work order in the copy: {stdout}"
+    );
 }
