@@ -17,7 +17,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 const PAGE_SIZE: usize = 100;
 
 /// Every type the journal stores, as `codec` names them: the type filter's choices.
-pub(super) const EVENT_TYPES: [&str; 13] = [
+pub(super) const EVENT_TYPES: [&str; 14] = [
     "Commissioned",
     "DetailsChanged",
     "WatchesChanged",
@@ -31,6 +31,7 @@ pub(super) const EVENT_TYPES: [&str; 13] = [
     "CameOnline",
     "RecognitionRecorded",
     "MessageCounted",
+    "FactVoided",
 ];
 
 /// One event as the pages show it: metadata in site time and the body's fields as text.
