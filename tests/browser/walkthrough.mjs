@@ -1,7 +1,7 @@
 // A manager's walk through Gatehouse in a real browser (Debian's Chromium, driven by playwright-core): sign in,
 // watch a dashboard tile change when a gateway publishes, open the traffic report and download its CSV, then
 // lock a turnstile out from its page (the gateway, subscribed with mosquitto_sub, hears it) and unlock it,
-// and take the work order a jam opens through its life.
+// void a test passage from the device's timeline, and take the work order a jam opens through its life.
 // Run by tests/integration/browser.rs, which starts the server and passes everything through the environment.
 import { chromium } from "playwright-core";
 import { execFileSync, spawn } from "node:child_process";
@@ -102,6 +102,21 @@ try {
   check(exit === 0 && commands.map((c) => c.locked).join() === "false,true,false",
     `the gateway heard unlocked, locked, unlocked: ${heard}`);
   check(commands[1].reason === "wet floor, mop in progress", `with the reason: ${heard}`);
+
+  // The passage of the tile step was a technician's test: void it from the timeline; it stays, struck through.
+  await page.goto(base + "/devices/T1");
+  const passageRow = page.locator("tr:has(span.type-name:text-is('PassageRecorded'))").first();
+  await passageRow.locator("details.void summary").click();
+  await passageRow.locator("details.void input[name=reason]").fill("technician's test rotation");
+  await Promise.all([
+    page.waitForURL(/\/devices\/T1\?notice=/),
+    passageRow.locator("details.void button[type=submit]").click(),
+  ]);
+  check((await page.locator("p.notice").textContent()).includes("is void"), "the void is confirmed");
+  const voided = page.locator("tr.voided").first();
+  check((await voided.textContent()).includes("void: technician's test rotation (by user:"),
+    "the voided passage stays on the timeline, with why and who");
+  await page.screenshot({ path: `${shots}/4b-passage-voided.png`, fullPage: true });
 
   // T2 jams: a work order opens by itself; the manager acknowledges, assigns, starts and resolves it, and the
   // page shows each step at once.
