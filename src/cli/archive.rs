@@ -50,9 +50,11 @@ pub fn run(config: &Config, before: Option<&str>) -> Result<(), Failure> {
             file.last_position
         );
     }
-    if archived.events == 0 {
+    if archived.events == 0 && archived.up_to == 0 {
+        println!("nothing to archive: the journal holds no event that old");
+    } else if archived.events == 0 {
         println!(
-            "nothing to archive: every event up to position {} is archived already",
+            "nothing to archive: what it asks for is archived already (every event up to position {})",
             archived.up_to
         );
     } else {
