@@ -71,7 +71,9 @@ pub struct MonthWriter {
     dir: PathBuf,
     month: String,
     part: PathBuf,
-    encoder: GzEncoder<HashingWriter<File>>,
+    /// Buffered in front of the compressor: flate2 readies (zeroes) its whole output buffer on every write, so a
+    /// JSON line written in small pieces cost more in memset than in compression.
+    encoder: std::io::BufWriter<GzEncoder<HashingWriter<File>>>,
     first: u64,
     last: u64,
     events: u64,
@@ -87,7 +89,10 @@ impl MonthWriter {
             dir: dir.to_owned(),
             month: month.to_owned(),
             part,
-            encoder: GzEncoder::new(HashingWriter::new(file), Compression::default()),
+            encoder: std::io::BufWriter::with_capacity(
+                256 * 1024,
+                GzEncoder::new(HashingWriter::new(file), Compression::default()),
+            ),
             first,
             last: first,
             events: 0,
@@ -108,7 +113,11 @@ impl MonthWriter {
 
     /// Closes the file durably under its final name and appends it to the manifest.
     pub fn finish(self, previous: &str) -> anyhow::Result<Entry> {
-        let hashing = self.encoder.finish()?;
+        let hashing = self
+            .encoder
+            .into_inner()
+            .map_err(|e| anyhow!("cannot write {}: {}", self.part.display(), e.error()))?
+            .finish()?;
         let (file, sha256) = hashing.finish();
         file.sync_all()?;
         drop(file);
