@@ -515,6 +515,13 @@ impl Policy for AlarmPolicy {
     }
 
     fn react(&mut self, event: &StoredEvent) -> Result<Vec<Order>, String> {
+        if let Some((device, details, watches)) = super::carried_device(event) {
+            self.memory.zones.insert(device.to_owned(), details.zone);
+            if !watches.is_empty() {
+                self.memory.watches.insert(device.to_owned(), watches);
+            }
+            return Ok(vec![]);
+        }
         let acts_from = *self
             .memory
             .acts_from
@@ -719,6 +726,28 @@ mod tests {
             at,
         }));
         policy.react(&stored(3, &format!("alarm:{number}"), at, event)).unwrap();
+    }
+
+    #[test]
+    fn a_devices_carried_forward_state_teaches_its_zone_and_watches_as_its_commissioning_did() {
+        // After archival a policy that starts over meets this where the camera's commissioning used to be.
+        let mut policy = policy();
+        let mut state = crate::domain::CameraState::default();
+        state.common.details.zone = "Hall B".into();
+        state.watches = vec![DeviceId::parse("T7").unwrap()];
+        let carried = crate::codec::CarriedForward {
+            of: "camera".into(),
+            state_schema: <crate::domain::Camera as crate::domain::Aggregate>::STATE_SCHEMA,
+            at: Timestamp::now(),
+            state: crate::codec::encode_state(&state).1,
+        };
+        let event = stored(5, "C1", Timestamp::now(), AnyEvent::Carried(carried));
+        assert!(policy.react(&event).unwrap().is_empty());
+        assert_eq!(policy.memory.zones.get("C1").map(String::as_str), Some("Hall B"));
+        assert_eq!(
+            policy.memory.watches.get("C1").map(Vec::as_slice),
+            Some(&[DeviceId::parse("T7").unwrap()][..])
+        );
     }
 
     #[test]

@@ -160,6 +160,14 @@ impl Policy for IdentificationPolicy {
     }
 
     fn react(&mut self, event: &StoredEvent) -> Result<Vec<Order>, String> {
+        if let Some((device, details, watches)) = super::carried_device(event) {
+            self.memory.zones.insert(device.to_owned(), details.zone);
+            if !watches.is_empty() {
+                self.memory.watches.insert(device.to_owned(), watches);
+                self.index_watches();
+            }
+            return Ok(vec![]);
+        }
         if let Some((device, device_event)) = event.device() {
             return Ok(self
                 .on_device(device, device_event, event.position)

@@ -292,6 +292,12 @@ impl Policy for MaintenancePolicy {
     }
 
     fn react(&mut self, event: &StoredEvent) -> Result<Vec<Order>, String> {
+        if let Some((device, details, _)) = super::carried_device(event) {
+            self.memory
+                .devices
+                .insert(device.to_owned(), (details.name, details.zone));
+            return Ok(vec![]);
+        }
         let acts_from = *self
             .memory
             .acts_from

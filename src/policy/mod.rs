@@ -27,6 +27,32 @@ use crate::journal::StoredEvent;
 use std::future::Future;
 use std::pin::Pin;
 
+/// What a device's carried-forward state says of it: its details and a camera's watches. A policy whose memory
+/// starts over after archival (a lost views.db) meets this where the device's commissioning used to be. `None`
+/// for any other event, or for a state of a shape this program does not read.
+pub(crate) fn carried_device(
+    event: &StoredEvent,
+) -> Option<(&str, crate::domain::DeviceDetails, Vec<crate::domain::DeviceId>)> {
+    let crate::codec::AnyEvent::Carried(carried) = &event.event else {
+        return None;
+    };
+    if event.stream_id.kind() != crate::domain::DEVICE_KIND {
+        return None;
+    }
+    let device = event.stream_id.id();
+    match carried.of.as_str() {
+        "turnstile" => carried
+            .state_of::<crate::domain::Turnstile>()
+            .ok()
+            .map(|state| (device, state.common.details, Vec::new())),
+        "camera" => carried
+            .state_of::<crate::domain::Camera>()
+            .ok()
+            .map(|state| (device, state.common.details, state.watches)),
+        _ => None,
+    }
+}
+
 /// The name under which a policy's checkpoint and parked events are kept (`policy:NAME`).
 pub fn follower_name(policy: &str) -> String {
     format!("policy:{policy}")
