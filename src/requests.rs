@@ -148,6 +148,18 @@ impl WorkOrderStep {
     }
 }
 
+/// A person's text that goes on pages and to gateways: one line, at most [`MAX_REASON_CHARS`]; `what` names it in
+/// the refusal ("the reason", "the note").
+fn one_line(text: &str, what: &str) -> Result<(), String> {
+    if text.chars().count() > MAX_REASON_CHARS {
+        return Err(format!("{what} is longer than {MAX_REASON_CHARS} characters"));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(format!("{what} must be one line of text"));
+    }
+    Ok(())
+}
+
 impl OperatorCommand {
     /// A lock-out with its reason checked: required, one line, at most [`MAX_REASON_CHARS`].
     pub fn lock_out(device: &str, reason: &str) -> Result<OperatorCommand, String> {
@@ -155,12 +167,7 @@ impl OperatorCommand {
         if reason.is_empty() {
             return Err("a lock-out needs a reason (what people at the gate and the gateway are told)".into());
         }
-        if reason.chars().count() > MAX_REASON_CHARS {
-            return Err(format!("the reason is longer than {MAX_REASON_CHARS} characters"));
-        }
-        if reason.chars().any(char::is_control) {
-            return Err("the reason must be one line of text".into());
-        }
+        one_line(reason, "the reason")?;
         Ok(OperatorCommand::LockOut {
             device: device.to_owned(),
             reason: reason.to_owned(),
@@ -187,12 +194,7 @@ impl OperatorCommand {
         let number = AlarmNumber::parse(alarm.trim())?;
         let note = note.map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned);
         if let Some(note) = &note {
-            if note.chars().count() > MAX_REASON_CHARS {
-                return Err(format!("the note is longer than {MAX_REASON_CHARS} characters"));
-            }
-            if note.chars().any(char::is_control) {
-                return Err("the note must be one line of text".into());
-            }
+            one_line(note, "the note")?;
         }
         let step = match step {
             "ack" => AlarmStep::Ack { note },
@@ -215,12 +217,7 @@ impl OperatorCommand {
         if reason.is_empty() {
             return Err("a correction needs a reason (it is kept with the count)".into());
         }
-        if reason.chars().count() > MAX_REASON_CHARS {
-            return Err(format!("the reason is longer than {MAX_REASON_CHARS} characters"));
-        }
-        if reason.chars().any(char::is_control) {
-            return Err("the reason must be one line of text".into());
-        }
+        one_line(reason, "the reason")?;
         Ok(OperatorCommand::Occupancy {
             zone: zone.to_owned(),
             count,
@@ -234,12 +231,7 @@ impl OperatorCommand {
         if reason.is_empty() {
             return Err("voiding a fact needs a reason (it is kept beside the fact)".into());
         }
-        if reason.chars().count() > MAX_REASON_CHARS {
-            return Err(format!("the reason is longer than {MAX_REASON_CHARS} characters"));
-        }
-        if reason.chars().any(char::is_control) {
-            return Err("the reason must be one line of text".into());
-        }
+        one_line(reason, "the reason")?;
         if position == 0 {
             return Err("journal positions start at 1".into());
         }

@@ -2,35 +2,30 @@
 //! (if any) and its events up to the last one being archived, in the codec of snapshots.
 
 use crate::codec::{self, CarriedForward, EventCodec};
+use crate::domain::DomainEvent;
 use crate::domain::{
     Aggregate, Alarm, Camera, DEVICE_KIND, MaintenanceSchedule, Occupancy, Presence, StreamName, Turnstile, WatchList,
     WorkOrder,
 };
 use crate::journal::JournalReader;
 use anyhow::{Context, anyhow};
-use jiff::Timestamp;
 
-/// The state `stream` has after its event at `version` (which occurred at `at`), ready to be stored in that
-/// event's place.
-pub fn state_through(
-    journal: &JournalReader,
-    stream: &StreamName,
-    version: u64,
-    at: Timestamp,
-) -> anyhow::Result<CarriedForward> {
+/// The state `stream` has after its event at `version`, ready to be stored in that event's place (with that
+/// event's own time).
+pub fn state_through(journal: &JournalReader, stream: &StreamName, version: u64) -> anyhow::Result<CarriedForward> {
     let carried = journal.carried_forward(stream.as_str())?;
     match stream.kind() {
         DEVICE_KIND => match device_state_of(journal, stream, carried.as_ref())?.as_str() {
-            "turnstile" => fold::<Turnstile>(journal, stream, carried, version, at),
-            "camera" => fold::<Camera>(journal, stream, carried, version, at),
+            "turnstile" => fold::<Turnstile>(journal, stream, carried, version),
+            "camera" => fold::<Camera>(journal, stream, carried, version),
             other => Err(anyhow!("stream {stream}: a device of unknown kind {other:?}")),
         },
-        WorkOrder::KIND => fold::<WorkOrder>(journal, stream, carried, version, at),
-        MaintenanceSchedule::KIND => fold::<MaintenanceSchedule>(journal, stream, carried, version, at),
-        Alarm::KIND => fold::<Alarm>(journal, stream, carried, version, at),
-        WatchList::KIND => fold::<WatchList>(journal, stream, carried, version, at),
-        Presence::KIND => fold::<Presence>(journal, stream, carried, version, at),
-        Occupancy::KIND => fold::<Occupancy>(journal, stream, carried, version, at),
+        WorkOrder::KIND => fold::<WorkOrder>(journal, stream, carried, version),
+        MaintenanceSchedule::KIND => fold::<MaintenanceSchedule>(journal, stream, carried, version),
+        Alarm::KIND => fold::<Alarm>(journal, stream, carried, version),
+        WatchList::KIND => fold::<WatchList>(journal, stream, carried, version),
+        Presence::KIND => fold::<Presence>(journal, stream, carried, version),
+        Occupancy::KIND => fold::<Occupancy>(journal, stream, carried, version),
         other => Err(anyhow!("stream {stream}: unknown aggregate kind {other:?}")),
     }
 }
@@ -66,18 +61,19 @@ fn fold<A: Aggregate<Event: EventCodec>>(
     stream: &StreamName,
     carried: Option<(u64, CarriedForward)>,
     up_to: u64,
-    at: Timestamp,
 ) -> anyhow::Result<CarriedForward> {
-    let (mut state, from) = match carried {
-        Some((version, carried)) => (carried.state_of::<A>()?, version),
-        None => (A::State::default(), 0),
+    let (mut state, from, mut at) = match carried {
+        Some((version, carried)) => (carried.state_of::<A>()?, version, Some(carried.at)),
+        None => (A::State::default(), 0, None),
     };
     for stored in journal
         .stream_events_as_between::<A::Event>(stream, from, up_to)
         .with_context(|| format!("stream {stream}: cannot fold its archived events"))?
     {
         state = A::evolve(state, &stored.event);
+        at = Some(stored.event.occurred_at());
     }
+    let at = at.ok_or_else(|| anyhow!("stream {stream}: no event up to version {up_to} to carry forward"))?;
     let (_, bytes) = codec::encode_state(&state);
     Ok(CarriedForward {
         of: A::STATE_OF.to_owned(),

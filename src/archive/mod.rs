@@ -386,29 +386,20 @@ fn remove_chunk(journal: &JournalReader, from: Position, to: Position, ids_cut: 
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let result = (|| -> anyhow::Result<u64> {
         conn.execute("INSERT INTO archive_grant (up_to) VALUES (?1)", [to as i64])?;
-        let last_of_stream: Vec<(String, i64, i64, i64, i64)> = {
+        let last_of_stream: Vec<(String, i64, i64, i64)> = {
             let mut stmt = conn.prepare(&format!(
-                "SELECT stream_id, MAX(version), MAX(position), MAX(occurred_at), MAX(recorded_at) FROM events
+                "SELECT stream_id, MAX(version), MAX(position), MAX(recorded_at) FROM events
                  WHERE position > ?1 AND position <= ?2 AND event_type <> '{CARRIED_FORWARD}' GROUP BY stream_id"
             ))?;
             let rows = stmt.query_map(params![from as i64, to as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })?;
             rows.collect::<Result<_, _>>()?
         };
         let mut carried = Vec::with_capacity(last_of_stream.len());
-        for (stream, version, position, occurred_at, recorded_at) in last_of_stream {
+        for (stream, version, position, recorded_at) in last_of_stream {
             let name = StreamName::parse(&stream)?;
-            // The last event's own time: the stream's events are in version order, so it is the latest.
-            let at: Timestamp = conn
-                .query_row(
-                    "SELECT occurred_at FROM events WHERE stream_id = ?1 AND version = ?2",
-                    params![stream, version],
-                    |r| r.get::<_, i64>(0),
-                )
-                .map(crate::journal::from_micros)
-                .unwrap_or_else(|_| crate::journal::from_micros(occurred_at));
-            let state = carry::state_through(journal, &name, version.max(0) as u64, at)?;
+            let state = carry::state_through(journal, &name, version.max(0) as u64)?;
             carried.push((stream, version, position, recorded_at, state));
         }
         let removed = conn.execute(

@@ -21,8 +21,9 @@ pub fn run(config: &Config, before: Option<&str>) -> Result<(), Failure> {
              max_journal_size in config.toml"
         )));
     }
-    crate::db::StoragePaths::new(&config.storage.dir).prepare()?;
-    crate::db::upgrade_journal(&crate::db::StoragePaths::new(&config.storage.dir).journal())?;
+    let paths = crate::db::StoragePaths::new(&config.storage.dir);
+    paths.prepare()?;
+    crate::db::upgrade_journal(&paths.journal())?;
     let bar = indicatif::ProgressBar::new(1);
     bar.set_style(
         indicatif::ProgressStyle::with_template("archiving [{bar:40}] {pos}/{len} events")
@@ -30,7 +31,6 @@ pub fn run(config: &Config, before: Option<&str>) -> Result<(), Failure> {
             .progress_chars("=> "),
     );
     // With no server writing, an older journal may be switched to incremental vacuum (one full VACUUM).
-    let paths = crate::db::StoragePaths::new(&config.storage.dir);
     let shrinking = if super::own_core::server_holds(&paths)? {
         archive::Shrink::Incremental
     } else {
