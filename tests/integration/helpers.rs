@@ -35,6 +35,19 @@ zone = "Hall A"
 watches = ["T1"]
 "#;
 
+/// T1 and C1, both in Hall A; the camera watches no turnstile.
+pub const ONE_TURNSTILE_ONE_CAMERA: &str = r#"
+[[turnstile]]
+id = "T1"
+name = "Hall A north"
+zone = "Hall A"
+
+[[camera]]
+id = "C1"
+name = "Hall A entrance"
+zone = "Hall A"
+"#;
+
 impl Site {
     /// A site whose config has `devices` (TOML tables) after a header that listens on port 0.
     pub fn new(devices: &str) -> Site {

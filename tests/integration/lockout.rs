@@ -11,18 +11,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-const ONE_TURNSTILE_ONE_CAMERA: &str = r#"
-[[turnstile]]
-id = "T1"
-name = "Hall A north"
-zone = "Hall A"
-
-[[camera]]
-id = "C1"
-name = "Hall A entrance"
-zone = "Hall A"
-"#;
-
 const COMMAND_TOPIC: &str = "gatehouse/turnstile/T1/command";
 
 /// A site whose embedded endpoint listens on a port known before it starts (so gateways can reconnect to it

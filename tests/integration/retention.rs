@@ -7,26 +7,6 @@ use crate::helpers::*;
 use gatehouse::domain::*;
 use std::process::Command;
 
-const DEVICES: &str = r#"
-[[turnstile]]
-id = "T1"
-name = "Hall A north"
-zone = "Hall A"
-
-[[camera]]
-id = "C1"
-name = "Hall A entrance"
-zone = "Hall A"
-"#;
-
-fn gatehouse_in(site: &Site, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .current_dir(site.dir.path())
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 fn tomorrow() -> String {
     let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
     let today = jiff::Timestamp::now().to_zoned_datetime(berlin).date();
@@ -36,7 +16,7 @@ fn tomorrow() -> String {
 /// T1 commissioned with 3,000 passages in (March 2026), C1 with a recognition; the projectors and policies
 /// have applied all of it.
 fn site_with_history() -> Site {
-    let site = Site::new(DEVICES);
+    let site = Site::new(ONE_TURNSTILE_ONE_CAMERA);
     let mut passages = vec![commissioned(
         DeviceKind::Turnstile,
         "Hall A north",
@@ -83,7 +63,7 @@ fn archiving_moves_old_events_to_verified_files_shrinks_the_journal_and_every_st
     assert_eq!(traffic_in(&site), 3_000);
     let before_version = query_i64(&journal, "SELECT MAX(version) FROM events WHERE stream_id = 'T1'");
 
-    let archived = gatehouse_in(&site, &["archive", "--before", &tomorrow()]);
+    let archived = site.gatehouse(&["archive", "--before", &tomorrow()]);
     let stdout = String::from_utf8_lossy(&archived.stdout);
     assert!(
         archived.status.success(),
@@ -127,7 +107,7 @@ fn archiving_moves_old_events_to_verified_files_shrinks_the_journal_and_every_st
         })
         .sum();
     assert!(events >= 3_002, "{manifest}");
-    let verified = gatehouse_in(&site, &["archive", "--verify"]);
+    let verified = site.gatehouse(&["archive", "--verify"]);
     assert!(
         verified.status.success(),
         "{}",
@@ -136,7 +116,7 @@ fn archiving_moves_old_events_to_verified_files_shrinks_the_journal_and_every_st
 
     // Reports keep their figures; a second run has nothing to do.
     assert_eq!(traffic_in(&site), 3_000);
-    let again = gatehouse_in(&site, &["archive", "--before", &tomorrow()]);
+    let again = site.gatehouse(&["archive", "--before", &tomorrow()]);
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to archive"));
 
     // Without snapshots (a cache), T1 recovers from its carried-forward state and takes the next passage.
@@ -144,7 +124,7 @@ fn archiving_moves_old_events_to_verified_files_shrinks_the_journal_and_every_st
         .unwrap()
         .execute("DELETE FROM snapshots", [])
         .unwrap();
-    let state = gatehouse_in(&site, &["state", "T1"]);
+    let state = site.gatehouse(&["state", "T1"]);
     let state: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
     assert_eq!(state["state"]["passages_in"], 3_000, "{state}");
     with_app(site.config(), async |app| {
@@ -176,7 +156,7 @@ fn archiving_moves_old_events_to_verified_files_shrinks_the_journal_and_every_st
     assert_eq!(traffic_in(&site), 3_001);
 
     // A rebuild reads the archived events back in: the figures stay whole.
-    let rebuilt = gatehouse_in(&site, &["rebuild"]);
+    let rebuilt = site.gatehouse(&["rebuild"]);
     assert!(rebuilt.status.success(), "{}", String::from_utf8_lossy(&rebuilt.stderr));
     assert_eq!(traffic_in(&site), 3_001);
 
@@ -206,11 +186,11 @@ fn archiving_moves_old_events_to_verified_files_shrinks_the_journal_and_every_st
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
-    let tampered = gatehouse_in(&site, &["archive", "--verify"]);
+    let tampered = site.gatehouse(&["archive", "--verify"]);
     assert_eq!(tampered.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&tampered.stderr).contains("changed since it was written"));
     // A rebuild cannot count what the archive no longer vouches for: it refuses and keeps the tables.
-    let refused = gatehouse_in(&site, &["rebuild"]);
+    let refused = site.gatehouse(&["rebuild"]);
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("does not verify"));
     assert_eq!(traffic_in(&site), 3_001);
@@ -218,8 +198,8 @@ fn archiving_moves_old_events_to_verified_files_shrinks_the_journal_and_every_st
 
 #[test]
 fn archive_without_limits_says_what_to_configure() {
-    let site = Site::new(DEVICES);
-    let output = gatehouse_in(&site, &["archive"]);
+    let site = Site::new(ONE_TURNSTILE_ONE_CAMERA);
+    let output = site.gatehouse(&["archive"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("keep_events_for"));
 }
@@ -227,7 +207,9 @@ fn archive_without_limits_says_what_to_configure() {
 #[test]
 fn the_serving_core_archives_what_keep_events_for_says_and_the_storage_page_shows_the_files_verified() {
     let site = site_with_history();
-    site.write_config(&format!("{DEVICES}\n[retention]\nkeep_events_for = \"1s\"\n"));
+    site.write_config(&format!(
+        "{ONE_TURNSTILE_ONE_CAMERA}\n[retention]\nkeep_events_for = \"1s\"\n"
+    ));
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let journal = site.paths().journal();
     with_server(site.config(), async |state, addr| {
@@ -282,7 +264,7 @@ fn the_serving_core_archives_what_keep_events_for_says_and_the_storage_page_show
 
 #[test]
 fn past_max_journal_size_the_oldest_events_are_archived_until_the_journal_is_below_it() {
-    let site = Site::new(DEVICES);
+    let site = Site::new(ONE_TURNSTILE_ONE_CAMERA);
     // About 25 MB of journal: 120,000 passages with long message ids.
     let mut passages = vec![commissioned(
         DeviceKind::Turnstile,
@@ -318,8 +300,10 @@ fn past_max_journal_size_the_oldest_events_are_archived_until_the_journal_is_bel
         before > 10_000_000,
         "the seeded journal is over the cap: {before} bytes"
     );
-    site.write_config(&format!("{DEVICES}\n[retention]\nmax_journal_size = \"10MB\"\n"));
-    let archived = gatehouse_in(&site, &["archive"]);
+    site.write_config(&format!(
+        "{ONE_TURNSTILE_ONE_CAMERA}\n[retention]\nmax_journal_size = \"10MB\"\n"
+    ));
+    let archived = site.gatehouse(&["archive"]);
     assert!(
         archived.status.success(),
         "{}",
@@ -374,13 +358,13 @@ fn archival_killed_at_any_moment_loses_nothing_and_the_next_run_finishes_it() {
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
     }
-    let finished = gatehouse_in(&site, &["archive", "--before", &before]);
+    let finished = site.gatehouse(&["archive", "--before", &before]);
     assert!(
         finished.status.success(),
         "{}",
         String::from_utf8_lossy(&finished.stderr)
     );
-    let verified = gatehouse_in(&site, &["archive", "--verify"]);
+    let verified = site.gatehouse(&["archive", "--verify"]);
     assert!(
         verified.status.success(),
         "{}",
@@ -413,7 +397,7 @@ fn archival_killed_at_any_moment_loses_nothing_and_the_next_run_finishes_it() {
     let original: std::collections::BTreeMap<i64, Vec<u8>> = original.into_iter().collect();
     assert_eq!(found.len(), original.len(), "every event accounted for");
     assert!(found == original, "every event unchanged");
-    let state = gatehouse_in(&site, &["state", "T1"]);
+    let state = site.gatehouse(&["state", "T1"]);
     let state: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
     assert_eq!(state["state"]["passages_in"], 3_000, "{state}");
 }

@@ -9,18 +9,6 @@ use gatehouse::auth::Role;
 use gatehouse::domain::*;
 use std::process::Command;
 
-const DEVICES: &str = r#"
-[[turnstile]]
-id = "T1"
-name = "Hall A north"
-zone = "Hall A"
-
-[[camera]]
-id = "C1"
-name = "Hall A entrance"
-zone = "Hall A"
-"#;
-
 fn recognition(subject: &str, when: &str) -> DeviceEvent {
     DeviceEvent::RecognitionRecorded(RecognitionRecorded {
         subject: Some(SubjectId::parse(subject).unwrap()),
@@ -32,7 +20,7 @@ fn recognition(subject: &str, when: &str) -> DeviceEvent {
 
 /// A site with two rotations in and one out on T1, and one recognition of `emp-1` by C1, all on 1 March.
 fn seeded_site() -> Site {
-    let site = Site::new(DEVICES);
+    let site = Site::new(ONE_TURNSTILE_ONE_CAMERA);
     seed(
         &site.paths(),
         &[
@@ -78,14 +66,6 @@ fn zone_passages_in_that_hour(site: &Site) -> i64 {
         &site.paths().views(),
         "SELECT COALESCE(SUM(passages_in), 0) FROM traffic_zone_hourly WHERE zone = 'Hall A' AND local_date = '2026-03-01'",
     )
-}
-
-fn gatehouse_in(site: &Site, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .current_dir(site.dir.path())
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[test]
@@ -205,30 +185,30 @@ fn a_voided_rotation_leaves_the_reports_and_occupancy_and_the_timeline_shows_bot
     );
 
     // A rebuild from the journal comes to the same figures.
-    let rebuild = gatehouse_in(&site, &["rebuild"]);
+    let rebuild = site.gatehouse(&["rebuild"]);
     assert!(rebuild.status.success(), "{}", String::from_utf8_lossy(&rebuild.stderr));
     assert_eq!(passages_in_on_march_first(&site), 1);
 
     // Without a server: the command line starts a core of its own. Not a fact: refused, exit 1, with why.
     let commissioning = position_of(&site, "Commissioned", 0);
-    let not_a_fact = gatehouse_in(&site, &["void", &commissioning.to_string(), "--reason", "oops"]);
+    let not_a_fact = site.gatehouse(&["void", &commissioning.to_string(), "--reason", "oops"]);
     assert_eq!(not_a_fact.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&not_a_fact.stderr);
     assert!(
         stderr.contains("only passages and recognitions can be voided"),
         "{stderr}"
     );
-    let nowhere = gatehouse_in(&site, &["void", "999999", "--reason", "oops"]);
+    let nowhere = site.gatehouse(&["void", "999999", "--reason", "oops"]);
     assert_eq!(nowhere.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&nowhere.stderr).contains("there is no event at journal position 999999"));
-    let no_reason = gatehouse_in(&site, &["void", &test_rotation.to_string(), "--reason", " "]);
+    let no_reason = site.gatehouse(&["void", &test_rotation.to_string(), "--reason", " "]);
     assert_eq!(no_reason.status.code(), Some(2));
-    let again = gatehouse_in(&site, &["void", &test_rotation.to_string(), "--reason", "again"]);
+    let again = site.gatehouse(&["void", &test_rotation.to_string(), "--reason", "again"]);
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("is already void"));
     // The other rotation is voided by a core of the command line's own.
     let other = position_of(&site, "PassageRecorded", 0);
-    let own_core = gatehouse_in(&site, &["void", &other.to_string(), "--reason", "second test"]);
+    let own_core = site.gatehouse(&["void", &other.to_string(), "--reason", "second test"]);
     assert!(
         own_core.status.success(),
         "{}",

@@ -51,6 +51,37 @@ fn site() -> Site {
     site_resetting_at(&reset_in(12 * 60))
 }
 
+/// Runs `gatehouse what-if --until UNTIL` on `site` with `lines` to inject; its output, once it succeeded.
+fn what_if(site: &Site, until: jiff::Timestamp, lines: &[String]) -> String {
+    let inject = site.dir.path().join("inject.jsonl");
+    std::fs::write(&inject, lines.join("\n")).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .current_dir(site.dir.path())
+        .args(["what-if", "--until", &until.to_string(), "--inject"])
+        .arg(&inject)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// One figure's line of what-if's output: real, what-if and the difference.
+fn figure(stdout: &str, name: &str) -> Vec<i64> {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("no {name:?} figure in:\n{stdout}"));
+    line[name.len()..]
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect()
+}
+
 #[test]
 fn injected_messages_change_the_copys_figures_and_never_the_live_data() {
     let site = site();
@@ -70,43 +101,19 @@ fn injected_messages_change_the_copys_figures_and_never_the_live_data() {
         r#"{{"topic":"gatehouse/turnstile/T9/passage","payload":"{{\"direction\":\"in\"}}","at":"{}"}}"#,
         at(600)
     ));
-    let inject = site.dir.path().join("inject.jsonl");
-    std::fs::write(&inject, lines.join("\n")).unwrap();
-
-    let output = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .current_dir(site.dir.path())
-        .args(["what-if", "--until", &until.to_string(), "--inject"])
-        .arg(&inject)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = what_if(&site, until, &lines);
     assert!(stdout.contains("fed 6 messages"), "{stdout}");
     assert!(stdout.contains("1 dead letters"), "{stdout}");
     assert!(stdout.contains("message 6 (in arrival order): dead letter"), "{stdout}");
-    let figure = |name: &str| -> Vec<i64> {
-        let line = stdout
-            .lines()
-            .find(|l| l.starts_with(name))
-            .unwrap_or_else(|| panic!("no {name:?} figure in:\n{stdout}"));
-        line[name.len()..]
-            .split_whitespace()
-            .map(|n| n.parse().unwrap())
-            .collect()
-    };
     assert_eq!(
-        figure("passages in, Hall A"),
+        figure(&stdout, "passages in, Hall A"),
         [0, 5, 5],
         "today's passages: none real, five injected"
     );
-    assert_eq!(figure("inside now, Hall A"), [10, 15, 5]);
+    assert_eq!(figure(&stdout, "inside now, Hall A"), [10, 15, 5]);
     // On the injected clock, T1 said nothing for the 90 s of offline_after after its last passage (+64 s) before
     // the last message (+600 s): it went offline in the copy.
-    assert_eq!(figure("devices offline now"), [0, 1, 1]);
+    assert_eq!(figure(&stdout, "devices offline now"), [0, 1, 1]);
 
     // The live data is untouched.
     assert_eq!((sha256(&journal), sha256(&views)), before);
@@ -179,30 +186,9 @@ fn the_occupancy_reset_happens_on_the_injected_clock() {
             at(900)
         ),
     ];
-    let inject = site.dir.path().join("inject.jsonl");
-    std::fs::write(&inject, lines.join("\n")).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .current_dir(site.dir.path())
-        .args(["what-if", "--until", &until.to_string(), "--inject"])
-        .arg(&inject)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("inside now, Hall A"))
-        .unwrap_or_else(|| panic!("{stdout}"));
-    let counts: Vec<i64> = line["inside now, Hall A".len()..]
-        .split_whitespace()
-        .map(|n| n.parse().unwrap())
-        .collect();
+    let stdout = what_if(&site, until, &lines);
     // Real: the ten, nobody reset them. The copy: reset to 0 in between, then the second passage.
-    assert_eq!(counts, [10, 1, -9], "{stdout}");
+    assert_eq!(figure(&stdout, "inside now, Hall A"), [10, 1, -9], "{stdout}");
 }
 
 #[test]
@@ -235,30 +221,9 @@ fn a_maintenance_run_falls_due_on_the_injected_clock() {
         r#"{{"topic":"turnstile/T1/heartbeat","payload":{{"msg_id":"h-1"}},"at":"{}"}}"#,
         until + jiff::SignedDuration::from_mins(15)
     );
-    let inject = site.dir.path().join("inject.jsonl");
-    std::fs::write(&inject, line).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .current_dir(site.dir.path())
-        .args(["what-if", "--until", &until.to_string(), "--inject"])
-        .arg(&inject)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("work orders (all)"))
-        .unwrap_or_else(|| panic!("{stdout}"));
-    let counts: Vec<i64> = line["work orders (all)".len()..]
-        .split_whitespace()
-        .map(|n| n.parse().unwrap())
-        .collect();
+    let stdout = what_if(&site, until, &[line]);
     assert_eq!(
-        counts,
+        figure(&stdout, "work orders (all)"),
         [0, 1, 1],
         "the run due in between opened a preventive work order in the copy: {stdout}"
     );
