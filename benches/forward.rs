@@ -253,10 +253,10 @@ fn document_size(paths: &StoragePaths) -> anyhow::Result<usize> {
         id: "bench".into(),
         timezone: "Europe/Berlin".into(),
     };
-    let key = gatehouse::pseudonym::PseudonymKey::from_bytes([1; 32]);
+    let vault = gatehouse::privacy::SubjectVault::open(&paths.journal())?;
     let mut mentions = gatehouse::forward::cloudevent::Mentions::default();
     Ok(
-        gatehouse::forward::cloudevent::document(&site, stored, &devices, &mut mentions, &key)
+        gatehouse::forward::cloudevent::document(&site, stored, &devices, &mut mentions, &vault)
             .to_string()
             .len(),
     )
@@ -314,7 +314,7 @@ async fn forward(paths: &StoragePaths, nats: &NatsConnection, head: u64) -> anyh
             timezone: "Europe/Berlin".into(),
         },
         journal_path: paths.journal(),
-        key: gatehouse::pseudonym::PseudonymKey::from_bytes([1; 32]),
+        vault: gatehouse::privacy::SubjectVault::open(&paths.journal())?,
         committed,
         status: status.clone(),
     }

@@ -394,15 +394,28 @@ fn watched_mix(run: &'static str, g: usize) -> (String, String) {
 /// Puts subjects `W-0` … `W-{count - 1}` on the watch list, critical, as an admin would.
 async fn watch_subjects(app: &Application, count: usize) -> anyhow::Result<()> {
     for i in 0..count {
-        let entry =
-            gatehouse::domain::watch_list::WatchEntry::parse(&format!("W-{i}"), "bench", "critical", None, None)
-                .map_err(|e| anyhow!(e))?;
+        let state = app.state();
+        let identifier = gatehouse::domain::SubjectId::parse(&format!("W-{i}")).map_err(|e| anyhow!(e))?;
+        let entry = gatehouse::domain::watch_list::WatchEntry::parse(
+            state.vault.seal(&identifier)?,
+            "bench",
+            "critical",
+            None,
+            None,
+        )
+        .map_err(|e| anyhow!(e))?;
         let command = gatehouse::requests::OperatorCommand::Watch {
-            change: gatehouse::requests::WatchChange::Add { entry },
+            change: gatehouse::requests::WatchChange::add(entry),
         };
-        gatehouse::requests::carry_out(&app.state().registry, &command, gatehouse::journal::Actor::cli(), None)
-            .await
-            .map_err(|e| anyhow!(e))?;
+        gatehouse::requests::carry_out(
+            &state.registry,
+            &state.vault,
+            &command,
+            gatehouse::journal::Actor::cli(),
+            None,
+        )
+        .await
+        .map_err(|e| anyhow!(e))?;
     }
     Ok(())
 }

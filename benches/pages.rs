@@ -577,9 +577,11 @@ fn build_journal(paths: &StoragePaths, site: &Site, n: usize, tz: &TimeZone) -> 
         writer.write(site, dev, &DeviceEvent::CameOnline(CameOnline { at: ts(before + 1) }))?;
     }
 
-    let subjects: Vec<SubjectId> = (0..SUBJECTS)
-        .map(|i| SubjectId::parse(&format!("P-{:04}", 1000 + i)).expect("a valid subject"))
-        .collect();
+    // Each person sealed once, as ingest would the first time a camera names them.
+    let vault = gatehouse::privacy::SubjectVault::open(&paths.journal())?;
+    let subjects: Vec<gatehouse::domain::Subject> = (0..SUBJECTS)
+        .map(|i| vault.seal(&SubjectId::parse(&format!("P-{:04}", 1000 + i)).expect("a valid subject")))
+        .collect::<anyhow::Result<_>>()?;
     let turnstile_codes: Vec<FaultCode> = TURNSTILE_FAULTS
         .iter()
         .map(|(c, _)| FaultCode::parse(c).expect("a valid code"))

@@ -145,7 +145,9 @@ fn id(s: &str) -> DeviceId {
 /// Writes the journal; returns how many events it holds.
 fn seed(paths: &StoragePaths, config: &Config, passages: usize) -> anyhow::Result<usize> {
     paths.prepare()?;
-    let key = gatehouse::pseudonym::PseudonymKey::from_bytes([7; 32]);
+    let mut conn = gatehouse::db::open(&paths.journal(), Synchronous::Full)?;
+    gatehouse::db::migrate_journal(&mut conn)?;
+    let vault = gatehouse::privacy::SubjectVault::on(conn)?;
     let start = Timestamp::now() - SignedDuration::from_hours(2);
     // Every event in journal order, as the site would record them: each face just before its rotation, and the
     // identified passage the policy records right after.
@@ -192,7 +194,8 @@ fn seed(paths: &StoragePaths, config: &Config, passages: usize) -> anyhow::Resul
             seq: None,
         });
         if n % 10 < 3 {
-            let subject = SubjectId::parse(&format!("P-{}", n / 10 % PEOPLE)).map_err(|e| anyhow::anyhow!(e))?;
+            let identifier = SubjectId::parse(&format!("P-{}", n / 10 % PEOPLE)).map_err(|e| anyhow::anyhow!(e))?;
+            let subject = vault.seal(&identifier)?;
             let face = DeviceEvent::RecognitionRecorded(RecognitionRecorded {
                 subject: Some(subject.clone()),
                 confidence: Confidence::new(0.95).expect("a confidence"),
@@ -210,7 +213,7 @@ fn seed(paths: &StoragePaths, config: &Config, passages: usize) -> anyhow::Resul
                 confidence: Confidence::new(0.95).expect("a confidence"),
                 at,
             });
-            let person = StreamName::of(Presence::KIND, &key.pseudonym(&subject).to_string())?;
+            let person = StreamName::of(Presence::KIND, subject.pseudonym.as_str())?;
             ordered.push((person, codec::encode_event(&identified)));
         } else {
             ordered.push((turnstile, codec::encode_event(&rotation)));
@@ -257,14 +260,10 @@ fn seed(paths: &StoragePaths, config: &Config, passages: usize) -> anyhow::Resul
 /// occupancy policies decide each; returns the wall time.
 fn policy_pass(paths: &StoragePaths, config: &Config, decide: bool) -> anyhow::Result<Duration> {
     let reader = JournalReader::open(&paths.journal())?;
-    let key = gatehouse::pseudonym::PseudonymKey::from_bytes([7; 32]);
     let mut policies: Vec<Box<dyn Policy>> = vec![
         Box::new(gatehouse::policy::IdentificationPolicy::new(config)),
         Box::new(gatehouse::policy::OccupancyPolicy::new(config)),
     ];
-    for policy in &mut policies {
-        policy.pseudonyms(&key);
-    }
     let started = Instant::now();
     let (mut after, mut orders) = (0, 0usize);
     loop {

@@ -68,6 +68,7 @@ impl Core {
         paths.prepare()?;
         let lock = lock_data_dir(&paths)?;
         let (writer, writer_thread) = JournalWriter::open(&paths.journal(), config.storage.synchronous)?;
+        let vault = crate::privacy::open_and_reseal(&config, &paths).await?;
         let views_checkpointer = crate::checkpointer::spawn(&paths.views(), "views")?;
         let registry = start_devices(&config, writer.clone(), &paths.journal(), progress).await?;
         crate::maintenance::scheduler::reconcile(&config, &registry, &paths.journal()).await?;
@@ -90,7 +91,14 @@ impl Core {
             config.clock.clone(),
         )?);
         let alarm_topics = crate::notify::AlarmTopics::new(&config.mqtt)?;
-        let notifier = crate::notify::start(&config, paths.journal(), writer.committed(), alarm_topics).await?;
+        let notifier = crate::notify::start(
+            &config,
+            paths.journal(),
+            writer.committed(),
+            alarm_topics,
+            vault.clone(),
+        )
+        .await?;
         projectors.push(notifier.follower.clone());
         let bounds = crate::ingest::ClockBounds {
             max_ahead: config.devices.max_clock_skew,
@@ -102,6 +110,7 @@ impl Core {
             config.mqtt.topic_prefix.clone(),
             bounds,
             crate::ingest::DeadLetterQuota::new(config.mqtt.dead_letter_quota),
+            vault.clone(),
         );
         let commands_follower = projectors
             .iter()
@@ -119,11 +128,6 @@ impl Core {
         )
         .await?;
         let (views_reader, journal_reader) = (ReadPool::new(paths.views()), ReadPool::new(paths.journal()));
-        let (journal, synchronous) = (paths.journal(), config.storage.synchronous);
-        let pseudonyms = tokio::task::spawn_blocking(move || {
-            crate::pseudonym::PseudonymKey::load_or_create(&crate::db::open(&journal, synchronous)?)
-        })
-        .await??;
         let forward = config.forward.clone().map(|forward| {
             let status = Arc::new(crate::forward::ForwardStatus::default());
             crate::forward::Forwarder {
@@ -134,7 +138,7 @@ impl Core {
                     timezone: config.site.timezone_name.clone(),
                 },
                 journal_path: paths.journal(),
-                key: pseudonyms.clone(),
+                vault: vault.clone(),
                 committed: writer.committed(),
                 status: status.clone(),
             }
@@ -155,7 +159,7 @@ impl Core {
             http_metrics: Default::default(),
             views_reader,
             journal_reader,
-            pseudonyms,
+            vault,
             commands,
             notifier,
             forward,
@@ -285,7 +289,7 @@ impl Application {
         // Dead letters an admin asked to re-drive (from the command line, in another process) are picked up here.
         crate::dead_letters::spawn_redrive_loop(state.ingestor.clone(), state.paths.journal());
         // So are lock-outs and unlocks given on the command line.
-        crate::requests::spawn_request_loop(state.registry.clone(), state.paths.journal());
+        crate::requests::spawn_request_loop(state.registry.clone(), state.vault.clone(), state.paths.journal());
         // Maintenance schedules record their runs as they fall due (and one missed while down).
         if !state.config.clock.is_virtual() {
             crate::maintenance::scheduler::spawn(state.config.clone(), state.registry.clone(), state.paths.journal());

@@ -29,6 +29,7 @@ fn journal_migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/journal/0010_dead_letter_senders.sql")),
         M::up(include_str!("../migrations/journal/0011_forwarder.sql")),
         M::up(include_str!("../migrations/journal/0012_archival.sql")),
+        M::up(include_str!("../migrations/journal/0013_subject_vault.sql")),
     ])
 }
 

@@ -32,6 +32,7 @@ pub mod mqtt;
 pub mod notify;
 pub mod policy;
 pub mod presence;
+pub mod privacy;
 pub mod projection;
 pub mod pseudonym;
 pub mod requests;

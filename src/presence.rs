@@ -1,5 +1,5 @@
 //! Reading the presence read tables: who is inside now, per zone (`/muster`), and who passed when (attendance).
-//! Every subject id a page shows about presence comes from here, the one place forgetting a person has to blank.
+//! People are read as their pseudonyms; pages reveal them through the subject vault ("forgotten" once forgotten).
 
 use rusqlite::Connection;
 

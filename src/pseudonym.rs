@@ -1,7 +1,7 @@
 //! The site's pseudonym key: HMAC-SHA256 under a random 256-bit key kept in `journal.db` (`site_keys`), turning a
-//! [`SubjectId`] into its [`Pseudonym`]. The same subject always gets the same pseudonym on one site and an
-//! unrelated one elsewhere; without the key a pseudonym cannot be linked back to a person, so erasing someone
-//! later means destroying keys, not rewriting streams.
+//! [`SubjectId`] into the digest the subject vault finds a person's row by (and, for people seen before
+//! identifiers were sealed, into their pseudonym). The same subject always gets the same digest on one site and an
+//! unrelated one elsewhere.
 
 use crate::domain::{Pseudonym, SubjectId};
 use anyhow::Context;
@@ -50,13 +50,19 @@ impl PseudonymKey {
         Self(key)
     }
 
-    /// The subject's pseudonym under this key.
-    pub fn pseudonym(&self, subject: &SubjectId) -> Pseudonym {
+    /// HMAC-SHA256 of the identifier under this key: how the subject vault finds a person's row.
+    pub fn digest(&self, subject: &SubjectId) -> [u8; 32] {
         // HMAC takes keys of any length, so building it cannot fail; the fallback only satisfies the type.
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
             .unwrap_or_else(|_| <Hmac<Sha256> as Mac>::new(&Default::default()));
         mac.update(subject.as_str().as_bytes());
-        let digest = mac.finalize().into_bytes();
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The keyed-hash pseudonym: what people seen before identifiers were sealed are named by (their presence
+    /// streams, what was forwarded). People seen since get a random one from the subject vault.
+    pub fn pseudonym(&self, subject: &SubjectId) -> Pseudonym {
+        let digest = self.digest(subject);
         let mut first = [0u8; 16];
         first.copy_from_slice(&digest[..16]);
         Pseudonym::from_digest(&first)

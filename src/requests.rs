@@ -11,7 +11,8 @@ use crate::domain::alarm::AlarmNumber;
 use crate::domain::watch_list::WatchEntry;
 use crate::domain::work_order::{Note, Technician, WorkOrderNumber};
 use crate::domain::{
-    Alarm, AlarmCommand, DeviceCommand, Rejection, SubjectId, WatchList, WatchListCommand, WorkOrder, WorkOrderCommand,
+    Alarm, AlarmCommand, DeviceCommand, Pseudonym, Rejection, Subject, WatchList, WatchListCommand, WorkOrder,
+    WorkOrderCommand,
 };
 use crate::journal::{Actor, Position};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -54,6 +55,10 @@ pub enum OperatorCommand {
         count: u64,
         reason: String,
     },
+    /// A person forgotten (GDPR erasure), named by pseudonym: the request itself must not hold the identifier.
+    Forget {
+        person: Pseudonym,
+    },
     /// The fact at a journal position declared wrong, with why.
     Void {
         position: u64,
@@ -69,12 +74,33 @@ pub enum AlarmStep {
     Clear { note: Option<String> },
 }
 
-/// A change to the watch list.
+/// A change to the watch list. The person is named by pseudonym (a request is JSON, where a subject is its
+/// pseudonym alone); `sealed` keeps their sealed identifier beside it, for the event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum WatchChange {
-    Add { entry: WatchEntry },
-    Remove { subject: SubjectId },
+    Add {
+        entry: WatchEntry,
+        #[serde(default)]
+        sealed: Vec<u8>,
+    },
+    Remove {
+        subject: Subject,
+        #[serde(default)]
+        sealed: Vec<u8>,
+    },
+}
+
+impl WatchChange {
+    pub fn add(entry: WatchEntry) -> Self {
+        let sealed = entry.subject.sealed.clone();
+        WatchChange::Add { entry, sealed }
+    }
+
+    pub fn remove(subject: Subject) -> Self {
+        let sealed = subject.sealed.clone();
+        WatchChange::Remove { subject, sealed }
+    }
 }
 
 // The entry's note and severity are plain values; equality is all requests need.
@@ -250,6 +276,7 @@ impl OperatorCommand {
             OperatorCommand::Watch { .. } => "watch_list",
             OperatorCommand::Occupancy { zone, .. } => zone,
             OperatorCommand::Void { .. } => "journal",
+            OperatorCommand::Forget { .. } => "subject_vault",
         }
     }
 }
@@ -266,6 +293,7 @@ pub struct Done {
 /// a camera, a decommissioned turnstile) or a journal failure.
 pub async fn carry_out(
     registry: &Registry,
+    vault: &crate::privacy::SubjectVault,
     command: &OperatorCommand,
     actor: Actor,
     causation: Option<String>,
@@ -318,16 +346,25 @@ pub async fn carry_out(
         }
         OperatorCommand::Watch { change } => {
             let (command, done) = match change {
-                WatchChange::Add { entry } => (
+                WatchChange::Add { entry, sealed } => (
                     WatchListCommand::Add {
-                        entry: entry.clone(),
+                        entry: WatchEntry {
+                            subject: Subject {
+                                pseudonym: entry.subject.pseudonym.clone(),
+                                sealed: sealed.clone(),
+                            },
+                            ..entry.clone()
+                        },
                         at: now,
                     },
                     format!("{} is on the {} list ({})", entry.subject, entry.list, entry.severity),
                 ),
-                WatchChange::Remove { subject } => (
+                WatchChange::Remove { subject, sealed } => (
                     WatchListCommand::Remove {
-                        subject: subject.clone(),
+                        subject: Subject {
+                            pseudonym: subject.pseudonym.clone(),
+                            sealed: sealed.clone(),
+                        },
                         at: now,
                     },
                     format!("{subject} is off the watch list"),
@@ -355,6 +392,9 @@ pub async fn carry_out(
             )
         }
         OperatorCommand::Void { position, reason } => carry_out_void(registry, *position, reason, meta, now).await,
+        OperatorCommand::Forget { person } => {
+            crate::privacy::forget::carry_out(registry, vault, person, meta, now).await
+        }
     }
 }
 
@@ -550,7 +590,11 @@ pub fn finished(conn: &Connection, id: i64) -> anyhow::Result<Option<Finished>> 
 }
 
 /// Carries out every pending request, oldest first. Call only from the core that owns the journal.
-pub async fn process_pending(registry: &Registry, journal: &Path) -> anyhow::Result<usize> {
+pub async fn process_pending(
+    registry: &Registry,
+    vault: &crate::privacy::SubjectVault,
+    journal: &Path,
+) -> anyhow::Result<usize> {
     // One run at a time per process (the loop, and a command line's own core, never both).
     static ONE_RUN_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _running = ONE_RUN_AT_A_TIME.lock().await;
@@ -569,6 +613,7 @@ pub async fn process_pending(registry: &Registry, journal: &Path) -> anyhow::Res
             Ok(command) => {
                 carry_out(
                     registry,
+                    vault,
                     &command,
                     Actor::from_stored(actor.clone()),
                     Some(format!("request:{id}")),
@@ -600,10 +645,10 @@ pub async fn process_pending(registry: &Registry, journal: &Path) -> anyhow::Res
 
 /// Starts the running server's request loop on the current actix system: every [`POLL`] it carries out what
 /// the command line asked, until the system stops.
-pub fn spawn_request_loop(registry: Registry, journal: PathBuf) {
+pub fn spawn_request_loop(registry: Registry, vault: crate::privacy::SubjectVault, journal: PathBuf) {
     crate::inbox::spawn_polling("carry out operator requests", POLL, move || {
-        let (registry, journal) = (registry.clone(), journal.clone());
-        async move { process_pending(&registry, &journal).await.map(|_| ()) }
+        let (registry, vault, journal) = (registry.clone(), vault.clone(), journal.clone());
+        async move { process_pending(&registry, &vault, &journal).await.map(|_| ()) }
     });
 }
 

@@ -100,8 +100,9 @@ pub fn copy_journal(live: &StoragePaths, scratch: &StoragePaths, until: Timestam
         "INSERT INTO processed_messages SELECT * FROM live.processed_messages WHERE position <= ?1",
         [head],
     )?;
-    // Who may sign in to the served copy, its keys (the same pseudonyms) and its gateways.
-    for table in ["site_keys", "users", "api_tokens", "gateways"] {
+    // Who may sign in to the served copy, its keys and people (the same pseudonyms, identifiers shown alike) and
+    // its gateways.
+    for table in ["site_keys", "subject_vault", "users", "api_tokens", "gateways"] {
         let exists: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM live.sqlite_master WHERE type = 'table' AND name = ?1)",
             [table],

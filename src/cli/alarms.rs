@@ -22,24 +22,40 @@ pub fn watch_add(
     until: Option<&str>,
     by: &Actor,
 ) -> Result<(), Failure> {
-    let entry = WatchEntry::parse(subject, list, severity, note, until)
+    let identifier = SubjectId::parse(subject.trim()).map_err(|e| Failure::Usage(anyhow!("watch add: {e}")))?;
+    let vault = open_vault(&config)?;
+    let sealed = vault.seal(&identifier).map_err(Failure::Runtime)?;
+    let entry = WatchEntry::parse(sealed, list, severity, note, until)
         .map_err(|e| Failure::Usage(anyhow!("watch add {subject}: {e}")))?;
     super::operator::run(
         config,
         &OperatorCommand::Watch {
-            change: WatchChange::Add { entry },
+            change: WatchChange::add(entry),
         },
         by,
     )
 }
 
+/// The site's subject vault, for sealing what a person types and revealing what is printed.
+pub(super) fn open_vault(config: &Config) -> Result<crate::privacy::SubjectVault, Failure> {
+    let paths = StoragePaths::new(&config.storage.dir);
+    paths.prepare().map_err(Failure::Runtime)?;
+    let mut conn = crate::db::open(&paths.journal(), config.storage.synchronous).map_err(Failure::Runtime)?;
+    crate::db::migrate_journal(&mut conn).map_err(Failure::Runtime)?;
+    crate::privacy::SubjectVault::on(conn).map_err(Failure::Runtime)
+}
+
 /// `watch remove`: takes a subject off the list.
 pub fn watch_remove(config: Config, subject: &str, by: &Actor) -> Result<(), Failure> {
-    let subject = SubjectId::parse(subject).map_err(|e| Failure::Usage(anyhow!("watch remove: {e}")))?;
+    let identifier = SubjectId::parse(subject.trim()).map_err(|e| Failure::Usage(anyhow!("watch remove: {e}")))?;
+    let vault = open_vault(&config)?;
+    let Some(pseudonym) = vault.find(&identifier).map_err(Failure::Runtime)? else {
+        return Err(Failure::Runtime(anyhow!("{subject} is not on the watch list")));
+    };
     super::operator::run(
         config,
         &OperatorCommand::Watch {
-            change: WatchChange::Remove { subject },
+            change: WatchChange::remove(crate::domain::Subject::unsealed(pseudonym)),
         },
         by,
     )
@@ -60,11 +76,12 @@ pub fn watch_list(config: &Config) -> Result<(), Failure> {
             "gatehouse: the watch list is empty (add with `gatehouse watch add SUBJECT --list banned --severity major`)"
         );
     }
+    let vault = open_vault(config)?;
     let mut out = std::io::stdout().lock();
     for entry in state.entries.values() {
         let line = format!(
             "{}\t{}\t{}\t{}\t{}\n",
-            entry.subject,
+            vault.reveal(&entry.subject.pseudonym),
             entry.list,
             entry.severity,
             entry.until.map_or_else(|| "-".to_owned(), |d| d.to_string()),
@@ -92,6 +109,7 @@ pub fn list(config: &Config, active_only: bool) -> Result<(), Failure> {
         );
     }
     let tz = &config.site.timezone;
+    let vault = open_vault(config)?;
     let mut out = std::io::stdout().lock();
     for (number, alarm) in alarms {
         let line = format!(
@@ -99,7 +117,7 @@ pub fn list(config: &Config, active_only: bool) -> Result<(), Failure> {
             alarm.severity,
             alarm.state_name(),
             alarm.alarm_type,
-            alarm.source,
+            vault.reveal_text(&alarm.source.to_string()),
             crate::web::local_time(tz, alarm.last_seen.as_microsecond()),
             alarm.count,
         );

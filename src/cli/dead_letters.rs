@@ -34,7 +34,14 @@ pub fn run(
         letters::discard(&journal, id)?;
         writeln!(out, "dead letter {id} discarded").context("cannot write to stdout")?;
     } else {
-        let list = letters::list(&journal, all)?;
+        let vault = super::alarms::open_vault(&config)?;
+        let mut list = letters::list(&journal, all)?;
+        // Subject fields are stored sealed; people read them as identifiers (or "forgotten").
+        for letter in &mut list {
+            letter.payload = vault
+                .reveal_text(&String::from_utf8_lossy(&letter.payload))
+                .into_bytes();
+        }
         print_table(&list, &config.site.timezone, &mut out).context("cannot write to stdout")?;
     }
     Ok(())

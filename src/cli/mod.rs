@@ -7,6 +7,7 @@ mod accounts;
 mod alarms;
 mod archive;
 pub mod dead_letters;
+mod forget;
 mod gateways;
 mod operator;
 mod own_core;
@@ -149,6 +150,10 @@ pub enum Command {
     },
     /// Put a locked-out turnstile back in service.
     Unlock { device: String },
+    /// Forget a person (GDPR erasure; admin): their identifier becomes unreadable everywhere (journal, read
+    /// tables, pages, CSV, `gatehouse events`, notifications, archives and backups made afterwards). Events keep
+    /// their shape; the person reads as "forgotten". Copies already forwarded to a NATS stream are the receiver's.
+    Forget { subject: String },
     /// Void a wrongly recorded passage or recognition (a technician's test rotations, the wrong person): a
     /// correcting event that references it; reports, occupancy and attendance leave it out. The journal
     /// position is in `gatehouse events` and on the device's page.
@@ -441,6 +446,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let by = actor(&config, as_user.as_deref())?;
             operator::run(config, &command, &by)
         }
+        Command::Forget { subject } => forget::forget(config, &subject, as_user.as_deref()),
         Command::Void { position, reason } => {
             let command = crate::requests::OperatorCommand::void(position, &reason)
                 .map_err(|e| Failure::Usage(anyhow!("void {position}: {e}")))?;
@@ -767,6 +773,7 @@ fn events(config: &Config, stream: Option<String>, after: u64, follow: bool) -> 
     let paths = StoragePaths::new(&config.storage.dir);
     crate::db::upgrade_journal(&paths.journal())?;
     let journal = JournalReader::open(&paths.journal())?;
+    let vault = alarms::open_vault(config)?;
     let stream = stream
         .map(|s| StreamName::parse(&s).map_err(|e| Failure::Usage(anyhow!("--stream: {e}"))))
         .transpose()?;
@@ -782,7 +789,10 @@ fn events(config: &Config, stream: Option<String>, after: u64, follow: bool) -> 
                     if stream.as_ref().is_some_and(|s| *s != event.stream_id) {
                         continue;
                     }
-                    event.to_json()
+                    // People read as their identifiers (or "forgotten"); the stream keeps its pseudonym name.
+                    let mut line = event.to_json();
+                    vault.reveal_json(&mut line["data"]);
+                    line
                 }
                 // An event this program cannot read is shown with why, never skipped silently.
                 Err(unreadable) => {

@@ -14,13 +14,16 @@ pub fn run(
     command: &crate::requests::OperatorCommand,
     by: &crate::journal::Actor,
 ) -> Result<(), Failure> {
+    let vault = super::alarms::open_vault(&config)?;
     let finished = submit(config, command, by)?;
+    // The stored outcome names people by pseudonym; the person at the terminal reads the identifier.
+    let outcome = vault.reveal_text(&finished.outcome);
     if finished.refused {
-        return Err(Failure::Runtime(anyhow!(finished.outcome)));
+        return Err(Failure::Runtime(anyhow!(outcome)));
     }
     match finished.position {
-        Some(position) => println!("{} (by {by}; journal position {position})", finished.outcome),
-        None => println!("{}", finished.outcome),
+        Some(position) => println!("{outcome} (by {by}; journal position {position})"),
+        None => println!("{outcome}"),
     }
     Ok(())
 }
@@ -38,7 +41,7 @@ pub fn submit(config: Config, command: &OperatorCommand, by: &Actor) -> anyhow::
     }
     let journal_path = journal.clone();
     let carried_out = super::own_core::run(config, async move |core| {
-        requests::process_pending(&core.state().registry, &journal_path).await
+        requests::process_pending(&core.state().registry, &core.state().vault, &journal_path).await
     });
     match carried_out {
         Ok(_) => requests::finished(&requests::open(&journal)?, id)?

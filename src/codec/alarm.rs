@@ -1,5 +1,6 @@
-//! How alarm, watch list, presence and occupancy events become bytes and back: each body under its type name, all at
-//! schema 1.
+//! How alarm, watch list, presence and occupancy events become bytes and back: each body under its type name.
+//! Alarms, the watch list and presence are at schema 2, where subjects are sealed (schema 1 bodies are rewritten
+//! once by `super::reseal`); occupancy is at schema 1.
 
 use super::bodies::bodies_codec;
 use crate::domain::alarm::AlarmEvent;
@@ -7,7 +8,7 @@ use crate::domain::occupancy::OccupancyEvent;
 use crate::domain::presence::PresenceEvent;
 use crate::domain::watch_list::WatchListEvent;
 
-bodies_codec!(AlarmEvent, 1, {
+bodies_codec!(AlarmEvent, 2, {
     Raised => "AlarmRaised",
     Repeated => "AlarmRepeated",
     Reactivated => "AlarmReactivated",
@@ -15,7 +16,7 @@ bodies_codec!(AlarmEvent, 1, {
     Cleared => "AlarmCleared",
 });
 
-bodies_codec!(WatchListEvent, 1, {
+bodies_codec!(WatchListEvent, 2, {
     Added => "WatchEntryAdded",
     Removed => "WatchEntryRemoved",
 });
@@ -25,10 +26,11 @@ bodies_codec!(OccupancyEvent, 1, {
     Corrected => "OccupancyCorrected",
 });
 
-bodies_codec!(PresenceEvent, 1, {
+bodies_codec!(PresenceEvent, 2, {
     PassageIdentified => "PassageIdentified",
     AntiPassbackViolated => "AntiPassbackViolated",
     TimedOut => "PresenceTimedOut",
+    Forgotten => "SubjectForgotten",
 });
 
 #[cfg(test)]
@@ -36,7 +38,7 @@ mod tests {
     use crate::codec::{decode_event, encode_event};
     use crate::domain::alarm::*;
     use crate::domain::watch_list::*;
-    use crate::domain::{DeviceId, DomainEvent, SubjectId};
+    use crate::domain::{DeviceId, DomainEvent, Subject};
 
     #[test]
     fn every_alarm_and_watch_list_event_survives_a_round_trip_under_its_own_name() {
@@ -77,7 +79,7 @@ mod tests {
             assert_eq!(back, event);
         }
         let entry = WatchEntry {
-            subject: SubjectId::parse("P-1042").unwrap(),
+            subject: Subject::parse("P-1042").unwrap(),
             list: "banned".into(),
             severity: Severity::Major,
             note: None,
@@ -86,7 +88,7 @@ mod tests {
         let watch = [
             WatchListEvent::Added(WatchEntryAdded { entry, at }),
             WatchListEvent::Removed(WatchEntryRemoved {
-                subject: SubjectId::parse("P-1042").unwrap(),
+                subject: Subject::parse("P-1042").unwrap(),
                 at,
             }),
         ];

@@ -11,6 +11,12 @@ macro_rules! bodies_codec {
             }
 
             fn decode_body(event_type: &str, schema: u32, payload: &[u8]) -> Result<Self, $crate::codec::DecodeError> {
+                if schema < $schema && $crate::codec::reseal::sealed_since(event_type).is_some() {
+                    return Err($crate::codec::DecodeError::WrittenInClear {
+                        event_type: event_type.to_owned(),
+                        schema,
+                    });
+                }
                 if schema != $schema {
                     return Err($crate::codec::DecodeError::UnknownSchema {
                         event_type: event_type.to_owned(),

@@ -1,5 +1,7 @@
 //! How device events become bytes and back: each body under its type name, with the schema version it was
 //! written in. Schema 2 added `seq` to the four device-message events; their schema 1 bodies upcast to "no seq".
+//! Recognitions (schema 3) and voided facts (schema 2) carry sealed subjects; older ones are rewritten once
+//! (`super::reseal`).
 
 use super::{DecodeError, EventCodec, decode, encode};
 use crate::domain::*;
@@ -9,7 +11,10 @@ use serde::Deserialize;
 /// The schema each device event type is written with now.
 fn current_schema(event_type: &str) -> u32 {
     match event_type {
-        "PassageRecorded" | "FaultReported" | "FaultCleared" | "RecognitionRecorded" => 2,
+        "PassageRecorded" | "FaultReported" | "FaultCleared" => 2,
+        // 3: the subject sealed (super::reseal).
+        "RecognitionRecorded" => 3,
+        "FactVoided" => 2,
         _ => 1,
     }
 }
@@ -39,14 +44,6 @@ mod v1 {
     #[derive(Deserialize)]
     pub struct FaultCleared {
         pub code: FaultCode,
-        #[serde(with = "timestamp")]
-        pub at: Timestamp,
-    }
-
-    #[derive(Deserialize)]
-    pub struct RecognitionRecorded {
-        pub subject: Option<SubjectId>,
-        pub confidence: Confidence,
         #[serde(with = "timestamp")]
         pub at: Timestamp,
     }
@@ -82,15 +79,6 @@ fn upcast_v1(event_type: &str, payload: &[u8]) -> Result<Option<DeviceEvent>, De
                 seq: None,
             })
         }
-        "RecognitionRecorded" => {
-            let old: v1::RecognitionRecorded = decode(payload, event_type)?;
-            DeviceEvent::RecognitionRecorded(RecognitionRecorded {
-                subject: old.subject,
-                confidence: old.confidence,
-                at: old.at,
-                seq: None,
-            })
-        }
         _ => return Ok(None),
     }))
 }
@@ -120,6 +108,12 @@ impl EventCodec for DeviceEvent {
         let current = current_schema(event_type);
         if schema > current {
             return Err(DecodeError::UnknownSchema {
+                event_type: event_type.to_owned(),
+                schema,
+            });
+        }
+        if super::reseal::sealed_since(event_type).is_some_and(|sealed| schema < sealed) {
+            return Err(DecodeError::WrittenInClear {
                 event_type: event_type.to_owned(),
                 schema,
             });

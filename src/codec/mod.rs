@@ -8,11 +8,13 @@
 mod alarm;
 mod bodies;
 mod device;
+pub mod reseal;
 mod schedule;
 mod work_order;
 
 use crate::domain::*;
 use jiff::Timestamp;
+pub use reseal::Resealer;
 use serde::{Serialize, de::DeserializeOwned};
 
 /// bincode 2.0.1 (pinned), standard configuration: varint integers, little endian.
@@ -27,6 +29,11 @@ pub enum DecodeError {
     UnknownType(String),
     #[error("unknown aggregate kind {0:?}")]
     UnknownKind(String),
+    #[error(
+        "{event_type} schema {schema} was written with the person's identifier in clear; the re-encryption at start \
+         (privacy::reseal) rewrites it"
+    )]
+    WrittenInClear { event_type: String, schema: u32 },
     #[error("{event_type} schema {schema} is newer than this program understands")]
     UnknownSchema { event_type: String, schema: u32 },
     #[error("undecodable {what}: {source}")]
@@ -324,7 +331,7 @@ mod tests {
             DeviceEvent::WentOffline(WentOffline { at: at() }),
             DeviceEvent::CameOnline(CameOnline { at: at() }),
             DeviceEvent::RecognitionRecorded(RecognitionRecorded {
-                subject: SubjectId::parse("P-1").ok(),
+                subject: Subject::parse("P-1").ok(),
                 confidence: Confidence::new(0.5).unwrap(),
                 at: at(),
                 seq: None,
@@ -332,7 +339,7 @@ mod tests {
             DeviceEvent::FactVoided(FactVoided {
                 position: 7,
                 fact: VoidedFact::Recognition {
-                    subject: SubjectId::parse("P-1").ok(),
+                    subject: Subject::parse("P-1").ok(),
                     confidence: Confidence::new(0.5).unwrap(),
                     at: at(),
                 },

@@ -1,7 +1,7 @@
 //! Commands: what someone asks a device aggregate to do (imperative), and why it may say no.
 
 use super::ids::{DeviceDetails, DeviceId, DeviceKind};
-use super::values::{Direction, FaultCode, SubjectId};
+use super::values::{Direction, FaultCode, Subject};
 use jiff::Timestamp;
 
 /// Everything a device aggregate can be asked. Device messages arrive from MQTT, lifecycle commands from the
@@ -58,7 +58,7 @@ pub enum DeviceCommand {
         at: Timestamp,
     },
     RecordRecognition {
-        subject: Option<SubjectId>,
+        subject: Option<Subject>,
         /// Raw as received: the range rule lives in `decide`.
         confidence: f64,
         at: Timestamp,

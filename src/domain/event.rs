@@ -4,7 +4,7 @@
 use super::aggregate::DomainEvent;
 use super::ids::{DeviceDetails, DeviceId, DeviceKind};
 use super::time::timestamp;
-use super::values::{Confidence, Direction, FaultCode, SubjectId};
+use super::values::{Confidence, Direction, FaultCode, Subject};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -132,7 +132,7 @@ pub struct CameOnline {
 /// A camera saw a face; `subject` is `None` when nobody was recognized.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecognitionRecorded {
-    pub subject: Option<SubjectId>,
+    pub subject: Option<Subject>,
     pub confidence: Confidence,
     #[serde(with = "timestamp")]
     pub at: Timestamp,
@@ -161,7 +161,7 @@ pub enum VoidedFact {
         at: Timestamp,
     },
     Recognition {
-        subject: Option<SubjectId>,
+        subject: Option<Subject>,
         confidence: Confidence,
         #[serde(with = "timestamp")]
         at: Timestamp,

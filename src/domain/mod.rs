@@ -40,7 +40,7 @@ pub use occupancy::{Occupancy, OccupancyCommand, OccupancyEvent};
 pub use presence::{Presence, PresenceCommand, PresenceEvent, PresenceState};
 pub use schedule::{MaintenanceSchedule, ScheduleCommand, ScheduleEvent, ScheduleState};
 pub use turnstile::{LockOut, Turnstile, TurnstileState};
-pub use values::{Confidence, Direction, FaultCode, Pseudonym, SubjectId};
+pub use values::{Confidence, Direction, FaultCode, Pseudonym, Subject, SubjectId};
 pub use watch_list::{WatchList, WatchListCommand, WatchListEvent, WatchListRejection, WatchListState};
 pub use work_order::{WorkOrder, WorkOrderCommand, WorkOrderEvent, WorkOrderRejection, WorkOrderState};
 

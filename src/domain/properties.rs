@@ -59,7 +59,7 @@ fn device_command() -> impl Strategy<Value = DeviceCommand> {
         at.clone().prop_map(|at| DeviceCommand::RecordHeartbeat { at }),
         (proptest::option::of("[A-Z]-[0-9]{1,3}"), any::<f64>(), at, seq).prop_map(|(subject, confidence, at, seq)| {
             DeviceCommand::RecordRecognition {
-                subject: subject.and_then(|s| SubjectId::parse(&s).ok()),
+                subject: subject.and_then(|s| Subject::parse(&s).ok()),
                 confidence,
                 at,
                 seq,

@@ -360,7 +360,7 @@ fn locking_out_and_unlocking_only_record_changes() {
 #[test]
 fn a_recognition_is_recorded_with_its_subject_or_as_unknown() {
     let history = [commissioned(DeviceKind::Camera), online("08:30:00")];
-    let subject = SubjectId::parse("P-1042").ok();
+    let subject = Subject::parse("P-1042").ok();
     for subject in [subject, None] {
         let then = given::<Camera>(
             &history,

@@ -97,7 +97,9 @@ impl fmt::Display for SubjectId {
 
 /// A person's keyed pseudonym: what names a subject wherever it must outlive an event's own fields (a stream
 /// name, anything forwarded off the site), so forgetting a person means destroying a key, not rewriting streams.
-/// `ps-` and 32 lowercase hex digits (the first 128 bits of HMAC-SHA256 of the subject under the site's key).
+/// `ps-` and 32 lowercase hex digits: random for people first seen since identifiers are sealed, the first 128
+/// bits of HMAC-SHA256 of the identifier under the site's key for people seen before (so their streams keep their
+/// names).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Pseudonym(String);
@@ -133,6 +135,127 @@ impl Pseudonym {
 impl fmt::Display for Pseudonym {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// A person as events carry them: the pseudonym names them (stream names, read-table keys, forwarded data) and
+/// `sealed` holds their identifier encrypted under a key of their own, kept in the site's subject vault. Forgetting
+/// the person destroys that key: every event keeps its shape, and the identifier can no longer be read anywhere.
+///
+/// Two `Subject`s are the same person when their pseudonyms are equal (each sealing uses a fresh nonce). In JSON
+/// (pages, `gatehouse events`, forwarded data, archives) a subject is its pseudonym alone; the stored (binary) form
+/// keeps the sealed bytes too.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    pub pseudonym: Pseudonym,
+    pub sealed: Vec<u8>,
+}
+
+impl Subject {
+    /// A subject known only by pseudonym (read back from JSON, or an identifier that can no longer be read).
+    pub fn unsealed(pseudonym: Pseudonym) -> Self {
+        Self {
+            pseudonym,
+            sealed: Vec::new(),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.pseudonym.as_str()
+    }
+}
+
+impl PartialEq for Subject {
+    fn eq(&self, other: &Self) -> bool {
+        self.pseudonym == other.pseudonym
+    }
+}
+
+impl Eq for Subject {}
+
+impl PartialOrd for Subject {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Subject {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.pseudonym.cmp(&other.pseudonym)
+    }
+}
+
+#[cfg(test)]
+impl Subject {
+    /// A stand-in for tests of the pure domain: a pseudonym spelled from the name's bytes (`P-1` is
+    /// `ps-502d31…`), nothing sealed.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        let mut digest = [0u8; 16];
+        for (slot, byte) in digest.iter_mut().zip(name.bytes()) {
+            *slot = byte;
+        }
+        Ok(Self::unsealed(Pseudonym::from_digest(&digest)))
+    }
+
+    /// The name a test [`Subject::parse`]d this subject from.
+    pub fn test_name(&self) -> String {
+        let hex = self.pseudonym.as_str().trim_start_matches(Pseudonym::PREFIX);
+        (0..hex.len())
+            .step_by(2)
+            .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+            .take_while(|b| *b != 0)
+            .map(char::from)
+            .collect()
+    }
+}
+
+impl std::hash::Hash for Subject {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.pseudonym.hash(state);
+    }
+}
+
+impl fmt::Display for Subject {
+    /// The pseudonym: a subject's identifier is only ever shown after the vault opens it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.pseudonym.as_str())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSubject {
+    pseudonym: Pseudonym,
+    sealed: Vec<u8>,
+}
+
+impl Serialize for Subject {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            self.pseudonym.serialize(serializer)
+        } else {
+            StoredSubject {
+                pseudonym: self.pseudonym.clone(),
+                sealed: self.sealed.clone(),
+            }
+            .serialize(serializer)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Subject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            let text = String::deserialize(deserializer)?;
+            Pseudonym::parse(&text)
+                .map(Subject::unsealed)
+                .map_err(serde::de::Error::custom)
+        } else {
+            let stored = StoredSubject::deserialize(deserializer)?;
+            Ok(Subject {
+                pseudonym: stored.pseudonym,
+                sealed: stored.sealed,
+            })
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! severity, a note and an optional last day. One list per site, in the stream `watch_list:site`; every change is
 //! an event with who made it.
 
-use super::SubjectId;
+use super::Subject;
 use super::aggregate::{Aggregate, DomainEvent};
 use super::alarm::Severity;
 use super::time::timestamp;
@@ -22,7 +22,7 @@ impl WatchList {
 /// One listed subject.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WatchEntry {
-    pub subject: SubjectId,
+    pub subject: Subject,
     /// Which list (`banned`, `missing-person`, `vip`): 1 to 64 lowercase letters, digits and `-`.
     pub list: String,
     pub severity: Severity,
@@ -48,16 +48,17 @@ impl WatchEntry {
         }
     }
 
-    /// An entry from what people typed (the command line, the admin page): a blank note or last day is none.
+    /// An entry from what people typed (the command line, the admin page) for a subject already sealed: a blank
+    /// note or last day is none.
     pub fn parse(
-        subject: &str,
+        subject: Subject,
         list: &str,
         severity: &str,
         note: Option<&str>,
         until: Option<&str>,
     ) -> Result<Self, String> {
         Ok(WatchEntry {
-            subject: SubjectId::parse(subject.trim())?,
+            subject,
             list: WatchEntry::parse_list(list.trim())?,
             severity: Severity::parse(severity.trim())?,
             note: note.map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned),
@@ -81,7 +82,7 @@ impl WatchEntry {
 #[derive(Debug, Clone, PartialEq)]
 pub enum WatchListCommand {
     Add { entry: WatchEntry, at: Timestamp },
-    Remove { subject: SubjectId, at: Timestamp },
+    Remove { subject: Subject, at: Timestamp },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -101,7 +102,7 @@ pub struct WatchEntryAdded {
 /// A subject was taken off the list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WatchEntryRemoved {
-    pub subject: SubjectId,
+    pub subject: Subject,
     #[serde(with = "timestamp")]
     pub at: Timestamp,
 }
@@ -131,12 +132,12 @@ pub enum WatchListRejection {
 /// The entries, by subject.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WatchListState {
-    pub entries: BTreeMap<SubjectId, WatchEntry>,
+    pub entries: BTreeMap<Subject, WatchEntry>,
 }
 
 impl Aggregate for WatchList {
     const KIND: &'static str = "watch_list";
-    const STATE_SCHEMA: u32 = 1;
+    const STATE_SCHEMA: u32 = 2; // 2: subjects sealed (pseudonym + encrypted identifier)
     type Command = WatchListCommand;
     type Event = WatchListEvent;
     type State = WatchListState;
@@ -179,7 +180,7 @@ mod tests {
 
     fn entry(subject: &str, severity: Severity) -> WatchEntry {
         WatchEntry {
-            subject: SubjectId::parse(subject).unwrap(),
+            subject: Subject::parse(subject).unwrap(),
             list: WatchEntry::parse_list("banned").unwrap(),
             severity,
             note: Some("shoplifting".into()),
@@ -214,14 +215,14 @@ mod tests {
         })];
         let state = WatchList::fold(WatchListState::default(), &added);
         let remove = |s| WatchListCommand::Remove {
-            subject: SubjectId::parse(s).unwrap(),
+            subject: Subject::parse(s).unwrap(),
             at: at(),
         };
         let removed = WatchList::decide(&state, &remove("P-1")).unwrap();
         assert!(WatchList::fold(state.clone(), &removed).entries.is_empty());
         assert_eq!(
             WatchList::decide(&state, &remove("P-2")).unwrap_err().to_string(),
-            "P-2 is not on the watch list"
+            format!("{} is not on the watch list", Subject::parse("P-2").unwrap())
         );
     }
 

@@ -3,9 +3,9 @@
 //! Pure: no I/O, so the contract is tested without a cluster.
 
 use crate::codec::AnyEvent;
-use crate::domain::{DeviceEvent, DeviceKind, SubjectId};
+use crate::domain::{DeviceEvent, DeviceKind, Pseudonym};
 use crate::journal::{Position, StoredEvent, UnreadableEvent};
-use crate::pseudonym::PseudonymKey;
+use crate::privacy::{Revealed, SubjectVault};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 
@@ -77,11 +77,10 @@ impl Mentions {
     }
 
     /// What an alarm's carried-forward state names (archival removed the `AlarmRaised` that taught it).
-    pub fn learn_subject(&mut self, stream: &str, subject: &crate::domain::SubjectId, key: &PseudonymKey) {
-        self.remember(
-            stream,
-            &[(subject.as_str().to_owned(), key.pseudonym(subject).to_string())],
-        );
+    pub fn learn_subject(&mut self, stream: &str, subject: &crate::domain::Subject, vault: &SubjectVault) {
+        if let Revealed::Known(plain) = vault.reveal(&subject.pseudonym) {
+            self.remember(stream, &[(plain.as_str().to_owned(), subject.pseudonym.to_string())]);
+        }
     }
 
     fn remember(&mut self, stream: &str, seen: &[(String, String)]) {
@@ -117,7 +116,7 @@ pub fn document(
     stored: &StoredEvent,
     devices: &Devices,
     mentions: &mut Mentions,
-    key: &PseudonymKey,
+    vault: &SubjectVault,
 ) -> Value {
     let (aggregate, mut data) = match &stored.event {
         AnyEvent::Device(_) => {
@@ -134,7 +133,7 @@ pub fn document(
         _ => (stored.stream_id.kind().to_owned(), body(&stored.event)),
     };
     let stream = stored.stream_id.as_str();
-    let seen = pseudonymize(&mut data, key, mentions.of(stream));
+    let seen = pseudonymize(&mut data, vault, mentions.of(stream));
     if stored.stream_id.kind() == <crate::domain::Alarm as crate::domain::Aggregate>::KIND && !seen.is_empty() {
         mentions.remember(stream, &seen);
     }
@@ -229,16 +228,16 @@ fn body(event: &AnyEvent) -> Map<String, Value> {
     }
 }
 
-/// Replaces every person identifier (a value under a `subject` / `Subject` key) by the site's keyed pseudonym,
-/// and every mention of one in text (an alarm's detail), so nobody downstream can link a forgotten person.
-/// Returns the (plain, pseudonym) pairs it found under subject keys.
+/// Subjects reach this point as pseudonyms already (events carry nothing else); what may still name a person is
+/// text a manager typed beside them (an acknowledgement's note): every mention there of a person the data names is
+/// replaced by their pseudonym too. Returns the (identifier, pseudonym) pairs of the people under subject keys.
 fn pseudonymize(
     data: &mut Map<String, Value>,
-    key: &PseudonymKey,
+    vault: &SubjectVault,
     known: &[(String, String)],
 ) -> Vec<(String, String)> {
     let mut seen: Vec<(String, String)> = Vec::new();
-    replace_subjects(data, key, &mut seen);
+    find_subjects(data, vault, &mut seen);
     let mut all = seen.clone();
     all.extend(known.iter().cloned());
     if !all.is_empty() {
@@ -249,27 +248,23 @@ fn pseudonymize(
     seen
 }
 
-fn replace_subjects(map: &mut Map<String, Value>, key: &PseudonymKey, seen: &mut Vec<(String, String)>) {
+fn find_subjects(map: &mut Map<String, Value>, vault: &SubjectVault, seen: &mut Vec<(String, String)>) {
     for (name, value) in map.iter_mut() {
         match value {
-            Value::String(text) if name == "subject" || name == "Subject" => {
-                // Already a pseudonym (a presence stream's own); a plain id that merely starts with "ps-" is not.
-                if crate::domain::Pseudonym::parse(text).is_ok() {
-                    continue;
+            Value::String(text) if name == "subject" || name == "Subject" => match Pseudonym::parse(text) {
+                Ok(pseudonym) => {
+                    if let Revealed::Known(plain) = vault.reveal(&pseudonym) {
+                        seen.push((plain.as_str().to_owned(), text.clone()));
+                    }
                 }
-                let pseudonym = match SubjectId::parse(text) {
-                    Ok(subject) => key.pseudonym(&subject).to_string(),
-                    // Not a well-formed identifier: still never forwarded as written.
-                    Err(_) => "ps-unreadable".to_owned(),
-                };
-                seen.push((text.clone(), pseudonym.clone()));
-                *text = pseudonym;
-            }
-            Value::Object(inner) => replace_subjects(inner, key, seen),
+                // Never a stored subject's shape; whatever it is, it is not forwarded as written.
+                Err(_) => *text = "ps-unreadable".to_owned(),
+            },
+            Value::Object(inner) => find_subjects(inner, vault, seen),
             Value::Array(items) => {
                 for item in items {
                     if let Value::Object(inner) = item {
-                        replace_subjects(inner, key, seen);
+                        find_subjects(inner, vault, seen);
                     }
                 }
             }
@@ -353,13 +348,8 @@ mod tests {
                 seq: None,
             }),
         );
-        let doc = document(
-            &site(),
-            &passage,
-            &devices,
-            &mut Mentions::default(),
-            &PseudonymKey::from_bytes([7; 32]),
-        );
+        let (_dir, vault) = vault();
+        let doc = document(&site(), &passage, &devices, &mut Mentions::default(), &vault);
         assert_eq!(doc["specversion"], "1.0");
         assert_eq!(doc["id"], "central:1042");
         assert_eq!(doc["source"], "gatehouse/central");
@@ -375,48 +365,62 @@ mod tests {
         assert_eq!(doc["data"]["during_fault"], false);
     }
 
+    fn vault() -> (tempfile::TempDir, SubjectVault) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::db::open(&dir.path().join("journal.db"), crate::config::Synchronous::Full).unwrap();
+        crate::db::migrate_journal(&mut conn).unwrap();
+        let vault = SubjectVault::on(conn).unwrap();
+        (dir, vault)
+    }
+
+    fn id(s: &str) -> crate::domain::SubjectId {
+        crate::domain::SubjectId::parse(s).unwrap()
+    }
+
     #[test]
     fn a_recognized_face_is_forwarded_as_its_pseudonym_only() {
-        let key = PseudonymKey::from_bytes([7; 32]);
+        let (_dir, vault) = vault();
         let mut devices = Devices::default();
         devices.see("C1", &commissioned(DeviceKind::Camera));
+        let subject = vault.seal(&id("emp-4711")).unwrap();
         let face = stored(
             7,
             "C1",
             DeviceEvent::RecognitionRecorded(RecognitionRecorded {
-                subject: Some(SubjectId::parse("emp-4711").unwrap()),
+                subject: Some(subject.clone()),
                 confidence: crate::domain::Confidence::new(0.93).unwrap(),
                 at: "2026-12-01T08:00:01Z".parse().unwrap(),
                 seq: None,
             }),
         );
-        let doc = document(&site(), &face, &devices, &mut Mentions::default(), &key);
+        let doc = document(&site(), &face, &devices, &mut Mentions::default(), &vault);
         let text = doc.to_string();
         assert!(!text.contains("emp-4711"), "{text}");
-        let expected = key.pseudonym(&SubjectId::parse("emp-4711").unwrap()).to_string();
-        assert_eq!(doc["data"]["subject"], expected.as_str());
+        assert_eq!(doc["data"]["subject"], subject.pseudonym.as_str());
         assert_eq!(doc["type"], "gatehouse.camera.recognition_recorded.v1");
     }
 
     #[test]
     fn mentions_of_a_subject_in_text_are_replaced_too() {
-        let key = PseudonymKey::from_bytes([1; 32]);
-        let mut data = json!({"source": {"Subject": "emp-1"}, "detail": "watched subject emp-1 seen at C1"});
+        let (_dir, vault) = vault();
+        let p = vault.seal(&id("emp-1")).unwrap().pseudonym;
+        let mut data = json!({"source": {"Subject": p.as_str()}, "note": "spoke to emp-1 at the gate"});
         let Value::Object(map) = &mut data else { unreachable!() };
-        let seen = pseudonymize(map, &key, &[]);
+        let seen = pseudonymize(map, &vault, &[]);
         let text = data.to_string();
-        assert!(!text.contains("emp-1\""), "{text}");
-        assert!(!text.contains("emp-1 "), "{text}");
-        // A later event of the same alarm says only "seen again at C2": what the first one named is replaced too.
-        let mut later = json!({"detail": "emp-1 seen again at C2"});
+        assert!(!text.contains("emp-1"), "{text}");
+        assert!(text.contains(&format!("spoke to {p} at the gate")), "{text}");
+        // A later event of the same alarm names nobody itself: what the first one named is replaced too.
+        let mut later = json!({"note": "emp-1 left"});
         let Value::Object(map) = &mut later else { unreachable!() };
-        pseudonymize(map, &key, &seen);
+        pseudonymize(map, &vault, &seen);
         assert!(!later.to_string().contains("emp-1"), "{later}");
-        // A plain id that merely starts like a pseudonym is still replaced.
-        let mut sly = json!({"subject": "ps-jones"});
+        // Something under a subject key that is not a pseudonym is not forwarded as written.
+        let mut sly = json!({"subject": "jones"});
         let Value::Object(map) = &mut sly else { unreachable!() };
-        pseudonymize(map, &key, &[]);
+        pseudonymize(map, &vault, &[]);
         assert!(!sly.to_string().contains("jones"), "{sly}");
+        let _ = Pseudonym::parse(p.as_str()).unwrap();
     }
 
     #[test]

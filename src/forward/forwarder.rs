@@ -17,7 +17,7 @@ use super::cloudevent::{self, Devices, Mentions, SiteIdentity};
 use super::nats::{self, StreamSettings};
 use crate::config::ForwardConfig;
 use crate::journal::{JournalReader, Position, StoredEvent};
-use crate::pseudonym::PseudonymKey;
+use crate::privacy::SubjectVault;
 use anyhow::Context as _;
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use std::collections::VecDeque;
@@ -62,7 +62,7 @@ pub struct Forwarder {
     pub config: ForwardConfig,
     pub site: SiteIdentity,
     pub journal_path: PathBuf,
-    pub key: PseudonymKey,
+    pub vault: SubjectVault,
     pub committed: watch::Receiver<Position>,
     pub status: Arc<ForwardStatus>,
 }
@@ -169,7 +169,7 @@ impl Forwarder {
             },
         )
         .await?;
-        let (site, key) = (self.site.clone(), self.key.clone());
+        let (site, vault) = (self.site.clone(), self.vault.clone());
         let start = match *confirmed {
             // After a failure: events published but never confirmed may have landed all the same; those that
             // follow the last confirmed one without a gap are not published again (past the de-duplication
@@ -240,7 +240,7 @@ impl Forwarder {
             }
         };
         if context.is_none() {
-            *context = Some(blocking(reader, move |r| contexts_at(r, start, &site, &key)).await?);
+            *context = Some(blocking(reader, move |r| contexts_at(r, start, &site, &vault)).await?);
         }
         let (devices, mentions) = context
             .as_mut()
@@ -291,7 +291,7 @@ impl Forwarder {
                                 devices.see(device, event);
                             }
                             *stale |= changes_context(&stored);
-                            let document = cloudevent::document(&self.site, &stored, devices, mentions, &self.key);
+                            let document = cloudevent::document(&self.site, &stored, devices, mentions, &self.vault);
                             (stored.position, stored.recorded_at, document)
                         }
                         Err(unreadable) => {
@@ -567,7 +567,7 @@ fn contexts_at(
     reader: &JournalReader,
     position: Position,
     site: &SiteIdentity,
-    key: &PseudonymKey,
+    vault: &SubjectVault,
 ) -> anyhow::Result<(Devices, Mentions)> {
     let positions: Vec<i64> = {
         // Archival replaces a stream's oldest events by its carried-forward state: that says it too.
@@ -583,12 +583,12 @@ fn contexts_at(
     for p in positions {
         if let Some(Ok(stored)) = reader.event_at(p as Position)? {
             if let crate::codec::AnyEvent::Carried(carried) = &stored.event {
-                learn_from_carried(&stored, carried, &mut devices, &mut mentions, key);
+                learn_from_carried(&stored, carried, &mut devices, &mut mentions, vault);
             } else if let Some((device, event)) = stored.device() {
                 devices.see(device, event);
             } else {
                 // Building the document teaches `mentions` what the alarm named.
-                cloudevent::document(site, &stored, &devices, &mut mentions, key);
+                cloudevent::document(site, &stored, &devices, &mut mentions, vault);
             }
         }
     }
@@ -602,7 +602,7 @@ fn learn_from_carried(
     carried: &crate::codec::CarriedForward,
     devices: &mut Devices,
     mentions: &mut Mentions,
-    key: &PseudonymKey,
+    vault: &SubjectVault,
 ) {
     use crate::domain::{Alarm, Camera, DeviceKind, Turnstile};
     let device = |kind: DeviceKind, details: &crate::domain::DeviceDetails| cloudevent::DeviceContext {
@@ -627,7 +627,7 @@ fn learn_from_carried(
                 && let Some(raised) = state.alarm
                 && let crate::domain::alarm::AlarmSource::Subject(subject) = &raised.source
             {
-                mentions.learn_subject(stored.stream_id.as_str(), subject, key);
+                mentions.learn_subject(stored.stream_id.as_str(), subject, vault);
             }
         }
         _ => {}

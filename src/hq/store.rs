@@ -18,6 +18,8 @@ fn migrations() -> Migrations<'static> {
 /// Opens (creating and upgrading) `hq.db`.
 pub fn open(path: &Path) -> anyhow::Result<Connection> {
     let mut conn = crate::db::open(path, crate::config::Synchronous::Full)?;
+    // A site's erasure rewrites documents: their old bytes are overwritten, not left in free pages.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     migrations()
         .to_latest(&mut conn)
         .with_context(|| format!("{}: cannot upgrade", path.display()))?;
@@ -341,6 +343,19 @@ fn project(tx: &Connection, e: &Envelope<'_>) -> anyhow::Result<()> {
                     "INSERT INTO site_alarms (site, number, active) VALUES (?1, ?2, ?3) \
                      ON CONFLICT (site, number) DO UPDATE SET active = excluded.active",
                     params![e.site, e.subject, active],
+                )?;
+            }
+        }
+        // A site forgot a person: the network view keeps no link between that person's events either. Every
+        // stored document of the site that names the pseudonym names "forgotten" instead (the CloudEvent
+        // subject of a presence event is the pseudonym).
+        "presence" if event == "subject_forgotten" => {
+            if crate::domain::Pseudonym::parse(e.subject).is_ok() {
+                tx.execute(
+                    "UPDATE site_events SET document = replace(document, ?2, 'forgotten'), \
+                     subject = replace(subject, ?2, 'forgotten') \
+                     WHERE site = ?1 AND instr(document, ?2) > 0",
+                    params![e.site, e.subject],
                 )?;
             }
         }

@@ -1,7 +1,7 @@
 //! The MQTT edge (SPEC §3): a topic and a payload become a typed device command, or a specific reason why not.
 //! Nothing past this module sees raw topics or JSON.
 
-use crate::domain::{DeviceCommand, DeviceId, DeviceKind, Direction, FaultCode, SubjectId};
+use crate::domain::{DeviceCommand, DeviceId, DeviceKind, Direction, FaultCode, Subject, SubjectId};
 use jiff::Timestamp;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -17,7 +17,23 @@ pub struct DeviceMessage {
     /// The gateway's `msg_id`, so redeliveries are dropped. Without one, every message is a fact (only a
     /// protocol redelivery of the same packet is dropped, see `Delivery`).
     pub msg_id: Option<String>,
+    /// What to do. A recognition's subject is left out here (`None`) until [`DeviceMessage::seal`] puts the sealed
+    /// one in: the identifier in clear never reaches a command.
     pub command: DeviceCommand,
+    /// The identifier a recognition named, in clear, for sealing.
+    pub identified: Option<SubjectId>,
+}
+
+impl DeviceMessage {
+    /// The message with its recognition's subject sealed (by the subject vault) into the command.
+    pub fn seal<E>(mut self, seal: impl FnOnce(&SubjectId) -> Result<Subject, E>) -> Result<Self, E> {
+        if let (Some(identified), DeviceCommand::RecordRecognition { subject, .. }) =
+            (self.identified.take(), &mut self.command)
+        {
+            *subject = Some(seal(&identified)?);
+        }
+        Ok(self)
+    }
 }
 
 /// How far device time may stray from the receive time (`[devices] max_clock_skew` / `max_backdate`).
@@ -242,6 +258,7 @@ pub fn parse(
             device,
             msg_id: None,
             command,
+            identified: None,
         });
     }
     if message == "heartbeat" {
@@ -251,10 +268,12 @@ pub fn parse(
             device,
             msg_id: None,
             command,
+            identified: None,
         });
     }
 
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| Unacceptable::BadJson(e.to_string()))?;
+    let mut identified = None;
     let serde_json::Value::Object(object) = value else {
         return Err(Unacceptable::NotAnObject);
     };
@@ -316,7 +335,7 @@ pub fn parse(
             DeviceCommand::ClearFault { code, at, seq }
         }
         (DeviceKind::Camera, "recognition") => {
-            let subject = match object.get("subject") {
+            identified = match object.get("subject") {
                 None => {
                     return Err(bad("subject", "missing (use null when nobody was recognized)"));
                 }
@@ -343,7 +362,7 @@ pub fn parse(
                 return Err(bad("confidence", format!("{confidence} is outside 0..=1")));
             }
             DeviceCommand::RecordRecognition {
-                subject,
+                subject: None,
                 confidence,
                 at,
                 seq,
@@ -361,5 +380,6 @@ pub fn parse(
         device,
         msg_id,
         command,
+        identified,
     })
 }

@@ -83,6 +83,8 @@ pub struct Ingestor {
     topic_prefix: String,
     bounds: ClockBounds,
     quota: DeadLetterQuota,
+    /// Seals a recognition's subject before it reaches a command, and the subject fields of dead letters.
+    vault: crate::privacy::SubjectVault,
 }
 
 /// At most `per_minute` dead letters stored per sender (its actor) per minute, so a broken or hostile gateway
@@ -135,6 +137,7 @@ impl Ingestor {
         topic_prefix: impl Into<String>,
         bounds: ClockBounds,
         quota: DeadLetterQuota,
+        vault: crate::privacy::SubjectVault,
     ) -> Self {
         Self {
             registry,
@@ -142,6 +145,7 @@ impl Ingestor {
             topic_prefix: topic_prefix.into(),
             bounds,
             quota,
+            vault,
         }
     }
 
@@ -176,6 +180,9 @@ impl Ingestor {
             Ok(message) => message,
             Err(unacceptable) => return self.dead_letter(letter(unacceptable.to_string(), actor)).await,
         };
+        let message = message
+            .seal(|subject| self.vault.seal(subject))
+            .map_err(|e| AppendError::Storage(format!("cannot seal the subject: {e:#}")))?;
         if let Some(gateway) = gateway.filter(|g| !g.may_report_for(message.device.as_str())) {
             let reason = format!(
                 "gateway {} may not report for device {} (its devices: {})",
@@ -247,6 +254,9 @@ impl Ingestor {
             return Ok(Ingested::OverQuota { reason });
         }
         tracing::warn!(topic, %reason, %actor, "dead letter");
+        let sealed = crate::privacy::dead_letters::seal_payload_subjects(payload, |s| self.vault.seal(s))
+            .map_err(|e| AppendError::Storage(format!("cannot seal a dead letter's subject: {e:#}")))?;
+        let payload = sealed.as_slice();
         let kept = if payload.len() > DEAD_LETTER_PAYLOAD_KEPT {
             use sha2::Digest;
             let digest: String = sha2::Sha256::digest(payload)

@@ -58,11 +58,14 @@ impl Sender {
         })
     }
 
-    async fn send(&self, due: &Due) -> Outcome {
+    /// Sends the document with its people revealed as they read now: the outbox keeps pseudonyms only, so a
+    /// notification sent after someone is forgotten says "forgotten".
+    async fn send(&self, due: &Due, vault: &crate::privacy::SubjectVault) -> Outcome {
+        let body = super::message::revealed(&due.body, vault);
         match self {
-            Sender::Webhook { client, url, key } => super::webhook::deliver(client, url, key, &due.id, &due.body).await,
-            Sender::Email(mailer) => mailer.deliver(&due.id, &due.body).await,
-            Sender::Mqtt(topics) => topics.publish(&due.alarm, &due.alarm_state, &due.body).await,
+            Sender::Webhook { client, url, key } => super::webhook::deliver(client, url, key, &due.id, &body).await,
+            Sender::Email(mailer) => mailer.deliver(&due.id, &body).await,
+            Sender::Mqtt(topics) => topics.publish(&due.alarm, &due.alarm_state, &body).await,
         }
     }
 
@@ -80,6 +83,7 @@ pub(super) struct Dispatcher {
     pub synchronous: crate::config::Synchronous,
     pub wakers: Wakers,
     pub health: ChannelHealth,
+    pub vault: crate::privacy::SubjectVault,
 }
 
 /// What the outbox says the dispatcher should do.
@@ -150,7 +154,7 @@ impl Dispatcher {
     /// Sends each in turn and records what came of it.
     async fn send_all(&self, due: Vec<Due>, connection: &mut Option<rusqlite::Connection>) {
         for notification in due {
-            let outcome = self.sender.send(&notification).await;
+            let outcome = self.sender.send(&notification, &self.vault).await;
             let now = millis(jiff::Timestamp::now());
             let (id, channel) = (notification.id.clone(), self.channel.clone());
             let retry_at = match &outcome {

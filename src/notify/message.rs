@@ -88,6 +88,18 @@ pub fn escalation(last_document: &str, now: Timestamp) -> Result<String, String>
     Ok(self::document(Reason::Escalated, now, data))
 }
 
+/// A stored document (JSON) with every pseudonym in it revealed: the identifier, or "forgotten". A document that
+/// is not JSON is revealed as text.
+pub fn revealed(document: &str, vault: &crate::privacy::SubjectVault) -> String {
+    match serde_json::from_str::<Value>(document) {
+        Ok(mut value) => {
+            vault.reveal_json(&mut value);
+            value.to_string()
+        }
+        Err(_) => vault.reveal_text(document),
+    }
+}
+
 /// An e-mail's subject, plain text and HTML, from a webhook document.
 pub struct Mail {
     pub subject: String,

@@ -90,6 +90,7 @@ pub async fn start(
     journal_path: PathBuf,
     committed: watch::Receiver<Position>,
     alarm_topics: AlarmTopics,
+    vault: crate::privacy::SubjectVault,
 ) -> anyhow::Result<Notifier> {
     let synchronous = config.storage.synchronous;
     let channels = config.notify.clone();
@@ -107,7 +108,15 @@ pub async fn start(
         anyhow::Ok((start, retained))
     })
     .await??;
-    alarm_topics.restore(retained);
+    alarm_topics.restore(
+        retained
+            .into_iter()
+            .map(|(alarm, payload)| {
+                let text = message::revealed(&String::from_utf8_lossy(&payload), &vault);
+                (alarm, bytes::Bytes::from(text))
+            })
+            .collect(),
+    );
     let (position_tx, position) = watch::channel(start);
     let handle = ProjectorHandle {
         name: FOLLOWER,
@@ -129,6 +138,7 @@ pub async fn start(
             synchronous,
             wakers: notifier.wakers.clone(),
             health: notifier.health.clone(),
+            vault: vault.clone(),
         };
         notifier.health.set(&channel.name, None);
         tokio::spawn(dispatcher.run());

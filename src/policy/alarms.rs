@@ -16,7 +16,7 @@ use super::{Due, Moment, Order, Policy};
 use crate::codec::AnyEvent;
 use crate::domain::alarm::*;
 use crate::domain::watch_list::{WatchEntry, WatchListEvent};
-use crate::domain::{DeviceEvent, DeviceId, SubjectId};
+use crate::domain::{DeviceEvent, DeviceId, Subject};
 use crate::journal::StoredEvent;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -25,7 +25,8 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Events recorded this long before the policy's first one are history: folded (the watch list, alarm numbers),
 /// never alarmed on, so an upgrade does not turn a year of forced passages into a year of alarms.
 pub const HISTORY_ACTED_ON: SignedDuration = SignedDuration::from_hours(24);
-const MEMORY_SCHEMA: u32 = 4;
+/// 5: the watch list keyed by sealed subjects.
+const MEMORY_SCHEMA: u32 = 5;
 /// How long after a burst of rotations a late face may still identify one of them, beyond the match window.
 const TAILGATE_GRACE: SignedDuration = SignedDuration::from_secs(10);
 /// A flooding sender's alarm is triggered again at most this often, not on every tick.
@@ -49,7 +50,7 @@ pub struct AlarmPolicy {
 struct Memory {
     acts_from: Option<i64>,
     last_number: u64,
-    watch_list: BTreeMap<SubjectId, WatchEntry>,
+    watch_list: BTreeMap<Subject, WatchEntry>,
     /// Each device's zone, from its commissioning and later changes.
     zones: BTreeMap<String, String>,
     /// The latest alarm per (type, source), whether it is active, and when it last cleared (µs).
@@ -693,7 +694,7 @@ mod tests {
 
     fn watched(policy: &mut AlarmPolicy, subject: &str, until: Option<&str>, at: Timestamp) {
         let entry = WatchEntry {
-            subject: SubjectId::parse(subject).unwrap(),
+            subject: Subject::parse(subject).unwrap(),
             list: "banned".into(),
             severity: Severity::Major,
             note: None,
@@ -710,7 +711,7 @@ mod tests {
 
     fn seen(policy: &mut AlarmPolicy, subject: &str, confidence: f64, at: Timestamp) -> Vec<String> {
         let event = DeviceEvent::RecognitionRecorded(RecognitionRecorded {
-            subject: Some(SubjectId::parse(subject).unwrap()),
+            subject: Some(Subject::parse(subject).unwrap()),
             confidence: Confidence::new(confidence).unwrap(),
             at,
             seq: None,
@@ -1013,7 +1014,7 @@ mod tests {
         };
         let identified = |policy: &mut AlarmPolicy, turnstile: &str, at: Timestamp| {
             let event = AnyEvent::Presence(PresenceEvent::PassageIdentified(PassageIdentified {
-                subject: SubjectId::parse("P-1").unwrap(),
+                subject: Subject::parse("P-1").unwrap(),
                 turnstile: DeviceId::parse(turnstile).unwrap(),
                 camera: DeviceId::parse("C1").unwrap(),
                 zone: "Hall A".into(),

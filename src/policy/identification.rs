@@ -11,18 +11,16 @@ use crate::domain::presence::matching::{Face, Matcher, Rotation};
 use crate::domain::presence::{PassageIdentified, Presence, PresenceCommand, PresenceEvent};
 use crate::domain::{DeviceEvent, DeviceId};
 use crate::journal::StoredEvent;
-use crate::pseudonym::PseudonymKey;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-const MEMORY_SCHEMA: u32 = 2;
+/// 3: faces carry sealed subjects.
+const MEMORY_SCHEMA: u32 = 3;
 
 pub struct IdentificationPolicy {
     min_confidence: f64,
     presence_timeout: SignedDuration,
-    /// Set by the runner before the first event ([`Policy::pseudonyms`]); without it nothing is identified.
-    key: Option<PseudonymKey>,
     memory: Memory,
 }
 
@@ -50,7 +48,6 @@ impl IdentificationPolicy {
         Self {
             min_confidence: identification.min_confidence,
             presence_timeout: SignedDuration::try_from(identification.presence_timeout).unwrap_or(SignedDuration::MAX),
-            key: None,
             memory: Memory {
                 matcher: Matcher::new(
                     SignedDuration::try_from(identification.match_window).unwrap_or(SignedDuration::ZERO),
@@ -81,11 +78,9 @@ impl IdentificationPolicy {
     }
 
     fn identified(&self, found: crate::domain::presence::matching::Match) -> Option<Order> {
-        let key = self.key.as_ref()?;
         let zone = self.memory.zones.get(found.rotation.turnstile.as_str())?.clone();
-        let pseudonym = key.pseudonym(&found.face.subject);
         Some(Order::to::<Presence>(
-            pseudonym.to_string(),
+            found.face.subject.pseudonym.to_string(),
             PresenceCommand::Pass(PassageIdentified {
                 subject: found.face.subject,
                 turnstile: found.rotation.turnstile,
@@ -155,10 +150,6 @@ impl Policy for IdentificationPolicy {
         "identification"
     }
 
-    fn pseudonyms(&mut self, key: &PseudonymKey) {
-        self.key = Some(key.clone());
-    }
-
     fn react(&mut self, event: &StoredEvent) -> Result<Vec<Order>, String> {
         if let Some((device, details, watches)) = super::carried_device(event) {
             self.memory.zones.insert(device.to_owned(), details.zone);
@@ -195,7 +186,7 @@ impl Policy for IdentificationPolicy {
                 PresenceEvent::TimedOut(_) => {
                     self.memory.inside.remove(&person);
                 }
-                PresenceEvent::AntiPassbackViolated(_) => {}
+                PresenceEvent::AntiPassbackViolated(_) | PresenceEvent::Forgotten(_) => {}
             }
         }
         Ok(vec![])

@@ -81,10 +81,6 @@ pub trait Policy: Send + 'static {
         Ok(())
     }
 
-    /// Hands the policy the site's pseudonym key before its first event, for one that orders commands to a
-    /// person's presence stream (named by the pseudonym). Most policies need none.
-    fn pseudonyms(&mut self, _key: &crate::pseudonym::PseudonymKey) {}
-
     /// Whether the policy also acts on time passing ([`Policy::due`]); the runner then asks it every second
     /// once it has caught up with the journal.
     fn ticks(&self) -> bool {

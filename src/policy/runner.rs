@@ -33,15 +33,10 @@ pub fn start_policies(
     clock: crate::clock::Clock,
 ) -> anyhow::Result<Vec<ProjectorHandle>> {
     let mut handles = Vec::new();
-    let key = crate::pseudonym::PseudonymKey::load_or_create(&crate::db::open(
-        journal_path,
-        crate::config::Synchronous::Full,
-    )?)?;
     for policy in policies {
         let name: &'static str = Box::leak(follower_name(policy.name()).into_boxed_str());
         let mut views = crate::db::open(views_path, crate::config::Synchronous::Normal)?;
         let mut policy = policy;
-        policy.pseudonyms(&key);
         let start = restore_memory(&mut views, name, policy.as_mut())?;
         let (position_tx, position) = watch::channel(start);
         let (ticked_tx, ticked) = watch::channel(jiff::Timestamp::UNIX_EPOCH);

@@ -96,6 +96,8 @@ impl Projection for PresenceProjection {
                 tx.prepare_cached("UPDATE presence SET inside = 0, since = NULL WHERE person = ?1")?
                     .execute([person])?;
             }
+            // The tables name people by pseudonym only; pages read a forgotten one as "forgotten" already.
+            PresenceEvent::Forgotten(_) => {}
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 //! position that last changed its subjects (the report's subject list is kept until a day in its period changes).
 
 use super::{ApplyError, Projection, local_hour};
-use crate::domain::{DeviceEvent, FactVoided, SubjectId, VoidedFact};
+use crate::domain::{DeviceEvent, FactVoided, Subject, VoidedFact};
 use crate::journal::StoredEvent;
 use jiff::tz::TimeZone;
 use rusqlite::{Connection, params};
@@ -58,7 +58,7 @@ impl RecognitionsProjection {
         stored: &StoredEvent,
         camera: &str,
         at: jiff::Timestamp,
-        subject: Option<&SubjectId>,
+        subject: Option<&Subject>,
         delta: i64,
     ) -> Result<(), ApplyError> {
         // Truncating in the zone (not in UTC) is what makes a bucket a local clock hour, DST days included.

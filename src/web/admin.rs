@@ -281,7 +281,7 @@ async fn dead_letters_page(
         .map(|l| LetterRow {
             id: l.id,
             received: super::local_time(tz, l.received_at.as_microsecond()),
-            payload: dead_letters::printable(&String::from_utf8_lossy(&l.payload), 160),
+            payload: dead_letters::printable(&state.vault.reveal_text(&String::from_utf8_lossy(&l.payload)), 160),
             topic: l.topic,
             reason: l.reason,
         })

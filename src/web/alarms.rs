@@ -81,9 +81,9 @@ fn listed(state: &AppState, mut rows: Vec<AlarmRow>) -> (Vec<Listed>, bool) {
             id: row.id(),
             severity: row.severity.clone(),
             alarm_type: row.alarm_type.replace('_', " "),
-            source: row.source.clone(),
+            source: state.vault.reveal_text(&row.source),
             zone: row.zone.clone().unwrap_or_default(),
-            detail: row.detail.clone(),
+            detail: state.vault.reveal_text(&row.detail),
             state: row.state_words().to_owned(),
             active: row.active,
             acknowledged: row.acknowledged_by.is_some(),
@@ -166,7 +166,7 @@ async fn list_page(
                 row.id(),
                 row.alarm_type.clone(),
                 row.severity.clone(),
-                row.source.clone(),
+                state.vault.reveal_text(&row.source),
                 row.state().to_owned(),
                 row.acknowledged_by.clone().unwrap_or_default(),
                 super::iso_time(row.first_seen),
@@ -228,9 +228,11 @@ async fn alarm_page(
         })
     })
     .await?;
-    let Some((alarm, steps)) = found else {
+    let Some((mut alarm, steps)) = found else {
         return Ok(not_found());
     };
+    alarm.source = state.vault.reveal_text(&alarm.source);
+    alarm.detail = state.vault.reveal_text(&alarm.detail);
     let tz = &state.config.site.timezone;
     let local = |micros: i64| super::local_time(tz, micros);
     super::render(&AlarmPage {
@@ -247,7 +249,7 @@ async fn alarm_page(
                 at: local(s.at),
                 step: s.step,
                 actor: s.actor,
-                text: s.text,
+                text: state.vault.reveal_text(&s.text),
             })
             .collect(),
         notice: query.into_inner().notice,

@@ -470,7 +470,11 @@ pub async fn page(
     } = history;
     let more = timeline.len() > PAGE_SIZE;
     timeline.truncate(PAGE_SIZE);
-    let timeline = with_voids(timeline.iter().map(|e| EventRow::new(e, &tz)).collect(), &voids, &tz);
+    let timeline = with_voids(
+        timeline.iter().map(|e| EventRow::new(e, &tz, &state.vault)).collect(),
+        &voids,
+        &tz,
+    );
     let page = DevicePage {
         site: state.config.site.name.clone(),
         id: id.to_string(),

@@ -54,9 +54,12 @@ pub struct EventRow {
 }
 
 impl EventRow {
-    pub fn new(stored: &StoredEvent, tz: &jiff::tz::TimeZone) -> EventRow {
+    /// The row of `stored`, its people revealed by `vault` (identifiers, or "forgotten").
+    pub fn new(stored: &StoredEvent, tz: &jiff::tz::TimeZone, vault: &crate::privacy::SubjectVault) -> EventRow {
         let mut fields = Vec::new();
-        flatten("", &stored.event.to_json(), &mut fields);
+        let mut body = stored.event.to_json();
+        vault.reveal_json(&mut body);
+        flatten("", &body, &mut fields);
         EventRow {
             position: stored.position,
             stream: stored.stream_id.to_string(),
@@ -254,7 +257,7 @@ pub async fn page(state: web::Data<AppState>, query: web::Query<RawQuery>) -> ac
         Ok((filter, loaded))
     })
     .await?;
-    let rows: Vec<EventRow> = events.iter().map(|e| EventRow::new(e, &tz)).collect();
+    let rows: Vec<EventRow> = events.iter().map(|e| EventRow::new(e, &tz, &state.vault)).collect();
     let page = EventsPage {
         site: state.config.site.name.clone(),
         time_zone: tz.iana_name().unwrap_or("site time").to_owned(),

@@ -13,6 +13,7 @@ mod dashboard;
 mod devices;
 mod equipment_figures;
 mod events;
+mod forget;
 pub(crate) mod hardening;
 mod health;
 mod ingest;
@@ -67,6 +68,7 @@ pub fn server(state: AppState, listener: TcpListener) -> anyhow::Result<Server> 
             .configure(lockout::routes)
             .configure(void::routes)
             .configure(storage::routes)
+            .configure(forget::routes)
             .configure(events::routes)
             .configure(metrics::routes)
             .configure(reports::routes)
@@ -165,5 +167,14 @@ pub(crate) fn local_time(tz: &jiff::tz::TimeZone, micros: i64) -> String {
             .strftime("%Y-%m-%d %H:%M:%S")
             .to_string(),
         Err(_) => "-".into(),
+    }
+}
+
+/// What a read table's person (a pseudonym) reads as on a page or in a CSV: the identifier, or "forgotten".
+pub(crate) fn reveal(state: &AppState, pseudonym: &str) -> String {
+    match crate::domain::Pseudonym::parse(pseudonym) {
+        Ok(pseudonym) => state.vault.reveal(&pseudonym).to_string(),
+        // Not a pseudonym (a sender, a zone): shown as it is, with any pseudonym inside it revealed.
+        Err(_) => state.vault.reveal_text(pseudonym),
     }
 }

@@ -52,6 +52,13 @@ async fn page(state: web::Data<AppState>, req: HttpRequest) -> actix_web::Result
         Ok((crate::presence::inside(conn)?, occupancy))
     })
     .await?;
+    let rows: Vec<crate::presence::InsideRow> = rows
+        .into_iter()
+        .map(|row| crate::presence::InsideRow {
+            subject: super::reveal(&state, &row.subject),
+            ..row
+        })
+        .collect();
     let tz = &state.config.site.timezone;
     let local = |micros: i64| super::local_time(tz, micros);
     if query.format.as_deref() == Some("csv") {

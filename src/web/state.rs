@@ -38,8 +38,8 @@ pub struct AppState {
     pub journal_reader: ReadPool,
     /// Every turnstile's desired state, as published on its `command` topic.
     pub commands: crate::mqtt::commands::CommandBoard,
-    /// The site's key for subjects' pseudonyms (stream names and anything forwarded off the site use them).
-    pub pseudonyms: crate::pseudonym::PseudonymKey,
+    /// People's pseudonyms and keys: seals identifiers people type, reveals pseudonyms on pages and exports.
+    pub vault: crate::privacy::SubjectVault,
     /// Alarm notifications: the channels' health, their dispatchers (to wake after a re-send), the MQTT states.
     pub notifier: crate::notify::Notifier,
     /// The forwarder's progress, when `[forward]` sends the events to a NATS cluster.

@@ -4,7 +4,7 @@
 
 use super::auth::{Admin, check_csrf};
 use crate::domain::watch_list::WatchEntry;
-use crate::domain::{SubjectId, alarm::Severity};
+use crate::domain::{Pseudonym, Subject, SubjectId, alarm::Severity};
 use crate::requests::{OperatorCommand, WatchChange};
 use crate::web::AppState;
 use crate::web::csv::Csv;
@@ -20,7 +20,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// One entry as listed.
 pub struct EntryLine {
+    /// The identifier as the vault reveals it ("forgotten" once the person is).
     pub subject: String,
+    pub pseudonym: String,
     pub list: String,
     pub severity: String,
     pub note: String,
@@ -73,8 +75,9 @@ async fn page(state: web::Data<AppState>, Admin(identity): Admin, req: HttpReque
     let entries: Vec<EntryLine> = rows
         .into_iter()
         .map(
-            |(subject, list, severity, note, until, changed_by, changed_at)| EntryLine {
-                subject,
+            |(pseudonym, list, severity, note, until, changed_by, changed_at)| EntryLine {
+                subject: super::reveal(&state, &pseudonym),
+                pseudonym,
                 list,
                 severity,
                 note: note.unwrap_or_default(),
@@ -134,16 +137,27 @@ async fn add(
     form: web::Form<AddForm>,
 ) -> actix_web::Result<HttpResponse> {
     check_csrf(&identity, &form.csrf)?;
-    let notice = match WatchEntry::parse(
-        &form.subject,
-        &form.list,
-        &form.severity,
-        Some(&form.note),
-        Some(&form.until),
-    ) {
+    let sealed = match SubjectId::parse(form.subject.trim()) {
+        Ok(identifier) => Some(
+            state
+                .vault
+                .seal(&identifier)
+                .map_err(actix_web::error::ErrorInternalServerError)?,
+        ),
+        Err(_) => None,
+    };
+    let parsed = SubjectId::parse(form.subject.trim()).and_then(|_| {
+        sealed
+            .clone()
+            .ok_or_else(|| "the subject could not be sealed".to_owned())
+            .and_then(|subject| {
+                WatchEntry::parse(subject, &form.list, &form.severity, Some(&form.note), Some(&form.until))
+            })
+    });
+    let notice = match parsed {
         Ok(entry) => {
             let command = OperatorCommand::Watch {
-                change: WatchChange::Add { entry },
+                change: WatchChange::add(entry),
             };
             super::lockout::carry_out_and_wait(&state, &identity.name, &command).await
         }
@@ -164,13 +178,21 @@ async fn remove(
     form: web::Form<RemoveForm>,
 ) -> actix_web::Result<HttpResponse> {
     check_csrf(&identity, &form.csrf)?;
-    let notice = match SubjectId::parse(form.subject.trim()) {
-        Ok(subject) => {
+    // The list's own button posts the pseudonym (a forgotten person's entry has nothing else); a typed
+    // identifier is looked up.
+    let found = match Pseudonym::parse(form.subject.trim()) {
+        Ok(pseudonym) => Ok(Some(pseudonym)),
+        Err(_) => SubjectId::parse(form.subject.trim())
+            .and_then(|identifier| state.vault.find(&identifier).map_err(|e| format!("{e:#}"))),
+    };
+    let notice = match found {
+        Ok(Some(pseudonym)) => {
             let command = OperatorCommand::Watch {
-                change: WatchChange::Remove { subject },
+                change: WatchChange::remove(Subject::unsealed(pseudonym)),
             };
             super::lockout::carry_out_and_wait(&state, &identity.name, &command).await
         }
+        Ok(None) => format!("nothing removed: {} is not on the watch list", form.subject.trim()),
         Err(why) => format!("nothing removed: {why}"),
     };
     Ok(super::admin::back_to_with("/admin/watch-list", &notice))

@@ -15,6 +15,7 @@ fn a_forced_passage_shows_on_alarms_and_the_banner_until_a_manager_acknowledges_
         assert_eq!(get(addr, "/live/alarm-banner").await.1.trim(), "");
         gatehouse::requests::carry_out(
             &state.registry,
+            &state.vault,
             &gatehouse::requests::OperatorCommand::lock_out("T1", "wet floor").unwrap(),
             gatehouse::journal::Actor::user("cleo"),
             None,
@@ -151,6 +152,7 @@ fn the_alarm_report_counts_alarms_by_type_severity_and_zone_with_times_to_acknow
 
         gatehouse::requests::carry_out(
             &state.registry,
+            &state.vault,
             &gatehouse::requests::OperatorCommand::lock_out("T1", "wet floor").unwrap(),
             gatehouse::journal::Actor::user("cleo"),
             None,
@@ -173,6 +175,7 @@ fn the_alarm_report_counts_alarms_by_type_severity_and_zone_with_times_to_acknow
         settle(state).await;
         gatehouse::requests::carry_out(
             &state.registry,
+            &state.vault,
             &gatehouse::requests::OperatorCommand::alarm("A-000001", "ack", None).unwrap(),
             gatehouse::journal::Actor::user("cleo"),
             None,

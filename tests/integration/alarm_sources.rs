@@ -37,6 +37,7 @@ fn lasting_and_counted_trouble_raises_alarms_that_end_with_their_condition() {
         .await;
         let refused = carry_out(
             &app.state().registry,
+            &app.state().vault,
             &OperatorCommand::alarm("A-000001", "clear", None).unwrap(),
             gatehouse::journal::Actor::user("cleo"),
             None,

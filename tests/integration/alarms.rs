@@ -65,6 +65,7 @@ fn a_watched_subject_seen_over_mqtt_raises_one_alarm_that_people_acknowledge_and
         // A rotation while T1 is locked out.
         gatehouse::requests::carry_out(
             &app.state().registry,
+            &app.state().vault,
             &gatehouse::requests::OperatorCommand::lock_out("T1", "wet floor").unwrap(),
             gatehouse::journal::Actor::user("cleo"),
             None,

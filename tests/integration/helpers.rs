@@ -163,6 +163,15 @@ pub fn test_meta(causation: Option<&str>) -> gatehouse::actors::Meta {
     }
 }
 
+/// A person as events carry them, sealed by the site's own subject vault (as ingest would).
+pub fn sealed(paths: &StoragePaths, identifier: &str) -> Subject {
+    paths.prepare().unwrap();
+    let mut conn = gatehouse::db::open(&paths.journal(), Synchronous::Normal).unwrap();
+    gatehouse::db::migrate_journal(&mut conn).unwrap();
+    let vault = gatehouse::privacy::SubjectVault::on(conn).unwrap();
+    vault.seal(&SubjectId::parse(identifier).unwrap()).unwrap()
+}
+
 /// Appends events through the real journal writer, stream by stream, in the given order.
 pub fn seed(paths: &StoragePaths, streams: &[(&str, Vec<DeviceEvent>)]) {
     seed_any(paths, streams);

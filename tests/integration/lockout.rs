@@ -343,6 +343,7 @@ fn with_an_external_broker_the_command_is_retained_there_and_not_ingested_back()
         assert_eq!(first[0]["locked"], false);
         let done = gatehouse::requests::carry_out(
             &app.state().registry,
+            &app.state().vault,
             &gatehouse::requests::OperatorCommand::lock_out("T1", "wet floor").unwrap(),
             gatehouse::journal::Actor::user("cleo"),
             None,

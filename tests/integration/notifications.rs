@@ -35,6 +35,7 @@ async fn recognize(port: u16, subject: &str, count: usize) {
 async fn step(state: &gatehouse::web::AppState, alarm: &str, what: &str) {
     gatehouse::requests::carry_out(
         &state.registry,
+        &state.vault,
         &OperatorCommand::alarm(alarm, what, None).unwrap(),
         gatehouse::journal::Actor::user("cleo"),
         None,
@@ -47,6 +48,7 @@ async fn step(state: &gatehouse::web::AppState, alarm: &str, what: &str) {
 async fn forced_passage(state: &gatehouse::web::AppState, port: u16) {
     gatehouse::requests::carry_out(
         &state.registry,
+        &state.vault,
         &OperatorCommand::lock_out("T1", "wet floor").unwrap(),
         gatehouse::journal::Actor::user("cleo"),
         None,

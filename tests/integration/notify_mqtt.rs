@@ -39,6 +39,7 @@ fn watch(site: &Site, subject: &str) {
 async fn step(state: &gatehouse::web::AppState, alarm: &str, what: &str) {
     gatehouse::requests::carry_out(
         &state.registry,
+        &state.vault,
         &OperatorCommand::alarm(alarm, what, None).unwrap(),
         gatehouse::journal::Actor::user("cleo"),
         None,

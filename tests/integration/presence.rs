@@ -185,9 +185,15 @@ fn recognitions_and_rotations_become_identified_passages_the_muster_list_and_att
             )
             .unwrap();
         let void = gatehouse::requests::OperatorCommand::void(wrong_person as u64, "a visitor, not P-2").unwrap();
-        gatehouse::requests::carry_out(&state.registry, &void, gatehouse::journal::Actor::user("ana"), None)
-            .await
-            .unwrap();
+        gatehouse::requests::carry_out(
+            &state.registry,
+            &state.vault,
+            &void,
+            gatehouse::journal::Actor::user("ana"),
+            None,
+        )
+        .await
+        .unwrap();
         settle(state).await;
         let (_, attendance) = get(addr, "/reports/attendance?format=csv").await;
         assert_eq!(attendance.lines().count(), 2, "only P-1 is left: {attendance}");

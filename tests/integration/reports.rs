@@ -537,7 +537,7 @@ fn rebuilding_the_report_projections_recreates_the_same_rows() {
     let site = Site::new("");
     let recognition = |subject: Option<&str>, when: &str| {
         DeviceEvent::RecognitionRecorded(RecognitionRecorded {
-            subject: subject.map(|s| SubjectId::parse(s).unwrap()),
+            subject: subject.map(|s| sealed(&site.paths(), s)),
             confidence: Confidence::new(0.9).unwrap(),
             at: at(when),
             seq: None,

@@ -9,9 +9,9 @@ use gatehouse::auth::Role;
 use gatehouse::domain::*;
 use std::process::Command;
 
-fn recognition(subject: &str, when: &str) -> DeviceEvent {
+fn recognition(site: &Site, subject: &str, when: &str) -> DeviceEvent {
     DeviceEvent::RecognitionRecorded(RecognitionRecorded {
-        subject: Some(SubjectId::parse(subject).unwrap()),
+        subject: Some(sealed(&site.paths(), subject)),
         confidence: Confidence::new(0.97).unwrap(),
         at: at(when),
         seq: None,
@@ -37,7 +37,7 @@ fn seeded_site() -> Site {
                 "C1",
                 vec![
                     commissioned(DeviceKind::Camera, "Hall A entrance", "Hall A", "2026-03-01T08:00:00Z"),
-                    recognition("emp-1", "2026-03-01T09:05:00Z"),
+                    recognition(&site, "emp-1", "2026-03-01T09:05:00Z"),
                 ],
             ),
         ],

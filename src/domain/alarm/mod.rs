@@ -106,7 +106,7 @@ impl RaisedAlarm {
 
 impl Aggregate for Alarm {
     const KIND: &'static str = "alarm";
-    const STATE_SCHEMA: u32 = 1;
+    const STATE_SCHEMA: u32 = 2; // 2: subjects sealed (pseudonym + encrypted identifier)
     type Command = AlarmCommand;
     type Event = AlarmEvent;
     type State = AlarmState;

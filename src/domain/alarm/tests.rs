@@ -2,7 +2,7 @@
 //! alarm's life.
 
 use super::*;
-use crate::domain::{DeviceId, SubjectId};
+use crate::domain::{DeviceId, Subject};
 
 fn at(s: &str) -> Timestamp {
     s.parse().unwrap()
@@ -12,7 +12,7 @@ fn raised(alarm_type: AlarmType) -> AlarmRaised {
     AlarmRaised {
         alarm_type,
         source: match alarm_type {
-            AlarmType::WatchedSubjectSeen => AlarmSource::Subject(SubjectId::parse("P-1042").unwrap()),
+            AlarmType::WatchedSubjectSeen => AlarmSource::Subject(Subject::parse("P-1042").unwrap()),
             _ => AlarmSource::Device(DeviceId::parse("T1").unwrap()),
         },
         severity: Severity::Major,

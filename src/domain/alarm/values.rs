@@ -1,6 +1,6 @@
 //! The values an alarm is made of: its number, severity, type and source.
 
-use crate::domain::{DeviceId, SubjectId};
+use crate::domain::{DeviceId, Subject};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -141,7 +141,7 @@ impl fmt::Display for AlarmType {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum AlarmSource {
     Device(DeviceId),
-    Subject(SubjectId),
+    Subject(Subject),
     /// A gateway identity or an anonymous sender (`gateway:NAME`, `mqtt:CLIENT`).
     Sender(String),
     /// A zone as config.toml names it.

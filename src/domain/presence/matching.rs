@@ -8,7 +8,7 @@
 //! replay decides the same. What can no longer be matched (older than the newest time seen minus the window and
 //! a grace for late arrivals) is forgotten, which bounds the memory by the traffic of about a minute.
 
-use crate::domain::{Confidence, DeviceId, Direction, SubjectId};
+use crate::domain::{Confidence, DeviceId, Direction, Subject};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -22,7 +22,7 @@ const PRUNE_EVERY_US: i64 = 1_000_000;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Face {
     pub camera: DeviceId,
-    pub subject: SubjectId,
+    pub subject: Subject,
     pub confidence: Confidence,
     pub at: Timestamp,
 }
@@ -168,7 +168,7 @@ mod tests {
     fn face(camera: &str, subject: &str, at: f64) -> Face {
         Face {
             camera: DeviceId::parse(camera).unwrap(),
-            subject: SubjectId::parse(subject).unwrap(),
+            subject: Subject::parse(subject).unwrap(),
             confidence: Confidence::new(0.9).unwrap(),
             at: t(at),
         }
@@ -187,7 +187,7 @@ mod tests {
     }
 
     fn who(found: Option<Match>) -> Option<String> {
-        found.map(|m| format!("{}@{}", m.face.subject, m.rotation.turnstile))
+        found.map(|m| format!("{}@{}", m.face.subject.test_name(), m.rotation.turnstile))
     }
 
     #[test]

@@ -9,7 +9,7 @@ pub mod matching;
 
 use super::aggregate::{Aggregate, DomainEvent};
 use super::time::timestamp;
-use super::{Confidence, DeviceId, Direction, SubjectId};
+use super::{Confidence, DeviceId, Direction, Subject};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +19,7 @@ pub struct Presence;
 /// A passage a recognition identified.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PassageIdentified {
-    pub subject: SubjectId,
+    pub subject: Subject,
     pub turnstile: DeviceId,
     pub camera: DeviceId,
     pub zone: String,
@@ -65,11 +65,20 @@ pub struct PresenceTimedOut {
     pub at: Timestamp,
 }
 
+/// The person was forgotten (GDPR erasure): their key is destroyed, so nothing recorded about them can be read as
+/// them any more. The event names nobody: its stream is the pseudonym, which from now on reads as "forgotten".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubjectForgotten {
+    #[serde(with = "timestamp")]
+    pub at: Timestamp,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum PresenceEvent {
     PassageIdentified(PassageIdentified),
     AntiPassbackViolated(AntiPassbackViolated),
     TimedOut(PresenceTimedOut),
+    Forgotten(SubjectForgotten),
 }
 
 impl DomainEvent for PresenceEvent {
@@ -78,6 +87,7 @@ impl DomainEvent for PresenceEvent {
             PresenceEvent::PassageIdentified(_) => "PassageIdentified",
             PresenceEvent::AntiPassbackViolated(_) => "AntiPassbackViolated",
             PresenceEvent::TimedOut(_) => "PresenceTimedOut",
+            PresenceEvent::Forgotten(_) => "SubjectForgotten",
         }
     }
 
@@ -86,6 +96,7 @@ impl DomainEvent for PresenceEvent {
             PresenceEvent::PassageIdentified(e) => e.at,
             PresenceEvent::AntiPassbackViolated(e) => e.at,
             PresenceEvent::TimedOut(e) => e.at,
+            PresenceEvent::Forgotten(e) => e.at,
         }
     }
 }
@@ -96,6 +107,8 @@ pub enum PresenceCommand {
     Pass(PassageIdentified),
     /// Time passed: if the person has not been seen since `unseen_since`, they are no longer inside.
     TimeOut { unseen_since: Timestamp, at: Timestamp },
+    /// An admin erases the person (once; forgetting again changes nothing).
+    Forget { at: Timestamp },
 }
 
 /// Where a person is, as far as their identified passages say.
@@ -109,10 +122,12 @@ pub struct Inside {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PresenceState {
-    pub subject: Option<SubjectId>,
+    pub subject: Option<Subject>,
     pub inside: Option<Inside>,
     /// The last identified passage: when and at which turnstile.
     pub last_seen: Option<(Timestamp, DeviceId)>,
+    /// The person was forgotten.
+    pub forgotten: bool,
 }
 
 /// Presence never refuses: every passage happened. The type says so.
@@ -121,7 +136,7 @@ pub enum PresenceRejection {}
 
 impl Aggregate for Presence {
     const KIND: &'static str = "presence";
-    const STATE_SCHEMA: u32 = 1;
+    const STATE_SCHEMA: u32 = 2; // 2: subjects sealed (pseudonym + encrypted identifier)
     type Command = PresenceCommand;
     type Event = PresenceEvent;
     type State = PresenceState;
@@ -157,6 +172,8 @@ impl Aggregate for Presence {
                     _ => Ok(vec![]),
                 }
             }
+            PresenceCommand::Forget { .. } if state.forgotten => Ok(vec![]),
+            PresenceCommand::Forget { at } => Ok(vec![PresenceEvent::Forgotten(SubjectForgotten { at: *at })]),
         }
     }
 
@@ -183,6 +200,7 @@ impl Aggregate for Presence {
             }
             PresenceEvent::AntiPassbackViolated(_) => {}
             PresenceEvent::TimedOut(_) => state.inside = None,
+            PresenceEvent::Forgotten(_) => state.forgotten = true,
         }
         state
     }

@@ -8,7 +8,7 @@ fn at(seconds: i64) -> Timestamp {
 
 fn passage(zone: &str, direction: Direction, seconds: i64) -> PresenceCommand {
     PresenceCommand::Pass(PassageIdentified {
-        subject: SubjectId::parse("P-1").unwrap(),
+        subject: Subject::parse("P-1").unwrap(),
         turnstile: DeviceId::parse("T1").unwrap(),
         camera: DeviceId::parse("C1").unwrap(),
         zone: zone.into(),

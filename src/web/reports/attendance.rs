@@ -122,7 +122,16 @@ pub(super) async fn attendance_report(state: web::Data<AppState>, req: HttpReque
         (Some(start), Some(end)) => (start.as_microsecond(), end.as_microsecond()),
         _ => return Err(actix_web::error::ErrorBadRequest("the period is out of range\n")),
     };
-    let subject = query.subject.clone();
+    // The read table knows people by pseudonym: a typed identifier is looked up (someone unknown has no rows).
+    let subject = match query.subject.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(typed) => Some(
+            crate::domain::SubjectId::parse(typed)
+                .ok()
+                .and_then(|id| state.vault.find(&id).ok().flatten())
+                .map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
+        ),
+    };
     let rows = crate::web::read_views(&state, move |conn| {
         Ok(crate::presence::identified_passages(
             conn,
@@ -138,7 +147,10 @@ pub(super) async fn attendance_report(state: web::Data<AppState>, req: HttpReque
             Some((subject, direction.parse().ok()?, Timestamp::from_microsecond(at).ok()?))
         })
         .collect();
-    let days = attendance(&passages, starts_at, &tz);
+    let mut days = attendance(&passages, starts_at, &tz);
+    for day in &mut days {
+        day.subject = crate::web::reveal(&state, &day.subject);
+    }
     let local = |at: Option<Timestamp>| {
         at.map(|t| {
             t.to_zoned_datetime(tz.clone())

@@ -181,7 +181,14 @@ pub(super) async fn recognitions(state: web::Data<AppState>, req: HttpRequest) -
         total_known,
         total_unknown,
         chart,
-        subjects: subjects.shown.clone(),
+        subjects: subjects
+            .shown
+            .iter()
+            .map(|line| SubjectLine {
+                subject: crate::web::reveal(&state, &line.subject),
+                ..line.clone()
+            })
+            .collect(),
         more_subjects: subjects.more,
     };
     crate::web::render(&page)
