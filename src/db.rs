@@ -13,7 +13,7 @@ pub const VIEWS_FILE: &str = "views.db";
 
 /// How long a connection waits for another's write lock before giving up. Writers here are short transactions,
 /// so a wait this long means something is stuck.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn journal_migrations() -> Migrations<'static> {
     Migrations::new(vec![

@@ -23,7 +23,7 @@ pub fn watch_add(
     by: &Actor,
 ) -> Result<(), Failure> {
     let identifier = SubjectId::parse(subject.trim()).map_err(|e| Failure::Usage(anyhow!("watch add: {e}")))?;
-    let vault = open_vault(&config)?;
+    let vault = super::open_vault(&config)?;
     let sealed = vault.seal(&identifier).map_err(Failure::Runtime)?;
     let entry = WatchEntry::parse(sealed, list, severity, note, until)
         .map_err(|e| Failure::Usage(anyhow!("watch add {subject}: {e}")))?;
@@ -36,19 +36,10 @@ pub fn watch_add(
     )
 }
 
-/// The site's subject vault, for sealing what a person types and revealing what is printed.
-pub(super) fn open_vault(config: &Config) -> Result<crate::privacy::SubjectVault, Failure> {
-    let paths = StoragePaths::new(&config.storage.dir);
-    paths.prepare().map_err(Failure::Runtime)?;
-    let mut conn = crate::db::open(&paths.journal(), config.storage.synchronous).map_err(Failure::Runtime)?;
-    crate::db::migrate_journal(&mut conn).map_err(Failure::Runtime)?;
-    crate::privacy::SubjectVault::on(conn).map_err(Failure::Runtime)
-}
-
 /// `watch remove`: takes a subject off the list.
 pub fn watch_remove(config: Config, subject: &str, by: &Actor) -> Result<(), Failure> {
     let identifier = SubjectId::parse(subject.trim()).map_err(|e| Failure::Usage(anyhow!("watch remove: {e}")))?;
-    let vault = open_vault(&config)?;
+    let vault = super::open_vault(&config)?;
     let Some(pseudonym) = vault.find(&identifier).map_err(Failure::Runtime)? else {
         return Err(Failure::Runtime(anyhow!("{subject} is not on the watch list")));
     };
@@ -76,7 +67,7 @@ pub fn watch_list(config: &Config) -> Result<(), Failure> {
             "gatehouse: the watch list is empty (add with `gatehouse watch add SUBJECT --list banned --severity major`)"
         );
     }
-    let vault = open_vault(config)?;
+    let vault = super::open_vault(config)?;
     let mut out = std::io::stdout().lock();
     for entry in state.entries.values() {
         let line = format!(
@@ -109,7 +100,7 @@ pub fn list(config: &Config, active_only: bool) -> Result<(), Failure> {
         );
     }
     let tz = &config.site.timezone;
-    let vault = open_vault(config)?;
+    let vault = super::open_vault(config)?;
     let mut out = std::io::stdout().lock();
     for (number, alarm) in alarms {
         let line = format!(

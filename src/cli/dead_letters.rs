@@ -34,8 +34,8 @@ pub fn run(
         letters::discard(&journal, id)?;
         writeln!(out, "dead letter {id} discarded").context("cannot write to stdout")?;
     } else {
-        let vault = super::alarms::open_vault(&config)?;
         let mut list = letters::list(&journal, all)?;
+        let vault = super::open_vault(&config)?;
         // Subject fields are stored sealed; people read them as identifiers (or "forgotten").
         for letter in &mut list {
             letter.payload = vault

@@ -13,7 +13,7 @@ use anyhow::{Context, anyhow};
 pub fn forget(config: Config, subject: &str, as_user: Option<&str>) -> Result<(), Failure> {
     let identifier = SubjectId::parse(subject.trim()).map_err(|e| Failure::Usage(anyhow!("forget: {e}")))?;
     let by = admin(&config, as_user)?;
-    let vault = super::alarms::open_vault(&config)?;
+    let vault = super::open_vault(&config)?;
     let Some(person) = vault.find(&identifier)? else {
         println!("{subject} is not known here: nothing is stored under that identifier, so there is nothing to forget");
         return Ok(());
@@ -23,7 +23,7 @@ pub fn forget(config: Config, subject: &str, as_user: Option<&str>) -> Result<()
         return Err(Failure::Runtime(anyhow!("forget {subject}: {}", finished.outcome)));
     }
     println!(
-        "{subject} is forgotten: {} (by {by}{})",
+        "{subject}: {} (by {by}{})",
         finished.outcome,
         finished
             .position

@@ -370,6 +370,23 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+/// The site's subject vault, for sealing what a person types and revealing what is printed; a journal from before
+/// sealing is re-encrypted first (and its read tables rebuilt), as a serving core does at start.
+fn open_vault(config: &Config) -> Result<crate::privacy::SubjectVault, Failure> {
+    let paths = StoragePaths::new(&config.storage.dir);
+    paths.prepare().map_err(Failure::Runtime)?;
+    crate::db::upgrade_journal(&paths.journal()).map_err(Failure::Runtime)?;
+    crate::privacy::open_and_reseal_blocking(config, &paths).map_err(Failure::Runtime)
+}
+
+/// Re-encrypts a journal from before sealing, if there is a journal at all (commands that only read it).
+fn reseal_existing(config: &Config) -> Result<(), Failure> {
+    if StoragePaths::new(&config.storage.dir).journal().exists() {
+        open_vault(config)?;
+    }
+    Ok(())
+}
+
 fn load_config(cli: &Cli) -> Result<Config, Failure> {
     Config::load(&cli.config).map_err(|e| Failure::Usage(anyhow!(e.to_string())))
 }
@@ -418,12 +435,22 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let _ = std::io::stdout().lock().write_all(config.summary().as_bytes());
             Ok(())
         }
-        Command::Rebuild { projections } => rebuild(&config, &projections),
+        Command::Rebuild { projections } => {
+            reseal_existing(&config)?;
+            rebuild(&config, &projections)
+        }
         Command::WhatIf { until, inject, listen } => what_if::run(config, &until, inject.as_deref(), listen),
         Command::Archive { verify: true, .. } => archive::verify(&config),
-        Command::Archive { before, .. } => archive::run(&config, before.as_deref()),
+        Command::Archive { before, .. } => {
+            // Nothing goes into an archive file in clear.
+            reseal_existing(&config)?;
+            archive::run(&config, before.as_deref())
+        }
         Command::Events { stream, after, follow } => events(&config, stream, after, follow),
-        Command::State { device, as_of } => state(&config, &device, as_of.as_deref()),
+        Command::State { device, as_of } => {
+            reseal_existing(&config)?;
+            state(&config, &device, as_of.as_deref())
+        }
         Command::Backup { path } => backup(&config, &path),
         Command::User { command } => match command {
             UserCommand::Add { name, role } => user_add(&config, &name, &role),
@@ -773,7 +800,7 @@ fn events(config: &Config, stream: Option<String>, after: u64, follow: bool) -> 
     let paths = StoragePaths::new(&config.storage.dir);
     crate::db::upgrade_journal(&paths.journal())?;
     let journal = JournalReader::open(&paths.journal())?;
-    let vault = alarms::open_vault(config)?;
+    let vault = open_vault(config)?;
     let stream = stream
         .map(|s| StreamName::parse(&s).map_err(|e| Failure::Usage(anyhow!("--stream: {e}"))))
         .transpose()?;

@@ -212,6 +212,11 @@ impl SubjectVault {
         f(&db)
     }
 
+    #[cfg(test)]
+    pub(crate) fn inner_site_key_pseudonym(&self, subject: &SubjectId) -> Pseudonym {
+        self.inner.site_key.pseudonym(subject)
+    }
+
     fn lookup_of(&self, subject: &SubjectId) -> [u8; 32] {
         self.inner.site_key.digest(subject)
     }

@@ -1,6 +1,6 @@
 //! A journal written by release 0.1.0 (tests/fixtures/journal-v0.1.0, made by its `make.sh` with that binary)
 //! opens and reads unchanged: every event reads back with the same data (old device messages upcast to "no
-//! seq"), every device folds to the state 0.1.0 printed, the read tables rebuilt from it hold the figures
+//! seq"; recognitions re-encrypted once, their subjects sealed yet read back the same, and in clear nowhere), every device folds to the state 0.1.0 printed, the read tables rebuilt from it hold the figures
 //! 0.1.0's projectors wrote, and its dead letters are still there.
 
 use crate::helpers::*;
@@ -34,6 +34,10 @@ fn site_with_fixture() -> Site {
 
 fn without_new_fields(mut event: serde_json::Value) -> serde_json::Value {
     let object = event.as_object_mut().unwrap();
+    // Recognitions were re-encrypted at the first open (the subject sealed): the same event at a newer schema.
+    if object.get("type") == Some(&serde_json::json!("RecognitionRecorded")) {
+        assert_eq!(object.insert("schema".into(), 1.into()), Some(3.into()), "{object:?}");
+    }
     // Added since 0.1.0: who caused it (unrecorded for old events) and the message counter (none in old ones).
     assert_eq!(object.remove("actor"), Some(serde_json::Value::Null), "{event:?}");
     if let Some(data) = object.get_mut("data").and_then(|d| d.as_object_mut())
@@ -61,6 +65,15 @@ fn every_event_of_a_0_1_0_journal_reads_back_unchanged() {
         .collect();
     assert_eq!(now.len(), 69);
     assert_eq!(now, then);
+    // The identifiers 0.1.0 stored in clear are sealed now: the file holds none of them.
+    let conn = rusqlite::Connection::open(site.paths().journal()).unwrap();
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    let bytes = std::fs::read(site.paths().journal()).unwrap();
+    assert!(
+        !bytes.windows(6).any(|w| w == b"P-1042"),
+        "P-1042 is still in clear in journal.db"
+    );
 }
 
 #[test]

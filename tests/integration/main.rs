@@ -14,6 +14,7 @@ mod dead_letters;
 mod facts;
 mod fixture;
 mod followers;
+mod forget;
 mod forward;
 mod full_disk;
 mod gateway_auth;
