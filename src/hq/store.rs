@@ -349,15 +349,13 @@ fn project(tx: &Connection, e: &Envelope<'_>) -> anyhow::Result<()> {
         // A site forgot a person: the network view keeps no link between that person's events either. Every
         // stored document of the site that names the pseudonym names "forgotten" instead (the CloudEvent
         // subject of a presence event is the pseudonym).
-        "presence" if event == "subject_forgotten" => {
-            if crate::domain::Pseudonym::parse(e.subject).is_ok() {
-                tx.execute(
-                    "UPDATE site_events SET document = replace(document, ?2, 'forgotten'), \
-                     subject = replace(subject, ?2, 'forgotten') \
-                     WHERE site = ?1 AND instr(document, ?2) > 0",
-                    params![e.site, e.subject],
-                )?;
-            }
+        "presence" if event == "subject_forgotten" && crate::domain::Pseudonym::parse(e.subject).is_ok() => {
+            tx.execute(
+                "UPDATE site_events SET document = replace(document, ?2, 'forgotten'), \
+                 subject = replace(subject, ?2, 'forgotten') \
+                 WHERE site = ?1 AND instr(document, ?2) > 0",
+                params![e.site, e.subject],
+            )?;
         }
         _ => {}
     }

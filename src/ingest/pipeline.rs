@@ -180,9 +180,22 @@ impl Ingestor {
             Ok(message) => message,
             Err(unacceptable) => return self.dead_letter(letter(unacceptable.to_string(), actor)).await,
         };
-        let message = message
-            .seal(|subject| self.vault.seal(subject))
-            .map_err(|e| AppendError::Storage(format!("cannot seal the subject: {e:#}")))?;
+        let sealed = match &message.identified {
+            None => None,
+            Some(subject) => Some(match self.vault.seal_cached(subject) {
+                Some(sealed) => sealed,
+                // Someone seen for the first time: their vault row is written off the executor.
+                None => {
+                    let (vault, subject) = (self.vault.clone(), subject.clone());
+                    tokio::task::spawn_blocking(move || vault.seal(&subject))
+                        .await
+                        .map_err(|e| AppendError::Storage(format!("cannot seal the subject: {e}")))?
+                        .map_err(|e| AppendError::Storage(format!("cannot seal the subject: {e:#}")))?
+                }
+            }),
+        };
+        let message =
+            message.seal(|_| sealed.ok_or_else(|| AppendError::Storage("a recognition lost its subject".into())))?;
         if let Some(gateway) = gateway.filter(|g| !g.may_report_for(message.device.as_str())) {
             let reason = format!(
                 "gateway {} may not report for device {} (its devices: {})",
@@ -254,8 +267,19 @@ impl Ingestor {
             return Ok(Ingested::OverQuota { reason });
         }
         tracing::warn!(topic, %reason, %actor, "dead letter");
-        let sealed = crate::privacy::dead_letters::seal_payload_subjects(payload, |s| self.vault.seal(s))
-            .map_err(|e| AppendError::Storage(format!("cannot seal a dead letter's subject: {e:#}")))?;
+        // Subject fields are sealed before the letter is kept (off the executor: it may add a person).
+        let names_someone = payload.windows(9).any(|w| w == b"\"subject\"");
+        let sealed = if names_someone {
+            let (vault, raw) = (self.vault.clone(), payload.to_vec());
+            tokio::task::spawn_blocking(move || {
+                crate::privacy::dead_letters::seal_payload_subjects(&raw, |s| vault.seal(s))
+            })
+            .await
+            .map_err(|e| AppendError::Storage(format!("cannot seal a dead letter's subject: {e}")))?
+            .map_err(|e| AppendError::Storage(format!("cannot seal a dead letter's subject: {e:#}")))?
+        } else {
+            payload.to_vec()
+        };
         let payload = sealed.as_slice();
         let kept = if payload.len() > DEAD_LETTER_PAYLOAD_KEPT {
             use sha2::Digest;

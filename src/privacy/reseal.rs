@@ -86,8 +86,11 @@ pub fn reseal_journal(conn: &mut Connection, vault: &SubjectVault) -> anyhow::Re
     Ok(done)
 }
 
-/// Dead letters stored before sealing whose subject fields need sealing: (id, payload now, payload sealed).
-fn sealed_dead_letters(conn: &Connection, vault: &SubjectVault) -> anyhow::Result<Vec<(i64, Vec<u8>, Vec<u8>)>> {
+/// A dead letter to rewrite: its id, its payload now and sealed.
+type LetterRewrite = (i64, Vec<u8>, Vec<u8>);
+
+/// Dead letters stored before sealing whose subject fields need sealing.
+fn sealed_dead_letters(conn: &Connection, vault: &SubjectVault) -> anyhow::Result<Vec<LetterRewrite>> {
     let rows: Vec<(i64, Vec<u8>)> = {
         let mut statement =
             conn.prepare("SELECT id, payload FROM dead_letters WHERE instr(payload, CAST('\"subject\"' AS BLOB)) > 0")?;

@@ -98,13 +98,38 @@ impl SubjectVault {
         // Deleting a row overwrites its bytes, so a forgotten person's key does not linger in a free page.
         conn.pragma_update(None, "secure_delete", "ON")?;
         let site_key = PseudonymKey::load_or_create(&conn)?;
-        Ok(Self {
+        let vault = Self {
             inner: Arc::new(Inner {
                 db: Mutex::new(conn),
                 site_key,
                 people: RwLock::new(People::default()),
             }),
-        })
+        };
+        vault.load_everyone()?;
+        Ok(vault)
+    }
+
+    /// Reads every row into the cache once, so pages reveal people from memory (a row another process adds later
+    /// is read on its first use).
+    fn load_everyone(&self) -> anyhow::Result<()> {
+        let db = self.inner.db.lock().map_err(lock_error)?;
+        let pseudonyms: Vec<String> = db
+            .prepare("SELECT pseudonym FROM subject_vault")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()
+            .context("journal.db: cannot read the subject vault")?;
+        let mut people = Vec::with_capacity(pseudonyms.len());
+        for pseudonym in pseudonyms {
+            if let Some(person) = read_row(&db, "pseudonym", &pseudonym)? {
+                people.push(person);
+            }
+        }
+        drop(db);
+        for person in people {
+            let lookup = self.lookup_of(&person.subject);
+            self.remember(lookup, person);
+        }
+        Ok(())
     }
 
     /// The identifier sealed under its person's key; the person's row is made the first time they are seen.
@@ -114,6 +139,14 @@ impl SubjectVault {
             .map(|p| seal_with(&p.key, &p.pseudonym, subject))
             .transpose()?
             .context("the subject vault lost a row it had just written")
+    }
+
+    /// [`SubjectVault::seal`] for a person already in memory; `None` when sealing would need the database (a person
+    /// seen for the first time), which async callers then do off the executor.
+    pub fn seal_cached(&self, subject: &SubjectId) -> Option<Subject> {
+        let lookup = self.lookup_of(subject);
+        let person = self.inner.people.read().ok()?.by_lookup.get(&lookup).cloned()?;
+        seal_with(&person.key, &person.pseudonym, subject).ok()
     }
 
     /// Sealing for the one-time re-encryption of events written in clear: a person new to the vault keeps the

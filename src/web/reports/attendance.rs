@@ -123,15 +123,17 @@ pub(super) async fn attendance_report(state: web::Data<AppState>, req: HttpReque
         _ => return Err(actix_web::error::ErrorBadRequest("the period is out of range\n")),
     };
     // The read table knows people by pseudonym: a typed identifier is looked up (someone unknown has no rows).
-    let subject = match query.subject.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        None => None,
-        Some(typed) => Some(
+    let subject = query
+        .subject
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|typed| {
             crate::domain::SubjectId::parse(typed)
                 .ok()
                 .and_then(|id| state.vault.find(&id).ok().flatten())
-                .map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
-        ),
-    };
+                .map_or_else(|| "unknown".to_owned(), |p| p.to_string())
+        });
     let rows = crate::web::read_views(&state, move |conn| {
         Ok(crate::presence::identified_passages(
             conn,
