@@ -634,6 +634,54 @@ mod apply_tests {
         arrived
     }
 
+    fn presence(position: u64, event: &str, person: &str, data: Value) -> Arrived {
+        let mut arrived = arrived(position);
+        arrived.document["type"] = json!(format!("gatehouse.presence.{event}.v1"));
+        arrived.document["subject"] = json!(person);
+        arrived.document["data"] = data;
+        arrived
+    }
+
+    #[test]
+    fn a_sites_erasure_unlinks_the_forgotten_pseudonym_from_everything_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open(&dir.path().join("hq.db")).unwrap();
+        let (gone, kept) = (
+            "ps-0123456789abcdef0123456789abcdef",
+            "ps-fedcba9876543210fedcba9876543210",
+        );
+        let passage = |position, person| {
+            presence(
+                position,
+                "passage_identified",
+                person,
+                json!({"subject": person, "turnstile": "T1", "camera": "C1", "zone": "Hall A",
+                       "direction": "in", "confidence": 0.9, "at": "2026-12-01T08:00:00Z"}),
+            )
+        };
+        let batch = vec![
+            passage(1, gone),
+            passage(2, kept),
+            presence(3, "subject_forgotten", gone, json!({"at": "2026-12-02T08:00:00Z"})),
+        ];
+        for outcome in apply_batch(&mut conn, "gatehouse.*.events", &batch).unwrap() {
+            assert_eq!(outcome.unwrap(), Applied::Event);
+        }
+        let documents: Vec<String> = conn
+            .prepare("SELECT subject || ' ' || document FROM site_events ORDER BY position")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(documents.iter().all(|d| !d.contains(gone)), "{documents:?}");
+        assert!(documents[0].starts_with("forgotten ") && documents[0].contains(r#""subject":"forgotten""#));
+        assert!(
+            documents[1].contains(kept),
+            "another person is untouched: {documents:?}"
+        );
+    }
+
     #[test]
     fn each_position_counts_once_and_the_read_tables_take_them_in_order_whatever_order_they_come_in() {
         let dir = tempfile::tempdir().unwrap();

@@ -267,18 +267,21 @@ impl Ingestor {
             return Ok(Ingested::OverQuota { reason });
         }
         tracing::warn!(topic, %reason, %actor, "dead letter");
-        // Subject fields are sealed before the letter is kept (off the executor: it may add a person).
-        let names_someone = payload.windows(9).any(|w| w == b"\"subject\"");
-        let sealed = if names_someone {
-            let (vault, raw) = (self.vault.clone(), payload.to_vec());
-            tokio::task::spawn_blocking(move || {
-                crate::privacy::dead_letters::seal_payload_subjects(&raw, |s| vault.seal(s))
-            })
-            .await
-            .map_err(|e| AppendError::Storage(format!("cannot seal a dead letter's subject: {e}")))?
-            .map_err(|e| AppendError::Storage(format!("cannot seal a dead letter's subject: {e:#}")))?
-        } else {
-            payload.to_vec()
+        // Subject fields are sealed before the letter is kept: from memory when the vault knows everyone named,
+        // otherwise off the executor (a person seen for the first time gets a row).
+        let cached =
+            crate::privacy::dead_letters::seal_payload_subjects(payload, |s| self.vault.seal_cached(s).ok_or(()));
+        let sealed = match cached {
+            Ok(sealed) => sealed,
+            Err(()) => {
+                let (vault, raw) = (self.vault.clone(), payload.to_vec());
+                tokio::task::spawn_blocking(move || {
+                    crate::privacy::dead_letters::seal_payload_subjects(&raw, |s| vault.seal(s))
+                })
+                .await
+                .map_err(|e| AppendError::Storage(format!("cannot seal a dead letter's subject: {e}")))?
+                .map_err(|e| AppendError::Storage(format!("cannot seal a dead letter's subject: {e:#}")))?
+            }
         };
         let payload = sealed.as_slice();
         let kept = if payload.len() > DEAD_LETTER_PAYLOAD_KEPT {

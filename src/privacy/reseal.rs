@@ -307,8 +307,8 @@ mod tests {
             .query_row("SELECT payload FROM dead_letters", [], |r| r.get(0))
             .unwrap();
         assert_eq!(
-            String::from_utf8(letter).unwrap(),
-            format!(r#"{{"subject":{{"sealed":"{legacy}"}},"confidence":7}}"#)
+            serde_json::from_slice::<serde_json::Value>(&letter).unwrap(),
+            serde_json::json!({"subject": {"sealed": legacy.as_str()}, "confidence": 7})
         );
         // Forgotten, every one of them reads as nobody.
         vault.forget(&id("emp-4711")).unwrap();

@@ -1,7 +1,8 @@
 // A manager's walk through Gatehouse in a real browser (Debian's Chromium, driven by playwright-core): sign in,
 // watch a dashboard tile change when a gateway publishes, open the traffic report and download its CSV, then
 // lock a turnstile out from its page (the gateway, subscribed with mosquitto_sub, hears it) and unlock it,
-// void a test passage from the device's timeline, and take the work order a jam opens through its life.
+// void a test passage from the device's timeline, and take the work order a jam opens through its life; then an
+// admin forgets the watched person the alarm names, after confirming, and the alarm reads "forgotten".
 // Run by tests/integration/browser.rs, which starts the server and passes everything through the environment.
 import { chromium } from "playwright-core";
 import { execFileSync, spawn } from "node:child_process";
@@ -11,6 +12,8 @@ const base = process.env.GATEHOUSE_URL;
 const mqttPort = process.env.GATEHOUSE_MQTT_PORT;
 const user = process.env.GATEHOUSE_USER;
 const password = process.env.GATEHOUSE_PASSWORD;
+const admin = process.env.GATEHOUSE_ADMIN;
+const adminPassword = process.env.GATEHOUSE_ADMIN_PASSWORD;
 const shots = process.env.GATEHOUSE_SCREENSHOTS;
 mkdirSync(shots, { recursive: true });
 
@@ -179,7 +182,29 @@ try {
   check((await banner()).trim() === "", `acknowledged: the banner is gone: ${await banner()}`);
   await page.screenshot({ path: `${shots}/8-alarm-acknowledged.png`, fullPage: true });
 
-  console.log(`walkthrough ok: ${lines.length - 1} CSV rows, lock-out heard by the gateway, a work order resolved, an alarm banner acknowledged, screenshots in ${shots}`);
+  // An admin (a session of their own) forgets the person the alarm names: the identifier is asked for, the page
+  // asks again with what cannot be undone, and afterwards the alarm names nobody.
+  const adminPage = await (await browser.newContext({ viewport: { width: 1200, height: 900 } })).newPage();
+  await adminPage.goto(base + "/login");
+  await adminPage.fill("input[name=name]", admin);
+  await adminPage.fill("input[name=password]", adminPassword);
+  await Promise.all([adminPage.waitForURL(base + "/"), adminPage.click("button[type=submit]")]);
+  await adminPage.click("nav a[href='/admin/forget']");
+  await adminPage.fill("input[name=subject]", "P-1042");
+  await adminPage.click("form[action='/admin/forget'] button[type=submit]");
+  await adminPage.waitForSelector("#confirm");
+  const confirm = await adminPage.locator("#confirm").textContent();
+  check(confirm.includes("Forget P-1042?") && confirm.includes("cannot be undone"), `asked again: ${confirm}`);
+  await adminPage.screenshot({ path: `${shots}/9-forget-confirm.png`, fullPage: true });
+  await Promise.all([adminPage.waitForURL(/\/admin\/forget\?notice=/), adminPage.click("#confirm button[type=submit]")]);
+  check((await adminPage.locator("p.notice").textContent()).includes("the person is forgotten"), "forgetting is confirmed");
+  check(!adminPage.url().includes("1042"), `no URL carries the identifier: ${adminPage.url()}`);
+  await adminPage.goto(base + "/alarms/A-000001");
+  const alarm = await adminPage.locator("main").textContent();
+  check(alarm.includes("subject forgotten") && !alarm.includes("P-1042"), `the alarm names nobody: ${alarm}`);
+  await adminPage.screenshot({ path: `${shots}/10-alarm-of-a-forgotten-person.png`, fullPage: true });
+
+  console.log(`walkthrough ok: ${lines.length - 1} CSV rows, lock-out heard by the gateway, a work order resolved, an alarm banner acknowledged, a person forgotten, screenshots in ${shots}`);
 } finally {
   await browser.close();
 }

@@ -27,6 +27,7 @@ fn a_manager_signs_in_sees_a_tile_change_downloads_the_traffic_csv_locks_a_turns
     .unwrap();
     let conn = gatehouse::auth::open(&site.paths().journal()).unwrap();
     gatehouse::auth::add_user(&conn, "mia", gatehouse::auth::Role::Manager, "long enough password").unwrap();
+    gatehouse::auth::add_user(&conn, "ada", gatehouse::auth::Role::Admin, "another long password").unwrap();
     drop(conn);
     let watched = site.gatehouse(&["watch", "add", "P-1042", "--list", "banned", "--severity", "critical"]);
     assert!(watched.status.success(), "{}", String::from_utf8_lossy(&watched.stderr));
@@ -42,6 +43,8 @@ fn a_manager_signs_in_sees_a_tile_change_downloads_the_traffic_csv_locks_a_turns
         .env("GATEHOUSE_MQTT_PORT", mqtt_port.to_string())
         .env("GATEHOUSE_USER", "mia")
         .env("GATEHOUSE_PASSWORD", "long enough password")
+        .env("GATEHOUSE_ADMIN", "ada")
+        .env("GATEHOUSE_ADMIN_PASSWORD", "another long password")
         .env("GATEHOUSE_SCREENSHOTS", &screenshots)
         .output()
         .expect("node is installed (scripts/test installs it and the browser test's packages)");
@@ -57,4 +60,6 @@ fn a_manager_signs_in_sees_a_tile_change_downloads_the_traffic_csv_locks_a_turns
     assert!(screenshots.join("4-device-locked-out.png").exists());
     assert!(screenshots.join("6-work-order-resolved.png").exists());
     assert!(screenshots.join("7-alarm-banner.png").exists());
+    assert!(screenshots.join("9-forget-confirm.png").exists());
+    assert!(screenshots.join("10-alarm-of-a-forgotten-person.png").exists());
 }

@@ -153,6 +153,8 @@ pub(super) async fn attendance_report(state: web::Data<AppState>, req: HttpReque
     for day in &mut days {
         day.subject = crate::web::reveal(&state, &day.subject);
     }
+    // By day, then by whom as people read them (the table orders by pseudonym).
+    days.sort_by(|a, b| (a.day, &a.subject).cmp(&(b.day, &b.subject)));
     let local = |at: Option<Timestamp>| {
         at.map(|t| {
             t.to_zoned_datetime(tz.clone())
