@@ -174,6 +174,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_notification_names_the_person_when_sent_and_nobody_once_they_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::db::open(&dir.path().join("journal.db"), crate::config::Synchronous::Full).unwrap();
+        crate::db::migrate_journal(&mut conn).unwrap();
+        let vault = crate::privacy::SubjectVault::on(conn).unwrap();
+        let who = crate::domain::SubjectId::parse("emp \"7\"").unwrap();
+        let person = vault.seal(&who).unwrap().pseudonym;
+        // What the outbox keeps: the pseudonym only.
+        let stored = json!({"alarm": "A-000001", "source": format!("subject {person}"),
+                            "detail": format!("{person} (banned) recognized by C1")})
+        .to_string();
+        let sent: Value = serde_json::from_str(&revealed(&stored, &vault)).unwrap();
+        assert_eq!(sent["source"], "subject emp \"7\"");
+        assert_eq!(sent["detail"], "emp \"7\" (banned) recognized by C1");
+        vault.forget(&who).unwrap();
+        let later = revealed(&stored, &vault);
+        assert!(!later.contains("emp") && later.contains("subject forgotten"), "{later}");
+    }
+
+    #[test]
     fn an_escalation_tells_the_same_state_again() {
         let first = document(
             Reason::Raised,

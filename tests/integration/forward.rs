@@ -47,19 +47,45 @@ fn wait_for_acks(gateway: &Gateway, n: u64) {
 /// Waits until the stream holds the site's journal up to its head, then checks it holds each position once, in
 /// order, from 1.
 fn assert_stream_holds_the_journal(cluster: &NatsCluster, site: &Site, id: &str) -> Vec<serde_json::Value> {
+    assert_stream_holds_the_journal_within(cluster, site, id, 0)
+}
+
+/// [`assert_stream_holds_the_journal`], with positions allowed `reordered` places from their own: the documented
+/// limit when a connection drops mid-window (publishes written to the dead socket are lost, later ones queued in
+/// the client land first, the lost ones after them when the forwarder publishes again from the first unconfirmed).
+/// Each position is still there exactly once; the network view applies them in order either way.
+fn assert_stream_holds_the_journal_within(
+    cluster: &NatsCluster,
+    site: &Site,
+    id: &str,
+    reordered: usize,
+) -> Vec<serde_json::Value> {
     let head = journal_head(site);
     let subject = format!("gatehouse.{id}.events");
+    // Every position up to the head is there (in whatever order the stream took them).
     let documents = cluster.documents(STREAM, &subject, |d| {
-        event_positions(d).last().is_some_and(|p| *p >= head)
+        let mut distinct = event_positions(d);
+        distinct.sort_unstable();
+        distinct.dedup();
+        distinct.len() as u64 >= head
     });
     let positions = event_positions(&documents);
-    let expected: Vec<u64> = (1..=*positions.last().unwrap()).collect();
-    if positions != expected {
+    let mut sorted = positions.clone();
+    sorted.sort_unstable();
+    let expected: Vec<u64> = (1..=sorted.last().copied().unwrap_or(0)).collect();
+    let displaced = positions
+        .iter()
+        .enumerate()
+        .map(|(index, position)| (index as i64 - (*position as i64 - 1)).unsigned_abs() as usize)
+        .max()
+        .unwrap_or(0);
+    if sorted != expected || displaced > reordered {
         let doubled = positions.len() as i64 - expected.len() as i64;
         let first_wrong = positions.iter().zip(&expected).position(|(a, b)| a != b);
         panic!(
             "the stream does not hold {id}'s journal exactly once in order: {} documents for {} positions \
-             ({doubled:+}), first out of place at index {first_wrong:?}",
+             ({doubled:+}), first out of place at index {first_wrong:?}, the farthest {displaced} places from its own \
+             ({reordered} allowed)",
             positions.len(),
             expected.len()
         );
@@ -107,7 +133,8 @@ fn every_event_lands_once_in_order_while_the_leader_then_a_follower_die_and_the_
     server.kill_and_restart();
     gateway.finish();
     assert_messages_recorded_once(&site, MESSAGES);
-    let documents = assert_stream_holds_the_journal(&cluster, &site, "central");
+    // The leader died under the forwarder's connection: within one window (256), order may differ.
+    let documents = assert_stream_holds_the_journal_within(&cluster, &site, "central", 256);
     let passages = documents
         .iter()
         .filter(|d| d["type"] == "gatehouse.turnstile.passage_recorded.v1")
