@@ -24,4 +24,5 @@ WHEN OLD.position > COALESCE((SELECT MAX(up_to) FROM reseal_grant), 0)
   OR NEW.position IS NOT OLD.position OR NEW.stream_id IS NOT OLD.stream_id OR NEW.version IS NOT OLD.version
   OR NEW.event_type IS NOT OLD.event_type OR NEW.occurred_at IS NOT OLD.occurred_at
   OR NEW.recorded_at IS NOT OLD.recorded_at OR NEW.causation IS NOT OLD.causation
+  OR NEW.actor IS NOT OLD.actor OR NEW.format IS NOT OLD.format
 BEGIN SELECT RAISE(ABORT, 'events are append-only: UPDATE is not allowed (only the re-encryption of identifiers rewrites a body)'); END;

@@ -40,6 +40,28 @@ pub fn sealed_since(event_type: &str) -> Option<u32> {
         .map(|(_, schema)| *schema)
 }
 
+/// `text` with every whole-word occurrence of `word` replaced (an identifier `A` leaves "Hall A" alone only if it
+/// is not a word of its own there: identifiers are matched where no letter or digit touches them).
+pub fn replace_word(text: &str, word: &str, with: &str) -> String {
+    if word.is_empty() {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut before: Option<char> = None;
+    while let Some(at) = rest.find(word) {
+        let prev = rest[..at].chars().next_back().or(before);
+        let next = rest[at + word.len()..].chars().next();
+        let alone = !prev.is_some_and(char::is_alphanumeric) && !next.is_some_and(char::is_alphanumeric);
+        out.push_str(&rest[..at]);
+        out.push_str(if alone { with } else { word });
+        before = word.chars().next_back();
+        rest = &rest[at + word.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
 mod clear {
     //! The shapes as they were stored in clear.
     use super::*;
@@ -161,9 +183,9 @@ impl<'a> Resealer<'a> {
     }
 
     /// `text` with the stream's person's identifier replaced by their pseudonym.
-    fn scrub(&self, stream: &str, text: String) -> String {
+    pub fn scrub(&self, stream: &str, text: String) -> String {
         match self.alarm_subjects.get(stream) {
-            Some((plain, sealed)) => text.replace(plain.as_str(), sealed.pseudonym.as_str()),
+            Some((plain, sealed)) => replace_word(&text, plain.as_str(), sealed.pseudonym.as_str()),
             None => text,
         }
     }

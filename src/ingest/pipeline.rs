@@ -166,6 +166,14 @@ impl Ingestor {
             gateway,
         } = received;
         let quota = !matches!(arrival, Arrival::Redrive { .. });
+        // A re-driven letter's subjects were sealed when it was kept: the vault gives them back (from memory).
+        let unsealed;
+        let payload = if quota {
+            payload
+        } else {
+            unsealed = crate::privacy::dead_letters::unseal_payload_subjects(payload, &self.vault);
+            unsealed.as_slice()
+        };
         let letter = |reason: String, actor: Actor| Letter {
             topic,
             payload,
@@ -180,6 +188,21 @@ impl Ingestor {
             Ok(message) => message,
             Err(unacceptable) => return self.dead_letter(letter(unacceptable.to_string(), actor)).await,
         };
+        if let Some(gateway) = gateway.filter(|g| !g.may_report_for(message.device.as_str())) {
+            let reason = format!(
+                "gateway {} may not report for device {} (its devices: {})",
+                gateway.name,
+                message.device,
+                gateway
+                    .devices
+                    .iter()
+                    .map(|d| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            return self.dead_letter(letter(reason, actor)).await;
+        }
+        // Sealed only once the sender may report for the device: a stranger cannot add people to the vault.
         let sealed = match &message.identified {
             None => None,
             Some(subject) => Some(match self.vault.seal_cached(subject) {
@@ -196,20 +219,6 @@ impl Ingestor {
         };
         let message =
             message.seal(|_| sealed.ok_or_else(|| AppendError::Storage("a recognition lost its subject".into())))?;
-        if let Some(gateway) = gateway.filter(|g| !g.may_report_for(message.device.as_str())) {
-            let reason = format!(
-                "gateway {} may not report for device {} (its devices: {})",
-                gateway.name,
-                message.device,
-                gateway
-                    .devices
-                    .iter()
-                    .map(|d| d.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            return self.dead_letter(letter(reason, actor)).await;
-        }
         let command_name = message.command.name();
         let mut meta = Meta::by(actor.clone());
         match (message.msg_id, &arrival) {

@@ -1,7 +1,8 @@
 //! Dead letters keep the payload as received, except a person's identifier: each string under a `subject` key (at
 //! any depth of a JSON payload) is replaced by `{"sealed": "ps-…"}` before the letter is stored, so forgetting the
-//! person covers bad messages too. A re-driven letter with a sealed subject fails again with a clear reason
-//! (`subject: expected a string or null, found an object`); the dead-letter pages show the identifier revealed.
+//! person covers bad messages too; a payload that is not JSON but mentions a subject is withheld whole. A re-driven
+//! letter gets its sealed subjects back from the vault ([`unseal_payload_subjects`]); the dead-letter pages show
+//! them revealed.
 
 use crate::domain::{Subject, SubjectId};
 use serde_json::{Map, Value, json};
@@ -10,22 +11,48 @@ use serde_json::{Map, Value, json};
 /// person's, so not kept.
 pub const REMOVED: &str = "[removed: not a valid identifier]";
 
-/// `payload` with its subject fields sealed; unchanged (byte for byte) when it is not JSON or names nobody.
+/// `payload` with its subject fields sealed; unchanged (byte for byte) when it names nobody. A payload that is not
+/// JSON yet mentions a subject cannot be sealed field by field: it is withheld (its size and SHA-256 kept).
 pub fn seal_payload_subjects<E>(
     payload: &[u8],
     mut seal: impl FnMut(&SubjectId) -> Result<Subject, E>,
 ) -> Result<Vec<u8>, E> {
     let Ok(mut value) = serde_json::from_slice::<Value>(payload) else {
-        return Ok(payload.to_vec());
+        return Ok(withheld_if_it_names_someone(payload));
     };
     let mut changed = false;
-    if let Value::Object(map) = &mut value {
-        seal_map(map, &mut seal, &mut changed)?;
+    match &mut value {
+        Value::Object(map) => seal_map(map, &mut seal, &mut changed)?,
+        Value::Array(items) => {
+            for item in items {
+                if let Value::Object(inner) = item {
+                    seal_map(inner, &mut seal, &mut changed)?;
+                }
+            }
+        }
+        _ => {}
     }
     if !changed {
         return Ok(payload.to_vec());
     }
     Ok(serde_json::to_vec(&value).unwrap_or_else(|_| payload.to_vec()))
+}
+
+fn withheld_if_it_names_someone(payload: &[u8]) -> Vec<u8> {
+    let lower = payload.to_ascii_lowercase();
+    if !lower.windows(7).any(|w| w == b"subject") {
+        return payload.to_vec();
+    }
+    use sha2::Digest;
+    let digest: String = sha2::Sha256::digest(payload)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!(
+        "[payload withheld: not JSON, and it may name a person; {} bytes, SHA-256 {digest}]",
+        payload.len()
+    )
+    .into_bytes()
 }
 
 fn seal_map<E>(
@@ -35,8 +62,13 @@ fn seal_map<E>(
 ) -> Result<(), E> {
     for (name, value) in map.iter_mut() {
         match value {
-            Value::String(text) if name == "subject" => {
-                *value = match SubjectId::parse(text) {
+            // A name, or a number or flag where a name belongs (`{"subject": 1042}` is still someone's id).
+            Value::String(_) | Value::Number(_) | Value::Bool(_) if name == "subject" => {
+                let text = match &*value {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                *value = match SubjectId::parse(&text) {
                     Ok(subject) => json!({ "sealed": seal(&subject)?.pseudonym.as_str() }),
                     Err(_) => Value::String(REMOVED.to_owned()),
                 };
@@ -54,6 +86,38 @@ fn seal_map<E>(
         }
     }
     Ok(())
+}
+
+/// A stored payload with each `{"sealed": "ps-…"}` under a `subject` key turned back into the identifier, for a
+/// re-drive; a forgotten person's stays sealed (the message then fails again, naming nobody).
+pub fn unseal_payload_subjects(payload: &[u8], vault: &crate::privacy::SubjectVault) -> Vec<u8> {
+    let Ok(mut value) = serde_json::from_slice::<Value>(payload) else {
+        return payload.to_vec();
+    };
+    fn walk(value: &mut Value, vault: &crate::privacy::SubjectVault) {
+        match value {
+            Value::Object(map) => {
+                for (name, inner) in map.iter_mut() {
+                    let sealed = inner
+                        .get("sealed")
+                        .and_then(Value::as_str)
+                        .map(crate::domain::Pseudonym::parse);
+                    match sealed {
+                        Some(Ok(pseudonym)) if name == "subject" => {
+                            if let crate::privacy::Revealed::Known(subject) = vault.reveal(&pseudonym) {
+                                *inner = Value::String(subject.as_str().to_owned());
+                            }
+                        }
+                        _ => walk(inner, vault),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|item| walk(item, vault)),
+            _ => {}
+        }
+    }
+    walk(&mut value, vault);
+    serde_json::to_vec(&value).unwrap_or_else(|_| payload.to_vec())
 }
 
 #[cfg(test)]
@@ -81,12 +145,19 @@ mod tests {
             "{text}"
         );
         for kept in [
-            &b"not json {subject: P-1}"[..],
+            &b"not json at all"[..],
             br#"{"subject": null, "confidence": 2}"#,
             b"[1,2]",
         ] {
             assert_eq!(seal_payload_subjects(kept, fake_seal).unwrap(), kept);
         }
+        let number = String::from_utf8(seal_payload_subjects(br#"{"subject":1042}"#, fake_seal).unwrap()).unwrap();
+        assert!(number.contains("sealed") && !number.contains("1042"), "{number}");
+        let broken = String::from_utf8(seal_payload_subjects(b"{subject: P-1042", fake_seal).unwrap()).unwrap();
+        assert!(
+            broken.starts_with("[payload withheld") && !broken.contains("1042"),
+            "{broken}"
+        );
         let long = format!(r#"{{"subject":"{}"}}"#, "x".repeat(200));
         let text = String::from_utf8(seal_payload_subjects(long.as_bytes(), fake_seal).unwrap()).unwrap();
         assert!(text.contains(REMOVED) && !text.contains("xxx"), "{text}");

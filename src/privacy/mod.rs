@@ -18,7 +18,7 @@ pub fn open_and_reseal_blocking(config: &Config, paths: &StoragePaths) -> anyhow
     let vault = SubjectVault::open(&paths.journal())?;
     let mut journal = crate::db::open(&paths.journal(), config.storage.synchronous)?;
     let resealed = reseal::reseal_journal(&mut journal, &vault)?;
-    if resealed.events > 0 {
+    if resealed.events > 0 || resealed.dead_letters > 0 {
         scrub_files(&journal)?;
         drop(journal);
         if paths.views().exists() {

@@ -37,6 +37,7 @@ pub fn reseal_journal(conn: &mut Connection, vault: &SubjectVault) -> anyhow::Re
             .context("journal.db: cannot read the events to re-encrypt")?
     };
     let mut rewritten: Vec<(i64, u32, u32, Vec<u8>)> = Vec::new();
+    let mut deliveries: Vec<TextRewrite> = Vec::new();
     {
         let mut seal = |subject: &crate::domain::SubjectId| vault.seal_legacy(subject);
         let mut resealer = Resealer::new(&mut seal);
@@ -48,7 +49,22 @@ pub fn reseal_journal(conn: &mut Connection, vault: &SubjectVault) -> anyhow::Re
                 rewritten.push((*position, *schema, new_schema, body));
             }
         }
+        // Notifications already made about an alarm that names someone: their documents lose the identifier too.
+        if !rewritten.is_empty() {
+            let stored: Vec<(String, String, String)> = conn
+                .prepare("SELECT id, alarm, body FROM notification_deliveries")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()
+                .context("journal.db: cannot read the notification outbox")?;
+            for (id, alarm, body) in stored {
+                let scrubbed = resealer.scrub(&format!("alarm:{alarm}"), body.clone());
+                if scrubbed != body {
+                    deliveries.push((id, body, scrubbed));
+                }
+            }
+        }
     }
+    let requests = sealed_requests(conn, vault)?;
     let letters = sealed_dead_letters(conn, vault)?;
 
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -69,6 +85,18 @@ pub fn reseal_journal(conn: &mut Connection, vault: &SubjectVault) -> anyhow::Re
             [],
         )?;
     }
+    for (id, before, after) in &deliveries {
+        tx.execute(
+            "UPDATE notification_deliveries SET body = ?1 WHERE id = ?2 AND body = ?3",
+            params![after, id, before],
+        )?;
+    }
+    for (id, (command, outcome)) in &requests {
+        tx.execute(
+            "UPDATE operator_requests SET command = ?1, outcome = ?2 WHERE id = ?3",
+            params![command, outcome, id],
+        )?;
+    }
     for (id, before, after) in &letters {
         done.dead_letters += tx.execute(
             "UPDATE dead_letters SET payload = ?1 WHERE id = ?2 AND payload = ?3",
@@ -84,6 +112,53 @@ pub fn reseal_journal(conn: &mut Connection, vault: &SubjectVault) -> anyhow::Re
         );
     }
     Ok(done)
+}
+
+/// A notification to rewrite: its id, its document now and without the identifier.
+type TextRewrite = (String, String, String);
+
+/// Watch-list requests from the command line stored before sealing: the identifier in their command (JSON) and
+/// outcome (text) becomes the pseudonym, so a pending one is carried out and a finished one names nobody.
+/// A request to rewrite: its id, and its command and outcome with the pseudonym.
+type RequestRewrite = (i64, (String, Option<String>));
+
+fn sealed_requests(conn: &Connection, vault: &SubjectVault) -> anyhow::Result<Vec<RequestRewrite>> {
+    let rows: Vec<(i64, String, Option<String>)> = conn
+        .prepare("SELECT id, command, outcome FROM operator_requests WHERE instr(command, '\"change\"') > 0")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()
+        .context("journal.db: cannot read operator requests")?;
+    let mut sealed = Vec::new();
+    for (id, command, outcome) in rows {
+        let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&command) else {
+            continue;
+        };
+        let Some(change) = value.get_mut("change") else {
+            continue;
+        };
+        let plain = change
+            .get("entry")
+            .and_then(|e| e.get("subject"))
+            .or_else(|| change.get("subject"))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned);
+        let Some(plain) = plain.filter(|p| crate::domain::Pseudonym::parse(p).is_err()) else {
+            continue;
+        };
+        let Ok(identifier) = crate::domain::SubjectId::parse(&plain) else {
+            continue;
+        };
+        let subject = vault.seal_legacy(&identifier)?;
+        let pseudonym = serde_json::Value::String(subject.pseudonym.to_string());
+        match change.get_mut("entry") {
+            Some(entry) => entry["subject"] = pseudonym,
+            None => change["subject"] = pseudonym,
+        }
+        change["sealed"] = serde_json::json!(subject.sealed);
+        let outcome = outcome.map(|text| crate::codec::reseal::replace_word(&text, &plain, subject.pseudonym.as_str()));
+        sealed.push((id, (value.to_string(), outcome)));
+    }
+    Ok(sealed)
 }
 
 /// A dead letter to rewrite: its id, its payload now and sealed.
@@ -250,6 +325,19 @@ mod tests {
             [br#"{"subject":"emp-4711","confidence":7}"#.to_vec()],
         )
         .unwrap();
+        conn.execute(
+            "INSERT INTO operator_requests (target, command, actor, requested_at, status, outcome)
+             VALUES ('watch_list', ?1, 'cli:ana', 0, 'done', 'emp-4711 is on the banned list (critical)')",
+            [r#"{"command":"watch","change":{"change":"add","entry":{"subject":"emp-4711","list":"banned","severity":"Critical","note":null,"until":null}}}"#],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO notification_deliveries (id, channel, alarm, position, reason, severity, body, created_at,
+                 alarm_state, status)
+             VALUES ('d1', 'ops', 'A-000001', 2, 'raised', 'critical', ?1, 0, 'active_unacknowledged', 'delivered')",
+            [r#"{"source":"subject emp-4711","detail":"emp-4711 (banned) recognized by C1 in Hall A"}"#],
+        )
+        .unwrap();
         // Before: nothing reads them.
         let stream = StreamName::parse("C1").unwrap();
         let payload: Vec<u8> = conn
@@ -269,6 +357,11 @@ mod tests {
             }
         );
         assert_eq!(reseal_journal(&mut conn, &vault).unwrap(), Resealed::default(), "once");
+        assert_eq!(
+            crate::codec::reseal::replace_word("Hall A: A", "A", "ps-1"),
+            "Hall ps-1: ps-1"
+        );
+        assert_eq!(crate::codec::reseal::replace_word("AB A1 A", "A", "x"), "AB A1 x");
 
         let rows: Vec<(String, String, u32, Vec<u8>)> = conn
             .prepare("SELECT stream_id, event_type, schema, payload FROM events ORDER BY position")
@@ -309,6 +402,28 @@ mod tests {
         assert_eq!(
             serde_json::from_slice::<serde_json::Value>(&letter).unwrap(),
             serde_json::json!({"subject": {"sealed": legacy.as_str()}, "confidence": 7})
+        );
+        let (command, outcome): (String, String) = conn
+            .query_row("SELECT command, outcome FROM operator_requests", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert!(
+            !command.contains("4711") && command.contains(legacy.as_str()),
+            "{command}"
+        );
+        let request: crate::requests::OperatorCommand = serde_json::from_str(&command).unwrap();
+        assert!(
+            matches!(request, crate::requests::OperatorCommand::Watch { .. }),
+            "still a request"
+        );
+        assert_eq!(outcome, format!("{legacy} is on the banned list (critical)"));
+        let body: String = conn
+            .query_row("SELECT body FROM notification_deliveries", [], |r| r.get(0))
+            .unwrap();
+        assert!(
+            !body.contains("4711") && body.contains(&format!("subject {legacy}")),
+            "{body}"
         );
         // Forgotten, every one of them reads as nobody.
         vault.forget(&id("emp-4711")).unwrap();

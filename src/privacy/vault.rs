@@ -74,6 +74,8 @@ struct Inner {
     db: Mutex<Connection>,
     site_key: PseudonymKey,
     people: RwLock<People>,
+    /// People forgotten by this process (see [`SubjectVault::generation`]).
+    forgotten: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for SubjectVault {
@@ -103,6 +105,7 @@ impl SubjectVault {
                 db: Mutex::new(conn),
                 site_key,
                 people: RwLock::new(People::default()),
+                forgotten: Default::default(),
             }),
         };
         vault.load_everyone()?;
@@ -225,18 +228,27 @@ impl SubjectVault {
         Ok(Some(pseudonym))
     }
 
-    /// Deletes the row of the person with this pseudonym (its key with it); whether there was one.
+    /// Deletes the row of the person with this pseudonym (its key with it); whether there was one. The cache
+    /// forgets them under the same lock, so a concurrent read cannot put them back.
     pub fn forget_pseudonym(&self, pseudonym: &Pseudonym) -> anyhow::Result<bool> {
         let db = self.inner.db.lock().map_err(lock_error)?;
         let deleted = db
             .execute("DELETE FROM subject_vault WHERE pseudonym = ?1", [pseudonym.as_str()])
             .context("journal.db: cannot delete a person's row from the subject vault")?;
-        drop(db);
         let mut people = self.inner.people.write().map_err(lock_error)?;
         people.by_pseudonym.remove(pseudonym);
         people.by_lookup.retain(|_, p| p.pseudonym != *pseudonym);
         people.gone.insert(pseudonym.clone());
+        self.inner.forgotten.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        drop(people);
+        drop(db);
         Ok(deleted > 0)
+    }
+
+    /// How many people this process has forgotten since it started: pages that cache what they show (ETags)
+    /// include it, so a forgotten person never lingers in a browser's copy.
+    pub fn generation(&self) -> u64 {
+        self.inner.forgotten.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs `f` on the vault's own connection (the one with `secure_delete` on).
@@ -325,7 +337,9 @@ impl SubjectVault {
     }
 
     fn remember(&self, lookup: [u8; 32], person: Person) -> Person {
-        if let Ok(mut people) = self.inner.people.write() {
+        if let Ok(mut people) = self.inner.people.write()
+            && !people.gone.contains(&person.pseudonym)
+        {
             people.by_pseudonym.insert(person.pseudonym.clone(), person.clone());
             people.by_lookup.insert(lookup, person.clone());
         }

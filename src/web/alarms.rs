@@ -109,7 +109,8 @@ async fn live_list(
         .iter()
         .find(|p| p.name == "alarms")
         .map_or(0, |p| *p.position.borrow());
-    let etag = format!("\"alarm-list-{position}-{active_only}\"");
+    // A person forgotten changes what the list says without a projector moving.
+    let etag = format!("\"alarm-list-{position}-{active_only}-{}\"", state.vault.generation());
     if request
         .headers()
         .get(header::IF_NONE_MATCH)
@@ -323,7 +324,12 @@ async fn banner(state: web::Data<AppState>, request: HttpRequest) -> actix_web::
     // At most 20: all of them listed.
     let (critical, _) = listed(&state, critical);
     let ids: Vec<String> = critical.iter().map(|a| format!("{}x{}", a.id, a.count)).collect();
-    let etag = format!("\"alarms-{}-{}\"", counts.active, ids.join("."));
+    let etag = format!(
+        "\"alarms-{}-{}-{}\"",
+        counts.active,
+        ids.join("."),
+        state.vault.generation()
+    );
     if request
         .headers()
         .get(header::IF_NONE_MATCH)

@@ -64,13 +64,9 @@ async fn act(state: &AppState, user: &str, command: OperatorCommand) -> actix_we
 
 /// Carries out a person's command as `user`, then waits, bounded, until the read tables show its effect
 /// (read-your-writes); returns what to tell them: what it did (saying so if the pages lag), or why not.
-/// The notice is revealed for the person who acted (a watch-list change names its subject by pseudonym).
+/// A person the notice names is named by pseudonym: it travels in the redirect's URL, and the page it comes back
+/// to reveals it when it renders.
 pub(super) async fn carry_out_and_wait(state: &AppState, user: &str, command: &OperatorCommand) -> String {
-    let notice = carry_out_and_wait_sealed(state, user, command).await;
-    state.vault.reveal_text(&notice)
-}
-
-async fn carry_out_and_wait_sealed(state: &AppState, user: &str, command: &OperatorCommand) -> String {
     match carry_out(&state.registry, &state.vault, command, Actor::user(user), None).await {
         Ok(done) => {
             tracing::info!(%user, target = %command.target(), outcome = %done.text, "command from the web");

@@ -114,7 +114,8 @@ async fn page(state: web::Data<AppState>, Admin(identity): Admin, req: HttpReque
         site: state.config.site.name.clone(),
         entries,
         severities: Severity::ALL.iter().map(|s| s.as_str()).collect(),
-        notice: query.notice,
+        // A change's notice names its person by pseudonym (it came through the URL): revealed here.
+        notice: query.notice.map(|notice| state.vault.reveal_text(&notice)),
         csrf: identity.csrf.unwrap_or_default(),
     })
 }
@@ -192,7 +193,7 @@ async fn remove(
             };
             super::lockout::carry_out_and_wait(&state, &identity.name, &command).await
         }
-        Ok(None) => format!("nothing removed: {} is not on the watch list", form.subject.trim()),
+        Ok(None) => "nothing removed: nobody with that identifier is on the watch list".to_owned(),
         Err(why) => format!("nothing removed: {why}"),
     };
     Ok(super::admin::back_to_with("/admin/watch-list", &notice))
