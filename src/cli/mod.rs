@@ -813,6 +813,12 @@ fn events(config: &Config, stream: Option<String>, after: u64, follow: bool) -> 
             let line = match event {
                 Ok(event) => {
                     position = event.position;
+                    // Followed past an erasure (made by the server), the person is forgotten here too.
+                    if let crate::codec::AnyEvent::Presence(crate::domain::PresenceEvent::Forgotten(_)) = event.event
+                        && let Ok(person) = crate::domain::Pseudonym::parse(event.stream_id.id())
+                    {
+                        vault.mark_forgotten(&person);
+                    }
                     if stream.as_ref().is_some_and(|s| *s != event.stream_id) {
                         continue;
                     }

@@ -62,16 +62,17 @@ fn seal_map<E>(
 ) -> Result<(), E> {
     for (name, value) in map.iter_mut() {
         match value {
-            // A name, or a number or flag where a name belongs (`{"subject": 1042}` is still someone's id).
-            Value::String(_) | Value::Number(_) | Value::Bool(_) if name == "subject" => {
-                let text = match &*value {
-                    Value::String(text) => text.clone(),
-                    other => other.to_string(),
-                };
-                *value = match SubjectId::parse(&text) {
+            Value::String(text) if name == "subject" => {
+                *value = match SubjectId::parse(text) {
                     Ok(subject) => json!({ "sealed": seal(&subject)?.pseudonym.as_str() }),
                     Err(_) => Value::String(REMOVED.to_owned()),
                 };
+                *changed = true;
+            }
+            // A number or flag where a name belongs (`{"subject": 1042}`) is not an identifier the protocol allows,
+            // but may still be someone's: not kept.
+            Value::Number(_) | Value::Bool(_) if name == "subject" => {
+                *value = Value::String(REMOVED.to_owned());
                 *changed = true;
             }
             Value::Object(inner) => seal_map(inner, seal, changed)?,
@@ -94,7 +95,7 @@ pub fn unseal_payload_subjects(payload: &[u8], vault: &crate::privacy::SubjectVa
     let Ok(mut value) = serde_json::from_slice::<Value>(payload) else {
         return payload.to_vec();
     };
-    fn walk(value: &mut Value, vault: &crate::privacy::SubjectVault) {
+    fn walk(value: &mut Value, vault: &crate::privacy::SubjectVault, changed: &mut bool) {
         match value {
             Value::Object(map) => {
                 for (name, inner) in map.iter_mut() {
@@ -106,17 +107,23 @@ pub fn unseal_payload_subjects(payload: &[u8], vault: &crate::privacy::SubjectVa
                         Some(Ok(pseudonym)) if name == "subject" => {
                             if let crate::privacy::Revealed::Known(subject) = vault.reveal(&pseudonym) {
                                 *inner = Value::String(subject.as_str().to_owned());
+                                *changed = true;
                             }
                         }
-                        _ => walk(inner, vault),
+                        _ => walk(inner, vault, changed),
                     }
                 }
             }
-            Value::Array(items) => items.iter_mut().for_each(|item| walk(item, vault)),
+            Value::Array(items) => items.iter_mut().for_each(|item| walk(item, vault, changed)),
             _ => {}
         }
     }
-    walk(&mut value, vault);
+    // Nothing sealed in it: the very bytes kept, as received.
+    let mut changed = false;
+    walk(&mut value, vault, &mut changed);
+    if !changed {
+        return payload.to_vec();
+    }
     serde_json::to_vec(&value).unwrap_or_else(|_| payload.to_vec())
 }
 
@@ -152,7 +159,7 @@ mod tests {
             assert_eq!(seal_payload_subjects(kept, fake_seal).unwrap(), kept);
         }
         let number = String::from_utf8(seal_payload_subjects(br#"{"subject":1042}"#, fake_seal).unwrap()).unwrap();
-        assert!(number.contains("sealed") && !number.contains("1042"), "{number}");
+        assert!(number.contains(REMOVED) && !number.contains("1042"), "{number}");
         let broken = String::from_utf8(seal_payload_subjects(b"{subject: P-1042", fake_seal).unwrap()).unwrap();
         assert!(
             broken.starts_with("[payload withheld") && !broken.contains("1042"),
@@ -161,5 +168,27 @@ mod tests {
         let long = format!(r#"{{"subject":"{}"}}"#, "x".repeat(200));
         let text = String::from_utf8(seal_payload_subjects(long.as_bytes(), fake_seal).unwrap()).unwrap();
         assert!(text.contains(REMOVED) && !text.contains("xxx"), "{text}");
+    }
+
+    #[test]
+    fn a_re_driven_letter_gets_its_subject_back_unless_the_person_was_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::db::open(&dir.path().join("journal.db"), crate::config::Synchronous::Full).unwrap();
+        crate::db::migrate_journal(&mut conn).unwrap();
+        let vault = crate::privacy::SubjectVault::on(conn).unwrap();
+        let raw = br#"{"msg_id":"m1","subject":"emp-9","confidence":0.9}"#;
+        let kept = seal_payload_subjects(raw, |s| vault.seal(s)).unwrap();
+        assert!(!String::from_utf8_lossy(&kept).contains("emp-9"));
+        let back: Value = serde_json::from_slice(&unseal_payload_subjects(&kept, &vault)).unwrap();
+        assert_eq!(back, serde_json::from_slice::<Value>(raw).unwrap());
+        // Nothing sealed: the very same bytes.
+        let plain = br#"{"msg_id":"s1","direction":"sideways"}"#;
+        assert_eq!(unseal_payload_subjects(plain, &vault), plain);
+        vault.forget(&SubjectId::parse("emp-9").unwrap()).unwrap();
+        assert_eq!(
+            unseal_payload_subjects(&kept, &vault),
+            kept,
+            "a forgotten person stays sealed"
+        );
     }
 }

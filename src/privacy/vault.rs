@@ -245,6 +245,16 @@ impl SubjectVault {
         Ok(deleted > 0)
     }
 
+    /// Forgets what this process remembers of a person another process forgot (it saw the erasure event).
+    pub fn mark_forgotten(&self, pseudonym: &Pseudonym) {
+        if let Ok(mut people) = self.inner.people.write() {
+            people.by_pseudonym.remove(pseudonym);
+            people.by_lookup.retain(|_, p| p.pseudonym != *pseudonym);
+            people.gone.insert(pseudonym.clone());
+        }
+        self.inner.forgotten.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// How many people this process has forgotten since it started: pages that cache what they show (ETags)
     /// include it, so a forgotten person never lingers in a browser's copy.
     pub fn generation(&self) -> u64 {
