@@ -14,6 +14,15 @@ CREATE TABLE subject_vault (
 -- Events written before sealing carried identifiers in clear. The one-time re-encryption rewrites those bodies
 -- (same event, same position; a newer schema) under a grant, as archival deletes under its own; the triggers still
 -- refuse every other UPDATE, and any change to a row's identity or order.
+-- Whether a journal from before sealing still waits for that rewrite: set here for a journal that holds anything,
+-- cleared in the rewrite's transaction, so later starts look no further than this table.
+CREATE TABLE reseal_pending (
+    since  INTEGER NOT NULL
+);
+INSERT INTO reseal_pending (since)
+SELECT 0 WHERE EXISTS (SELECT 1 FROM events) OR EXISTS (SELECT 1 FROM dead_letters)
+            OR EXISTS (SELECT 1 FROM operator_requests);
+
 CREATE TABLE reseal_grant (
     up_to  INTEGER NOT NULL                    -- bodies at or below this position may be rewritten in this transaction
 );

@@ -4,11 +4,10 @@
 
 use super::Failure;
 use crate::config::Config;
-use crate::db::StoragePaths;
 use crate::domain::SubjectId;
 use crate::journal::Actor;
 use crate::requests::OperatorCommand;
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 
 pub fn forget(config: Config, subject: &str, as_user: Option<&str>) -> Result<(), Failure> {
     let identifier = SubjectId::parse(subject.trim()).map_err(|e| Failure::Usage(anyhow!("forget: {e}")))?;
@@ -38,13 +37,7 @@ fn admin(config: &Config, as_user: Option<&str>) -> Result<Actor, Failure> {
     let Some(name) = as_user else {
         return Ok(Actor::cli());
     };
-    let journal = StoragePaths::new(&config.storage.dir).journal();
-    let conn = crate::auth::open(&journal)?;
-    let role: Option<String> =
-        rusqlite::OptionalExtension::optional(
-            conn.query_row("SELECT role FROM users WHERE name = ?1", [name], |r| r.get(0)),
-        )
-        .context("journal.db: cannot look up users")?;
+    let role = super::user_role(config, name)?;
     match role.as_deref() {
         Some("admin") => Ok(Actor::user(name)),
         Some(_) => Err(Failure::Usage(anyhow!(

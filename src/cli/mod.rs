@@ -397,19 +397,23 @@ fn actor(config: &Config, as_user: Option<&str>) -> Result<crate::journal::Actor
     let Some(name) = as_user else {
         return Ok(crate::journal::Actor::cli());
     };
-    let journal = StoragePaths::new(&config.storage.dir).journal();
-    let conn = crate::auth::open(&journal)?;
-    let known: bool = conn
-        .query_row("SELECT EXISTS (SELECT 1 FROM users WHERE name = ?1)", [name], |r| {
-            r.get(0)
-        })
-        .context("journal.db: cannot look up users")?;
-    if !known {
+    if user_role(config, name)?.is_none() {
         return Err(Failure::Usage(anyhow!(
             "--as {name}: no such user (add one with `gatehouse user add {name} --role manager`)"
         )));
     }
     Ok(crate::journal::Actor::user(name))
+}
+
+/// The role (`manager`, `admin`) of web user `name`, if there is one.
+fn user_role(config: &Config, name: &str) -> Result<Option<String>, Failure> {
+    use rusqlite::OptionalExtension;
+    let journal = StoragePaths::new(&config.storage.dir).journal();
+    let conn = crate::auth::open(&journal)?;
+    Ok(conn
+        .query_row("SELECT role FROM users WHERE name = ?1", [name], |r| r.get(0))
+        .optional()
+        .context("journal.db: cannot look up users")?)
 }
 
 pub fn run(cli: Cli) -> Result<(), Failure> {

@@ -366,11 +366,7 @@ mod tests {
     }
 
     fn vault() -> (tempfile::TempDir, SubjectVault) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut conn = crate::db::open(&dir.path().join("journal.db"), crate::config::Synchronous::Full).unwrap();
-        crate::db::migrate_journal(&mut conn).unwrap();
-        let vault = SubjectVault::on(conn).unwrap();
-        (dir, vault)
+        SubjectVault::scratch()
     }
 
     fn id(s: &str) -> crate::domain::SubjectId {

@@ -175,10 +175,7 @@ mod tests {
 
     #[test]
     fn a_notification_names_the_person_when_sent_and_nobody_once_they_are_forgotten() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut conn = crate::db::open(&dir.path().join("journal.db"), crate::config::Synchronous::Full).unwrap();
-        crate::db::migrate_journal(&mut conn).unwrap();
-        let vault = crate::privacy::SubjectVault::on(conn).unwrap();
+        let (_dir, vault) = crate::privacy::SubjectVault::scratch();
         let who = crate::domain::SubjectId::parse("emp \"7\"").unwrap();
         let person = vault.seal(&who).unwrap().pseudonym;
         // What the outbox keeps: the pseudonym only.

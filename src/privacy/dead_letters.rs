@@ -172,10 +172,7 @@ mod tests {
 
     #[test]
     fn a_re_driven_letter_gets_its_subject_back_unless_the_person_was_forgotten() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut conn = crate::db::open(&dir.path().join("journal.db"), crate::config::Synchronous::Full).unwrap();
-        crate::db::migrate_journal(&mut conn).unwrap();
-        let vault = crate::privacy::SubjectVault::on(conn).unwrap();
+        let (_dir, vault) = crate::privacy::SubjectVault::scratch();
         let raw = br#"{"msg_id":"m1","subject":"emp-9","confidence":0.9}"#;
         let kept = seal_payload_subjects(raw, |s| vault.seal(s)).unwrap();
         assert!(!String::from_utf8_lossy(&kept).contains("emp-9"));

@@ -2,7 +2,8 @@
 //! a person's identifier in clear is rewritten in place (same position, stream, version and times; a newer schema)
 //! with the identifier sealed under the person's key, in one transaction under a `reseal_grant` the append-only
 //! triggers allow. Snapshots of the kinds that name people are dropped (a cache; they are taken again) and dead
-//! letters get their subject fields sealed. Runs at every open and finds nothing to do after the first.
+//! letters get their subject fields sealed. Runs at every open; `reseal_pending` (set by the migration for a
+//! journal that held anything) says whether there is anything to look at.
 
 use super::SubjectVault;
 use super::dead_letters::seal_payload_subjects;
@@ -22,6 +23,11 @@ pub struct Resealed {
 /// first (sealing may add people to the vault, on its own connection), then written in one transaction, which
 /// rewrites only rows still in clear (a concurrent run's rows are left alone).
 pub fn reseal_journal(conn: &mut Connection, vault: &SubjectVault) -> anyhow::Result<Resealed> {
+    // A journal made since sealing, or one rewritten already, has nothing waiting: one look, no scan.
+    let pending: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM reseal_pending)", [], |r| r.get(0))?;
+    if !pending {
+        return Ok(Resealed::default());
+    }
     let in_clear = SEALED_SINCE
         .iter()
         .map(|(event_type, schema)| format!("(event_type = '{event_type}' AND schema < {schema})"))
@@ -103,6 +109,7 @@ pub fn reseal_journal(conn: &mut Connection, vault: &SubjectVault) -> anyhow::Re
             params![after, id, before],
         )? as u64;
     }
+    tx.execute("DELETE FROM reseal_pending", [])?;
     tx.commit()?;
     if done != Resealed::default() {
         tracing::info!(
@@ -338,6 +345,9 @@ mod tests {
             [r#"{"source":"subject emp-4711","detail":"emp-4711 (banned) recognized by C1 in Hall A"}"#],
         )
         .unwrap();
+        // What the migration marks on a journal that already held events.
+        conn.execute("INSERT INTO reseal_pending (since) VALUES (0)", [])
+            .unwrap();
         // Before: nothing reads them.
         let stream = StreamName::parse("C1").unwrap();
         let payload: Vec<u8> = conn

@@ -116,19 +116,14 @@ impl SubjectVault {
     /// is read on its first use).
     fn load_everyone(&self) -> anyhow::Result<()> {
         let db = self.inner.db.lock().map_err(lock_error)?;
-        let pseudonyms: Vec<String> = db
-            .prepare("SELECT pseudonym FROM subject_vault")?
-            .query_map([], |r| r.get(0))?
+        let rows: Vec<StoredRow> = db
+            .prepare("SELECT pseudonym, key, sealed FROM subject_vault")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<Result<_, _>>()
             .context("journal.db: cannot read the subject vault")?;
-        let mut people = Vec::with_capacity(pseudonyms.len());
-        for pseudonym in pseudonyms {
-            if let Some(person) = read_row(&db, "pseudonym", &pseudonym)? {
-                people.push(person);
-            }
-        }
         drop(db);
-        for person in people {
+        for row in rows {
+            let person = open_row(row)?;
             let lookup = self.lookup_of(&person.subject);
             self.remember(lookup, person);
         }
@@ -137,11 +132,7 @@ impl SubjectVault {
 
     /// The identifier sealed under its person's key; the person's row is made the first time they are seen.
     pub fn seal(&self, subject: &SubjectId) -> anyhow::Result<Subject> {
-        let person = self.person(subject, Some(NewPseudonym::Random))?;
-        person
-            .map(|p| seal_with(&p.key, &p.pseudonym, subject))
-            .transpose()?
-            .context("the subject vault lost a row it had just written")
+        self.seal_creating(subject, NewPseudonym::Random)
     }
 
     /// [`SubjectVault::seal`] for a person already in memory; `None` when sealing would need the database (a person
@@ -155,11 +146,14 @@ impl SubjectVault {
     /// Sealing for the one-time re-encryption of events written in clear: a person new to the vault keeps the
     /// keyed-hash pseudonym their streams and forwarded events already use.
     pub fn seal_legacy(&self, subject: &SubjectId) -> anyhow::Result<Subject> {
-        let person = self.person(subject, Some(NewPseudonym::Legacy))?;
-        person
-            .map(|p| seal_with(&p.key, &p.pseudonym, subject))
-            .transpose()?
-            .context("the subject vault lost a row it had just written")
+        self.seal_creating(subject, NewPseudonym::Legacy)
+    }
+
+    fn seal_creating(&self, subject: &SubjectId, how: NewPseudonym) -> anyhow::Result<Subject> {
+        let person = self
+            .person(subject, Some(how))?
+            .context("the subject vault lost a row it had just written")?;
+        seal_with(&person.key, &person.pseudonym, subject)
     }
 
     /// The person's pseudonym if the vault knows them (never creates one).
@@ -235,24 +229,26 @@ impl SubjectVault {
         let deleted = db
             .execute("DELETE FROM subject_vault WHERE pseudonym = ?1", [pseudonym.as_str()])
             .context("journal.db: cannot delete a person's row from the subject vault")?;
-        let mut people = self.inner.people.write().map_err(lock_error)?;
-        people.by_pseudonym.remove(pseudonym);
-        people.by_lookup.retain(|_, p| p.pseudonym != *pseudonym);
-        people.gone.insert(pseudonym.clone());
-        self.inner.forgotten.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        drop(people);
+        self.evict(pseudonym)?;
         drop(db);
         Ok(deleted > 0)
     }
 
     /// Forgets what this process remembers of a person another process forgot (it saw the erasure event).
     pub fn mark_forgotten(&self, pseudonym: &Pseudonym) {
-        if let Ok(mut people) = self.inner.people.write() {
-            people.by_pseudonym.remove(pseudonym);
-            people.by_lookup.retain(|_, p| p.pseudonym != *pseudonym);
-            people.gone.insert(pseudonym.clone());
+        if let Err(error) = self.evict(pseudonym) {
+            tracing::error!(error = %format!("{error:#}"), "subject vault: cannot forget a cached person");
         }
+    }
+
+    /// Takes a person out of the cache for good (a later read cannot put them back) and counts the erasure.
+    fn evict(&self, pseudonym: &Pseudonym) -> anyhow::Result<()> {
+        let mut people = self.inner.people.write().map_err(lock_error)?;
+        people.by_pseudonym.remove(pseudonym);
+        people.by_lookup.retain(|_, p| p.pseudonym != *pseudonym);
+        people.gone.insert(pseudonym.clone());
         self.inner.forgotten.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     /// How many people this process has forgotten since it started: pages that cache what they show (ETags)
@@ -357,27 +353,32 @@ impl SubjectVault {
     }
 }
 
+/// A row as stored: pseudonym, key, sealed identifier.
+type StoredRow = (String, Vec<u8>, Vec<u8>);
+
 /// Reads and opens one row by `column` (`lookup` or `pseudonym`).
 fn read_row(db: &Connection, column: &str, value: &dyn rusqlite::ToSql) -> anyhow::Result<Option<Person>> {
     let sql = format!("SELECT pseudonym, key, sealed FROM subject_vault WHERE {column} = ?1");
-    let row: Option<(String, Vec<u8>, Vec<u8>)> = db
+    let row: Option<StoredRow> = db
         .query_row(&sql, [value], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()
         .context("journal.db: cannot read the subject vault")?;
-    let Some((pseudonym, key, sealed)) = row else {
-        return Ok(None);
-    };
+    row.map(open_row).transpose()
+}
+
+/// A stored row checked and opened with its own key.
+fn open_row((pseudonym, key, sealed): StoredRow) -> anyhow::Result<Person> {
     let pseudonym = Pseudonym::parse(&pseudonym).map_err(|e| anyhow::anyhow!("subject_vault: {e}"))?;
     let key: [u8; 32] = key
         .try_into()
         .map_err(|k: Vec<u8>| anyhow::anyhow!("subject_vault: {pseudonym}'s key has {} bytes, not 32", k.len()))?;
     let subject = open_with(&key, &pseudonym, &sealed)
         .with_context(|| format!("subject_vault: {pseudonym}'s identifier does not open with its key"))?;
-    Ok(Some(Person {
+    Ok(Person {
         pseudonym,
         key,
         subject,
-    }))
+    })
 }
 
 fn cipher(key: &[u8; 32]) -> anyhow::Result<LessSafeKey> {
@@ -422,15 +423,23 @@ fn open_with(key: &[u8; 32], pseudonym: &Pseudonym, sealed: &[u8]) -> Option<Sub
 }
 
 #[cfg(test)]
+impl SubjectVault {
+    /// A vault on a fresh journal in a temporary directory (kept while the `TempDir` lives), for tests.
+    pub(crate) fn scratch() -> (tempfile::TempDir, SubjectVault) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::db::open(&dir.path().join("journal.db"), crate::config::Synchronous::Full).unwrap();
+        crate::db::migrate_journal(&mut conn).unwrap();
+        let vault = SubjectVault::on(conn).unwrap();
+        (dir, vault)
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     fn vault() -> (tempfile::TempDir, SubjectVault) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("journal.db");
-        let mut conn = crate::db::open(&path, crate::config::Synchronous::Full).unwrap();
-        crate::db::migrate_journal(&mut conn).unwrap();
-        (dir, SubjectVault::on(conn).unwrap())
+        SubjectVault::scratch()
     }
 
     fn id(s: &str) -> SubjectId {

@@ -169,12 +169,3 @@ pub(crate) fn local_time(tz: &jiff::tz::TimeZone, micros: i64) -> String {
         Err(_) => "-".into(),
     }
 }
-
-/// What a read table's person (a pseudonym) reads as on a page or in a CSV: the identifier, or "forgotten".
-pub(crate) fn reveal(state: &AppState, pseudonym: &str) -> String {
-    match crate::domain::Pseudonym::parse(pseudonym) {
-        Ok(pseudonym) => state.vault.reveal(&pseudonym).to_string(),
-        // Not a pseudonym (a sender, a zone): shown as it is, with any pseudonym inside it revealed.
-        Err(_) => state.vault.reveal_text(pseudonym),
-    }
-}

@@ -55,7 +55,7 @@ async fn page(state: web::Data<AppState>, req: HttpRequest) -> actix_web::Result
     let rows: Vec<crate::presence::InsideRow> = rows
         .into_iter()
         .map(|row| crate::presence::InsideRow {
-            subject: super::reveal(&state, &row.subject),
+            subject: state.vault.reveal_text(&row.subject),
             ..row
         })
         .collect();

@@ -76,7 +76,7 @@ async fn page(state: web::Data<AppState>, Admin(identity): Admin, req: HttpReque
         .into_iter()
         .map(
             |(pseudonym, list, severity, note, until, changed_by, changed_at)| EntryLine {
-                subject: super::reveal(&state, &pseudonym),
+                subject: state.vault.reveal_text(&pseudonym),
                 pseudonym,
                 list,
                 severity,

@@ -185,7 +185,7 @@ pub(super) async fn recognitions(state: web::Data<AppState>, req: HttpRequest) -
             .shown
             .iter()
             .map(|line| SubjectLine {
-                subject: crate::web::reveal(&state, &line.subject),
+                subject: state.vault.reveal_text(&line.subject),
                 ..line.clone()
             })
             .collect(),
