@@ -405,6 +405,19 @@ fn actor(config: &Config, as_user: Option<&str>) -> Result<crate::journal::Actor
     Ok(crate::journal::Actor::user(name))
 }
 
+/// Who an admin-only command's changes are recorded as: `cli:OSUSER` (whoever may run it on the data directory)
+/// or, with `--as NAME`, a user who is an admin (`what` names the command in the refusal).
+fn admin_actor(config: &Config, as_user: Option<&str>, what: &str) -> Result<crate::journal::Actor, Failure> {
+    let Some(name) = as_user else {
+        return Ok(crate::journal::Actor::cli());
+    };
+    match user_role(config, name)?.as_deref() {
+        Some("admin") => Ok(crate::journal::Actor::user(name)),
+        Some(_) => Err(Failure::Usage(anyhow!("--as {name}: {what} takes an admin"))),
+        None => Err(Failure::Usage(anyhow!("--as {name}: no such user"))),
+    }
+}
+
 /// The role (`manager`, `admin`) of web user `name`, if there is one.
 fn user_role(config: &Config, name: &str) -> Result<Option<String>, Failure> {
     use rusqlite::OptionalExtension;
@@ -498,7 +511,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 note,
                 until,
             } => {
-                let by = actor(&config, as_user.as_deref())?;
+                let by = admin_actor(&config, as_user.as_deref(), "changing the watch list")?;
                 alarms::watch_add(
                     config,
                     &subject,
@@ -509,7 +522,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 )
             }
             WatchCommand::Remove { subject } => {
-                let by = actor(&config, as_user.as_deref())?;
+                let by = admin_actor(&config, as_user.as_deref(), "changing the watch list")?;
                 alarms::watch_remove(config, &subject, &by)
             }
             WatchCommand::List => alarms::watch_list(&config),

@@ -155,22 +155,38 @@ impl Follower {
             {
                 continue;
             }
-            if reason.cools_down() {
-                let told = outbox::last_told(
-                    tx,
-                    &channel.name,
-                    &number,
-                    &["raised", "repeated", "reactivated", "escalated"],
-                )?;
-                if told.is_some_and(|at| created_at - at < channel.cooldown.as_millis() as i64) {
-                    continue;
-                }
+            // A later change makes a clear still held back for the cooldown old news. A reactivation that
+            // finds one held is the flapping the cooldown is for: the receiver never heard the alarm go, so it
+            // need not hear it come back.
+            let superseded = outbox::supersede_held_clear(tx, &channel.name, &number)?;
+            if reason == Reason::Reactivated && superseded {
+                continue;
             }
-            let held_until = match channel.quiet_hours {
+            let cooldown = channel.cooldown.as_millis() as i64;
+            let told_active = || outbox::last_told(tx, &channel.name, &number, &Reason::TOLD_ACTIVE);
+            // Repeats wait out the cooldown; so does a clear, held back until the cooldown ends (never dropped:
+            // the receiver must not be left believing a cleared alarm is active).
+            if reason == Reason::Repeated && told_active()?.is_some_and(|at| created_at - at < cooldown) {
+                continue;
+            }
+            let cooldown_until = match reason {
+                Reason::Cleared => told_active()?
+                    .map(|at| at + cooldown)
+                    .filter(|&until| until > created_at),
+                _ => None,
+            };
+            let quiet_until = match channel.quiet_hours {
                 Some(quiet) if alarm.severity < Severity::Critical => {
-                    quiet.held_until(stored.recorded_at, &self.timezone)
+                    quiet.held_until(stored.recorded_at, &self.timezone).map(millis)
                 }
                 _ => None,
+            };
+            // Held for whichever ends later.
+            let (due_at, held_for) = match (cooldown_until, quiet_until) {
+                (Some(c), Some(q)) if q > c => (q, Some("quiet hours")),
+                (Some(c), _) => (c, Some(outbox::HELD_FOR_COOLDOWN)),
+                (None, Some(q)) => (q, Some("quiet hours")),
+                (None, None) => (created_at, None),
             };
             let id = format!("msg_{}_{}", channel.name, stored.position);
             outbox::insert(
@@ -185,8 +201,8 @@ impl Follower {
                     alarm_state: alarm.state_name(),
                     body: &document,
                     created_at,
-                    due_at: held_until.map_or(created_at, millis),
-                    held_for: held_until.map(|_| "quiet hours"),
+                    due_at,
+                    held_for,
                 },
             )?;
             written += 1;

@@ -39,10 +39,8 @@ impl Reason {
         }
     }
 
-    /// Repeats of trouble already told: these wait out the channel's cooldown.
-    pub fn cools_down(self) -> bool {
-        matches!(self, Reason::Repeated | Reason::Reactivated)
-    }
+    /// The notifications that told a receiver the alarm is active: the cooldown runs from the latest of them.
+    pub const TOLD_ACTIVE: [&'static str; 4] = ["raised", "repeated", "reactivated", "escalated"];
 }
 
 /// The alarm's state as every channel tells it (the `data` of a webhook, the retained MQTT message).

@@ -49,6 +49,22 @@ pub fn insert(tx: &Transaction<'_>, d: &NewDelivery<'_>) -> rusqlite::Result<()>
     Ok(())
 }
 
+/// Why a clear waits: the channel told of the alarm as active less than a cooldown ago (a flapping alarm).
+pub const HELD_FOR_COOLDOWN: &str = "cooldown";
+
+/// Drops the clear of `alarm` that the channel holds back for its cooldown, when a later change of the alarm
+/// makes it old news (it came back, or someone acknowledged it). Returns whether there was one. The row stays,
+/// `superseded`, so the admin page shows what happened to it.
+pub fn supersede_held_clear(tx: &Transaction<'_>, channel: &str, alarm: &str) -> rusqlite::Result<bool> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE notification_deliveries SET status = 'superseded', next_attempt_at = NULL
+             WHERE channel = ?1 AND alarm = ?2 AND reason = 'cleared' AND status = 'pending' AND held_for = ?3",
+        )?
+        .execute(params![channel, alarm, HELD_FOR_COOLDOWN])?;
+    Ok(changed > 0)
+}
+
 /// When the channel last told of `alarm` for one of `reasons`, if it ever did.
 pub fn last_told(conn: &Connection, channel: &str, alarm: &str, reasons: &[&str]) -> rusqlite::Result<Option<i64>> {
     let mut latest = None;
@@ -56,7 +72,7 @@ pub fn last_told(conn: &Connection, channel: &str, alarm: &str, reasons: &[&str]
         let at: Option<i64> = conn
             .prepare_cached(
                 "SELECT max(created_at) FROM notification_deliveries
-                 WHERE channel = ?1 AND alarm = ?2 AND reason = ?3",
+                 WHERE channel = ?1 AND alarm = ?2 AND reason = ?3 AND status != 'superseded'",
             )?
             .query_row(params![channel, alarm, reason], |r| r.get(0))?;
         latest = latest.max(at);
@@ -82,7 +98,7 @@ pub fn unanswered_critical(conn: &Connection, channel: &str, told_before: i64) -
                  WHERE e.channel = d.channel AND e.alarm = d.alarm AND e.reason = 'escalated')
          FROM notification_deliveries d
          WHERE d.rowid IN (SELECT max(rowid) FROM notification_deliveries
-                           WHERE channel = ?1 AND severity = 'critical' GROUP BY alarm)
+                           WHERE channel = ?1 AND severity = 'critical' AND status != 'superseded' GROUP BY alarm)
            AND d.alarm_state = 'active_unacknowledged' AND d.created_at <= ?2",
     )?;
     let rows = statement.query_map(params![channel, told_before], |r| {

@@ -195,13 +195,16 @@ fn the_alarm_report_counts_alarms_by_type_severity_and_zone_with_times_to_acknow
         let rows: Vec<&str> = csv.lines().collect();
         assert_eq!(
             rows[0],
-            "type,severity,raised,active,acknowledged,cleared,mean_seconds_to_acknowledge,mean_seconds_to_clear"
+            "type,severity,zone,raised,active,acknowledged,cleared,mean_seconds_to_acknowledge,mean_seconds_to_clear"
         );
-        // The most severe first; only the forced passage was acknowledged.
-        assert!(rows[1].starts_with("forced_passage,critical,1,1,1,0,"), "{rows:?}");
+        // The most severe first, each with its zone; only the forced passage was acknowledged.
+        assert!(
+            rows[1].starts_with("forced_passage,critical,Hall A,1,1,1,0,"),
+            "{rows:?}"
+        );
         assert!(rows[1].ends_with(','), "never cleared: {rows:?}");
-        assert_eq!(rows[2], "watched_subject_seen,major,1,1,0,0,,");
-        assert_eq!(rows[3], "lost_messages,minor,1,1,0,0,,");
+        assert_eq!(rows[2], "watched_subject_seen,major,Hall A,1,1,0,0,,");
+        assert_eq!(rows[3], "lost_messages,minor,Hall B,1,1,0,0,,");
         assert_eq!(rows.len(), 4, "{rows:?}");
         // By zone: T1 and C1 are in Hall A, T2 in Hall B.
         let zones = page.split("alarms-by-zone").nth(1).unwrap_or_default();

@@ -1,5 +1,6 @@
 //! Alarms that no single message raises: a device offline longer than `[alarms] offline_after` (cleared by the
-//! device coming back, refused to people while it is still offline), a gateway whose message counter skips, and
+//! device coming back, refused to people while it is still offline), a fault open longer than `fault_open_after`
+//! (cleared by the unit reporting it gone), a gateway whose message counter skips, and
 //! a sender whose dead letters pass `dead_letter_rate` a minute. All through the embedded MQTT endpoint.
 
 use crate::helpers::*;
@@ -18,7 +19,9 @@ fn lasting_and_counted_trouble_raises_alarms_that_end_with_their_condition() {
     let port = free_port();
     let site = Site::with_mqtt(
         &format!("listen = \"127.0.0.1:{port}\""),
-        &format!("{TWO_TURNSTILES_ONE_CAMERA}\n[alarms]\noffline_after = \"1s\"\ndead_letter_rate = 5\n"),
+        &format!(
+            "{TWO_TURNSTILES_ONE_CAMERA}\n[alarms]\noffline_after = \"1s\"\nfault_open_after = \"1s\"\ndead_letter_rate = 5\n"
+        ),
     );
     let views = site.paths().views();
     with_app(site.config(), async |app| {
@@ -50,6 +53,30 @@ fn lasting_and_counted_trouble_raises_alarms_that_end_with_their_condition() {
         let rows = views.clone();
         eventually("T1 back online cleared its alarm", move || {
             alarm_rows(&rows).contains(&"device_offline|major|device T1|0|1".to_owned())
+        })
+        .await;
+
+        // A fault left open past fault_open_after: an alarm that ends when the unit reports the fault gone.
+        publish(
+            "gatehouse/camera/C1/fault",
+            &[r#"{"msg_id":"f1","code":"LENS","detail":"fogged"}"#],
+        )
+        .await
+        .unwrap();
+        let rows = views.clone();
+        eventually("C1's fault open past fault_open_after raised an alarm", move || {
+            alarm_rows(&rows).contains(&"fault_open|major|device C1|1|1".to_owned())
+        })
+        .await;
+        publish(
+            "gatehouse/camera/C1/fault_cleared",
+            &[r#"{"msg_id":"f2","code":"LENS"}"#],
+        )
+        .await
+        .unwrap();
+        let rows = views.clone();
+        eventually("the fault cleared ended its alarm", move || {
+            alarm_rows(&rows).contains(&"fault_open|major|device C1|0|1".to_owned())
         })
         .await;
 

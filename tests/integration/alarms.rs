@@ -46,6 +46,14 @@ fn a_watched_subject_seen_over_mqtt_raises_one_alarm_that_people_acknowledge_and
         columns(&lines(&site.gatehouse(&["watch", "list"]))[0]),
         ["P-1042", "banned", "major", "-", "shoplifting"]
     );
+    // Managing the watch list takes an admin, on the command line as on /admin/watch-list.
+    let by_manager = site.gatehouse(&["--as", "cleo", "watch", "remove", "P-1042"]);
+    assert_eq!(by_manager.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&by_manager.stderr).contains("--as cleo: changing the watch list takes an admin"),
+        "{by_manager:?}"
+    );
+    assert_eq!(lines(&site.gatehouse(&["watch", "list"])).len(), 1);
     with_app(site.config(), async |app| {
         let recognitions = [
             r#"{"msg_id":"r1","subject":"P-1042","confidence":0.93}"#,

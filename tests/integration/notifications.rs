@@ -2,7 +2,8 @@
 //! webhook and an inbox; a receiver that fails and then recovers gets the same notification id; 410 switches a
 //! channel off until an admin switches it on; a SIGKILL between the alarm and its delivery delays it, with the
 //! same id; a thousand sightings make one alarm and one notification (cooldown); quiet hours hold back a major
-//! alarm and let a critical one through; an unacknowledged critical alarm is escalated until acknowledged.
+//! alarm and let a critical one through; an unacknowledged critical alarm is escalated until acknowledged; a
+//! flapping alarm is told once per cooldown and its clear held back, never lost.
 
 use crate::helpers::*;
 use crate::receivers::*;
@@ -150,6 +151,77 @@ fn a_watched_subject_seen_over_mqtt_reaches_a_signed_webhook_and_an_inbox_once_p
 }
 
 #[test]
+fn a_flapping_alarm_is_told_once_per_cooldown_and_its_last_clear_is_held_back_never_lost() {
+    let receiver = WebhookReceiver::start();
+    let port = free_port();
+    let site = Site::with_mqtt(
+        &format!("listen = \"127.0.0.1:{port}\""),
+        &format!("{TWO_TURNSTILES_ONE_CAMERA}{}", webhook(&receiver, "cooldown = \"8s\"")),
+    );
+    watch(&site, "P-9", "major");
+    with_server(site.config(), async |state, addr| {
+        recognize(port, "P-9", 1).await;
+        eventually("the alarm is told", || receiver.delivered().len() == 1).await;
+        // Cleared by hand, seen again (the same alarm comes back within reopen_within), cleared again: all
+        // within the cooldown.
+        step(state, "A-000001", "clear").await;
+        tokio::task::spawn_blocking(move || {
+            mosquitto_pub_lines(
+                port,
+                "gatehouse/camera/C1/recognition",
+                &[r#"{"msg_id":"again","subject":"P-9","confidence":0.95}"#.to_owned()],
+            )
+        })
+        .await
+        .unwrap();
+        settle(state).await;
+        let (_, alarms) = get(addr, "/alarms?format=csv").await;
+        assert!(
+            alarms
+                .lines()
+                .nth(1)
+                .is_some_and(|a| a.contains(",active_unacknowledged,")),
+            "{alarms}"
+        );
+        step(state, "A-000001", "clear").await;
+        settle(state).await;
+        // The first clear was dropped when the alarm came back (the receiver never heard it go), the return not
+        // told; the last clear waits for the cooldown's end.
+        eventually("the notifier has written the last clear", || {
+            rows(
+                &site,
+                "SELECT reason, status, held_for FROM notification_deliveries ORDER BY rowid",
+            ) == [
+                "raised|delivered|NULL",
+                "cleared|superseded|cooldown",
+                "cleared|pending|cooldown",
+            ]
+        })
+        .await;
+        assert_eq!(receiver.delivered().len(), 1);
+        let (_, page) = get(addr, "/admin/notifications").await;
+        assert!(page.contains("superseded") && page.contains("cooldown"), "{page}");
+        // Held back, not lost: the receiver ends knowing the alarm is cleared.
+        eventually("the clear goes once the cooldown ends", || {
+            receiver.delivered().len() == 2
+        })
+        .await;
+        let told: Vec<String> = receiver
+            .delivered()
+            .iter()
+            .map(|h| format!("{} {}", h.body["type"], h.body["data"]["state"]))
+            .collect();
+        assert_eq!(
+            told,
+            [
+                r#""alarm.raised" "active_unacknowledged""#,
+                r#""alarm.cleared" "cleared_unacknowledged""#
+            ]
+        );
+    });
+}
+
+#[test]
 fn a_receiver_that_fails_then_recovers_gets_the_notification_with_the_same_id() {
     let receiver = WebhookReceiver::start();
     receiver.answer(Answer::Status(500));
@@ -183,6 +255,9 @@ fn a_receiver_that_fails_then_recovers_gets_the_notification_with_the_same_id() 
             hooks.iter().all(|h| h.id == hooks[0].id && h.signature_valid),
             "{hooks:?}"
         );
+        // Each attempt is signed afresh: its own timestamp (the retries span seconds), signature valid for it.
+        assert!(hooks.windows(2).all(|w| w[0].timestamp <= w[1].timestamp), "{hooks:?}");
+        assert!(hooks[hooks.len() - 1].timestamp > hooks[0].timestamp, "{hooks:?}");
         let recorded = [format!("delivered|{}", hooks.len())];
         eventually("the delivery is recorded with every attempt", || {
             rows(&site, "SELECT status, attempts FROM notification_deliveries") == recorded

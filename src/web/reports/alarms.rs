@@ -1,6 +1,6 @@
 //! `/reports/alarms`: the alarms first seen in the period, by type and severity (how many, how many still active,
 //! mean time to acknowledge and to clear) and by zone; alarms raised per day as a chart (critical and major
-//! beside minor and warning). As a page or, by type and severity, as CSV.
+//! beside minor and warning). As a page or as CSV (one row per type, severity and zone).
 
 use super::chart::{Chart, ChartBucket, Series};
 use super::params::{Bucket, EquipmentQuery, Format, csv_href};
@@ -88,9 +88,15 @@ pub(super) async fn alarms(state: web::Data<AppState>, req: HttpRequest) -> acti
     .await?;
 
     if query.format == Format::Csv {
+        // One row per type, severity and zone: both of the page's tables in one sheet a spreadsheet can pivot.
+        let by_type_and_zone = crate::web::read_views(&state, move |conn| {
+            Ok(grouped(conn, "alarm_type, severity, zone", start, end)?)
+        })
+        .await?;
         let mut csv = Csv::with_header(&[
             "type",
             "severity",
+            "zone",
             "raised",
             "active",
             "acknowledged",
@@ -99,10 +105,11 @@ pub(super) async fn alarms(state: web::Data<AppState>, req: HttpRequest) -> acti
             "mean_seconds_to_clear",
         ]);
         let text = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
-        for line in &by_type {
+        for line in &by_type_and_zone {
             csv.row(&[
                 line.alarm_type.clone(),
                 line.severity.clone(),
+                line.zone.clone(),
                 line.raised.to_string(),
                 line.active.to_string(),
                 line.acknowledged.to_string(),
