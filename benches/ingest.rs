@@ -48,10 +48,10 @@ const DEVICES: usize = 100;
 /// QoS 1 messages each publisher keeps unacknowledged: just under the embedded endpoint's `MAX_IN_FLIGHT` (1024),
 /// so the endpoint never stops reading a connection, and deep enough to fill the writer's commit groups.
 const PUBLISHER_INFLIGHT: u16 = 1000;
-/// Targets: embedded ingestion durable at 40k events/s on 2 cores; through Mosquitto at least 60% of what
-/// Mosquitto alone delivers to one subscriber.
+/// Targets: embedded ingestion durable at 40k events/s on 2 cores; through Mosquitto at least 80% of what
+/// Mosquitto alone delivers to one subscriber, with its in-flight window unlimited and at its default.
 const TARGET_EMBEDDED: f64 = 40_000.0;
-const TARGET_EXTERNAL_RATIO: f64 = 0.6;
+const TARGET_EXTERNAL_RATIO: f64 = 0.8;
 /// Durable ingestion of a fault-heavy stream with the policies running, against the same without them.
 const TARGET_POLICY_RATIO: f64 = 0.9;
 /// Durable ingestion with 10 % watched recognitions, against the same stream with an empty watch list.
@@ -101,6 +101,13 @@ fn main() -> anyhow::Result<()> {
         secs(external.durable.wall),
         peak_rss()
     );
+    let default_ceiling = mosquitto_alone(n, k, Window::Default)?;
+    let default_external = self::external(n, k, Window::Default)?;
+    println!(
+        "  mosquitto's default window done in {} (peak RSS {})",
+        secs(default_external.durable.wall),
+        peak_rss()
+    );
     let latency = latency(latency_secs * LATENCY_RATE as usize)?;
     println!("  latency done (peak RSS {})", peak_rss());
     // Policies off and on, alternately, twice each; the better run of each (the noise is the machine's).
@@ -119,7 +126,7 @@ fn main() -> anyhow::Result<()> {
     let (without, with) = (best(without), best(with));
     let policy_ratio = with.ingest.rate() / without.ingest.rate();
     let (unwatched, watched, alarms) = watched_rounds(n, k)?;
-    let watched_ratio = watched.rate() / unwatched.rate();
+    let watched_ratio = watched.ingest.rate() / unwatched.ingest.rate();
     let to_webhook = alarm_latency(ALARM_MESSAGES)?;
     println!("  alarms done (peak RSS {})", peak_rss());
 
@@ -154,6 +161,29 @@ fn main() -> anyhow::Result<()> {
         &format!(">= {TARGET_EXTERNAL_RATIO}"),
         verdict(ratio >= TARGET_EXTERNAL_RATIO),
     ]);
+    let default_ratio = default_external.durable.rate() / default_ceiling.rate();
+    for (name, m) in [
+        ("mosquitto alone, window 20", &default_ceiling),
+        ("external, window 20", &default_external.durable),
+    ] {
+        row([name, &m.messages.to_string(), &secs(m.wall), &rate(m.rate()), "", ""]);
+    }
+    row([
+        "ratio external / mosquitto, 20",
+        "",
+        "",
+        &format!("{default_ratio:.3}"),
+        &format!(">= {TARGET_EXTERNAL_RATIO}"),
+        verdict(default_ratio >= TARGET_EXTERNAL_RATIO),
+    ]);
+    println!(
+        "  events per journal commit: {:.0} (unlimited window), {:.0} (window 20); read tables caught up {} and {} \
+         after the last commit",
+        external.mean_group,
+        default_external.mean_group,
+        secs(external.views_caught_up_after),
+        secs(default_external.views_caught_up_after)
+    );
     row([
         "fault-heavy, no policies",
         &without.ingest.messages.to_string(),
@@ -184,8 +214,8 @@ fn main() -> anyhow::Result<()> {
         with.caught_up_after.map(secs).unwrap_or_default()
     );
     for (name, m) in [
-        ("10 % recognitions, none watched", &unwatched),
-        ("10 % recognitions, all watched", &watched),
+        ("10 % recognitions, none watched", &unwatched.ingest),
+        ("10 % recognitions, all watched", &watched.ingest),
     ] {
         row([name, &m.messages.to_string(), &secs(m.wall), &rate(m.rate()), "", ""]);
     }
@@ -197,7 +227,12 @@ fn main() -> anyhow::Result<()> {
         &format!(">= {TARGET_WATCHED_RATIO}"),
         verdict(watched_ratio >= TARGET_WATCHED_RATIO),
     ]);
-    println!("  watched: {alarms} alarms raised, counting every sighting");
+    println!(
+        "  watched: {alarms} alarms raised, counting every sighting; the alarms policy had every event {} after \
+         the last PUBACK (none watched: {})",
+        secs(watched.caught_up_after),
+        secs(unwatched.caught_up_after)
+    );
     println!();
     println!(
         "latency at {} messages/s, embedded, {} messages:",
@@ -240,10 +275,13 @@ fn phases(n: usize, k: usize, latency_secs: usize, phase: &dyn Fn(&str) -> bool)
             let ceiling = mosquitto_alone(n, k, window)?;
             let external = external(n, k, window)?;
             println!(
-                "{window:?} window: mosquitto alone {} events/s, external (durable) {} events/s: ratio {:.3}",
+                "{window:?} window: mosquitto alone {} events/s, external (durable) {} events/s: ratio {:.3} \
+                 ({:.0} events per commit; read tables caught up {} after the last commit)",
                 rate(ceiling.rate()),
                 rate(external.durable.rate()),
-                external.durable.rate() / ceiling.rate()
+                external.durable.rate() / ceiling.rate(),
+                external.mean_group,
+                secs(external.views_caught_up_after)
             );
         }
     }
@@ -264,10 +302,13 @@ fn phases(n: usize, k: usize, latency_secs: usize, phase: &dyn Fn(&str) -> bool)
     if phase("alarms") {
         let (unwatched, watched, alarms) = watched_rounds(n, k)?;
         println!(
-            "10 % recognitions: none watched {} events/s, all watched {} events/s ({alarms} alarms): ratio {:.3}",
-            rate(unwatched.rate()),
-            rate(watched.rate()),
-            watched.rate() / unwatched.rate()
+            "10 % recognitions: none watched {} events/s, all watched {} events/s ({alarms} alarms): ratio {:.3}; \
+             alarms policy caught up {} after the last PUBACK (none watched: {})",
+            rate(unwatched.ingest.rate()),
+            rate(watched.ingest.rate()),
+            watched.ingest.rate() / unwatched.ingest.rate(),
+            secs(watched.caught_up_after),
+            secs(unwatched.caught_up_after)
         );
         let to_webhook = alarm_latency(ALARM_MESSAGES)?;
         println!(
@@ -422,16 +463,16 @@ async fn watch_subjects(app: &Application, count: usize) -> anyhow::Result<()> {
 
 /// The watched-recognitions stream with an empty watch list and with its subjects watched, alternately, twice
 /// each; the better run of each, and how many alarms the watched one raised.
-fn watched_rounds(n: usize, k: usize) -> anyhow::Result<(Measured, Measured, i64)> {
-    let mut unwatched: Vec<(Measured, i64)> = Vec::new();
-    let mut watched: Vec<(Measured, i64)> = Vec::new();
+fn watched_rounds(n: usize, k: usize) -> anyhow::Result<(Watched, Watched, i64)> {
+    let mut unwatched: Vec<(Watched, i64)> = Vec::new();
+    let mut watched: Vec<(Watched, i64)> = Vec::new();
     for (off, on) in [("unw-a", "wat-a"), ("unw-b", "wat-b")] {
         unwatched.push(watched_run(n, k, false, off)?);
         watched.push(watched_run(n, k, true, on)?);
     }
-    let best = |runs: Vec<(Measured, i64)>| {
+    let best = |runs: Vec<(Watched, i64)>| {
         runs.into_iter()
-            .max_by(|a, b| a.0.rate().total_cmp(&b.0.rate()))
+            .max_by(|a, b| a.0.ingest.rate().total_cmp(&b.0.ingest.rate()))
             .expect("two runs")
     };
     let ((unwatched, none), (watched, alarms)) = (best(unwatched), best(watched));
@@ -439,7 +480,14 @@ fn watched_rounds(n: usize, k: usize) -> anyhow::Result<(Measured, Measured, i64
     Ok((unwatched, watched, alarms))
 }
 
-fn watched_run(n: usize, k: usize, watch: bool, run: &'static str) -> anyhow::Result<(Measured, i64)> {
+/// One watched-recognitions run: its ingestion, and how long after the last PUBACK the alarms policy had acted on
+/// every event.
+struct Watched {
+    ingest: Measured,
+    caught_up_after: Duration,
+}
+
+fn watched_run(n: usize, k: usize, watch: bool, run: &'static str) -> anyhow::Result<(Watched, i64)> {
     let site = Site::new()?;
     let config = site.config_with("listen = \"127.0.0.1:0\"", "\n[identification]\nmin_confidence = 0.8\n")?;
     let ingest = with_app(config, async |app| {
@@ -448,7 +496,7 @@ fn watched_run(n: usize, k: usize, watch: bool, run: &'static str) -> anyhow::Re
         }
         let port = app.mqtt_addr().context("embedded mode has an MQTT address")?.port();
         let bursts = join_async(spawn_publishers_of(port, k, n, run, watched_mix)).await;
-        let (started, _) = span(&bursts);
+        let (started, finished) = span(&bursts);
         let policy = app
             .state()
             .projectors
@@ -466,11 +514,14 @@ fn watched_run(n: usize, k: usize, watch: bool, run: &'static str) -> anyhow::Re
                 break;
             }
         }
-        // Until every sighting is on its alarm: the alarms' work is in the rate, not after it.
-        let finished = Instant::now();
-        anyhow::Ok(Measured {
-            messages: n,
-            wall: finished - started,
+        // Ingestion is the rate (the alarms policy follows the journal; it never slows a gateway down); how
+        // long after the last PUBACK every sighting was on its alarm says whether the policy keeps up.
+        anyhow::Ok(Watched {
+            ingest: Measured {
+                messages: n,
+                wall: finished - started,
+            },
+            caught_up_after: finished.elapsed(),
         })
     })?;
     let conn = read_only(&site.paths().journal())?;
@@ -665,6 +716,10 @@ struct External {
     durable: Measured,
     /// What the publishers saw: Mosquitto's PUBACKs, sent before gatehouse has the message.
     handed_off: Measured,
+    /// Events per journal commit, on average over the run: how much each fsync carried.
+    mean_group: f64,
+    /// How long after the last commit every projector and policy had applied everything.
+    views_caught_up_after: Duration,
 }
 
 /// Gatehouse subscribed at Mosquitto; the publishers publish to Mosquitto. Rate: messages committed per second.
@@ -705,6 +760,19 @@ fn external(n: usize, k: usize, window: Window) -> anyhow::Result<External> {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let committed = Instant::now();
+        let stats = &app.state().writer_stats;
+        let mean_group = stats.events() as f64 / stats.commits().max(1) as f64;
+        // Projectors yield the CPU to ingestion during the burst; they catch up after it. How long that takes is
+        // part of the figure (and the next phase must not start with this one's catching up in the background).
+        let head = *app.state().committed.borrow();
+        for follower in &app.state().projectors {
+            ensure!(
+                follower.wait_for(head, DEADLINE).await,
+                "{} did not catch up with the journal",
+                follower.name
+            );
+        }
+        let views_caught_up_after = committed.elapsed();
         let bursts = join_async(publishers).await;
         let (started, handed_off) = span(&bursts);
         anyhow::Ok(External {
@@ -716,6 +784,8 @@ fn external(n: usize, k: usize, window: Window) -> anyhow::Result<External> {
                 messages: n,
                 wall: handed_off - started,
             },
+            mean_group,
+            views_caught_up_after,
         })
     })?;
     site.check_journal(n, 1)?;
