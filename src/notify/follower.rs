@@ -155,22 +155,24 @@ impl Follower {
             {
                 continue;
             }
-            // A later change makes a clear still held back for the cooldown old news. A reactivation that
-            // finds one held is the flapping the cooldown is for: the receiver never heard the alarm go, so it
-            // need not hear it come back.
-            let superseded = outbox::supersede_held_clear(tx, &channel.name, &number)?;
-            if reason == Reason::Reactivated && superseded {
+            // A flapping alarm is told at most one change per cooldown: an alarm that comes back less than a
+            // cooldown after the channel told it cleared waits until the cooldown ends; clearing again meanwhile
+            // drops the waiting return (the receiver, told it cleared, is right again) and is not told either.
+            // Any other later news of the alarm supersedes what waits: its document carries the whole state.
+            let superseded = outbox::supersede_held(tx, &channel.name, &number)?;
+            if reason == Reason::Cleared && superseded {
                 continue;
             }
             let cooldown = channel.cooldown.as_millis() as i64;
-            let told_active = || outbox::last_told(tx, &channel.name, &number, &Reason::TOLD_ACTIVE);
-            // Repeats wait out the cooldown; so does a clear, held back until the cooldown ends (never dropped:
-            // the receiver must not be left believing a cleared alarm is active).
-            if reason == Reason::Repeated && told_active()?.is_some_and(|at| created_at - at < cooldown) {
+            // Repeats wait out the cooldown too, counted from when the channel last told the alarm active.
+            if reason == Reason::Repeated
+                && outbox::last_told(tx, &channel.name, &number, &Reason::TOLD_ACTIVE)?
+                    .is_some_and(|at| created_at - at < cooldown)
+            {
                 continue;
             }
             let cooldown_until = match reason {
-                Reason::Cleared => told_active()?
+                Reason::Reactivated => outbox::last_told(tx, &channel.name, &number, &["cleared"])?
                     .map(|at| at + cooldown)
                     .filter(|&until| until > created_at),
                 _ => None,

@@ -49,17 +49,16 @@ pub fn insert(tx: &Transaction<'_>, d: &NewDelivery<'_>) -> rusqlite::Result<()>
     Ok(())
 }
 
-/// Why a clear waits: the channel told of the alarm as active less than a cooldown ago (a flapping alarm).
+/// Why a notification waits: its alarm came back less than a cooldown after the channel told it cleared.
 pub const HELD_FOR_COOLDOWN: &str = "cooldown";
 
-/// Drops the clear of `alarm` that the channel holds back for its cooldown, when a later change of the alarm
-/// makes it old news (it came back, or someone acknowledged it). Returns whether there was one. The row stays,
-/// `superseded`, so the admin page shows what happened to it.
-pub fn supersede_held_clear(tx: &Transaction<'_>, channel: &str, alarm: &str) -> rusqlite::Result<bool> {
+/// Drops the notification of `alarm` the channel holds back for its cooldown, once later news of the alarm makes
+/// it old. Returns whether there was one. The row stays, `superseded`, so the admin page shows what became of it.
+pub fn supersede_held(tx: &Transaction<'_>, channel: &str, alarm: &str) -> rusqlite::Result<bool> {
     let changed = tx
         .prepare_cached(
             "UPDATE notification_deliveries SET status = 'superseded', next_attempt_at = NULL
-             WHERE channel = ?1 AND alarm = ?2 AND reason = 'cleared' AND status = 'pending' AND held_for = ?3",
+             WHERE channel = ?1 AND alarm = ?2 AND status = 'pending' AND held_for = ?3",
         )?
         .execute(params![channel, alarm, HELD_FOR_COOLDOWN])?;
     Ok(changed > 0)

@@ -3,7 +3,7 @@
 //! channel off until an admin switches it on; a SIGKILL between the alarm and its delivery delays it, with the
 //! same id; a thousand sightings make one alarm and one notification (cooldown); quiet hours hold back a major
 //! alarm and let a critical one through; an unacknowledged critical alarm is escalated until acknowledged; a
-//! flapping alarm is told once per cooldown and its clear held back, never lost.
+//! flapping alarm is told one change per cooldown, its return held back, never lost.
 
 use crate::helpers::*;
 use crate::receivers::*;
@@ -151,7 +151,7 @@ fn a_watched_subject_seen_over_mqtt_reaches_a_signed_webhook_and_an_inbox_once_p
 }
 
 #[test]
-fn a_flapping_alarm_is_told_once_per_cooldown_and_its_last_clear_is_held_back_never_lost() {
+fn a_flapping_alarm_is_told_one_change_per_cooldown_and_its_return_is_held_back_never_lost() {
     let receiver = WebhookReceiver::start();
     let port = free_port();
     let site = Site::with_mqtt(
@@ -159,21 +159,34 @@ fn a_flapping_alarm_is_told_once_per_cooldown_and_its_last_clear_is_held_back_ne
         &format!("{TWO_TURNSTILES_ONE_CAMERA}{}", webhook(&receiver, "cooldown = \"8s\"")),
     );
     watch(&site, "P-9", "major");
-    with_server(site.config(), async |state, addr| {
-        recognize(port, "P-9", 1).await;
-        eventually("the alarm is told", || receiver.delivered().len() == 1).await;
-        // Cleared by hand, seen again (the same alarm comes back within reopen_within), cleared again: all
-        // within the cooldown.
-        step(state, "A-000001", "clear").await;
+    let seen_again = |msg_id: &'static str| {
         tokio::task::spawn_blocking(move || {
             mosquitto_pub_lines(
                 port,
                 "gatehouse/camera/C1/recognition",
-                &[r#"{"msg_id":"again","subject":"P-9","confidence":0.95}"#.to_owned()],
+                &[format!(r#"{{"msg_id":"{msg_id}","subject":"P-9","confidence":0.95}}"#)],
             )
         })
-        .await
-        .unwrap();
+    };
+    let told = |receiver: &WebhookReceiver| -> Vec<String> {
+        receiver
+            .delivered()
+            .iter()
+            .map(|h| format!("{} {}", h.body["type"], h.body["data"]["state"]))
+            .collect()
+    };
+    with_server(site.config(), async |state, addr| {
+        recognize(port, "P-9", 1).await;
+        eventually("the alarm is told", || receiver.delivered().len() == 1).await;
+        // An alarm cleared soon after it was raised is told so at once.
+        step(state, "A-000001", "clear").await;
+        eventually("the clear is told at once", || receiver.delivered().len() == 2).await;
+        // Then it flaps: back (within reopen_within, the same alarm), cleared, back again, all within the
+        // cooldown of the clear the receiver heard.
+        seen_again("again-1").await.unwrap();
+        settle(state).await;
+        step(state, "A-000001", "clear").await;
+        seen_again("again-2").await.unwrap();
         settle(state).await;
         let (_, alarms) = get(addr, "/alarms?format=csv").await;
         assert!(
@@ -183,39 +196,34 @@ fn a_flapping_alarm_is_told_once_per_cooldown_and_its_last_clear_is_held_back_ne
                 .is_some_and(|a| a.contains(",active_unacknowledged,")),
             "{alarms}"
         );
-        step(state, "A-000001", "clear").await;
-        settle(state).await;
-        // The first clear was dropped when the alarm came back (the receiver never heard it go), the return not
-        // told; the last clear waits for the cooldown's end.
-        eventually("the notifier has written the last clear", || {
+        // The first return was dropped when the alarm cleared again (the receiver, told it cleared, was right),
+        // that clear not told; the last return waits for the cooldown's end.
+        eventually("the notifier has held the last return", || {
             rows(
                 &site,
                 "SELECT reason, status, held_for FROM notification_deliveries ORDER BY rowid",
             ) == [
                 "raised|delivered|NULL",
-                "cleared|superseded|cooldown",
-                "cleared|pending|cooldown",
+                "cleared|delivered|NULL",
+                "reactivated|superseded|cooldown",
+                "reactivated|pending|cooldown",
             ]
         })
         .await;
-        assert_eq!(receiver.delivered().len(), 1);
+        assert_eq!(receiver.delivered().len(), 2);
         let (_, page) = get(addr, "/admin/notifications").await;
         assert!(page.contains("superseded") && page.contains("cooldown"), "{page}");
-        // Held back, not lost: the receiver ends knowing the alarm is cleared.
-        eventually("the clear goes once the cooldown ends", || {
-            receiver.delivered().len() == 2
+        // Held back, not lost: once the cooldown ends the receiver learns the alarm is active again.
+        eventually("the return goes once the cooldown ends", || {
+            receiver.delivered().len() == 3
         })
         .await;
-        let told: Vec<String> = receiver
-            .delivered()
-            .iter()
-            .map(|h| format!("{} {}", h.body["type"], h.body["data"]["state"]))
-            .collect();
         assert_eq!(
-            told,
+            told(&receiver),
             [
                 r#""alarm.raised" "active_unacknowledged""#,
-                r#""alarm.cleared" "cleared_unacknowledged""#
+                r#""alarm.cleared" "cleared_unacknowledged""#,
+                r#""alarm.reactivated" "active_unacknowledged""#
             ]
         );
     });
