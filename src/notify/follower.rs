@@ -1,7 +1,8 @@
 //! The notifier's follower of the journal: reads alarm events after its checkpoint and turns each into the
 //! notifications its channels should get (filters, cooldown, quiet hours), written to the outbox in the same
 //! transaction as the checkpoint, so a crash neither loses nor doubles one. It also escalates: an alarm a channel
-//! last told of as critical and unacknowledged is told again every `[alarms] repeat`.
+//! last told of as critical and unacknowledged is told again every `[alarms] repeat`; and it releases what a
+//! flapping alarm's cooldown deferred, if the receiver still needs it.
 
 use super::message::{self, Reason};
 use super::outbox::{self, NewDelivery, millis};
@@ -155,70 +156,104 @@ impl Follower {
             {
                 continue;
             }
-            // A flapping alarm is told at most one change per cooldown: an alarm that comes back less than a
-            // cooldown after the channel told it cleared waits until the cooldown ends; clearing again meanwhile
-            // drops the waiting return (the receiver, told it cleared, is right again) and is not told either.
-            // Any other later news of the alarm supersedes what waits: its document carries the whole state.
-            let superseded = outbox::supersede_held(tx, &channel.name, &number)?;
-            if reason == Reason::Cleared && superseded {
-                continue;
-            }
             let cooldown = channel.cooldown.as_millis() as i64;
-            // Repeats wait out the cooldown too, counted from when the channel last told the alarm active.
+            let id = format!("msg_{}_{}", channel.name, stored.position);
+            let mut delivery = NewDelivery {
+                id: &id,
+                channel: &channel.name,
+                alarm: &number,
+                position: stored.position,
+                reason: reason.as_str(),
+                severity: alarm.severity.as_str(),
+                alarm_state: alarm.state_name(),
+                body: &document,
+                created_at,
+                due_at: created_at,
+                held_for: None,
+                deferred: false,
+            };
+            // A flapping alarm is told at most one change per cooldown. While a change waits (deferred), every
+            // later event of the alarm only makes it tell the latest state; when the cooldown ends it goes if
+            // the receiver still needs it. An acknowledgement goes at once and tells the whole state, so
+            // nothing needs to wait any more.
+            if let Some(waiting) = outbox::deferred_of(tx, &channel.name, &number)? {
+                written += 1;
+                if reason != Reason::Acknowledged {
+                    outbox::update_deferred(tx, &waiting, &delivery)?;
+                    continue;
+                }
+                outbox::drop_deferred(tx, &waiting)?;
+            }
+            // Repeats wait out the cooldown, counted from when the channel last told the alarm active.
             if reason == Reason::Repeated
                 && outbox::last_told(tx, &channel.name, &number, &Reason::TOLD_ACTIVE)?
                     .is_some_and(|at| created_at - at < cooldown)
             {
                 continue;
             }
-            let cooldown_until = match reason {
-                Reason::Reactivated => outbox::last_told(tx, &channel.name, &number, &["cleared"])?
+            // A clear or a return less than a cooldown after the channel told the previous one is deferred.
+            if matches!(reason, Reason::Cleared | Reason::Reactivated)
+                && let Some(until) = outbox::last_told(tx, &channel.name, &number, &["cleared", "reactivated"])?
                     .map(|at| at + cooldown)
-                    .filter(|&until| until > created_at),
-                _ => None,
-            };
-            let quiet_until = match channel.quiet_hours {
-                Some(quiet) if alarm.severity < Severity::Critical => {
-                    quiet.held_until(stored.recorded_at, &self.timezone).map(millis)
-                }
-                _ => None,
-            };
-            // Held for whichever ends later.
-            let (due_at, held_for) = match (cooldown_until, quiet_until) {
-                (Some(c), Some(q)) if q > c => (q, Some("quiet hours")),
-                (Some(c), _) => (c, Some(outbox::HELD_FOR_COOLDOWN)),
-                (None, Some(q)) => (q, Some("quiet hours")),
-                (None, None) => (created_at, None),
-            };
-            let id = format!("msg_{}_{}", channel.name, stored.position);
-            outbox::insert(
-                tx,
-                &NewDelivery {
-                    id: &id,
-                    channel: &channel.name,
-                    alarm: &number,
-                    position: stored.position,
-                    reason: reason.as_str(),
-                    severity: alarm.severity.as_str(),
-                    alarm_state: alarm.state_name(),
-                    body: &document,
-                    created_at,
-                    due_at,
-                    held_for,
-                },
-            )?;
+                    .filter(|&until| until > created_at)
+            {
+                delivery.due_at = until;
+                delivery.held_for = Some(outbox::HELD_FOR_COOLDOWN);
+                delivery.deferred = true;
+                outbox::insert(tx, &delivery)?;
+                written += 1;
+                continue;
+            }
+            if let Some(quiet) = channel.quiet_hours
+                && alarm.severity < Severity::Critical
+                && let Some(until) = quiet.held_until(stored.recorded_at, &self.timezone)
+            {
+                delivery.due_at = millis(until);
+                delivery.held_for = Some("quiet hours");
+            }
+            outbox::insert(tx, &delivery)?;
             written += 1;
         }
         Ok(written)
     }
 
-    /// Writes an escalation for every alarm a channel last told of as critical and unacknowledged at least
-    /// `repeat` ago. Returns how many.
+    /// Deferred notifications whose cooldown has ended: one that tells the receiver nothing new (the alarm is back
+    /// to what the channel last told) is dropped, the others become due (after quiet hours, below critical).
+    /// Returns how many became due.
+    fn release_deferred(&self, tx: &rusqlite::Transaction<'_>, now: jiff::Timestamp) -> anyhow::Result<usize> {
+        let now_ms = millis(now);
+        let mut released = 0;
+        for due in outbox::deferred_due(tx, now_ms)? {
+            let active = |state: &str| state.starts_with("active");
+            let told = outbox::last_told_state(tx, &due.channel, &due.alarm)?;
+            if told.as_deref().map(active) == Some(active(&due.alarm_state)) {
+                outbox::drop_deferred(tx, &due.id)?;
+                continue;
+            }
+            let quiet = self
+                .channels
+                .iter()
+                .find(|c| c.name == due.channel)
+                .and_then(|c| c.quiet_hours)
+                .filter(|_| due.severity != Severity::Critical.as_str())
+                .and_then(|quiet| quiet.held_until(now, &self.timezone));
+            let (due_at, held_for) = match quiet {
+                Some(until) => (millis(until), Some("quiet hours")),
+                None => (now_ms, None),
+            };
+            outbox::release_deferred(tx, &due.id, now_ms, due_at, held_for)?;
+            released += 1;
+        }
+        Ok(released)
+    }
+
+    /// Releases deferred notifications whose cooldown has ended, and writes an escalation for every alarm a
+    /// channel last told of as critical and unacknowledged at least `repeat` ago. Returns how many it made due.
     pub fn escalate(&self, journal: &mut Connection, now: jiff::Timestamp) -> anyhow::Result<usize> {
         let now_ms = millis(now);
         let told_before = now_ms - self.repeat.as_millis() as i64;
         let tx = journal.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut written = 0;
+        let mut written = self.release_deferred(&tx, now)?;
         for channel in &self.channels {
             for unanswered in outbox::unanswered_critical(&tx, &channel.name, told_before)? {
                 let document = match message::escalation(&unanswered.body, now) {
@@ -249,6 +284,7 @@ impl Follower {
                         created_at: now_ms.max(unanswered.told_at),
                         due_at: now_ms,
                         held_for: None,
+                        deferred: false,
                     },
                 )?;
                 written += 1;

@@ -23,6 +23,8 @@ pub struct NewDelivery<'a> {
     /// Not before this (quiet hours); `created_at` when it may go at once.
     pub due_at: i64,
     pub held_for: Option<&'a str>,
+    /// Told only if still needed when `due_at` comes (a flapping alarm's change within the cooldown).
+    pub deferred: bool,
 }
 
 /// Adds a notification; one with the same id (written before a crash, read again after it) is kept as it was.
@@ -31,7 +33,7 @@ pub fn insert(tx: &Transaction<'_>, d: &NewDelivery<'_>) -> rusqlite::Result<()>
         "INSERT OR IGNORE INTO notification_deliveries
              (id, channel, alarm, position, reason, severity, alarm_state, body, created_at, status,
               next_attempt_at, held_for)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10, ?11)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?12, ?10, ?11)",
     )?
     .execute(params![
         d.id,
@@ -44,24 +46,107 @@ pub fn insert(tx: &Transaction<'_>, d: &NewDelivery<'_>) -> rusqlite::Result<()>
         d.body,
         d.created_at,
         d.due_at,
-        d.held_for
+        d.held_for,
+        if d.deferred { "deferred" } else { "pending" }
     ])?;
     Ok(())
 }
 
-/// Why a notification waits: its alarm came back less than a cooldown after the channel told it cleared.
+/// Why a deferred notification waits: a flapping alarm changed again less than its channel's cooldown after the
+/// channel told the previous change.
 pub const HELD_FOR_COOLDOWN: &str = "cooldown";
 
-/// Drops the notification of `alarm` the channel holds back for its cooldown, once later news of the alarm makes
-/// it old. Returns whether there was one. The row stays, `superseded`, so the admin page shows what became of it.
-pub fn supersede_held(tx: &Transaction<'_>, channel: &str, alarm: &str) -> rusqlite::Result<bool> {
-    let changed = tx
-        .prepare_cached(
-            "UPDATE notification_deliveries SET status = 'superseded', next_attempt_at = NULL
-             WHERE channel = ?1 AND alarm = ?2 AND status = 'pending' AND held_for = ?3",
-        )?
-        .execute(params![channel, alarm, HELD_FOR_COOLDOWN])?;
-    Ok(changed > 0)
+/// The statuses of notifications made for a receiver (waiting, sent or given up on); `deferred` ones wait to be
+/// told only if still needed when the cooldown ends, `unneeded` ones turned out not to be.
+const TOLD: &str = "('pending', 'delivered', 'failed')";
+
+/// The notification of `alarm` the channel defers, if there is one (at most one per channel and alarm).
+pub fn deferred_of(tx: &Transaction<'_>, channel: &str, alarm: &str) -> rusqlite::Result<Option<String>> {
+    tx.prepare_cached(
+        "SELECT id FROM notification_deliveries WHERE channel = ?1 AND alarm = ?2 AND status = 'deferred'",
+    )?
+    .query_row(params![channel, alarm], |r| r.get(0))
+    .optional()
+}
+
+/// Makes the deferred notification `id` tell the alarm's latest state instead (same id: it was never sent).
+pub fn update_deferred(tx: &Transaction<'_>, id: &str, d: &NewDelivery<'_>) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE notification_deliveries SET position = ?2, reason = ?3, severity = ?4, alarm_state = ?5, body = ?6
+         WHERE id = ?1 AND status = 'deferred'",
+    )?
+    .execute(params![
+        id,
+        d.position as i64,
+        d.reason,
+        d.severity,
+        d.alarm_state,
+        d.body
+    ])?;
+    Ok(())
+}
+
+/// A deferred notification the receiver turned out not to need (it already knows the state it tells).
+pub fn drop_deferred(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE notification_deliveries SET status = 'unneeded', next_attempt_at = NULL
+         WHERE id = ?1 AND status = 'deferred'",
+    )?
+    .execute([id])?;
+    Ok(())
+}
+
+/// A deferred notification whose cooldown has ended.
+pub struct DeferredDue {
+    pub id: String,
+    pub channel: String,
+    pub alarm: String,
+    pub alarm_state: String,
+    pub severity: String,
+}
+
+/// The deferred notifications whose cooldown has ended by `now`.
+pub fn deferred_due(tx: &Transaction<'_>, now: i64) -> rusqlite::Result<Vec<DeferredDue>> {
+    let mut statement = tx.prepare_cached(
+        "SELECT id, channel, alarm, alarm_state, severity FROM notification_deliveries
+         WHERE status = 'deferred' AND next_attempt_at <= ?1 ORDER BY rowid",
+    )?;
+    let rows = statement.query_map([now], |r| {
+        Ok(DeferredDue {
+            id: r.get(0)?,
+            channel: r.get(1)?,
+            alarm: r.get(2)?,
+            alarm_state: r.get(3)?,
+            severity: r.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The alarm state the channel last told of `alarm` (`active_unacknowledged`, …), if it told any.
+pub fn last_told_state(tx: &Transaction<'_>, channel: &str, alarm: &str) -> rusqlite::Result<Option<String>> {
+    tx.prepare_cached(&format!(
+        "SELECT alarm_state FROM notification_deliveries WHERE channel = ?1 AND alarm = ?2 AND status IN {TOLD}
+         ORDER BY rowid DESC LIMIT 1"
+    ))?
+    .query_row(params![channel, alarm], |r| r.get(0))
+    .optional()
+}
+
+/// Makes a deferred notification a pending one, due at `due_at` (made now, so the next cooldown counts from now).
+pub fn release_deferred(
+    tx: &Transaction<'_>,
+    id: &str,
+    now: i64,
+    due_at: i64,
+    held_for: Option<&str>,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE notification_deliveries SET status = 'pending', created_at = ?2, next_attempt_at = ?3, held_for = ?4
+         WHERE id = ?1 AND status = 'deferred'",
+    )?
+    .execute(params![id, now, due_at, held_for])?;
+    Ok(())
 }
 
 /// When the channel last told of `alarm` for one of `reasons`, if it ever did.
@@ -71,7 +156,7 @@ pub fn last_told(conn: &Connection, channel: &str, alarm: &str, reasons: &[&str]
         let at: Option<i64> = conn
             .prepare_cached(
                 "SELECT max(created_at) FROM notification_deliveries
-                 WHERE channel = ?1 AND alarm = ?2 AND reason = ?3 AND status != 'superseded'",
+                 WHERE channel = ?1 AND alarm = ?2 AND reason = ?3 AND status IN ('pending', 'delivered', 'failed')",
             )?
             .query_row(params![channel, alarm, reason], |r| r.get(0))?;
         latest = latest.max(at);
@@ -97,7 +182,9 @@ pub fn unanswered_critical(conn: &Connection, channel: &str, told_before: i64) -
                  WHERE e.channel = d.channel AND e.alarm = d.alarm AND e.reason = 'escalated')
          FROM notification_deliveries d
          WHERE d.rowid IN (SELECT max(rowid) FROM notification_deliveries
-                           WHERE channel = ?1 AND severity = 'critical' AND status != 'superseded' GROUP BY alarm)
+                           WHERE channel = ?1 AND severity = 'critical' AND status IN ('pending', 'delivered', 'failed')
+                           GROUP BY alarm)
+           AND d.alarm NOT IN (SELECT alarm FROM notification_deliveries WHERE channel = ?1 AND status = 'deferred')
            AND d.alarm_state = 'active_unacknowledged' AND d.created_at <= ?2",
     )?;
     let rows = statement.query_map(params![channel, told_before], |r| {
@@ -179,11 +266,12 @@ pub fn attempt_failed(
     Ok(())
 }
 
-/// Sends a notification again (same id): a failed one, or one someone wants re-sent.
+/// Sends a notification again (same id): a failed one, or a delivered one someone wants re-sent. Nothing else:
+/// a pending one goes anyway, a deferred or unneeded one was never meant to be told as it is.
 pub fn resend(conn: &Connection, id: &str, now: i64) -> rusqlite::Result<bool> {
     let changed = conn.execute(
         "UPDATE notification_deliveries SET status = 'pending', next_attempt_at = ?2, held_for = NULL
-         WHERE id = ?1",
+         WHERE id = ?1 AND status IN ('delivered', 'failed')",
         params![id, now],
     )?;
     Ok(changed == 1)

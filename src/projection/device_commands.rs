@@ -10,6 +10,11 @@ use rusqlite::{Connection, params};
 pub struct DeviceCommandsProjection;
 
 impl Projection for DeviceCommandsProjection {
+    /// Turnstiles hear their lock and unlock from this table's board: it must not lag behind a burst.
+    fn is_urgent(&self) -> bool {
+        true
+    }
+
     fn name(&self) -> &'static str {
         "device_commands"
     }

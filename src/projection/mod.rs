@@ -69,6 +69,11 @@ pub trait Projection: Send {
     fn tables(&self) -> &'static [&'static str];
     /// Applies one event inside the batch's transaction.
     fn apply(&mut self, tx: &Connection, event: &StoredEvent) -> Result<(), ApplyError>;
+    /// Whether something outside waits on this read model as on a command (turnstiles on their desired state):
+    /// its projector keeps normal priority instead of yielding the CPU to ingestion.
+    fn is_urgent(&self) -> bool {
+        false
+    }
 }
 
 /// Every projection this program has, in the order they are listed to people.

@@ -19,15 +19,20 @@ use tokio::sync::watch;
 /// relay rate at 0, 0.53-0.61 at 5, 0.59-0.66 at 10.
 const PROJECTOR_NICENESS: libc::c_int = 10;
 
-/// Lowers the calling thread's CPU priority to [`PROJECTOR_NICENESS`] (on Linux, niceness is per thread).
+/// Lowers the calling thread's CPU priority to [`PROJECTOR_NICENESS`]. Linux only: there niceness is per thread;
+/// elsewhere the same call would lower the whole process.
+#[cfg(target_os = "linux")]
 fn yield_to_ingestion() {
     // SAFETY: setpriority takes plain integers and touches no memory of ours; `who` 0 is the calling thread.
     let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, PROJECTOR_NICENESS) };
     if result != 0 {
-        // Not allowed (a container without CAP_SYS_NICE may refuse): the projector runs at normal priority.
+        // Not allowed (a seccomp profile may refuse the call): the projector runs at normal priority.
         tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower a projector thread's priority");
     }
 }
+
+#[cfg(not(target_os = "linux"))]
+fn yield_to_ingestion() {}
 
 /// How soon a projector that failed tries again, even without a new commit.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -50,7 +55,9 @@ impl Actor for ProjectorActor {
     type Context = SyncContext<Self>;
 
     fn started(&mut self, _: &mut SyncContext<Self>) {
-        yield_to_ingestion();
+        if !self.projection.is_urgent() {
+            yield_to_ingestion();
+        }
     }
 }
 

@@ -44,6 +44,8 @@ struct DeliveryRow {
     attempts: i64,
     created: String,
     next: String,
+    /// Only a delivered or failed notification can go again.
+    resendable: bool,
     error: String,
 }
 
@@ -185,12 +187,15 @@ async fn page(
             next: match (d.status.as_str(), d.next_attempt_at, &d.held_for) {
                 ("pending", Some(at), Some(why)) => format!("{} ({why})", time(at)),
                 ("pending", Some(at), None) => time(at),
+                ("deferred", Some(at), _) => format!("{} if still needed (cooldown)", time(at)),
+                ("unneeded", _, _) => "not needed: the receiver knew".to_owned(),
                 ("delivered", _, _) => d
                     .delivered_at
                     .map(|at| format!("delivered {}", time(at)))
                     .unwrap_or_default(),
                 _ => String::new(),
             },
+            resendable: matches!(d.status.as_str(), "delivered" | "failed"),
             created: time(d.created_at),
             error: d.last_error.unwrap_or_default(),
             id: d.id,
@@ -229,10 +234,9 @@ async fn resend(
     let channel = web::block(move || -> anyhow::Result<Option<String>> {
         let conn = crate::db::open(&journal, synchronous)?;
         let channel = outbox::channel_of(&conn, &id)?;
-        if channel.is_some() {
-            outbox::resend(&conn, &id, jiff::Timestamp::now().as_millisecond())?;
-        }
-        Ok(channel)
+        // Only a delivered or failed notification goes again.
+        let resent = channel.is_some() && outbox::resend(&conn, &id, jiff::Timestamp::now().as_millisecond())?;
+        Ok(channel.filter(|_| resent))
     })
     .await
     .map_err(|e| super::internal_error("re-send", e))?
