@@ -19,8 +19,9 @@ pub struct ChannelConfig {
     /// Unique among the channels: it names the channel's deliveries (and their `webhook-id`s).
     pub name: String,
     pub filter: ChannelFilter,
-    /// At most one notification per alarm per cooldown for repeats and reactivations; a new alarm, its
-    /// acknowledgement, its clearing and escalations always go.
+    /// Repeats of an alarm are told at most once per cooldown, and a clear or return within the cooldown of the
+    /// last one told waits until it ends (told then only if still needed); a new alarm, its acknowledgement and
+    /// escalations always go.
     pub cooldown: Duration,
     /// Site-time hours in which anything below critical waits until they end.
     pub quiet_hours: Option<QuietHours>,

@@ -154,10 +154,10 @@ pub fn last_told(conn: &Connection, channel: &str, alarm: &str, reasons: &[&str]
     let mut latest = None;
     for reason in reasons {
         let at: Option<i64> = conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT max(created_at) FROM notification_deliveries
-                 WHERE channel = ?1 AND alarm = ?2 AND reason = ?3 AND status IN ('pending', 'delivered', 'failed')",
-            )?
+                 WHERE channel = ?1 AND alarm = ?2 AND reason = ?3 AND status IN {TOLD}"
+            ))?
             .query_row(params![channel, alarm, reason], |r| r.get(0))?;
         latest = latest.max(at);
     }
@@ -176,17 +176,16 @@ pub struct Unanswered {
 /// The critical alarms whose latest notification on `channel` (made before `told_before`) still said active and
 /// unacknowledged: each is due an escalation.
 pub fn unanswered_critical(conn: &Connection, channel: &str, told_before: i64) -> rusqlite::Result<Vec<Unanswered>> {
-    let mut statement = conn.prepare_cached(
+    let mut statement = conn.prepare_cached(&format!(
         "SELECT d.alarm, d.position, d.body, d.created_at,
                 (SELECT count(*) FROM notification_deliveries e
                  WHERE e.channel = d.channel AND e.alarm = d.alarm AND e.reason = 'escalated')
          FROM notification_deliveries d
          WHERE d.rowid IN (SELECT max(rowid) FROM notification_deliveries
-                           WHERE channel = ?1 AND severity = 'critical' AND status IN ('pending', 'delivered', 'failed')
-                           GROUP BY alarm)
+                           WHERE channel = ?1 AND severity = 'critical' AND status IN {TOLD} GROUP BY alarm)
            AND d.alarm NOT IN (SELECT alarm FROM notification_deliveries WHERE channel = ?1 AND status = 'deferred')
-           AND d.alarm_state = 'active_unacknowledged' AND d.created_at <= ?2",
-    )?;
+           AND d.alarm_state = 'active_unacknowledged' AND d.created_at <= ?2"
+    ))?;
     let rows = statement.query_map(params![channel, told_before], |r| {
         Ok(Unanswered {
             alarm: r.get(0)?,
