@@ -29,7 +29,7 @@ use tokio::sync::{Notify, watch};
 
 /// The follower's name on `/admin/projections`, `/healthz` and `/metrics`.
 pub const FOLLOWER: &str = "notifier";
-/// How often escalations are looked for.
+/// How often escalations and deferred notifications whose cooldown ended are looked for.
 const ESCALATION_LOOK: Duration = Duration::from_secs(1);
 /// How soon a follower whose batch failed tries again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);

@@ -83,7 +83,7 @@ async fn page(
     let query = query.into_inner();
     let status = query
         .status
-        .filter(|s| matches!(s.as_str(), "pending" | "delivered" | "failed"));
+        .filter(|s| matches!(s.as_str(), "pending" | "delivered" | "failed" | "deferred" | "unneeded"));
     let names: Vec<String> = state.config.notify.iter().map(|c| c.name.clone()).collect();
     let wanted = status.clone();
     let (listed, counts, switched_off): Listing = super::read_journal(&state, move |journal| {

@@ -205,8 +205,13 @@ fn a_flapping_alarm_is_told_one_change_per_cooldown_and_what_waits_is_told_if_st
         .await;
         step(state, "A-000001", "clear").await;
         settle(state).await;
-        let (_, page) = get(addr, "/admin/notifications").await;
-        assert!(page.contains("deferred") && page.contains("cooldown"), "{page}");
+        let (_, page) = get(addr, "/admin/notifications?status=deferred").await;
+        let rows = page.split("<tbody>").nth(2).unwrap_or_default();
+        assert!(
+            rows.contains("<td>deferred</td>") && rows.contains("if still needed (cooldown)"),
+            "{page}"
+        );
+        assert!(!rows.contains("Re-send"), "nothing deferred can be re-sent: {page}");
         eventually("the deferred clear goes once the cooldown ends", || {
             receiver.delivered().len() == 4
         })
