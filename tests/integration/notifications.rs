@@ -156,7 +156,7 @@ fn a_flapping_alarm_is_told_one_change_per_cooldown_and_what_waits_is_told_if_st
     let port = free_port();
     let site = Site::with_mqtt(
         &format!("listen = \"127.0.0.1:{port}\""),
-        &format!("{TWO_TURNSTILES_ONE_CAMERA}{}", webhook(&receiver, "cooldown = \"6s\"")),
+        &format!("{TWO_TURNSTILES_ONE_CAMERA}{}", webhook(&receiver, "cooldown = \"8s\"")),
     );
     watch(&site, "P-9", "major");
     let seen_again = |msg_id: &'static str| {
