@@ -179,6 +179,18 @@ impl Follower {
             if let Some(waiting) = outbox::deferred_of(tx, &channel.name, &number)? {
                 written += 1;
                 if reason != Reason::Acknowledged {
+                    // What waits is a change: a repeat of a return that waits is still told as the return
+                    // (its type, and the cooldown counted from it), with the latest state.
+                    let as_return;
+                    if reason == Reason::Repeated {
+                        as_return = message::document(
+                            Reason::Reactivated,
+                            stored.occurred_at,
+                            message::alarm_data(&self.site, &number, &alarm),
+                        );
+                        delivery.reason = Reason::Reactivated.as_str();
+                        delivery.body = &as_return;
+                    }
                     outbox::update_deferred(tx, &waiting, &delivery)?;
                     continue;
                 }
@@ -218,15 +230,15 @@ impl Follower {
     }
 
     /// Deferred notifications whose cooldown has ended: one that tells the receiver nothing new (the alarm is back
-    /// to what the channel last told) is dropped, the others become due (after quiet hours, below critical).
+    /// in the state the channel last told) is dropped, the others become due (after quiet hours, below critical).
     /// Returns how many became due.
     fn release_deferred(&self, tx: &rusqlite::Transaction<'_>, now: jiff::Timestamp) -> anyhow::Result<usize> {
         let now_ms = millis(now);
         let mut released = 0;
         for due in outbox::deferred_due(tx, now_ms)? {
-            let active = |state: &str| state.starts_with("active");
-            let told = outbox::last_told_state(tx, &due.channel, &due.alarm)?;
-            if told.as_deref().map(active) == Some(active(&due.alarm_state)) {
+            // The whole state counts: a return also takes the acknowledgement back, which the receiver must
+            // hear even when it last heard "active".
+            if outbox::last_told_state(tx, &due.channel, &due.alarm)?.as_deref() == Some(due.alarm_state.as_str()) {
                 outbox::drop_deferred(tx, &due.id)?;
                 continue;
             }
