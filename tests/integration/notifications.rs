@@ -3,7 +3,8 @@
 //! channel off until an admin switches it on; a SIGKILL between the alarm and its delivery delays it, with the
 //! same id; a thousand sightings make one alarm and one notification (cooldown); quiet hours hold back a major
 //! alarm and let a critical one through; an unacknowledged critical alarm is escalated until acknowledged; a
-//! flapping alarm is told one change per cooldown, and a change that waited is told if the receiver still needs it.
+//! flapping alarm is told one change per cooldown, and a change that waited is told if the receiver still needs it
+//! (an acknowledgement taken back by a return included).
 
 use crate::helpers::*;
 use crate::receivers::*;
@@ -226,6 +227,58 @@ fn a_flapping_alarm_is_told_one_change_per_cooldown_and_what_waits_is_told_if_st
             ]
         );
         assert!(receiver.hooks().iter().all(|h| h.signature_valid));
+    });
+}
+
+#[test]
+fn a_return_within_the_cooldown_that_took_the_acknowledgement_back_is_told_when_it_ends() {
+    let receiver = WebhookReceiver::start();
+    let port = free_port();
+    let site = Site::with_mqtt(
+        &format!("listen = \"127.0.0.1:{port}\""),
+        &format!("{TWO_TURNSTILES_ONE_CAMERA}{}", webhook(&receiver, "cooldown = \"8s\"")),
+    );
+    watch(&site, "P-9", "major");
+    with_server(site.config(), async |state, _addr| {
+        recognize(port, "P-9", 1).await;
+        eventually("the alarm is told", || receiver.delivered().len() == 1).await;
+        step(state, "A-000001", "ack").await;
+        step(state, "A-000001", "clear").await;
+        eventually("the acknowledgement and the clear are told", || {
+            receiver.delivered().len() == 3
+        })
+        .await;
+        // Back within the cooldown (which takes the acknowledgement back), cleared again: the receiver last
+        // heard "cleared, acknowledged"; the alarm is now "cleared, unacknowledged", which it must hear.
+        tokio::task::spawn_blocking(move || {
+            mosquitto_pub_lines(
+                port,
+                "gatehouse/camera/C1/recognition",
+                &[r#"{"msg_id":"back","subject":"P-9","confidence":0.95}"#.to_owned()],
+            )
+        })
+        .await
+        .unwrap();
+        settle(state).await;
+        step(state, "A-000001", "clear").await;
+        eventually("the waiting change is told when the cooldown ends", || {
+            receiver.delivered().len() == 4
+        })
+        .await;
+        let told: Vec<String> = receiver
+            .delivered()
+            .iter()
+            .map(|h| format!("{} {}", h.body["type"], h.body["data"]["state"]))
+            .collect();
+        assert_eq!(
+            told,
+            [
+                r#""alarm.raised" "active_unacknowledged""#,
+                r#""alarm.acknowledged" "active_acknowledged""#,
+                r#""alarm.cleared" "cleared_acknowledged""#,
+                r#""alarm.cleared" "cleared_unacknowledged""#
+            ]
+        );
     });
 }
 
