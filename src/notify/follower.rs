@@ -14,6 +14,8 @@ use rusqlite::{Connection, TransactionBehavior};
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// Why a notification waits for the channel's quiet hours to end.
+const QUIET_HOURS: &str = "quiet hours";
 /// Alarm events read per transaction.
 const BATCH: usize = 500;
 /// A checkpoint with no notification to go with it is written at most this often: the follower skips every
@@ -216,17 +218,21 @@ impl Follower {
                 written += 1;
                 continue;
             }
-            if let Some(quiet) = channel.quiet_hours
-                && alarm.severity < Severity::Critical
-                && let Some(until) = quiet.held_until(stored.recorded_at, &self.timezone)
-            {
-                delivery.due_at = millis(until);
-                delivery.held_for = Some("quiet hours");
+            if let Some(until) = self.quiet_until(channel, alarm.severity, stored.recorded_at) {
+                delivery.due_at = until;
+                delivery.held_for = Some(QUIET_HOURS);
             }
             outbox::insert(tx, &delivery)?;
             written += 1;
         }
         Ok(written)
+    }
+
+    /// When the channel's quiet hours holding `at` end (in outbox milliseconds), for an alarm below critical;
+    /// `None` when it may go at once.
+    fn quiet_until(&self, channel: &ChannelConfig, severity: Severity, at: jiff::Timestamp) -> Option<i64> {
+        let quiet = channel.quiet_hours.filter(|_| severity < Severity::Critical)?;
+        quiet.held_until(at, &self.timezone).map(millis)
     }
 
     /// Deferred notifications whose cooldown has ended: one that tells the receiver nothing new (the alarm is back
@@ -242,15 +248,13 @@ impl Follower {
                 outbox::drop_deferred(tx, &due.id)?;
                 continue;
             }
-            let quiet = self
-                .channels
-                .iter()
+            // Stored by this notifier from a `Severity`; anything else is held like any alarm below critical.
+            let severity = Severity::parse(&due.severity).unwrap_or(Severity::Warning);
+            let quiet = (self.channels.iter())
                 .find(|c| c.name == due.channel)
-                .and_then(|c| c.quiet_hours)
-                .filter(|_| due.severity != Severity::Critical.as_str())
-                .and_then(|quiet| quiet.held_until(now, &self.timezone));
+                .and_then(|channel| self.quiet_until(channel, severity, now));
             let (due_at, held_for) = match quiet {
-                Some(until) => (millis(until), Some("quiet hours")),
+                Some(until) => (until, Some(QUIET_HOURS)),
                 None => (now_ms, None),
             };
             outbox::release_deferred(tx, &due.id, now_ms, due_at, held_for)?;

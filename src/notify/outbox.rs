@@ -151,17 +151,16 @@ pub fn release_deferred(
 
 /// When the channel last told of `alarm` for one of `reasons`, if it ever did.
 pub fn last_told(conn: &Connection, channel: &str, alarm: &str, reasons: &[&str]) -> rusqlite::Result<Option<i64>> {
-    let mut latest = None;
-    for reason in reasons {
-        let at: Option<i64> = conn
-            .prepare_cached(&format!(
-                "SELECT max(created_at) FROM notification_deliveries
-                 WHERE channel = ?1 AND alarm = ?2 AND reason = ?3 AND status IN {TOLD}"
-            ))?
-            .query_row(params![channel, alarm, reason], |r| r.get(0))?;
-        latest = latest.max(at);
-    }
-    Ok(latest)
+    let wanted = (0..reasons.len())
+        .map(|i| format!("?{}", i + 3))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let values = [channel, alarm].into_iter().chain(reasons.iter().copied());
+    conn.prepare_cached(&format!(
+        "SELECT max(created_at) FROM notification_deliveries
+         WHERE channel = ?1 AND alarm = ?2 AND reason IN ({wanted}) AND status IN {TOLD}"
+    ))?
+    .query_row(rusqlite::params_from_iter(values), |r| r.get(0))
 }
 
 /// An alarm a channel last told of as critical and unacknowledged, with that document.

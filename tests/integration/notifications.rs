@@ -68,6 +68,33 @@ async fn forced_passage(state: &gatehouse::web::AppState, port: u16) {
     .unwrap();
 }
 
+/// A site whose webhook channel has an 8 s cooldown, with P-9 watched (major): where an alarm can flap.
+fn flapping_site(receiver: &WebhookReceiver, port: u16) -> Site {
+    let site = Site::with_mqtt(
+        &format!("listen = \"127.0.0.1:{port}\""),
+        &format!("{TWO_TURNSTILES_ONE_CAMERA}{}", webhook(receiver, "cooldown = \"8s\"")),
+    );
+    watch(&site, "P-9", "major");
+    site
+}
+
+/// P-9 recognized once more, as message `msg_id`.
+async fn seen_again(port: u16, msg_id: &str) {
+    let line = format!(r#"{{"msg_id":"{msg_id}","subject":"P-9","confidence":0.95}}"#);
+    tokio::task::spawn_blocking(move || mosquitto_pub_lines(port, "gatehouse/camera/C1/recognition", &[line]))
+        .await
+        .unwrap();
+}
+
+/// What the receiver was told, in order: each notification's type and the alarm state it carried.
+fn told(receiver: &WebhookReceiver) -> Vec<String> {
+    receiver
+        .delivered()
+        .iter()
+        .map(|h| format!("{} {}", h.body["type"], h.body["data"]["state"]))
+        .collect()
+}
+
 fn rows(site: &Site, sql: &str) -> Vec<String> {
     dump(&rusqlite::Connection::open(site.paths().journal()).unwrap(), sql)
 }
@@ -153,29 +180,8 @@ fn a_watched_subject_seen_over_mqtt_reaches_a_signed_webhook_and_an_inbox_once_p
 
 #[test]
 fn a_flapping_alarm_is_told_one_change_per_cooldown_and_what_waits_is_told_if_still_needed() {
-    let receiver = WebhookReceiver::start();
-    let port = free_port();
-    let site = Site::with_mqtt(
-        &format!("listen = \"127.0.0.1:{port}\""),
-        &format!("{TWO_TURNSTILES_ONE_CAMERA}{}", webhook(&receiver, "cooldown = \"8s\"")),
-    );
-    watch(&site, "P-9", "major");
-    let seen_again = |msg_id: &'static str| {
-        tokio::task::spawn_blocking(move || {
-            mosquitto_pub_lines(
-                port,
-                "gatehouse/camera/C1/recognition",
-                &[format!(r#"{{"msg_id":"{msg_id}","subject":"P-9","confidence":0.95}}"#)],
-            )
-        })
-    };
-    let told = |receiver: &WebhookReceiver| -> Vec<String> {
-        receiver
-            .delivered()
-            .iter()
-            .map(|h| format!("{} {}", h.body["type"], h.body["data"]["state"]))
-            .collect()
-    };
+    let (receiver, port) = (WebhookReceiver::start(), free_port());
+    let site = flapping_site(&receiver, port);
     with_server(site.config(), async |state, addr| {
         recognize(port, "P-9", 1).await;
         eventually("the alarm is told", || receiver.delivered().len() == 1).await;
@@ -183,7 +189,7 @@ fn a_flapping_alarm_is_told_one_change_per_cooldown_and_what_waits_is_told_if_st
         step(state, "A-000001", "clear").await;
         eventually("the clear is told at once", || receiver.delivered().len() == 2).await;
         // Then it flaps within the cooldown of that clear: back (within reopen_within: the same alarm), cleared.
-        seen_again("again-1").await.unwrap();
+        seen_again(port, "again-1").await;
         settle(state).await;
         step(state, "A-000001", "clear").await;
         settle(state).await;
@@ -199,7 +205,7 @@ fn a_flapping_alarm_is_told_one_change_per_cooldown_and_what_waits_is_told_if_st
         assert_eq!(told(&receiver).len(), 2);
         // Back after the cooldown: told at once. Cleared right after: deferred, and told when the cooldown ends,
         // because the receiver last heard "active".
-        seen_again("again-2").await.unwrap();
+        seen_again(port, "again-2").await;
         eventually("the return after the cooldown is told at once", || {
             receiver.delivered().len() == 3
         })
@@ -232,13 +238,8 @@ fn a_flapping_alarm_is_told_one_change_per_cooldown_and_what_waits_is_told_if_st
 
 #[test]
 fn a_return_within_the_cooldown_that_took_the_acknowledgement_back_is_told_when_it_ends() {
-    let receiver = WebhookReceiver::start();
-    let port = free_port();
-    let site = Site::with_mqtt(
-        &format!("listen = \"127.0.0.1:{port}\""),
-        &format!("{TWO_TURNSTILES_ONE_CAMERA}{}", webhook(&receiver, "cooldown = \"8s\"")),
-    );
-    watch(&site, "P-9", "major");
+    let (receiver, port) = (WebhookReceiver::start(), free_port());
+    let site = flapping_site(&receiver, port);
     with_server(site.config(), async |state, _addr| {
         recognize(port, "P-9", 1).await;
         eventually("the alarm is told", || receiver.delivered().len() == 1).await;
@@ -250,28 +251,15 @@ fn a_return_within_the_cooldown_that_took_the_acknowledgement_back_is_told_when_
         .await;
         // Back within the cooldown (which takes the acknowledgement back), cleared again: the receiver last
         // heard "cleared, acknowledged"; the alarm is now "cleared, unacknowledged", which it must hear.
-        tokio::task::spawn_blocking(move || {
-            mosquitto_pub_lines(
-                port,
-                "gatehouse/camera/C1/recognition",
-                &[r#"{"msg_id":"back","subject":"P-9","confidence":0.95}"#.to_owned()],
-            )
-        })
-        .await
-        .unwrap();
+        seen_again(port, "back").await;
         settle(state).await;
         step(state, "A-000001", "clear").await;
         eventually("the waiting change is told when the cooldown ends", || {
             receiver.delivered().len() == 4
         })
         .await;
-        let told: Vec<String> = receiver
-            .delivered()
-            .iter()
-            .map(|h| format!("{} {}", h.body["type"], h.body["data"]["state"]))
-            .collect();
         assert_eq!(
-            told,
+            told(&receiver),
             [
                 r#""alarm.raised" "active_unacknowledged""#,
                 r#""alarm.acknowledged" "active_acknowledged""#,
