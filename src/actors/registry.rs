@@ -58,36 +58,33 @@ impl Registry {
         instances.insert(stream, Arc::new(recipient));
     }
 
-    /// Sends a command to a running instance and waits until its effect is durable.
-    pub async fn execute<C: Send + 'static, R: Send + 'static>(
+    /// Sends a command to a running instance (now, so commands keep their order) and waits until its effect is
+    /// durable. The future holds only the request: every ingested message's future contains one.
+    pub fn execute<C: Send + 'static, R: Send + 'static>(
         &self,
         stream: &str,
         command: C,
         meta: Meta,
-    ) -> Result<CommandOutcome, CommandError<R>> {
-        let Some(recipient) = self.address::<C, R>(stream) else {
-            if self.unrecoverable.contains_key(stream) {
-                return Err(CommandError::Unavailable);
-            }
-            return Err(CommandError::UnknownStream(stream.to_owned()));
+    ) -> impl Future<Output = Result<CommandOutcome, CommandError<R>>> + 'static {
+        let request = match self.address::<C, R>(stream) {
+            Some(recipient) => Ok(recipient.send(Execute::new(command, meta))),
+            None if self.unrecoverable.contains_key(stream) => Err(CommandError::Unavailable),
+            None => Err(CommandError::UnknownStream(stream.to_owned())),
         };
-        recipient
-            .send(Execute::new(command, meta))
-            .await
-            .map_err(|_| CommandError::Unavailable)?
+        async move { request?.await.map_err(|_| CommandError::Unavailable)? }
     }
 
     /// Sends a command to a device's actor and waits until its effect is durable.
-    pub async fn execute_device(
+    pub fn execute_device(
         &self,
         device: &str,
         command: DeviceCommand,
         meta: Meta,
-    ) -> Result<CommandOutcome, CommandError<Rejection>> {
-        match self.execute(device, command, meta).await {
-            Err(CommandError::UnknownStream(_)) => Err(CommandError::UnknownDevice(device.to_owned())),
+    ) -> impl Future<Output = Result<CommandOutcome, CommandError<Rejection>>> + 'static {
+        futures_util::FutureExt::map(self.execute(device, command, meta), |outcome| match outcome {
+            Err(CommandError::UnknownStream(device)) => Err(CommandError::UnknownDevice(device)),
             other => other,
-        }
+        })
     }
 
     /// Sends a command to the instance `id` of kind `A`, recovering and starting its actor first when it is

@@ -1,8 +1,9 @@
 //! From a received device message to a durable outcome: parse at the edge, execute on the device's actor, or keep
 //! the message as a dead letter with its reason. Only when this returns `Ok` may the message be acknowledged.
 
-use super::message::{ClockBounds, parse, payload_digest};
+use super::message::{ClockBounds, DeviceMessage, parse, payload_digest};
 use crate::actors::{CommandError, CommandOutcome, Meta, Registry};
+use crate::domain::{DeviceId, Rejection};
 use crate::journal::{Actor, AppendError, Delivery, JournalWriter, NewDeadLetter, Position};
 use jiff::Timestamp;
 use std::collections::HashMap;
@@ -64,6 +65,44 @@ impl<'a> Received<'a> {
     }
 }
 
+/// A device command on its way to being durable.
+type Executed = std::pin::Pin<Box<dyn Future<Output = Result<CommandOutcome, CommandError<Rejection>>>>>;
+
+/// What the edge's synchronous checks made of a message.
+enum Admitted {
+    /// Ready for its device.
+    Message(DeviceMessage),
+    /// A recognition of someone the vault has not seen yet: sealing them writes a row.
+    Unsealed(DeviceMessage),
+    /// To be kept as a dead letter, for this reason.
+    Refused(String),
+}
+
+/// The command's metadata: who sent it, and what makes a repeat of it a duplicate (its `msg_id`; else, for a
+/// re-drive, the letter; else, for a QoS 1 delivery, the packet it came in).
+fn meta_of(msg_id: Option<String>, arrival: &Arrival, actor: Actor, topic: &str, payload: &[u8]) -> Meta {
+    let mut meta = Meta::by(actor);
+    match (msg_id, arrival) {
+        (Some(msg_id), _) => meta.causation = Some(msg_id),
+        (None, Arrival::Redrive { dead_letter }) => meta.causation = Some(format!("dead_letter:{dead_letter}")),
+        (
+            None,
+            Arrival::Mqtt {
+                session,
+                packet_id,
+                dup,
+            },
+        ) if *packet_id != 0 => {
+            meta.delivery = Some(Delivery {
+                key: format!("{session}:{packet_id}:{}", payload_digest(topic, payload)),
+                redelivery: *dup,
+            })
+        }
+        (None, _) => {}
+    }
+    meta
+}
+
 /// A message on its way to becoming a dead letter.
 struct Letter<'a> {
     topic: &'a str,
@@ -75,9 +114,13 @@ struct Letter<'a> {
     quota: bool,
 }
 
-/// Turns messages into events or dead letters. Cheap to clone.
+/// Turns messages into events or dead letters. Cheap to clone: every message's future holds one.
 #[derive(Clone)]
 pub struct Ingestor {
+    parts: Arc<Parts>,
+}
+
+struct Parts {
     registry: Registry,
     writer: JournalWriter,
     topic_prefix: String,
@@ -140,23 +183,29 @@ impl Ingestor {
         vault: crate::privacy::SubjectVault,
     ) -> Self {
         Self {
-            registry,
-            writer,
-            topic_prefix: topic_prefix.into(),
-            bounds,
-            quota,
-            vault,
+            parts: Arc::new(Parts {
+                registry,
+                writer,
+                topic_prefix: topic_prefix.into(),
+                bounds,
+                quota,
+                vault,
+            }),
         }
     }
 
     /// Dead letters not stored because their sender was over its quota, since start.
     pub fn dead_letters_over_quota(&self) -> u64 {
-        self.quota.dropped.load(Ordering::Relaxed)
+        self.parts.quota.dropped.load(Ordering::Relaxed)
     }
 
     /// Handles one message. `Err` means nothing durable happened (the journal could not write): the message
     /// must not be acknowledged, so the broker or gateway delivers it again.
     pub async fn ingest(&self, received: Received<'_>) -> Result<Ingested, AppendError> {
+        // Every message's future lives on the heap while it waits for its commit (thousands at once under load),
+        // so only small values live across its awaits: the work before the device decides is synchronous
+        // (`admit`, `command_of`) and the rare or large futures are boxed. Kept whole, the future was 2.2 KiB,
+        // past glibc's per-thread cache, and allocating and moving it was a fifth of the ingesting thread's time.
         let Received {
             topic,
             payload,
@@ -171,7 +220,7 @@ impl Ingestor {
         let payload = if quota {
             payload
         } else {
-            unsealed = crate::privacy::dead_letters::unseal_payload_subjects(payload, &self.vault);
+            unsealed = crate::privacy::dead_letters::unseal_payload_subjects(payload, &self.parts.vault);
             unsealed.as_slice()
         };
         let letter = |reason: String, actor: Actor| Letter {
@@ -182,14 +231,73 @@ impl Ingestor {
             actor,
             quota,
         };
-        let message = match parse(&self.topic_prefix, topic, payload, received_at, self.bounds, |id| {
-            self.registry.kind(id)
-        }) {
+        let message = match self.admit(topic, payload, received_at, gateway.as_deref()) {
+            Admitted::Message(message) => message,
+            Admitted::Unsealed(message) => Box::pin(self.seal_off_executor(message)).await?,
+            Admitted::Refused(reason) => return Box::pin(self.dead_letter(letter(reason, actor))).await,
+        };
+        let (device, command_name, executed) = self.execute(message, &arrival, actor.clone(), topic, payload);
+        let outcome = executed.await;
+        let reason = match outcome {
+            Ok(CommandOutcome::Recorded { events, position }) => return Ok(Ingested::Recorded { events, position }),
+            Ok(CommandOutcome::Duplicate) => return Ok(Ingested::Duplicate),
+            Err(CommandError::Rejected(rejection)) => format!("device {device} refused to {command_name}: {rejection}"),
+            Err(CommandError::UnknownDevice(device) | CommandError::UnknownStream(device)) => {
+                format!("unknown device {device:?}: add it to config.toml and re-drive")
+            }
+            Err(CommandError::Journal(error)) => return Err(error),
+            Err(CommandError::Unavailable) => {
+                return Err(AppendError::Storage(format!(
+                    "device {device} is not running (its state could not be recovered)"
+                )));
+            }
+        };
+        Box::pin(self.dead_letter(letter(reason, actor))).await
+    }
+
+    /// Sends the message's command to its device (now, so a session's messages keep their order); the future
+    /// resolves once the device's events are durable. Synchronous, so the message itself is not part of the
+    /// ingest future.
+    fn execute(
+        &self,
+        message: DeviceMessage,
+        arrival: &Arrival,
+        actor: Actor,
+        topic: &str,
+        payload: &[u8],
+    ) -> (DeviceId, &'static str, Executed) {
+        let command_name = message.command.name();
+        let meta = meta_of(message.msg_id, arrival, actor, topic, payload);
+        let executed = Box::pin(
+            self.parts
+                .registry
+                .execute_device(message.device.as_str(), message.command, meta),
+        );
+        (message.device, command_name, executed)
+    }
+
+    /// The edge's synchronous checks: the message parses, its sender may report for its device, and a recognition's
+    /// subject is sealed from memory when the vault knows them.
+    fn admit(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        received_at: Timestamp,
+        gateway: Option<&crate::gateways::Gateway>,
+    ) -> Admitted {
+        let message = match parse(
+            &self.parts.topic_prefix,
+            topic,
+            payload,
+            received_at,
+            self.parts.bounds,
+            |id| self.parts.registry.kind(id),
+        ) {
             Ok(message) => message,
-            Err(unacceptable) => return self.dead_letter(letter(unacceptable.to_string(), actor)).await,
+            Err(unacceptable) => return Admitted::Refused(unacceptable.to_string()),
         };
         if let Some(gateway) = gateway.filter(|g| !g.may_report_for(message.device.as_str())) {
-            let reason = format!(
+            return Admitted::Refused(format!(
                 "gateway {} may not report for device {} (its devices: {})",
                 gateway.name,
                 message.device,
@@ -199,67 +307,37 @@ impl Ingestor {
                     .map(|d| d.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
-            );
-            return self.dead_letter(letter(reason, actor)).await;
+            ));
         }
         // Sealed only once the sender may report for the device: a stranger cannot add people to the vault.
+        let cached = match &message.identified {
+            None => None,
+            Some(subject) => match self.parts.vault.seal_cached(subject) {
+                Some(sealed) => Some(sealed),
+                None => return Admitted::Unsealed(message),
+            },
+        };
+        match message.seal(|_| cached.ok_or(())) {
+            Ok(message) => Admitted::Message(message),
+            Err(()) => Admitted::Refused("a recognition lost its subject".into()),
+        }
+    }
+
+    /// Seals the subject of someone seen for the first time: their vault row is written off the executor.
+    async fn seal_off_executor(&self, message: DeviceMessage) -> Result<DeviceMessage, AppendError> {
         let sealed = match &message.identified {
             None => None,
-            Some(subject) => Some(match self.vault.seal_cached(subject) {
-                Some(sealed) => sealed,
-                // Someone seen for the first time: their vault row is written off the executor.
-                None => {
-                    let (vault, subject) = (self.vault.clone(), subject.clone());
+            Some(subject) => {
+                let (vault, subject) = (self.parts.vault.clone(), subject.clone());
+                Some(
                     tokio::task::spawn_blocking(move || vault.seal(&subject))
                         .await
                         .map_err(|e| AppendError::Storage(format!("cannot seal the subject: {e}")))?
-                        .map_err(|e| AppendError::Storage(format!("cannot seal the subject: {e:#}")))?
-                }
-            }),
+                        .map_err(|e| AppendError::Storage(format!("cannot seal the subject: {e:#}")))?,
+                )
+            }
         };
-        let message =
-            message.seal(|_| sealed.ok_or_else(|| AppendError::Storage("a recognition lost its subject".into())))?;
-        let command_name = message.command.name();
-        let mut meta = Meta::by(actor.clone());
-        match (message.msg_id, &arrival) {
-            (Some(msg_id), _) => meta.causation = Some(msg_id),
-            (None, Arrival::Redrive { dead_letter }) => meta.causation = Some(format!("dead_letter:{dead_letter}")),
-            (
-                None,
-                Arrival::Mqtt {
-                    session,
-                    packet_id,
-                    dup,
-                },
-            ) if *packet_id != 0 => {
-                meta.delivery = Some(Delivery {
-                    key: format!("{session}:{packet_id}:{}", payload_digest(topic, payload)),
-                    redelivery: *dup,
-                })
-            }
-            (None, _) => {}
-        }
-        match self
-            .registry
-            .execute_device(message.device.as_str(), message.command, meta)
-            .await
-        {
-            Ok(CommandOutcome::Recorded { events, position }) => Ok(Ingested::Recorded { events, position }),
-            Ok(CommandOutcome::Duplicate) => Ok(Ingested::Duplicate),
-            Err(CommandError::Rejected(rejection)) => {
-                let reason = format!("device {} refused to {command_name}: {rejection}", message.device);
-                self.dead_letter(letter(reason, actor)).await
-            }
-            Err(CommandError::UnknownDevice(device) | CommandError::UnknownStream(device)) => {
-                let reason = format!("unknown device {device:?}: add it to config.toml and re-drive");
-                self.dead_letter(letter(reason, actor)).await
-            }
-            Err(CommandError::Journal(error)) => Err(error),
-            Err(CommandError::Unavailable) => Err(AppendError::Storage(format!(
-                "device {} is not running (its state could not be recovered)",
-                message.device
-            ))),
-        }
+        message.seal(|_| sealed.ok_or_else(|| AppendError::Storage("a recognition lost its subject".into())))
     }
 
     async fn dead_letter(&self, letter: Letter<'_>) -> Result<Ingested, AppendError> {
@@ -271,7 +349,7 @@ impl Ingestor {
             actor,
             quota,
         } = letter;
-        if quota && !self.quota.take(actor.as_str(), received_at) {
+        if quota && !self.parts.quota.take(actor.as_str(), received_at) {
             tracing::debug!(topic, %reason, %actor, "dead letter over its sender's quota: counted, not stored");
             return Ok(Ingested::OverQuota { reason });
         }
@@ -279,11 +357,11 @@ impl Ingestor {
         // Subject fields are sealed before the letter is kept: from memory when the vault knows everyone named,
         // otherwise off the executor (a person seen for the first time gets a row).
         let cached =
-            crate::privacy::dead_letters::seal_payload_subjects(payload, |s| self.vault.seal_cached(s).ok_or(()));
+            crate::privacy::dead_letters::seal_payload_subjects(payload, |s| self.parts.vault.seal_cached(s).ok_or(()));
         let sealed = match cached {
             Ok(sealed) => sealed,
             Err(()) => {
-                let (vault, raw) = (self.vault.clone(), payload.to_vec());
+                let (vault, raw) = (self.parts.vault.clone(), payload.to_vec());
                 tokio::task::spawn_blocking(move || {
                     crate::privacy::dead_letters::seal_payload_subjects(&raw, |s| vault.seal(s))
                 })
@@ -314,7 +392,7 @@ impl Ingestor {
             reason: reason.clone(),
             actor: Some(actor),
         };
-        let id = self.writer.dead_letter(letter).await?;
+        let id = self.parts.writer.dead_letter(letter).await?;
         Ok(Ingested::DeadLettered { id, reason })
     }
 }
