@@ -84,6 +84,19 @@ impl<C: 'static, R: 'static> Message for Execute<C, R> {
     type Result = Result<CommandOutcome, CommandError<R>>;
 }
 
+/// [`Execute`] with its answer sent back on a channel: how the registry sends commands. Waiting for the answer is
+/// a channel receiver of a few bytes, where actix's request future carries a mailbox-timeout timer (over a KiB)
+/// and every ingested message's future holds one. Sent with `do_send`, past the mailbox's capacity: callers bound
+/// how many commands they have outstanding (an MQTT session's in-flight window, an HTTP request).
+pub struct ExecuteAndReply<C, R> {
+    pub execute: Execute<C, R>,
+    pub reply: tokio::sync::oneshot::Sender<Result<CommandOutcome, CommandError<R>>>,
+}
+
+impl<C: 'static, R: 'static> Message for ExecuteAndReply<C, R> {
+    type Result = ();
+}
+
 /// What a command did, once it is durable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandOutcome {
@@ -454,6 +467,19 @@ impl<A: Hosted> Handler<Execute<A::Command, A::Rejection>> for AggregateActor<A>
                 }
                 Err(CommandError::Journal(error))
             }
+        }))
+    }
+}
+
+impl<A: Hosted> Handler<ExecuteAndReply<A::Command, A::Rejection>> for AggregateActor<A> {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, msg: ExecuteAndReply<A::Command, A::Rejection>, ctx: &mut Context<Self>) -> Self::Result {
+        let ExecuteAndReply { execute, reply } = msg;
+        let done = <Self as Handler<Execute<A::Command, A::Rejection>>>::handle(self, execute, ctx);
+        Box::pin(done.map(move |outcome, _, _| {
+            // A caller that stopped waiting needs no answer; the command's effect stands either way.
+            let _ = reply.send(outcome);
         }))
     }
 }

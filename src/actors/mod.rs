@@ -8,5 +8,8 @@ pub mod device;
 pub mod host;
 pub mod registry;
 
-pub use host::{AggregateActor, CommandError, CommandOutcome, Execute, HostSettings, Hosted, Meta, Recovered, recover};
+pub use host::{
+    AggregateActor, CommandError, CommandOutcome, Execute, ExecuteAndReply, HostSettings, Hosted, Meta, Recovered,
+    recover,
+};
 pub use registry::{RecoveryProgress, Registry, start_devices};

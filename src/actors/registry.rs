@@ -4,8 +4,8 @@
 //! "decommissioned" rather than "unknown").
 
 use super::host::{
-    AggregateActor, CommandError, CommandOutcome, Execute, HostSettings, Hosted, Meta, Recovered, Tick,
-    recover_off_executor,
+    AggregateActor, CommandError, CommandOutcome, Execute, ExecuteAndReply, HostSettings, Hosted, Meta, Recovered,
+    Tick, recover_off_executor,
 };
 use crate::config::Config;
 use crate::domain::{
@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-/// The address of one instance: a `Recipient<Execute<C, R>>` for its kind's command and rejection types.
+/// The address of one instance: a `Recipient<ExecuteAndReply<C, R>>` for its kind's command and rejection types.
 type Address = Arc<dyn Any + Send + Sync>;
 
 /// The addresses of every running aggregate instance, of every kind, by stream name. Devices are started at
@@ -44,34 +44,46 @@ pub struct Registry {
 }
 
 impl Registry {
-    fn address<C: Send + 'static, R: Send + 'static>(&self, stream: &str) -> Option<Recipient<Execute<C, R>>> {
+    fn address<C: Send + 'static, R: Send + 'static>(&self, stream: &str) -> Option<Recipient<ExecuteAndReply<C, R>>> {
         // A poisoned lock only means a panic elsewhere while inserting: the map itself is still whole.
         let instances = self.instances.read().unwrap_or_else(|p| p.into_inner());
         instances
             .get(stream)
-            .and_then(|address| address.downcast_ref::<Recipient<Execute<C, R>>>())
+            .and_then(|address| address.downcast_ref::<Recipient<ExecuteAndReply<C, R>>>())
             .cloned()
     }
 
-    fn insert<C: Send + 'static, R: Send + 'static>(&self, stream: StreamName, recipient: Recipient<Execute<C, R>>) {
+    fn insert<C: Send + 'static, R: Send + 'static>(
+        &self,
+        stream: StreamName,
+        recipient: Recipient<ExecuteAndReply<C, R>>,
+    ) {
         let mut instances = self.instances.write().unwrap_or_else(|p| p.into_inner());
         instances.insert(stream, Arc::new(recipient));
     }
 
     /// Sends a command to a running instance (now, so commands keep their order) and waits until its effect is
-    /// durable. The future holds only the request: every ingested message's future contains one.
+    /// durable. The future holds only the answer's receiver: every ingested message's future contains one.
     pub fn execute<C: Send + 'static, R: Send + 'static>(
         &self,
         stream: &str,
         command: C,
         meta: Meta,
     ) -> impl Future<Output = Result<CommandOutcome, CommandError<R>>> + 'static {
-        let request = match self.address::<C, R>(stream) {
-            Some(recipient) => Ok(recipient.send(Execute::new(command, meta))),
+        let answer = match self.address::<C, R>(stream) {
+            Some(recipient) => {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                recipient.do_send(ExecuteAndReply {
+                    execute: Execute::new(command, meta),
+                    reply,
+                });
+                Ok(answer)
+            }
             None if self.unrecoverable.contains_key(stream) => Err(CommandError::Unavailable),
             None => Err(CommandError::UnknownStream(stream.to_owned())),
         };
-        async move { request?.await.map_err(|_| CommandError::Unavailable)? }
+        // No answer: the actor stopped before it carried the command out.
+        async move { answer?.await.map_err(|_| CommandError::Unavailable)? }
     }
 
     /// Sends a command to a device's actor and waits until its effect is durable.
@@ -118,7 +130,7 @@ impl Registry {
                 );
                 self.insert(
                     stream.clone(),
-                    actor.start().recipient::<Execute<A::Command, A::Rejection>>(),
+                    actor.start().recipient::<ExecuteAndReply<A::Command, A::Rejection>>(),
                 );
             }
         }
@@ -325,7 +337,11 @@ fn start_device<D: Device + Hosted>(
     writer: &JournalWriter,
     journal_path: &Path,
     settings: HostSettings,
-) -> (Recipient<Execute<DeviceCommand, Rejection>>, Recipient<Tick>, Lifecycle) {
+) -> (
+    Recipient<ExecuteAndReply<DeviceCommand, Rejection>>,
+    Recipient<Tick>,
+    Lifecycle,
+) {
     let lifecycle = D::common(&recovered.state).lifecycle;
     let actor = AggregateActor::<D>::new(stream, recovered, writer.clone(), journal_path.into(), settings);
     let address = actor.start();
