@@ -69,7 +69,7 @@ impl Registry {
         stream: &str,
         command: C,
         meta: Meta,
-    ) -> impl Future<Output = Result<CommandOutcome, CommandError<R>>> + 'static {
+    ) -> impl Future<Output = Result<CommandOutcome, CommandError<R>>> + use<C, R> {
         let answer = match self.address::<C, R>(stream) {
             Some(recipient) => {
                 let (reply, answer) = tokio::sync::oneshot::channel();
@@ -92,7 +92,7 @@ impl Registry {
         device: &str,
         command: DeviceCommand,
         meta: Meta,
-    ) -> impl Future<Output = Result<CommandOutcome, CommandError<Rejection>>> + 'static {
+    ) -> impl Future<Output = Result<CommandOutcome, CommandError<Rejection>>> + use<> {
         futures_util::FutureExt::map(self.execute(device, command, meta), |outcome| match outcome {
             Err(CommandError::UnknownStream(device)) => Err(CommandError::UnknownDevice(device)),
             other => other,
