@@ -171,10 +171,12 @@ async fn session(
     let (client, mut eventloop) = AsyncClient::new(options, usize::from(IN_FLIGHT) + 10);
     let (publishes, incoming) = mpsc::unbounded_channel();
     let (failed_tx, mut failed) = oneshot::channel();
+    // Packet ids of committed messages, in arrival order, for `write_acks`.
+    let (acks_tx, mut acks) = mpsc::unbounded_channel::<u16>();
     // Ingestion and acknowledgement live in their own task: awaiting the client inside the task that polls the
     // event loop deadlocks once the request channel fills (rumqttc #263, #1025).
     let acker = actix_web::rt::spawn(ingest_in_order(
-        client.clone(),
+        acks_tx,
         ingestor.clone(),
         incoming,
         failed_tx,
@@ -212,6 +214,12 @@ async fn session(
                 Ok(_) => {}
                 Err(e) => break Err(e.to_string()),
             },
+            Some(first) = acks.recv() => match write_acks(&mut eventloop, first, &mut acks).await {
+                Ok(written) => {
+                    status.acked.fetch_add(written, Ordering::Relaxed);
+                }
+                Err(e) => break Err(e),
+            },
             journal_error = &mut failed => {
                 break Err(match journal_error {
                     Ok(error) => format!("{error}; re-opening the connection so the broker re-sends"),
@@ -226,6 +234,44 @@ async fn session(
         publisher.abort();
     }
     result
+}
+
+/// Writes the PUBACK of `first` and of every further committed message already queued, then flushes once: one
+/// TCP write per batch, where `AsyncClient::ack` costs a request, a 4-byte write and a flush per message (and the
+/// broker a read per acknowledgement) - about a tenth of the ingesting thread in the external benchmark.
+///
+/// Writing beside rumqttc's event loop is sound because of how its `poll` can be interrupted here: it writes at
+/// most one packet before flushing (a command, a subscription or a ping; with manual acknowledgements and QoS 1
+/// reading writes nothing), and a write only waits when the buffer already holds 8 KiB. This function always
+/// flushes to the end, so the buffer is empty whenever `poll` writes, its writes never wait, and dropping `poll`
+/// can only interrupt a flush, whose bytes stay buffered for the next one. rumqttc keeps no state for the
+/// acknowledgements it is bypassed for (it drops queued ones on reconnect, as a broker re-sends those messages).
+async fn write_acks(
+    eventloop: &mut rumqttc::EventLoop,
+    first: u16,
+    queued: &mut mpsc::UnboundedReceiver<u16>,
+) -> Result<u64, String> {
+    let timeout = Duration::from_secs(eventloop.network_options.connection_timeout());
+    let Some(network) = eventloop.network.as_mut() else {
+        // Not connected: the broker re-sends these messages when we are, and they are de-duplicated.
+        while queued.try_recv().is_ok() {}
+        return Ok(0);
+    };
+    let mut written = 0;
+    let mut next = Some(first);
+    while let Some(pkid) = next {
+        network
+            .write(Packet::PubAck(rumqttc::PubAck::new(pkid)))
+            .await
+            .map_err(|e| format!("cannot acknowledge: {e}"))?;
+        written += 1;
+        next = queued.try_recv().ok();
+    }
+    match tokio::time::timeout(timeout, network.flush()).await {
+        Ok(Ok(())) => Ok(written),
+        Ok(Err(e)) => Err(format!("cannot acknowledge: {e}")),
+        Err(_) => Err(format!("the broker took over {timeout:?} to take our acknowledgements")),
+    }
 }
 
 /// Publishes every turnstile's desired state retained at QoS 1 (a broker that lost its retained messages gets
@@ -258,7 +304,7 @@ async fn publish_commands(client: AsyncClient, board: CommandBoard) {
 /// Ingests messages concurrently but acknowledges them strictly in arrival order, each only once committed.
 /// On a journal failure it acknowledges nothing more and reports, so the session is re-opened.
 async fn ingest_in_order(
-    client: AsyncClient,
+    acks: mpsc::UnboundedSender<u16>,
     ingestor: Ingestor,
     mut incoming: mpsc::UnboundedReceiver<Publish>,
     failed: oneshot::Sender<AppendError>,
@@ -295,11 +341,8 @@ async fn ingest_in_order(
             }
             Some((publish, result)) = pending.next(), if !pending.is_empty() => match result {
                 Ok(_) => {
-                    if publish.qos != QoS::AtMostOnce {
-                        if client.ack(&publish).await.is_err() {
-                            return;
-                        }
-                        status.acked.fetch_add(1, Ordering::Relaxed);
+                    if publish.qos != QoS::AtMostOnce && acks.send(publish.pkid).is_err() {
+                        return;
                     }
                 }
                 Err(error) => {
