@@ -113,6 +113,8 @@ pub fn open(path: &Path, synchronous: Synchronous) -> anyhow::Result<Connection>
     // Checkpoint the WAL less often (~40 MiB instead of 4 MiB): each checkpoint runs on the committing thread
     // and costs an fsync, so fewer, larger ones keep group commits short.
     conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
+    // When a commit starts the log over, it cuts the file back to this size (see `crate::checkpointer`).
+    conn.pragma_update(None, "journal_size_limit", crate::checkpointer::WAL_LIMIT as i64)?;
     Ok(conn)
 }
 
