@@ -30,6 +30,7 @@ fn journal_migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/journal/0011_forwarder.sql")),
         M::up(include_str!("../migrations/journal/0012_archival.sql")),
         M::up(include_str!("../migrations/journal/0013_subject_vault.sql")),
+        M::up(include_str!("../migrations/journal/0014_message_ids_by_position.sql")),
     ])
 }
 

@@ -366,10 +366,13 @@ impl JournalReader {
         Ok(snapshot)
     }
 
-    /// The newest `limit` message ids handled for a stream: the actor's fast duplicate check.
+    /// The causations (message ids) of a stream's newest `limit` events, newest first: the actor's fast duplicate
+    /// check. Read from the events rather than `processed_messages`, whose per-stream index cost every commit a
+    /// page per busy stream; a message that recorded nothing is missing here and is caught by the writer instead.
     pub fn recent_msg_ids(&self, stream: &StreamName, limit: usize) -> anyhow::Result<Vec<String>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT msg_id FROM processed_messages WHERE stream_id = ?1 ORDER BY position DESC LIMIT ?2",
+            "SELECT causation FROM events WHERE stream_id = ?1 AND causation IS NOT NULL
+             ORDER BY version DESC LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![stream.as_str(), limit as i64], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
