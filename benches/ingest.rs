@@ -6,7 +6,9 @@
 //! 2. **mosquitto alone**: the same publishers publish to a fresh `mosquitto`, a plain QoS 1 subscriber counts what
 //!    it receives; this is the ceiling an external broker puts on ingestion on this machine;
 //! 3. **external**: gatehouse subscribes at another fresh `mosquitto` and the same publishers publish there; the
-//!    rate is messages committed (and acknowledged to the broker) per second from the first publish;
+//!    rate is messages committed (and acknowledged to the broker) per second from the first publish. Phases 2 and
+//!    3 alternate for `GATEHOUSE_BENCH_ROUNDS` rounds (default 3) with Mosquitto's window unlimited, then as many
+//!    at its default (20); the ratio is of the two medians (one run of either varies by ±15 % on two busy cores);
 //! 4. **latency at 1,000 messages/s** (embedded): one paced publisher; per message the time from publish to its
 //!    PUBACK (durable) and to the moment every projector has applied its journal position (visible in the read
 //!    models, `device_status` and `traffic`).
@@ -21,7 +23,8 @@
 //! Every run checks the journal holds exactly the passages sent. Needs `mosquitto` and `mosquitto_pub` on PATH.
 //!
 //! Run with `cargo bench --bench ingest`; `GATEHOUSE_BENCH_MESSAGES` (default 200,000),
-//! `GATEHOUSE_BENCH_PUBLISHERS` (default 4) and `GATEHOUSE_BENCH_LATENCY_SECS` (default 10) change the size.
+//! `GATEHOUSE_BENCH_PUBLISHERS` (default 4), `GATEHOUSE_BENCH_LATENCY_SECS` (default 10) and `GATEHOUSE_BENCH_ROUNDS`
+//! (default 3) change the size.
 
 mod support;
 
@@ -72,8 +75,9 @@ fn main() -> anyhow::Result<()> {
     let n = env_count("GATEHOUSE_BENCH_MESSAGES", 200_000)?;
     let k = env_count("GATEHOUSE_BENCH_PUBLISHERS", 4)?;
     let latency_secs = env_count("GATEHOUSE_BENCH_LATENCY_SECS", 10)?;
+    let rounds = env_count("GATEHOUSE_BENCH_ROUNDS", 3)?;
     ensure!(
-        n >= DEVICES && k > 0 && latency_secs > 0,
+        n >= DEVICES && k > 0 && latency_secs > 0 && rounds > 0,
         "GATEHOUSE_BENCH_MESSAGES must be at least {DEVICES}, the other sizes at least 1"
     );
 
@@ -85,27 +89,18 @@ fn main() -> anyhow::Result<()> {
     let only = std::env::var("GATEHOUSE_BENCH_ONLY").unwrap_or_default();
     let phase = |name: &str| only.is_empty() || only.split(',').any(|p| p.trim() == name);
     if !only.is_empty() {
-        return phases(n, k, latency_secs, &phase);
+        return phases(n, k, latency_secs, rounds, &phase);
     }
     let embedded = embedded(n, k)?;
     println!("  embedded done in {} (peak RSS {})", secs(embedded.wall), peak_rss());
-    let ceiling = mosquitto_alone(n, k, Window::Unlimited)?;
+    let unlimited = external_rounds(n, k, Window::Unlimited, rounds)?;
     println!(
-        "  mosquitto alone done in {} (peak RSS {})",
-        secs(ceiling.wall),
+        "  mosquitto alone and external, window unlimited, {rounds} rounds done (peak RSS {})",
         peak_rss()
     );
-    let external = external(n, k, Window::Unlimited)?;
+    let default = external_rounds(n, k, Window::Default, rounds)?;
     println!(
-        "  external done in {} (peak RSS {})",
-        secs(external.durable.wall),
-        peak_rss()
-    );
-    let default_ceiling = mosquitto_alone(n, k, Window::Default)?;
-    let default_external = self::external(n, k, Window::Default)?;
-    println!(
-        "  mosquitto's default window done in {} (peak RSS {})",
-        secs(default_external.durable.wall),
+        "  mosquitto alone and external, window 20, {rounds} rounds done (peak RSS {})",
         peak_rss()
     );
     let latency = latency(latency_secs * LATENCY_RATE as usize)?;
@@ -150,8 +145,7 @@ fn main() -> anyhow::Result<()> {
             "external (durable)",
             "ratio external / mosquitto",
         ),
-        &ceiling,
-        &external,
+        &unlimited,
         true,
     );
     external_rows(
@@ -160,17 +154,21 @@ fn main() -> anyhow::Result<()> {
             "external, window 20",
             "ratio external / mosquitto, 20",
         ),
-        &default_ceiling,
-        &default_external,
+        &default,
         false,
+    );
+    println!(
+        "  medians of {rounds} alternating rounds; ratio per round {} (unlimited window), {} (window 20)",
+        unlimited.ratio_range(),
+        default.ratio_range()
     );
     println!(
         "  events per journal commit: {:.0} (unlimited window), {:.0} (window 20); read tables caught up {} and {} \
          after the last commit",
-        external.mean_group,
-        default_external.mean_group,
-        secs(external.views_caught_up_after),
-        secs(default_external.views_caught_up_after)
+        unlimited.external.mean_group,
+        default.external.mean_group,
+        secs(unlimited.external.views_caught_up_after),
+        secs(default.external.views_caught_up_after)
     );
     row([
         "fault-heavy, no policies",
@@ -255,21 +253,21 @@ fn main() -> anyhow::Result<()> {
 
 /// Only the phases `GATEHOUSE_BENCH_ONLY` names (comma-separated: external, latency, policies, alarms), each printed as it ends: for
 /// working on one figure without waiting for the others.
-fn phases(n: usize, k: usize, latency_secs: usize, phase: &dyn Fn(&str) -> bool) -> anyhow::Result<()> {
+fn phases(n: usize, k: usize, latency_secs: usize, rounds: usize, phase: &dyn Fn(&str) -> bool) -> anyhow::Result<()> {
     if phase("external") {
         // The external path against Mosquitto's own relay rate, with an unlimited window and with the default
         // one (20 messages in flight per session, what operators run).
         for window in [Window::Unlimited, Window::Default] {
-            let ceiling = mosquitto_alone(n, k, window)?;
-            let external = external(n, k, window)?;
+            let rounds = external_rounds(n, k, window, rounds)?;
             println!(
                 "{window:?} window: mosquitto alone {} events/s, external (durable) {} events/s: ratio {:.3} \
-                 ({:.0} events per commit; read tables caught up {} after the last commit)",
-                rate(ceiling.rate()),
-                rate(external.durable.rate()),
-                external.durable.rate() / ceiling.rate(),
-                external.mean_group,
-                secs(external.views_caught_up_after)
+                 (medians; per round {}; {:.0} events per commit; read tables caught up {} after the last commit)",
+                rate(rounds.relay.rate()),
+                rate(rounds.external.durable.rate()),
+                rounds.ratio(),
+                rounds.ratio_range(),
+                rounds.external.mean_group,
+                secs(rounds.external.views_caught_up_after)
             );
         }
     }
@@ -642,6 +640,49 @@ fn serve_webhooks(stream: std::net::TcpStream, arrived: &std::sync::mpsc::Sender
             return;
         }
     }
+}
+
+/// Mosquitto's relay and the external path, measured alternately: the median run of each and every round's ratio.
+struct Rounds {
+    relay: Measured,
+    external: External,
+    ratios: Vec<f64>,
+}
+
+impl Rounds {
+    /// The external path's median rate over Mosquitto's median relay rate.
+    fn ratio(&self) -> f64 {
+        self.external.durable.rate() / self.relay.rate()
+    }
+
+    fn ratio_range(&self) -> String {
+        let low = self.ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let high = self.ratios.iter().copied().fold(0.0, f64::max);
+        format!("{low:.2}-{high:.2}")
+    }
+}
+
+/// `rounds` times Mosquitto alone then the external path, with the same window. Alternating spreads whatever
+/// else the machine does over both, and medians drop the odd run a busy neighbour slowed.
+fn external_rounds(n: usize, k: usize, window: Window, rounds: usize) -> anyhow::Result<Rounds> {
+    let mut relays = Vec::with_capacity(rounds);
+    let mut externals = Vec::with_capacity(rounds);
+    let mut ratios = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let relay = mosquitto_alone(n, k, window)?;
+        let external = external(n, k, window)?;
+        ratios.push(external.durable.rate() / relay.rate());
+        relays.push(relay);
+        externals.push(external);
+    }
+    relays.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+    externals.sort_by(|a, b| a.durable.rate().total_cmp(&b.durable.rate()));
+    let median = rounds / 2;
+    Ok(Rounds {
+        relay: relays.swap_remove(median),
+        external: externals.swap_remove(median),
+        ratios,
+    })
 }
 
 /// Mosquitto's own QoS 1 throughput from the same publishers to one subscriber: the ceiling for external mode.
@@ -1331,18 +1372,19 @@ impl Drop for Mosquitto {
 }
 
 /// One line of the results table; empty trailing cells leave no trailing spaces.
-/// The table's rows for one external run: Mosquitto's relay, the durable rate (and what the publishers saw, when
-/// `handed_off` is asked for) and their ratio against the target. `names`: the three rows' labels.
-fn external_rows(names: (&str, &str, &str), ceiling: &Measured, external: &External, handed_off: bool) {
+/// The table's rows for one window: Mosquitto's relay, the durable rate (and what the publishers saw, when
+/// `handed_off` is asked for), each the median of its rounds, and their ratio against the target. `names`: the
+/// three rows' labels.
+fn external_rows(names: (&str, &str, &str), rounds: &Rounds, handed_off: bool) {
     let (relay, durable, ratio_name) = names;
-    let mut rows = vec![(relay, ceiling), (durable, &external.durable)];
+    let mut rows = vec![(relay, &rounds.relay), (durable, &rounds.external.durable)];
     if handed_off {
-        rows.push(("  publishers' PUBACKs", &external.handed_off));
+        rows.push(("  publishers' PUBACKs", &rounds.external.handed_off));
     }
     for (name, m) in rows {
         row([name, &m.messages.to_string(), &secs(m.wall), &rate(m.rate()), "", ""]);
     }
-    let ratio = external.durable.rate() / ceiling.rate();
+    let ratio = rounds.ratio();
     row([
         ratio_name,
         "",
