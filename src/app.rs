@@ -277,6 +277,7 @@ impl Application {
             (Broker::Embedded, None) => anyhow::bail!("mqtt: the embedded endpoint has no listener"),
             (Broker::External { .. }, _) => Mqtt::External(ExternalSubscriber::start(
                 &state.config.mqtt,
+                &state.config.device_ids(),
                 state.ingestor.clone(),
                 state.commands.clone(),
             )?),

@@ -245,7 +245,7 @@ mod tests {
             error("mqtt.topic-prefix = \"gatehouse\""),
             "config.toml:1:6: unknown key \"topic-prefix\" in [mqtt], expected one of: \
              broker, listen, topic_prefix, username, password, require_auth, max_connections, dead_letter_quota, \
-             tls_cert, tls_key"
+             subscriber_sessions, tls_cert, tls_key"
         );
     }
 

@@ -129,6 +129,9 @@ pub struct MqttConfig {
     pub max_connections: usize,
     /// Dead letters stored per gateway per minute; past it they are acknowledged and counted, not stored.
     pub dead_letter_quota: u32,
+    /// Connections to an external broker its device topics are spread over (each device in one), so its
+    /// in-flight window per session does not cap the site; 1 subscribes to every topic on one session.
+    pub subscriber_sessions: usize,
     /// The embedded endpoint's certificate chain and private key (PEM): with them it also speaks MQTT over TLS
     /// on `listen` (a client that opens with a TLS handshake gets TLS, one that opens with CONNECT plain MQTT).
     pub tls: Option<TlsFiles>,

@@ -99,6 +99,7 @@ pub(super) struct RawMqtt {
     pub(super) require_auth: Option<Spanned<bool>>,
     pub(super) max_connections: Option<Spanned<i64>>,
     pub(super) dead_letter_quota: Option<Spanned<i64>>,
+    pub(super) subscriber_sessions: Option<Spanned<i64>>,
     pub(super) tls_cert: Option<Spanned<String>>,
     pub(super) tls_key: Option<Spanned<String>>,
 }
@@ -395,6 +396,7 @@ pub(super) const TABLE_KEYS: &[(&str, &[&str])] = &[
             "require_auth",
             "max_connections",
             "dead_letter_quota",
+            "subscriber_sessions",
             "tls_cert",
             "tls_key",
         ],

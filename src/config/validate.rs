@@ -16,6 +16,7 @@ use super::{
     SiteConfig, StorageConfig, Synchronous, TurnstileConfig,
 };
 use crate::domain::{DeviceDetails, DeviceId, DeviceKind, InvalidDeviceId};
+use crate::mqtt::sessions::MAX_SESSIONS;
 
 // Defaults live here and in the example `config.toml`, which documents them; the tests keep the two in step.
 const DEFAULT_SITE_NAME: &str = "Gatehouse site";
@@ -27,6 +28,8 @@ const DEFAULT_MQTT_LISTEN: &str = "127.0.0.1:1883";
 const DEFAULT_TOPIC_PREFIX: &str = "gatehouse";
 const DEFAULT_MAX_CONNECTIONS: i64 = 1000;
 const DEFAULT_DEAD_LETTER_QUOTA: i64 = 100;
+/// Four sessions hold four times a broker's in-flight window (Mosquitto's default 20) of messages awaiting commit.
+const DEFAULT_SUBSCRIBER_SESSIONS: i64 = 4;
 const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(90);
 const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_MAX_BACKDATE: Duration = Duration::from_secs(30 * 86400);
@@ -315,6 +318,16 @@ fn build_mqtt(raw: RawMqtt, base_dir: &Path) -> Result<MqttConfig, Problem> {
             )),
         }
     };
+    let subscriber_sessions = match raw.subscriber_sessions {
+        None => DEFAULT_SUBSCRIBER_SESSIONS as usize,
+        Some(v) if (1..=MAX_SESSIONS as i64).contains(v.get_ref()) => *v.get_ref() as usize,
+        Some(v) => {
+            return Err(Problem::at(
+                v.span(),
+                format!("invalid subscriber_sessions {}: expected 1 to {MAX_SESSIONS}", v.get_ref()),
+            ));
+        }
+    };
     Ok(MqttConfig {
         broker,
         listen,
@@ -324,6 +337,7 @@ fn build_mqtt(raw: RawMqtt, base_dir: &Path) -> Result<MqttConfig, Problem> {
         require_auth: raw.require_auth.is_none_or(|v| *v.get_ref()),
         max_connections: whole(raw.max_connections, DEFAULT_MAX_CONNECTIONS, "max_connections")? as usize,
         dead_letter_quota: whole(raw.dead_letter_quota, DEFAULT_DEAD_LETTER_QUOTA, "dead_letter_quota")? as u32,
+        subscriber_sessions,
         tls,
     })
 }

@@ -1,22 +1,26 @@
 //! Ingestion from an external broker (`[mqtt] broker = "mqtt://host:port"` or `mqtts://`): gatehouse subscribes
-//! with QoS 1, a fixed client id and a persistent session, so the broker keeps what gateways send while gatehouse
-//! is down. Each message is acknowledged only after its effect is committed, in the order messages arrived. If the
-//! journal cannot commit, the connection is dropped and re-opened: a broker re-sends unacknowledged QoS 1
-//! messages only after a reconnect (MQTT 3.1.1 §4.4).
+//! with QoS 1 over `[mqtt] subscriber_sessions` connections (the plan of `sessions`: each device's topics in one
+//! of them), each with a fixed client id and a persistent session, so the broker keeps what gateways send while
+//! gatehouse is down. Each message is acknowledged only after its effect is committed, in the order messages
+//! arrived on its session. If the journal cannot commit, the connection is dropped and re-opened: a broker
+//! re-sends unacknowledged QoS 1 messages only after a reconnect (MQTT 3.1.1 §4.4).
 //!
-//! The same connection publishes every turnstile's desired state to its `command` topic, retained at QoS 1
-//! (all of them on each connect, then each change), and ignores those topics, and the alarms, when the broker
-//! hands them back: they are Gatehouse's own words, not device messages.
+//! The first session also publishes every turnstile's desired state to its `command` topic, retained at QoS 1
+//! (all of them on each connect, then each change), and every session ignores those topics, and the alarms, when
+//! the broker hands them back: they are Gatehouse's own words, not device messages.
 
 use super::commands::CommandBoard;
+use super::sessions::{Role, SessionPlan, SessionSpec};
 use crate::config::{Broker, MqttConfig};
+use crate::domain::{DeviceId, DeviceKind};
 use crate::ingest::{Arrival, Ingested, Ingestor, Received};
 use crate::journal::{Actor, AppendError};
 use anyhow::Context;
 use futures_util::stream::{FuturesOrdered, StreamExt};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, Transport};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, SubscribeFilter, Transport};
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -31,16 +35,31 @@ const IN_FLIGHT: u16 = 1000;
 /// Each group commit takes whatever is being ingested: 512 at once gave groups of ~140 events and 0.34-0.37 of
 /// Mosquitto's relay rate in the ingest bench, 4,096 groups of ~300 and 0.42-0.53 (a few hundred KiB held).
 const INGESTING: usize = 4096;
+/// A retired session is deleted once the broker has sent it nothing for this long and all of it is committed.
+const RETIRED_QUIET: Duration = Duration::from_secs(3);
+/// Topic filters per SUBSCRIBE packet.
+const FILTERS_PER_SUBSCRIBE: usize = 64;
 
 /// Connection state and counters, for `/healthz`, `/metrics` and tests.
 #[derive(Debug, Default)]
 pub struct ExternalStatus {
-    pub connected: AtomicBool,
+    /// Sessions Gatehouse keeps open (device sessions and, with several, discovery); retired ones not counted.
+    pub sessions: usize,
+    pub connected_sessions: AtomicUsize,
     pub messages: AtomicU64,
     pub acked: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Left-over sessions of an earlier `subscriber_sessions` drained and deleted.
+    pub retired: AtomicU64,
     /// The broker's host, which events from it record as their actor (`broker:HOST`).
     pub host: String,
+}
+
+impl ExternalStatus {
+    /// Every session is connected.
+    pub fn connected(&self) -> bool {
+        self.connected_sessions.load(Ordering::Relaxed) == self.sessions
+    }
 }
 
 /// The running subscriber; stops when dropped.
@@ -50,22 +69,50 @@ pub struct ExternalSubscriber {
 }
 
 impl ExternalSubscriber {
-    /// Starts subscribing on the current actix/tokio runtime. Connection problems are retried with backoff and
-    /// logged; they never stop the server.
-    pub fn start(config: &MqttConfig, ingestor: Ingestor, board: CommandBoard) -> anyhow::Result<ExternalSubscriber> {
+    /// Starts subscribing on the current actix/tokio runtime, one task per session of the plan for `devices`
+    /// (the configured ones). Connection problems are retried with backoff and logged; they never stop the server.
+    pub fn start(
+        config: &MqttConfig,
+        devices: &[(DeviceId, DeviceKind)],
+        ingestor: Ingestor,
+        board: CommandBoard,
+    ) -> anyhow::Result<ExternalSubscriber> {
         let options = options(config)?;
         let host = match &config.broker {
             Broker::External { host, .. } => host.clone(),
             Broker::Embedded => String::new(),
         };
+        let plan = SessionPlan::new(
+            &client_id(config),
+            &config.topic_prefix,
+            devices,
+            config.subscriber_sessions,
+        );
         let status = Arc::new(ExternalStatus {
             host,
+            sessions: plan.active.len(),
             ..Default::default()
         });
         let (stop, stopped) = watch::channel(false);
-        let filter = format!("{}/+/+/+", config.topic_prefix);
-        let prefix = config.topic_prefix.clone();
-        actix_web::rt::spawn(run(options, filter, prefix, ingestor, board, status.clone(), stopped));
+        let known: Arc<HashSet<String>> =
+            Arc::new(devices.iter().map(|(id, kind)| format!("{kind}/{}", id.as_str())).collect());
+        tracing::info!(
+            sessions = plan.active.len(),
+            devices = devices.len(),
+            "subscribing at the mqtt broker"
+        );
+        for (n, spec) in plan.active.into_iter().chain(plan.retired).enumerate() {
+            let setup = Session {
+                // The first session publishes the turnstiles' commands.
+                board: (n == 0).then(|| board.clone()),
+                known: (spec.role == Role::Discovery).then(|| known.clone()),
+                spec,
+                prefix: config.topic_prefix.clone(),
+                ingestor: ingestor.clone(),
+                status: status.clone(),
+            };
+            actix_web::rt::spawn(run(options.clone(), setup, stopped.clone()));
+        }
         Ok(ExternalSubscriber { status, stop })
     }
 
@@ -109,65 +156,91 @@ pub fn options(config: &MqttConfig) -> anyhow::Result<MqttOptions> {
     Ok(options)
 }
 
-async fn run(
-    options: MqttOptions,
-    filter: String,
+/// What one session works with.
+struct Session {
+    spec: SessionSpec,
     prefix: String,
     ingestor: Ingestor,
-    board: CommandBoard,
+    /// The session that publishes the turnstiles' commands has the board.
+    board: Option<CommandBoard>,
+    /// For discovery: the configured devices (`kind/id`), whose messages their own sessions ingest.
+    known: Option<Arc<HashSet<String>>>,
     status: Arc<ExternalStatus>,
-    mut stop: watch::Receiver<bool>,
-) {
+}
+
+/// How a connection ended without an error.
+enum Ended {
+    /// Asked to stop.
+    Stopped,
+    /// A retired session has drained: delete it.
+    Drained,
+}
+
+/// One session's life: connections re-opened with backoff until asked to stop (or, for a retired session, until
+/// it is drained and deleted).
+async fn run(options: MqttOptions, setup: Session, mut stop: watch::Receiver<bool>) {
+    let mut options = options;
+    options.set_client_id(setup.spec.client_id.clone());
     let mut backoff = Duration::from_millis(500);
-    let session_setup = Session {
-        filter: &filter,
-        prefix: &prefix,
-        ingestor: &ingestor,
-        board: &board,
-        status: &status,
-    };
     loop {
-        let outcome = session(options.clone(), &session_setup, &mut stop, &mut backoff).await;
-        status.connected.store(false, Ordering::Relaxed);
-        match outcome {
-            Ok(()) => return,
-            Err(reason) => {
-                status.reconnects.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(broker = %format!("{}:{}", options.broker_address().0, options.broker_address().1),
-                    %reason, retry_in = ?backoff, "mqtt connection lost; reconnecting");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.wait_for(|s| *s) => return,
+        let outcome = match session(options.clone(), &setup, &mut stop, &mut backoff).await {
+            Ok(Ended::Stopped) => return,
+            Ok(Ended::Drained) => delete_session(options.clone(), &mut stop).await,
+            Err(reason) => Err(reason),
+        };
+        let Err(reason) = outcome else {
+            tracing::info!(session = %setup.spec.client_id, "deleted a session an earlier subscriber_sessions left at the broker");
+            setup.status.retired.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if setup.spec.role != Role::Retired {
+            setup.status.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::warn!(broker = %format!("{}:{}", options.broker_address().0, options.broker_address().1),
+            session = %setup.spec.label, %reason, retry_in = ?backoff, "mqtt connection lost; reconnecting");
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Deletes a drained session: connecting with a clean session discards the broker's one (MQTT 3.1.1 §3.1.2.4),
+/// and this connection's own ends with it.
+async fn delete_session(mut options: MqttOptions, stop: &mut watch::Receiver<bool>) -> Result<Ended, String> {
+    options.set_clean_session(true);
+    let (client, mut eventloop) = AsyncClient::new(options, 10);
+    loop {
+        tokio::select! {
+            event = eventloop.poll() => match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    client.try_disconnect().map_err(|e| format!("cannot disconnect: {e}"))?;
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return Ok(Ended::Drained),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            },
+            _ = stop.wait_for(|s| *s) => return Ok(Ended::Stopped),
         }
     }
 }
 
-/// What every connection works with.
-struct Session<'a> {
-    filter: &'a str,
-    prefix: &'a str,
-    ingestor: &'a Ingestor,
-    board: &'a CommandBoard,
-    status: &'a Arc<ExternalStatus>,
-}
-
-/// One connection's life: `Ok` when asked to stop, `Err(reason)` when it must be re-opened.
+/// One connection's life: `Ok` when asked to stop or drained, `Err(reason)` when it must be re-opened.
 async fn session(
     options: MqttOptions,
-    setup: &Session<'_>,
+    setup: &Session,
     stop: &mut watch::Receiver<bool>,
     backoff: &mut Duration,
-) -> Result<(), String> {
+) -> Result<Ended, String> {
     let Session {
-        filter,
+        spec,
         prefix,
         ingestor,
         board,
+        known,
         status,
-    } = *setup;
+    } = setup;
     let (client, mut eventloop) = AsyncClient::new(options, usize::from(IN_FLIGHT) + 10);
     let (publishes, incoming) = mpsc::unbounded_channel();
     let (failed_tx, mut failed) = oneshot::channel();
@@ -177,36 +250,73 @@ async fn session(
     // event loop deadlocks once the request channel fills (rumqttc #263, #1025).
     let acker = actix_web::rt::spawn(ingest_in_order(
         acks_tx,
-        ingestor.clone(),
+        Ingesting {
+            ingestor: ingestor.clone(),
+            prefix: prefix.clone(),
+            label: spec.label.clone(),
+            known: known.clone(),
+            status: status.clone(),
+        },
         incoming,
         failed_tx,
-        status.clone(),
-        prefix.to_owned(),
     ));
-    let mut publisher: Option<actix_web::rt::task::JoinHandle<()>> = None;
+    let mut helpers: Vec<actix_web::rt::task::JoinHandle<()>> = Vec::new();
+    let mut counted = false;
+    // A retired session's QoS 1 messages not yet acknowledged, and when it last heard from the broker.
+    let mut outstanding: u64 = 0;
+    let mut quiet_from: Option<tokio::time::Instant> = None;
     let result = loop {
+        let drained = async {
+            match quiet_from {
+                Some(from) => tokio::time::sleep_until(from + RETIRED_QUIET).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             event = eventloop.poll() => match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    tracing::info!(session_present = ack.session_present, "connected to mqtt broker");
-                    status.connected.store(true, Ordering::Relaxed);
+                    tracing::info!(session = %spec.label, session_present = ack.session_present, "connected to mqtt broker");
                     *backoff = Duration::from_millis(500);
+                    if spec.role == Role::Retired {
+                        if !ack.session_present {
+                            // The broker kept nothing: this connection made the (empty) session; delete it.
+                            break Ok(Ended::Drained);
+                        }
+                        quiet_from = Some(tokio::time::Instant::now());
+                    } else if !counted {
+                        counted = true;
+                        status.connected_sessions.fetch_add(1, Ordering::Relaxed);
+                    }
                     // Subscribing again when the session already has it is harmless and covers a lost session.
-                    if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
+                    let subscribed = spec.subscribe.chunks(FILTERS_PER_SUBSCRIBE).try_for_each(|chunk| {
+                        client.try_subscribe_many(chunk.iter().map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce)))
+                    });
+                    if let Err(e) = subscribed {
                         break Err(format!("cannot subscribe: {e}"));
                     }
-                    if publisher.is_none() {
-                        publisher = Some(actix_web::rt::spawn(publish_commands(client.clone(), board.clone())));
+                    // Filters an earlier setting left on this session go only after its own are in place: a
+                    // device moving between sessions is held by both for a moment rather than by neither.
+                    if ack.session_present && !spec.unsubscribe.is_empty() {
+                        helpers.push(actix_web::rt::spawn(unsubscribe(client.clone(), spec.unsubscribe.clone())));
+                    }
+                    if let Some(board) = board {
+                        helpers.push(actix_web::rt::spawn(publish_commands(client.clone(), board.clone())));
                     }
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
                     if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
-                        break Err(format!("the broker refused the subscription to {filter}"));
+                        break Err(format!("the broker refused a subscription of session {}", spec.client_id));
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    tracing::trace!(topic = %publish.topic, pkid = publish.pkid, dup = publish.dup, "message from the broker");
+                    tracing::trace!(session = %spec.label, topic = %publish.topic, pkid = publish.pkid, dup = publish.dup, "message from the broker");
                     status.messages.fetch_add(1, Ordering::Relaxed);
+                    if publish.qos != QoS::AtMostOnce {
+                        outstanding += 1;
+                    }
+                    if quiet_from.is_some() {
+                        quiet_from = Some(tokio::time::Instant::now());
+                    }
                     if publishes.send(publish).is_err() {
                         break Err("ingestion stopped".into());
                     }
@@ -216,6 +326,7 @@ async fn session(
             },
             Some(first) = acks.recv() => match write_acks(&mut eventloop, first, &mut acks).await {
                 Ok(written) => {
+                    outstanding = outstanding.saturating_sub(written);
                     status.acked.fetch_add(written, Ordering::Relaxed);
                 }
                 Err(e) => break Err(e),
@@ -226,14 +337,34 @@ async fn session(
                     Err(_) => "ingestion stopped".into(),
                 });
             }
-            _ = stop.wait_for(|s| *s) => break Ok(()),
+            () = drained => {
+                if outstanding == 0 {
+                    break Ok(Ended::Drained);
+                }
+                quiet_from = Some(tokio::time::Instant::now());
+            }
+            _ = stop.wait_for(|s| *s) => break Ok(Ended::Stopped),
         }
     };
+    if counted {
+        status.connected_sessions.fetch_sub(1, Ordering::Relaxed);
+    }
     acker.abort();
-    if let Some(publisher) = publisher {
-        publisher.abort();
+    for helper in helpers {
+        helper.abort();
     }
     result
+}
+
+/// Drops filters an earlier setting left on this session. Each is its own request (rumqttc unsubscribes one
+/// filter per call), awaited here rather than in the task that polls the event loop.
+async fn unsubscribe(client: AsyncClient, filters: Vec<String>) {
+    for filter in filters {
+        if let Err(error) = client.unsubscribe(filter.clone()).await {
+            tracing::warn!(%filter, %error, "cannot unsubscribe; the next connection tries again");
+            return;
+        }
+    }
 }
 
 /// Writes the PUBACK of `first` and of every further committed message already queued, then flushes once: one
@@ -301,38 +432,64 @@ async fn publish_commands(client: AsyncClient, board: CommandBoard) {
     }
 }
 
+/// What a session's ingestion needs.
+struct Ingesting {
+    ingestor: Ingestor,
+    prefix: String,
+    /// The session's label, which keys protocol redeliveries (packet ids are per session).
+    label: String,
+    /// Discovery's view of the configured devices (`kind/id`): their messages are acknowledged unread.
+    known: Option<Arc<HashSet<String>>>,
+    status: Arc<ExternalStatus>,
+}
+
+impl Ingesting {
+    /// Acknowledged without ingesting: our own commands and alarms coming back, and, on the discovery session,
+    /// a configured device's message (its own session has it).
+    fn skips(&self, topic: &str) -> bool {
+        if CommandBoard::is_own_topic(&self.prefix, topic) {
+            return true;
+        }
+        let Some(known) = &self.known else { return false };
+        let device = topic
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|rest| rest.strip_prefix('/'))
+            .and_then(|rest| rest.rsplit_once('/'))
+            .map(|(device, _message)| device);
+        device.is_some_and(|device| known.contains(device))
+    }
+}
+
 /// Ingests messages concurrently but acknowledges them strictly in arrival order, each only once committed.
 /// On a journal failure it acknowledges nothing more and reports, so the session is re-opened.
 async fn ingest_in_order(
     acks: mpsc::UnboundedSender<u16>,
-    ingestor: Ingestor,
+    ingesting: Ingesting,
     mut incoming: mpsc::UnboundedReceiver<Publish>,
     failed: oneshot::Sender<AppendError>,
-    status: Arc<ExternalStatus>,
-    prefix: String,
 ) {
-    /// `Ok(None)`: one of our own topics, acknowledged without ingesting.
+    /// `Ok(None)`: acknowledged without ingesting.
     type Done = (Publish, Result<Option<Ingested>, AppendError>);
     let mut pending: FuturesOrdered<std::pin::Pin<Box<dyn std::future::Future<Output = Done>>>> = FuturesOrdered::new();
     loop {
         tokio::select! {
             publish = incoming.recv(), if pending.len() < INGESTING => {
                 let Some(publish) = publish else { return };
-                if CommandBoard::is_own_topic(&prefix, &publish.topic) {
-                    // Our own command (or alarm) coming back: acknowledged in order, never ingested.
+                if ingesting.skips(&publish.topic) {
                     pending.push_back(Box::pin(async move { (publish, Ok(None)) }));
                     continue;
                 }
-                let ingestor = ingestor.clone();
+                let ingestor = ingesting.ingestor.clone();
                 let received_at = jiff::Timestamp::now();
-                let actor = Actor::broker(&status.host);
+                let actor = Actor::broker(&ingesting.status.host);
+                let session = ingesting.label.clone();
                 pending.push_back(Box::pin(async move {
                     let received = Received {
                         topic: &publish.topic,
                         payload: &publish.payload,
                         received_at,
                         actor,
-                        arrival: Arrival::Mqtt { session: "broker".into(), packet_id: publish.pkid, dup: publish.dup },
+                        arrival: Arrival::Mqtt { session, packet_id: publish.pkid, dup: publish.dup },
                         gateway: None,
                     };
                     let result = ingestor.ingest(received).await.map(Some);

@@ -16,9 +16,13 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
         problems.push(format!("journal: cannot write: {why}"));
     }
     if let Some(mqtt) = &state.external_mqtt
-        && !mqtt.connected.load(std::sync::atomic::Ordering::Relaxed)
+        && !mqtt.connected()
     {
-        problems.push("mqtt: not connected to the broker (see the log for why; retrying)".to_owned());
+        let connected = mqtt.connected_sessions.load(std::sync::atomic::Ordering::Relaxed);
+        problems.push(format!(
+            "mqtt: {connected} of {} sessions connected to the broker (see the log for why; retrying)",
+            mqtt.sessions
+        ));
     }
     for (stream, why) in state.registry.unrecoverable() {
         problems.push(format!(

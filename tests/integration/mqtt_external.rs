@@ -25,7 +25,7 @@ fn messages_published_while_gatehouse_is_down_are_recorded_when_it_returns() {
     with_app(site.config(), async |app| {
         let status = app.external_status().expect("external mode");
         eventually("gatehouse is connected to mosquitto", || {
-            status.connected.load(std::sync::atomic::Ordering::Relaxed)
+            status.connected()
         })
         .await;
         // The subscription may trail the connection by a moment: publish until one probe arrives.
@@ -72,7 +72,7 @@ fn bad_messages_through_the_broker_become_dead_letters_and_do_not_stop_ingestion
     with_app(site.config(), async |app| {
         let status = app.external_status().unwrap();
         eventually("connected", || {
-            status.connected.load(std::sync::atomic::Ordering::Relaxed)
+            status.connected()
         })
         .await;
         let journal = site.paths().journal();
