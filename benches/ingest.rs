@@ -759,11 +759,14 @@ fn external(n: usize, k: usize, window: Window) -> anyhow::Result<External> {
     let port = broker.port;
     let external = with_app(config, async |app| {
         let status = app.external_status().context("external mode has a status")?;
-        // Messages published before gatehouse's subscription exists are not queued for it: probe (to an unknown
-        // device, so it becomes a dead letter, not a passage) until one has been committed and acknowledged.
-        // Until a probe is a dead letter: Gatehouse's own retained commands coming back are acknowledged too, so
-        // the acknowledgement counter alone does not prove a device message got through.
+        // Messages published before gatehouse's subscriptions exist are not queued for it: wait until every
+        // session has its subscriptions acknowledged, then probe (an unknown device's status, which the discovery
+        // session turns into a dead letter, not a passage) until one has been committed and acknowledged.
         let deadline = Instant::now() + Duration::from_secs(60);
+        while !status.connected() {
+            ensure!(Instant::now() < deadline, "gatehouse never subscribed at mosquitto");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let journal = site.paths().journal();
         loop {
             tokio::task::spawn_blocking(move || probe(port)).await??;
@@ -821,11 +824,11 @@ fn external(n: usize, k: usize, window: Window) -> anyhow::Result<External> {
     Ok(external)
 }
 
-/// One QoS 1 message to an unknown device, through `mosquitto_pub`.
+/// One QoS 1 status of an unknown device, through `mosquitto_pub`.
 fn probe(port: u16) -> anyhow::Result<()> {
     let status = Command::new("mosquitto_pub")
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
-        .args(["-t", "gatehouse/turnstile/PROBE/passage", "-m", r#"{"direction":"in"}"#])
+        .args(["-t", "gatehouse/turnstile/PROBE/status", "-m", "online"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()

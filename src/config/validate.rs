@@ -324,7 +324,10 @@ fn build_mqtt(raw: RawMqtt, base_dir: &Path) -> Result<MqttConfig, Problem> {
         Some(v) => {
             return Err(Problem::at(
                 v.span(),
-                format!("invalid subscriber_sessions {}: expected 1 to {MAX_SESSIONS}", v.get_ref()),
+                format!(
+                    "invalid subscriber_sessions {}: expected 1 to {MAX_SESSIONS}",
+                    v.get_ref()
+                ),
             ));
         }
     };

@@ -45,6 +45,7 @@ const FILTERS_PER_SUBSCRIBE: usize = 64;
 pub struct ExternalStatus {
     /// Sessions Gatehouse keeps open (device sessions and, with several, discovery); retired ones not counted.
     pub sessions: usize,
+    /// Sessions connected with every subscription acknowledged: messages published now reach them.
     pub connected_sessions: AtomicUsize,
     pub messages: AtomicU64,
     pub acked: AtomicU64,
@@ -56,7 +57,7 @@ pub struct ExternalStatus {
 }
 
 impl ExternalStatus {
-    /// Every session is connected.
+    /// Every session is connected and subscribed.
     pub fn connected(&self) -> bool {
         self.connected_sessions.load(Ordering::Relaxed) == self.sessions
     }
@@ -94,8 +95,12 @@ impl ExternalSubscriber {
             ..Default::default()
         });
         let (stop, stopped) = watch::channel(false);
-        let known: Arc<HashSet<String>> =
-            Arc::new(devices.iter().map(|(id, kind)| format!("{kind}/{}", id.as_str())).collect());
+        let known: Arc<HashSet<String>> = Arc::new(
+            devices
+                .iter()
+                .map(|(id, kind)| format!("{kind}/{}", id.as_str()))
+                .collect(),
+        );
         tracing::info!(
             sessions = plan.active.len(),
             devices = devices.len(),
@@ -172,8 +177,8 @@ struct Session {
 enum Ended {
     /// Asked to stop.
     Stopped,
-    /// A retired session has drained: delete it.
-    Drained,
+    /// A retired session has drained (`kept`: the broker still had it; else this connection made it): delete it.
+    Drained { kept: bool },
 }
 
 /// One session's life: connections re-opened with backoff until asked to stop (or, for a retired session, until
@@ -183,15 +188,20 @@ async fn run(options: MqttOptions, setup: Session, mut stop: watch::Receiver<boo
     options.set_client_id(setup.spec.client_id.clone());
     let mut backoff = Duration::from_millis(500);
     loop {
-        let outcome = match session(options.clone(), &setup, &mut stop, &mut backoff).await {
+        let reason = match session(options.clone(), &setup, &mut stop, &mut backoff).await {
             Ok(Ended::Stopped) => return,
-            Ok(Ended::Drained) => delete_session(options.clone(), &mut stop).await,
-            Err(reason) => Err(reason),
-        };
-        let Err(reason) = outcome else {
-            tracing::info!(session = %setup.spec.client_id, "deleted a session an earlier subscriber_sessions left at the broker");
-            setup.status.retired.fetch_add(1, Ordering::Relaxed);
-            return;
+            Ok(Ended::Drained { kept }) => match delete_session(options.clone(), &mut stop).await {
+                Ok(deleted) => {
+                    if deleted && kept {
+                        tracing::info!(session = %setup.spec.client_id,
+                            "drained and deleted a session an earlier subscriber_sessions left at the broker");
+                        setup.status.retired.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return;
+                }
+                Err(reason) => reason,
+            },
+            Err(reason) => reason,
         };
         if setup.spec.role != Role::Retired {
             setup.status.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -207,8 +217,8 @@ async fn run(options: MqttOptions, setup: Session, mut stop: watch::Receiver<boo
 }
 
 /// Deletes a drained session: connecting with a clean session discards the broker's one (MQTT 3.1.1 §3.1.2.4),
-/// and this connection's own ends with it.
-async fn delete_session(mut options: MqttOptions, stop: &mut watch::Receiver<bool>) -> Result<Ended, String> {
+/// and this connection's own ends with it. `Ok(false)`: asked to stop first.
+async fn delete_session(mut options: MqttOptions, stop: &mut watch::Receiver<bool>) -> Result<bool, String> {
     options.set_clean_session(true);
     let (client, mut eventloop) = AsyncClient::new(options, 10);
     loop {
@@ -217,11 +227,11 @@ async fn delete_session(mut options: MqttOptions, stop: &mut watch::Receiver<boo
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     client.try_disconnect().map_err(|e| format!("cannot disconnect: {e}"))?;
                 }
-                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return Ok(Ended::Drained),
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return Ok(true),
                 Ok(_) => {}
                 Err(e) => return Err(e.to_string()),
             },
-            _ = stop.wait_for(|s| *s) => return Ok(Ended::Stopped),
+            _ = stop.wait_for(|s| *s) => return Ok(false),
         }
     }
 }
@@ -262,10 +272,16 @@ async fn session(
     ));
     let mut helpers: Vec<actix_web::rt::task::JoinHandle<()>> = Vec::new();
     let mut counted = false;
+    // SUBACKs still to come on this connection; the session counts as connected once there are none.
+    let mut awaiting_subacks = usize::MAX;
     // A retired session's QoS 1 messages not yet acknowledged, and when it last heard from the broker.
     let mut outstanding: u64 = 0;
     let mut quiet_from: Option<tokio::time::Instant> = None;
     let result = loop {
+        if awaiting_subacks == 0 && !counted && spec.role != Role::Retired {
+            counted = true;
+            status.connected_sessions.fetch_add(1, Ordering::Relaxed);
+        }
         let drained = async {
             match quiet_from {
                 Some(from) => tokio::time::sleep_until(from + RETIRED_QUIET).await,
@@ -280,12 +296,9 @@ async fn session(
                     if spec.role == Role::Retired {
                         if !ack.session_present {
                             // The broker kept nothing: this connection made the (empty) session; delete it.
-                            break Ok(Ended::Drained);
+                            break Ok(Ended::Drained { kept: false });
                         }
                         quiet_from = Some(tokio::time::Instant::now());
-                    } else if !counted {
-                        counted = true;
-                        status.connected_sessions.fetch_add(1, Ordering::Relaxed);
                     }
                     // Subscribing again when the session already has it is harmless and covers a lost session.
                     let subscribed = spec.subscribe.chunks(FILTERS_PER_SUBSCRIBE).try_for_each(|chunk| {
@@ -294,6 +307,7 @@ async fn session(
                     if let Err(e) = subscribed {
                         break Err(format!("cannot subscribe: {e}"));
                     }
+                    awaiting_subacks = spec.subscribe.len().div_ceil(FILTERS_PER_SUBSCRIBE);
                     // Filters an earlier setting left on this session go only after its own are in place: a
                     // device moving between sessions is held by both for a moment rather than by neither.
                     if ack.session_present && !spec.unsubscribe.is_empty() {
@@ -307,6 +321,7 @@ async fn session(
                     if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
                         break Err(format!("the broker refused a subscription of session {}", spec.client_id));
                     }
+                    awaiting_subacks = awaiting_subacks.saturating_sub(1);
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     tracing::trace!(session = %spec.label, topic = %publish.topic, pkid = publish.pkid, dup = publish.dup, "message from the broker");
@@ -339,7 +354,7 @@ async fn session(
             }
             () = drained => {
                 if outstanding == 0 {
-                    break Ok(Ended::Drained);
+                    break Ok(Ended::Drained { kept: true });
                 }
                 quiet_from = Some(tokio::time::Instant::now());
             }

@@ -103,7 +103,12 @@ impl SessionPlan {
                     .collect(),
                 unsubscribe: std::iter::once(wildcard.clone())
                     .chain(discovery_filters.iter().cloned())
-                    .chain(device_filters.iter().filter(|(owner, _)| *owner != n).map(|(_, f)| f.clone()))
+                    .chain(
+                        device_filters
+                            .iter()
+                            .filter(|(owner, _)| *owner != n)
+                            .map(|(_, f)| f.clone()),
+                    )
                     .collect(),
             })
             .collect();
@@ -148,7 +153,11 @@ mod tests {
     fn devices(n: usize) -> Vec<(DeviceId, DeviceKind)> {
         (0..n)
             .map(|i| {
-                let kind = if i % 5 == 0 { DeviceKind::Camera } else { DeviceKind::Turnstile };
+                let kind = if i % 5 == 0 {
+                    DeviceKind::Camera
+                } else {
+                    DeviceKind::Turnstile
+                };
                 (DeviceId::parse(&format!("D{i}")).unwrap(), kind)
             })
             .collect()
@@ -162,7 +171,11 @@ mod tests {
         assert_eq!(plan.active[0].subscribe, vec!["gh/+/+/+".to_owned()]);
         assert_eq!(plan.retired.len(), MAX_SESSIONS + 1);
         assert!(plan.retired.iter().any(|s| s.client_id == "gatehouse-gh-discovery"));
-        assert!(plan.retired.iter().all(|s| s.unsubscribe.contains(&"gh/+/+/+".to_owned())));
+        assert!(
+            plan.retired
+                .iter()
+                .all(|s| s.unsubscribe.contains(&"gh/+/+/+".to_owned()))
+        );
     }
 
     #[test]
@@ -181,7 +194,10 @@ mod tests {
         assert!(plan.active[..4].iter().all(|s| !s.subscribe.is_empty()));
         let discovery = &plan.active[4];
         assert_eq!(discovery.role, Role::Discovery);
-        assert_eq!(discovery.subscribe, vec!["gh/+/+/status".to_owned(), "gh/+/+/heartbeat".to_owned()]);
+        assert_eq!(
+            discovery.subscribe,
+            vec!["gh/+/+/status".to_owned(), "gh/+/+/heartbeat".to_owned()]
+        );
         let retired: Vec<&str> = plan.retired.iter().map(|s| s.client_id.as_str()).collect();
         assert_eq!(retired[0], "gatehouse-gh", "the single session's id is retired");
         assert_eq!(retired[1], "gatehouse-gh-4");
@@ -200,7 +216,9 @@ mod tests {
         }
         // Pinned: the owner must not drift between builds, or an upgrade would move devices between sessions.
         assert_eq!(
-            (0..8).map(|i| owner(&DeviceId::parse(&format!("T{i}")).unwrap(), 4)).collect::<Vec<_>>(),
+            (0..8)
+                .map(|i| owner(&DeviceId::parse(&format!("T{i}")).unwrap(), 4))
+                .collect::<Vec<_>>(),
             vec![1, 2, 3, 0, 1, 2, 3, 0]
         );
     }

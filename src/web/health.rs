@@ -19,10 +19,14 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
         && !mqtt.connected()
     {
         let connected = mqtt.connected_sessions.load(std::sync::atomic::Ordering::Relaxed);
-        problems.push(format!(
-            "mqtt: {connected} of {} sessions connected to the broker (see the log for why; retrying)",
-            mqtt.sessions
-        ));
+        problems.push(if connected == 0 {
+            "mqtt: not connected to the broker (see the log for why; retrying)".to_owned()
+        } else {
+            format!(
+                "mqtt: {connected} of {} sessions connected to the broker (see the log for why; retrying)",
+                mqtt.sessions
+            )
+        });
     }
     for (stream, why) in state.registry.unrecoverable() {
         problems.push(format!(

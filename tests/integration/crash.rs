@@ -46,7 +46,7 @@ fn killing_the_server_and_restarting_mosquitto_mid_stream_loses_and_doubles_noth
     let site = Site::with_mqtt(&format!("broker = \"{}\"", broker.url()), ONE_TURNSTILE);
     let mut server = Server::start(&site);
     // Messages published before gatehouse first subscribed have no session to be queued for: wait until a
-    // probe (to an unknown device, so it lands as a dead letter, not a passage) has gone through.
+    // probe (a passage T1 cannot have, so it lands as a dead letter, not a passage) has gone through T1's session.
     let journal = site.paths().journal();
     let deadline = Instant::now() + Duration::from_secs(60);
     // The server creates journal.db a moment before its tables: until then the count is "not yet", not an error.
@@ -54,8 +54,8 @@ fn killing_the_server_and_restarting_mosquitto_mid_stream_loses_and_doubles_noth
         assert!(Instant::now() < deadline, "gatehouse never subscribed at mosquitto");
         mosquitto_pub_lines(
             broker.port,
-            "gatehouse/turnstile/PROBE/passage",
-            &[r#"{"direction":"in"}"#.to_owned()],
+            "gatehouse/turnstile/T1/passage",
+            &[r#"{"direction":"sideways"}"#.to_owned()],
         );
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -27,6 +27,7 @@ mod load;
 mod lockout;
 mod mqtt_embedded;
 mod mqtt_external;
+mod mqtt_sessions;
 mod nats;
 mod notifications;
 mod notify_mqtt;

@@ -24,10 +24,7 @@ fn messages_published_while_gatehouse_is_down_are_recorded_when_it_returns() {
     // First run: gatehouse creates its persistent session and subscription.
     with_app(site.config(), async |app| {
         let status = app.external_status().expect("external mode");
-        eventually("gatehouse is connected to mosquitto", || {
-            status.connected()
-        })
-        .await;
+        eventually("gatehouse is connected to mosquitto", || status.connected()).await;
         // The subscription may trail the connection by a moment: publish until one probe arrives.
         let journal = site.paths().journal();
         let mut probe = 0;
@@ -71,10 +68,7 @@ fn bad_messages_through_the_broker_become_dead_letters_and_do_not_stop_ingestion
     let port = broker.port;
     with_app(site.config(), async |app| {
         let status = app.external_status().unwrap();
-        eventually("connected", || {
-            status.connected()
-        })
-        .await;
+        eventually("connected", || status.connected()).await;
         let journal = site.paths().journal();
         let mut round = 0;
         eventually("good and bad messages were all handled", || {
