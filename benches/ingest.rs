@@ -8,7 +8,8 @@
 //! 3. **external**: gatehouse subscribes at another fresh `mosquitto` and the same publishers publish there; the
 //!    rate is messages committed (and acknowledged to the broker) per second from the first publish. Phases 2 and
 //!    3 alternate for `GATEHOUSE_BENCH_ROUNDS` rounds (default 3) with Mosquitto's window unlimited, then as many
-//!    at its default (20); the ratio is of the two medians (one run of either varies by ±15 % on two busy cores);
+//!    at its default (20); the ratio is of the two medians (one run of either varies by ±15 % on two busy cores).
+//!    Gatehouse runs with its default `subscriber_sessions` (4); `GATEHOUSE_BENCH_SESSIONS` sets another;
 //! 4. **latency at 1,000 messages/s** (embedded): one paced publisher; per message the time from publish to its
 //!    PUBACK (durable) and to the moment every projector has applied its journal position (visible in the read
 //!    models, `device_status` and `traffic`).
@@ -755,7 +756,11 @@ struct External {
 fn external(n: usize, k: usize, window: Window) -> anyhow::Result<External> {
     let broker = Mosquitto::start(window)?;
     let site = Site::new()?;
-    let config = site.config(&format!("broker = \"mqtt://127.0.0.1:{}\"", broker.port))?;
+    let sessions = match std::env::var("GATEHOUSE_BENCH_SESSIONS") {
+        Ok(n) => format!("\nsubscriber_sessions = {n}"),
+        Err(_) => String::new(),
+    };
+    let config = site.config(&format!("broker = \"mqtt://127.0.0.1:{}\"{sessions}", broker.port))?;
     let port = broker.port;
     let external = with_app(config, async |app| {
         let status = app.external_status().context("external mode has a status")?;

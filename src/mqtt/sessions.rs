@@ -34,7 +34,8 @@ pub enum Role {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionSpec {
     pub client_id: String,
-    /// Names the session in logs and in the key that drops protocol redeliveries (packet ids are per session).
+    /// Names the session in logs and in the key that drops protocol redeliveries (packet ids are per session):
+    /// the same whether the session is in use or retired, so a redelivery is known across a change of setting.
     pub label: String,
     pub role: Role,
     pub subscribe: Vec<String>,
@@ -86,8 +87,8 @@ impl SessionPlan {
                     unsubscribe: Vec::new(),
                 }],
                 retired: (0..MAX_SESSIONS)
-                    .map(|n| retire(numbered(n), format!("retired-{n}")))
-                    .chain(std::iter::once(retire(discovery_id, "retired-discovery".to_owned())))
+                    .map(|n| retire(numbered(n), format!("broker-{n}")))
+                    .chain(std::iter::once(retire(discovery_id, "broker-discovery".to_owned())))
                     .collect(),
             };
         }
@@ -123,8 +124,8 @@ impl SessionPlan {
         });
         SessionPlan {
             active,
-            retired: std::iter::once(retire(client_base.to_owned(), "retired".to_owned()))
-                .chain((sessions..MAX_SESSIONS).map(|n| retire(numbered(n), format!("retired-{n}"))))
+            retired: std::iter::once(retire(client_base.to_owned(), "broker".to_owned()))
+                .chain((sessions..MAX_SESSIONS).map(|n| retire(numbered(n), format!("broker-{n}"))))
                 .collect(),
         }
     }
@@ -202,6 +203,17 @@ mod tests {
         assert_eq!(retired[0], "gatehouse-gh", "the single session's id is retired");
         assert_eq!(retired[1], "gatehouse-gh-4");
         assert_eq!(retired.len(), 1 + MAX_SESSIONS - 4);
+    }
+
+    #[test]
+    fn a_session_has_one_label_in_use_or_retired() {
+        let one = SessionPlan::new("g", "p", &devices(5), 1);
+        let four = SessionPlan::new("g", "p", &devices(5), 4);
+        let all = |plan: &SessionPlan| -> Vec<SessionSpec> { plan.active.iter().chain(&plan.retired).cloned().collect() };
+        for a in all(&one) {
+            let b = all(&four).into_iter().find(|b| b.client_id == a.client_id).unwrap();
+            assert_eq!(a.label, b.label, "{}", a.client_id);
+        }
     }
 
     #[test]
