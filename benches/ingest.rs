@@ -9,7 +9,7 @@
 //!    rate is messages committed (and acknowledged to the broker) per second from the first publish. Phases 2 and
 //!    3 alternate for `GATEHOUSE_BENCH_ROUNDS` rounds (default 3) with Mosquitto's window unlimited, then as many
 //!    at its default (20); the ratio is of the two medians (one run of either varies by ±15 % on two busy cores).
-//!    Gatehouse runs with its default `subscriber_sessions` (4); `GATEHOUSE_BENCH_SESSIONS` sets another;
+//!    Gatehouse runs with its default `subscriber_sessions` (2); `GATEHOUSE_BENCH_SESSIONS` sets another;
 //! 4. **latency at 1,000 messages/s** (embedded): one paced publisher; per message the time from publish to its
 //!    PUBACK (durable) and to the moment every projector has applied its journal position (visible in the read
 //!    models, `device_status` and `traffic`).
@@ -84,7 +84,8 @@ fn main() -> anyhow::Result<()> {
 
     println!(
         "gatehouse ingest benchmark: {n} QoS 1 passages from {k} publishers over {DEVICES} turnstiles, \
-         synchronous = full"
+         synchronous = full; external broker: subscriber_sessions = {}",
+        std::env::var("GATEHOUSE_BENCH_SESSIONS").unwrap_or_else(|_| "default".into())
     );
     // Peak RSS after each phase shows which one grew the process.
     let only = std::env::var("GATEHOUSE_BENCH_ONLY").unwrap_or_default();

@@ -35,7 +35,8 @@ const IN_FLIGHT: u16 = 1000;
 /// Each group commit takes whatever is being ingested: 512 at once gave groups of ~140 events and 0.34-0.37 of
 /// Mosquitto's relay rate in the ingest bench, 4,096 groups of ~300 and 0.42-0.53 (a few hundred KiB held).
 const INGESTING: usize = 4096;
-/// A retired session is deleted once the broker has sent it nothing for this long and all of it is committed.
+/// A retired session is deleted once its filters are dropped, all it got is committed, and the broker has sent it
+/// nothing more for this long.
 const RETIRED_QUIET: Duration = Duration::from_secs(3);
 /// Topic filters per SUBSCRIBE packet.
 const FILTERS_PER_SUBSCRIBE: usize = 64;
@@ -308,10 +309,12 @@ async fn session(
                         break Err(format!("cannot subscribe: {e}"));
                     }
                     awaiting_subacks = spec.subscribe.len().div_ceil(FILTERS_PER_SUBSCRIBE);
-                    // Filters an earlier setting left on this session go only after its own are in place: a
-                    // device moving between sessions is held by both for a moment rather than by neither.
+                    // Filters an earlier setting left on this session go only once every session has its own in
+                    // place: a device moving between sessions is held by both for a moment rather than by neither
+                    // (and a message in that moment is de-duplicated by its msg_id).
                     if ack.session_present && !spec.unsubscribe.is_empty() {
-                        helpers.push(actix_web::rt::spawn(unsubscribe(client.clone(), spec.unsubscribe.clone())));
+                        let filters = spec.unsubscribe.clone();
+                        helpers.push(actix_web::rt::spawn(unsubscribe(client.clone(), filters, status.clone())));
                     }
                     if let Some(board) = board {
                         helpers.push(actix_web::rt::spawn(publish_commands(client.clone(), board.clone())));
@@ -353,7 +356,9 @@ async fn session(
                 });
             }
             () = drained => {
-                if outstanding == 0 {
+                // Drained: everything acknowledged, and its filters dropped (which waits for the sessions in use
+                // to hold them), so deleting it cannot leave a device with no session.
+                if outstanding == 0 && helpers.iter().all(|h| h.is_finished()) {
                     break Ok(Ended::Drained { kept: true });
                 }
                 quiet_from = Some(tokio::time::Instant::now());
@@ -371,9 +376,13 @@ async fn session(
     result
 }
 
-/// Drops filters an earlier setting left on this session. Each is its own request (rumqttc unsubscribes one
-/// filter per call), awaited here rather than in the task that polls the event loop.
-async fn unsubscribe(client: AsyncClient, filters: Vec<String>) {
+/// Drops filters an earlier setting left on this session, once every session in use is subscribed. Each is its
+/// own request (rumqttc unsubscribes one filter per call), awaited here rather than in the task that polls the
+/// event loop.
+async fn unsubscribe(client: AsyncClient, filters: Vec<String>, status: Arc<ExternalStatus>) {
+    while !status.connected() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for filter in filters {
         if let Err(error) = client.unsubscribe(filter.clone()).await {
             tracing::warn!(%filter, %error, "cannot unsubscribe; the next connection tries again");
