@@ -7,7 +7,7 @@
 //!    it receives; this is the ceiling an external broker puts on ingestion on this machine;
 //! 3. **external**: gatehouse subscribes at another fresh `mosquitto` and the same publishers publish there; the
 //!    rate is messages committed (and acknowledged to the broker) per second from the first publish. Phases 2 and
-//!    3 alternate for `GATEHOUSE_BENCH_ROUNDS` rounds (default 3) with Mosquitto's window unlimited, then as many
+//!    3 alternate for `GATEHOUSE_BENCH_ROUNDS` rounds (default 5) with Mosquitto's window unlimited, then as many
 //!    at its default (20); the ratio is of the two medians (one run of either varies by ±15 % on two busy cores).
 //!    Gatehouse runs with its default `subscriber_sessions` (2); `GATEHOUSE_BENCH_SESSIONS` sets another;
 //! 4. **latency at 1,000 messages/s** (embedded): one paced publisher; per message the time from publish to its
@@ -25,7 +25,7 @@
 //!
 //! Run with `cargo bench --bench ingest`; `GATEHOUSE_BENCH_MESSAGES` (default 200,000),
 //! `GATEHOUSE_BENCH_PUBLISHERS` (default 4), `GATEHOUSE_BENCH_LATENCY_SECS` (default 10) and `GATEHOUSE_BENCH_ROUNDS`
-//! (default 3) change the size.
+//! (default 5) change the size.
 
 mod support;
 
@@ -76,7 +76,7 @@ fn main() -> anyhow::Result<()> {
     let n = env_count("GATEHOUSE_BENCH_MESSAGES", 200_000)?;
     let k = env_count("GATEHOUSE_BENCH_PUBLISHERS", 4)?;
     let latency_secs = env_count("GATEHOUSE_BENCH_LATENCY_SECS", 10)?;
-    let rounds = env_count("GATEHOUSE_BENCH_ROUNDS", 3)?;
+    let rounds = env_count("GATEHOUSE_BENCH_ROUNDS", 5)?;
     ensure!(
         n >= DEVICES && k > 0 && latency_secs > 0 && rounds > 0,
         "GATEHOUSE_BENCH_MESSAGES must be at least {DEVICES}, the other sizes at least 1"

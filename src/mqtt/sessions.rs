@@ -209,7 +209,8 @@ mod tests {
     fn a_session_has_one_label_in_use_or_retired() {
         let one = SessionPlan::new("g", "p", &devices(5), 1);
         let four = SessionPlan::new("g", "p", &devices(5), 4);
-        let all = |plan: &SessionPlan| -> Vec<SessionSpec> { plan.active.iter().chain(&plan.retired).cloned().collect() };
+        let all =
+            |plan: &SessionPlan| -> Vec<SessionSpec> { plan.active.iter().chain(&plan.retired).cloned().collect() };
         for a in all(&one) {
             let b = all(&four).into_iter().find(|b| b.client_id == a.client_id).unwrap();
             assert_eq!(a.label, b.label, "{}", a.client_id);

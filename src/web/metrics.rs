@@ -218,6 +218,23 @@ fn encode(state: &AppState, scraped: &Scraped) -> anyhow::Result<String> {
     }
     registry.register(Box::new(messages))?;
     registry.register(Box::new(acked))?;
+    if let Some(external) = &state.external_mqtt {
+        gauge(
+            "gatehouse_mqtt_sessions",
+            "Sessions at the external broker Gatehouse keeps open ([mqtt] subscriber_sessions, and discovery).",
+            external.sessions as i64,
+        )?;
+        gauge(
+            "gatehouse_mqtt_sessions_connected",
+            "Sessions at the external broker connected with their subscriptions acknowledged.",
+            external.connected_sessions.load(Ordering::Relaxed) as i64,
+        )?;
+        counter(
+            "gatehouse_mqtt_sessions_retired_total",
+            "Sessions another subscriber_sessions left at the broker, drained and deleted since this process started.",
+            external.retired.load(Ordering::Relaxed),
+        )?;
+    }
     counter(
         "gatehouse_mqtt_connections_refused_total",
         "Connections to the embedded endpoint refused: over max_connections, or a CONNECT that did not sign in.",

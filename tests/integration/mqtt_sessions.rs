@@ -95,9 +95,14 @@ fn devices_spread_over_sessions_keep_their_order_also_for_what_the_broker_kept_w
 fn with_several_sessions_an_unknown_device_is_reported_by_its_status() {
     let broker = Mosquitto::start();
     let site = Site::with_mqtt(&mqtt(&broker, 2), &devices());
-    with_app(site.config(), async |app| {
-        let status = app.external_status().expect("external mode");
+    with_server(site.config(), async |state, addr| {
+        let status = state.external_mqtt.clone().expect("external mode");
         eventually("every session is connected and subscribed", || status.connected()).await;
+        let (code, metrics) = get(addr, "/metrics").await;
+        assert_eq!(code, 200);
+        assert!(metrics.contains("gatehouse_mqtt_sessions 3\n"), "{metrics}");
+        assert!(metrics.contains("gatehouse_mqtt_sessions_connected 3\n"), "{metrics}");
+        assert_eq!(get(addr, "/healthz").await, (200, "ok\n".to_owned()));
         mosquitto_pub_lines(broker.port, "gatehouse/turnstile/GHOST/status", &["online".to_owned()]);
         // A configured device's status goes to its own session only: discovery acknowledges its copy unread.
         mosquitto_pub_lines(broker.port, "gatehouse/turnstile/T1/status", &["online".to_owned()]);
