@@ -51,8 +51,10 @@ impl Config {
                 self.mqtt.listen
             ),
             Broker::External { url, tls, .. } => format!(
-                "mqtt broker     {url} (external{}{credentials})",
-                if *tls { ", tls" } else { "" }
+                "mqtt broker     {url} (external{}{credentials}, {} subscriber session{})",
+                if *tls { ", tls" } else { "" },
+                self.mqtt.subscriber_sessions,
+                if self.mqtt.subscriber_sessions == 1 { "" } else { "s" }
             ),
         });
         lines.push(format!("mqtt prefix     {}", self.mqtt.topic_prefix));
@@ -197,11 +199,10 @@ maintenance     1 schedule
         )
         .unwrap();
         let summary = config.summary();
-        assert!(
-            summary.contains(
-                "\nmqtt broker     mqtts://broker.example.com (external, tls, user \"gate\" with password)\n"
-            )
-        );
+        assert!(summary.contains(
+            "\nmqtt broker     mqtts://broker.example.com (external, tls, user \"gate\" with password, \
+                 2 subscriber sessions)\n"
+        ));
         assert!(summary.contains("\noffline after   5m\n"));
         assert!(summary.ends_with("\ndevices         0 turnstiles, 0 cameras\n"));
         assert!(!summary.contains("secret"));

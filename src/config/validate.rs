@@ -30,7 +30,7 @@ const DEFAULT_MAX_CONNECTIONS: i64 = 1000;
 const DEFAULT_DEAD_LETTER_QUOTA: i64 = 100;
 /// Two sessions hold twice a broker's in-flight window (Mosquitto's default 20) of messages awaiting commit. More
 /// cost CPU per message where broker and Gatehouse share a small machine: in the ingest bench on two cores, four
-/// sessions committed 13 % less than one, two about 3 % less (README, "Performance").
+/// sessions committed 13 % less than one, two 0-7 % less (README, "Performance").
 const DEFAULT_SUBSCRIBER_SESSIONS: i64 = 2;
 const DEFAULT_OFFLINE_AFTER: Duration = Duration::from_secs(90);
 const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
