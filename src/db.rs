@@ -31,6 +31,7 @@ fn journal_migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/journal/0012_archival.sql")),
         M::up(include_str!("../migrations/journal/0013_subject_vault.sql")),
         M::up(include_str!("../migrations/journal/0014_message_ids_by_position.sql")),
+        M::up(include_str!("../migrations/journal/0015_message_ids_keyed_by_id.sql")),
     ])
 }
 
