@@ -1,177 +1,38 @@
-//! Ingestion from an external broker (`[mqtt] broker = "mqtt://host:port"` or `mqtts://`): gatehouse subscribes
-//! with QoS 1 over `[mqtt] subscriber_sessions` connections (the plan of `sessions`: each device's topics in one
-//! of them), each with a fixed client id and a persistent session, so the broker keeps what gateways send while
-//! gatehouse is down. Each message is acknowledged only after its effect is committed, in the order messages
-//! arrived on its session. If the journal cannot commit, the connection is dropped and re-opened: a broker
-//! re-sends unacknowledged QoS 1 messages only after a reconnect (MQTT 3.1.1 §4.4).
-//!
-//! The first session also publishes every turnstile's desired state to its `command` topic, retained at QoS 1
-//! (all of them on each connect, then each change), and every session ignores those topics, and the alarms, when
-//! the broker hands them back: they are Gatehouse's own words, not device messages.
+//! One session's life at the external broker: connecting, subscribing to its planned filters (and dropping an
+//! earlier setting's once every session holds its own), handing messages to `ordered` and writing their
+//! acknowledgements, publishing the turnstiles' commands on the first session, reconnecting with backoff, and
+//! deleting a retired session once it is drained.
 
-use super::commands::CommandBoard;
-use super::sessions::{Role, SessionPlan, SessionSpec};
-use crate::config::{Broker, MqttConfig};
-use crate::domain::{DeviceId, DeviceKind};
-use crate::ingest::{Arrival, Ingested, Ingestor, Received};
-use crate::journal::{Actor, AppendError};
-use anyhow::Context;
-use futures_util::stream::{FuturesOrdered, StreamExt};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, SubscribeFilter, Transport};
+use super::ordered::{Ingesting, ingest_in_order};
+use super::{ExternalStatus, IN_FLIGHT};
+use crate::ingest::Ingestor;
+use crate::mqtt::commands::CommandBoard;
+use crate::mqtt::sessions::{Role, SessionSpec};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeFilter};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Longest pause between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// QoS 1 messages the broker may have outstanding with us at once.
-const IN_FLIGHT: u16 = 1000;
-/// Messages being ingested at once; further ones wait in the hand-over queue. How many the broker sends before
-/// our acknowledgements is the broker's in-flight window (Mosquitto: `max_inflight_messages`, default 20), which
-/// is what keeps a backlog after an outage in the broker rather than in our memory. Blocking the event-loop task
-/// instead (a bounded hand-over) stalled ingestion under load in the benchmark, so the hand-over stays unbounded.
-/// Each group commit takes whatever is being ingested: 512 at once gave groups of ~140 events and 0.34-0.37 of
-/// Mosquitto's relay rate in the ingest bench, 4,096 groups of ~300 and 0.42-0.53 (a few hundred KiB held).
-const INGESTING: usize = 4096;
 /// A retired session is deleted once its filters are dropped, all it got is committed, and the broker has sent it
 /// nothing more for this long.
 const RETIRED_QUIET: Duration = Duration::from_secs(3);
 /// Topic filters per SUBSCRIBE packet.
 const FILTERS_PER_SUBSCRIBE: usize = 64;
 
-/// Connection state and counters, for `/healthz`, `/metrics` and tests.
-#[derive(Debug, Default)]
-pub struct ExternalStatus {
-    /// Sessions Gatehouse keeps open (device sessions and, with several, discovery); retired ones not counted.
-    pub sessions: usize,
-    /// Sessions connected with every subscription acknowledged: messages published now reach them.
-    pub connected_sessions: AtomicUsize,
-    pub messages: AtomicU64,
-    pub acked: AtomicU64,
-    pub reconnects: AtomicU64,
-    /// Left-over sessions of an earlier `subscriber_sessions` drained and deleted.
-    pub retired: AtomicU64,
-    /// The broker's host, which events from it record as their actor (`broker:HOST`).
-    pub host: String,
-}
-
-impl ExternalStatus {
-    /// Every session is connected and subscribed.
-    pub fn connected(&self) -> bool {
-        self.connected_sessions.load(Ordering::Relaxed) == self.sessions
-    }
-}
-
-/// The running subscriber; stops when dropped.
-pub struct ExternalSubscriber {
-    pub status: Arc<ExternalStatus>,
-    stop: watch::Sender<bool>,
-}
-
-impl ExternalSubscriber {
-    /// Starts subscribing on the current actix/tokio runtime, one task per session of the plan for `devices`
-    /// (the configured ones). Connection problems are retried with backoff and logged; they never stop the server.
-    pub fn start(
-        config: &MqttConfig,
-        devices: &[(DeviceId, DeviceKind)],
-        ingestor: Ingestor,
-        board: CommandBoard,
-    ) -> anyhow::Result<ExternalSubscriber> {
-        let options = options(config)?;
-        let host = match &config.broker {
-            Broker::External { host, .. } => host.clone(),
-            Broker::Embedded => String::new(),
-        };
-        let plan = SessionPlan::new(
-            &client_id(config),
-            &config.topic_prefix,
-            devices,
-            config.subscriber_sessions,
-        );
-        let status = Arc::new(ExternalStatus {
-            host,
-            sessions: plan.active.len(),
-            ..Default::default()
-        });
-        let (stop, stopped) = watch::channel(false);
-        let known: Arc<HashSet<String>> = Arc::new(
-            devices
-                .iter()
-                .map(|(id, kind)| format!("{kind}/{}", id.as_str()))
-                .collect(),
-        );
-        tracing::info!(
-            sessions = plan.active.len(),
-            devices = devices.len(),
-            "subscribing at the mqtt broker"
-        );
-        for (n, spec) in plan.active.into_iter().chain(plan.retired).enumerate() {
-            let setup = Session {
-                // The first session publishes the turnstiles' commands.
-                board: (n == 0).then(|| board.clone()),
-                known: (spec.role == Role::Discovery).then(|| known.clone()),
-                spec,
-                prefix: config.topic_prefix.clone(),
-                ingestor: ingestor.clone(),
-                status: status.clone(),
-            };
-            actix_web::rt::spawn(run(options.clone(), setup, stopped.clone()));
-        }
-        Ok(ExternalSubscriber { status, stop })
-    }
-
-    pub fn stop(&self) {
-        self.stop.send_replace(true);
-    }
-}
-
-impl Drop for ExternalSubscriber {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// The client id: fixed, so the broker recognises our persistent session across restarts.
-pub fn client_id(config: &MqttConfig) -> String {
-    format!("gatehouse-{}", config.topic_prefix.replace('/', "-"))
-}
-
-pub fn options(config: &MqttConfig) -> anyhow::Result<MqttOptions> {
-    let Broker::External { host, port, tls, .. } = &config.broker else {
-        anyhow::bail!("mqtt: the external subscriber needs a broker URL");
-    };
-    let mut options = MqttOptions::new(client_id(config), host.clone(), *port);
-    options.set_keep_alive(Duration::from_secs(30));
-    options.set_clean_session(false);
-    options.set_manual_acks(true);
-    options.set_inflight(IN_FLIGHT);
-    // Payloads over 64 KiB must still arrive to be dead-lettered with their reason.
-    options.set_max_packet_size(crate::mqtt::codec::MAX_PACKET, crate::mqtt::codec::MAX_PACKET);
-    if let (Some(user), Some(password)) = (&config.username, &config.password) {
-        options.set_credentials(user.clone(), password.expose().clone());
-    } else if let Some(user) = &config.username {
-        options.set_credentials(user.clone(), "");
-    }
-    if *tls {
-        options.set_transport(Transport::tls_with_config(
-            crate::tls::client_config().context("mqtt: mqtts://")?.into(),
-        ));
-    }
-    Ok(options)
-}
-
 /// What one session works with.
-struct Session {
-    spec: SessionSpec,
-    prefix: String,
-    ingestor: Ingestor,
+pub(super) struct Session {
+    pub(super) spec: SessionSpec,
+    pub(super) prefix: String,
+    pub(super) ingestor: Ingestor,
     /// The session that publishes the turnstiles' commands has the board.
-    board: Option<CommandBoard>,
+    pub(super) board: Option<CommandBoard>,
     /// For discovery: the configured devices (`kind/id`), whose messages their own sessions ingest.
-    known: Option<Arc<HashSet<String>>>,
-    status: Arc<ExternalStatus>,
+    pub(super) known: Option<Arc<HashSet<String>>>,
+    pub(super) status: Arc<ExternalStatus>,
 }
 
 /// How a connection ended without an error.
@@ -184,7 +45,7 @@ enum Ended {
 
 /// One session's life: connections re-opened with backoff until asked to stop (or, for a retired session, until
 /// it is drained and deleted).
-async fn run(options: MqttOptions, setup: Session, mut stop: watch::Receiver<bool>) {
+pub(super) async fn run(options: MqttOptions, setup: Session, mut stop: watch::Receiver<bool>) {
     let mut options = options;
     options.set_client_id(setup.spec.client_id.clone());
     let mut backoff = Duration::from_millis(500);
@@ -453,84 +314,5 @@ async fn publish_commands(client: AsyncClient, board: CommandBoard) {
             return;
         }
         states = board.changed_after(last);
-    }
-}
-
-/// What a session's ingestion needs.
-struct Ingesting {
-    ingestor: Ingestor,
-    prefix: String,
-    /// The session's label, which keys protocol redeliveries (packet ids are per session).
-    label: String,
-    /// Discovery's view of the configured devices (`kind/id`): their messages are acknowledged unread.
-    known: Option<Arc<HashSet<String>>>,
-    status: Arc<ExternalStatus>,
-}
-
-impl Ingesting {
-    /// Acknowledged without ingesting: our own commands and alarms coming back, and, on the discovery session,
-    /// a configured device's message (its own session has it).
-    fn skips(&self, topic: &str) -> bool {
-        if CommandBoard::is_own_topic(&self.prefix, topic) {
-            return true;
-        }
-        let Some(known) = &self.known else { return false };
-        let device = topic
-            .strip_prefix(self.prefix.as_str())
-            .and_then(|rest| rest.strip_prefix('/'))
-            .and_then(|rest| rest.rsplit_once('/'))
-            .map(|(device, _message)| device);
-        device.is_some_and(|device| known.contains(device))
-    }
-}
-
-/// Ingests messages concurrently but acknowledges them strictly in arrival order, each only once committed.
-/// On a journal failure it acknowledges nothing more and reports, so the session is re-opened.
-async fn ingest_in_order(
-    acks: mpsc::UnboundedSender<u16>,
-    ingesting: Ingesting,
-    mut incoming: mpsc::UnboundedReceiver<Publish>,
-    failed: oneshot::Sender<AppendError>,
-) {
-    /// `Ok(None)`: acknowledged without ingesting.
-    type Done = (Publish, Result<Option<Ingested>, AppendError>);
-    let mut pending: FuturesOrdered<std::pin::Pin<Box<dyn std::future::Future<Output = Done>>>> = FuturesOrdered::new();
-    loop {
-        tokio::select! {
-            publish = incoming.recv(), if pending.len() < INGESTING => {
-                let Some(publish) = publish else { return };
-                if ingesting.skips(&publish.topic) {
-                    pending.push_back(Box::pin(async move { (publish, Ok(None)) }));
-                    continue;
-                }
-                let ingestor = ingesting.ingestor.clone();
-                let received_at = jiff::Timestamp::now();
-                let actor = Actor::broker(&ingesting.status.host);
-                let session = ingesting.label.clone();
-                pending.push_back(Box::pin(async move {
-                    let received = Received {
-                        topic: &publish.topic,
-                        payload: &publish.payload,
-                        received_at,
-                        actor,
-                        arrival: Arrival::Mqtt { session, packet_id: publish.pkid, dup: publish.dup },
-                        gateway: None,
-                    };
-                    let result = ingestor.ingest(received).await.map(Some);
-                    (publish, result)
-                }));
-            }
-            Some((publish, result)) = pending.next(), if !pending.is_empty() => match result {
-                Ok(_) => {
-                    if publish.qos != QoS::AtMostOnce && acks.send(publish.pkid).is_err() {
-                        return;
-                    }
-                }
-                Err(error) => {
-                    let _ = failed.send(error);
-                    return;
-                }
-            },
-        }
     }
 }
