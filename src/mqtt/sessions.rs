@@ -63,69 +63,63 @@ impl SessionPlan {
             .iter()
             .map(|(id, kind)| (owner(id, sessions), device_filter(prefix, *kind, id)))
             .collect();
-        let numbered = |n: usize| format!("{client_base}-{n}");
-        let discovery_id = format!("{client_base}-discovery");
+        // A session's client id and label share their suffix (`""`, `-{n}`, `-discovery`): one label per client
+        // id, whether the session is in use or retired.
+        let spec = |suffix: &str, role: Role, subscribe: Vec<String>, unsubscribe: Vec<String>| SessionSpec {
+            client_id: format!("{client_base}{suffix}"),
+            label: format!("broker{suffix}"),
+            role,
+            subscribe,
+            unsubscribe,
+        };
         // Whatever any setting may have left subscribed, for sessions that must hold none of it.
         let everything: Vec<String> = std::iter::once(wildcard.clone())
             .chain(discovery_filters.iter().cloned())
             .chain(device_filters.iter().map(|(_, f)| f.clone()))
             .collect();
-        let retire = |client_id: String, label: String| SessionSpec {
-            client_id,
-            label,
-            role: Role::Retired,
-            subscribe: Vec::new(),
-            unsubscribe: everything.clone(),
-        };
+        let retire = |suffix: &str| spec(suffix, Role::Retired, Vec::new(), everything.clone());
         if sessions == 1 {
             return SessionPlan {
-                active: vec![SessionSpec {
-                    client_id: client_base.to_owned(),
-                    label: "broker".to_owned(),
-                    role: Role::Devices,
-                    subscribe: vec![wildcard],
-                    unsubscribe: Vec::new(),
-                }],
+                active: vec![spec("", Role::Devices, vec![wildcard], Vec::new())],
                 retired: (0..MAX_SESSIONS)
-                    .map(|n| retire(numbered(n), format!("broker-{n}")))
-                    .chain(std::iter::once(retire(discovery_id, "broker-discovery".to_owned())))
+                    .map(|n| retire(&format!("-{n}")))
+                    .chain(std::iter::once(retire("-discovery")))
                     .collect(),
             };
         }
-        let mut active: Vec<SessionSpec> = (0..sessions)
-            .map(|n| SessionSpec {
-                client_id: numbered(n),
-                label: format!("broker-{n}"),
-                role: Role::Devices,
-                subscribe: device_filters
-                    .iter()
-                    .filter(|(owner, _)| *owner == n)
-                    .map(|(_, f)| f.clone())
-                    .collect(),
-                unsubscribe: std::iter::once(wildcard.clone())
+        let filters_where = |owned: &dyn Fn(usize) -> bool| -> Vec<String> {
+            device_filters
+                .iter()
+                .filter(|(owner, _)| owned(*owner))
+                .map(|(_, f)| f.clone())
+                .collect()
+        };
+        let active = (0..sessions)
+            .map(|n| {
+                let unsubscribe = std::iter::once(wildcard.clone())
                     .chain(discovery_filters.iter().cloned())
-                    .chain(
-                        device_filters
-                            .iter()
-                            .filter(|(owner, _)| *owner != n)
-                            .map(|(_, f)| f.clone()),
-                    )
-                    .collect(),
+                    .chain(filters_where(&|owner| owner != n))
+                    .collect();
+                spec(
+                    &format!("-{n}"),
+                    Role::Devices,
+                    filters_where(&|owner| owner == n),
+                    unsubscribe,
+                )
             })
+            .chain(std::iter::once(spec(
+                "-discovery",
+                Role::Discovery,
+                discovery_filters.clone(),
+                std::iter::once(wildcard.clone())
+                    .chain(filters_where(&|_| true))
+                    .collect(),
+            )))
             .collect();
-        active.push(SessionSpec {
-            client_id: discovery_id,
-            label: "broker-discovery".to_owned(),
-            role: Role::Discovery,
-            subscribe: discovery_filters,
-            unsubscribe: std::iter::once(wildcard)
-                .chain(device_filters.iter().map(|(_, f)| f.clone()))
-                .collect(),
-        });
         SessionPlan {
             active,
-            retired: std::iter::once(retire(client_base.to_owned(), "broker".to_owned()))
-                .chain((sessions..MAX_SESSIONS).map(|n| retire(numbered(n), format!("broker-{n}"))))
+            retired: std::iter::once(retire(""))
+                .chain((sessions..MAX_SESSIONS).map(|n| retire(&format!("-{n}"))))
                 .collect(),
         }
     }
