@@ -206,6 +206,24 @@ pub struct FactVoided {
     pub at: Timestamp,
 }
 
+/// Every device event type, as the journal's `event_type` column names them (`DomainEvent::event_type`).
+pub const DEVICE_EVENT_TYPES: [&str; 14] = [
+    "Commissioned",
+    "DetailsChanged",
+    "WatchesChanged",
+    "Decommissioned",
+    "PassageRecorded",
+    "FaultReported",
+    "FaultCleared",
+    "LockedOut",
+    "Unlocked",
+    "WentOffline",
+    "CameOnline",
+    "RecognitionRecorded",
+    "MessageCounted",
+    "FactVoided",
+];
+
 impl DomainEvent for DeviceEvent {
     fn event_type(&self) -> &'static str {
         match self {

@@ -3,7 +3,6 @@
 
 use crate::domain::{DeviceCommand, DeviceId, DeviceKind, Direction, FaultCode, Subject, SubjectId};
 use jiff::Timestamp;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 /// Payloads larger than this are refused whole (SPEC §3).
@@ -161,17 +160,6 @@ fn bad(field: &'static str, problem: impl Into<String>) -> Unacceptable {
     }
 }
 
-/// Fields every JSON payload may carry.
-#[derive(Deserialize)]
-struct Envelope {
-    #[serde(default)]
-    msg_id: Option<serde_json::Value>,
-    #[serde(default)]
-    at: Option<serde_json::Value>,
-    #[serde(default)]
-    seq: Option<serde_json::Value>,
-}
-
 /// Reads an optional string field with a type check, so `"code": 7` is reported as such.
 fn string_field(
     object: &serde_json::Map<String, serde_json::Value>,
@@ -277,19 +265,19 @@ pub fn parse(
     let serde_json::Value::Object(object) = value else {
         return Err(Unacceptable::NotAnObject);
     };
-    let envelope: Envelope = serde_json::from_value(serde_json::Value::Object(object.clone()))
-        .map_err(|e| Unacceptable::BadJson(e.to_string()))?;
-    let msg_id = match envelope.msg_id {
+    // The envelope's fields, read in place: cloning the object to deserialize them was a tenth of the ingesting
+    // thread's time in the external-broker benchmark.
+    let msg_id = match object.get("msg_id") {
         None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= 128 => Some(s),
+        Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= 128 => Some(s.clone()),
         Some(serde_json::Value::String(_)) => {
             return Err(bad("msg_id", "must be 1 to 128 characters"));
         }
         Some(other) => {
-            return Err(bad("msg_id", format!("expected a string, found {}", json_type(&other))));
+            return Err(bad("msg_id", format!("expected a string, found {}", json_type(other))));
         }
     };
-    let at = match envelope.at {
+    let at = match object.get("at") {
         None | Some(serde_json::Value::Null) => received_at,
         Some(serde_json::Value::String(s)) => s
             .parse::<Timestamp>()
@@ -297,12 +285,12 @@ pub fn parse(
         Some(other) => {
             return Err(bad(
                 "at",
-                format!("expected an RFC 3339 string, found {}", json_type(&other)),
+                format!("expected an RFC 3339 string, found {}", json_type(other)),
             ));
         }
     };
     within_bounds(at, received_at, bounds)?;
-    let seq = match envelope.seq {
+    let seq = match object.get("seq") {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::Number(n)) => match n.as_u64() {
             Some(seq) => Some(seq),
@@ -311,7 +299,7 @@ pub fn parse(
         Some(other) => {
             return Err(bad(
                 "seq",
-                format!("expected a whole number, found {}", json_type(&other)),
+                format!("expected a whole number, found {}", json_type(other)),
             ));
         }
     };

@@ -157,6 +157,39 @@ impl JournalReader {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Up to `limit` rows of the given event types after `after`, oldest first: what a follower that applies only
+    /// some types reads, without decoding (or even visiting) the others. Each type is its own range of the
+    /// `events_by_type` index, read up to `limit` rows, and the ranges are merged: a batch costs at most `limit`
+    /// rows per type however many of them lie ahead.
+    pub fn events_of_types_after(
+        &self,
+        types: &[&str],
+        after: Position,
+        limit: usize,
+    ) -> anyhow::Result<Vec<Result<StoredEvent, UnreadableEvent>>> {
+        if types.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ranges: Vec<String> = (0..types.len())
+            .map(|i| {
+                format!(
+                    "SELECT * FROM (SELECT {EVENT_COLUMNS} FROM events INDEXED BY events_by_type
+                     WHERE event_type = ?{} AND position > ?1 ORDER BY position LIMIT ?2)",
+                    i + 3
+                )
+            })
+            .collect();
+        let sql = format!("{} ORDER BY position LIMIT ?2", ranges.join(" UNION ALL "));
+        let mut values = vec![
+            rusqlite::types::Value::Integer(after as i64),
+            rusqlite::types::Value::Integer(limit as i64),
+        ];
+        values.extend(types.iter().map(|t| rusqlite::types::Value::Text((*t).to_owned())));
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(values), stored_event_lenient)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Up to `limit` rows of one aggregate kind's streams (`alarm`) after `after` and up to `up_to`, oldest
     /// first: what a follower of one kind reads without decoding every other event.
     pub fn kind_events_between(

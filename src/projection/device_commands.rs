@@ -19,6 +19,10 @@ impl Projection for DeviceCommandsProjection {
         "device_commands"
     }
 
+    fn event_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["Commissioned", "LockedOut", "Unlocked", "Decommissioned"])
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &["device_commands"]
     }

@@ -102,6 +102,18 @@ impl Projection for EquipmentProjection {
         "equipment"
     }
 
+    fn event_types(&self) -> Option<&'static [&'static str]> {
+        Some(&[
+            "Commissioned",
+            "DetailsChanged",
+            "Decommissioned",
+            "CameOnline",
+            "WentOffline",
+            "FaultReported",
+            "FaultCleared",
+        ])
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &["equipment_devices", "equipment_faults", "equipment_availability"]
     }

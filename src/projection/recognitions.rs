@@ -23,6 +23,10 @@ impl Projection for RecognitionsProjection {
         "recognitions"
     }
 
+    fn event_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["RecognitionRecorded", "FactVoided"])
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &[
             "recognitions",

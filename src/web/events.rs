@@ -17,22 +17,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 const PAGE_SIZE: usize = 100;
 
 /// Every type the journal stores, as `codec` names them: the type filter's choices.
-pub(super) const EVENT_TYPES: [&str; 14] = [
-    "Commissioned",
-    "DetailsChanged",
-    "WatchesChanged",
-    "Decommissioned",
-    "PassageRecorded",
-    "FaultReported",
-    "FaultCleared",
-    "LockedOut",
-    "Unlocked",
-    "WentOffline",
-    "CameOnline",
-    "RecognitionRecorded",
-    "MessageCounted",
-    "FactVoided",
-];
+pub(super) const EVENT_TYPES: [&str; 14] = crate::domain::DEVICE_EVENT_TYPES;
 
 /// One event as the pages show it: metadata in site time and the body's fields as text.
 pub struct EventRow {

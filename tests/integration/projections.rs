@@ -441,3 +441,68 @@ fn a_rebuild_of_100k_events_while_ingesting_keeps_pages_answering_and_swaps_in_w
     let again: Vec<_> = tables.iter().map(|sql| dump(&views, sql)).collect();
     assert_eq!(swapped, again);
 }
+
+#[test]
+fn a_projection_of_a_few_event_types_reads_only_those_and_still_follows_the_journal_to_its_head() {
+    let site = Site::new("[[turnstile]]\nid = \"T1\"\nname = \"North\"\nzone = \"Hall A\"\n");
+    let lock = |reason: &str, when: &str| {
+        DeviceEvent::LockedOut(LockedOut {
+            reason: reason.into(),
+            at: at(when),
+        })
+    };
+    let unlock = |when: &str| DeviceEvent::Unlocked(Unlocked { at: at(when) });
+    // Passages around a lock-out and its end: a burst the turnstile's desired state has no part in.
+    let passages = passages(3000);
+    seed(
+        &site.paths(),
+        &[
+            (
+                "T1",
+                vec![commissioned(
+                    DeviceKind::Turnstile,
+                    "North",
+                    "Hall A",
+                    "2026-02-28T00:00:00Z",
+                )],
+            ),
+            ("T1", passages[..1000].to_vec()),
+            ("T1", vec![lock("fire drill", "2026-03-01T01:00:00Z")]),
+            ("T1", passages[1000..2000].to_vec()),
+            (
+                "T1",
+                vec![
+                    unlock("2026-03-01T02:00:00Z"),
+                    lock("vandalism", "2026-03-01T03:00:00Z"),
+                ],
+            ),
+            ("T1", passages[2000..].to_vec()),
+        ],
+    );
+    let journal = JournalReader::open(&site.paths().journal()).unwrap();
+    let head = journal.head().unwrap();
+    assert_eq!(head, 3004);
+    let mut views = views_conn(&site);
+    let mut commands = projection::DeviceCommandsProjection;
+    let on_error = gatehouse::config::OnError::Park;
+
+    // Batches of two: a full batch ends at its last event (more of its types may lie ahead); the first short one
+    // moves past the passages after them to the head.
+    let first = projection::run_batch(&mut commands, &journal, &mut views, 2, on_error).unwrap();
+    assert_eq!(first, (1002, 2), "commissioned and the first lock-out");
+    let second = projection::run_batch(&mut commands, &journal, &mut views, 2, on_error).unwrap();
+    assert_eq!(second, (2004, 2), "the unlock and the second lock-out");
+    let third = projection::run_batch(&mut commands, &journal, &mut views, 2, on_error).unwrap();
+    assert_eq!(third, (head, 0), "none left: on to the head");
+    let fourth = projection::run_batch(&mut commands, &journal, &mut views, 2, on_error).unwrap();
+    assert_eq!(fourth, (head, 0), "and there it stays");
+    assert_eq!(projection::checkpoint(&views, "device_commands").unwrap(), head);
+    let (locked, reason, version): (bool, String, i64) = views
+        .query_row(
+            "SELECT locked, reason, version FROM device_commands WHERE device_id = 'T1'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((locked, reason.as_str(), version), (true, "vandalism", 2004));
+}

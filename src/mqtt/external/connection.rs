@@ -6,6 +6,7 @@
 use super::ordered::{Ingesting, ingest_in_order};
 use super::{ExternalStatus, IN_FLIGHT};
 use crate::ingest::Ingestor;
+use crate::journal::Actor;
 use crate::mqtt::commands::CommandBoard;
 use crate::mqtt::sessions::{Role, SessionSpec};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeFilter};
@@ -126,8 +127,8 @@ async fn session(
             ingestor: ingestor.clone(),
             prefix: prefix.clone(),
             label: spec.label.clone(),
+            actor: Actor::broker(&status.host),
             known: known.clone(),
-            status: status.clone(),
         },
         incoming,
         failed_tx,

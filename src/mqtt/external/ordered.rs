@@ -1,7 +1,6 @@
 //! A session's ingestion: messages are ingested concurrently (each device's in order, since its actor takes
 //! them in arrival order) and acknowledged strictly in the order they arrived, each once committed.
 
-use super::ExternalStatus;
 use crate::ingest::{Arrival, Ingested, Ingestor, Received};
 use crate::journal::{Actor, AppendError};
 use crate::mqtt::commands::CommandBoard;
@@ -25,9 +24,10 @@ pub(super) struct Ingesting {
     pub(super) prefix: String,
     /// The session's label, which keys protocol redeliveries (packet ids are per session).
     pub(super) label: String,
+    /// Who the messages' events are recorded as coming from (`broker:HOST`), shared by all of them.
+    pub(super) actor: Actor,
     /// Discovery's view of the configured devices (`kind/id`): their messages are acknowledged unread.
     pub(super) known: Option<Arc<HashSet<String>>>,
-    pub(super) status: Arc<ExternalStatus>,
 }
 
 impl Ingesting {
@@ -68,7 +68,7 @@ pub(super) async fn ingest_in_order(
                 }
                 let ingestor = ingesting.ingestor.clone();
                 let received_at = jiff::Timestamp::now();
-                let actor = Actor::broker(&ingesting.status.host);
+                let actor = ingesting.actor.clone();
                 let session = ingesting.label.clone();
                 pending.push_back(Box::pin(async move {
                     let received = Received {
