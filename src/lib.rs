@@ -6,11 +6,6 @@
 //! - `db`: opening SQLite files, migrations.
 //! - `journal`: the append-only event store (one writer thread, read-only readers).
 
-/// Every binary built on this library allocates with mimalloc (see Cargo.toml for why); set here rather than in
-/// `main.rs` so the benchmarks and tests measure and run what ships.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 pub mod actors;
 pub mod alarms;
 pub mod app;
