@@ -121,7 +121,23 @@ fn a_poison_event_is_parked_the_projectors_go_on_and_healthz_names_it() {
             |follower: &str, position: u64| parked.iter().find(|p| p.follower == follower && p.position == position);
         let traffic = at("traffic", far_past).expect("traffic parked the far-past passage");
         assert!(traffic.error.contains("has no local hour"), "{}", traffic.error);
-        for follower in gatehouse::projection::names() {
+        let checkpoints = rusqlite::Connection::open(&views).unwrap();
+        for projection in gatehouse::projection::all(&jiff::tz::TimeZone::UTC) {
+            use gatehouse::projection::Projection;
+            let follower = projection.name();
+            if projection
+                .event_types()
+                .is_some_and(|types| !types.contains(&"PassageRecorded"))
+            {
+                // It reads no passages, so it never meets this row: it is past it, with nothing parked.
+                let checkpoint = gatehouse::projection::checkpoint(&checkpoints, follower).unwrap();
+                assert!(checkpoint > undecodable, "{follower} is past the undecodable event");
+                assert!(
+                    at(follower, undecodable).is_none(),
+                    "{follower} parked a row it does not read"
+                );
+                continue;
+            }
             let bad = at(follower, undecodable).unwrap_or_else(|| panic!("{follower} parked the undecodable event"));
             assert!(bad.error.contains("cannot be read"), "{}", bad.error);
         }
