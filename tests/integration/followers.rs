@@ -123,7 +123,6 @@ fn a_poison_event_is_parked_the_projectors_go_on_and_healthz_names_it() {
         assert!(traffic.error.contains("has no local hour"), "{}", traffic.error);
         let checkpoints = rusqlite::Connection::open(&views).unwrap();
         for projection in gatehouse::projection::all(&jiff::tz::TimeZone::UTC) {
-            use gatehouse::projection::Projection;
             let follower = projection.name();
             if projection
                 .event_types()
