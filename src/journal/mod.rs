@@ -127,6 +127,24 @@ impl StoredEvent {
     pub fn actor_text(&self) -> &str {
         self.actor.as_ref().map_or("unrecorded", Actor::as_str)
     }
+
+    /// A device's event as read back from the journal, recorded when it occurred (unit tests of followers).
+    #[cfg(test)]
+    pub(crate) fn of_device(position: Position, device: &str, version: u64, event: DeviceEvent) -> Self {
+        use crate::domain::DomainEvent;
+        Self {
+            position,
+            stream_id: crate::domain::StreamName::parse(device).expect("a test's device id is valid"),
+            version,
+            event_type: event.event_type(),
+            schema: 1,
+            occurred_at: event.occurred_at(),
+            recorded_at: event.occurred_at(),
+            causation: None,
+            actor: None,
+            event: AnyEvent::Device(event),
+        }
+    }
 }
 
 impl StoredEvent {

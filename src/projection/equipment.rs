@@ -251,18 +251,7 @@ mod tests {
     }
 
     fn stored(position: u64, event: DeviceEvent) -> StoredEvent {
-        StoredEvent {
-            position,
-            stream_id: crate::domain::StreamName::parse("T1").unwrap(),
-            version: position,
-            event_type: event.event_type(),
-            schema: 1,
-            occurred_at: event.occurred_at(),
-            recorded_at: event.occurred_at(),
-            causation: None,
-            actor: None,
-            event: crate::codec::AnyEvent::Device(event),
-        }
+        StoredEvent::of_device(position, "T1", position, event)
     }
 
     fn at(seconds: i64) -> jiff::Timestamp {

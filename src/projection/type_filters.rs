@@ -127,18 +127,8 @@ fn journal() -> Vec<StoredEvent> {
     let mut events = Vec::new();
     for (version, (t, c)) in turnstile.into_iter().zip(camera).enumerate() {
         for (device, event) in [("T1", t), ("C1", c)] {
-            events.push(StoredEvent {
-                position: events.len() as u64 + 1,
-                stream_id: StreamName::parse(device).unwrap(),
-                version: version as u64 + 1,
-                event_type: event.event_type(),
-                schema: 1,
-                occurred_at: event.occurred_at(),
-                recorded_at: event.occurred_at(),
-                causation: None,
-                actor: None,
-                event: crate::codec::AnyEvent::Device(event),
-            });
+            let position = events.len() as u64 + 1;
+            events.push(StoredEvent::of_device(position, device, version as u64 + 1, event));
         }
     }
     events

@@ -2,7 +2,7 @@
 //! the two pages that read `journal.db` rather than read tables: it shows the facts as stored, decoded through
 //! the same upcasting path every other reader uses.
 
-use crate::domain::StreamName;
+use crate::domain::{DEVICE_EVENT_TYPES, StreamName};
 use crate::journal::{Position, StoredEvent};
 use crate::web::AppState;
 use actix_web::{HttpResponse, web};
@@ -15,9 +15,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// Events per page.
 const PAGE_SIZE: usize = 100;
-
-/// Every type the journal stores, as `codec` names them: the type filter's choices.
-pub(super) const EVENT_TYPES: [&str; 14] = crate::domain::DEVICE_EVENT_TYPES;
 
 /// One event as the pages show it: metadata in site time and the body's fields as text.
 pub struct EventRow {
@@ -145,12 +142,16 @@ impl Filter {
             .transpose()?;
         let event_type = given(&raw.event_type)
             .map(|t| {
-                EVENT_TYPES.iter().copied().find(|known| *known == t).ok_or_else(|| {
-                    actix_web::error::ErrorBadRequest(format!(
-                        "type: {t:?} is not an event type; expected one of {}",
-                        EVENT_TYPES.join(", ")
-                    ))
-                })
+                DEVICE_EVENT_TYPES
+                    .iter()
+                    .copied()
+                    .find(|known| *known == t)
+                    .ok_or_else(|| {
+                        actix_web::error::ErrorBadRequest(format!(
+                            "type: {t:?} is not an event type; expected one of {}",
+                            DEVICE_EVENT_TYPES.join(", ")
+                        ))
+                    })
             })
             .transpose()?;
         Ok(Filter {
@@ -250,7 +251,7 @@ pub async fn page(state: web::Data<AppState>, query: web::Query<RawQuery>) -> ac
         stream: filter.stream.as_ref().map(ToString::to_string).unwrap_or_default(),
         event_type: filter.event_type.unwrap_or_default().to_owned(),
         after: filter.after.map(|a| a.to_string()).unwrap_or_default(),
-        event_types: &EVENT_TYPES,
+        event_types: &DEVICE_EVENT_TYPES,
         devices,
         filtered: filter.is_filtered(),
         older: rows
@@ -269,7 +270,7 @@ mod tests {
 
     #[test]
     fn every_listed_type_is_one_the_codec_knows() {
-        for name in EVENT_TYPES {
+        for name in DEVICE_EVENT_TYPES {
             let error =
                 crate::codec::decode_event::<crate::domain::DeviceEvent>(name, 1, crate::codec::FORMAT_BINCODE2, &[])
                     .unwrap_err();
