@@ -12,6 +12,7 @@ use actix::prelude::*;
 use std::collections::{HashSet, VecDeque};
 use std::marker::PhantomData;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How many recent causations each actor remembers to drop redeliveries without asking the journal. Older
@@ -226,17 +227,19 @@ pub async fn recover_off_executor<A: Hosted>(
     tokio::task::spawn_blocking(move || recover::<A>(&JournalReader::open(&journal_path)?, &stream)).await?
 }
 
-/// Causations seen lately, oldest first out.
+/// Causations seen lately, oldest first out. Looked up for every command, so each id is stored once (shared by the
+/// set and the queue) and hashed with foldhash: it is seeded per process, and the set is too small (at most
+/// [`RECENT_MESSAGE_IDS`]) for a gateway choosing colliding ids to matter.
 #[derive(Default)]
 struct RecentIds {
-    set: HashSet<String>,
-    order: VecDeque<String>,
+    set: HashSet<Arc<str>, foldhash::fast::RandomState>,
+    order: VecDeque<Arc<str>>,
 }
 
 impl RecentIds {
     fn from_newest_first(ids: Vec<String>) -> Self {
         let mut recent = Self::default();
-        for id in ids.into_iter().rev() {
+        for id in ids.iter().rev() {
             recent.insert(id);
         }
         recent
@@ -246,14 +249,17 @@ impl RecentIds {
         self.set.contains(id)
     }
 
-    fn insert(&mut self, id: String) {
-        if self.set.insert(id.clone()) {
-            self.order.push_back(id);
-            if self.order.len() > RECENT_MESSAGE_IDS
-                && let Some(old) = self.order.pop_front()
-            {
-                self.set.remove(&old);
-            }
+    fn insert(&mut self, id: &str) {
+        if self.set.contains(id) {
+            return;
+        }
+        let id: Arc<str> = Arc::from(id);
+        self.set.insert(Arc::clone(&id));
+        self.order.push_back(id);
+        if self.order.len() > RECENT_MESSAGE_IDS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
         }
     }
 }
@@ -424,7 +430,7 @@ impl<A: Hosted> Handler<Execute<A::Command, A::Rejection>> for AggregateActor<A>
         self.state = A::fold(state, &events);
         self.version += events.len() as u64;
         if let Some(causation) = &causation {
-            self.recent.insert(causation.clone());
+            self.recent.insert(causation);
         }
         let snapshot = self.snapshot_due();
         if let Some(s) = &snapshot {

@@ -3,7 +3,9 @@
 
 use crate::domain::{DeviceCommand, DeviceId, DeviceKind, Direction, FaultCode, Subject, SubjectId};
 use jiff::Timestamp;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 
 /// Payloads larger than this are refused whole (SPEC §3).
 pub const MAX_PAYLOAD: usize = 64 * 1024;
@@ -160,34 +162,104 @@ fn bad(field: &'static str, problem: impl Into<String>) -> Unacceptable {
     }
 }
 
+/// A payload's fields, each borrowed raw from its text so that its type is checked with a specific reason. Other
+/// fields are skipped without being kept: a message is parsed without building a JSON tree (building one, and
+/// cloning it, was a tenth of the ingesting thread's time in the external-broker benchmark).
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct Fields<'a> {
+    #[serde(borrow, deserialize_with = "present")]
+    msg_id: Option<&'a RawValue>,
+    #[serde(borrow, deserialize_with = "present")]
+    at: Option<&'a RawValue>,
+    #[serde(borrow, deserialize_with = "present")]
+    seq: Option<&'a RawValue>,
+    #[serde(borrow, deserialize_with = "present")]
+    direction: Option<&'a RawValue>,
+    #[serde(borrow, deserialize_with = "present")]
+    code: Option<&'a RawValue>,
+    #[serde(borrow, deserialize_with = "present")]
+    detail: Option<&'a RawValue>,
+    #[serde(borrow, deserialize_with = "present")]
+    subject: Option<&'a RawValue>,
+    #[serde(borrow, deserialize_with = "present")]
+    confidence: Option<&'a RawValue>,
+}
+
+/// A field that is there, `null` included (`Option`'s own impl would read `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&'de RawValue as serde::Deserialize>::deserialize(deserializer).map(Some)
+}
+
+/// A present field's value, read by its type.
+enum Json<'a> {
+    Null,
+    Text(Cow<'a, str>),
+    Number(serde_json::Number),
+    /// Anything else, by what it is called in a reason.
+    Other(&'static str),
+}
+
+impl<'a> Json<'a> {
+    /// Reads a raw value that the payload's parse already found valid.
+    fn of(raw: &'a RawValue) -> Result<Self, Unacceptable> {
+        let text = raw.get();
+        let invalid = |e: serde_json::Error| Unacceptable::BadJson(e.to_string());
+        Ok(match text.as_bytes().first() {
+            Some(b'n') => Json::Null,
+            Some(b't' | b'f') => Json::Other("a boolean"),
+            Some(b'[') => Json::Other("an array"),
+            Some(b'{') => Json::Other("an object"),
+            // Borrowed unless it has escapes.
+            Some(b'"') => Json::Text(match serde_json::from_str::<&str>(text) {
+                Ok(borrowed) => Cow::Borrowed(borrowed),
+                Err(_) => Cow::Owned(serde_json::from_str::<String>(text).map_err(invalid)?),
+            }),
+            _ => Json::Number(serde_json::from_str(text).map_err(invalid)?),
+        })
+    }
+
+    fn type_name(&self) -> &'static str {
+        match self {
+            Json::Null => "null",
+            Json::Text(_) => "a string",
+            Json::Number(_) => "a number",
+            Json::Other(name) => name,
+        }
+    }
+}
+
+/// Reads an optional field: absent and `null` are `None`.
+fn optional(raw: Option<&RawValue>) -> Result<Option<Json<'_>>, Unacceptable> {
+    match raw.map(Json::of).transpose()? {
+        None | Some(Json::Null) => Ok(None),
+        Some(value) => Ok(Some(value)),
+    }
+}
+
 /// Reads an optional string field with a type check, so `"code": 7` is reported as such.
-fn string_field(
-    object: &serde_json::Map<String, serde_json::Value>,
-    field: &'static str,
-) -> Result<Option<String>, Unacceptable> {
-    match object.get(field) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(bad(field, format!("expected a string, found {}", json_type(other)))),
+fn string_field<'a>(raw: Option<&'a RawValue>, field: &'static str) -> Result<Option<Cow<'a, str>>, Unacceptable> {
+    match optional(raw)? {
+        None => Ok(None),
+        Some(Json::Text(s)) => Ok(Some(s)),
+        Some(other) => Err(bad(field, format!("expected a string, found {}", other.type_name()))),
     }
 }
 
-fn required_string(
-    object: &serde_json::Map<String, serde_json::Value>,
-    field: &'static str,
-) -> Result<String, Unacceptable> {
-    string_field(object, field)?.ok_or_else(|| bad(field, "missing"))
+fn required_string<'a>(raw: Option<&'a RawValue>, field: &'static str) -> Result<Cow<'a, str>, Unacceptable> {
+    string_field(raw, field)?.ok_or_else(|| bad(field, "missing"))
 }
 
-fn json_type(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
+/// Reads a payload's fields, telling text that is not JSON from JSON that is not an object.
+fn fields(text: &str) -> Result<Fields<'_>, Unacceptable> {
+    // A struct also deserializes from an array; only an object is a message.
+    if !text.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{') {
+        return match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => Err(Unacceptable::NotAnObject),
+            Err(e) => Err(Unacceptable::BadJson(e.to_string())),
+        };
     }
+    serde_json::from_str(text).map_err(|e| Unacceptable::BadJson(e.to_string()))
 }
 
 /// Parses one MQTT message. `lookup` tells the kind of a configured device (None: unknown); device time is
@@ -260,89 +332,82 @@ pub fn parse(
         });
     }
 
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| Unacceptable::BadJson(e.to_string()))?;
+    let fields = fields(text)?;
     let mut identified = None;
-    let serde_json::Value::Object(object) = value else {
-        return Err(Unacceptable::NotAnObject);
-    };
-    // The envelope's fields, read in place: cloning the object to deserialize them was a tenth of the ingesting
-    // thread's time in the external-broker benchmark.
-    let msg_id = match object.get("msg_id") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= 128 => Some(s.clone()),
-        Some(serde_json::Value::String(_)) => {
-            return Err(bad("msg_id", "must be 1 to 128 characters"));
-        }
+    let msg_id = match optional(fields.msg_id)? {
+        None => None,
+        Some(Json::Text(s)) if !s.is_empty() && s.len() <= 128 => Some(s.into_owned()),
+        Some(Json::Text(_)) => return Err(bad("msg_id", "must be 1 to 128 characters")),
         Some(other) => {
-            return Err(bad("msg_id", format!("expected a string, found {}", json_type(other))));
+            return Err(bad("msg_id", format!("expected a string, found {}", other.type_name())));
         }
     };
-    let at = match object.get("at") {
-        None | Some(serde_json::Value::Null) => received_at,
-        Some(serde_json::Value::String(s)) => s
+    let at = match optional(fields.at)? {
+        None => received_at,
+        Some(Json::Text(s)) => s
             .parse::<Timestamp>()
             .map_err(|_| bad("at", format!("{s:?} is not an RFC 3339 timestamp")))?,
         Some(other) => {
             return Err(bad(
                 "at",
-                format!("expected an RFC 3339 string, found {}", json_type(other)),
+                format!("expected an RFC 3339 string, found {}", other.type_name()),
             ));
         }
     };
     within_bounds(at, received_at, bounds)?;
-    let seq = match object.get("seq") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::Number(n)) => match n.as_u64() {
+    let seq = match optional(fields.seq)? {
+        None => None,
+        Some(Json::Number(n)) => match n.as_u64() {
             Some(seq) => Some(seq),
             None => return Err(bad("seq", format!("{n} is not a whole number from 0 up"))),
         },
         Some(other) => {
             return Err(bad(
                 "seq",
-                format!("expected a whole number, found {}", json_type(other)),
+                format!("expected a whole number, found {}", other.type_name()),
             ));
         }
     };
 
     let command = match (kind, message) {
         (DeviceKind::Turnstile, "passage") => {
-            let direction = required_string(&object, "direction")?;
+            let direction = required_string(fields.direction, "direction")?;
             let direction = direction.parse::<Direction>().map_err(|e| bad("direction", e))?;
             DeviceCommand::RecordPassage { direction, at, seq }
         }
         (_, "fault") => {
-            let code = FaultCode::parse(&required_string(&object, "code")?).map_err(|e| bad("code", e))?;
-            let detail = string_field(&object, "detail")?.unwrap_or_default();
+            let code = FaultCode::parse(&required_string(fields.code, "code")?).map_err(|e| bad("code", e))?;
+            let detail = string_field(fields.detail, "detail")?.unwrap_or_default().into_owned();
             if detail.chars().count() > 1000 {
                 return Err(bad("detail", "longer than 1000 characters"));
             }
             DeviceCommand::ReportFault { code, detail, at, seq }
         }
         (_, "fault_cleared") => {
-            let code = FaultCode::parse(&required_string(&object, "code")?).map_err(|e| bad("code", e))?;
+            let code = FaultCode::parse(&required_string(fields.code, "code")?).map_err(|e| bad("code", e))?;
             DeviceCommand::ClearFault { code, at, seq }
         }
         (DeviceKind::Camera, "recognition") => {
-            identified = match object.get("subject") {
+            identified = match fields.subject.map(Json::of).transpose()? {
                 None => {
                     return Err(bad("subject", "missing (use null when nobody was recognized)"));
                 }
-                Some(serde_json::Value::Null) => None,
-                Some(serde_json::Value::String(s)) => Some(SubjectId::parse(s).map_err(|e| bad("subject", e))?),
+                Some(Json::Null) => None,
+                Some(Json::Text(s)) => Some(SubjectId::parse(&s).map_err(|e| bad("subject", e))?),
                 Some(other) => {
                     return Err(bad(
                         "subject",
-                        format!("expected a string or null, found {}", json_type(other)),
+                        format!("expected a string or null, found {}", other.type_name()),
                     ));
                 }
             };
-            let confidence = match object.get("confidence") {
+            let confidence = match fields.confidence.map(Json::of).transpose()? {
                 None => return Err(bad("confidence", "missing")),
-                Some(serde_json::Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+                Some(Json::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
                 Some(other) => {
                     return Err(bad(
                         "confidence",
-                        format!("expected a number, found {}", json_type(other)),
+                        format!("expected a number, found {}", other.type_name()),
                     ));
                 }
             };

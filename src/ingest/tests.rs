@@ -140,3 +140,72 @@ fn device_time_out_of_bounds_is_refused_with_which_bound_and_by_how_much() {
         .is_ok()
     );
 }
+
+#[test]
+fn fields_are_read_by_type_from_the_payload_text() {
+    let passage = "gatehouse/turnstile/T1/passage";
+    // Escaped strings are decoded; whitespace around the object and unknown fields of any shape are fine.
+    let escaped = try_parse(
+        passage,
+        br#"  {"msg_id":"g\u002d1\n","direction":"\u0069n","extra":{"deep":[1,{"x":null}]}}  "#,
+    )
+    .unwrap();
+    assert_eq!(escaped.msg_id.as_deref(), Some("g-1\n"));
+    assert_eq!(
+        escaped.command,
+        DeviceCommand::RecordPassage {
+            direction: Direction::In,
+            at: received(),
+            seq: None,
+        }
+    );
+    // Each field's type is named in the reason.
+    for (payload, reason) in [
+        (
+            r#"{"direction":7}"#,
+            r#"field "direction": expected a string, found a number"#,
+        ),
+        (
+            r#"{"direction":true}"#,
+            r#"field "direction": expected a string, found a boolean"#,
+        ),
+        (
+            r#"{"direction":["in"]}"#,
+            r#"field "direction": expected a string, found an array"#,
+        ),
+        (r#"{"direction":null}"#, r#"field "direction": missing"#),
+        (
+            r#"{"direction":"in","msg_id":{}}"#,
+            r#"field "msg_id": expected a string, found an object"#,
+        ),
+        (
+            r#"{"direction":"in","msg_id":""}"#,
+            r#"field "msg_id": must be 1 to 128 characters"#,
+        ),
+        (
+            r#"{"direction":"in","at":5}"#,
+            r#"field "at": expected an RFC 3339 string, found a number"#,
+        ),
+        (r#"[{"direction":"in"}]"#, "payload is not a JSON object"),
+        (r#""in""#, "payload is not a JSON object"),
+    ] {
+        assert_eq!(try_parse(passage, payload.as_bytes()).unwrap_err(), reason, "{payload}");
+    }
+    for broken in [r#"{"direction":"in""#, r#"[1,"#, "", "{\"direction\":\"in\"} x"] {
+        let error = try_parse(passage, broken.as_bytes()).unwrap_err();
+        assert!(error.starts_with("payload is not valid JSON"), "{broken}: {error}");
+    }
+    // A recognition tells a subject that is null (nobody recognized) from one that is missing.
+    let recognition = "gatehouse/camera/C1/recognition";
+    assert!(try_parse(recognition, br#"{"subject":null,"confidence":1}"#).is_ok());
+    assert_eq!(
+        try_parse(recognition, br#"{"confidence":1}"#).unwrap_err(),
+        r#"field "subject": missing (use null when nobody was recognized)"#
+    );
+    assert_eq!(
+        try_parse(recognition, br#"{"subject":null,"confidence":"high"}"#).unwrap_err(),
+        r#"field "confidence": expected a number, found a string"#
+    );
+    let named = try_parse(recognition, br#"{"subject":"P-\u0031","confidence":0.9}"#).unwrap();
+    assert_eq!(named.identified.map(|s| s.to_string()).as_deref(), Some("P-1"));
+}
