@@ -35,6 +35,7 @@ pub use work_orders::WorkOrdersProjection;
 
 use crate::config::OnError;
 use crate::journal::{JournalReader, Position, StoredEvent};
+use anyhow::Context as _;
 use jiff::tz::TimeZone;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
 
@@ -140,11 +141,17 @@ pub fn record_error(conn: &Connection, name: &str, error: &str) -> rusqlite::Res
 
 /// Applies one batch: reads the checkpoint, the events after it and writes rows plus the new checkpoint, all in
 /// one transaction. The checkpoint is read inside the transaction so two runners (the server and a `rebuild`
-/// swap) can never apply the same event twice. Each event runs in a savepoint: one that cannot be read or
-/// applied is rolled back alone and, with `on_error = park`, parked in the same transaction while the batch
-/// goes on. A projection that names its event types reads only those; a short batch then moves the checkpoint
-/// to the journal's head, past the events of other types. Returns the new checkpoint and how many events were
-/// read.
+/// swap) can never apply the same event twice. An event that cannot be applied is rolled back alone and, with
+/// `on_error = park`, parked in the same transaction while the batch goes on; one that cannot be read is parked
+/// the same way. A projection that names its event types reads only those; a short batch then moves the
+/// checkpoint to the journal's head, past the events of other types. Returns the new checkpoint and how many
+/// events were read.
+///
+/// Rolling back one event needs a savepoint around each, and inside a savepoint SQLite copies every page an event
+/// changes into its statement journal first (a 4 KiB copy and several allocations per page, for every event in
+/// every projector: most of the projectors' allocations during a burst). Events almost always apply, so a batch
+/// first runs without savepoints; only when an event fails is the whole transaction rolled back and the batch
+/// run again with a savepoint per event.
 pub fn run_batch(
     projection: &mut dyn Projection,
     journal: &JournalReader,
@@ -152,6 +159,35 @@ pub fn run_batch(
     batch_size: usize,
     on_error: OnError,
 ) -> anyhow::Result<(Position, usize)> {
+    if let Some(applied) = apply_batch(projection, journal, views, batch_size, on_error, Savepoints::None)? {
+        return Ok(applied);
+    }
+    tracing::debug!(
+        projection = projection.name(),
+        "an event failed: the batch runs again with a savepoint per event"
+    );
+    apply_batch(projection, journal, views, batch_size, on_error, Savepoints::PerEvent)?
+        .context("a batch with a savepoint per event always ends")
+}
+
+/// Whether each event of a batch runs in a savepoint of its own.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Savepoints {
+    /// None: an event's failure rolls back the whole batch (`Ok(None)` from [`apply_batch`]).
+    None,
+    PerEvent,
+}
+
+/// One attempt at a batch (see [`run_batch`]); `Ok(None)` when, without savepoints, an event failed and
+/// everything was rolled back.
+fn apply_batch(
+    projection: &mut dyn Projection,
+    journal: &JournalReader,
+    views: &mut Connection,
+    batch_size: usize,
+    on_error: OnError,
+    savepoints: Savepoints,
+) -> anyhow::Result<Option<(Position, usize)>> {
     let _writer = crate::db::views_writer(views);
     let mut tx = views.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let from = checkpoint(&tx, projection.name())?;
@@ -167,13 +203,24 @@ pub fn run_batch(
     let mut last = from;
     for event in events {
         let failure = match event {
-            Ok(event) => match apply_one(projection, &mut tx, &event)? {
-                None => {
-                    last = event.position;
-                    continue;
+            Ok(event) => {
+                let failed = match savepoints {
+                    Savepoints::PerEvent => apply_one(projection, &mut tx, &event)?,
+                    Savepoints::None => match projection.apply(&tx, &event) {
+                        Ok(()) => None,
+                        // Dropping the transaction rolls back the batch, this event's half-writes included.
+                        Err(ApplyError::Event(_)) => return Ok(None),
+                        Err(ApplyError::Storage(error)) => return Err(storage_failure(projection, &event, error)),
+                    },
+                };
+                match failed {
+                    None => {
+                        last = event.position;
+                        continue;
+                    }
+                    Some(error) => parked::Unhandled::of(&event, error),
                 }
-                Some(error) => parked::Unhandled::of(&event, error),
-            },
+            }
             Err(unreadable) => parked::Unhandled::unreadable(&unreadable),
         };
         if on_error == OnError::Stop {
@@ -203,7 +250,16 @@ pub fn run_batch(
         set_checkpoint(&tx, projection.name(), last)?;
     }
     tx.commit()?;
-    Ok((last, read))
+    Ok(Some((last, read)))
+}
+
+/// A failure of views.db while applying an event: the caller drops the whole transaction and retries the batch.
+fn storage_failure(projection: &dyn Projection, event: &StoredEvent, error: rusqlite::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}: views.db failed at position {}: {error}",
+        projection.name(),
+        event.position
+    )
 }
 
 /// Applies one event in a savepoint. `Ok(Some)` is the event's own failure (rolled back, to park); `Err` is a
@@ -229,14 +285,8 @@ pub(crate) fn apply_one(
             tx.prepare_cached("RELEASE apply_one")?.execute([])?;
             Ok(Some(error))
         }
-        Err(ApplyError::Storage(error)) => {
-            // The caller drops the whole transaction, savepoint and all.
-            Err(anyhow::anyhow!(
-                "{}: views.db failed at position {}: {error}",
-                projection.name(),
-                event.position
-            ))
-        }
+        // The caller drops the whole transaction, savepoint and all.
+        Err(ApplyError::Storage(error)) => Err(storage_failure(projection, event, error)),
     }
 }
 

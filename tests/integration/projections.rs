@@ -506,3 +506,90 @@ fn a_projection_of_a_few_event_types_reads_only_those_and_still_follows_the_jour
         .unwrap();
     assert_eq!((locked, reason.as_str(), version), (true, "vandalism", 2004));
 }
+
+/// Writes two rows per event and, for the positions it refuses, fails between them: what a projection whose
+/// second statement breaks a constraint does.
+struct HalfWriter {
+    refuses: Vec<u64>,
+}
+
+impl Projection for HalfWriter {
+    fn name(&self) -> &'static str {
+        "half_writer"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["half_written"]
+    }
+
+    fn apply(&mut self, tx: &Connection, event: &StoredEvent) -> Result<(), projection::ApplyError> {
+        tx.execute(
+            "INSERT INTO half_written (row) VALUES (?1)",
+            [format!("{}a", event.position)],
+        )?;
+        if self.refuses.contains(&event.position) {
+            return Err(projection::ApplyError::Event(format!(
+                "refuses position {}",
+                event.position
+            )));
+        }
+        tx.execute(
+            "INSERT INTO half_written (row) VALUES (?1)",
+            [format!("{}b", event.position)],
+        )?;
+        Ok(())
+    }
+}
+
+#[test]
+fn an_event_that_fails_half_written_leaves_nothing_behind_and_the_rest_of_its_batch_is_applied() {
+    let site = Site::new("[[turnstile]]\nid = \"T1\"\nname = \"North\"\nzone = \"Hall A\"\n");
+    let mut events = vec![commissioned(
+        DeviceKind::Turnstile,
+        "North",
+        "Hall A",
+        "2026-02-28T00:00:00Z",
+    )];
+    events.extend(passages(10));
+    seed(&site.paths(), &[("T1", events)]);
+    let journal = JournalReader::open(&site.paths().journal()).unwrap();
+    assert_eq!(journal.head().unwrap(), 11);
+    let mut views = views_conn(&site);
+    views
+        .execute("CREATE TABLE half_written (row TEXT PRIMARY KEY)", [])
+        .unwrap();
+    let rows = |views: &Connection| -> Vec<String> {
+        let mut stmt = views
+            .prepare("SELECT row FROM half_written ORDER BY CAST(row AS INTEGER), row")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    let whole = |positions: std::ops::RangeInclusive<u64>, except: &[u64]| -> Vec<String> {
+        positions
+            .filter(|p| !except.contains(p))
+            .flat_map(|p| [format!("{p}a"), format!("{p}b")])
+            .collect()
+    };
+
+    // Stopping: what came before the first refused event is kept, and nothing of it.
+    let mut stops = HalfWriter { refuses: vec![5, 8] };
+    let stop = gatehouse::config::OnError::Stop;
+    let error = projection::run_batch(&mut stops, &journal, &mut views, 100, stop).unwrap_err();
+    assert!(
+        format!("{error:#}").contains("position 5: refuses position 5"),
+        "{error:#}"
+    );
+    assert_eq!(rows(&views), whole(1..=4, &[]));
+    assert_eq!(projection::checkpoint(&views, "half_writer").unwrap(), 4);
+
+    // Parking: both refused events are parked, their first rows undone, every other event applied in full.
+    let mut parks = HalfWriter { refuses: vec![5, 8] };
+    let park = gatehouse::config::OnError::Park;
+    let done = projection::run_batch(&mut parks, &journal, &mut views, 100, park).unwrap();
+    assert_eq!(done, (11, 7), "from the checkpoint at 4 to the head");
+    assert_eq!(rows(&views), whole(1..=11, &[5, 8]));
+    let parked = projection::parked::list(&views, None).unwrap();
+    let parked: Vec<(String, u64)> = parked.into_iter().map(|p| (p.follower, p.position)).collect();
+    assert_eq!(parked, [("half_writer".to_string(), 5), ("half_writer".to_string(), 8)]);
+    assert_eq!(projection::checkpoint(&views, "half_writer").unwrap(), 11);
+}
