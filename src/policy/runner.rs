@@ -1,7 +1,7 @@
-//! Runs each policy as a task on the actix runtime: read a batch after the checkpoint (on the blocking pool), let
-//! the policy decide every event of it, carry out the orders (in decision order per aggregate instance,
-//! concurrently across instances) until each is durable, then move the checkpoint with the policy's memory. Woken
-//! by the writer's commit notices, like the projectors; catches up after a restart.
+//! Runs each policy as a task on the actix runtime: read a batch after the checkpoint and let the policy decide
+//! every event of it (both on the policy's own thread), carry out the orders (in decision order per aggregate
+//! instance, concurrently across instances) until each is durable, then move the checkpoint with the policy's
+//! memory. Woken by the writer's commit notices, like the projectors; catches up after a restart.
 
 use super::{OrderError, Policy, follower_name};
 use crate::actors::{Meta, Registry};
@@ -47,7 +47,8 @@ pub fn start_policies(
             ticked: (clock.is_virtual() && policy.ticks()).then_some(ticked),
         };
         let runner = Runner {
-            policy,
+            policy: Arc::new(Mutex::new(policy)),
+            worker: Worker::start(name)?,
             name,
             registry: registry.clone(),
             journal_path: journal_path.to_owned(),
@@ -113,7 +114,9 @@ fn save_memory(views: &rusqlite::Connection, name: &str, memory: &[u8]) -> rusql
 }
 
 struct Runner {
-    policy: Box<dyn Policy>,
+    /// Decides on the worker's thread (`one_batch`) and answers about time and memory here.
+    policy: Arc<Mutex<Box<dyn Policy>>>,
+    worker: Worker,
     name: &'static str,
     registry: Registry,
     journal_path: PathBuf,
@@ -135,12 +138,124 @@ struct Connections {
     views: rusqlite::Connection,
 }
 
-/// A batch as read: the checkpoint it starts after and its rows.
-type Batch = (Position, Vec<Result<StoredEvent, UnreadableEvent>>);
+/// A policy's own thread, where its SQLite work runs and where it decides each batch. Reading and deciding every
+/// event on the actix thread took it from ingestion (a fifth of that thread's allocations were the policies'
+/// decoding during a burst); like the projectors' threads, it yields the CPU to ingestion when the CPU is short.
+struct Worker {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+impl Worker {
+    fn start(name: &str) -> anyhow::Result<Self> {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name(format!("policy-{}", name.trim_start_matches("policy:")))
+            .spawn(move || {
+                crate::projection::runner::yield_to_ingestion();
+                // Ends when the runner (the only sender) is dropped.
+                for job in queue {
+                    // A job that panics drops its answer (the runner reports the failure and retries); the thread
+                    // goes on with the next one.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            })?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `work` on the worker's thread and waits for its answer.
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = answer.send(work());
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| "the policy's thread has stopped".to_string())?;
+        answered
+            .await
+            .map_err(|_| "the policy's thread failed in the middle of its work".to_string())
+    }
+}
+
+/// What a policy made of one batch, decided on its thread.
+struct Decided {
+    /// The checkpoint the batch starts after.
+    from: Position,
+    /// Rows read.
+    read: usize,
+    /// The last position decided (or parked).
+    last: Position,
+    orders: Vec<(String, super::Order)>,
+    parked: Vec<Unhandled>,
+    /// With `on_error = stop`: the event it stopped in front of (nothing after it was decided).
+    stopped: Option<Unhandled>,
+}
+
+/// Lets the policy decide each row of a batch, in order.
+fn decide(
+    policy: &mut dyn Policy,
+    name: &'static str,
+    on_error: OnError,
+    from: Position,
+    rows: Vec<Result<StoredEvent, UnreadableEvent>>,
+) -> Decided {
+    let mut decided = Decided {
+        from,
+        read: rows.len(),
+        last: from,
+        orders: Vec::new(),
+        parked: Vec::new(),
+        stopped: None,
+    };
+    for row in rows {
+        let outcome = match row {
+            Ok(event) => match policy.react(&event) {
+                Ok(orders) => {
+                    decided.orders.extend(with_causations(name, event.position, orders));
+                    Ok(event.position)
+                }
+                Err(error) => Err(Unhandled::of(&event, error)),
+            },
+            Err(unreadable) => Err(Unhandled::unreadable(&unreadable)),
+        };
+        match outcome {
+            Ok(position) => decided.last = position,
+            Err(unhandled) if on_error == OnError::Stop => {
+                // Keep what came before it; stop in front of it, deciding nothing after it.
+                decided.stopped = Some(unhandled);
+                break;
+            }
+            Err(unhandled) => {
+                decided.last = unhandled.position;
+                decided.parked.push(unhandled);
+            }
+        }
+    }
+    decided
+}
+
+/// Each order with the causation it is carried out under: `policy:NAME:POSITION`, `/N` for the N-th of several.
+fn with_causations(name: &str, position: Position, orders: Vec<super::Order>) -> Vec<(String, super::Order)> {
+    let several = orders.len() > 1;
+    orders
+        .into_iter()
+        .enumerate()
+        .map(|(n, order)| {
+            let causation = if several {
+                format!("{name}:{position}/{n}")
+            } else {
+                format!("{name}:{position}")
+            };
+            (causation, order)
+        })
+        .collect()
+}
 
 impl Runner {
     async fn run(mut self, mut committed: watch::Receiver<Position>) {
-        let ticks = self.policy.ticks();
+        let ticks = self.policy().ticks();
         // On a virtual clock, time passes when the clock is moved, not every second.
         let mut moves = self.clock.watch();
         let on_wall_clock = moves.is_none();
@@ -183,7 +298,7 @@ impl Runner {
         let recent_dead_letters = self
             .blocking(move |c| crate::dead_letters::recent_by_sender(c.journal.connection(), since))
             .await?;
-        let due = self.policy.due(&super::Moment {
+        let due = self.policy().due(&super::Moment {
             now,
             recent_dead_letters,
         });
@@ -196,7 +311,7 @@ impl Runner {
             .map(|due| (format!("{}:{}", self.name, due.key), due.order))
             .collect();
         self.carry_out(orders).await?;
-        let (name, memory) = (self.name, self.policy.remember());
+        let (name, memory) = (self.name, self.policy().remember());
         self.blocking(move |c| {
             if let Some(memory) = &memory {
                 let _writer = crate::db::views_writer(&c.views);
@@ -209,6 +324,11 @@ impl Runner {
         Ok(())
     }
 
+    /// The policy, between the batches its thread decides.
+    fn policy(&self) -> std::sync::MutexGuard<'_, Box<dyn Policy>> {
+        self.policy.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn set_error(&self, error: Option<String>) {
         let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(error) = &error
@@ -219,98 +339,58 @@ impl Runner {
         *last = error;
     }
 
-    /// Runs `work` on the blocking pool with the runner's connections, opening them when there are none.
+    /// Runs `work` on the policy's thread with the runner's connections, opening them when there are none.
     async fn blocking<T: Send + 'static>(
         &mut self,
         work: impl FnOnce(&mut Connections) -> anyhow::Result<T> + Send + 'static,
     ) -> Result<T, String> {
         let (journal, views) = (self.journal_path.clone(), self.views_path.clone());
         let kept = self.connections.take();
-        let (connections, result) = tokio::task::spawn_blocking(move || {
-            let mut connections = match kept {
-                Some(connections) => connections,
-                None => match JournalReader::open(&journal)
-                    .and_then(|journal| Ok((journal, crate::db::open(&views, crate::config::Synchronous::Normal)?)))
-                {
-                    Ok((journal, views)) => Connections { journal, views },
-                    Err(error) => return (None, Err(error)),
-                },
-            };
-            let result = work(&mut connections);
-            // After a failure the connections are not trusted again.
-            (result.is_ok().then_some(connections), result)
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+        let (connections, result) = self
+            .worker
+            .run(move || {
+                let mut connections = match kept {
+                    Some(connections) => connections,
+                    None => match JournalReader::open(&journal)
+                        .and_then(|journal| Ok((journal, crate::db::open(&views, crate::config::Synchronous::Normal)?)))
+                    {
+                        Ok((journal, views)) => Connections { journal, views },
+                        Err(error) => return (None, Err(error)),
+                    },
+                };
+                let result = work(&mut connections);
+                // After a failure the connections are not trusted again.
+                (result.is_ok().then_some(connections), result)
+            })
+            .await?;
         self.connections = connections;
         result.map_err(|e| format!("{e:#}"))
     }
 
     /// Reads, acts on and checkpoints one batch. Returns how many rows it read.
     ///
-    /// The policy decides the whole batch first (from its memory, never from what its orders did); the orders are
-    /// then carried out together: one after the other for each aggregate instance, concurrently across instances,
-    /// so their appends share group commits instead of waiting a commit each.
+    /// The policy decides the whole batch first (from its memory, never from what its orders did), on its thread;
+    /// the orders are then carried out together: one after the other for each aggregate instance, concurrently
+    /// across instances, so their appends share group commits instead of waiting a commit each.
     async fn one_batch(&mut self) -> Result<usize, String> {
-        let name = self.name;
-        let (from, rows): Batch = self
+        let (name, on_error, policy) = (self.name, self.on_error, Arc::clone(&self.policy));
+        let decided = self
             .blocking(move |c| {
                 let from = crate::projection::checkpoint(&c.views, name)?;
-                Ok((from, c.journal.events_after_lenient(from, BATCH)?))
+                let rows = c.journal.events_after_lenient(from, BATCH)?;
+                let mut policy = policy.lock().unwrap_or_else(|p| p.into_inner());
+                Ok(decide(policy.as_mut(), name, on_error, from, rows))
             })
             .await?;
-        let read = rows.len();
-        let mut last = from;
-        let mut parked = Vec::new();
-        let mut orders = Vec::new();
-        for row in rows {
-            let outcome = match row {
-                Ok(event) => match self.policy.react(&event) {
-                    Ok(decided) => {
-                        orders.extend(self.with_causations(event.position, decided));
-                        Ok(event.position)
-                    }
-                    Err(error) => Err(Unhandled::of(&event, error)),
-                },
-                Err(unreadable) => Err(Unhandled::unreadable(&unreadable)),
-            };
-            match outcome {
-                Ok(position) => last = position,
-                Err(unhandled) if self.on_error == OnError::Stop => {
-                    // Keep what came before it; stop in front of it, acting on nothing after it.
-                    self.carry_out(std::mem::take(&mut orders)).await?;
-                    self.save(from, last, parked).await?;
-                    return Err(format!(
-                        "event at position {} cannot be handled: {}",
-                        unhandled.position, unhandled.error
-                    ));
-                }
-                Err(unhandled) => {
-                    last = unhandled.position;
-                    parked.push(unhandled);
-                }
-            }
+        self.carry_out(decided.orders).await?;
+        self.save(decided.from, decided.last, decided.parked).await?;
+        match decided.stopped {
+            None => Ok(decided.read),
+            Some(unhandled) => Err(format!(
+                "event at position {} cannot be handled: {}",
+                unhandled.position, unhandled.error
+            )),
         }
-        self.carry_out(orders).await?;
-        self.save(from, last, parked).await?;
-        Ok(read)
-    }
-
-    /// Each order with the causation it is carried out under: `policy:NAME:POSITION`, `/N` for the N-th of several.
-    fn with_causations(&self, position: Position, orders: Vec<super::Order>) -> Vec<(String, super::Order)> {
-        let several = orders.len() > 1;
-        orders
-            .into_iter()
-            .enumerate()
-            .map(|(n, order)| {
-                let causation = if several {
-                    format!("{}:{position}/{n}", self.name)
-                } else {
-                    format!("{}:{position}", self.name)
-                };
-                (causation, order)
-            })
-            .collect()
     }
 
     /// Carries out a batch's orders until each is durable (or refused). When one cannot be made durable, the
@@ -361,13 +441,13 @@ impl Runner {
 
     /// Puts the policy's memory back to what was saved with its checkpoint.
     async fn recall_saved(&mut self) -> Result<(), String> {
-        if self.policy.remember().is_none() {
+        if self.policy().remember().is_none() {
             return Ok(());
         }
         let name = self.name;
         let saved = self.blocking(move |c| Ok(read_memory(&c.views, name)?)).await?;
         match saved {
-            Some(memory) => self.policy.recall(&memory),
+            Some(memory) => self.policy().recall(&memory),
             None => Err("its saved memory is gone; restart to start it over".into()),
         }
     }
@@ -378,7 +458,7 @@ impl Runner {
             return Ok(());
         }
         let name = self.name;
-        let memory = self.policy.remember();
+        let memory = self.policy().remember();
         self.blocking(move |c| {
             let _writer = crate::db::views_writer(&c.views);
             let tx = c

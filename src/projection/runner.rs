@@ -22,7 +22,7 @@ const PROJECTOR_NICENESS: libc::c_int = 10;
 /// Lowers the calling thread's CPU priority to [`PROJECTOR_NICENESS`]. Linux only: there niceness is per thread;
 /// elsewhere the same call would lower the whole process.
 #[cfg(target_os = "linux")]
-fn yield_to_ingestion() {
+pub(crate) fn yield_to_ingestion() {
     // SAFETY: setpriority takes plain integers and touches no memory of ours; `who` 0 is the calling thread.
     let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, PROJECTOR_NICENESS) };
     if result != 0 {
@@ -32,7 +32,7 @@ fn yield_to_ingestion() {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn yield_to_ingestion() {}
+pub(crate) fn yield_to_ingestion() {}
 
 /// How soon a projector that failed tries again, even without a new commit.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
