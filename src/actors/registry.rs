@@ -44,13 +44,13 @@ pub struct Registry {
 }
 
 impl Registry {
-    fn address<C: Send + 'static, R: Send + 'static>(&self, stream: &str) -> Option<Recipient<ExecuteAndReply<C, R>>> {
+    /// Whether an instance of `stream` taking these commands is running.
+    fn is_running<C: Send + 'static, R: Send + 'static>(&self, stream: &str) -> bool {
         // A poisoned lock only means a panic elsewhere while inserting: the map itself is still whole.
         let instances = self.instances.read().unwrap_or_else(|p| p.into_inner());
         instances
             .get(stream)
-            .and_then(|address| address.downcast_ref::<Recipient<ExecuteAndReply<C, R>>>())
-            .cloned()
+            .is_some_and(|address| address.is::<Recipient<ExecuteAndReply<C, R>>>())
     }
 
     fn insert<C: Send + 'static, R: Send + 'static>(
@@ -70,17 +70,26 @@ impl Registry {
         command: C,
         meta: Meta,
     ) -> impl Future<Output = Result<CommandOutcome, CommandError<R>>> + use<C, R> {
-        let answer = match self.address::<C, R>(stream) {
-            Some(recipient) => {
-                let (reply, answer) = tokio::sync::oneshot::channel();
-                recipient.do_send(ExecuteAndReply {
-                    execute: Execute::new(command, meta),
-                    reply,
-                });
-                Ok(answer)
+        // Sent through the map's own recipient, under the read lock (poisoned only by a panic elsewhere while
+        // inserting: the map itself is still whole): cloning a `Recipient` allocates twice (a box
+        // and actix's per-sender task), for every ingested message.
+        let answer = {
+            let instances = self.instances.read().unwrap_or_else(|p| p.into_inner());
+            match instances
+                .get(stream)
+                .and_then(|address| address.downcast_ref::<Recipient<ExecuteAndReply<C, R>>>())
+            {
+                Some(recipient) => {
+                    let (reply, answer) = tokio::sync::oneshot::channel();
+                    recipient.do_send(ExecuteAndReply {
+                        execute: Execute::new(command, meta),
+                        reply,
+                    });
+                    Ok(answer)
+                }
+                None if self.unrecoverable.contains_key(stream) => Err(CommandError::Unavailable),
+                None => Err(CommandError::UnknownStream(stream.to_owned())),
             }
-            None if self.unrecoverable.contains_key(stream) => Err(CommandError::Unavailable),
-            None => Err(CommandError::UnknownStream(stream.to_owned())),
         };
         // No answer: the actor stopped before it carried the command out.
         async move { answer?.await.map_err(|_| CommandError::Unavailable)? }
@@ -112,9 +121,9 @@ impl Registry {
         A::Rejection: Send,
     {
         let stream = StreamName::of(A::KIND, id).map_err(|e| CommandError::UnknownStream(e.to_string()))?;
-        if self.address::<A::Command, A::Rejection>(stream.as_str()).is_none() {
+        if !self.is_running::<A::Command, A::Rejection>(stream.as_str()) {
             let _one_at_a_time = self.starting.lock().await;
-            if self.address::<A::Command, A::Rejection>(stream.as_str()).is_none() {
+            if !self.is_running::<A::Command, A::Rejection>(stream.as_str()) {
                 let recovered = recover_off_executor::<A>(self.journal_path.clone(), stream.clone())
                     .await
                     .map_err(|e| CommandError::Journal(crate::journal::AppendError::Storage(format!("{e:#}"))))?;

@@ -51,7 +51,12 @@ fn config() -> bincode::config::Configuration {
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Encoding our own plain data types into a Vec cannot fail (no I/O, no unsupported serde features); were it
     // ever to, an empty body fails loudly on decode instead of taking the process down.
-    bincode::serde::encode_to_vec(value, config()).unwrap_or_default()
+    // Room for a typical event up front: grown from empty, a passage's body took three allocations.
+    let mut body = Vec::with_capacity(64);
+    match bincode::serde::encode_into_std_write(value, &mut body, config()) {
+        Ok(_) => body,
+        Err(_) => Vec::new(),
+    }
 }
 
 /// The most a decode may claim to allocate. A corrupt length prefix in stored bytes otherwise asks for an
