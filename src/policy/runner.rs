@@ -139,8 +139,9 @@ struct Connections {
 }
 
 /// A policy's own thread, where its SQLite work runs and where it decides each batch. Reading and deciding every
-/// event on the actix thread took it from ingestion (a fifth of that thread's allocations were the policies'
-/// decoding during a burst); like the projectors' threads, it yields the CPU to ingestion when the CPU is short.
+/// event on the actix thread took it from ingestion (over an external-broker bench run, about a quarter of that
+/// thread's allocations were the policies'); like the projectors' threads, it yields the CPU to ingestion when the
+/// CPU is short.
 struct Worker {
     jobs: std::sync::mpsc::Sender<Job>,
 }
