@@ -272,6 +272,8 @@ fn occupancy_counts_in_minus_out_per_zone_raises_over_capacity_and_takes_a_manag
         .unwrap();
         assert!(session.0.contains("needs%20a%20reason"), "{session:?}");
         assert!(session.1.contains("Hall%20A%20now%20counts%207"), "{session:?}");
+        // The alarms policy raises the alarm again from the correction, after it: wait for it as the live page does.
+        settle(state).await;
         let (_, dashboard) = get(addr, "/live/dashboard").await;
         assert!(
             dashboard.contains(r#"<td class="num occupancy overdue">7 / 2</td>"#),
