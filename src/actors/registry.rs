@@ -44,13 +44,25 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Whether an instance of `stream` taking these commands is running.
-    fn is_running<C: Send + 'static, R: Send + 'static>(&self, stream: &str) -> bool {
+    /// Runs `with` on the running instance of `stream` that takes these commands, through the map's own recipient
+    /// under the read lock: cloning a `Recipient` allocates twice (a box and actix's per-sender task), which would
+    /// be for every ingested message.
+    fn with_recipient<C: Send + 'static, R: Send + 'static, T>(
+        &self,
+        stream: &str,
+        with: impl FnOnce(&Recipient<ExecuteAndReply<C, R>>) -> T,
+    ) -> Option<T> {
         // A poisoned lock only means a panic elsewhere while inserting: the map itself is still whole.
         let instances = self.instances.read().unwrap_or_else(|p| p.into_inner());
         instances
             .get(stream)
-            .is_some_and(|address| address.is::<Recipient<ExecuteAndReply<C, R>>>())
+            .and_then(|address| address.downcast_ref::<Recipient<ExecuteAndReply<C, R>>>())
+            .map(with)
+    }
+
+    /// Whether an instance of `stream` taking these commands is running.
+    fn is_running<C: Send + 'static, R: Send + 'static>(&self, stream: &str) -> bool {
+        self.with_recipient::<C, R, _>(stream, |_| ()).is_some()
     }
 
     fn insert<C: Send + 'static, R: Send + 'static>(
@@ -70,26 +82,18 @@ impl Registry {
         command: C,
         meta: Meta,
     ) -> impl Future<Output = Result<CommandOutcome, CommandError<R>>> + use<C, R> {
-        // Sent through the map's own recipient, under the read lock (poisoned only by a panic elsewhere while
-        // inserting: the map itself is still whole): cloning a `Recipient` allocates twice (a box
-        // and actix's per-sender task), for every ingested message.
-        let answer = {
-            let instances = self.instances.read().unwrap_or_else(|p| p.into_inner());
-            match instances
-                .get(stream)
-                .and_then(|address| address.downcast_ref::<Recipient<ExecuteAndReply<C, R>>>())
-            {
-                Some(recipient) => {
-                    let (reply, answer) = tokio::sync::oneshot::channel();
-                    recipient.do_send(ExecuteAndReply {
-                        execute: Execute::new(command, meta),
-                        reply,
-                    });
-                    Ok(answer)
-                }
-                None if self.unrecoverable.contains_key(stream) => Err(CommandError::Unavailable),
-                None => Err(CommandError::UnknownStream(stream.to_owned())),
-            }
+        let sent = self.with_recipient(stream, |recipient| {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            recipient.do_send(ExecuteAndReply {
+                execute: Execute::new(command, meta),
+                reply,
+            });
+            answer
+        });
+        let answer = match sent {
+            Some(answer) => Ok(answer),
+            None if self.unrecoverable.contains_key(stream) => Err(CommandError::Unavailable),
+            None => Err(CommandError::UnknownStream(stream.to_owned())),
         };
         // No answer: the actor stopped before it carried the command out.
         async move { answer?.await.map_err(|_| CommandError::Unavailable)? }

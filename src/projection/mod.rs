@@ -265,9 +265,8 @@ fn storage_failure(projection: &dyn Projection, event: &StoredEvent, error: rusq
 /// Applies one event in a savepoint. `Ok(Some)` is the event's own failure (rolled back, to park); `Err` is a
 /// failure of views.db (the whole batch is retried).
 ///
-/// The savepoint's statements are prepared once per connection: rusqlite's `Savepoint` parses its SQL anew each
-/// time, and this runs for every event in every projector (ten of them), which made SQL parsing a visible part of
-/// the projectors' CPU during a burst.
+/// Used when a batch is run again after an event failed, and for a parked event's re-drive. The savepoint's
+/// statements are prepared once per connection: rusqlite's `Savepoint` parses its SQL anew each time.
 pub(crate) fn apply_one(
     projection: &mut dyn Projection,
     tx: &mut Transaction<'_>,

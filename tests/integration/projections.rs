@@ -14,6 +14,14 @@ fn views_conn(site: &Site) -> Connection {
     conn
 }
 
+/// The site of most tests here: turnstile T1, "North", in Hall A.
+const NORTH: &str = "[[turnstile]]\nid = \"T1\"\nname = \"North\"\nzone = \"Hall A\"\n";
+
+/// T1 of [`NORTH`] commissioned, the day before [`passages`] start.
+fn north_commissioned() -> DeviceEvent {
+    commissioned(DeviceKind::Turnstile, "North", "Hall A", "2026-02-28T00:00:00Z")
+}
+
 /// `n` passages for T1, alternating in/out, one per second from 2026-03-01T00:00:00Z.
 fn passages(n: usize) -> Vec<DeviceEvent> {
     let start = at("2026-03-01T00:00:00Z");
@@ -33,15 +41,7 @@ fn passages(n: usize) -> Vec<DeviceEvent> {
 }
 
 fn seed_passages(site: &Site, n: usize) {
-    let mut streams = vec![(
-        "T1",
-        vec![commissioned(
-            DeviceKind::Turnstile,
-            "North",
-            "Hall A",
-            "2026-02-28T00:00:00Z",
-        )],
-    )];
+    let mut streams = vec![("T1", vec![north_commissioned()])];
     // Several appends, as real traffic would arrive.
     for chunk in passages(n).chunks(5000) {
         streams.push(("T1", chunk.to_vec()));
@@ -73,7 +73,7 @@ fn try_traffic_total_and_checkpoint(site: &Site) -> Option<(i64, i64)> {
 
 #[test]
 fn a_server_killed_mid_catch_up_resumes_without_losing_or_doubling_an_event() {
-    let site = Site::new("[[turnstile]]\nid = \"T1\"\nname = \"North\"\nzone = \"Hall A\"\n");
+    let site = Site::new(NORTH);
     let n = 60_000;
     seed_passages(&site, n);
     let head = JournalReader::open(&site.paths().journal()).unwrap().head().unwrap() as i64;
@@ -366,7 +366,7 @@ fn an_upgrade_fills_the_report_rollups_from_the_rows_already_projected() {
 
 #[test]
 fn a_rebuild_of_100k_events_while_ingesting_keeps_pages_answering_and_swaps_in_what_a_fresh_projection_gives() {
-    let site = Site::new("[[turnstile]]\nid = \"T1\"\nname = \"North\"\nzone = \"Hall A\"\n");
+    let site = Site::new(NORTH);
     seed_passages(&site, 100_000);
     let dir = site.dir.path().to_owned();
     let views_path = site.paths().views();
@@ -444,7 +444,7 @@ fn a_rebuild_of_100k_events_while_ingesting_keeps_pages_answering_and_swaps_in_w
 
 #[test]
 fn a_projection_of_a_few_event_types_reads_only_those_and_still_follows_the_journal_to_its_head() {
-    let site = Site::new("[[turnstile]]\nid = \"T1\"\nname = \"North\"\nzone = \"Hall A\"\n");
+    let site = Site::new(NORTH);
     let lock = |reason: &str, when: &str| {
         DeviceEvent::LockedOut(LockedOut {
             reason: reason.into(),
@@ -457,15 +457,7 @@ fn a_projection_of_a_few_event_types_reads_only_those_and_still_follows_the_jour
     seed(
         &site.paths(),
         &[
-            (
-                "T1",
-                vec![commissioned(
-                    DeviceKind::Turnstile,
-                    "North",
-                    "Hall A",
-                    "2026-02-28T00:00:00Z",
-                )],
-            ),
+            ("T1", vec![north_commissioned()]),
             ("T1", passages[..1000].to_vec()),
             ("T1", vec![lock("fire drill", "2026-03-01T01:00:00Z")]),
             ("T1", passages[1000..2000].to_vec()),
@@ -543,13 +535,8 @@ impl Projection for HalfWriter {
 
 #[test]
 fn an_event_that_fails_half_written_leaves_nothing_behind_and_the_rest_of_its_batch_is_applied() {
-    let site = Site::new("[[turnstile]]\nid = \"T1\"\nname = \"North\"\nzone = \"Hall A\"\n");
-    let mut events = vec![commissioned(
-        DeviceKind::Turnstile,
-        "North",
-        "Hall A",
-        "2026-02-28T00:00:00Z",
-    )];
+    let site = Site::new(NORTH);
+    let mut events = vec![north_commissioned()];
     events.extend(passages(10));
     seed(&site.paths(), &[("T1", events)]);
     let journal = JournalReader::open(&site.paths().journal()).unwrap();
